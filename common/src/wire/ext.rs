@@ -1,0 +1,398 @@
+//! IPv6 extension headers (RFC 8200 §4) with the Mobile IPv6 pieces:
+//! the Home Address option in a Destination Options header (RFC 6275 §6.3)
+//! and the type 2 routing header (RFC 6275 §6.4).
+//!
+//! ```text
+//! Hop-by-Hop / Destination Options          Type 2 Routing Header
+//! +-------------+-------------+----------+  +-------------+-------------+----------------+---------------+
+//! | Next Header | Hdr Ext Len | Options  |  | Next Header | Hdr Ext Len=2 | Routing Type=2 | Segments Left |
+//! +-------------+-------------+----------+  +-------------+-------------+----------------+---------------+
+//!                                           |   Reserved (4)  |  Home Address (16)                      |
+//! Home Address option (8n+6 alignment)
+//! | Option Type=201 | Opt Data Len=16 | Home Address (16) |
+//!
+//! Fragment header
+//! | Next Header | Reserved | Fragment Offset (13) |Res|M| Identification (32) |
+//! ```
+//!
+//! Pad1/PadN are not kept in the representation: emit places every option
+//! at its required alignment and pads the header to a multiple of 8 octets.
+
+use core::fmt;
+use core::net::Ipv6Addr;
+
+use super::ipv6::IpProtocol;
+use super::{addr6, be16, be32, WireError};
+
+/// Home Address option type (RFC 6275 §6.3).
+pub const OPT_HOME_ADDRESS: u8 = 201;
+const OPT_PAD1: u8 = 0;
+const OPT_PADN: u8 = 1;
+
+/// One option of a Hop-by-Hop or Destination Options header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ipv6OptionRepr {
+    /// RFC 6275 §6.3.
+    HomeAddress(Ipv6Addr),
+    /// Any other option, kept as is.
+    Unknown { opt_type: u8, data: Vec<u8> },
+}
+
+impl Ipv6OptionRepr {
+    fn wire_len(&self) -> usize {
+        match self {
+            Ipv6OptionRepr::HomeAddress(_) => 18,
+            Ipv6OptionRepr::Unknown { data, .. } => 2 + data.len(),
+        }
+    }
+
+    /// `(n, k)`: the option type byte goes at an offset `x` with `x % n == k`.
+    fn alignment(&self) -> (usize, usize) {
+        match self {
+            Ipv6OptionRepr::HomeAddress(_) => (8, 6),
+            Ipv6OptionRepr::Unknown { .. } => (1, 0),
+        }
+    }
+}
+
+/// The options of a Hop-by-Hop or Destination Options header.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DestOptRepr {
+    pub options: Vec<Ipv6OptionRepr>,
+}
+
+impl DestOptRepr {
+    /// Parses the header body after Next Header and Hdr Ext Len.
+    fn parse_options(mut b: &[u8]) -> Result<Self, WireError> {
+        let mut options = Vec::new();
+        while let Some(&t) = b.first() {
+            if t == OPT_PAD1 {
+                b = &b[1..];
+                continue;
+            }
+            let len = usize::from(*b.get(1).ok_or(WireError::Truncated("ipv6 option length"))?);
+            let data = b
+                .get(2..2 + len)
+                .ok_or(WireError::Truncated("ipv6 option data"))?;
+            match t {
+                OPT_PADN => {}
+                OPT_HOME_ADDRESS if len != 16 => {
+                    return Err(WireError::BadLength("home address option"))
+                }
+                OPT_HOME_ADDRESS => options.push(Ipv6OptionRepr::HomeAddress(addr6(data, 0))),
+                _ => options.push(Ipv6OptionRepr::Unknown {
+                    opt_type: t,
+                    data: data.to_vec(),
+                }),
+            }
+            b = &b[2 + len..];
+        }
+        Ok(DestOptRepr { options })
+    }
+
+    /// The options with padding, starting at header offset 2.
+    fn option_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for opt in &self.options {
+            let (n, k) = opt.alignment();
+            let at = 2 + out.len();
+            push_padding(&mut out, (n + k - at % n) % n);
+            match opt {
+                Ipv6OptionRepr::HomeAddress(a) => {
+                    out.extend_from_slice(&[OPT_HOME_ADDRESS, 16]);
+                    out.extend_from_slice(&a.octets());
+                }
+                Ipv6OptionRepr::Unknown { opt_type, data } => {
+                    out.push(*opt_type);
+                    out.push(u8::try_from(data.len()).unwrap_or(u8::MAX));
+                    out.extend_from_slice(&data[..data.len().min(255)]);
+                }
+            }
+            debug_assert_eq!((2 + out.len() - opt.wire_len()) % n, k);
+        }
+        let total = 2 + out.len();
+        push_padding(&mut out, (8 - total % 8) % 8);
+        out
+    }
+
+    /// The home address carried in a Home Address option, if any.
+    pub fn home_address(&self) -> Option<Ipv6Addr> {
+        self.options.iter().find_map(|o| match o {
+            Ipv6OptionRepr::HomeAddress(a) => Some(*a),
+            Ipv6OptionRepr::Unknown { .. } => None,
+        })
+    }
+}
+
+fn push_padding(out: &mut Vec<u8>, n: usize) {
+    match n {
+        0 => {}
+        1 => out.push(OPT_PAD1),
+        _ => {
+            out.push(OPT_PADN);
+            out.push((n - 2) as u8);
+            out.resize(out.len() + n - 2, 0);
+        }
+    }
+}
+
+/// A routing header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutingRepr {
+    /// RFC 6275 §6.4.
+    Type2 {
+        segments_left: u8,
+        home_address: Ipv6Addr,
+    },
+    /// Any other routing type, body kept as is.
+    Other {
+        routing_type: u8,
+        segments_left: u8,
+        data: Vec<u8>,
+    },
+}
+
+/// A fragment header (parsed so that a chain with one decodes; we never
+/// fragment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragmentRepr {
+    /// In 8-octet units (13 bits).
+    pub offset: u16,
+    pub more: bool,
+    pub ident: u32,
+}
+
+/// One extension header of the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtHeaderRepr {
+    HopByHop(DestOptRepr),
+    Routing(RoutingRepr),
+    Fragment(FragmentRepr),
+    DestOpts(DestOptRepr),
+}
+
+impl ExtHeaderRepr {
+    /// Whether `proto` is an extension header this module parses.
+    pub fn is_ext(proto: IpProtocol) -> bool {
+        matches!(
+            proto,
+            IpProtocol::HopByHop
+                | IpProtocol::Routing
+                | IpProtocol::Fragment
+                | IpProtocol::DestOpts
+        )
+    }
+
+    pub fn protocol(&self) -> IpProtocol {
+        match self {
+            ExtHeaderRepr::HopByHop(_) => IpProtocol::HopByHop,
+            ExtHeaderRepr::Routing(_) => IpProtocol::Routing,
+            ExtHeaderRepr::Fragment(_) => IpProtocol::Fragment,
+            ExtHeaderRepr::DestOpts(_) => IpProtocol::DestOpts,
+        }
+    }
+
+    /// Parses the header of type `proto` at the start of `b`; returns it, the
+    /// next header and the header's length in bytes.
+    pub fn parse(proto: IpProtocol, b: &[u8]) -> Result<(Self, IpProtocol, usize), WireError> {
+        if b.len() < 8 {
+            return Err(WireError::Truncated("ipv6 extension header"));
+        }
+        let next = IpProtocol::from(b[0]);
+        if proto == IpProtocol::Fragment {
+            let off = be16(b, 2);
+            let frag = FragmentRepr {
+                offset: off >> 3,
+                more: off & 1 == 1,
+                ident: be32(b, 4),
+            };
+            return Ok((ExtHeaderRepr::Fragment(frag), next, 8));
+        }
+        let len = (usize::from(b[1]) + 1) * 8;
+        let body = b
+            .get(2..len)
+            .ok_or(WireError::Truncated("ipv6 extension header"))?;
+        let repr = match proto {
+            IpProtocol::HopByHop => ExtHeaderRepr::HopByHop(DestOptRepr::parse_options(body)?),
+            IpProtocol::DestOpts => ExtHeaderRepr::DestOpts(DestOptRepr::parse_options(body)?),
+            IpProtocol::Routing if body[0] == 2 => {
+                if b[1] != 2 {
+                    return Err(WireError::BadLength("type 2 routing header"));
+                }
+                ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+                    segments_left: body[1],
+                    home_address: addr6(body, 6),
+                })
+            }
+            IpProtocol::Routing => ExtHeaderRepr::Routing(RoutingRepr::Other {
+                routing_type: body[0],
+                segments_left: body[1],
+                data: body[2..].to_vec(),
+            }),
+            _ => return Err(WireError::BadValue("not an extension header")),
+        };
+        Ok((repr, next, len))
+    }
+
+    /// Appends the header with `next` as its Next Header.
+    pub fn emit(&self, next: IpProtocol, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.push(next.into());
+        out.push(0);
+        match self {
+            ExtHeaderRepr::HopByHop(o) | ExtHeaderRepr::DestOpts(o) => {
+                out.extend_from_slice(&o.option_bytes())
+            }
+            ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+                segments_left,
+                home_address,
+            }) => {
+                out.extend_from_slice(&[2, *segments_left, 0, 0, 0, 0]);
+                out.extend_from_slice(&home_address.octets());
+            }
+            ExtHeaderRepr::Routing(RoutingRepr::Other {
+                routing_type,
+                segments_left,
+                data,
+            }) => {
+                out.extend_from_slice(&[*routing_type, *segments_left]);
+                out.extend_from_slice(data);
+                let pad = (8 - (out.len() - start) % 8) % 8;
+                out.resize(out.len() + pad, 0);
+            }
+            ExtHeaderRepr::Fragment(f) => {
+                let off = (f.offset << 3) | u16::from(f.more);
+                out.extend_from_slice(&off.to_be_bytes());
+                out.extend_from_slice(&f.ident.to_be_bytes());
+            }
+        }
+        if !matches!(self, ExtHeaderRepr::Fragment(_)) {
+            out[start + 1] = u8::try_from((out.len() - start) / 8 - 1).unwrap_or(u8::MAX);
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.emit(IpProtocol::NoNextHeader, &mut v);
+        v.len()
+    }
+}
+
+impl fmt::Display for ExtHeaderRepr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtHeaderRepr::HopByHop(o) => write!(f, "HBH({} opts)", o.options.len()),
+            ExtHeaderRepr::DestOpts(o) => match o.home_address() {
+                Some(a) => write!(f, "DST(HAO {a})"),
+                None => write!(f, "DST({} opts)", o.options.len()),
+            },
+            ExtHeaderRepr::Routing(RoutingRepr::Type2 { home_address, .. }) => {
+                write!(f, "RH2({home_address})")
+            }
+            ExtHeaderRepr::Routing(RoutingRepr::Other { routing_type, .. }) => {
+                write!(f, "RH{routing_type}")
+            }
+            ExtHeaderRepr::Fragment(fr) => write!(
+                f,
+                "FRAG(off={} m={} id={:#x})",
+                fr.offset, fr.more as u8, fr.ident
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        hex::decode(s).unwrap()
+    }
+
+    // scapy 2.5: raw(IPv6ExtHdrDestOpt(nh=135, options=[HAO(hoa="2001:db8:1::100")]))
+    const HAO_DSTOPT: &str = "870201020000c91020010db8000100000000000000000100";
+    // scapy 2.5: raw(IPv6ExtHdrRouting(nh=135, type=2, segleft=1, addresses=["2001:db8:1::100"]))
+    const RH2: &str = "8702020100000000 20010db8000100000000000000000100";
+
+    #[test]
+    fn home_address_option_at_8n_plus_6() {
+        // REQ MIP-BASE: the HAO's type byte sits at offset 6 of its header.
+        let hoa: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+        let h = ExtHeaderRepr::DestOpts(DestOptRepr {
+            options: vec![Ipv6OptionRepr::HomeAddress(hoa)],
+        });
+        let mut out = Vec::new();
+        h.emit(IpProtocol::Mobility, &mut out);
+        assert_eq!(out, hex(&HAO_DSTOPT.replace(' ', "")));
+        assert_eq!(out[6], OPT_HOME_ADDRESS);
+        let (back, next, len) = ExtHeaderRepr::parse(IpProtocol::DestOpts, &out).unwrap();
+        assert_eq!((back, next, len), (h, IpProtocol::Mobility, 24));
+    }
+
+    #[test]
+    fn type2_routing_header() {
+        let b = hex(&RH2.replace(' ', ""));
+        let (h, next, len) = ExtHeaderRepr::parse(IpProtocol::Routing, &b).unwrap();
+        assert_eq!(next, IpProtocol::Mobility);
+        assert_eq!(len, 24);
+        assert_eq!(
+            h,
+            ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+                segments_left: 1,
+                home_address: "2001:db8:1::100".parse().unwrap()
+            })
+        );
+        let mut out = Vec::new();
+        h.emit(IpProtocol::Mobility, &mut out);
+        assert_eq!(out, b);
+    }
+
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let mut b = hex(&HAO_DSTOPT.replace(' ', ""));
+        b[7] = 15; // HAO length 15
+        assert!(ExtHeaderRepr::parse(IpProtocol::DestOpts, &b).is_err());
+        let mut r = hex(&RH2.replace(' ', ""));
+        r[1] = 3;
+        assert_eq!(
+            ExtHeaderRepr::parse(IpProtocol::Routing, &r).map(|_| ()),
+            Err(WireError::Truncated("ipv6 extension header"))
+        );
+        r.extend_from_slice(&[0; 8]);
+        assert_eq!(
+            ExtHeaderRepr::parse(IpProtocol::Routing, &r).map(|_| ()),
+            Err(WireError::BadLength("type 2 routing header"))
+        );
+    }
+
+    #[test]
+    fn every_truncation_fails() {
+        for v in [HAO_DSTOPT, RH2] {
+            let b = hex(&v.replace(' ', ""));
+            let proto = if v == RH2 {
+                IpProtocol::Routing
+            } else {
+                IpProtocol::DestOpts
+            };
+            for n in 0..b.len() {
+                assert!(ExtHeaderRepr::parse(proto, &b[..n]).is_err(), "len {n}");
+            }
+        }
+    }
+
+    #[test]
+    fn fragment_round_trip() {
+        let f = ExtHeaderRepr::Fragment(FragmentRepr {
+            offset: 0x1abc,
+            more: true,
+            ident: 0xdeadbeef,
+        });
+        let mut out = Vec::new();
+        f.emit(IpProtocol::Udp, &mut out);
+        assert_eq!(out, [17, 0, 0xd5, 0xe1, 0xde, 0xad, 0xbe, 0xef]);
+        assert_eq!(
+            ExtHeaderRepr::parse(IpProtocol::Fragment, &out).unwrap(),
+            (f, IpProtocol::Udp, 8)
+        );
+    }
+}
