@@ -1,1 +1,109 @@
-fn main() {}
+//! `testbed`: tools around the Mobile IPv6 stack.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use common::wire::CodePoints;
+use testbed::decode::packet_json;
+use testbed::pcap::{read_packets, PcapWriter};
+use testbed::samples::samples;
+
+#[derive(Parser)]
+#[command(version, about = "Testbed and packet tools for the Mobile IPv6 stack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode packets and print one JSON object per packet, with Wireshark
+    /// display-filter field names. Reads --hex, --pcap, or hex lines on stdin.
+    Decode {
+        /// A packet as hex (IPv6 or IPv4 header first); may be repeated.
+        #[arg(long)]
+        hex: Vec<String>,
+        /// A pcap file (raw IP, Ethernet or Linux cooked link types).
+        #[arg(long)]
+        pcap: Option<PathBuf>,
+        /// Add "reencoded": the hex our emitter produces from the parsed values.
+        #[arg(long)]
+        reencode: bool,
+    },
+    /// Write the reference packet set (every MH message and option, HAO,
+    /// RH2, ESP, IKEv2 payloads and the drafts' formats) to a pcap and print
+    /// what each packet is.
+    Samples {
+        /// Where to write samples.pcap.
+        #[arg(long, default_value = "out")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testbed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let cp = CodePoints::default();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let io_err = |e: io::Error| e.to_string();
+    match cli.command {
+        Command::Decode { hex, pcap, reencode } => {
+            let mut print = |bytes: Result<Vec<u8>, String>| -> Result<(), String> {
+                let v = match bytes {
+                    Ok(b) => packet_json(&b, &cp, reencode),
+                    Err(e) => serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e] }),
+                };
+                writeln!(out, "{v}").map_err(io_err)
+            };
+            if let Some(path) = &pcap {
+                let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                for (_, p) in read_packets(file).map_err(|e| format!("{}: {e}", path.display()))? {
+                    print(Ok(p))?;
+                }
+            }
+            for h in &hex {
+                print(parse_hex(h))?;
+            }
+            if pcap.is_none() && hex.is_empty() {
+                for line in io::stdin().lock().lines() {
+                    let line = line.map_err(io_err)?;
+                    if !line.trim().is_empty() {
+                        print(parse_hex(&line))?;
+                    }
+                }
+            }
+        }
+        Command::Samples { out: dir } => {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = dir.join("samples.pcap");
+            let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut w = PcapWriter::new(BufWriter::new(file)).map_err(io_err)?;
+            for (i, s) in samples(&cp).iter().enumerate() {
+                w.write_packet(i as u64 * 1000, &s.bytes).map_err(io_err)?;
+                let summary = packet_json(&s.bytes, &cp, false)["summary"].as_str().unwrap_or("").to_owned();
+                writeln!(out, "{:>2}  {:<52} {summary}", i + 1, s.label).map_err(io_err)?;
+            }
+            w.into_inner().flush().map_err(io_err)?;
+            writeln!(out, "\nwrote {} (open it in Wireshark, or: tshark -r {0} -V)", path.display()).map_err(io_err)?;
+        }
+    }
+    out.flush().map_err(io_err)
+}
+
+/// Hex with optional whitespace, colons or a 0x prefix.
+fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let clean: String = s.trim().trim_start_matches("0x").chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    hex::decode(&clean).map_err(|e| format!("bad hex: {e}"))
+}

@@ -65,14 +65,14 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
 
     /// Splits the body into IV, ciphertext and ICV for a transform with
     /// those IV and ICV lengths.
-    pub fn split(&self, iv_len: usize, icv_len: usize) -> Result<(&[u8], &[u8], &[u8]), WireError> {
+    pub fn split(&self, iv_len: usize, icv_len: usize) -> Result<EspParts<'_>, WireError> {
         let body = self.body();
         if body.len() < iv_len + icv_len + 2 {
             return Err(WireError::Truncated("esp body"));
         }
         let (iv, rest) = body.split_at(iv_len);
-        let (ct, icv) = rest.split_at(rest.len() - icv_len);
-        Ok((iv, ct, icv))
+        let (ciphertext, icv) = rest.split_at(rest.len() - icv_len);
+        Ok(EspParts { iv, ciphertext, icv })
     }
 }
 
@@ -88,6 +88,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> EspPacket<T> {
     pub fn body_mut(&mut self) -> &mut [u8] {
         &mut self.buffer.as_mut()[HEADER_LEN..]
     }
+}
+
+/// The body of an ESP packet cut for a given transform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EspParts<'a> {
+    pub iv: &'a [u8],
+    /// Payload, padding, pad length and next header, encrypted.
+    pub ciphertext: &'a [u8],
+    pub icv: &'a [u8],
 }
 
 /// An ESP packet as values; the body is opaque without the SA.
@@ -229,7 +238,7 @@ mod test {
         let p = EspPacket::new_checked(&b[..]).unwrap();
         let r = EspRepr::parse(&p).unwrap();
         assert_eq!((r.spi, r.sequence), (0x201, 7));
-        assert_eq!(p.split(1, 2).unwrap(), (&b[8..9], &b[9..12], &b[12..14]));
+        assert_eq!(p.split(1, 2).unwrap(), EspParts { iv: &b[8..9], ciphertext: &b[9..12], icv: &b[12..14] });
         assert!(p.split(4, 4).is_err());
         for n in 0..8 {
             assert!(EspPacket::new_checked(&b[..n]).is_err());

@@ -530,8 +530,8 @@ impl IkePayload {
             } => {
                 out.flag("isakmp.pau.all", *all);
                 out.num("isakmp.pau.protoid", *protocol);
-                out.num("isakmp.spisize", *spi_size);
-                out.num("isakmp.spinum", spis.len() as u64);
+                out.num("isakmp.pau.spisize", *spi_size);
+                out.num("isakmp.pau.spinum", spis.len() as u64);
                 spis.iter().for_each(|s| out.bytes("isakmp.pau.spi", s));
             }
             IkePayload::Unknown { data, .. } => out.bytes("isakmp.datapayload", data),

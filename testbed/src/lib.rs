@@ -1,0 +1,6 @@
+//! Testbeds and tools for the Mobile IPv6 stack: packet decoding for people
+//! and test oracles, pcap files, and the reference packet set.
+
+pub mod decode;
+pub mod pcap;
+pub mod samples;
