@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what the tests need (Debian: tshark, scapy, iproute2) and runs the
+# whole suite. Used by the README and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v tshark >/dev/null || need+=(tshark)
+/usr/bin/python3 -c 'import scapy.layers.inet6' 2>/dev/null || need+=(python3-scapy)
+command -v ip >/dev/null || need+=(iproute2)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "missing ${need[*]}: install them (as root: apt-get install ${need[*]})" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+
+cargo build -p common --locked          # the core alone: no I/O dependency
+cargo test --workspace --locked

@@ -1,0 +1,112 @@
+//! scapy, a decoder we did not write, against ours in both directions:
+//! RFC 6275 messages scapy builds must parse (strictly: checksums with the
+//! MIPv6 pseudo-header rules) to the fields scapy put in them, and scapy must
+//! dissect the Mobility Header packets we emit to the fields we decode.
+
+mod tools;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::wire::packet::decode;
+use common::wire::{CodePoints, FieldValue, IpProtocol, PacketRepr};
+use serde_json::Value;
+use testbed::samples::samples;
+
+const PYTHON: &str = "/usr/bin/python3";
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy_mh.py");
+
+fn scapy_available() -> bool {
+    tools::require(PYTHON, &["-c", "import scapy.layers.inet6"])
+}
+
+fn run_script(mode: &str, input: &str) -> Vec<Value> {
+    let mut child = Command::new(PYTHON)
+        .args([SCRIPT, mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "scapy_mh.py {mode}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Every field scapy reports must have the same values in ours.
+fn compare(label: &str, bytes: &[u8], scapy_fields: &Value, cp: &CodePoints) -> usize {
+    let d = decode(bytes, cp, true);
+    assert!(d.errors.is_empty(), "{label}: our decoder reports {:?}", d.errors);
+    let mut n = 0;
+    for (name, values) in scapy_fields.as_object().unwrap() {
+        let theirs: Vec<String> = values
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.parse::<std::net::IpAddr>().map_or_else(|_| s.clone(), |a| a.to_string()),
+                other => other.to_string(),
+            })
+            .collect();
+        let ours: Vec<String> = d
+            .fields
+            .get(name)
+            .into_iter()
+            .map(|v| match v {
+                FieldValue::Num(n) => n.to_string(),
+                other => other.to_string(),
+            })
+            .collect();
+        assert_eq!(ours, theirs, "{label}: field {name}");
+        n += theirs.len();
+    }
+    n
+}
+
+#[test]
+fn scapy_built_rfc6275_messages_parse_to_the_same_fields() {
+    // REQ MIP-BASE
+    if !scapy_available() {
+        return;
+    }
+    let cp = CodePoints::default();
+    let packets = run_script("build", "");
+    assert!(packets.len() >= 10);
+    let mut compared = 0;
+    for p in &packets {
+        let bytes = hex::decode(p["hex"].as_str().unwrap()).unwrap();
+        let repr = PacketRepr::parse(&bytes, &cp).unwrap_or_else(|e| panic!("{}: {e}", p["hex"]));
+        compared += compare(&repr.to_string(), &bytes, &p["fields"], &cp);
+    }
+    eprintln!("scapy → ours: {compared} values agree over {} packets", packets.len());
+}
+
+#[test]
+fn scapy_dissects_our_mobility_packets_to_the_same_fields() {
+    // REQ MIP-BASE
+    if !scapy_available() {
+        return;
+    }
+    let cp = CodePoints::default();
+    // Our emitted packets that scapy has layers for: MH (not inside ESP or a
+    // tunnel) and echo with HAO/RH2.
+    let ours: Vec<_> = samples(&cp)
+        .into_iter()
+        .filter(|s| {
+            let d = decode(&s.bytes, &cp, true);
+            let nxt = d.fields.get("ipv6.nxt");
+            !nxt.contains(&&FieldValue::Num(u8::from(IpProtocol::Ipv6).into()))
+                && (!d.fields.get("mip6.mhtype").is_empty() || !d.fields.get("icmpv6.echo.identifier").is_empty())
+        })
+        .collect();
+    assert!(ours.len() >= 12, "only {} samples", ours.len());
+    let input: String = ours.iter().map(|s| hex::encode(&s.bytes) + "\n").collect();
+    let dissected = run_script("dissect", &input);
+    assert_eq!(dissected.len(), ours.len());
+    let mut compared = 0;
+    for (s, d) in ours.iter().zip(&dissected) {
+        compared += compare(s.label, &s.bytes, &d["fields"], &cp);
+    }
+    eprintln!("ours → scapy: {compared} values agree over {} packets", ours.len());
+}
