@@ -31,8 +31,9 @@ pub fn packet_json(bytes: &[u8], cp: &CodePoints, reencode: bool) -> Value {
         "errors": errors,
     });
     if reencode {
-        out["reencoded"] = d.repr.map_or(Value::Null, |r| json!(hex::encode(r.to_bytes(cp))));
+        out["reencoded"] = d
+            .repr
+            .map_or(Value::Null, |r| json!(hex::encode(r.to_bytes(cp))));
     }
     out
 }
-

@@ -59,11 +59,17 @@ fn run(cli: Cli) -> Result<(), String> {
     let mut out = BufWriter::new(stdout.lock());
     let io_err = |e: io::Error| e.to_string();
     match cli.command {
-        Command::Decode { hex, pcap, reencode } => {
+        Command::Decode {
+            hex,
+            pcap,
+            reencode,
+        } => {
             let mut print = |bytes: Result<Vec<u8>, String>| -> Result<(), String> {
                 let v = match bytes {
                     Ok(b) => packet_json(&b, &cp, reencode),
-                    Err(e) => serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e] }),
+                    Err(e) => {
+                        serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e] })
+                    }
                 };
                 writeln!(out, "{v}").map_err(io_err)
             };
@@ -92,11 +98,19 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut w = PcapWriter::new(BufWriter::new(file)).map_err(io_err)?;
             for (i, s) in samples(&cp).iter().enumerate() {
                 w.write_packet(i as u64 * 1000, &s.bytes).map_err(io_err)?;
-                let summary = packet_json(&s.bytes, &cp, false)["summary"].as_str().unwrap_or("").to_owned();
+                let summary = packet_json(&s.bytes, &cp, false)["summary"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
                 writeln!(out, "{:>2}  {:<52} {summary}", i + 1, s.label).map_err(io_err)?;
             }
             w.into_inner().flush().map_err(io_err)?;
-            writeln!(out, "\nwrote {} (open it in Wireshark, or: tshark -r {0} -V)", path.display()).map_err(io_err)?;
+            writeln!(
+                out,
+                "\nwrote {} (open it in Wireshark, or: tshark -r {0} -V)",
+                path.display()
+            )
+            .map_err(io_err)?;
         }
     }
     out.flush().map_err(io_err)
@@ -104,6 +118,11 @@ fn run(cli: Cli) -> Result<(), String> {
 
 /// Hex with optional whitespace, colons or a 0x prefix.
 fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let clean: String = s.trim().trim_start_matches("0x").chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    let clean: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
     hex::decode(&clean).map_err(|e| format!("bad hex: {e}"))
 }

@@ -36,10 +36,13 @@ impl<W: Write> PcapWriter<W> {
 
     /// Writes one IP packet seen at `micros` microseconds (virtual or real time).
     pub fn write_packet(&mut self, micros: u64, packet: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(packet.len()).map_err(|_| io::Error::other("packet too large for pcap"))?;
-        let secs = u32::try_from(micros / 1_000_000).map_err(|_| io::Error::other("timestamp beyond 2106"))?;
+        let len = u32::try_from(packet.len())
+            .map_err(|_| io::Error::other("packet too large for pcap"))?;
+        let secs = u32::try_from(micros / 1_000_000)
+            .map_err(|_| io::Error::other("timestamp beyond 2106"))?;
         self.out.write_all(&secs.to_le_bytes())?;
-        self.out.write_all(&((micros % 1_000_000) as u32).to_le_bytes())?;
+        self.out
+            .write_all(&((micros % 1_000_000) as u32).to_le_bytes())?;
         self.out.write_all(&len.to_le_bytes())?;
         self.out.write_all(&len.to_le_bytes())?;
         self.out.write_all(packet)
@@ -55,7 +58,12 @@ impl<W: Write> PcapWriter<W> {
 pub fn read_packets(mut input: impl Read) -> io::Result<Vec<(u64, Vec<u8>)>> {
     let mut data = Vec::new();
     input.read_to_end(&mut data)?;
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a pcap file: {what}"));
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("not a pcap file: {what}"),
+        )
+    };
     if data.len() < 24 {
         return Err(bad("shorter than the global header"));
     }
@@ -66,7 +74,11 @@ pub fn read_packets(mut input: impl Read) -> io::Result<Vec<(u64, Vec<u8>)>> {
         (MAGIC_NS, _) => (true, true),
         (_, MAGIC_US) => (false, false),
         (_, MAGIC_NS) => (false, true),
-        _ => return Err(bad("unknown magic number (pcapng is not supported; convert with editcap -F pcap)")),
+        _ => {
+            return Err(bad(
+                "unknown magic number (pcapng is not supported; convert with editcap -F pcap)",
+            ))
+        }
     };
     let u32_at = |at: usize| {
         let b = [data[at], data[at + 1], data[at + 2], data[at + 3]];
@@ -90,8 +102,11 @@ pub fn read_packets(mut input: impl Read) -> io::Result<Vec<(u64, Vec<u8>)>> {
             return Err(bad("truncated record header"));
         }
         let (secs, frac, caplen) = (u32_at(at), u32_at(at + 4), u32_at(at + 8) as usize);
-        let body = data.get(at + 16..at + 16 + caplen).ok_or_else(|| bad("truncated record"))?;
-        let micros = u64::from(secs) * 1_000_000 + u64::from(if nanos { frac / 1000 } else { frac });
+        let body = data
+            .get(at + 16..at + 16 + caplen)
+            .ok_or_else(|| bad("truncated record"))?;
+        let micros =
+            u64::from(secs) * 1_000_000 + u64::from(if nanos { frac / 1000 } else { frac });
         out.push((micros, strip(body).unwrap_or_default().to_vec()));
         at += 16 + caplen;
     }
@@ -109,7 +124,10 @@ mod test {
         w.write_packet(2_000_001, &[0x45]).unwrap();
         let bytes = w.into_inner();
         assert_eq!(bytes.len(), 24 + 16 + 3 + 16 + 1);
-        assert_eq!(read_packets(&bytes[..]).unwrap(), vec![(1_500_000, vec![0x60, 1, 2]), (2_000_001, vec![0x45])]);
+        assert_eq!(
+            read_packets(&bytes[..]).unwrap(),
+            vec![(1_500_000, vec![0x60, 1, 2]), (2_000_001, vec![0x45])]
+        );
         assert!(read_packets(&bytes[..bytes.len() - 1]).is_err());
         assert!(read_packets(&b"\x0a\x0d\x0d\x0a"[..]).is_err());
     }

@@ -1,5 +1,7 @@
 //! `testbed decode` as a user runs it: hex in, one JSON object a packet out.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -16,10 +18,19 @@ fn run(args: &[&str], stdin: &str) -> Vec<Value> {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 #[test]
@@ -45,7 +56,10 @@ fn stdin_lines_repeated_fields_and_errors() {
     // A tunnelled packet repeats ipv6.src: outer then inner.
     let tunnelled = {
         let inner = hex::decode(BU_HAO).unwrap();
-        let mut outer = hex::decode("60000000000029400000000000000000000000000000000100000000000000000000000000000002").unwrap();
+        let mut outer = hex::decode(
+            "60000000000029400000000000000000000000000000000100000000000000000000000000000002",
+        )
+        .unwrap();
         outer[4..6].copy_from_slice(&(inner.len() as u16).to_be_bytes());
         outer.extend_from_slice(&inner);
         outer
@@ -53,9 +67,18 @@ fn stdin_lines_repeated_fields_and_errors() {
     let input = format!("{}\n\nzz\n{}\n", hex::encode(&bad), hex::encode(&tunnelled));
     let v = run(&["decode"], &input);
     assert_eq!(v.len(), 3);
-    assert_eq!(v[0]["errors"], serde_json::json!(["bad checksum: mobility header"]));
-    assert_eq!(v[0]["fields"]["mip6.bu.seqnr"], 7, "decoded as far as it goes");
+    assert_eq!(
+        v[0]["errors"],
+        serde_json::json!(["bad checksum: mobility header"])
+    );
+    assert_eq!(
+        v[0]["fields"]["mip6.bu.seqnr"], 7,
+        "decoded as far as it goes"
+    );
     assert!(v[1]["errors"][0].as_str().unwrap().starts_with("bad hex"));
-    assert_eq!(v[2]["fields"]["ipv6.src"], serde_json::json!(["::1", "2001:db8:2::10"]));
+    assert_eq!(
+        v[2]["fields"]["ipv6.src"],
+        serde_json::json!(["::1", "2001:db8:2::10"])
+    );
     assert_eq!(v[2]["errors"], serde_json::json!([]));
 }

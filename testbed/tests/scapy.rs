@@ -3,6 +3,8 @@
 //! MIPv6 pseudo-header rules) to the fields scapy put in them, and scapy must
 //! dissect the Mobility Header packets we emit to the fields we decode.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
+
 mod tools;
 
 use std::io::Write;
@@ -28,16 +30,33 @@ fn run_script(mode: &str, input: &str) -> Vec<Value> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "scapy_mh.py {mode}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    assert!(
+        out.status.success(),
+        "scapy_mh.py {mode}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Every field scapy reports must have the same values in ours.
 fn compare(label: &str, bytes: &[u8], scapy_fields: &Value, cp: &CodePoints) -> usize {
     let d = decode(bytes, cp, true);
-    assert!(d.errors.is_empty(), "{label}: our decoder reports {:?}", d.errors);
+    assert!(
+        d.errors.is_empty(),
+        "{label}: our decoder reports {:?}",
+        d.errors
+    );
     let mut n = 0;
     for (name, values) in scapy_fields.as_object().unwrap() {
         let theirs: Vec<String> = values
@@ -45,7 +64,9 @@ fn compare(label: &str, bytes: &[u8], scapy_fields: &Value, cp: &CodePoints) -> 
             .unwrap()
             .iter()
             .map(|v| match v {
-                Value::String(s) => s.parse::<std::net::IpAddr>().map_or_else(|_| s.clone(), |a| a.to_string()),
+                Value::String(s) => s
+                    .parse::<std::net::IpAddr>()
+                    .map_or_else(|_| s.clone(), |a| a.to_string()),
                 other => other.to_string(),
             })
             .collect();
@@ -79,7 +100,10 @@ fn scapy_built_rfc6275_messages_parse_to_the_same_fields() {
         let repr = PacketRepr::parse(&bytes, &cp).unwrap_or_else(|e| panic!("{}: {e}", p["hex"]));
         compared += compare(&repr.to_string(), &bytes, &p["fields"], &cp);
     }
-    eprintln!("scapy → ours: {compared} values agree over {} packets", packets.len());
+    eprintln!(
+        "scapy → ours: {compared} values agree over {} packets",
+        packets.len()
+    );
 }
 
 #[test]
@@ -97,7 +121,8 @@ fn scapy_dissects_our_mobility_packets_to_the_same_fields() {
             let d = decode(&s.bytes, &cp, true);
             let nxt = d.fields.get("ipv6.nxt");
             !nxt.contains(&&FieldValue::Num(u8::from(IpProtocol::Ipv6).into()))
-                && (!d.fields.get("mip6.mhtype").is_empty() || !d.fields.get("icmpv6.echo.identifier").is_empty())
+                && (!d.fields.get("mip6.mhtype").is_empty()
+                    || !d.fields.get("icmpv6.echo.identifier").is_empty())
         })
         .collect();
     assert!(ours.len() >= 12, "only {} samples", ours.len());
@@ -108,5 +133,8 @@ fn scapy_dissects_our_mobility_packets_to_the_same_fields() {
     for (s, d) in ours.iter().zip(&dissected) {
         compared += compare(s.label, &s.bytes, &d["fields"], &cp);
     }
-    eprintln!("ours → scapy: {compared} values agree over {} packets", ours.len());
+    eprintln!(
+        "ours → scapy: {compared} values agree over {} packets",
+        ours.len()
+    );
 }

@@ -2,6 +2,8 @@
 //! packet and no expert error, and report the same value as our decoder for
 //! every field name we share with it.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
+
 mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,10 +17,19 @@ use testbed::samples::samples;
 
 /// Fields tshark lists but reports differently by design, and why.
 const NOT_COMPARABLE: &[(&str, &str)] = &[
-    ("isakmp.id.data", "tshark gives the ID data no value, it dissects it into typed sub-fields"),
-    ("isakmp.enc.data", "tshark splits an IV off the SK payload; ours is the opaque whole"),
+    (
+        "isakmp.id.data",
+        "tshark gives the ID data no value, it dissects it into typed sub-fields",
+    ),
+    (
+        "isakmp.enc.data",
+        "tshark splits an IV off the SK payload; ours is the opaque whole",
+    ),
     ("isakmp.eap.data", "tshark hands EAP to its own dissector"),
-    ("isakmp.cert.data", "tshark dissects the certificate as X.509"),
+    (
+        "isakmp.cert.data",
+        "tshark dissects the certificate as X.509",
+    ),
 ];
 
 fn write_samples(cp: &CodePoints) -> std::path::PathBuf {
@@ -32,7 +43,11 @@ fn write_samples(cp: &CodePoints) -> std::path::PathBuf {
 
 fn tshark(args: &[&str]) -> String {
     let out = Command::new("tshark").args(args).output().unwrap();
-    assert!(out.status.success(), "tshark {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -58,7 +73,10 @@ fn normalise(v: &str) -> String {
         "<MISSING>" | "<missing>" => String::new(),
         "True" => "1".into(),
         "False" => "0".into(),
-        _ if v.contains(':') && v.split(':').all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit())) => {
+        _ if v.contains(':')
+            && v.split(':')
+                .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit())) =>
+        {
             v.replace(':', "")
         }
         _ => match v.parse::<std::net::IpAddr>() {
@@ -77,12 +95,33 @@ fn tshark_agrees_with_our_fields_and_finds_nothing_malformed() {
     let pcap = write_samples(&cp);
     let pcap = pcap.to_str().unwrap();
 
-    let bad = tshark(&["-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity >= 8388608", "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message"]);
-    assert_eq!(bad.trim(), "", "tshark found malformed packets or expert errors (frame, message)");
+    let bad = tshark(&[
+        "-r",
+        pcap,
+        "-Y",
+        "_ws.malformed || _ws.expert.severity >= 8388608",
+        "-T",
+        "fields",
+        "-e",
+        "frame.number",
+        "-e",
+        "_ws.expert.message",
+    ]);
+    assert_eq!(
+        bad.trim(),
+        "",
+        "tshark found malformed packets or expert errors (frame, message)"
+    );
 
-    let known: BTreeSet<String> = tshark(&["-G", "fields"]).lines().filter_map(|l| l.split('\t').nth(2).map(str::to_owned)).collect();
+    let known: BTreeSet<String> = tshark(&["-G", "fields"])
+        .lines()
+        .filter_map(|l| l.split('\t').nth(2).map(str::to_owned))
+        .collect();
     let skip: BTreeSet<&str> = NOT_COMPARABLE.iter().map(|(f, _)| *f).collect();
-    let packets: Vec<_> = samples(&cp).iter().map(|s| decode(&s.bytes, &cp, true)).collect();
+    let packets: Vec<_> = samples(&cp)
+        .iter()
+        .map(|s| decode(&s.bytes, &cp, true))
+        .collect();
     let names: Vec<String> = packets
         .iter()
         .flat_map(|d| d.fields.entries.iter().map(|(n, _)| n.clone()))
@@ -92,7 +131,18 @@ fn tshark_agrees_with_our_fields_and_finds_nothing_malformed() {
         .collect();
     assert!(names.len() > 100, "only {} shared field names", names.len());
 
-    let mut args = vec!["-r", pcap, "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=|", "-E", "separator=\t"];
+    let mut args = vec![
+        "-r",
+        pcap,
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+        "-E",
+        "separator=\t",
+    ];
     for n in &names {
         args.extend(["-e", n.as_str()]);
     }
@@ -102,24 +152,55 @@ fn tshark_agrees_with_our_fields_and_finds_nothing_malformed() {
     let mut compared = 0;
     let mut mismatches = Vec::new();
     for (i, (row, d)) in rows.iter().zip(&packets).enumerate() {
-        assert!(d.errors.is_empty(), "packet {}: our decoder reports {:?}", i + 1, d.errors);
+        assert!(
+            d.errors.is_empty(),
+            "packet {}: our decoder reports {:?}",
+            i + 1,
+            d.errors
+        );
         let theirs: BTreeMap<&str, Vec<String>> = names
             .iter()
             .map(String::as_str)
             .zip(row.split('\t'))
-            .map(|(n, v)| (n, if v.is_empty() { vec![] } else { v.split('|').map(normalise).collect() }))
+            .map(|(n, v)| {
+                (
+                    n,
+                    if v.is_empty() {
+                        vec![]
+                    } else {
+                        v.split('|').map(normalise).collect()
+                    },
+                )
+            })
             .collect();
         for n in &names {
-            let mine: Vec<String> = d.fields.get(n).into_iter().map(|v| normalise(&ours(v))).collect();
+            let mine: Vec<String> = d
+                .fields
+                .get(n)
+                .into_iter()
+                .map(|v| normalise(&ours(v)))
+                .collect();
             if mine.is_empty() {
                 continue;
             }
             compared += mine.len();
             if theirs[n.as_str()] != mine {
-                mismatches.push(format!("packet {} {n}: ours {mine:?}, tshark {:?}", i + 1, theirs[n.as_str()]));
+                mismatches.push(format!(
+                    "packet {} {n}: ours {mine:?}, tshark {:?}",
+                    i + 1,
+                    theirs[n.as_str()]
+                ));
             }
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
-    eprintln!("tshark agreed on {compared} values over {} field names", names.len());
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    eprintln!(
+        "tshark agreed on {compared} values over {} field names",
+        names.len()
+    );
 }
