@@ -72,7 +72,11 @@ impl<T: AsRef<[u8]>> EspPacket<T> {
         }
         let (iv, rest) = body.split_at(iv_len);
         let (ciphertext, icv) = rest.split_at(rest.len() - icv_len);
-        Ok(EspParts { iv, ciphertext, icv })
+        Ok(EspParts {
+            iv,
+            ciphertext,
+            icv,
+        })
     }
 }
 
@@ -238,7 +242,14 @@ mod test {
         let p = EspPacket::new_checked(&b[..]).unwrap();
         let r = EspRepr::parse(&p).unwrap();
         assert_eq!((r.spi, r.sequence), (0x201, 7));
-        assert_eq!(p.split(1, 2).unwrap(), EspParts { iv: &b[8..9], ciphertext: &b[9..12], icv: &b[12..14] });
+        assert_eq!(
+            p.split(1, 2).unwrap(),
+            EspParts {
+                iv: &b[8..9],
+                ciphertext: &b[9..12],
+                icv: &b[12..14]
+            }
+        );
         assert!(p.split(4, 4).is_err());
         for n in 0..8 {
             assert!(EspPacket::new_checked(&b[..n]).is_err());

@@ -290,7 +290,7 @@ impl MhOption {
 }
 
 /// The Annex A1 cookie as our CN builds it: 16-bit timestamp, tested
-/// care-of address, and the high 96 bits of an HMAC (REQ CN-A1.4, CN-A1.5).
+/// care-of address, and the high 96 bits of an HMAC (draft Annex A1, methods 1 and 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CoaTestCookie {
     pub timestamp: u16,

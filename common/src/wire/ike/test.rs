@@ -439,7 +439,7 @@ fn peer_address_update_payload() {
     ));
 }
 
-// REQ AM-3.3a (format only): PEER_ADDRESS_SOURCE/_DESTINATION data is
+// Format of AM-3.3a (its behaviour is the engine's): PEER_ADDRESS_SOURCE/_DESTINATION data is
 // Address Family (1 IPv4, 2 IPv6), Port, Address.
 #[test]
 fn peer_address_notify_format() {
@@ -505,7 +505,7 @@ fn switch_to_ip_address() {
     assert!(SwitchToIpAddress::from_notify(&spi).is_err());
 }
 
-// REQ RM-4.1a: MOBIKE_SUPPORTED may carry the single octet 0x52 ('R').
+// Format for RM-4.1a (sending it is the engine's job): MOBIKE_SUPPORTED may carry the single octet 0x52 ('R').
 #[test]
 fn mobike_supported_r() {
     let n = MobikeSupported { r_mobike: true }.to_notify();
