@@ -64,6 +64,7 @@ pub struct DestOptRepr {
 impl DestOptRepr {
     /// Parses the header body after Next Header and Hdr Ext Len.
     fn parse_options(mut b: &[u8]) -> Result<Self, WireError> {
+        let body_len = b.len();
         let mut options = Vec::new();
         while let Some(&t) = b.first() {
             if t == OPT_PAD1 {
@@ -87,7 +88,13 @@ impl DestOptRepr {
             }
             b = &b[2 + len..];
         }
-        Ok(DestOptRepr { options })
+        let repr = DestOptRepr { options };
+        // Emit aligns options, which can grow a tightly packed header past
+        // what Hdr Ext Len can say (2048 bytes): refuse such input.
+        if 2 + body_len + 7 * repr.options.len() > 2048 && 2 + repr.option_bytes().len() > 2048 {
+            return Err(WireError::BadLength("ipv6 options once aligned"));
+        }
+        Ok(repr)
     }
 
     /// The options with padding, starting at header offset 2.

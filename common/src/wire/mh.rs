@@ -322,6 +322,9 @@ impl CoaTestCookie {
     }
 }
 
+/// Header Len is one octet of 8-octet units.
+const MAX_LEN: usize = 256 * 8;
+
 mod field {
     use super::Field;
     pub const PAYLOAD_PROTO: usize = 0;
@@ -515,7 +518,13 @@ impl MhRepr {
             }
         };
         let options = parse_options(&b[opt_at..], cp)?;
-        Ok(MhRepr { message, options })
+        let repr = MhRepr { message, options };
+        // Tightly packed options grow when emit aligns them (up to 7 bytes
+        // each); refuse what could not be re-emitted in 2048 bytes.
+        if b.len() + 7 * repr.options.len() > MAX_LEN && repr.to_bytes(cp).len() > MAX_LEN {
+            return Err(WireError::BadLength("mobility options once aligned"));
+        }
+        Ok(repr)
     }
 
     /// The fixed part and options, padded to 8n, checksum zero.
@@ -897,6 +906,23 @@ mod test {
             panic!()
         };
         assert!(status.is_coa_test(&default) && !status.is_accepted());
+    }
+
+    #[test]
+    fn packed_options_that_could_not_be_re_emitted_are_refused() {
+        // Found by the `mh` fuzz target: 113 back-to-back Alternate CoA
+        // options fill 2048 bytes, and aligning them would overflow Header Len.
+        let mut b = vec![59, 255, 5, 0, 0, 0, 0, 1, 0, 0, 0, 1];
+        for _ in 0..113 {
+            b.extend_from_slice(&[opt::ALTERNATE_COA, 16]);
+            b.extend_from_slice(&[0; 16]);
+        }
+        b.extend_from_slice(&[opt::PADN, 0]);
+        assert_eq!(b.len(), 2048);
+        assert_eq!(
+            parse(&b, &CodePoints::default()),
+            Err(WireError::BadLength("mobility options once aligned"))
+        );
     }
 
     #[test]
