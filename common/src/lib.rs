@@ -6,8 +6,8 @@
 //!
 //! - **Inputs carry `now`.** Every entry point that depends on time takes the
 //!   current instant from its caller; nothing here reads a clock, sleeps or
-//!   spawns. The workspace `.clippy.toml` bans `Instant::now`,
-//!   `SystemTime::now`, `thread::sleep` and thread-local RNGs to keep it so.
+//!   spawns. The workspace `.clippy.toml` bans reading the monotonic or
+//!   wall clock, sleeping, and thread-local RNGs to keep it so.
 //! - **Outputs are pulled.** Engines queue what they want to send, the events
 //!   they raise and their next deadline; the caller drains them with
 //!   `poll_transmit`, `poll_event` and `poll_timeout`.
