@@ -131,7 +131,9 @@ impl DestOptRepr {
     }
 }
 
-fn push_padding(out: &mut Vec<u8>, n: usize) {
+/// Appends `n` bytes of Pad1/PadN. Mobility options use the same two
+/// padding options with the same codes (RFC 6275 §6.2.2, §6.2.3).
+pub(crate) fn push_padding(out: &mut Vec<u8>, n: usize) {
     match n {
         0 => {}
         1 => out.push(OPT_PAD1),

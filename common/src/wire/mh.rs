@@ -26,6 +26,7 @@ use core::fmt;
 use core::net::Ipv6Addr;
 
 use super::checksum::PseudoHeader;
+use super::ext::push_padding;
 use super::ipv6::IpProtocol;
 use super::{addr6, be16, CodePoints, Field, WireError};
 
@@ -588,11 +589,11 @@ impl MhRepr {
         for o in &self.options {
             let (n, k) = o.alignment();
             let gap = (n + k - b.len() % n) % n;
-            pad(&mut b, gap);
+            push_padding(&mut b, gap);
             o.emit(&mut b, cp);
         }
         let gap = (8 - b.len() % 8) % 8;
-        pad(&mut b, gap);
+        push_padding(&mut b, gap);
         b[field::HEADER_LEN] = u8::try_from(b.len() / 8 - 1).unwrap_or(u8::MAX);
         b
     }
@@ -647,18 +648,6 @@ fn parse_options(mut b: &[u8], cp: &CodePoints) -> Result<Vec<MhOption>, WireErr
         b = &b[2 + len..];
     }
     Ok(out)
-}
-
-fn pad(out: &mut Vec<u8>, n: usize) {
-    match n {
-        0 => {}
-        1 => out.push(opt::PAD1),
-        _ => {
-            out.push(opt::PADN);
-            out.push((n - 2) as u8);
-            out.resize(out.len() + n - 2, 0);
-        }
-    }
 }
 
 impl fmt::Display for MhRepr {
