@@ -21,4 +21,6 @@
 //! The daemons (`mn`, `cn`, `ha`) and the simulator (`testbed`) are drivers:
 //! they feed packets and time in, and put packets on links or devices.
 
+pub mod ipsec;
+pub mod time;
 pub mod wire;

@@ -194,6 +194,14 @@ impl EspTrailer {
     }
 }
 
+/// Decrypts ESP for a decoder: the wire layer holds no keys, so whoever
+/// does (see `ipsec::EspKeyring`) implements this.
+pub trait EspOpener {
+    /// `None` when `esp` (header first) is not for one of our SPIs;
+    /// otherwise the payload and trailer, or why they could not be had.
+    fn open(&self, esp: &[u8]) -> Option<Result<(Vec<u8>, EspTrailer), WireError>>;
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

@@ -1,0 +1,88 @@
+//! Time as the engines see it: an instant passed in by the caller (the
+//! daemons read a clock, the simulator keeps a virtual one), never read here.
+
+use core::fmt;
+use core::ops::{Add, AddAssign, Sub};
+
+pub use core::time::Duration;
+
+/// A point in time, in microseconds since the driver's epoch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant {
+    micros: u64,
+}
+
+impl Instant {
+    pub const ZERO: Instant = Instant { micros: 0 };
+
+    pub const fn from_micros(micros: u64) -> Self {
+        Instant { micros }
+    }
+
+    pub const fn from_millis(millis: u64) -> Self {
+        Instant {
+            micros: millis.saturating_mul(1000),
+        }
+    }
+
+    pub const fn from_secs(secs: u64) -> Self {
+        Instant {
+            micros: secs.saturating_mul(1_000_000),
+        }
+    }
+
+    pub const fn total_micros(self) -> u64 {
+        self.micros
+    }
+
+    /// Zero when `earlier` is later than `self`.
+    pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
+        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+    }
+}
+
+impl Add<Duration> for Instant {
+    type Output = Instant;
+
+    fn add(self, d: Duration) -> Instant {
+        let d = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        Instant {
+            micros: self.micros.saturating_add(d),
+        }
+    }
+}
+
+impl AddAssign<Duration> for Instant {
+    fn add_assign(&mut self, d: Duration) {
+        *self = *self + d;
+    }
+}
+
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+
+    fn sub(self, earlier: Instant) -> Duration {
+        self.saturating_duration_since(earlier)
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates() {
+        let t = Instant::from_millis(1500);
+        assert_eq!(t + Duration::from_millis(500), Instant::from_secs(2));
+        assert_eq!(Instant::from_secs(2) - t, Duration::from_millis(500));
+        assert_eq!(t - Instant::from_secs(2), Duration::ZERO);
+        assert_eq!(Instant::from_micros(u64::MAX) + Duration::MAX, Instant::from_micros(u64::MAX));
+        assert_eq!(t.to_string(), "1.500000s");
+    }
+}
