@@ -68,7 +68,12 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:06}s", self.micros / 1_000_000, self.micros % 1_000_000)
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
     }
 }
 
@@ -82,7 +87,10 @@ mod test {
         assert_eq!(t + Duration::from_millis(500), Instant::from_secs(2));
         assert_eq!(Instant::from_secs(2) - t, Duration::from_millis(500));
         assert_eq!(t - Instant::from_secs(2), Duration::ZERO);
-        assert_eq!(Instant::from_micros(u64::MAX) + Duration::MAX, Instant::from_micros(u64::MAX));
+        assert_eq!(
+            Instant::from_micros(u64::MAX) + Duration::MAX,
+            Instant::from_micros(u64::MAX)
+        );
         assert_eq!(t.to_string(), "1.500000s");
     }
 }

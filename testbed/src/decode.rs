@@ -1,14 +1,21 @@
 //! `testbed decode`: what the stack thinks of a packet, as one JSON object,
 //! with Wireshark display-filter names so it can sit next to tshark.
 
-use common::wire::packet::decode;
+use common::wire::esp::EspOpener;
+use common::wire::packet::decode_with;
 use common::wire::{CodePoints, FieldValue};
 use serde_json::{json, Map, Value};
 
-/// Decodes one packet into `{"summary", "fields", "errors"[, "reencoded"]}`.
-/// A field that occurs more than once maps to an array in packet order.
-pub fn packet_json(bytes: &[u8], cp: &CodePoints, reencode: bool) -> Value {
-    let d = decode(bytes, cp, true);
+/// Decodes one packet into `{"summary", "fields", "errors"[, "reencoded"]}`,
+/// opening ESP whose SA is in `keys`. A field that occurs more than once
+/// maps to an array in packet order.
+pub fn packet_json(
+    bytes: &[u8],
+    cp: &CodePoints,
+    reencode: bool,
+    keys: Option<&dyn EspOpener>,
+) -> Value {
+    let d = decode_with(bytes, cp, true, keys);
     let mut fields = Map::new();
     for (name, value) in &d.fields.entries {
         let v = match value {
@@ -25,8 +32,15 @@ pub fn packet_json(bytes: &[u8], cp: &CodePoints, reencode: bool) -> Value {
         }
     }
     let errors: Vec<String> = d.errors.iter().map(|e| e.to_string()).collect();
+    let mut summary = d
+        .repr
+        .as_ref()
+        .map_or_else(|| "undecodable".to_owned(), |r| r.to_string());
+    for inner in &d.decrypted {
+        summary.push_str(&format!(" {{decrypted: {inner}}}"));
+    }
     let mut out = json!({
-        "summary": d.repr.as_ref().map_or_else(|| "undecodable".to_owned(), |r| r.to_string()),
+        "summary": summary,
         "fields": fields,
         "errors": errors,
     });

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use common::ipsec::EspKeyring;
+use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::decode::packet_json;
 use testbed::pcap::{read_packets, PcapWriter};
@@ -32,6 +34,13 @@ enum Command {
         /// Add "reencoded": the hex our emitter produces from the parsed values.
         #[arg(long)]
         reencode: bool,
+        /// Decrypt ESP with this SA, like Wireshark's esp_sa table; may be
+        /// repeated. strongSwan keywords:
+        /// `spi=0x201,enc=null,integ=sha256,integ-key=HEX` or
+        /// `spi=0x202,enc=aes128gcm16|aes256gcm16|chacha20poly1305,enc-key=HEX`
+        /// (the key followed by its 4-byte salt).
+        #[arg(long = "sa", value_name = "SPEC")]
+        sas: Vec<String>,
     },
     /// Write the reference packet set (every MH message and option, HAO,
     /// RH2, ESP, IKEv2 payloads and the drafts' formats) to a pcap and print
@@ -63,10 +72,17 @@ fn run(cli: Cli) -> Result<(), String> {
             hex,
             pcap,
             reencode,
+            sas,
         } => {
+            let mut keys = EspKeyring::default();
+            for spec in &sas {
+                keys.add_spec(spec)
+                    .map_err(|e| format!("--sa {spec}: {e}"))?;
+            }
+            let keys = (!keys.is_empty()).then_some(&keys as &dyn EspOpener);
             let mut print = |bytes: Result<Vec<u8>, String>| -> Result<(), String> {
                 let v = match bytes {
-                    Ok(b) => packet_json(&b, &cp, reencode),
+                    Ok(b) => packet_json(&b, &cp, reencode, keys),
                     Err(e) => {
                         serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e] })
                     }
@@ -98,7 +114,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let mut w = PcapWriter::new(BufWriter::new(file)).map_err(io_err)?;
             for (i, s) in samples(&cp).iter().enumerate() {
                 w.write_packet(i as u64 * 1000, &s.bytes).map_err(io_err)?;
-                let summary = packet_json(&s.bytes, &cp, false)["summary"]
+                let summary = packet_json(&s.bytes, &cp, false, None)["summary"]
                     .as_str()
                     .unwrap_or("")
                     .to_owned();

@@ -82,3 +82,102 @@ fn stdin_lines_repeated_fields_and_errors() {
     );
     assert_eq!(v[2]["errors"], serde_json::json!([]));
 }
+
+/// A BU with a HAO from the care-of address, sealed with NULL +
+/// HMAC-SHA-256-128 on SPI 0x201 and key 0x2a2a….
+fn esp_bu() -> Vec<u8> {
+    use common::ipsec::{
+        Action, AddressPair, Algorithm, Ipsec, Mode, Policy, Prefix, SaKeys, SaPairSpec, Selector,
+    };
+    let plain = hex::decode(BU_HAO).unwrap();
+    let home: std::net::IpAddr = "2001:db8:1::100".parse().unwrap();
+    let cn: std::net::IpAddr = "2001:db8:3::1".parse().unwrap();
+    let sel = Selector::mobility(Prefix::host(home), Prefix::host(cn), &[]);
+    let spec = SaPairSpec::new(
+        AddressPair {
+            local: home,
+            peer: cn,
+        },
+        Mode::Transport,
+        Algorithm::NullSha256,
+        sel.clone(),
+        SaKeys {
+            spi: 0x202,
+            key: vec![0x2b; 32],
+        },
+        SaKeys {
+            spi: 0x201,
+            key: vec![0x2a; 32],
+        },
+    );
+    let mut ipsec = Ipsec::default();
+    let (_, out) = ipsec
+        .sad
+        .add_pair(common::time::Instant::ZERO, &spec)
+        .unwrap();
+    ipsec.spd.push(Policy {
+        selector: sel,
+        action: Action::Protect(vec![out]),
+    });
+    let mut wire = Vec::new();
+    ipsec
+        .outbound(common::time::Instant::ZERO, &plain, &mut wire)
+        .unwrap();
+    wire
+}
+
+#[test]
+fn decrypts_esp_with_sa_specs_and_reports_a_bad_icv() {
+    let sa = format!(
+        "spi=0x201,enc=null,integ=sha256,integ-key={}",
+        "2a".repeat(32)
+    );
+    let wire = esp_bu();
+    let mut bad = wire.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    let v = run(
+        &["decode", "--sa", &sa],
+        &format!("{}\n{}\n", hex::encode(&wire), hex::encode(&bad)),
+    );
+    let f = &v[0]["fields"];
+    assert_eq!(v[0]["errors"], serde_json::json!([]));
+    assert_eq!(f["esp.spi"], 0x201);
+    assert_eq!(f["esp.protocol"], 135);
+    assert_eq!(f["esp.pad_len"], 2);
+    assert_eq!(f["mip6.bu.seqnr"], 7);
+    assert_eq!(f["ipv6.opt.mipv6.home_address"], "2001:db8:1::100");
+    assert!(
+        v[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("{decrypted: MH BU seq=7"),
+        "{}",
+        v[0]["summary"]
+    );
+    assert_eq!(v[1]["errors"], serde_json::json!(["bad checksum: esp icv"]));
+    assert!(v[1]["fields"].get("mip6.bu.seqnr").is_none());
+    // Without the key the body stays opaque and nothing is an error.
+    let v = run(&["decode", "--hex", &hex::encode(&wire)], "");
+    assert_eq!(v[0]["errors"], serde_json::json!([]));
+    assert!(v[0]["fields"].get("esp.pad_len").is_none());
+}
+
+#[test]
+fn a_bad_sa_spec_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args([
+            "decode",
+            "--sa",
+            "spi=1,enc=aes128gcm16,enc-key=00",
+            "--hex",
+            "00",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "testbed: --sa spi=1,enc=aes128gcm16,enc-key=00: aes128gcm16 needs a 20-byte key, got 1"
+    );
+}

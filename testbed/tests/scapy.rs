@@ -7,9 +7,6 @@
 
 mod tools;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use common::wire::packet::decode;
 use common::wire::{CodePoints, FieldValue, IpProtocol, PacketRepr};
 use serde_json::Value;
@@ -23,30 +20,7 @@ fn scapy_available() -> bool {
 }
 
 fn run_script(mode: &str, input: &str) -> Vec<Value> {
-    let mut child = Command::new(PYTHON)
-        .args([SCRIPT, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "scapy_mh.py {mode}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    tools::python_lines(PYTHON, SCRIPT, mode, input)
 }
 
 /// Every field scapy reports must have the same values in ours.

@@ -24,7 +24,10 @@ use core::net::IpAddr;
 
 use serde::Deserialize;
 
-use super::{Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, PortRange, Prefix, SaKeys, SaPairSpec, Selector};
+use super::{
+    Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, PortRange, Prefix, SaKeys,
+    SaPairSpec, Selector,
+};
 use crate::time::{Duration, Instant};
 use crate::wire::{IpProtocol, MhType};
 
@@ -170,7 +173,10 @@ impl IpsecConfig {
             let spec = p.spec().map_err(|m| err(&at, m))?;
             let (_, out) = ipsec.sad.add_pair(now, &spec).map_err(|e| err(&at, e))?;
             if outbound.iter().any(|(spi, _)| *spi == spec.outbound.spi) {
-                return Err(err(&at, format!("outbound SPI {:#x} is used twice", spec.outbound.spi)));
+                return Err(err(
+                    &at,
+                    format!("outbound SPI {:#x} is used twice", spec.outbound.spi),
+                ));
             }
             outbound.push((spec.outbound.spi, out));
         }
@@ -182,10 +188,9 @@ impl IpsecConfig {
                 (None | Some("protect"), spis) if !spis.is_empty() => {
                     let mut sas = Vec::new();
                     for spi in spis {
-                        let (_, id) = outbound
-                            .iter()
-                            .find(|(s, _)| s == spi)
-                            .ok_or_else(|| err(&at, format!("no SA pair has outbound SPI {spi:#x}")))?;
+                        let (_, id) = outbound.iter().find(|(s, _)| s == spi).ok_or_else(|| {
+                            err(&at, format!("no SA pair has outbound SPI {spi:#x}"))
+                        })?;
                         sas.push(*id);
                     }
                     // SAs applied together move together (REQ AM-C.1).
@@ -194,7 +199,12 @@ impl IpsecConfig {
                     }
                     Action::Protect(sas)
                 }
-                _ => return Err(err(&at, "give either action: bypass|discard, or protect: [outbound SPIs]")),
+                _ => {
+                    return Err(err(
+                        &at,
+                        "give either action: bypass|discard, or protect: [outbound SPIs]",
+                    ))
+                }
             };
             ipsec.spd.push(Policy { selector, action });
         }
@@ -219,7 +229,11 @@ impl SaPairConfig {
         };
         let algorithm = Algorithm::from_keyword(&self.algorithm).ok_or_else(|| {
             let known: Vec<_> = Algorithm::ALL.iter().map(|a| a.keyword()).collect();
-            format!("unknown algorithm {:?} ({})", self.algorithm, known.join(", "))
+            format!(
+                "unknown algorithm {:?} ({})",
+                self.algorithm,
+                known.join(", ")
+            )
         })?;
         let keys = |k: &KeysConfig, dir: &str| -> Result<SaKeys, String> {
             let key = match &k.key {
@@ -267,13 +281,23 @@ impl SelectorConfig {
             prefix(&self.remote, pair.map(|p| p.peer))?,
         );
         sel.protocol = self.protocol.as_ref().map(protocol).transpose()?;
-        sel.local_ports = self.local_ports.as_ref().map_or(Ok(PortRange::ANY), ports)?;
-        sel.remote_ports = self.remote_ports.as_ref().map_or(Ok(PortRange::ANY), ports)?;
+        sel.local_ports = self
+            .local_ports
+            .as_ref()
+            .map_or(Ok(PortRange::ANY), ports)?;
+        sel.remote_ports = self
+            .remote_ports
+            .as_ref()
+            .map_or(Ok(PortRange::ANY), ports)?;
         sel.icmp = self.icmp_type.map(|t| (t, self.icmp_code));
         if self.icmp_code.is_some() && self.icmp_type.is_none() {
             return Err("icmp_code needs icmp_type".to_owned());
         }
-        sel.mh_types = self.mh_types.iter().map(mh_type).collect::<Result<_, _>>()?;
+        sel.mh_types = self
+            .mh_types
+            .iter()
+            .map(mh_type)
+            .collect::<Result<_, _>>()?;
         let needs = |what: &str, p: IpProtocol| match sel.protocol {
             Some(q) if q == p => Ok(()),
             _ => Err(format!("{what} needs protocol: {}", protocol_name(p))),
@@ -311,7 +335,9 @@ fn protocol_name(p: IpProtocol) -> String {
 
 fn protocol(v: &NameOrNumber) -> Result<IpProtocol, String> {
     match v {
-        NameOrNumber::Number(n) => u8::try_from(*n).map(IpProtocol::from).map_err(|_| format!("protocol {n} is not 0-255")),
+        NameOrNumber::Number(n) => u8::try_from(*n)
+            .map(IpProtocol::from)
+            .map_err(|_| format!("protocol {n} is not 0-255")),
         NameOrNumber::Name(s) => PROTOCOLS
             .iter()
             .find(|(n, _)| n == s)
@@ -351,12 +377,16 @@ const MH_TYPES: [(&str, MhType); 8] = [
 
 fn mh_type(v: &NameOrNumber) -> Result<u8, String> {
     match v {
-        NameOrNumber::Number(n) => u8::try_from(*n).map_err(|_| format!("MH type {n} is not 0-255")),
+        NameOrNumber::Number(n) => {
+            u8::try_from(*n).map_err(|_| format!("MH type {n} is not 0-255"))
+        }
         NameOrNumber::Name(s) => MH_TYPES
             .iter()
             .find(|(n, _)| n == s)
             .map(|(_, t)| u8::from(*t))
-            .ok_or_else(|| format!("unknown MH type {s:?} (bu, ba, be, brr, hoti, coti, hot, cot)")),
+            .ok_or_else(|| {
+                format!("unknown MH type {s:?} (bu, ba, be, brr, hoti, coti, hot, cot)")
+            }),
     }
 }
 

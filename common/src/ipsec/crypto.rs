@@ -130,8 +130,12 @@ impl EspCipher {
         }
         let (k, salt) = key.split_at(key.len() - if algorithm.is_confidential() { 4 } else { 0 });
         let keyed = match algorithm {
-            Algorithm::Aes128Gcm16 => Aes128Gcm::new_from_slice(k).map(|c| Keyed::Aes128(Box::new(c))),
-            Algorithm::Aes256Gcm16 => Aes256Gcm::new_from_slice(k).map(|c| Keyed::Aes256(Box::new(c))),
+            Algorithm::Aes128Gcm16 => {
+                Aes128Gcm::new_from_slice(k).map(|c| Keyed::Aes128(Box::new(c)))
+            }
+            Algorithm::Aes256Gcm16 => {
+                Aes256Gcm::new_from_slice(k).map(|c| Keyed::Aes256(Box::new(c)))
+            }
             Algorithm::ChaCha20Poly1305 => {
                 ChaCha20Poly1305::new_from_slice(k).map(|c| Keyed::ChaCha(Box::new(c)))
             }
@@ -163,15 +167,35 @@ impl EspCipher {
     /// Encrypts `payload` in place (payload ‖ padding ‖ trailer) and returns
     /// the ICV. `header` is the SPI and low sequence number as on the wire,
     /// `seq_hi` the high half of an extended sequence number.
-    pub fn seal(&self, header: &[u8; 8], seq_hi: Option<u32>, iv: &[u8], payload: &mut [u8]) -> [u8; ICV_LEN] {
+    pub fn seal(
+        &self,
+        header: &[u8; 8],
+        seq_hi: Option<u32>,
+        iv: &[u8],
+        payload: &mut [u8],
+    ) -> [u8; ICV_LEN] {
         let mut icv = [0u8; ICV_LEN];
         let aad = Aad::new(header, seq_hi);
         let tag = match &self.keyed {
-            Keyed::Aes128(c) => c.encrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload),
-            Keyed::Aes256(c) => c.encrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload),
-            Keyed::ChaCha(c) => c.encrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload),
+            Keyed::Aes128(c) => c.encrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+            ),
+            Keyed::Aes256(c) => c.encrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+            ),
+            Keyed::ChaCha(c) => c.encrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+            ),
             Keyed::NullSha256(m) => {
-                let out = hmac_input(m, header, payload, seq_hi).finalize().into_bytes();
+                let out = hmac_input(m, header, payload, seq_hi)
+                    .finalize()
+                    .into_bytes();
                 icv.copy_from_slice(&out[..ICV_LEN]);
                 return icv;
             }
@@ -199,9 +223,24 @@ impl EspCipher {
         let aad = Aad::new(header, seq_hi);
         let tag = aes_gcm::Tag::from_slice(icv);
         let r = match &self.keyed {
-            Keyed::Aes128(c) => c.decrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload, tag),
-            Keyed::Aes256(c) => c.decrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload, tag),
-            Keyed::ChaCha(c) => c.decrypt_in_place_detached(Nonce::from_slice(&self.nonce(iv)), aad.bytes(), payload, tag),
+            Keyed::Aes128(c) => c.decrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+                tag,
+            ),
+            Keyed::Aes256(c) => c.decrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+                tag,
+            ),
+            Keyed::ChaCha(c) => c.decrypt_in_place_detached(
+                Nonce::from_slice(&self.nonce(iv)),
+                aad.bytes(),
+                payload,
+                tag,
+            ),
             Keyed::NullSha256(m) => {
                 return hmac_input(m, header, payload, seq_hi)
                     .verify_truncated_left(icv)
@@ -212,7 +251,12 @@ impl EspCipher {
     }
 }
 
-fn hmac_input(m: &Hmac<Sha256>, header: &[u8; 8], payload: &[u8], seq_hi: Option<u32>) -> Hmac<Sha256> {
+fn hmac_input(
+    m: &Hmac<Sha256>,
+    header: &[u8; 8],
+    payload: &[u8],
+    seq_hi: Option<u32>,
+) -> Hmac<Sha256> {
     let mut m = m.clone();
     m.update(header);
     m.update(payload);
@@ -290,15 +334,22 @@ mod test {
                 let icv = c.seal(&header, seq_hi, &iv[..alg.iv_len()], &mut buf);
                 assert_eq!(buf != b"hello, esp\x01\x02\x02\x87", alg.is_confidential());
                 let mut copy = buf.clone();
-                c.open(&header, seq_hi, &iv[..alg.iv_len()], &mut copy, &icv).unwrap();
+                c.open(&header, seq_hi, &iv[..alg.iv_len()], &mut copy, &icv)
+                    .unwrap();
                 assert_eq!(copy, b"hello, esp\x01\x02\x02\x87");
                 // The high sequence bits are authenticated though never sent.
                 let other_hi = Some(seq_hi.map_or(7, |h| h + 1));
                 let mut copy = buf.clone();
-                assert_eq!(c.open(&header, other_hi, &iv[..alg.iv_len()], &mut copy, &icv), Err(IcvMismatch));
+                assert_eq!(
+                    c.open(&header, other_hi, &iv[..alg.iv_len()], &mut copy, &icv),
+                    Err(IcvMismatch)
+                );
                 let mut flipped = buf.clone();
                 flipped[3] ^= 1;
-                assert_eq!(c.open(&header, seq_hi, &iv[..alg.iv_len()], &mut flipped, &icv), Err(IcvMismatch));
+                assert_eq!(
+                    c.open(&header, seq_hi, &iv[..alg.iv_len()], &mut flipped, &icv),
+                    Err(IcvMismatch)
+                );
             }
         }
     }
@@ -308,7 +359,10 @@ mod test {
         let e = EspCipher::new(Algorithm::Aes256Gcm16, &[0; 32]).unwrap_err();
         assert_eq!((e.expected, e.got), (36, 32));
         assert_eq!(e.to_string(), "aes256gcm16 needs a 36-byte key, got 32");
-        assert_eq!(Algorithm::from_keyword("null-sha256"), Some(Algorithm::NullSha256));
+        assert_eq!(
+            Algorithm::from_keyword("null-sha256"),
+            Some(Algorithm::NullSha256)
+        );
         assert_eq!(Algorithm::from_keyword("aes"), None);
     }
 }

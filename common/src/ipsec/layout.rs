@@ -156,7 +156,13 @@ impl Layout {
     }
 }
 
-fn upper_selectors(src: IpAddr, dst: IpAddr, protocol: IpProtocol, upper: &[u8], first_fragment: bool) -> PacketSelectors {
+fn upper_selectors(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: IpProtocol,
+    upper: &[u8],
+    first_fragment: bool,
+) -> PacketSelectors {
     let mut s = PacketSelectors {
         src,
         dst,

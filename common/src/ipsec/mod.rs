@@ -143,9 +143,15 @@ pub struct AddressUpdateRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpsecEvent {
     /// A soft limit was reached: time to rekey.
-    SoftExpired { sa: SaId, spi: u32 },
+    SoftExpired {
+        sa: SaId,
+        spi: u32,
+    },
     /// A hard limit (or the sequence space) ran out; the SA is gone.
-    HardExpired { sa: SaId, spi: u32 },
+    HardExpired {
+        sa: SaId,
+        spi: u32,
+    },
     AddressUpdate(AddressUpdateRequest),
 }
 
@@ -232,13 +238,17 @@ impl Ipsec {
         } else if sa.is_soft_due(now) {
             sa.soft_expired = true;
             self.sad.reschedule(id);
-            self.events.push_back(IpsecEvent::SoftExpired { sa: id, spi });
+            self.events
+                .push_back(IpsecEvent::SoftExpired { sa: id, spi });
         }
     }
 
     fn expire(&mut self, id: SaId) {
         if let Some(sa) = self.sad.remove(id) {
-            self.events.push_back(IpsecEvent::HardExpired { sa: id, spi: sa.spi });
+            self.events.push_back(IpsecEvent::HardExpired {
+                sa: id,
+                spi: sa.spi,
+            });
         }
     }
 
@@ -249,7 +259,12 @@ impl Ipsec {
 
     /// Applies the SPD to an outgoing packet. On [`Outbound::Protected`] the
     /// packet to send is in `out` (replaced).
-    pub fn outbound(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Result<Outbound, IpsecDrop> {
+    pub fn outbound(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Outbound, IpsecDrop> {
         let r = self.outbound_inner(now, packet, out);
         match r {
             Ok(Outbound::Clear) => self.stats.bypassed += 1,
@@ -261,7 +276,12 @@ impl Ipsec {
         r
     }
 
-    fn outbound_inner(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Result<Outbound, IpsecDrop> {
+    fn outbound_inner(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Outbound, IpsecDrop> {
         let layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
         let sas = match self.spd.lookup(&layout.selectors, Direction::Outbound) {
             Action::Bypass => return Ok(Outbound::Clear),
@@ -279,17 +299,30 @@ impl Ipsec {
             core::mem::swap(out, &mut self.scratch);
             outer = Some(id);
         }
-        outer.map(|sa| Outbound::Protected { sa }).ok_or(IpsecDrop::NoSa)
+        outer
+            .map(|sa| Outbound::Protected { sa })
+            .ok_or(IpsecDrop::NoSa)
     }
 
-    fn encapsulate(&mut self, now: Instant, id: SaId, packet: &[u8], out: &mut Vec<u8>) -> Result<(), IpsecDrop> {
+    fn encapsulate(
+        &mut self,
+        now: Instant,
+        id: SaId,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), IpsecDrop> {
         let layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
         let sa = self.sad.get_mut(id).ok_or(IpsecDrop::NoSa)?;
         let sealed = match sa.mode {
             Mode::Transport => {
                 out.extend_from_slice(&packet[..layout.esp_offset]);
                 out[layout.esp_next_header_at] = IpProtocol::Esp.into();
-                sa.seal(now, layout.esp_next_header, &packet[layout.esp_offset..layout.end], out)
+                sa.seal(
+                    now,
+                    layout.esp_next_header,
+                    &packet[layout.esp_offset..layout.end],
+                    out,
+                )
             }
             Mode::Tunnel => {
                 let inner = &packet[..layout.end];
@@ -317,7 +350,12 @@ impl Ipsec {
     /// Opens every ESP layer of a received packet and checks the result
     /// against the SAs' selectors, or checks a clear packet against the SPD
     /// (RFC 4301 §5.2). On [`Inbound::Decrypted`] the packet is in `out`.
-    pub fn inbound(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Result<Inbound, IpsecDrop> {
+    pub fn inbound(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Inbound, IpsecDrop> {
         let r = self.inbound_inner(now, packet, out);
         match r {
             Ok(Inbound::Clear) => self.stats.bypassed += 1,
@@ -329,7 +367,12 @@ impl Ipsec {
         r
     }
 
-    fn inbound_inner(&mut self, now: Instant, packet: &[u8], out: &mut Vec<u8>) -> Result<Inbound, IpsecDrop> {
+    fn inbound_inner(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Inbound, IpsecDrop> {
         let mut layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
         let mut innermost = None;
         let mut depth = 0u8;
@@ -447,7 +490,11 @@ impl Ipsec {
             (l, p) if l == home && p == cn => (home, cn),
             _ => return Err(Unsuitable::WrongEndpoints),
         };
-        let inbound = if s.direction == Direction::Inbound { s } else { pair };
+        let inbound = if s.direction == Direction::Inbound {
+            s
+        } else {
+            pair
+        };
         if inbound.replay_window() == 0 {
             return Err(Unsuitable::NoAntiReplay);
         }

@@ -68,7 +68,12 @@ pub struct SaKeys {
 
 impl fmt::Debug for SaKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SaKeys {{ spi: {:#010x}, key: <{} bytes> }}", self.spi, self.key.len())
+        write!(
+            f,
+            "SaKeys {{ spi: {:#010x}, key: <{} bytes> }}",
+            self.spi,
+            self.key.len()
+        )
     }
 }
 
@@ -264,7 +269,11 @@ impl Sad {
             esn: spec.esn,
             seq: 0,
             replay: (direction == Direction::Inbound).then(|| {
-                ReplayWindow::new(if spec.replay_window > 0 { spec.replay_window } else { DEFAULT_WINDOW })
+                ReplayWindow::new(if spec.replay_window > 0 {
+                    spec.replay_window
+                } else {
+                    DEFAULT_WINDOW
+                })
             }),
             anti_replay: spec.replay_window > 0,
             lifetime: spec.lifetime,
@@ -277,8 +286,12 @@ impl Sad {
             reported_move: None,
             scheduled: None,
         };
-        self.sas.insert(id_in, sa(spec.inbound.spi, Direction::Inbound, cin, id_out));
-        self.sas.insert(id_out, sa(spec.outbound.spi, Direction::Outbound, cout, id_in));
+        self.sas
+            .insert(id_in, sa(spec.inbound.spi, Direction::Inbound, cin, id_out));
+        self.sas.insert(
+            id_out,
+            sa(spec.outbound.spi, Direction::Outbound, cout, id_in),
+        );
         self.inbound.insert(spec.inbound.spi, id_in);
         self.reschedule(id_in);
         self.reschedule(id_out);

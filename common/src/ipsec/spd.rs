@@ -48,11 +48,15 @@ impl Prefix {
         }
         match (self.addr, a) {
             (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len.min(128))).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len.min(128)))
+                    .unwrap_or(0);
                 u128::from(p) & mask == u128::from(a) & mask
             }
             (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len.min(32))).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.len.min(32)))
+                    .unwrap_or(0);
                 u32::from(p) & mask == u32::from(a) & mask
             }
             _ => false,
@@ -94,7 +98,10 @@ pub struct PortRange {
 }
 
 impl PortRange {
-    pub const ANY: PortRange = PortRange { low: 0, high: u16::MAX };
+    pub const ANY: PortRange = PortRange {
+        low: 0,
+        high: u16::MAX,
+    };
 
     pub fn single(p: u16) -> Self {
         PortRange { low: p, high: p }
@@ -171,8 +178,12 @@ impl Selector {
             (Some((t, c)), Some((pt, pc))) => t == pt && c.is_none_or(|c| c == pc),
             (Some(_), None) => false,
         };
-        let mh_ok = self.mh_types.is_empty() || p.mh_type.is_some_and(|t| self.mh_types.contains(&t));
-        self.local_ports.matches(local_port) && self.remote_ports.matches(remote_port) && icmp_ok && mh_ok
+        let mh_ok =
+            self.mh_types.is_empty() || p.mh_type.is_some_and(|t| self.mh_types.contains(&t));
+        self.local_ports.matches(local_port)
+            && self.remote_ports.matches(remote_port)
+            && icmp_ok
+            && mh_ok
     }
 
     /// Whether every packet this selector matches has the MH type `t`
@@ -190,10 +201,18 @@ impl fmt::Display for Selector {
             write!(f, " proto {p}")?;
         }
         if self.local_ports != PortRange::ANY {
-            write!(f, " lport {}-{}", self.local_ports.low, self.local_ports.high)?;
+            write!(
+                f,
+                " lport {}-{}",
+                self.local_ports.low, self.local_ports.high
+            )?;
         }
         if self.remote_ports != PortRange::ANY {
-            write!(f, " rport {}-{}", self.remote_ports.low, self.remote_ports.high)?;
+            write!(
+                f,
+                " rport {}-{}",
+                self.remote_ports.low, self.remote_ports.high
+            )?;
         }
         if let Some((t, c)) = self.icmp {
             write!(f, " icmp {t}")?;
@@ -296,7 +315,11 @@ mod test {
     fn mh_type_selector_matches_bu_and_ba_only() {
         let bu = u8::from(MhType::BindingUpdate);
         let ba = u8::from(MhType::BindingAck);
-        let s = Selector::mobility(Prefix::host(CN.parse().unwrap()), Prefix::host(HOA.parse().unwrap()), &[bu, ba]);
+        let s = Selector::mobility(
+            Prefix::host(CN.parse().unwrap()),
+            Prefix::host(HOA.parse().unwrap()),
+            &[bu, ba],
+        );
         let mut p = sel(HOA, CN, IpProtocol::Mobility);
         p.mh_type = Some(bu);
         assert!(s.matches(&p, Direction::Inbound));
@@ -304,7 +327,11 @@ mod test {
         p.mh_type = Some(u8::from(MhType::HomeTestInit));
         assert!(!s.matches(&p, Direction::Inbound));
         p.mh_type = Some(ba);
-        let p = PacketSelectors { src: p.dst, dst: p.src, ..p };
+        let p = PacketSelectors {
+            src: p.dst,
+            dst: p.src,
+            ..p
+        };
         assert!(s.matches(&p, Direction::Outbound));
         let other = sel("2001:db8:1::101", CN, IpProtocol::Mobility);
         assert!(!s.matches(&other, Direction::Inbound));
@@ -318,7 +345,10 @@ mod test {
         s.protocol = Some(IpProtocol::Udp);
         s.remote_ports = PortRange::single(500);
         let mut p = sel("2001:db8:5::1", "192.0.2.1", IpProtocol::Udp);
-        assert!(!s.matches(&p, Direction::Outbound), "opaque ports only match ANY");
+        assert!(
+            !s.matches(&p, Direction::Outbound),
+            "opaque ports only match ANY"
+        );
         p.dst_port = Some(500);
         p.src_port = Some(1234);
         assert!(s.matches(&p, Direction::Outbound));
@@ -333,7 +363,10 @@ mod test {
         s.icmp = Some((128, Some(1)));
         assert!(!s.matches(&p, Direction::Inbound));
         assert!(!Prefix::host("192.0.2.1".parse().unwrap()).contains(HOA.parse().unwrap()));
-        assert_eq!("2001:db8::/129".parse::<Prefix>().unwrap_err(), "not an address or prefix: \"2001:db8::/129\"");
+        assert_eq!(
+            "2001:db8::/129".parse::<Prefix>().unwrap_err(),
+            "not an address or prefix: \"2001:db8::/129\""
+        );
         assert!("2001:db8::1".parse::<Prefix>().unwrap().is_host());
     }
 
@@ -354,7 +387,10 @@ mod test {
             },
         );
         assert_eq!(spd.lookup(&p, Direction::Outbound), &Action::Discard);
-        assert_eq!(spd.lookup(&sel(HOA, CN, IpProtocol::Tcp), Direction::Outbound), &Action::Bypass);
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Tcp), Direction::Outbound),
+            &Action::Bypass
+        );
         assert!(spd.remove(0).is_some());
         assert_eq!(spd.lookup(&p, Direction::Outbound), &Action::Bypass);
     }

@@ -76,7 +76,12 @@ fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
         src_port: 7000,
         dst_port: 7001,
     };
-    v6(src, dst, ext, UpperRepr::Udp(u, UdpPayload::Raw(b"payload".to_vec())))
+    v6(
+        src,
+        dst,
+        ext,
+        UpperRepr::Udp(u, UdpPayload::Raw(b"payload".to_vec())),
+    )
 }
 
 fn ping(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
@@ -89,7 +94,9 @@ fn ping(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<u8> {
 }
 
 fn key(alg: Algorithm, seed: u8) -> Vec<u8> {
-    (0..alg.key_len() as u8).map(|i| i.wrapping_mul(7).wrapping_add(seed)).collect()
+    (0..alg.key_len() as u8)
+        .map(|i| i.wrapping_mul(7).wrapping_add(seed))
+        .collect()
 }
 
 /// The MN's and the CN's view of one transport-mode pair, BU/BA only;
@@ -113,7 +120,10 @@ fn ro_pair(alg: Algorithm, local: Ipv6Addr, peer: Ipv6Addr, esn: bool) -> SaPair
         Mode::Transport,
         alg,
         sel.clone(),
-        SaKeys { spi: spi_in, key: k_in },
+        SaKeys {
+            spi: spi_in,
+            key: k_in,
+        },
         SaKeys {
             spi: spi_out,
             key: k_out,
@@ -173,12 +183,18 @@ fn transport_mode_keeps_hao_and_rh2_ahead_of_esp() {
         assert_eq!(bu_type_visible, !alg.is_confidential(), "{alg}");
         let (verdict, got) = receive(&mut cn, &wire).unwrap();
         assert!(matches!(verdict, Inbound::Decrypted { depth: 1, .. }));
-        assert_eq!(got, plain, "{alg}: the CN gets the MN's packet back byte for byte");
+        assert_eq!(
+            got, plain,
+            "{alg}: the CN gets the MN's packet back byte for byte"
+        );
 
         let plain = ba(7);
         let wire = send(&mut cn, &plain);
         // IPv6 → RH2 → ESP.
-        assert_eq!((wire[6], wire[40]), (u8::from(IpProtocol::Routing), u8::from(IpProtocol::Esp)));
+        assert_eq!(
+            (wire[6], wire[40]),
+            (u8::from(IpProtocol::Routing), u8::from(IpProtocol::Esp))
+        );
         let (_, got) = receive(&mut mn, &wire).unwrap();
         assert_eq!(got, plain);
         assert_eq!((mn.stats().sealed, mn.stats().opened), (1, 1));
@@ -217,7 +233,13 @@ fn packet_older_than_the_window_is_dropped() {
     // 1024-packet window.
     assert_eq!(receive(&mut cn, &first), Err(IpsecDrop::OutsideWindow));
     assert_eq!(cn.stats().dropped(IpsecDrop::OutsideWindow), 1);
-    assert_eq!(cn.sad.get(cn.sad.inbound_by_spi(0x201).unwrap()).unwrap().sequence(), 1025);
+    assert_eq!(
+        cn.sad
+            .get(cn.sad.inbound_by_spi(0x201).unwrap())
+            .unwrap()
+            .sequence(),
+        1025
+    );
 }
 
 #[test]
@@ -235,14 +257,28 @@ fn reordering_within_the_window_is_accepted() {
 #[test]
 fn sequence_number_does_not_wrap_without_esn() {
     let (mut mn, _) = mn_cn(Algorithm::Aes128Gcm16, false);
-    let out_sa = mn.sad.iter().find(|(_, s)| s.direction() == Direction::Outbound).unwrap().0;
+    let out_sa = mn
+        .sad
+        .iter()
+        .find(|(_, s)| s.direction() == Direction::Outbound)
+        .unwrap()
+        .0;
     mn.sad.get_mut(out_sa).unwrap().seq = u64::from(u32::MAX) - 1;
     let wire = send(&mut mn, &bu(1));
     assert_eq!(&wire[68..72], &u32::MAX.to_be_bytes());
     let mut out = Vec::new();
-    assert_eq!(mn.outbound(T0, &bu(2), &mut out), Err(IpsecDrop::SequenceExhausted));
+    assert_eq!(
+        mn.outbound(T0, &bu(2), &mut out),
+        Err(IpsecDrop::SequenceExhausted)
+    );
     assert_eq!(mn.stats().dropped(IpsecDrop::SequenceExhausted), 1);
-    assert_eq!(mn.poll_event(), Some(IpsecEvent::HardExpired { sa: out_sa, spi: 0x201 }));
+    assert_eq!(
+        mn.poll_event(),
+        Some(IpsecEvent::HardExpired {
+            sa: out_sa,
+            spi: 0x201
+        })
+    );
     // The SA is gone: the policy now points nowhere.
     assert_eq!(mn.outbound(T0, &bu(3), &mut out), Err(IpsecDrop::NoSa));
 }
@@ -251,14 +287,23 @@ fn sequence_number_does_not_wrap_without_esn() {
 fn extended_sequence_numbers_cross_the_32_bit_boundary() {
     for alg in Algorithm::ALL {
         let (mut mn, mut cn) = mn_cn(alg, true);
-        let out_sa = mn.sad.iter().find(|(_, s)| s.direction() == Direction::Outbound).unwrap().0;
+        let out_sa = mn
+            .sad
+            .iter()
+            .find(|(_, s)| s.direction() == Direction::Outbound)
+            .unwrap()
+            .0;
         mn.sad.get_mut(out_sa).unwrap().seq = u64::from(u32::MAX) - 2;
         for i in 0..5 {
             let wire = send(&mut mn, &bu(i));
             receive(&mut cn, &wire).unwrap_or_else(|e| panic!("{alg} packet {i}: {e}"));
         }
         let in_sa = cn.sad.inbound_by_spi(0x201).unwrap();
-        assert_eq!(cn.sad.get(in_sa).unwrap().sequence(), (1 << 32) + 2, "{alg}");
+        assert_eq!(
+            cn.sad.get(in_sa).unwrap().sequence(),
+            (1 << 32) + 2,
+            "{alg}"
+        );
     }
 }
 
@@ -286,7 +331,12 @@ fn decrypted_packet_outside_the_selectors_is_dropped() {
     let (mut mn, mut cn) = mn_cn(Algorithm::Aes128Gcm16, false);
     // Protect a UDP packet with the BU/BA SA by hand, as a peer with a
     // wrong policy would.
-    let out_sa = mn.sad.iter().find(|(_, s)| s.direction() == Direction::Outbound).unwrap().0;
+    let out_sa = mn
+        .sad
+        .iter()
+        .find(|(_, s)| s.direction() == Direction::Outbound)
+        .unwrap()
+        .0;
     mn.spd.insert(
         0,
         Policy {
@@ -298,7 +348,8 @@ fn decrypted_packet_outside_the_selectors_is_dropped() {
     assert_eq!(receive(&mut cn, &wire), Err(IpsecDrop::SelectorMismatch));
     // A BU from another home address through the same SA is refused too.
     let mut other = bu(1);
-    other[40 + 8..40 + 24].copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x101).octets());
+    other[40 + 8..40 + 24]
+        .copy_from_slice(&Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x101).octets());
     let wire = send(&mut mn, &other);
     assert_eq!(receive(&mut cn, &wire), Err(IpsecDrop::SelectorMismatch));
     assert_eq!(cn.stats().dropped(IpsecDrop::SelectorMismatch), 2);
@@ -310,24 +361,50 @@ fn policy_discard_and_unprotected_are_counted() {
     // A BU in clear where policy requires ESP.
     assert_eq!(receive(&mut cn, &bu(1)), Err(IpsecDrop::Unprotected));
     cn.spd.fallback = Action::Discard;
-    assert_eq!(receive(&mut cn, &ping(HOA, CN)), Err(IpsecDrop::PolicyDiscard));
+    assert_eq!(
+        receive(&mut cn, &ping(HOA, CN)),
+        Err(IpsecDrop::PolicyDiscard)
+    );
     let mut out = Vec::new();
-    assert_eq!(cn.outbound(T0, &ping(CN, HOA), &mut out), Err(IpsecDrop::PolicyDiscard));
+    assert_eq!(
+        cn.outbound(T0, &ping(CN, HOA), &mut out),
+        Err(IpsecDrop::PolicyDiscard)
+    );
     assert_eq!(receive(&mut cn, &[0x60, 0, 0]), Err(IpsecDrop::Malformed));
     assert_eq!(
         cn.stats().drops().collect::<Vec<_>>(),
-        vec![(IpsecDrop::Malformed, 1), (IpsecDrop::PolicyDiscard, 2), (IpsecDrop::Unprotected, 1)]
+        vec![
+            (IpsecDrop::Malformed, 1),
+            (IpsecDrop::PolicyDiscard, 2),
+            (IpsecDrop::Unprotected, 1)
+        ]
     );
 }
 
 /// Tunnel endpoints `a` (local) and `b`, carrying all traffic between the
 /// two inner prefixes.
 fn tunnel(alg: Algorithm, a: IpAddr, b: IpAddr, swap: bool) -> Ipsec {
-    let (ka, kb) = (SaKeys { spi: 0x301, key: key(alg, 3) }, SaKeys { spi: 0x302, key: key(alg, 4) });
+    let (ka, kb) = (
+        SaKeys {
+            spi: 0x301,
+            key: key(alg, 3),
+        },
+        SaKeys {
+            spi: 0x302,
+            key: key(alg, 4),
+        },
+    );
     let (inbound, outbound) = if swap { (kb, ka) } else { (ka, kb) };
     let (l, r) = if swap { (CN, HOA) } else { (HOA, CN) };
     let sel = Selector::between(Prefix::host(l.into()), Prefix::host(r.into()));
-    let spec = SaPairSpec::new(AddressPair { local: a, peer: b }, Mode::Tunnel, alg, sel.clone(), inbound, outbound);
+    let spec = SaPairSpec::new(
+        AddressPair { local: a, peer: b },
+        Mode::Tunnel,
+        alg,
+        sel.clone(),
+        inbound,
+        outbound,
+    );
     let mut ipsec = Ipsec::default();
     let (_, out) = ipsec.sad.add_pair(T0, &spec).unwrap();
     ipsec.spd.push(Policy {
@@ -341,7 +418,10 @@ fn tunnel(alg: Algorithm, a: IpAddr, b: IpAddr, swap: bool) -> Ipsec {
 fn tunnel_mode_over_ipv6_and_ipv4() {
     let outer: [(IpAddr, IpAddr); 2] = [
         (COA.into(), HA.into()),
-        (Ipv4Addr::new(192, 0, 2, 1).into(), Ipv4Addr::new(192, 0, 2, 2).into()),
+        (
+            Ipv4Addr::new(192, 0, 2, 1).into(),
+            Ipv4Addr::new(192, 0, 2, 2).into(),
+        ),
     ];
     for (a, b) in outer {
         for alg in Algorithm::ALL {
@@ -351,7 +431,10 @@ fn tunnel_mode_over_ipv6_and_ipv4() {
             let wire = send(&mut left, &plain);
             let p = crate::wire::packet::PacketRepr::parse(&wire, &CodePoints::default()).unwrap();
             let expect_outer = p.to_string();
-            assert!(expect_outer.contains(&format!("{a} > {b} ESP spi=0x00000302")), "{expect_outer}");
+            assert!(
+                expect_outer.contains(&format!("{a} > {b} ESP spi=0x00000302")),
+                "{expect_outer}"
+            );
             if a.is_ipv6() {
                 // The traffic class is copied to the outer header.
                 assert_eq!((wire[0], wire[1] >> 4), (0x62, 0));
@@ -365,7 +448,10 @@ fn tunnel_mode_over_ipv6_and_ipv4() {
             let mut stray = ping(HOA, CN);
             stray[39] = 2;
             let mut out = Vec::new();
-            assert_eq!(left.outbound(T0, &stray, &mut out), Err(IpsecDrop::PolicyDiscard));
+            assert_eq!(
+                left.outbound(T0, &stray, &mut out),
+                Err(IpsecDrop::PolicyDiscard)
+            );
         }
     }
 }
@@ -404,7 +490,13 @@ fn nested_transport_inside_tunnel_round_trips() {
     let (verdict, got) = receive(&mut cn, &wire).unwrap();
     assert_eq!(got, plain);
     let inner_sa = cn.sad.inbound_by_spi(0x201).unwrap();
-    assert_eq!(verdict, Inbound::Decrypted { sa: inner_sa, depth: 2 });
+    assert_eq!(
+        verdict,
+        Inbound::Decrypted {
+            sa: inner_sa,
+            depth: 2
+        }
+    );
 }
 
 #[test]
@@ -412,12 +504,31 @@ fn dummy_and_non_ip_tunnel_payloads_are_dropped() {
     let alg = Algorithm::NullSha256;
     let mut left = tunnel(alg, COA.into(), HA.into(), false);
     let mut right = tunnel(alg, HA.into(), COA.into(), true);
-    let out_sa = left.sad.iter().find(|(_, s)| s.direction() == Direction::Outbound).unwrap().0;
-    for (nh, reason) in [(IpProtocol::NoNextHeader, IpsecDrop::Dummy), (IpProtocol::Udp, IpsecDrop::NotTunnelled)] {
+    let out_sa = left
+        .sad
+        .iter()
+        .find(|(_, s)| s.direction() == Direction::Outbound)
+        .unwrap()
+        .0;
+    for (nh, reason) in [
+        (IpProtocol::NoNextHeader, IpsecDrop::Dummy),
+        (IpProtocol::Udp, IpsecDrop::NotTunnelled),
+    ] {
         let mut esp = Vec::new();
-        left.sad.get_mut(out_sa).unwrap().seal(T0, nh, b"junk", &mut esp).unwrap();
+        left.sad
+            .get_mut(out_sa)
+            .unwrap()
+            .seal(T0, nh, b"junk", &mut esp)
+            .unwrap();
         let mut wire = Vec::new();
-        push_outer_header(&mut wire, AddressPair { local: COA.into(), peer: HA.into() }, 0);
+        push_outer_header(
+            &mut wire,
+            AddressPair {
+                local: COA.into(),
+                peer: HA.into(),
+            },
+            0,
+        );
         wire.extend_from_slice(&esp);
         finish_ip_header(&mut wire).unwrap();
         assert_eq!(receive(&mut right, &wire), Err(reason));
@@ -443,7 +554,10 @@ fn lifetimes_raise_soft_then_hard_events() {
     ev.sort_by_key(|e| format!("{e:?}"));
     assert_eq!(
         ev,
-        vec![IpsecEvent::SoftExpired { sa: i, spi: 0x401 }, IpsecEvent::SoftExpired { sa: o, spi: 0x201 }]
+        vec![
+            IpsecEvent::SoftExpired { sa: i, spi: 0x401 },
+            IpsecEvent::SoftExpired { sa: o, spi: 0x201 }
+        ]
     );
     assert_eq!(mn.poll_timeout(), Some(Instant::from_secs(50)));
     mn.handle_timeout(Instant::from_secs(50));
@@ -468,9 +582,21 @@ fn byte_lifetime_ends_the_sa() {
     mn.outbound(T0, &bu(1), &mut buf).unwrap();
     assert_eq!(mn.poll_event(), None);
     mn.outbound(T0, &bu(2), &mut buf).unwrap();
-    assert_eq!(mn.poll_event(), Some(IpsecEvent::SoftExpired { sa: out, spi: 0x201 }));
+    assert_eq!(
+        mn.poll_event(),
+        Some(IpsecEvent::SoftExpired {
+            sa: out,
+            spi: 0x201
+        })
+    );
     mn.outbound(T0, &bu(3), &mut buf).unwrap();
-    assert_eq!(mn.poll_event(), Some(IpsecEvent::HardExpired { sa: out, spi: 0x201 }));
+    assert_eq!(
+        mn.poll_event(),
+        Some(IpsecEvent::HardExpired {
+            sa: out,
+            spi: 0x201
+        })
+    );
     assert_eq!(mn.outbound(T0, &bu(4), &mut buf), Err(IpsecDrop::NoSa));
 }
 
@@ -484,12 +610,21 @@ fn address_update_moves_pair_and_siblings_keeping_state() {
     // A second pair between the same endpoints, bundled as a sibling, and
     // an unrelated pair that must stay put.
     let mut sib = SaPairSpec::new(
-        AddressPair { local: COA.into(), peer: HA.into() },
+        AddressPair {
+            local: COA.into(),
+            peer: HA.into(),
+        },
         Mode::Tunnel,
         alg,
         Selector::any(),
-        SaKeys { spi: 0x501, key: key(alg, 5) },
-        SaKeys { spi: 0x502, key: key(alg, 6) },
+        SaKeys {
+            spi: 0x501,
+            key: key(alg, 5),
+        },
+        SaKeys {
+            spi: 0x502,
+            key: key(alg, 6),
+        },
     );
     let (sib_in, _) = mn.sad.add_pair(T0, &sib).unwrap();
     sib.inbound.spi = 0x601;
@@ -501,14 +636,32 @@ fn address_update_moves_pair_and_siblings_keeping_state() {
         let wire = send(&mut mn, &ping(HOA, CN));
         receive(&mut ha, &wire).unwrap();
     }
-    let moved = AddressPair { local: COA2.into(), peer: HA.into() };
+    let moved = AddressPair {
+        local: COA2.into(),
+        peer: HA.into(),
+    };
     let updated = mn.sad.update_addresses(tun_in, moved).unwrap();
     assert_eq!(updated.len(), 4, "pair + sibling pair: {updated:?}");
-    assert!(mn.sad.iter().filter(|(_, s)| s.addresses() == moved).count() == 4);
-    assert_eq!(mn.sad.get(other_in).unwrap().addresses().local, IpAddr::from(COA));
+    assert!(
+        mn.sad
+            .iter()
+            .filter(|(_, s)| s.addresses() == moved)
+            .count()
+            == 4
+    );
+    assert_eq!(
+        mn.sad.get(other_in).unwrap().addresses().local,
+        IpAddr::from(COA)
+    );
     let ha_in = ha.sad.inbound_by_spi(0x302).unwrap();
     ha.sad
-        .update_addresses(ha_in, AddressPair { local: HA.into(), peer: COA2.into() })
+        .update_addresses(
+            ha_in,
+            AddressPair {
+                local: HA.into(),
+                peer: COA2.into(),
+            },
+        )
         .unwrap();
 
     let wire = send(&mut mn, &ping(HOA, CN));
@@ -516,7 +669,11 @@ fn address_update_moves_pair_and_siblings_keeping_state() {
     assert_eq!(&wire[44..48], &4u32.to_be_bytes(), "sequence continues");
     receive(&mut ha, &wire).unwrap();
     assert_eq!(ha.sad.get(ha_in).unwrap().sequence(), 4);
-    assert_eq!(ha.poll_event(), None, "addresses already moved: nothing to ask");
+    assert_eq!(
+        ha.poll_event(),
+        None,
+        "addresses already moved: nothing to ask"
+    );
 }
 
 // REQ AM-D.1: authenticated tunnel traffic from a new address makes the
@@ -526,9 +683,22 @@ fn traffic_from_a_new_address_asks_for_an_address_update() {
     let alg = Algorithm::ChaCha20Poly1305;
     let mut mn = tunnel(alg, COA.into(), HA.into(), false);
     let mut ha = tunnel(alg, HA.into(), COA.into(), true);
-    let mn_out = mn.sad.iter().find(|(_, s)| s.direction() == Direction::Outbound).unwrap().0;
+    let mn_out = mn
+        .sad
+        .iter()
+        .find(|(_, s)| s.direction() == Direction::Outbound)
+        .unwrap()
+        .0;
     // The MN moves but only its own SAs know so far.
-    mn.sad.update_addresses(mn_out, AddressPair { local: COA2.into(), peer: HA.into() }).unwrap();
+    mn.sad
+        .update_addresses(
+            mn_out,
+            AddressPair {
+                local: COA2.into(),
+                peer: HA.into(),
+            },
+        )
+        .unwrap();
     for _ in 0..2 {
         let wire = send(&mut mn, &ping(HOA, CN));
         receive(&mut ha, &wire).unwrap();
@@ -537,8 +707,14 @@ fn traffic_from_a_new_address_asks_for_an_address_update() {
     let request = AddressUpdateRequest {
         sa: ha_in,
         spi: 0x302,
-        old: AddressPair { local: HA.into(), peer: COA.into() },
-        new: AddressPair { local: HA.into(), peer: COA2.into() },
+        old: AddressPair {
+            local: HA.into(),
+            peer: COA.into(),
+        },
+        new: AddressPair {
+            local: HA.into(),
+            peer: COA2.into(),
+        },
     };
     assert_eq!(ha.poll_event(), Some(IpsecEvent::AddressUpdate(request)));
     assert_eq!(ha.poll_event(), None, "asked once");
@@ -625,10 +801,16 @@ fn sad_refuses_bad_pairs() {
     assert!(matches!(sad.add_pair(T0, &s), Err(SadError::Key(_))));
     s.inbound.key.push(0);
     s.replay_window = MAX_WINDOW + 1;
-    assert_eq!(sad.add_pair(T0, &s), Err(SadError::WindowTooLarge(MAX_WINDOW + 1)));
+    assert_eq!(
+        sad.add_pair(T0, &s),
+        Err(SadError::WindowTooLarge(MAX_WINDOW + 1))
+    );
     s.replay_window = 64;
     s.addresses.peer = Ipv4Addr::LOCALHOST.into();
-    assert!(matches!(sad.add_pair(T0, &s), Err(SadError::MixedFamilies(_))));
+    assert!(matches!(
+        sad.add_pair(T0, &s),
+        Err(SadError::MixedFamilies(_))
+    ));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use core::fmt;
 use core::net::IpAddr;
 
 use super::checksum::PseudoHeader;
-use super::esp::{EspPacket, EspRepr};
+use super::esp::{EspOpener, EspPacket, EspRepr};
 use super::ext::{ExtHeaderRepr, RoutingRepr};
 use super::icmpv6::Icmpv6Repr;
 use super::ike::IkeRepr;
@@ -91,15 +91,31 @@ pub struct PacketRepr {
 #[derive(Debug, Clone, Default)]
 pub struct Decoded {
     pub repr: Option<PacketRepr>,
+    /// What decrypted ESP payloads held, outermost first (only with
+    /// [`decode_with`] and the keys).
+    pub decrypted: Vec<UpperRepr>,
     pub errors: Vec<WireError>,
     pub fields: Fields,
 }
 
 /// Decodes `bytes` as an IP packet (the version nibble picks v4 or v6).
 pub fn decode(bytes: &[u8], cp: &CodePoints, want_fields: bool) -> Decoded {
+    decode_with(bytes, cp, want_fields, None)
+}
+
+/// [`decode`], also opening ESP for which `keys` has the SA: the payload
+/// decodes as the layer its trailer names, as Wireshark does with its
+/// `esp_sa` table, and a failed ICV is listed among the errors.
+pub fn decode_with(
+    bytes: &[u8],
+    cp: &CodePoints,
+    want_fields: bool,
+    keys: Option<&dyn EspOpener>,
+) -> Decoded {
     let mut d = Decoder {
         cp,
         want_fields,
+        keys,
         out: Decoded::default(),
     };
     let repr = d.packet(bytes, 0);
@@ -243,6 +259,7 @@ fn pseudo_header_v6(h: &Ipv6Repr, ext: &[ExtHeaderRepr]) -> PseudoHeader {
 struct Decoder<'c> {
     cp: &'c CodePoints,
     want_fields: bool,
+    keys: Option<&'c dyn EspOpener>,
     out: Decoded,
 }
 
@@ -425,8 +442,8 @@ impl Decoder<'_> {
         };
         let result = match proto {
             IpProtocol::Mobility => self.mobility(b, ph).map(UpperRepr::Mobility),
-            IpProtocol::Esp => self.esp(b).map(UpperRepr::Esp),
-            IpProtocol::Udp => self.udp(b, ph),
+            IpProtocol::Esp => self.esp(b, ph, depth).map(UpperRepr::Esp),
+            IpProtocol::Udp => self.udp(b, ph, depth),
             IpProtocol::Tcp => self.tcp(b, ph),
             IpProtocol::Icmpv6 => self.icmpv6(b, ph).map(UpperRepr::Icmpv6),
             IpProtocol::Ipv6 | IpProtocol::Ipv4 if depth >= MAX_NESTING => {
@@ -566,14 +583,26 @@ impl Decoder<'_> {
         }
     }
 
-    fn esp(&mut self, b: &[u8]) -> Result<EspRepr, WireError> {
+    fn esp(&mut self, b: &[u8], ph: &PseudoHeader, depth: usize) -> Result<EspRepr, WireError> {
         let esp = EspRepr::parse(&EspPacket::new_checked(b)?)?;
         self.num("esp.spi", esp.spi);
         self.num("esp.sequence", esp.sequence);
+        match self.keys.and_then(|k| k.open(b)) {
+            None => {}
+            Some(Err(e)) => self.error(e),
+            Some(Ok((payload, trailer))) => {
+                self.num("esp.pad_len", trailer.pad_len);
+                self.num("esp.protocol", u8::from(trailer.next_header));
+                // Transport mode: the payload's checksum uses the outer
+                // (pseudo-)header, which ESP did not change.
+                let inner = self.upper(trailer.next_header, &payload, ph, depth + 1);
+                self.out.decrypted.push(inner);
+            }
+        }
         Ok(esp)
     }
 
-    fn udp(&mut self, b: &[u8], ph: &PseudoHeader) -> Result<UpperRepr, WireError> {
+    fn udp(&mut self, b: &[u8], ph: &PseudoHeader, depth: usize) -> Result<UpperRepr, WireError> {
         let p = UdpPacket::new_checked(b)?;
         let udp = UdpRepr::parse(&p)?;
         self.num("udp.srcport", udp.src_port);
@@ -589,7 +618,7 @@ impl Decoder<'_> {
             match body {
                 [0xff] => Ok(UdpPayload::NatKeepalive),
                 [0, 0, 0, 0, ike @ ..] => self.ike(ike).map(UdpPayload::Ike),
-                _ => self.esp(body).map(UdpPayload::Esp),
+                _ => self.esp(body, ph, depth).map(UdpPayload::Esp),
             }
         } else if ports.contains(&IKE_PORT) {
             self.ike(body).map(UdpPayload::Ike)
@@ -655,19 +684,25 @@ impl fmt::Display for PacketRepr {
             }
             IpRepr::V4(h) => write!(f, "IPv4 {} > {}", h.src, h.dst)?,
         }
-        match &self.upper {
-            UpperRepr::Mobility(mh) => write!(f, " {mh}"),
-            UpperRepr::Esp(esp) => write!(f, " {esp}"),
-            UpperRepr::Udp(udp, UdpPayload::Ike(ike)) => write!(f, " {udp} {ike}"),
-            UpperRepr::Udp(udp, UdpPayload::Esp(esp)) => write!(f, " {udp} {esp}"),
-            UpperRepr::Udp(udp, UdpPayload::NatKeepalive) => write!(f, " {udp} NAT keepalive"),
-            UpperRepr::Udp(udp, UdpPayload::Raw(b)) => write!(f, " {udp} ({} bytes)", b.len()),
-            UpperRepr::Tcp(tcp, b) => write!(f, " {tcp} ({} bytes)", b.len()),
-            UpperRepr::Icmpv6(icmp) => write!(f, " {icmp}"),
-            UpperRepr::Tunnel(inner) => write!(f, " [{inner}]"),
-            UpperRepr::NoNextHeader => Ok(()),
+        write!(f, " {}", self.upper)
+    }
+}
+
+impl fmt::Display for UpperRepr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpperRepr::Mobility(mh) => write!(f, "{mh}"),
+            UpperRepr::Esp(esp) => write!(f, "{esp}"),
+            UpperRepr::Udp(udp, UdpPayload::Ike(ike)) => write!(f, "{udp} {ike}"),
+            UpperRepr::Udp(udp, UdpPayload::Esp(esp)) => write!(f, "{udp} {esp}"),
+            UpperRepr::Udp(udp, UdpPayload::NatKeepalive) => write!(f, "{udp} NAT keepalive"),
+            UpperRepr::Udp(udp, UdpPayload::Raw(b)) => write!(f, "{udp} ({} bytes)", b.len()),
+            UpperRepr::Tcp(tcp, b) => write!(f, "{tcp} ({} bytes)", b.len()),
+            UpperRepr::Icmpv6(icmp) => write!(f, "{icmp}"),
+            UpperRepr::Tunnel(inner) => write!(f, "[{inner}]"),
+            UpperRepr::NoNextHeader => write!(f, "no next header"),
             UpperRepr::Raw { protocol, data } => {
-                write!(f, " proto {protocol} ({} bytes)", data.len())
+                write!(f, "proto {protocol} ({} bytes)", data.len())
             }
         }
     }
