@@ -302,8 +302,9 @@ impl SelectorConfig {
             Some(q) if q == p => Ok(()),
             _ => Err(format!("{what} needs protocol: {}", protocol_name(p))),
         };
-        if sel.local_ports != PortRange::ANY || sel.remote_ports != PortRange::ANY {
-            needs("ports", IpProtocol::Udp).or_else(|_| needs("ports", IpProtocol::Tcp))?;
+        let has_ports = matches!(sel.protocol, Some(IpProtocol::Udp | IpProtocol::Tcp));
+        if (sel.local_ports != PortRange::ANY || sel.remote_ports != PortRange::ANY) && !has_ports {
+            return Err("ports need protocol: udp or tcp".to_owned());
         }
         if sel.icmp.is_some() {
             needs("icmp_type", IpProtocol::Icmpv6)?;

@@ -135,6 +135,10 @@ impl Layout {
 
     fn ipv4(b: &[u8]) -> Result<Layout, WireError> {
         let p = crate::wire::Ipv4Packet::new_checked(b)?;
+        // A corrupt header must not come out of IPsec with a fresh checksum.
+        if !p.header_checksum_ok() {
+            return Err(WireError::BadChecksum("ipv4 header"));
+        }
         let hl = p.header_len();
         let proto = IpProtocol::from(b[9]);
         let fragment = u16::from_be_bytes([b[6], b[7]]) & 0x1fff;
