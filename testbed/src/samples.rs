@@ -8,7 +8,7 @@
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::wire::esp::{EspRepr, EspTrailer};
-use common::wire::ext::{DestOptRepr, ExtHeaderRepr, Ipv6OptionRepr, RoutingRepr};
+use common::wire::ext::ExtHeaderRepr;
 use common::wire::ike::{
     AdditionalAddress, CpAttribute, ExchangeType, Identification, IkeHeader, IkePayload, IkeRepr,
     MobikeSupported, Notify, NotifyType, PeerAddress, Proposal, SwitchToIpAddress, TrafficSelector,
@@ -16,7 +16,7 @@ use common::wire::ike::{
 };
 use common::wire::mh::{BaFlags, BaStatus, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use common::wire::packet::{IpRepr, PacketRepr, UdpPayload, UpperRepr, IKE_NATT_PORT, IKE_PORT};
-use common::wire::{CodePoints, Icmpv6Repr, IpProtocol, Ipv4Repr, Ipv6Repr, UdpRepr};
+use common::wire::{CodePoints, Icmpv6Repr, IpProtocol, Ipv4Repr, UdpRepr};
 
 pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
 pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
@@ -30,32 +30,15 @@ pub struct Sample {
 }
 
 fn v6(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, upper: UpperRepr) -> PacketRepr {
-    let header = Ipv6Repr {
-        traffic_class: 0,
-        flow_label: 0,
-        next_header: IpProtocol::NoNextHeader,
-        payload_len: 0,
-        hop_limit: 64,
-        src,
-        dst,
-    };
-    PacketRepr {
-        ip: IpRepr::V6 { header, ext },
-        upper,
-    }
+    PacketRepr::ipv6(src, dst, ext, upper)
 }
 
 fn hao(hoa: Ipv6Addr) -> ExtHeaderRepr {
-    ExtHeaderRepr::DestOpts(DestOptRepr {
-        options: vec![Ipv6OptionRepr::HomeAddress(hoa)],
-    })
+    ExtHeaderRepr::home_address(hoa)
 }
 
 fn rh2(hoa: Ipv6Addr) -> ExtHeaderRepr {
-    ExtHeaderRepr::Routing(RoutingRepr::Type2 {
-        segments_left: 1,
-        home_address: hoa,
-    })
+    ExtHeaderRepr::type2(hoa)
 }
 
 fn mh(message: MhMessage, options: Vec<MhOption>) -> UpperRepr {

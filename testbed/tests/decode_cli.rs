@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod tools;
+
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -12,25 +13,7 @@ use serde_json::Value;
 const BU_HAO: &str = "6000000000503c4020010db800020000000000000000001020010db8000300000000000000000001870201020000c91020010db80001000000000000000001003b06050082390007800000640100031020010db800020000000000000000001004040003000401020000050c0102030405060708090a0b0c";
 
 fn run(args: &[&str], stdin: &str) -> Vec<Value> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_testbed"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    tools::json_lines(env!("CARGO_BIN_EXE_testbed"), args, stdin)
 }
 
 #[test]

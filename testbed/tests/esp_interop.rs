@@ -17,10 +17,10 @@ use common::ipsec::{
     Prefix, SaKeys, SaPairSpec, Selector,
 };
 use common::time::Instant;
-use common::wire::ext::{DestOptRepr, ExtHeaderRepr, Ipv6OptionRepr};
+use common::wire::ext::ExtHeaderRepr;
 use common::wire::mh::{BuFlags, MhMessage, MhRepr};
-use common::wire::packet::{decode_with, IpRepr, PacketRepr, UpperRepr};
-use common::wire::{CodePoints, Icmpv6Repr, IpProtocol, Ipv6Repr, MhType, WireError};
+use common::wire::packet::{decode_with, PacketRepr, UpperRepr};
+use common::wire::{CodePoints, Icmpv6Repr, MhType, WireError};
 use serde_json::{json, Value};
 use testbed::pcap::PcapWriter;
 use testbed::samples::{CN, COA, HA, HOA};
@@ -32,20 +32,7 @@ const T0: Instant = Instant::ZERO;
 const SPI: u32 = 0x201;
 
 fn v6(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, upper: UpperRepr) -> Vec<u8> {
-    let header = Ipv6Repr {
-        traffic_class: 0,
-        flow_label: 0,
-        next_header: IpProtocol::NoNextHeader,
-        payload_len: 0,
-        hop_limit: 64,
-        src,
-        dst,
-    };
-    PacketRepr {
-        ip: IpRepr::V6 { header, ext },
-        upper,
-    }
-    .to_bytes(&CodePoints::default())
+    PacketRepr::ipv6(src, dst, ext, upper).to_bytes(&CodePoints::default())
 }
 
 /// The packet each mode carries: a BU from the care-of address with a HAO
@@ -53,9 +40,7 @@ fn v6(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, upper: UpperRepr) -
 fn plaintext(mode: Mode, n: u16) -> Vec<u8> {
     match mode {
         Mode::Transport => {
-            let hao = ExtHeaderRepr::DestOpts(DestOptRepr {
-                options: vec![Ipv6OptionRepr::HomeAddress(HOA)],
-            });
+            let hao = ExtHeaderRepr::home_address(HOA);
             let bu = MhRepr {
                 message: MhMessage::BindingUpdate {
                     seq: n,

@@ -7,10 +7,10 @@
 use common::ipsec::config::IpsecConfig;
 use common::ipsec::{Inbound, Ipsec, Outbound};
 use common::time::Instant;
-use common::wire::ext::{DestOptRepr, ExtHeaderRepr, Ipv6OptionRepr};
+use common::wire::ext::ExtHeaderRepr;
 use common::wire::mh::{BuFlags, MhMessage, MhRepr};
-use common::wire::packet::{IpRepr, PacketRepr, UpperRepr};
-use common::wire::{CodePoints, IpProtocol, Ipv6Repr};
+use common::wire::packet::{PacketRepr, UpperRepr};
+use common::wire::CodePoints;
 use testbed::samples::{CN, COA, HOA};
 
 fn load(text: &str) -> Result<Ipsec, String> {
@@ -24,18 +24,6 @@ fn shipped(name: &str) -> Ipsec {
 }
 
 fn bu_from_coa() -> Vec<u8> {
-    let header = Ipv6Repr {
-        traffic_class: 0,
-        flow_label: 0,
-        next_header: IpProtocol::NoNextHeader,
-        payload_len: 0,
-        hop_limit: 64,
-        src: COA,
-        dst: CN,
-    };
-    let hao = ExtHeaderRepr::DestOpts(DestOptRepr {
-        options: vec![Ipv6OptionRepr::HomeAddress(HOA)],
-    });
     let bu = MhRepr {
         message: MhMessage::BindingUpdate {
             seq: 1,
@@ -44,14 +32,8 @@ fn bu_from_coa() -> Vec<u8> {
         },
         options: vec![],
     };
-    PacketRepr {
-        ip: IpRepr::V6 {
-            header,
-            ext: vec![hao],
-        },
-        upper: UpperRepr::Mobility(bu),
-    }
-    .to_bytes(&CodePoints::default())
+    let hao = ExtHeaderRepr::home_address(HOA);
+    PacketRepr::ipv6(COA, CN, vec![hao], UpperRepr::Mobility(bu)).to_bytes(&CodePoints::default())
 }
 
 // REQ CN-2.5: the shipped configuration restricts the SAs to BU and BA.

@@ -5,10 +5,10 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 use crate::time::Duration;
-use crate::wire::ext::{DestOptRepr, ExtHeaderRepr, Ipv6OptionRepr, RoutingRepr};
+use crate::wire::ext::ExtHeaderRepr;
 use crate::wire::mh::{BaFlags, BaStatus, BuFlags, MhMessage, MhRepr};
 use crate::wire::packet::{IpRepr, PacketRepr, UdpPayload, UpperRepr};
-use crate::wire::{CodePoints, Icmpv6Repr, Ipv6Repr, UdpRepr};
+use crate::wire::{CodePoints, Icmpv6Repr, UdpRepr};
 
 const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
@@ -17,27 +17,27 @@ const COA2: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x10);
 const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
 const T0: Instant = Instant::ZERO;
 
+/// With a traffic class and flow label, which ESP must carry through.
 fn v6(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, upper: UpperRepr) -> Vec<u8> {
-    let header = Ipv6Repr {
-        traffic_class: 0x20,
-        flow_label: 0x12345,
-        next_header: IpProtocol::NoNextHeader,
-        payload_len: 0,
-        hop_limit: 64,
-        src,
-        dst,
-    };
-    PacketRepr {
-        ip: IpRepr::V6 { header, ext },
-        upper,
+    let mut p = PacketRepr::ipv6(src, dst, ext, upper);
+    if let IpRepr::V6 { header, .. } = &mut p.ip {
+        header.traffic_class = 0x20;
+        header.flow_label = 0x12345;
     }
-    .to_bytes(&CodePoints::default())
+    p.to_bytes(&CodePoints::default())
 }
 
 fn hao(hoa: Ipv6Addr) -> ExtHeaderRepr {
-    ExtHeaderRepr::DestOpts(DestOptRepr {
-        options: vec![Ipv6OptionRepr::HomeAddress(hoa)],
-    })
+    ExtHeaderRepr::home_address(hoa)
+}
+
+fn outbound_sa(ipsec: &Ipsec) -> SaId {
+    ipsec
+        .sad
+        .iter()
+        .find(|(_, s)| s.direction() == Direction::Outbound)
+        .unwrap()
+        .0
 }
 
 /// MN → CN: a BU from the care-of address with a HAO.
@@ -64,11 +64,12 @@ fn ba(seq: u16) -> Vec<u8> {
         },
         options: vec![],
     };
-    let rh2 = ExtHeaderRepr::Routing(RoutingRepr::Type2 {
-        segments_left: 1,
-        home_address: HOA,
-    });
-    v6(CN, COA, vec![rh2], UpperRepr::Mobility(mh))
+    v6(
+        CN,
+        COA,
+        vec![ExtHeaderRepr::type2(HOA)],
+        UpperRepr::Mobility(mh),
+    )
 }
 
 fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
@@ -257,12 +258,7 @@ fn reordering_within_the_window_is_accepted() {
 #[test]
 fn sequence_number_does_not_wrap_without_esn() {
     let (mut mn, _) = mn_cn(Algorithm::Aes128Gcm16, false);
-    let out_sa = mn
-        .sad
-        .iter()
-        .find(|(_, s)| s.direction() == Direction::Outbound)
-        .unwrap()
-        .0;
+    let out_sa = outbound_sa(&mn);
     mn.sad.get_mut(out_sa).unwrap().seq = u64::from(u32::MAX) - 1;
     let wire = send(&mut mn, &bu(1));
     assert_eq!(&wire[68..72], &u32::MAX.to_be_bytes());
@@ -287,12 +283,7 @@ fn sequence_number_does_not_wrap_without_esn() {
 fn extended_sequence_numbers_cross_the_32_bit_boundary() {
     for alg in Algorithm::ALL {
         let (mut mn, mut cn) = mn_cn(alg, true);
-        let out_sa = mn
-            .sad
-            .iter()
-            .find(|(_, s)| s.direction() == Direction::Outbound)
-            .unwrap()
-            .0;
+        let out_sa = outbound_sa(&mn);
         mn.sad.get_mut(out_sa).unwrap().seq = u64::from(u32::MAX) - 2;
         for i in 0..5 {
             let wire = send(&mut mn, &bu(i));
@@ -331,12 +322,7 @@ fn decrypted_packet_outside_the_selectors_is_dropped() {
     let (mut mn, mut cn) = mn_cn(Algorithm::Aes128Gcm16, false);
     // Protect a UDP packet with the BU/BA SA by hand, as a peer with a
     // wrong policy would.
-    let out_sa = mn
-        .sad
-        .iter()
-        .find(|(_, s)| s.direction() == Direction::Outbound)
-        .unwrap()
-        .0;
+    let out_sa = outbound_sa(&mn);
     mn.spd.insert(
         0,
         Policy {
@@ -504,12 +490,7 @@ fn dummy_and_non_ip_tunnel_payloads_are_dropped() {
     let alg = Algorithm::NullSha256;
     let mut left = tunnel(alg, COA.into(), HA.into(), false);
     let mut right = tunnel(alg, HA.into(), COA.into(), true);
-    let out_sa = left
-        .sad
-        .iter()
-        .find(|(_, s)| s.direction() == Direction::Outbound)
-        .unwrap()
-        .0;
+    let out_sa = outbound_sa(&left);
     for (nh, reason) in [
         (IpProtocol::NoNextHeader, IpsecDrop::Dummy),
         (IpProtocol::Udp, IpsecDrop::NotTunnelled),
@@ -683,12 +664,7 @@ fn traffic_from_a_new_address_asks_for_an_address_update() {
     let alg = Algorithm::ChaCha20Poly1305;
     let mut mn = tunnel(alg, COA.into(), HA.into(), false);
     let mut ha = tunnel(alg, HA.into(), COA.into(), true);
-    let mn_out = mn
-        .sad
-        .iter()
-        .find(|(_, s)| s.direction() == Direction::Outbound)
-        .unwrap()
-        .0;
+    let mn_out = outbound_sa(&mn);
     // The MN moves but only its own SAs know so far.
     mn.sad
         .update_addresses(

@@ -181,6 +181,21 @@ pub enum ExtHeaderRepr {
 }
 
 impl ExtHeaderRepr {
+    /// A Destination Options header carrying a Home Address option.
+    pub fn home_address(hoa: Ipv6Addr) -> Self {
+        ExtHeaderRepr::DestOpts(DestOptRepr {
+            options: vec![Ipv6OptionRepr::HomeAddress(hoa)],
+        })
+    }
+
+    /// A type 2 routing header with one segment left.
+    pub fn type2(hoa: Ipv6Addr) -> Self {
+        ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+            segments_left: 1,
+            home_address: hoa,
+        })
+    }
+
     /// Whether `proto` is an extension header this module parses.
     pub fn is_ext(proto: IpProtocol) -> bool {
         matches!(

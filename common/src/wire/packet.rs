@@ -14,7 +14,7 @@
 //! as they were, not as we would emit them).
 
 use core::fmt;
-use core::net::IpAddr;
+use core::net::{IpAddr, Ipv6Addr};
 
 use super::checksum::PseudoHeader;
 use super::esp::{EspOpener, EspPacket, EspRepr};
@@ -124,6 +124,24 @@ pub fn decode_with(
 }
 
 impl PacketRepr {
+    /// An IPv6 packet with hop limit 64 and no traffic class or flow label;
+    /// lengths and next-header fields are derived on emit.
+    pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, upper: UpperRepr) -> Self {
+        let header = Ipv6Repr {
+            traffic_class: 0,
+            flow_label: 0,
+            next_header: IpProtocol::NoNextHeader,
+            payload_len: 0,
+            hop_limit: 64,
+            src,
+            dst,
+        };
+        PacketRepr {
+            ip: IpRepr::V6 { header, ext },
+            upper,
+        }
+    }
+
     /// Strict parse: every check must pass, checksums included.
     pub fn parse(bytes: &[u8], cp: &CodePoints) -> Result<Self, WireError> {
         let d = decode(bytes, cp, false);

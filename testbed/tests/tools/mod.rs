@@ -198,8 +198,14 @@ pub fn compare_with_tshark(
 /// Runs `python script mode`, feeding `input` on stdin, and parses each
 /// line it prints as JSON.
 pub fn python_lines(python: &str, script: &str, mode: &str, input: &str) -> Vec<Value> {
-    let mut child = Command::new(python)
-        .args([script, mode])
+    json_lines(python, &[script, mode], input)
+}
+
+/// Runs `program args`, feeding `input` on stdin; it must succeed, and
+/// each line it prints is parsed as JSON.
+pub fn json_lines(program: &str, args: &[&str], input: &str) -> Vec<Value> {
+    let mut child = Command::new(program)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,7 +220,7 @@ pub fn python_lines(python: &str, script: &str, mode: &str, input: &str) -> Vec<
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "{script} {mode}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout)
