@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need (Debian: tshark, scapy, iproute2) and runs the
+# Installs what the tests need (Debian: tshark, scapy with the cryptography
+# module its IPsec layer uses, iproute2) and runs the
 # whole suite. Used by the README and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +8,7 @@ cd "$(dirname "$0")/.."
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 /usr/bin/python3 -c 'import scapy.layers.inet6' 2>/dev/null || need+=(python3-scapy)
+/usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
 command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -205,7 +205,7 @@ fn flip(mut p: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn scapy_decrypts_and_verifies_our_esp() {
-    if !tools::require(PYTHON, &["-c", "import scapy.layers.ipsec"]) {
+    if !tools::require(PYTHON, &["-c", "import cryptography, scapy.layers.ipsec"]) {
         return;
     }
     let mut requests = Vec::new();
@@ -239,7 +239,7 @@ fn scapy_decrypts_and_verifies_our_esp() {
 
 #[test]
 fn we_decrypt_and_verify_scapys_esp() {
-    if !tools::require(PYTHON, &["-c", "import scapy.layers.ipsec"]) {
+    if !tools::require(PYTHON, &["-c", "import cryptography, scapy.layers.ipsec"]) {
         return;
     }
     let mut cases = cases();
