@@ -15,14 +15,13 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Duration;
 
-use common::wire::ext::{DestOptRepr, ExtHeaderRepr, Ipv6OptionRepr};
+use common::wire::ext::ExtHeaderRepr;
 use common::wire::ike::{
     ExchangeType, Identification, IkeHeader, IkePayload, IkeRepr, Notify, NotifyType, Proposal,
-    TrafficSelector, Transform, TransformAttribute,
+    TrafficSelector, Transform,
 };
-use common::wire::ipv6::{IpProtocol, Ipv6Repr};
 use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
-use common::wire::packet::{IpRepr, PacketRepr, UpperRepr};
+use common::wire::packet::{PacketRepr, UpperRepr};
 use common::wire::CodePoints;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -32,45 +31,20 @@ fn addr(s: &str) -> Ipv6Addr {
 
 /// MN (care-of 2001:db8:2::10, home 2001:db8:1::100) to CN 2001:db8:3::1.
 fn bu_hao() -> PacketRepr {
-    PacketRepr {
-        ip: IpRepr::V6 {
-            header: Ipv6Repr {
-                traffic_class: 0,
-                flow_label: 0,
-                // Derived on emit.
-                next_header: IpProtocol::NoNextHeader,
-                payload_len: 0,
-                hop_limit: 64,
-                src: addr("2001:db8:2::10"),
-                dst: addr("2001:db8:3::1"),
-            },
-            ext: vec![ExtHeaderRepr::DestOpts(DestOptRepr {
-                options: vec![Ipv6OptionRepr::HomeAddress(addr("2001:db8:1::100"))],
-            })],
+    let bu = MhRepr {
+        message: MhMessage::BindingUpdate {
+            seq: 7,
+            flags: BuFlags(BuFlags::A | BuFlags::H | BuFlags::K),
+            lifetime: 100,
         },
-        upper: UpperRepr::Mobility(MhRepr {
-            message: MhMessage::BindingUpdate {
-                seq: 7,
-                flags: BuFlags(BuFlags::A | BuFlags::H | BuFlags::K),
-                lifetime: 100,
-            },
-            options: vec![MhOption::AlternateCareOfAddress(addr("2001:db8:2::10"))],
-        }),
-    }
-}
-
-fn tf(transform_type: u8, id: u16, key_length: Option<u16>) -> Transform {
-    Transform {
-        transform_type,
-        id,
-        attributes: key_length
-            .map(|value| TransformAttribute::Tv {
-                attr_type: 14,
-                value,
-            })
-            .into_iter()
-            .collect(),
-    }
+        options: vec![MhOption::AlternateCareOfAddress(addr("2001:db8:2::10"))],
+    };
+    PacketRepr::ipv6(
+        addr("2001:db8:2::10"),
+        addr("2001:db8:3::1"),
+        vec![ExtHeaderRepr::home_address(addr("2001:db8:1::100"))],
+        UpperRepr::Mobility(bu),
+    )
 }
 
 fn ts6(a: &str, b: &str) -> TrafficSelector {
@@ -112,7 +86,11 @@ fn ike_auth() -> IkeRepr {
                 number: 1,
                 protocol: 3,
                 spi: vec![0xc0, 0x01, 0x02, 0x03],
-                transforms: vec![tf(1, 20, Some(256)), tf(4, 31, None), tf(5, 0, None)],
+                transforms: vec![
+                    Transform::new(1, 20, Some(256)),
+                    Transform::new(4, 31, None),
+                    Transform::new(5, 0, None),
+                ],
             }]),
             IkePayload::TsI(vec![ts6("2001:db8:1::100", "2001:db8:1::100")]),
             IkePayload::TsR(vec![

@@ -226,38 +226,28 @@ proptest! {
 fn every_byte_flip_of_a_bu_with_hao() {
     let cp = CodePoints::default();
     let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
-    let hao = ExtHeaderRepr::DestOpts(DestOptRepr {
-        options: vec![Ipv6OptionRepr::HomeAddress(a("2001:db8:1::100"))],
-    });
+    let hao = ExtHeaderRepr::home_address(a("2001:db8:1::100"));
     let mh_start = 40 + hao.buffer_len();
-    let p = PacketRepr {
-        ip: IpRepr::V6 {
-            header: Ipv6Repr {
-                traffic_class: 0,
-                flow_label: 0,
-                next_header: IpProtocol::NoNextHeader,
-                payload_len: 0,
-                hop_limit: 64,
-                src: a("2001:db8:2::10"),
-                dst: a("2001:db8:3::1"),
-            },
-            ext: vec![hao],
+    let bu = MhRepr {
+        message: MhMessage::BindingUpdate {
+            seq: 7,
+            flags: BuFlags(BuFlags::A | BuFlags::H),
+            lifetime: 100,
         },
-        upper: UpperRepr::Mobility(MhRepr {
-            message: MhMessage::BindingUpdate {
-                seq: 7,
-                flags: BuFlags(BuFlags::A | BuFlags::H),
-                lifetime: 100,
+        options: vec![
+            MhOption::AlternateCareOfAddress(a("2001:db8:2::10")),
+            MhOption::NonceIndices {
+                home: 3,
+                care_of: 4,
             },
-            options: vec![
-                MhOption::AlternateCareOfAddress(a("2001:db8:2::10")),
-                MhOption::NonceIndices {
-                    home: 3,
-                    care_of: 4,
-                },
-            ],
-        }),
+        ],
     };
+    let p = PacketRepr::ipv6(
+        a("2001:db8:2::10"),
+        a("2001:db8:3::1"),
+        vec![hao],
+        UpperRepr::Mobility(bu),
+    );
     let good = p.to_bytes(&cp);
     let orig = PacketRepr::parse(&good, &cp).unwrap();
     assert!(mh_start < good.len());

@@ -12,7 +12,7 @@ use common::wire::ext::ExtHeaderRepr;
 use common::wire::ike::{
     AdditionalAddress, CpAttribute, ExchangeType, Identification, IkeHeader, IkePayload, IkeRepr,
     MobikeSupported, Notify, NotifyType, PeerAddress, Proposal, SwitchToIpAddress, TrafficSelector,
-    Transform, TransformAttribute, TunnelAddress,
+    Transform, TunnelAddress,
 };
 use common::wire::mh::{BaFlags, BaStatus, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use common::wire::packet::{IpRepr, PacketRepr, UdpPayload, UpperRepr, IKE_NATT_PORT, IKE_PORT};
@@ -98,21 +98,6 @@ fn ike(exchange: ExchangeType, flags: u8, message_id: u32, payloads: Vec<IkePayl
 
 fn udp(src_port: u16, dst_port: u16, payload: UdpPayload) -> UpperRepr {
     UpperRepr::Udp(UdpRepr { src_port, dst_port }, payload)
-}
-
-fn transform(transform_type: u8, id: u16, key_len: Option<u16>) -> Transform {
-    let attributes = key_len
-        .map(|value| TransformAttribute::Tv {
-            attr_type: 14,
-            value,
-        })
-        .into_iter()
-        .collect();
-    Transform {
-        transform_type,
-        id,
-        attributes,
-    }
 }
 
 fn notify(t: NotifyType, data: Vec<u8>) -> IkePayload {
@@ -348,16 +333,16 @@ pub fn samples(cp: &CodePoints) -> Vec<Sample> {
         protocol: 1,
         spi: vec![],
         transforms: vec![
-            transform(1, 20, Some(256)),
-            transform(2, 5, None),
-            transform(4, 31, None),
+            Transform::new(1, 20, Some(256)),
+            Transform::new(2, 5, None),
+            Transform::new(4, 31, None),
         ],
     };
     let esp_sa = Proposal {
         number: 1,
         protocol: 3,
         spi: vec![0, 0, 0x12, 0x34],
-        transforms: vec![transform(1, 20, Some(128)), transform(5, 0, None)],
+        transforms: vec![Transform::new(1, 20, Some(128)), Transform::new(5, 0, None)],
     };
     let ts6 = TrafficSelector {
         ts_type: TrafficSelector::IPV6_ADDR_RANGE,
@@ -493,9 +478,9 @@ pub fn samples(cp: &CodePoints) -> Vec<Sample> {
                 protocol: 1,
                 spi: vec![],
                 transforms: vec![
-                    transform(1, 20, Some(256)),
-                    transform(2, 5, None),
-                    transform(4, 31, None),
+                    Transform::new(1, 20, Some(256)),
+                    Transform::new(2, 5, None),
+                    Transform::new(4, 31, None),
                 ],
             }]),
             IkePayload::Ke {

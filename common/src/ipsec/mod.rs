@@ -283,17 +283,36 @@ impl Ipsec {
         out: &mut Vec<u8>,
     ) -> Result<Outbound, IpsecDrop> {
         let layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
-        let sas = match self.spd.lookup(&layout.selectors, Direction::Outbound) {
-            Action::Bypass => return Ok(Outbound::Clear),
-            Action::Discard => return Err(IpsecDrop::PolicyDiscard),
-            Action::Protect(sas) => sas.clone(),
+        // Set the SPD aside while SAs change, so that the policy's SA list
+        // is walked in place rather than copied for every packet.
+        let spd = core::mem::take(&mut self.spd);
+        let r = match spd.lookup(&layout.selectors, Direction::Outbound) {
+            Action::Bypass => Ok(Outbound::Clear),
+            Action::Discard => Err(IpsecDrop::PolicyDiscard),
+            Action::Protect(sas) => self.protect(now, sas, layout, packet, out),
         };
+        self.spd = spd;
+        r
+    }
+
+    /// Applies `sas` in turn, innermost first; the result ends in `out`.
+    fn protect(
+        &mut self,
+        now: Instant,
+        sas: &[SaId],
+        mut layout: Layout,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Outbound, IpsecDrop> {
         let mut outer = None;
         for (i, &id) in sas.iter().enumerate() {
             let mut scratch = core::mem::take(&mut self.scratch);
             scratch.clear();
             let input: &[u8] = if i == 0 { packet } else { out };
-            let r = self.encapsulate(now, id, input, &mut scratch);
+            if i > 0 {
+                layout = Layout::parse(input).map_err(|_| IpsecDrop::Malformed)?;
+            }
+            let r = self.encapsulate(now, id, &layout, input, &mut scratch);
             self.scratch = scratch;
             r?;
             core::mem::swap(out, &mut self.scratch);
@@ -308,10 +327,10 @@ impl Ipsec {
         &mut self,
         now: Instant,
         id: SaId,
+        layout: &Layout,
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(), IpsecDrop> {
-        let layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
         let sa = self.sad.get_mut(id).ok_or(IpsecDrop::NoSa)?;
         let sealed = match sa.mode {
             Mode::Transport => {

@@ -36,6 +36,27 @@ pub struct Transform {
     pub attributes: Vec<TransformAttribute>,
 }
 
+impl Transform {
+    /// A transform with, for ciphers that take one, a Key Length attribute
+    /// (RFC 7296 §3.3.5).
+    pub fn new(transform_type: u8, id: u16, key_length: Option<u16>) -> Self {
+        Transform {
+            transform_type,
+            id,
+            attributes: key_length
+                .map(|value| TransformAttribute::Tv {
+                    attr_type: KEY_LENGTH,
+                    value,
+                })
+                .into_iter()
+                .collect(),
+        }
+    }
+}
+
+/// The Key Length attribute type (RFC 7296 §3.3.5).
+pub const KEY_LENGTH: u16 = 14;
+
 /// A transform attribute; `attr_type` uses 15 bits (the 16th is AF).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransformAttribute {

@@ -63,20 +63,6 @@ fn header(spi_r: u64, exchange: ExchangeType, flags: u8, message_id: u32) -> Ike
     }
 }
 
-fn tf(transform_type: u8, id: u16, key_length: Option<u16>) -> Transform {
-    Transform {
-        transform_type,
-        id,
-        attributes: key_length
-            .map(|value| TransformAttribute::Tv {
-                attr_type: 14,
-                value,
-            })
-            .into_iter()
-            .collect(),
-    }
-}
-
 fn ts(ts_type: u8, ip_protocol: u8, ports: (u16, u16), a: &str, b: &str) -> TrafficSelector {
     TrafficSelector {
         ts_type,
@@ -103,17 +89,21 @@ fn vectors() -> Vec<(&'static str, IkeRepr)> {
                     number: 1,
                     protocol: 1,
                     spi: vec![],
-                    transforms: vec![tf(1, 20, Some(256)), tf(2, 5, None), tf(4, 19, None)],
+                    transforms: vec![
+                        Transform::new(1, 20, Some(256)),
+                        Transform::new(2, 5, None),
+                        Transform::new(4, 19, None),
+                    ],
                 },
                 Proposal {
                     number: 2,
                     protocol: 1,
                     spi: vec![],
                     transforms: vec![
-                        tf(1, 12, Some(128)),
-                        tf(3, 12, None),
-                        tf(2, 5, None),
-                        tf(4, 14, None),
+                        Transform::new(1, 12, Some(128)),
+                        Transform::new(3, 12, None),
+                        Transform::new(2, 5, None),
+                        Transform::new(4, 14, None),
                     ],
                 },
             ]),
@@ -141,7 +131,7 @@ fn vectors() -> Vec<(&'static str, IkeRepr)> {
                 number: 1,
                 protocol: 3,
                 spi: vec![0xc0, 1, 2, 3],
-                transforms: vec![tf(1, 20, Some(128)), tf(5, 0, None)],
+                transforms: vec![Transform::new(1, 20, Some(128)), Transform::new(5, 0, None)],
             }]),
             IkePayload::TsI(vec![
                 ts(7, 0, (0, 65535), "192.0.2.1", "192.0.2.1"),
