@@ -22,5 +22,6 @@
 //! they feed packets and time in, and put packets on links or devices.
 
 pub mod ipsec;
+pub mod node;
 pub mod time;
 pub mod wire;

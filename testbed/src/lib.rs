@@ -2,5 +2,7 @@
 //! and test oracles, pcap files, and the reference packet set.
 
 pub mod decode;
+pub mod demo;
 pub mod pcap;
 pub mod samples;
+pub mod sim;

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::ipsec::EspKeyring;
+use common::node::RouteOptimisation;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::decode::packet_json;
+use testbed::demo::{self, Setup};
 use testbed::pcap::{read_packets, PcapWriter};
 use testbed::samples::samples;
 
@@ -41,6 +43,21 @@ enum Command {
         /// (the key followed by its 4-byte salt).
         #[arg(long = "sa", value_name = "SPEC")]
         sas: Vec<String>,
+    },
+    /// Run the built-in topology (home link with HA, a correspondent, two
+    /// access networks, one mobile node that moves away and back) twice,
+    /// with return routability and with IPsec route optimisation, in the
+    /// simulator; print the timeline and write a pcap per link.
+    Demo {
+        /// Where the pcaps go.
+        #[arg(long, default_value = "out/demo")]
+        out: PathBuf,
+        /// The seed of every random choice.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print one JSON object instead of the timeline.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the reference packet set (every MH message and option, HAO,
     /// RH2, ESP, IKEv2 payloads and the drafts' formats) to a pcap and print
@@ -105,6 +122,44 @@ fn run(cli: Cli) -> Result<(), String> {
                         print(parse_hex(&line))?;
                     }
                 }
+            }
+        }
+        Command::Demo {
+            out: dir,
+            seed,
+            json,
+        } => {
+            let mut runs = vec![];
+            let mut pcaps = vec![];
+            let mut setup = None;
+            for mode in [
+                RouteOptimisation::ReturnRoutability,
+                RouteOptimisation::Ipsec,
+            ] {
+                let s = Setup::new(seed, mode);
+                let r = demo::run(&s);
+                let prefix = format!(
+                    "{}-",
+                    if mode == RouteOptimisation::Ipsec {
+                        "ipsec"
+                    } else {
+                        "rr"
+                    }
+                );
+                pcaps.extend(
+                    r.topology
+                        .sim
+                        .write_pcaps(&dir, &prefix)
+                        .map_err(|e| format!("{}: {e}", dir.display()))?,
+                );
+                runs.push(r);
+                setup = Some(s);
+            }
+            let setup = setup.ok_or("no run")?;
+            if json {
+                writeln!(out, "{}", demo::report_json(&setup, &runs, &pcaps)).map_err(io_err)?;
+            } else {
+                write!(out, "{}", demo::report_text(&setup, &runs, &pcaps)).map_err(io_err)?;
             }
         }
         Command::Samples { out: dir } => {

@@ -167,6 +167,11 @@ pub struct Sa {
 }
 
 impl Sa {
+    /// When the SA dies by its hard time limit, if it has one (CN-4.7 caps
+    /// a binding's lifetime by it).
+    pub fn hard_deadline(&self) -> Option<Instant> {
+        self.lifetime.hard_time.map(|t| self.installed + t)
+    }
     pub fn spi(&self) -> u32 {
         self.spi
     }

@@ -1,0 +1,667 @@
+//! The correspondent node: binding cache, Home Address option validation
+//! (draft-dupont-mipv6-cn-ipsec §3), Binding Updates under IPsec (§4) with
+//! the care-of address test of Annex A1, and return routability (RFC 6275
+//! §5.2, §9) as the baseline.
+
+use core::net::Ipv6Addr;
+use std::collections::HashMap;
+
+use super::cookie::{CookieError, CookieMethod, CookieSecrets};
+use super::core::{add_type2, authorised, strip_mobility_headers, Core, Deadlines, Rx};
+use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
+use super::{
+    lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
+    NodeDrop, NodeStats, Removal, Transmit,
+};
+use crate::ipsec::Ipsec;
+use crate::time::{Duration, Instant};
+use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
+use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
+
+/// RFC 6275 §9.3.1 status 1: "unknown binding for Home Address option".
+pub const BE_UNKNOWN_BINDING: u8 = 1;
+/// RFC 6275 §9.3.1 status 2: "unrecognized MH Type value".
+pub const BE_UNKNOWN_MH_TYPE: u8 = 2;
+
+/// When the correspondent runs the Annex A1 care-of address test on an
+/// IPsec-protected BU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoaTestPolicy {
+    /// Never: an Alternate CoA must then be the source or the home address
+    /// (REQ CN-4.3).
+    Off,
+    /// For real alternate care-of addresses only, as the Annex requires.
+    AlternateOnly,
+    /// For every new care-of address too (the Annex's MAY).
+    Always,
+}
+
+#[derive(Debug, Clone)]
+pub struct CnConfig {
+    pub address: Ipv6Addr,
+    pub seed: u64,
+    pub coa_test: CoaTestPolicy,
+    pub cookie_method: CookieMethod,
+    /// How often cookie secrets change; a cookie lives at most two of these.
+    pub cookie_rotation: Duration,
+    /// Keep sending to the old care-of address while a test is pending
+    /// (Annex A1's exception to the default).
+    pub keep_old_coa: bool,
+    /// Accept return-routability BUs (the RFC 6275 baseline).
+    pub return_routability: bool,
+    /// The longest lifetime granted to an IPsec-protected binding; the SA's
+    /// own hard lifetime caps it further (REQ CN-4.7).
+    pub max_lifetime: Duration,
+    pub code_points: CodePoints,
+}
+
+impl CnConfig {
+    pub fn new(address: Ipv6Addr, seed: u64) -> Self {
+        CnConfig {
+            address,
+            seed,
+            coa_test: CoaTestPolicy::AlternateOnly,
+            cookie_method: CookieMethod::Global,
+            cookie_rotation: Duration::from_secs(60),
+            keep_old_coa: false,
+            return_routability: true,
+            max_lifetime: units_lifetime(u16::MAX),
+            code_points: CodePoints::default(),
+        }
+    }
+}
+
+/// A binding cache entry as the correspondent sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `None` while the entry is disabled for a care-of test: packets go
+    /// to the home address (REQ CN-A1.7).
+    pub care_of: Option<Ipv6Addr>,
+    /// The last accepted sequence number.
+    pub seq: Option<u16>,
+    pub expires: Instant,
+    /// The care-of address under test.
+    pub testing: Option<Ipv6Addr>,
+    /// Created by an IPsec-protected BU (else by return routability).
+    pub ipsec: bool,
+}
+
+struct Entry {
+    binding: Binding,
+    /// Annex A1 method 1.
+    secrets: Option<CookieSecrets>,
+}
+
+/// How a BU was authorised.
+enum Authority {
+    Ipsec,
+    Rr([u8; 20]),
+}
+
+pub struct Cn {
+    cfg: CnConfig,
+    core: Core,
+    cache: HashMap<Ipv6Addr, Entry>,
+    expiry: Deadlines<Ipv6Addr>,
+    cookies: CookieSecrets,
+    rr: RrResponder,
+}
+
+impl Cn {
+    pub fn new(cfg: CnConfig, ipsec: Ipsec, now: Instant) -> Self {
+        let mut core = Core::new(ipsec, cfg.seed, cfg.code_points);
+        let cookies = CookieSecrets::new(&mut core.rng, now, cfg.cookie_rotation);
+        let rr = RrResponder::new(&mut core.rng, now);
+        Cn {
+            cfg,
+            core,
+            cache: HashMap::new(),
+            expiry: Deadlines::default(),
+            cookies,
+            rr,
+        }
+    }
+
+    pub fn binding(&self, home: Ipv6Addr) -> Option<&Binding> {
+        self.cache.get(&home).map(|e| &e.binding)
+    }
+
+    pub fn bindings(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn outgoing(&mut self, now: Instant, bytes: &[u8]) {
+        let Some(mut repr) = self.core.parse_local(bytes) else {
+            return;
+        };
+        let dst = match &repr.ip {
+            crate::wire::IpRepr::V6 { header, .. } => header.dst,
+            crate::wire::IpRepr::V4(_) => return,
+        };
+        match self.cache.get(&dst).and_then(|e| e.binding.care_of) {
+            Some(coa) => {
+                add_type2(&mut repr, coa);
+                self.core.stats.sent_route_optimised += 1;
+            }
+            None => self.core.stats.sent_direct += 1,
+        }
+        self.core.send(now, Iface::Link(0), &repr);
+    }
+
+    fn incoming(&mut self, now: Instant, bytes: &[u8]) {
+        let Some(mut rx) = self.core.receive(now, bytes) else {
+            return;
+        };
+        let Some(h) = rx.header().copied() else {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        };
+        if h.dst.is_multicast() {
+            return;
+        }
+        if h.dst != self.cfg.address {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        }
+        let hao = rx.home_address_option();
+        if let UpperRepr::Mobility(mh) = &rx.repr.upper {
+            let mh = mh.clone();
+            self.mobility(now, &rx, h.src, hao, mh);
+            return;
+        }
+        if let Some(home) = hao {
+            // REQ CN-3.1, CN-3.2: a suitable SA or the binding cache vouches
+            // for the home address, or the packet goes.
+            let by_sa = rx.sa.is_some_and(|sa| {
+                self.core
+                    .ipsec
+                    .check_suitable(sa, home, self.cfg.address)
+                    .is_ok()
+            });
+            let by_cache = self
+                .cache
+                .get(&home)
+                .is_some_and(|e| e.binding.care_of == Some(h.src));
+            if !(by_sa || by_cache) {
+                self.core.drop(NodeDrop::HaoUnverified);
+                self.core
+                    .binding_error(now, self.cfg.address, h.src, home, BE_UNKNOWN_BINDING);
+                return;
+            }
+            strip_mobility_headers(&mut rx.repr);
+            self.core.stats.delivered_route_optimised += 1;
+        } else {
+            self.core.stats.delivered_direct += 1;
+        }
+        self.core.deliver(&rx.repr);
+    }
+
+    fn mobility(
+        &mut self,
+        now: Instant,
+        rx: &Rx,
+        src: Ipv6Addr,
+        hao: Option<Ipv6Addr>,
+        mh: MhRepr,
+    ) {
+        let me = self.cfg.address;
+        match mh.message {
+            MhMessage::HomeTestInit { cookie } if hao.is_none() && self.cfg.return_routability => {
+                let nonce_index = self.rr.current_index(&mut self.core.rng, now);
+                let token = self.rr.home_token(now, src, nonce_index).unwrap_or(0);
+                let msg = MhMessage::HomeTest {
+                    nonce_index,
+                    cookie,
+                    token,
+                };
+                // HoT goes to the home address, never route optimised (§5.2.5).
+                self.core.send_mh(now, me, src, vec![], plain(msg));
+            }
+            MhMessage::CareOfTestInit { cookie }
+                if hao.is_none() && self.cfg.return_routability =>
+            {
+                let nonce_index = self.rr.current_index(&mut self.core.rng, now);
+                let token = self.rr.care_of_token(now, src, nonce_index).unwrap_or(0);
+                let msg = MhMessage::CareOfTest {
+                    nonce_index,
+                    cookie,
+                    token,
+                };
+                self.core.send_mh(now, me, src, vec![], plain(msg));
+            }
+            MhMessage::BindingUpdate {
+                seq,
+                flags,
+                lifetime,
+            } => self.binding_update(now, rx, src, hao, seq, flags, lifetime, &mh.options),
+            MhMessage::Unknown { .. } => {
+                self.core.drop(NodeDrop::UnknownMhType);
+                let home = hao.unwrap_or(src);
+                self.core
+                    .binding_error(now, me, src, home, BE_UNKNOWN_MH_TYPE);
+            }
+            _ => self.core.drop(NodeDrop::Unsolicited),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the fields of one BU")]
+    fn binding_update(
+        &mut self,
+        now: Instant,
+        rx: &Rx,
+        src: Ipv6Addr,
+        hao: Option<Ipv6Addr>,
+        seq: u16,
+        flags: BuFlags,
+        lifetime: u16,
+        options: &[MhOption],
+    ) {
+        let me = self.cfg.address;
+        let home = hao.unwrap_or(src);
+        let alternate = options.iter().find_map(|o| match o {
+            MhOption::AlternateCareOfAddress(a) => Some(*a),
+            _ => None,
+        });
+        let care_of = alternate.unwrap_or(src);
+        let reply = Reply {
+            home,
+            to: src,
+            seq,
+            ack: flags.has(BuFlags::A),
+        };
+        let protected = rx
+            .sa
+            .is_some_and(|sa| self.core.ipsec.check_suitable(sa, home, me).is_ok());
+        // REQ CN-4.1: a correspondent is no home agent.
+        if flags.has(BuFlags::H) {
+            self.core.drop(NodeDrop::HomeRegistrationNotSupported);
+            self.ack(
+                now,
+                &reply,
+                BaStatus::HomeRegistrationNotSupported.into(),
+                0,
+                vec![],
+            );
+            return;
+        }
+        let deregister = lifetime == 0 || care_of == home;
+        // REQ CN-4.2: under IPsec, Nonce Indices and Authorization Data are
+        // not looked at; the K flag is ignored either way.
+        let authority = if protected {
+            Authority::Ipsec
+        } else if self.cfg.return_routability {
+            match self.rr_authority(now, rx, home, care_of, deregister, options) {
+                Ok(kbm) => Authority::Rr(kbm),
+                Err(Some(status)) => {
+                    self.core.drop(NodeDrop::ExpiredNonce);
+                    self.ack(now, &reply, status, 0, vec![]);
+                    return;
+                }
+                Err(None) => {
+                    self.core.drop(NodeDrop::BadAuthorization);
+                    return;
+                }
+            }
+        } else {
+            self.core.drop(NodeDrop::Unprotected);
+            return;
+        };
+        if let Some(last) = self.cache.get(&home).and_then(|e| e.binding.seq) {
+            if !seq_newer(seq, last) {
+                self.core.drop(NodeDrop::SequenceOutOfWindow);
+                let r = Reply { seq: last, ..reply };
+                self.ack(
+                    now,
+                    &r,
+                    BaStatus::SequenceNumberOutOfWindow.into(),
+                    0,
+                    vec![],
+                );
+                return;
+            }
+        }
+        let options = match &authority {
+            Authority::Rr(kbm) => Some((*kbm, care_of)),
+            Authority::Ipsec => None,
+        };
+        if deregister {
+            if let Some(e) = self.cache.remove(&home) {
+                self.expiry.reschedule(home, Some(e.binding.expires), None);
+                self.core.event(Event::BindingRemoved {
+                    home,
+                    reason: Removal::Deregistered,
+                });
+            }
+            self.accept_ack(now, &reply, 0, options);
+            return;
+        }
+        if let Authority::Ipsec = authority {
+            // A "real" alternate care-of address is neither the source nor
+            // the home address (REQ CN-4.3, CN-4.8, CN-A1.2).
+            let real_alternate = alternate.is_some_and(|a| a != src && a != home);
+            if real_alternate && self.cfg.coa_test == CoaTestPolicy::Off {
+                self.core.drop(NodeDrop::AlternateCoaRefused);
+                self.ack(now, &reply, BaStatus::ReasonUnspecified.into(), 0, vec![]);
+                return;
+            }
+            let current = self.cache.get(&home).and_then(|e| e.binding.care_of);
+            let test = real_alternate
+                || (self.cfg.coa_test == CoaTestPolicy::Always && current != Some(care_of));
+            if test && !self.coa_test(now, &reply, care_of, options_cookie(options_of(rx))) {
+                return;
+            }
+        }
+        let cap = match authority {
+            Authority::Rr(_) => MAX_RR_BINDING_LIFETIME,
+            Authority::Ipsec => {
+                let sa_left = rx
+                    .sa
+                    .and_then(|sa| self.core.ipsec.sad.get(sa))
+                    .and_then(|s| s.hard_deadline())
+                    .map(|d| d.saturating_duration_since(now));
+                sa_left.map_or(self.cfg.max_lifetime, |l| l.min(self.cfg.max_lifetime))
+            }
+        };
+        let granted = units_lifetime(lifetime).min(cap);
+        let granted = units_lifetime(lifetime_units(granted));
+        let expires = now + granted;
+        let ipsec = matches!(authority, Authority::Ipsec);
+        let entry = self.cache.entry(home).or_insert_with(|| Entry {
+            binding: Binding {
+                care_of: None,
+                seq: None,
+                expires,
+                testing: None,
+                ipsec,
+            },
+            secrets: None,
+        });
+        let old = entry.binding.expires;
+        entry.binding = Binding {
+            care_of: Some(care_of),
+            seq: Some(seq),
+            expires,
+            testing: None,
+            ipsec,
+        };
+        self.expiry.reschedule(home, Some(old), Some(expires));
+        self.core.event(Event::BindingCached {
+            home,
+            care_of,
+            lifetime: granted,
+        });
+        let r = Reply {
+            to: care_of,
+            ..reply
+        };
+        self.accept_ack(now, &r, lifetime_units(granted), options);
+    }
+
+    /// RFC 6275 §5.2.5, §9.5.1: the keygen tokens rebuild Kbm, which must
+    /// authenticate the BU. `Err(Some(status))` names expired nonces;
+    /// `Err(None)` is a BU to discard silently.
+    fn rr_authority(
+        &mut self,
+        now: Instant,
+        rx: &Rx,
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+        deregister: bool,
+        options: &[MhOption],
+    ) -> Result<[u8; 20], Option<u8>> {
+        let (hi, ci) = options
+            .iter()
+            .find_map(|o| match o {
+                MhOption::NonceIndices { home, care_of } => Some((*home, *care_of)),
+                _ => None,
+            })
+            .ok_or(None)?;
+        if !matches!(options.last(), Some(MhOption::BindingAuthData(_))) {
+            return Err(None);
+        }
+        let h = self.rr.home_token(now, home, hi);
+        let c = if deregister {
+            Some(None)
+        } else {
+            self.rr.care_of_token(now, care_of, ci).map(Some)
+        };
+        let (h, c) = match (h, c) {
+            (Some(h), Some(c)) => (h, c),
+            (None, Some(_)) => return Err(Some(BaStatus::ExpiredHomeNonceIndex.into())),
+            (Some(_), None) => return Err(Some(BaStatus::ExpiredCareOfNonceIndex.into())),
+            (None, None) => return Err(Some(BaStatus::ExpiredNonces.into())),
+        };
+        let kbm = rr::binding_key(h, c);
+        if authorised(rx, &kbm, care_of, self.cfg.address) {
+            Ok(kbm)
+        } else {
+            Err(None)
+        }
+    }
+
+    /// Annex A1: with the echoed cookie valid the BU goes on (`true`);
+    /// otherwise a test starts (or restarts) and the BU stops here.
+    fn coa_test(
+        &mut self,
+        now: Instant,
+        reply: &Reply,
+        care_of: Ipv6Addr,
+        echoed: Option<&[u8]>,
+    ) -> bool {
+        let me = self.cfg.address;
+        let home = reply.home;
+        let method = self.cfg.cookie_method;
+        if let Some(bytes) = echoed {
+            let verdict = match CoaTestCookie::parse(bytes) {
+                Err(_) => Err(CookieError::Forged),
+                Ok(c) => match method {
+                    CookieMethod::Global => self.cookies.check(now, &c, care_of, Some(home), me),
+                    CookieMethod::PerBinding => self
+                        .cache
+                        .get(&home)
+                        .and_then(|e| e.secrets.as_ref())
+                        .map_or(Err(CookieError::Stale), |s| {
+                            s.check(now, &c, care_of, None, me)
+                        }),
+                },
+            };
+            match verdict {
+                Ok(()) => return true,
+                // REQ CN-A1.6: a stale cookie buys a fresh test; a forged one
+                // nothing.
+                Err(CookieError::Stale) => self.core.drop(NodeDrop::CookieStale),
+                Err(CookieError::Forged) => {
+                    self.core.drop(NodeDrop::CookieForged);
+                    return false;
+                }
+            }
+        }
+        let rotation = self.cfg.cookie_rotation;
+        let keep_old = self.cfg.keep_old_coa;
+        let entry = self.cache.entry(home).or_insert_with(|| Entry {
+            binding: Binding {
+                care_of: None,
+                seq: None,
+                expires: now + rotation + rotation,
+                testing: None,
+                ipsec: true,
+            },
+            secrets: None,
+        });
+        if entry.binding.seq.is_none() {
+            let e = entry.binding.expires;
+            self.expiry.reschedule(home, Some(e), Some(e));
+        }
+        // REQ CN-A1.7: the new address is not used while it is tested, and
+        // by default neither is the old one.
+        entry.binding.testing = Some(care_of);
+        if !keep_old {
+            entry.binding.care_of = None;
+        }
+        let cookie = match method {
+            CookieMethod::Global => {
+                self.cookies
+                    .make(&mut self.core.rng, now, care_of, Some(home), me)
+            }
+            CookieMethod::PerBinding => {
+                let rng = &mut self.core.rng;
+                entry
+                    .secrets
+                    .get_or_insert_with(|| CookieSecrets::new(rng, now, rotation))
+                    .make(rng, now, care_of, None, me)
+            }
+        };
+        self.core.event(Event::CoaTestStarted { home, care_of });
+        // REQ CN-A1.1: the BA with the cookie goes to the tested address.
+        let r = Reply {
+            to: care_of,
+            ack: true,
+            ..*reply
+        };
+        let status = self.cfg.code_points.ba_status_coa_test;
+        self.ack(
+            now,
+            &r,
+            status,
+            0,
+            vec![MhOption::Cookie(cookie.to_bytes())],
+        );
+        false
+    }
+
+    /// A successful BA; for return routability it carries the
+    /// authenticator, under IPsec nothing (REQ CN-4.5, CN-4.6).
+    fn accept_ack(
+        &mut self,
+        now: Instant,
+        reply: &Reply,
+        lifetime: u16,
+        rr: Option<([u8; 20], Ipv6Addr)>,
+    ) {
+        if !reply.ack {
+            return;
+        }
+        let mut mh = ba(BaStatus::Accepted.into(), reply.seq, lifetime, vec![]);
+        if let Some((kbm, care_of)) = rr {
+            self.core
+                .authorise(&mut mh, &kbm, care_of, self.cfg.address);
+        }
+        self.send_ba(now, reply, mh);
+    }
+
+    fn ack(
+        &mut self,
+        now: Instant,
+        reply: &Reply,
+        status: u8,
+        lifetime: u16,
+        options: Vec<MhOption>,
+    ) {
+        if reply.ack || status >= 128 {
+            let mh = ba(status, reply.seq, lifetime, options);
+            self.send_ba(now, reply, mh);
+        }
+    }
+
+    fn send_ba(&mut self, now: Instant, reply: &Reply, mh: MhRepr) {
+        let ext = if reply.to == reply.home {
+            vec![]
+        } else {
+            vec![ExtHeaderRepr::type2(reply.home)]
+        };
+        self.core.send_mh(now, self.cfg.address, reply.to, ext, mh);
+    }
+}
+
+/// Where and how to answer one BU.
+#[derive(Clone, Copy)]
+struct Reply {
+    home: Ipv6Addr,
+    /// The care-of address the BA goes to (with a type 2 routing header).
+    to: Ipv6Addr,
+    seq: u16,
+    ack: bool,
+}
+
+fn plain(message: MhMessage) -> MhRepr {
+    MhRepr {
+        message,
+        options: vec![],
+    }
+}
+
+/// A Binding Acknowledgement with K clear (REQ CN-4.5).
+fn ba(status: u8, seq: u16, lifetime: u16, options: Vec<MhOption>) -> MhRepr {
+    MhRepr {
+        message: MhMessage::BindingAck {
+            status: status.into(),
+            flags: BaFlags(0),
+            seq,
+            lifetime,
+        },
+        options,
+    }
+}
+
+fn options_of(rx: &Rx) -> &[MhOption] {
+    match &rx.repr.upper {
+        UpperRepr::Mobility(mh) => &mh.options,
+        _ => &[],
+    }
+}
+
+fn options_cookie(options: &[MhOption]) -> Option<&[u8]> {
+    options.iter().find_map(|o| match o {
+        MhOption::Cookie(c) => Some(c.as_slice()),
+        _ => None,
+    })
+}
+
+impl Engine for Cn {
+    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]) {
+        match iface {
+            Iface::Stack => self.outgoing(now, packet),
+            Iface::Link(_) => self.incoming(now, packet),
+        }
+    }
+
+    fn handle_command(&mut self, _now: Instant, _command: Command) -> Result<(), CommandError> {
+        Err(CommandError::Unsupported)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.core.ipsec.handle_timeout(now);
+        while let Some(home) = self.expiry.pop_due(now) {
+            if self.cache.remove(&home).is_some() {
+                self.core.event(Event::BindingRemoved {
+                    home,
+                    reason: Removal::Expired,
+                });
+            }
+        }
+    }
+
+    fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.core.poll_transmit()
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.core.poll_event()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.core.earliest(self.expiry.next())
+    }
+
+    fn stats(&self) -> &NodeStats {
+        &self.core.stats
+    }
+
+    fn ipsec(&self) -> &Ipsec {
+        &self.core.ipsec
+    }
+
+    fn ipsec_mut(&mut self) -> &mut Ipsec {
+        &mut self.core.ipsec
+    }
+}

@@ -1,0 +1,334 @@
+//! The three Mobile IPv6 engines, [`Mn`], [`Ha`] and [`Cn`], behind one
+//! sans-IO contract ([`Engine`]), and what they share.
+//!
+//! A driver (a daemon with a TUN device, or the simulator) feeds an engine
+//! whole IP packets with the interface they came from, commands and the
+//! time, and drains what it wants to send ([`Transmit`]), what happened
+//! ([`Event`]) and when to call again. [`Iface::Stack`] is the node's own
+//! IP stack: packets the node's applications send come in there, and
+//! packets for them go out there, with every Mobile IPv6 header removed.
+//!
+//! Everything a peer can get wrong is counted in [`NodeStats`] by
+//! [`NodeDrop`] reason (IPsec drops in detail in [`Ipsec::stats`]).
+
+pub mod cn;
+pub mod cookie;
+mod core;
+pub mod ha;
+pub mod mn;
+pub mod nd;
+pub mod rr;
+
+use ::core::fmt;
+use ::core::net::Ipv6Addr;
+
+pub use self::cn::{Cn, CnConfig, CoaTestPolicy};
+pub use self::core::Deadlines;
+pub use self::ha::{Ha, HaConfig};
+pub use self::mn::{Correspondent, Mn, MnConfig, RouteOptimisation};
+pub use cookie::CookieMethod;
+
+use crate::ipsec::{Ipsec, IpsecEvent};
+use crate::time::{Duration, Instant};
+
+/// RFC 6275 §12: the first home registration waits 1.5 s for its BA.
+pub const INITIAL_BINDACK_TIMEOUT_FIRST_REG: Duration = Duration::from_millis(1500);
+/// RFC 6275 §12: every other BU, and HoTI/CoTI, wait 1 s at first.
+pub const INITIAL_BINDACK_TIMEOUT: Duration = Duration::from_secs(1);
+/// RFC 6275 §12: retransmissions back off by doubling up to 32 s.
+pub const MAX_BINDACK_TIMEOUT: Duration = Duration::from_secs(32);
+
+/// Where a packet enters or leaves a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Iface {
+    /// The node's own IP stack (a TUN device in the daemons).
+    Stack,
+    /// A network interface, numbered from 0.
+    Link(u8),
+}
+
+/// A packet to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub iface: Iface,
+    pub bytes: Vec<u8>,
+}
+
+/// What a driver tells an engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// The interface is attached to a link: solicit a router.
+    LinkUp(u8),
+    /// The interface lost its link: its care-of address is gone.
+    LinkDown(u8),
+    /// A prefix is on the link of this interface, as a Router Advertisement
+    /// would say (for drivers that learn prefixes another way).
+    Attach { iface: u8, prefix: Ipv6Addr },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("this node has no interface {0}")]
+    NoSuchInterface(u8),
+    #[error("this node does not take that command")]
+    Unsupported,
+}
+
+/// Why a binding went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Expired,
+    Deregistered,
+}
+
+/// What an engine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Answer for `address` on `iface`: an address of our own, or a home
+    /// address a home agent intercepts (proxy Neighbor Discovery).
+    Claim {
+        iface: Iface,
+        address: Ipv6Addr,
+    },
+    /// Stop answering for `address`.
+    Release {
+        iface: Iface,
+        address: Ipv6Addr,
+    },
+    /// The mobile node has a new care-of address, or is home (`None`).
+    Moved {
+        care_of: Option<Ipv6Addr>,
+    },
+    /// The mobile node sent a BU (with `ipsec` protection or not).
+    BindingUpdateSent {
+        peer: Ipv6Addr,
+        seq: u16,
+        ipsec: bool,
+    },
+    /// The mobile node got a BA.
+    BindingAcked {
+        peer: Ipv6Addr,
+        status: u8,
+        lifetime: Duration,
+    },
+    /// A cache entry now points `home` at `care_of`.
+    BindingCached {
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+        lifetime: Duration,
+    },
+    /// A cache entry went away.
+    BindingRemoved {
+        home: Ipv6Addr,
+        reason: Removal,
+    },
+    /// The correspondent asked for a care-of address test (Annex A1) and
+    /// sends to the home address meanwhile, unless it keeps the old one.
+    CoaTestStarted {
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+    },
+    /// The mobile node started return routability with `peer`.
+    ReturnRoutabilityStarted {
+        peer: Ipv6Addr,
+    },
+    Ipsec(IpsecEvent),
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Claim { address, .. } => write!(f, "answers for {address}"),
+            Event::Release { address, .. } => write!(f, "no longer answers for {address}"),
+            Event::Moved { care_of: Some(c) } => write!(f, "care-of address {c}"),
+            Event::Moved { care_of: None } => write!(f, "at home"),
+            Event::BindingUpdateSent { peer, seq, ipsec } => {
+                let how = if *ipsec {
+                    "under ESP"
+                } else {
+                    "with RR authorisation"
+                };
+                write!(f, "BU seq {seq} to {peer} {how}")
+            }
+            Event::BindingAcked {
+                peer,
+                status,
+                lifetime,
+            } => {
+                write!(
+                    f,
+                    "BA from {peer}: status {status}, lifetime {} s",
+                    lifetime.as_secs()
+                )
+            }
+            Event::BindingCached {
+                home,
+                care_of,
+                lifetime,
+            } => {
+                write!(
+                    f,
+                    "binding {home} -> {care_of} for {} s",
+                    lifetime.as_secs()
+                )
+            }
+            Event::BindingRemoved { home, reason } => {
+                write!(f, "binding {home} removed ({reason:?})")
+            }
+            Event::CoaTestStarted { home, care_of } => {
+                write!(f, "care-of test of {care_of} for {home}")
+            }
+            Event::ReturnRoutabilityStarted { peer } => write!(f, "HoTI/CoTI to {peer}"),
+            Event::Ipsec(e) => write!(f, "ipsec: {e:?}"),
+        }
+    }
+}
+
+/// Why an engine dropped a packet. Each has a counter in [`NodeStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NodeDrop {
+    /// Did not parse, or a checksum failed.
+    Malformed,
+    /// IPsec refused it (the reason is counted in [`Ipsec::stats`]).
+    Ipsec,
+    /// Not addressed to this node.
+    NotForUs,
+    /// A Home Address option that no suitable SA, binding or BU vouches for
+    /// (REQ CN-3.2).
+    HaoUnverified,
+    /// A BU with H=1 at a correspondent (status 131).
+    HomeRegistrationNotSupported,
+    /// An Alternate CoA the rules do not allow (REQ CN-4.3).
+    AlternateCoaRefused,
+    /// A BU whose sequence number is not newer (status 135).
+    SequenceOutOfWindow,
+    /// An echoed care-of test cookie that is too old.
+    CookieStale,
+    /// An echoed cookie that does not verify.
+    CookieForged,
+    /// A return-routability BU without valid authorisation data.
+    BadAuthorization,
+    /// A return-routability BU with a nonce index that expired.
+    ExpiredNonce,
+    /// Signalling that had to be under IPsec and was not.
+    Unprotected,
+    /// A home registration for an address off the home prefix (132).
+    NotHomeSubnet,
+    /// A home registration for a node this home agent does not serve (133).
+    NotOurMobileNode,
+    /// A BU that would change the kind of registration (139).
+    RegistrationTypeChange,
+    /// A tunnelled packet whose outer source is not the registered care-of
+    /// address (RFC 6275 §10.4.5), or not the home agent.
+    TunnelSourceMismatch,
+    /// A BA, HoT or CoT that matches nothing we sent.
+    Unsolicited,
+    /// A Mobility Header type we do not handle (Binding Error status 2).
+    UnknownMhType,
+    /// Nowhere to send it: the mobile node has no link.
+    NoRoute,
+}
+
+impl NodeDrop {
+    pub const ALL: [NodeDrop; 19] = [
+        NodeDrop::Malformed,
+        NodeDrop::Ipsec,
+        NodeDrop::NotForUs,
+        NodeDrop::HaoUnverified,
+        NodeDrop::HomeRegistrationNotSupported,
+        NodeDrop::AlternateCoaRefused,
+        NodeDrop::SequenceOutOfWindow,
+        NodeDrop::CookieStale,
+        NodeDrop::CookieForged,
+        NodeDrop::BadAuthorization,
+        NodeDrop::ExpiredNonce,
+        NodeDrop::Unprotected,
+        NodeDrop::NotHomeSubnet,
+        NodeDrop::NotOurMobileNode,
+        NodeDrop::RegistrationTypeChange,
+        NodeDrop::TunnelSourceMismatch,
+        NodeDrop::Unsolicited,
+        NodeDrop::UnknownMhType,
+        NodeDrop::NoRoute,
+    ];
+}
+
+/// Counters of one engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Mobility Header messages sent, and their bytes on the wire.
+    pub signalling_messages: u64,
+    pub signalling_bytes: u64,
+    /// Packets delivered to the stack by how they came: route optimised
+    /// (RH2 or HAO), through the home agent's tunnel, or plain.
+    pub delivered_route_optimised: u64,
+    pub delivered_tunnelled: u64,
+    pub delivered_direct: u64,
+    /// Packets from the stack by how they left.
+    pub sent_route_optimised: u64,
+    pub sent_tunnelled: u64,
+    pub sent_direct: u64,
+    /// Packets a home agent forwarded through a tunnel, both ways.
+    pub forwarded: u64,
+    drops: [u64; NodeDrop::ALL.len()],
+}
+
+impl NodeStats {
+    pub fn dropped(&self, reason: NodeDrop) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Every reason with a non-zero count.
+    pub fn drops(&self) -> impl Iterator<Item = (NodeDrop, u64)> + '_ {
+        NodeDrop::ALL
+            .iter()
+            .map(|r| (*r, self.dropped(*r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// The contract every engine keeps (see the module docs).
+pub trait Engine {
+    /// A packet arrived on `iface`.
+    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]);
+    fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError>;
+    /// Call when [`Engine::poll_timeout`] has passed (earlier is harmless).
+    fn handle_timeout(&mut self, now: Instant);
+    /// Poll after every `handle_*` call until `None`.
+    fn poll_transmit(&mut self) -> Option<Transmit>;
+    fn poll_event(&mut self) -> Option<Event>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn stats(&self) -> &NodeStats;
+    fn ipsec(&self) -> &Ipsec;
+    /// Mutable IPsec, for key management to install and move SAs.
+    fn ipsec_mut(&mut self) -> &mut Ipsec;
+}
+
+/// RFC 6275 §9.5.1: `a` is newer than `b` if it is less than 2^15 ahead,
+/// modulo 2^16.
+pub fn seq_newer(a: u16, b: u16) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x8000
+}
+
+/// BU and BA lifetimes are in units of 4 seconds.
+pub fn lifetime_units(d: Duration) -> u16 {
+    u16::try_from(d.as_secs() / 4).unwrap_or(u16::MAX)
+}
+
+pub fn units_lifetime(units: u16) -> Duration {
+    Duration::from_secs(u64::from(units) * 4)
+}
+
+/// A /64 prefix and an interface identifier make an address (SLAAC).
+pub fn slaac(prefix: Ipv6Addr, interface_id: u64) -> Ipv6Addr {
+    let p = u128::from(prefix) & !u128::from(u64::MAX);
+    Ipv6Addr::from(p | u128::from(interface_id))
+}
+
+pub fn same_prefix64(a: Ipv6Addr, b: Ipv6Addr) -> bool {
+    u128::from(a) >> 64 == u128::from(b) >> 64
+}
+
+#[cfg(test)]
+mod tests;

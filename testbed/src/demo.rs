@@ -1,0 +1,540 @@
+//! The built-in topology and the demo: a home link with the home agent, a
+//! correspondent, two access networks, one router, and a mobile node that
+//! leaves home, moves on and comes back, once with return routability and
+//! once with IPsec route optimisation.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use common::ipsec::{
+    Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, Prefix, SaKeys, SaPairSpec,
+    Selector,
+};
+use common::node::{Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation};
+use common::time::{Duration, Instant};
+use common::wire::MhType;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::sim::{Flow, LinkId, LinkParams, NodeId, Path, Role, Sim};
+
+pub const HOME_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
+pub const ACCESS_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0);
+pub const CN_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
+pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+pub const ACCESS_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0);
+
+/// Which SA pair the mobile node and the correspondent share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CnSa {
+    None,
+    /// BU and BA only: the suitable pair of §2 (and CN-5.5's default).
+    Signalling,
+    /// Everything between the home address and the correspondent.
+    All,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub seed: u64,
+    pub mode: RouteOptimisation,
+    pub cn_sa: CnSa,
+    pub home_delay: Duration,
+    pub cn_delay: Duration,
+    pub access_delay: Duration,
+    pub mn: MnConfig,
+    pub cn: CnConfig,
+    pub ha: HaConfig,
+    /// Hard lifetime of every SA.
+    pub sa_lifetime: Duration,
+}
+
+impl Setup {
+    pub fn new(seed: u64, mode: RouteOptimisation) -> Self {
+        let mut mn = MnConfig::new(HOA, HA, seed ^ 1);
+        mn.correspondents = vec![Correspondent { address: CN, mode }];
+        let mut ha = HaConfig::new(HA, vec![HOA], seed ^ 2);
+        ha.home_prefix = HOME_PREFIX;
+        let cn_sa = match mode {
+            RouteOptimisation::Ipsec => CnSa::Signalling,
+            RouteOptimisation::Triangular => CnSa::All,
+            _ => CnSa::None,
+        };
+        Setup {
+            seed,
+            mode,
+            cn_sa,
+            home_delay: Duration::from_millis(30),
+            cn_delay: Duration::from_millis(20),
+            access_delay: Duration::from_micros(200),
+            mn,
+            cn: CnConfig::new(CN, seed ^ 3),
+            ha,
+            sa_lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    /// Round trips from the link delays: MN↔CN, MN↔HA, and MN→HA→CN→HA→MN.
+    pub fn rtts(&self) -> (Duration, Duration, Duration) {
+        let mn_cn = (self.access_delay + self.cn_delay) * 2;
+        let mn_ha = (self.access_delay + self.home_delay) * 2;
+        let via_ha = mn_ha + (self.home_delay + self.cn_delay) * 2;
+        (mn_cn, mn_ha, via_ha)
+    }
+}
+
+pub struct Topology {
+    pub sim: Sim,
+    pub router: NodeId,
+    pub mn: NodeId,
+    pub ha: NodeId,
+    pub cn: NodeId,
+    pub home: LinkId,
+    pub cn_link: LinkId,
+    pub access_a: LinkId,
+    pub access_b: LinkId,
+}
+
+/// Installs a transport-mode pair between `a` and `b` on both sides, with
+/// a protect policy for `selector` (from `a`'s side) on each.
+#[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
+fn transport_pair(
+    rng: &mut ChaCha20Rng,
+    (ia, a): (&mut Ipsec, Ipv6Addr),
+    (ib, b): (&mut Ipsec, Ipv6Addr),
+    selector: Selector,
+    spi: u32,
+    lifetime: Duration,
+) {
+    let alg = Algorithm::Aes128Gcm16;
+    let mut key = || {
+        let mut k = vec![0u8; alg.key_len()];
+        rng.fill_bytes(&mut k);
+        k
+    };
+    let (ab, ba) = (key(), key());
+    let mirrored = Selector {
+        local: selector.remote,
+        remote: selector.local,
+        local_ports: selector.remote_ports,
+        remote_ports: selector.local_ports,
+        ..selector.clone()
+    };
+    let lifetime = Lifetime {
+        hard_time: Some(lifetime),
+        ..Lifetime::default()
+    };
+    for (ipsec, local, peer, sel, inbound, outbound) in [
+        (ia, a, b, selector, (spi + 1, ba.clone()), (spi, ab.clone())),
+        (ib, b, a, mirrored, (spi, ab), (spi + 1, ba)),
+    ] {
+        let mut spec = SaPairSpec::new(
+            AddressPair {
+                local: IpAddr::V6(local),
+                peer: IpAddr::V6(peer),
+            },
+            Mode::Transport,
+            alg,
+            sel.clone(),
+            SaKeys {
+                spi: inbound.0,
+                key: inbound.1,
+            },
+            SaKeys {
+                spi: outbound.0,
+                key: outbound.1,
+            },
+        );
+        spec.lifetime = lifetime;
+        if let Ok((_, out)) = ipsec.sad.add_pair(Instant::ZERO, &spec) {
+            ipsec.spd.push(Policy {
+                selector: sel,
+                action: Action::Protect(vec![out]),
+            });
+        }
+    }
+}
+
+fn host(a: Ipv6Addr) -> Prefix {
+    Prefix::host(IpAddr::V6(a))
+}
+
+pub fn build(setup: &Setup) -> Topology {
+    let mut sim = Sim::new(setup.seed);
+    let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let (mut mn_ipsec, mut ha_ipsec, mut cn_ipsec) =
+        (Ipsec::default(), Ipsec::default(), Ipsec::default());
+    for i in [&mut mn_ipsec, &mut ha_ipsec, &mut cn_ipsec] {
+        i.spd.fallback = Action::Bypass;
+    }
+    // RFC 3776: BU and BA between the home address and the home agent.
+    transport_pair(
+        &mut keys,
+        (&mut mn_ipsec, HOA),
+        (&mut ha_ipsec, HA),
+        Selector::mobility(host(HOA), host(HA), &bu_ba),
+        0x100,
+        setup.sa_lifetime,
+    );
+    let cn_selector = match setup.cn_sa {
+        CnSa::None => None,
+        CnSa::Signalling => Some(Selector::mobility(host(HOA), host(CN), &bu_ba)),
+        CnSa::All => Some(Selector::between(host(HOA), host(CN))),
+    };
+    if let Some(sel) = cn_selector {
+        transport_pair(
+            &mut keys,
+            (&mut mn_ipsec, HOA),
+            (&mut cn_ipsec, CN),
+            sel,
+            0x200,
+            setup.sa_lifetime,
+        );
+    }
+    let home = sim.add_link("home", HOME_PREFIX, LinkParams::delay(setup.home_delay));
+    let cn_link = sim.add_link("cn", CN_PREFIX, LinkParams::delay(setup.cn_delay));
+    let access_a = sim.add_link("access-a", ACCESS_A, LinkParams::delay(setup.access_delay));
+    let access_b = sim.add_link("access-b", ACCESS_B, LinkParams::delay(setup.access_delay));
+    for l in [home, cn_link, access_a, access_b] {
+        sim.capture(l);
+    }
+    let router = sim.add_router(
+        "router",
+        &[home, cn_link, access_a, access_b],
+        Duration::from_secs(1),
+    );
+    let ha = Ha::new(setup.ha.clone(), ha_ipsec);
+    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), Some(home), &[HA]);
+    let cn = Cn::new(setup.cn.clone(), cn_ipsec, Instant::ZERO);
+    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), Some(cn_link), &[CN]);
+    let mn = Mn::new(setup.mn.clone(), mn_ipsec);
+    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), Some(home), &[]);
+    Topology {
+        sim,
+        router,
+        mn,
+        ha,
+        cn,
+        home,
+        cn_link,
+        access_a,
+        access_b,
+    }
+}
+
+/// One handoff, measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handoff {
+    pub at: Instant,
+    pub to: String,
+    /// Link up to the first correspondent packet over the path the node
+    /// should end on (route optimised away, direct at home).
+    pub latency: Option<Duration>,
+    /// Flow packets (both ways) sent from the move until the next one that
+    /// never arrived.
+    pub lost: u64,
+}
+
+pub struct Run {
+    pub mode: RouteOptimisation,
+    pub handoffs: Vec<Handoff>,
+    pub signalling_messages: u64,
+    pub signalling_bytes: u64,
+    /// Median ping RTT per phase: at home, through the home agent, route
+    /// optimised.
+    pub ping_home: Option<Duration>,
+    pub ping_via_ha: Option<Duration>,
+    pub ping_optimised: Option<Duration>,
+    pub timeline: Vec<(Instant, String)>,
+    pub topology: Topology,
+}
+
+impl Run {
+    /// Mean latency of the handoffs that end away from home.
+    pub fn away_latency(&self) -> Option<Duration> {
+        let away: Vec<Duration> = self
+            .handoffs
+            .iter()
+            .filter(|h| h.to != "home")
+            .filter_map(|h| h.latency)
+            .collect();
+        let n = u32::try_from(away.len()).ok().filter(|n| *n > 0)?;
+        Some(away.iter().sum::<Duration>() / n)
+    }
+
+    pub fn away_lost(&self) -> u64 {
+        self.handoffs
+            .iter()
+            .filter(|h| h.to != "home")
+            .map(|h| h.lost)
+            .sum()
+    }
+}
+
+/// The scenario: home until 2 s, access A at 2 s, access B at 5 s, home at
+/// 8 s, end at 10 s; UDP both ways every millisecond and a ping every
+/// 50 ms between the home address and the correspondent.
+pub fn run(setup: &Setup) -> Run {
+    let mut t = build(setup);
+    let s = |x: f64| Instant::from_micros((x * 1e6) as u64);
+    let end = s(10.0);
+    let ms = Duration::from_millis(1);
+    let down = t.sim.flow(
+        s(1.0),
+        Flow {
+            from: t.cn,
+            src: CN,
+            dst: HOA,
+            interval: ms,
+            until: s(9.5),
+        },
+    );
+    let up = t.sim.flow(
+        s(1.0),
+        Flow {
+            from: t.mn,
+            src: HOA,
+            dst: CN,
+            interval: ms,
+            until: s(9.5),
+        },
+    );
+    t.sim
+        .ping(s(0.5), t.mn, HOA, CN, Duration::from_millis(50), s(9.5));
+    let moves = [(2.0, t.access_a), (5.0, t.access_b), (8.0, t.home)];
+    for (at, to) in moves {
+        t.sim.move_at(s(at), t.mn, Some(to));
+    }
+    t.sim.run_until(end);
+
+    let sim = &t.sim;
+    let ups: Vec<(Instant, LinkId)> = sim
+        .link_ups
+        .iter()
+        .filter(|(_, n, _)| *n == t.mn)
+        .map(|(at, _, l)| (*at, *l))
+        .collect();
+    let mut handoffs = vec![];
+    for (i, (at, link)) in ups.iter().enumerate() {
+        let next = ups.get(i + 1).map_or(end, |u| u.0);
+        let to = sim.link_name(*link).to_string();
+        let want = if *link == t.home {
+            Path::Direct
+        } else {
+            Path::RouteOptimised
+        };
+        let want = if setup.mode == RouteOptimisation::None && *link != t.home {
+            Path::Tunnelled
+        } else {
+            want
+        };
+        let latency = sim
+            .arrivals
+            .iter()
+            .filter(|a| a.flow == down && a.at >= *at && a.path == want)
+            .map(|a| a.at.saturating_duration_since(*at))
+            .next();
+        let mut lost = 0;
+        for f in [down, up] {
+            let sent_in: Vec<u64> = (0..sim.flow_sent(f)).collect();
+            let got: std::collections::HashSet<u64> = sim
+                .arrivals
+                .iter()
+                .filter(|a| a.flow == f)
+                .map(|a| a.seq)
+                .collect();
+            // Flow packets go every millisecond from 1 s: seq n left at 1 s + n ms.
+            lost += sent_in
+                .iter()
+                .filter(|seq| {
+                    let sent = s(1.0) + ms * u32::try_from(**seq).unwrap_or(u32::MAX);
+                    sent >= *at && sent < next && !got.contains(seq)
+                })
+                .count() as u64;
+        }
+        handoffs.push(Handoff {
+            at: *at,
+            to,
+            latency,
+            lost,
+        });
+    }
+    let median = |f: &dyn Fn(Instant, Path) -> bool| {
+        let mut v: Vec<Duration> = sim
+            .pings
+            .iter()
+            .filter(|p| f(p.sent, p.path))
+            .map(|p| p.rtt)
+            .collect();
+        v.sort();
+        v.get(v.len() / 2).copied()
+    };
+    let ping_home = median(&|at, _| at < s(2.0));
+    let ping_via_ha = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::Tunnelled);
+    let ping_optimised = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::RouteOptimised);
+    let (mut messages, mut bytes) = (0, 0);
+    for n in [t.mn, t.ha, t.cn] {
+        if let Some(e) = sim.engine(n) {
+            messages += e.stats().signalling_messages;
+            bytes += e.stats().signalling_bytes;
+        }
+    }
+    let timeline = sim
+        .trace
+        .iter()
+        .filter(|l| {
+            !l.what.starts_with("answers") && !l.what.starts_with("no longer") && l.node != "sim"
+        })
+        .map(|l| (l.at, format!("{:<6} {}", l.node, l.what)))
+        .collect();
+    Run {
+        mode: setup.mode,
+        handoffs,
+        signalling_messages: messages,
+        signalling_bytes: bytes,
+        ping_home,
+        ping_via_ha,
+        ping_optimised,
+        timeline,
+        topology: t,
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
+fn mode_name(m: RouteOptimisation) -> &'static str {
+    match m {
+        RouteOptimisation::Ipsec => "ipsec",
+        RouteOptimisation::ReturnRoutability => "rr",
+        RouteOptimisation::Triangular => "triangular",
+        RouteOptimisation::None => "tunnel",
+    }
+}
+
+/// The demo's `--json` object.
+pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> serde_json::Value {
+    let (mn_cn, mn_ha, via_ha) = setup.rtts();
+    let runs: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let latency = r.away_latency().map(ms);
+            serde_json::json!({
+                "mode": mode_name(r.mode),
+                "handoff_latency_ms": latency,
+                "handoff_latency_rtt": latency.map(|l| l / ms(mn_cn)),
+                "packets_lost": r.away_lost(),
+                "signalling_messages": r.signalling_messages,
+                "signalling_bytes": r.signalling_bytes,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "seed": setup.seed,
+        "rtt_ms": { "mn_cn": ms(mn_cn), "mn_ha": ms(mn_ha), "via_ha": ms(via_ha) },
+        "runs": runs,
+        "pcaps": pcaps.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+    })
+}
+
+/// The demo's timeline, for people.
+pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> String {
+    use std::fmt::Write;
+    let (mn_cn, mn_ha, via_ha) = setup.rtts();
+    let mut o = String::new();
+    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
+    let _ = writeln!(
+        o,
+        "Mobile IPv6 demo, seed {}: home agent {} ms away, correspondent {} ms, access links {} ms",
+        setup.seed,
+        ms(setup.home_delay),
+        ms(setup.cn_delay),
+        ms(setup.access_delay)
+    );
+    let _ = writeln!(
+        o,
+        "Round trips: MN-CN {:.1} ms, MN-HA {:.1} ms, MN-HA-CN-HA-MN {:.1} ms\n",
+        ms(mn_cn),
+        ms(mn_ha),
+        ms(via_ha)
+    );
+    for r in runs {
+        let title = match r.mode {
+            RouteOptimisation::Ipsec => "IPsec route optimisation (draft-dupont-mipv6-cn-ipsec)",
+            RouteOptimisation::ReturnRoutability => "Return routability (RFC 6275 baseline)",
+            _ => mode_name(r.mode),
+        };
+        let _ = writeln!(o, "== {title} ==");
+        let _ = writeln!(
+            o,
+            "   ping at home {}, through the home agent {}, route optimised {}",
+            opt(r.ping_home),
+            opt(r.ping_via_ha),
+            opt(r.ping_optimised)
+        );
+        let mut h = r.handoffs.iter().peekable();
+        for (at, line) in &r.timeline {
+            while let Some(x) = h.peek() {
+                if x.at > *at {
+                    break;
+                }
+                let _ = writeln!(
+                    o,
+                    "{:>9.3} s  -- moves to {} --",
+                    x.at.total_micros() as f64 / 1e6,
+                    x.to
+                );
+                h.next();
+            }
+            let _ = writeln!(o, "{:>9.3} s  {line}", at.total_micros() as f64 / 1e6);
+        }
+        for x in &r.handoffs {
+            let lat = x.latency.map_or("never".to_string(), |l| {
+                format!("{:.1} ms = {:.2} RTT", ms(l), ms(l) / ms(mn_cn))
+            });
+            let path = if x.to == "home" {
+                "direct"
+            } else {
+                "route-optimised"
+            };
+            let _ = writeln!(
+                o,
+                "   handoff to {:<8}: first {path} packet from the CN after {lat}, {} packets lost",
+                x.to, x.lost
+            );
+        }
+        let _ = writeln!(
+            o,
+            "   signalling: {} messages, {} bytes\n",
+            r.signalling_messages, r.signalling_bytes
+        );
+    }
+    let _ = writeln!(o, "Side by side (handoffs away from home, mean):");
+    let _ = writeln!(
+        o,
+        "   {:<6} {:>10} {:>8} {:>6} {:>10} {:>8}",
+        "mode", "latency", "x RTT", "lost", "messages", "bytes"
+    );
+    for r in runs {
+        let l = r.away_latency();
+        let _ = writeln!(
+            o,
+            "   {:<6} {:>10} {:>8} {:>6} {:>10} {:>8}",
+            mode_name(r.mode),
+            opt(l),
+            l.map_or("-".into(), |l| format!("{:.2}", ms(l) / ms(mn_cn))),
+            r.away_lost(),
+            r.signalling_messages,
+            r.signalling_bytes
+        );
+    }
+    let _ = writeln!(o, "\npcaps (one per link; open in Wireshark):");
+    for p in pcaps {
+        let _ = writeln!(o, "   {}", p.display());
+    }
+    o
+}

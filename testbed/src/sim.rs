@@ -1,0 +1,875 @@
+//! A deterministic network simulator with virtual time: links with delay,
+//! jitter, loss, MTU and up/down; routers that forward and advertise
+//! prefixes; hosts that wrap the `common` engines; traffic generators;
+//! a pcap per link and an event trace.
+//!
+//! Time jumps from one scheduled thing to the next, so an idle hour costs
+//! nothing. One seed drives every random choice (link jitter and loss, and
+//! each engine's RNG), so the same seed gives the same bytes.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::Ipv6Addr;
+use std::path::PathBuf;
+
+use common::node::nd;
+use common::node::{Cn, Command, Engine, Event, Ha, Iface, Mn, Transmit};
+use common::time::{Duration, Instant};
+use common::wire::icmpv6::{Icmpv6Repr, ECHO_REPLY, ECHO_REQUEST};
+use common::wire::packet::UdpPayload;
+use common::wire::{CodePoints, IpRepr, Ipv6Packet, PacketRepr, UdpRepr, UpperRepr};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::pcap::PcapWriter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId(pub usize);
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub usize);
+
+/// What a link does to packets.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkParams {
+    pub delay: Duration,
+    /// Extra delay, uniform in [0, jitter).
+    pub jitter: Duration,
+    /// Probability that a packet is lost.
+    pub loss: f64,
+    pub mtu: usize,
+}
+
+impl LinkParams {
+    pub fn delay(delay: Duration) -> Self {
+        LinkParams {
+            delay,
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            mtu: 1500,
+        }
+    }
+}
+
+/// Per-link counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    pub sent: u64,
+    pub lost: u64,
+    pub too_big: u64,
+    pub down: u64,
+    /// No node on the link answers for the destination.
+    pub unreachable: u64,
+}
+
+struct Link {
+    name: String,
+    prefix: Ipv6Addr,
+    params: LinkParams,
+    up: bool,
+    members: Vec<NodeId>,
+    owners: HashMap<Ipv6Addr, NodeId>,
+    router: Option<NodeId>,
+    stats: LinkStats,
+    capture: Option<Vec<(Instant, Vec<u8>)>>,
+}
+
+/// The engine a host runs.
+pub enum Role {
+    Mn(Box<Mn>),
+    Ha(Box<Ha>),
+    Cn(Box<Cn>),
+}
+
+impl Role {
+    fn engine(&mut self) -> &mut dyn Engine {
+        match self {
+            Role::Mn(e) => e.as_mut(),
+            Role::Ha(e) => e.as_mut(),
+            Role::Cn(e) => e.as_mut(),
+        }
+    }
+
+    fn engine_ref(&self) -> &dyn Engine {
+        match self {
+            Role::Mn(e) => e.as_ref(),
+            Role::Ha(e) => e.as_ref(),
+            Role::Cn(e) => e.as_ref(),
+        }
+    }
+}
+
+enum Kind {
+    Host {
+        role: Role,
+        link: Option<LinkId>,
+    },
+    Router {
+        links: Vec<LinkId>,
+        ra_interval: Duration,
+    },
+}
+
+struct Node {
+    name: String,
+    kind: Kind,
+    wake: Option<Instant>,
+}
+
+/// How a packet reached a host's stack, from the engine's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    RouteOptimised,
+    Tunnelled,
+    Direct,
+}
+
+/// A traffic-generator packet that arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub flow: u32,
+    pub seq: u64,
+    pub sent: Instant,
+    pub at: Instant,
+    pub path: Path,
+}
+
+/// An echo reply that came back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PingResult {
+    pub node: NodeId,
+    pub sent: Instant,
+    pub rtt: Duration,
+    /// How the reply came in.
+    pub path: Path,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceLine {
+    pub at: Instant,
+    pub node: String,
+    pub what: String,
+}
+
+/// A UDP stream from a host's stack, one packet per interval.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    pub from: NodeId,
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub interval: Duration,
+    pub until: Instant,
+}
+
+const FLOW_PORT: u16 = 9000;
+const MAGIC: &[u8; 4] = b"MIP6";
+
+enum Ev {
+    Arrive {
+        node: NodeId,
+        link: LinkId,
+        bytes: Vec<u8>,
+    },
+    Wake(NodeId),
+    Advertise(NodeId, LinkId),
+    Flow(usize),
+    Ping {
+        node: NodeId,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        interval: Duration,
+        until: Instant,
+    },
+    Move {
+        node: NodeId,
+        to: Option<LinkId>,
+    },
+    SetLink {
+        link: LinkId,
+        up: bool,
+    },
+}
+
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    // Earliest first out of a max-heap; ties in scheduling order.
+    fn cmp(&self, o: &Self) -> Ordering {
+        (o.at, o.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+/// Link-local address routers advertise from.
+const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+
+pub struct Sim {
+    now: Instant,
+    seed: u64,
+    rng: ChaCha20Rng,
+    links: Vec<Link>,
+    nodes: Vec<Node>,
+    queue: BinaryHeap<Scheduled>,
+    next_seq: u64,
+    flows: Vec<(Flow, u64)>,
+    pub arrivals: Vec<Arrival>,
+    pub pings: Vec<PingResult>,
+    pub trace: Vec<TraceLine>,
+    /// When each host came up on a link.
+    pub link_ups: Vec<(Instant, NodeId, LinkId)>,
+    /// How the packet being handed to a host's stack arrived.
+    last_path: Option<Path>,
+    cp: CodePoints,
+}
+
+impl Sim {
+    pub fn new(seed: u64) -> Self {
+        Sim {
+            now: Instant::ZERO,
+            seed,
+            rng: ChaCha20Rng::seed_from_u64(seed),
+            links: vec![],
+            nodes: vec![],
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            flows: vec![],
+            arrivals: vec![],
+            pings: vec![],
+            trace: vec![],
+            link_ups: vec![],
+            last_path: None,
+            cp: CodePoints::default(),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// A seed for the engine of the next node, derived from the run's seed.
+    pub fn engine_seed(&self) -> u64 {
+        self.seed
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(self.nodes.len() as u64)
+    }
+
+    pub fn add_link(&mut self, name: &str, prefix: Ipv6Addr, params: LinkParams) -> LinkId {
+        self.links.push(Link {
+            name: name.to_string(),
+            prefix,
+            params,
+            up: true,
+            members: vec![],
+            owners: HashMap::new(),
+            router: None,
+            stats: LinkStats::default(),
+            capture: None,
+        });
+        LinkId(self.links.len() - 1)
+    }
+
+    /// Record every packet sent on `link`, for [`Sim::write_pcaps`].
+    pub fn capture(&mut self, link: LinkId) {
+        self.links[link.0].capture = Some(vec![]);
+    }
+
+    pub fn add_router(&mut self, name: &str, links: &[LinkId], ra_interval: Duration) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        for l in links {
+            self.links[l.0].members.push(id);
+            self.links[l.0].router = Some(id);
+            self.schedule(self.now, Ev::Advertise(id, *l));
+        }
+        self.nodes.push(Node {
+            name: name.to_string(),
+            kind: Kind::Router {
+                links: links.to_vec(),
+                ra_interval,
+            },
+            wake: None,
+        });
+        id
+    }
+
+    /// A host on `link` (if any) answering for `addresses` there.
+    pub fn add_host(
+        &mut self,
+        name: &str,
+        role: Role,
+        link: Option<LinkId>,
+        addresses: &[Ipv6Addr],
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        if let Some(l) = link {
+            self.links[l.0].members.push(id);
+            for a in addresses {
+                self.links[l.0].owners.insert(*a, id);
+            }
+        }
+        self.nodes.push(Node {
+            name: name.to_string(),
+            kind: Kind::Host { role, link },
+            wake: None,
+        });
+        if link.is_some() {
+            self.command(id, Command::LinkUp(0));
+        }
+        self.after(id);
+        id
+    }
+
+    pub fn name(&self, node: NodeId) -> &str {
+        &self.nodes[node.0].name
+    }
+
+    pub fn link_name(&self, link: LinkId) -> &str {
+        &self.links[link.0].name
+    }
+
+    pub fn link_stats(&self, link: LinkId) -> LinkStats {
+        self.links[link.0].stats
+    }
+
+    pub fn role(&self, node: NodeId) -> Option<&Role> {
+        match &self.nodes[node.0].kind {
+            Kind::Host { role, .. } => Some(role),
+            Kind::Router { .. } => None,
+        }
+    }
+
+    pub fn role_mut(&mut self, node: NodeId) -> Option<&mut Role> {
+        match &mut self.nodes[node.0].kind {
+            Kind::Host { role, .. } => Some(role),
+            Kind::Router { .. } => None,
+        }
+    }
+
+    pub fn engine(&self, node: NodeId) -> Option<&dyn Engine> {
+        self.role(node).map(Role::engine_ref)
+    }
+
+    pub fn mn(&self, node: NodeId) -> Option<&Mn> {
+        match self.role(node) {
+            Some(Role::Mn(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn ha(&self, node: NodeId) -> Option<&Ha> {
+        match self.role(node) {
+            Some(Role::Ha(h)) => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn cn(&self, node: NodeId) -> Option<&Cn> {
+        match self.role(node) {
+            Some(Role::Cn(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Detach `node` from its link and attach it to `to` at `at`.
+    pub fn move_at(&mut self, at: Instant, node: NodeId, to: Option<LinkId>) {
+        self.schedule(at, Ev::Move { node, to });
+    }
+
+    pub fn set_link_at(&mut self, at: Instant, link: LinkId, up: bool) {
+        self.schedule(at, Ev::SetLink { link, up });
+    }
+
+    pub fn flow(&mut self, start: Instant, flow: Flow) -> u32 {
+        self.flows.push((flow, 0));
+        let id = self.flows.len() - 1;
+        self.schedule(start, Ev::Flow(id));
+        u32::try_from(id).unwrap_or(u32::MAX)
+    }
+
+    pub fn flow_sent(&self, flow: u32) -> u64 {
+        self.flows.get(flow as usize).map_or(0, |f| f.1)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "one ping schedule")]
+    pub fn ping(
+        &mut self,
+        start: Instant,
+        node: NodeId,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        interval: Duration,
+        until: Instant,
+    ) {
+        self.schedule(
+            start,
+            Ev::Ping {
+                node,
+                src,
+                dst,
+                interval,
+                until,
+            },
+        );
+    }
+
+    /// Puts `bytes` on `link` as if a node there (an attacker, a test) sent
+    /// them now.
+    pub fn inject(&mut self, link: LinkId, bytes: Vec<u8>) {
+        self.transmit(None, link, bytes);
+    }
+
+    /// Hands `bytes` to `node`'s engine as if its stack sent them.
+    pub fn send_from_stack(&mut self, node: NodeId, bytes: &[u8]) {
+        self.with_engine(node, |e, now| e.handle_packet(now, Iface::Stack, bytes));
+    }
+
+    pub fn command(&mut self, node: NodeId, command: Command) {
+        self.with_engine(node, |e, now| {
+            // The simulator only issues commands the engines take.
+            let _ = e.handle_command(now, command);
+        });
+    }
+
+    fn with_engine(&mut self, node: NodeId, f: impl FnOnce(&mut dyn Engine, Instant)) {
+        let now = self.now;
+        if let Kind::Host { role, .. } = &mut self.nodes[node.0].kind {
+            f(role.engine(), now);
+        }
+        self.after(node);
+    }
+
+    fn schedule(&mut self, at: Instant, ev: Ev) {
+        self.next_seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.next_seq,
+            ev,
+        });
+    }
+
+    /// Runs until nothing is left before `until`; time ends at `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        while let Some(s) = self.queue.peek() {
+            if s.at > until {
+                break;
+            }
+            let Some(s) = self.queue.pop() else {
+                break;
+            };
+            self.now = self.now.max(s.at);
+            self.dispatch(s.ev);
+        }
+        self.now = self.now.max(until);
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Arrive { node, link, bytes } => self.arrive(node, link, &bytes),
+            Ev::Wake(node) => {
+                if self.nodes[node.0].wake == Some(self.now) {
+                    self.nodes[node.0].wake = None;
+                    self.with_engine(node, |e, now| e.handle_timeout(now));
+                }
+            }
+            Ev::Advertise(router, link) => {
+                self.advertise(router, link);
+                if let Kind::Router { ra_interval, .. } = self.nodes[router.0].kind {
+                    let at = self.now + ra_interval;
+                    self.schedule(at, Ev::Advertise(router, link));
+                }
+            }
+            Ev::Flow(i) => self.flow_tick(i),
+            Ev::Ping {
+                node,
+                src,
+                dst,
+                interval,
+                until,
+            } => {
+                let seq = u16::try_from(self.now.total_micros() / 1000 % 65536).unwrap_or(0);
+                let mut body = vec![0, 1];
+                body.extend_from_slice(&seq.to_be_bytes());
+                body.extend_from_slice(&self.now.total_micros().to_be_bytes());
+                let icmp = Icmpv6Repr {
+                    msg_type: ECHO_REQUEST,
+                    code: 0,
+                    body,
+                };
+                let p = PacketRepr::ipv6(src, dst, vec![], UpperRepr::Icmpv6(icmp));
+                let bytes = p.to_bytes(&self.cp);
+                self.send_from_stack(node, &bytes);
+                if self.now + interval <= until {
+                    let at = self.now + interval;
+                    self.schedule(
+                        at,
+                        Ev::Ping {
+                            node,
+                            src,
+                            dst,
+                            interval,
+                            until,
+                        },
+                    );
+                }
+            }
+            Ev::Move { node, to } => self.do_move(node, to),
+            Ev::SetLink { link, up } => {
+                self.links[link.0].up = up;
+                let what = format!(
+                    "link {} {}",
+                    self.links[link.0].name,
+                    if up { "up" } else { "down" }
+                );
+                self.trace_line("sim", what);
+            }
+        }
+    }
+
+    fn do_move(&mut self, node: NodeId, to: Option<LinkId>) {
+        let from = match &self.nodes[node.0].kind {
+            Kind::Host { link, .. } => *link,
+            Kind::Router { .. } => return,
+        };
+        if let Some(l) = from {
+            self.command(node, Command::LinkDown(0));
+            self.links[l.0].members.retain(|m| *m != node);
+            self.links[l.0].owners.retain(|_, n| *n != node);
+        }
+        if let Kind::Host { link, .. } = &mut self.nodes[node.0].kind {
+            *link = to;
+        }
+        let what = match to {
+            Some(l) => format!("moves to {}", self.links[l.0].name),
+            None => "leaves its link".to_string(),
+        };
+        let name = self.nodes[node.0].name.clone();
+        self.trace_line(&name, what);
+        if let Some(l) = to {
+            self.links[l.0].members.push(node);
+            self.link_ups.push((self.now, node, l));
+            self.command(node, Command::LinkUp(0));
+        }
+    }
+
+    fn flow_tick(&mut self, i: usize) {
+        let Some((flow, seq)) = self.flows.get(i).copied() else {
+            return;
+        };
+        let mut payload = MAGIC.to_vec();
+        payload.extend_from_slice(&u32::try_from(i).unwrap_or(0).to_be_bytes());
+        payload.extend_from_slice(&seq.to_be_bytes());
+        payload.extend_from_slice(&self.now.total_micros().to_be_bytes());
+        let udp = UdpRepr {
+            src_port: FLOW_PORT,
+            dst_port: FLOW_PORT,
+        };
+        let p = PacketRepr::ipv6(
+            flow.src,
+            flow.dst,
+            vec![],
+            UpperRepr::Udp(udp, UdpPayload::Raw(payload)),
+        );
+        let bytes = p.to_bytes(&self.cp);
+        self.flows[i].1 += 1;
+        self.send_from_stack(flow.from, &bytes);
+        let next = self.now + flow.interval;
+        if next < flow.until {
+            self.schedule(next, Ev::Flow(i));
+        }
+    }
+
+    fn advertise(&mut self, router: NodeId, link: LinkId) {
+        let prefix = self.links[link.0].prefix;
+        let ra = nd::router_advertisement(ROUTER_LL, nd::ALL_NODES, prefix);
+        let bytes = ra.to_bytes(&self.cp);
+        self.transmit(Some(router), link, bytes);
+    }
+
+    /// Drains what a node's engine produced and re-arms its timer.
+    fn after(&mut self, node: NodeId) {
+        loop {
+            let (tx, ev) = match &mut self.nodes[node.0].kind {
+                Kind::Host { role, .. } => {
+                    let e = role.engine();
+                    (e.poll_transmit(), e.poll_event())
+                }
+                Kind::Router { .. } => return,
+            };
+            if tx.is_none() && ev.is_none() {
+                break;
+            }
+            if let Some(t) = tx {
+                self.host_transmit(node, t);
+            }
+            if let Some(e) = ev {
+                self.host_event(node, e);
+            }
+        }
+        let next = match &self.nodes[node.0].kind {
+            Kind::Host { role, .. } => role.engine_ref().poll_timeout(),
+            Kind::Router { .. } => None,
+        };
+        let n = &mut self.nodes[node.0];
+        if next != n.wake {
+            n.wake = next;
+            if let Some(t) = next {
+                let at = t.max(self.now);
+                n.wake = Some(at);
+                self.schedule(at, Ev::Wake(node));
+            }
+        }
+    }
+
+    fn host_event(&mut self, node: NodeId, e: Event) {
+        let link = match &self.nodes[node.0].kind {
+            Kind::Host { link, .. } => *link,
+            Kind::Router { .. } => None,
+        };
+        match &e {
+            Event::Claim { address, .. } => {
+                if let Some(l) = link {
+                    self.links[l.0].owners.insert(*address, node);
+                }
+            }
+            Event::Release { address, .. } => {
+                if let Some(l) = link {
+                    let owners = &mut self.links[l.0].owners;
+                    if owners.get(address) == Some(&node) {
+                        owners.remove(address);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let name = self.nodes[node.0].name.clone();
+        self.trace_line(&name, e.to_string());
+    }
+
+    fn trace_line(&mut self, node: &str, what: String) {
+        self.trace.push(TraceLine {
+            at: self.now,
+            node: node.to_string(),
+            what,
+        });
+    }
+
+    fn host_transmit(&mut self, node: NodeId, t: Transmit) {
+        match t.iface {
+            Iface::Stack => self.stack_receive(node, &t.bytes),
+            Iface::Link(_) => {
+                let link = match &self.nodes[node.0].kind {
+                    Kind::Host { link, .. } => *link,
+                    Kind::Router { .. } => None,
+                };
+                if let Some(l) = link {
+                    self.transmit(Some(node), l, t.bytes);
+                }
+            }
+        }
+    }
+
+    /// Puts a packet on a link: capture, MTU, loss, then the neighbour
+    /// that answers for the destination, or the router.
+    fn transmit(&mut self, from: Option<NodeId>, link: LinkId, bytes: Vec<u8>) {
+        let now = self.now;
+        let roll = self.rng.next_u64();
+        let jitter_roll = self.rng.next_u64();
+        let l = &mut self.links[link.0];
+        l.stats.sent += 1;
+        if !l.up {
+            l.stats.down += 1;
+            return;
+        }
+        if let Some(c) = &mut l.capture {
+            c.push((now, bytes.clone()));
+        }
+        if bytes.len() > l.params.mtu {
+            l.stats.too_big += 1;
+            return;
+        }
+        if (roll as f64 / u64::MAX as f64) < l.params.loss {
+            l.stats.lost += 1;
+            return;
+        }
+        let jitter = l.params.jitter.as_micros() as u64;
+        let extra = if jitter == 0 { 0 } else { jitter_roll % jitter };
+        let at = now + l.params.delay + Duration::from_micros(extra);
+        let Ok(p) = Ipv6Packet::new_checked(&bytes[..]) else {
+            l.stats.unreachable += 1;
+            return;
+        };
+        let dst = p.dst_addr();
+        let to: Vec<NodeId> = if dst.is_multicast() {
+            l.members
+                .iter()
+                .copied()
+                .filter(|m| Some(*m) != from)
+                .collect()
+        } else if let Some(n) = l.owners.get(&dst) {
+            vec![*n]
+        } else if let Some(r) = l.router.filter(|r| Some(*r) != from) {
+            vec![r]
+        } else {
+            l.stats.unreachable += 1;
+            vec![]
+        };
+        for node in to {
+            self.schedule(
+                at,
+                Ev::Arrive {
+                    node,
+                    link,
+                    bytes: bytes.clone(),
+                },
+            );
+        }
+    }
+
+    fn arrive(&mut self, node: NodeId, link: LinkId, bytes: &[u8]) {
+        if !self.links[link.0].members.contains(&node) {
+            return;
+        }
+        match &self.nodes[node.0].kind {
+            Kind::Router { .. } => self.route(node, link, bytes),
+            Kind::Host { .. } => {
+                let before = self.delivered(node);
+                let now = self.now;
+                if let Kind::Host { role, .. } = &mut self.nodes[node.0].kind {
+                    role.engine().handle_packet(now, Iface::Link(0), bytes);
+                }
+                let after = self.delivered(node);
+                self.last_path = Some(if after.0 > before.0 {
+                    Path::RouteOptimised
+                } else if after.1 > before.1 {
+                    Path::Tunnelled
+                } else {
+                    Path::Direct
+                });
+                self.after(node);
+                self.last_path = None;
+            }
+        }
+    }
+
+    fn delivered(&self, node: NodeId) -> (u64, u64) {
+        self.engine(node).map_or((0, 0), |e| {
+            let s = e.stats();
+            (s.delivered_route_optimised, s.delivered_tunnelled)
+        })
+    }
+
+    fn route(&mut self, router: NodeId, from: LinkId, bytes: &[u8]) {
+        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
+            return;
+        };
+        let dst = p.dst_addr();
+        let is_rs = p.next_header() == common::wire::IpProtocol::Icmpv6
+            && p.payload().first() == Some(&nd::ROUTER_SOLICITATION);
+        if is_rs {
+            self.advertise(router, from);
+            return;
+        }
+        if dst.is_multicast() || dst.segments()[0] == 0xfe80 || p.hop_limit() <= 1 {
+            return;
+        }
+        let Kind::Router { links, .. } = &self.nodes[router.0].kind else {
+            return;
+        };
+        let out = links
+            .iter()
+            .copied()
+            .find(|l| common::node::same_prefix64(self.links[l.0].prefix, dst));
+        if let Some(out) = out {
+            let mut b = bytes.to_vec();
+            b[7] -= 1;
+            self.transmit(Some(router), out, b);
+        }
+    }
+
+    /// What a host's stack does with a packet: record traffic-generator
+    /// packets, answer and record pings.
+    fn stack_receive(&mut self, node: NodeId, bytes: &[u8]) {
+        let path = self.last_path.take().unwrap_or(Path::Direct);
+        let Ok(p) = PacketRepr::parse(bytes, &self.cp) else {
+            return;
+        };
+        let IpRepr::V6 { header, .. } = &p.ip else {
+            return;
+        };
+        match &p.upper {
+            UpperRepr::Udp(_, UdpPayload::Raw(d)) if d.len() == 24 && &d[..4] == MAGIC => {
+                let flow = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+                let seq = u64::from_be_bytes(d[8..16].try_into().unwrap_or([0; 8]));
+                let sent = u64::from_be_bytes(d[16..24].try_into().unwrap_or([0; 8]));
+                self.arrivals.push(Arrival {
+                    flow,
+                    seq,
+                    sent: Instant::from_micros(sent),
+                    at: self.now,
+                    path,
+                });
+            }
+            UpperRepr::Icmpv6(i) if i.msg_type == ECHO_REQUEST => {
+                let reply = PacketRepr::ipv6(
+                    header.dst,
+                    header.src,
+                    vec![],
+                    UpperRepr::Icmpv6(Icmpv6Repr {
+                        msg_type: ECHO_REPLY,
+                        code: 0,
+                        body: i.body.clone(),
+                    }),
+                );
+                let b = reply.to_bytes(&self.cp);
+                self.send_from_stack(node, &b);
+            }
+            UpperRepr::Icmpv6(i) if i.msg_type == ECHO_REPLY && i.body.len() == 12 => {
+                let sent = u64::from_be_bytes(i.body[4..12].try_into().unwrap_or([0; 8]));
+                let sent = Instant::from_micros(sent);
+                self.pings.push(PingResult {
+                    node,
+                    sent,
+                    rtt: self.now.saturating_duration_since(sent),
+                    path,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes one pcap per captured link into `dir`, named
+    /// `<prefix><link>.pcap`.
+    pub fn write_pcaps(&self, dir: &std::path::Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)?;
+        let mut out = vec![];
+        for l in &self.links {
+            let Some(c) = &l.capture else { continue };
+            let path = dir.join(format!("{prefix}{}.pcap", l.name));
+            let mut w = PcapWriter::new(io::BufWriter::new(std::fs::File::create(&path)?))?;
+            for (t, b) in c {
+                w.write_packet(t.total_micros(), b)?;
+            }
+            io::Write::flush(&mut w.into_inner())?;
+            out.push(path);
+        }
+        Ok(out)
+    }
+}
