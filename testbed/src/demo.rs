@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use common::ipsec::{
-    Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, Prefix, SaKeys, SaPairSpec,
-    Selector,
+    Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Policy, Prefix,
+    SaKeys, SaPairSpec, Selector,
 };
 use common::node::{Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation};
 use common::time::{Duration, Instant};
@@ -95,6 +95,8 @@ pub struct Topology {
     pub cn_link: LinkId,
     pub access_a: LinkId,
     pub access_b: LinkId,
+    /// Every SA key of the run, to open captured ESP (`decode_with`).
+    pub keyring: EspKeyring,
 }
 
 /// Installs a transport-mode pair between `a` and `b` on both sides, with
@@ -102,6 +104,7 @@ pub struct Topology {
 #[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
 fn transport_pair(
     rng: &mut ChaCha20Rng,
+    keyring: &mut EspKeyring,
     (ia, a): (&mut Ipsec, Ipv6Addr),
     (ib, b): (&mut Ipsec, Ipv6Addr),
     selector: Selector,
@@ -115,6 +118,11 @@ fn transport_pair(
         k
     };
     let (ab, ba) = (key(), key());
+    for (s, k) in [(spi, &ab), (spi + 1, &ba)] {
+        if let Ok(c) = EspCipher::new(alg, k) {
+            keyring.add(s, c);
+        }
+    }
     let mirrored = Selector {
         local: selector.remote,
         remote: selector.local,
@@ -164,6 +172,7 @@ fn host(a: Ipv6Addr) -> Prefix {
 pub fn build(setup: &Setup) -> Topology {
     let mut sim = Sim::new(setup.seed);
     let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
+    let mut keyring = EspKeyring::default();
     let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
     let (mut mn_ipsec, mut ha_ipsec, mut cn_ipsec) =
         (Ipsec::default(), Ipsec::default(), Ipsec::default());
@@ -173,6 +182,7 @@ pub fn build(setup: &Setup) -> Topology {
     // RFC 3776: BU and BA between the home address and the home agent.
     transport_pair(
         &mut keys,
+        &mut keyring,
         (&mut mn_ipsec, HOA),
         (&mut ha_ipsec, HA),
         Selector::mobility(host(HOA), host(HA), &bu_ba),
@@ -187,6 +197,7 @@ pub fn build(setup: &Setup) -> Topology {
     if let Some(sel) = cn_selector {
         transport_pair(
             &mut keys,
+            &mut keyring,
             (&mut mn_ipsec, HOA),
             (&mut cn_ipsec, CN),
             sel,
@@ -222,6 +233,7 @@ pub fn build(setup: &Setup) -> Topology {
         cn_link,
         access_a,
         access_b,
+        keyring,
     }
 }
 

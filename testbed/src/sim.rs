@@ -282,6 +282,11 @@ impl Sim {
         LinkId(self.links.len() - 1)
     }
 
+    /// What `link` carried so far, if it is captured.
+    pub fn captured(&self, link: LinkId) -> &[(Instant, Vec<u8>)] {
+        self.links[link.0].capture.as_deref().unwrap_or(&[])
+    }
+
     /// Record every packet sent on `link`, for [`Sim::write_pcaps`].
     pub fn capture(&mut self, link: LinkId) {
         self.links[link.0].capture = Some(vec![]);

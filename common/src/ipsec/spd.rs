@@ -6,6 +6,7 @@
 
 use core::fmt;
 use core::net::IpAddr;
+use std::collections::HashMap;
 
 use super::layout::PacketSelectors;
 use super::sad::SaId;
@@ -246,10 +247,17 @@ pub struct Policy {
 
 /// Ordered policies; the first match wins, and `fallback` applies when none
 /// does (RFC 4301 §4.4.1 wants discard, which is the default).
+///
+/// Policies whose remote side is a single address are indexed by it, so a
+/// node with a policy per peer (a home agent or correspondent with 100 000
+/// mobile nodes) looks up in the time of the few that can match, in order.
 #[derive(Debug, Clone)]
 pub struct Spd {
     policies: Vec<Policy>,
     pub fallback: Action,
+    by_remote: HashMap<IpAddr, Vec<usize>>,
+    /// Policies with a wider remote side, in order.
+    wide: Vec<usize>,
 }
 
 impl Default for Spd {
@@ -257,6 +265,8 @@ impl Default for Spd {
         Spd {
             policies: Vec::new(),
             fallback: Action::Discard,
+            by_remote: HashMap::new(),
+            wide: Vec::new(),
         }
     }
 }
@@ -265,27 +275,67 @@ impl Spd {
     /// Adds a policy after the existing ones.
     pub fn push(&mut self, p: Policy) {
         self.policies.push(p);
+        self.index(self.policies.len() - 1);
     }
 
     /// Adds a policy ahead of `index` (0: first).
     pub fn insert(&mut self, index: usize, p: Policy) {
         self.policies.insert(index.min(self.policies.len()), p);
+        self.reindex();
     }
 
     pub fn remove(&mut self, index: usize) -> Option<Policy> {
-        (index < self.policies.len()).then(|| self.policies.remove(index))
+        let p = (index < self.policies.len()).then(|| self.policies.remove(index));
+        self.reindex();
+        p
     }
 
     pub fn policies(&self) -> &[Policy] {
         &self.policies
     }
 
+    fn index(&mut self, i: usize) {
+        let remote = self.policies[i].selector.remote;
+        if remote.is_host() {
+            self.by_remote.entry(remote.addr).or_default().push(i);
+        } else {
+            self.wide.push(i);
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.by_remote.clear();
+        self.wide.clear();
+        for i in 0..self.policies.len() {
+            self.index(i);
+        }
+    }
+
     /// The action for a packet going `dir`.
     pub fn lookup(&self, p: &PacketSelectors, dir: Direction) -> &Action {
-        self.policies
-            .iter()
-            .find(|pol| pol.selector.matches(p, dir))
-            .map_or(&self.fallback, |pol| &pol.action)
+        let remote = match dir {
+            Direction::Outbound => p.dst,
+            Direction::Inbound => p.src,
+        };
+        let exact = self
+            .by_remote
+            .get(&remote)
+            .map_or(&[][..], |v| v.as_slice());
+        // Merge the two ordered lists, so the first match is still first.
+        let (mut a, mut b) = (exact.iter().peekable(), self.wide.iter().peekable());
+        loop {
+            let i = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x < y => a.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next(),
+                (Some(_), None) => a.next(),
+                (None, None) => return &self.fallback,
+            };
+            if let Some(pol) = i.and_then(|i| self.policies.get(*i)) {
+                if pol.selector.matches(p, dir) {
+                    return &pol.action;
+                }
+            }
+        }
     }
 }
 
@@ -308,6 +358,58 @@ mod test {
 
     const HOA: &str = "2001:db8:1::100";
     const CN: &str = "2001:db8:3::1";
+
+    #[test]
+    fn indexed_lookup_keeps_first_match_order() {
+        let cn = Prefix::host(CN.parse().unwrap());
+        let hoa = Prefix::host(HOA.parse().unwrap());
+        let udp_to_cn = Selector {
+            protocol: Some(IpProtocol::Udp),
+            ..Selector::between(hoa, cn)
+        };
+        let mut spd = Spd::default();
+        spd.push(Policy {
+            selector: udp_to_cn,
+            action: Action::Discard,
+        });
+        spd.push(Policy {
+            selector: Selector::any(),
+            action: Action::Bypass,
+        });
+        spd.push(Policy {
+            selector: Selector::between(hoa, cn),
+            action: Action::Protect(vec![]),
+        });
+        let out = Direction::Outbound;
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Udp), out),
+            &Action::Discard
+        );
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Tcp), out),
+            &Action::Bypass
+        );
+        spd.remove(1);
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Tcp), out),
+            &Action::Protect(vec![])
+        );
+        assert_eq!(
+            spd.lookup(&sel(CN, HOA, IpProtocol::Tcp), out),
+            &Action::Discard
+        );
+        spd.insert(
+            0,
+            Policy {
+                selector: Selector::any(),
+                action: Action::Bypass,
+            },
+        );
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Udp), out),
+            &Action::Bypass
+        );
+    }
 
     // REQ CN-5.5: a policy can restrict protection to mobility signalling,
     // here BU and BA between one home address and one CN.

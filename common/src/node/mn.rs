@@ -419,7 +419,13 @@ impl Mn {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
                     return;
                 }
-                let inner = (**inner).clone();
+                // The inner packet may carry ESP of its own (from a
+                // correspondent to the home address).
+                let inner_bytes = inner.to_bytes(&self.core.cp);
+                let Some(inner_rx) = self.core.receive(now, &inner_bytes) else {
+                    return;
+                };
+                let inner = inner_rx.repr.clone();
                 let to_home =
                     matches!(&inner.ip, IpRepr::V6 { header, .. } if header.dst == self.home());
                 if !to_home {
@@ -432,7 +438,7 @@ impl Mn {
                         IpRepr::V4(_) => return,
                     };
                     let mh = mh.clone();
-                    self.mobility(now, &rx, src, mh, true);
+                    self.mobility(now, &inner_rx, src, mh, true);
                     return;
                 }
                 self.core.stats.delivered_tunnelled += 1;
@@ -485,8 +491,14 @@ impl Mn {
             MhMessage::BindingError { home_address, .. } if home_address == self.home() => {
                 // The correspondent could not verify our HAO: back to the
                 // tunnel, and register again.
+                let registers = |m| {
+                    matches!(
+                        m,
+                        Some(RouteOptimisation::Ipsec | RouteOptimisation::ReturnRoutability)
+                    )
+                };
                 match self.bul.get_mut(&src) {
-                    Some(e) if e.mode.is_some() => {
+                    Some(e) if registers(e.mode) => {
                         e.bound = false;
                         self.refresh(now, src);
                     }
