@@ -422,6 +422,8 @@ fn alternate_bu(
 // REQ CN-4.8
 // REQ CN-A1.1
 // REQ CN-A1.2
+// REQ CN-A1.4
+// REQ CN-A1.5
 // REQ CN-A1.7
 #[test]
 fn real_alternate_coa_only_after_the_cookie_test() {
