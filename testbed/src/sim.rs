@@ -749,7 +749,12 @@ impl Sim {
     }
 
     fn arrive(&mut self, node: NodeId, link: LinkId, bytes: &[u8]) {
-        if !self.links[link.0].members.contains(&node) {
+        // A host that moved on no longer hears its old link.
+        let attached = match &self.nodes[node.0].kind {
+            Kind::Host { link: l, .. } => *l == Some(link),
+            Kind::Router { links, .. } => links.contains(&link),
+        };
+        if !attached {
             return;
         }
         match &self.nodes[node.0].kind {

@@ -3,7 +3,7 @@
 //! home addresses, and the bidirectional IPv6-in-IPv6 tunnel.
 
 use core::net::Ipv6Addr;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::core::{encapsulate_bytes, Core, Deadlines, Rx};
 use super::{
@@ -51,6 +51,8 @@ pub struct HomeBinding {
 
 pub struct Ha {
     cfg: HaConfig,
+    /// `cfg.mobile_nodes`, for a lookup per BU.
+    served: HashSet<Ipv6Addr>,
     core: Core,
     cache: HashMap<Ipv6Addr, HomeBinding>,
     expiry: Deadlines<Ipv6Addr>,
@@ -60,6 +62,7 @@ impl Ha {
     pub fn new(cfg: HaConfig, ipsec: Ipsec) -> Self {
         let core = Core::new(ipsec, cfg.seed, cfg.code_points);
         Ha {
+            served: cfg.mobile_nodes.iter().copied().collect(),
             cfg,
             core,
             cache: HashMap::new(),
@@ -192,7 +195,7 @@ impl Ha {
             })
         } else if !same_prefix64(home, self.cfg.home_prefix) {
             Some((NodeDrop::NotHomeSubnet, BaStatus::NotHomeSubnet))
-        } else if !self.cfg.mobile_nodes.contains(&home) {
+        } else if !self.served.contains(&home) {
             Some((
                 NodeDrop::NotOurMobileNode,
                 BaStatus::NotHomeAgentForThisMobileNode,

@@ -27,8 +27,22 @@ fn wide_pair() -> (Ipsec, Ipsec) {
     let any = Prefix::ANY;
     let ha_host = Prefix::host(IpAddr::V6(HA));
     for (ipsec, local, peer, sel, inb, outb) in [
-        (&mut mn, any, ha_host, Selector::between(any, ha_host), (2, &k2), (1, &k1)),
-        (&mut ha, ha_host, any, Selector::between(ha_host, any), (1, &k1), (2, &k2)),
+        (
+            &mut mn,
+            any,
+            ha_host,
+            Selector::between(any, ha_host),
+            (2, &k2),
+            (1, &k1),
+        ),
+        (
+            &mut ha,
+            ha_host,
+            any,
+            Selector::between(ha_host, any),
+            (1, &k1),
+            (2, &k2),
+        ),
     ] {
         let spec = SaPairSpec::new(
             AddressPair {
@@ -83,7 +97,10 @@ fn status(ha: &mut Ha, mn: &mut Ipsec) -> u8 {
     let t = ha.poll_transmit().unwrap();
     let mut out = vec![];
     mn.inbound(Instant::ZERO, &t.bytes, &mut out).unwrap();
-    match PacketRepr::parse(&out, &CodePoints::default()).unwrap().upper {
+    match PacketRepr::parse(&out, &CodePoints::default())
+        .unwrap()
+        .upper
+    {
         UpperRepr::Mobility(MhRepr {
             message: MhMessage::BindingAck { status, .. },
             ..

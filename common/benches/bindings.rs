@@ -1,0 +1,299 @@
+//! Binding Updates per second at a correspondent and at a home agent that
+//! already hold 100 000 bindings, next to the same BU processing with one
+//! binding in the cache, measured in the same run.
+//!
+//! Every mobile node has its own suitable transport SA pair with the engine
+//! (selectors host(HoA) <-> host(peer), Mobility Header BU and BA only, as
+//! draft-dupont-mipv6-cn-ipsec §2 and RFC 3776 want) and a protect policy for
+//! the engine's BA. Each timed BU comes from a care-of address other than the
+//! one bound, with a new sequence number, so that every one really updates
+//! its binding; the engine opens it, updates the cache and seals the BA.
+//! The BUs are built and sealed outside the timed region (ESP anti-replay
+//! lets each packet in once), on the mobile nodes' side of the pairs.
+//!
+//! ```text
+//! cargo bench -p common --bench bindings
+//! ```
+
+#![allow(clippy::unwrap_used, reason = "bench setup")]
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Duration as WallDuration;
+
+use common::ipsec::{
+    Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, Prefix, SaKeys, SaPairSpec,
+    Selector,
+};
+use common::node::{lifetime_units, slaac, Cn, CnConfig, Engine, Ha, HaConfig, Iface};
+use common::time::{Duration, Instant};
+use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
+use common::wire::{CodePoints, ExtHeaderRepr, MhType, PacketRepr, UpperRepr};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+const HOME_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+const ACCESS: [Ipv6Addr; 2] = [
+    Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0),
+    Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0),
+];
+
+/// Bindings in the loaded cache.
+const LOADED: usize = 100_000;
+/// The mobile nodes' side of the pairs is split over several `Ipsec`s of
+/// this many pairs, so that sealing the BUs (outside the timed region)
+/// does not walk 100 000 policies.
+const SHARD: usize = 512;
+/// Timed BUs visit the home addresses in this stride (coprime with
+/// `LOADED`), so that any run of them is spread over the whole SPD and
+/// binding cache rather than walking it in order.
+const STRIDE: usize = 38_197;
+/// Requested binding lifetime.
+const LIFETIME: Duration = Duration::from_secs(600);
+/// Hard lifetime of every SA (the correspondent caps bindings by it).
+const SA_LIFETIME: Duration = Duration::from_secs(86_400);
+
+fn home_address(i: usize) -> Ipv6Addr {
+    slaac(HOME_PREFIX, 0x1_0000 + i as u64)
+}
+
+/// The care-of address of node `i` for its BU number `seq`: it alternates
+/// between two access links, so each BU moves the binding.
+fn care_of(i: usize, seq: u16) -> Ipv6Addr {
+    slaac(ACCESS[usize::from(seq % 2)], 0x1_0000 + i as u64)
+}
+
+fn host(a: Ipv6Addr) -> Prefix {
+    Prefix::host(IpAddr::V6(a))
+}
+
+/// Installs a transport pair between `hoa` (on `mn`) and `peer` (on
+/// `node`) for BU and BA only, with a protect policy on each side.
+fn install(
+    rng: &mut ChaCha20Rng,
+    mn: &mut Ipsec,
+    node: &mut Ipsec,
+    hoa: Ipv6Addr,
+    peer: Ipv6Addr,
+    spi: u32,
+) {
+    let alg = Algorithm::Aes128Gcm16;
+    let mut key = || {
+        let mut k = vec![0u8; alg.key_len()];
+        rng.fill_bytes(&mut k);
+        k
+    };
+    let (up, down) = (key(), key());
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let sides = [
+        (mn, hoa, peer, (spi + 1, down.clone()), (spi, up.clone())),
+        (node, peer, hoa, (spi, up), (spi + 1, down)),
+    ];
+    for (ipsec, local, remote, inbound, outbound) in sides {
+        let selector = Selector::mobility(host(local), host(remote), &bu_ba);
+        let mut spec = SaPairSpec::new(
+            AddressPair {
+                local: IpAddr::V6(local),
+                peer: IpAddr::V6(remote),
+            },
+            Mode::Transport,
+            alg,
+            selector.clone(),
+            SaKeys {
+                spi: inbound.0,
+                key: inbound.1,
+            },
+            SaKeys {
+                spi: outbound.0,
+                key: outbound.1,
+            },
+        );
+        spec.lifetime = Lifetime {
+            hard_time: Some(SA_LIFETIME),
+            ..Lifetime::default()
+        };
+        let (_, out) = ipsec.sad.add_pair(Instant::ZERO, &spec).unwrap();
+        ipsec.spd.push(Policy {
+            selector,
+            action: Action::Protect(vec![out]),
+        });
+    }
+}
+
+/// An engine holding `n` mobile nodes' SAs, and those nodes.
+struct Bed<E> {
+    engine: E,
+    /// Where BUs go, and with which flags.
+    peer: Ipv6Addr,
+    flags: u16,
+    /// The mobile nodes' side of the pairs, `SHARD` nodes each.
+    mns: Vec<Ipsec>,
+    /// The last sequence number each node sent.
+    seqs: Vec<u16>,
+    /// The node the next timed BU comes from.
+    cursor: usize,
+    /// BUs sent so far.
+    sent: u64,
+    now: Instant,
+}
+
+impl<E: Engine> Bed<E> {
+    /// Builds the SAs on both sides, then `make` the engine from its IPsec.
+    fn new(n: usize, peer: Ipv6Addr, flags: u16, make: impl FnOnce(Ipsec) -> E) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(0x6269_6e64);
+        let mut node = Ipsec::default();
+        node.spd.fallback = Action::Bypass;
+        let mut mns: Vec<Ipsec> = (0..n.div_ceil(SHARD)).map(|_| Ipsec::default()).collect();
+        for (i, spi) in (0..n).zip((0x1000u32..).step_by(2)) {
+            let mn = &mut mns[i / SHARD];
+            install(&mut rng, mn, &mut node, home_address(i), peer, spi);
+        }
+        Bed {
+            engine: make(node),
+            peer,
+            flags,
+            mns,
+            seqs: vec![0; n],
+            cursor: 0,
+            sent: 0,
+            now: Instant::from_secs(1),
+        }
+    }
+
+    /// The next BU of node `i`, sealed as the mobile node sends it.
+    fn next_bu(&mut self, i: usize) -> Vec<u8> {
+        let seq = self.seqs[i].wrapping_add(1);
+        self.seqs[i] = seq;
+        self.sent += 1;
+        let (hoa, coa) = (home_address(i), care_of(i, seq));
+        let mh = MhRepr {
+            message: MhMessage::BindingUpdate {
+                seq,
+                flags: BuFlags(self.flags),
+                lifetime: lifetime_units(LIFETIME),
+            },
+            options: vec![MhOption::AlternateCareOfAddress(coa)],
+        };
+        let packet = PacketRepr::ipv6(
+            coa,
+            self.peer,
+            vec![ExtHeaderRepr::home_address(hoa)],
+            UpperRepr::Mobility(mh),
+        )
+        .to_bytes(&CodePoints::default());
+        let mut out = Vec::new();
+        let sealed = self.mns[i / SHARD].outbound(self.now, &packet, &mut out);
+        assert!(
+            matches!(sealed, Ok(common::ipsec::Outbound::Protected { .. })),
+            "{sealed:?}"
+        );
+        out
+    }
+
+    /// Feeds one packet and drains what it caused; returns the packets sent.
+    fn feed(&mut self, packet: &[u8]) -> u64 {
+        self.engine.handle_packet(self.now, Iface::Link(0), packet);
+        let mut sent = 0;
+        while let Some(t) = self.engine.poll_transmit() {
+            black_box(t);
+            sent += 1;
+        }
+        while let Some(e) = self.engine.poll_event() {
+            black_box(e);
+        }
+        sent
+    }
+
+    /// One BU per node, each acknowledged under ESP.
+    fn fill(&mut self) {
+        for i in 0..self.seqs.len() {
+            let bu = self.next_bu(i);
+            assert_eq!(self.feed(&bu), 1, "one BA per BU");
+        }
+        self.check();
+    }
+
+    /// Every BU so far was accepted, and answered under ESP.
+    fn check(&self) {
+        let bas = self.sent;
+        let stats = self.engine.stats();
+        assert_eq!(stats.drops().count(), 0, "{stats:?}");
+        let ipsec = self.engine.ipsec().stats();
+        assert_eq!(ipsec.drops().count(), 0, "{ipsec:?}");
+        assert_eq!(ipsec.sealed, bas);
+        assert_eq!(ipsec.opened, bas);
+    }
+
+    /// `iters` fresh BUs, sealed now, fed in the timed region.
+    fn run(&mut self, iters: u64) -> WallDuration {
+        let n = self.seqs.len();
+        let batch: Vec<Vec<u8>> = (0..iters)
+            .map(|_| {
+                let i = self.cursor;
+                self.cursor = (self.cursor + STRIDE) % n;
+                self.next_bu(i)
+            })
+            .collect();
+        #[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
+        let start = std::time::Instant::now();
+        let mut sent = 0;
+        for bu in &batch {
+            sent += self.feed(black_box(bu));
+        }
+        let elapsed = start.elapsed();
+        assert_eq!(sent, iters, "one BA per BU");
+        elapsed
+    }
+}
+
+fn cn(n: usize) -> Bed<Cn> {
+    let now = Instant::from_secs(1);
+    let mut bed = Bed::new(n, CN, BuFlags::A, |ipsec| {
+        Cn::new(CnConfig::new(CN, 3), ipsec, now)
+    });
+    bed.fill();
+    assert_eq!(bed.engine.bindings(), n);
+    bed
+}
+
+fn ha(n: usize) -> Bed<Ha> {
+    let hoas: Vec<Ipv6Addr> = (0..n).map(home_address).collect();
+    let mut bed = Bed::new(n, HA, BuFlags::A | BuFlags::H, |ipsec| {
+        let mut cfg = HaConfig::new(HA, hoas, 2);
+        cfg.home_prefix = HOME_PREFIX;
+        Ha::new(cfg, ipsec)
+    });
+    bed.fill();
+    assert_eq!(bed.engine.bindings(), n);
+    bed
+}
+
+/// `bindings_1` (one node, one binding) is the baseline for
+/// `bindings_100000` in each group.
+fn group<E: Engine>(c: &mut Criterion, name: &str, make: fn(usize) -> Bed<E>) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(1));
+    for n in [1, LOADED] {
+        // Built on first use, so that a filtered-out bench costs nothing.
+        let mut bed: Option<Bed<E>> = None;
+        g.bench_function(format!("bindings_{n}"), |b| {
+            let bed = bed.get_or_insert_with(|| make(n));
+            b.iter_custom(|iters| bed.run(iters));
+        });
+        if let Some(bed) = &bed {
+            bed.check();
+        }
+    }
+    g.finish();
+}
+
+fn bindings(c: &mut Criterion) {
+    group(c, "bu/cn", cn);
+    group(c, "bu/ha", ha);
+}
+
+criterion_group!(benches, bindings);
+criterion_main!(benches);
