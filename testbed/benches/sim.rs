@@ -18,13 +18,10 @@
 
 #![allow(clippy::unwrap_used, reason = "bench setup")]
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::Duration as WallDuration;
 
-use common::ipsec::{
-    Action, AddressPair, Algorithm, Ipsec, Lifetime, Mode, Policy, Prefix, SaKeys, SaPairSpec,
-    Selector,
-};
+use common::ipsec::{Action, EspKeyring, Ipsec, Selector};
 use common::node::{
     slaac, Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation,
 };
@@ -32,8 +29,8 @@ use common::time::{Duration, Instant};
 use common::wire::MhType;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
-use testbed::demo::{ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOME_PREFIX};
+use rand_core::SeedableRng;
+use testbed::demo::{host, transport_pair, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOME_PREFIX};
 use testbed::sim::{Flow, LinkParams, NodeId, Role, Sim};
 
 /// Virtual time each run simulates.
@@ -46,61 +43,6 @@ const SEED: u64 = 42;
 
 fn home_address(i: usize) -> Ipv6Addr {
     slaac(HOME_PREFIX, 0x1_0000 + i as u64)
-}
-
-fn host(a: Ipv6Addr) -> Prefix {
-    Prefix::host(IpAddr::V6(a))
-}
-
-/// A transport pair for BU and BA between `a` and `b`, installed on both
-/// sides with a protect policy each (as `testbed::demo` builds them).
-fn transport_pair(
-    rng: &mut ChaCha20Rng,
-    (ia, a): (&mut Ipsec, Ipv6Addr),
-    (ib, b): (&mut Ipsec, Ipv6Addr),
-    spi: u32,
-) {
-    let alg = Algorithm::Aes128Gcm16;
-    let mut key = || {
-        let mut k = vec![0u8; alg.key_len()];
-        rng.fill_bytes(&mut k);
-        k
-    };
-    let (ab, ba) = (key(), key());
-    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
-    let sides = [
-        (ia, a, b, (spi + 1, ba.clone()), (spi, ab.clone())),
-        (ib, b, a, (spi, ab), (spi + 1, ba)),
-    ];
-    for (ipsec, local, peer, inbound, outbound) in sides {
-        let selector = Selector::mobility(host(local), host(peer), &bu_ba);
-        let mut spec = SaPairSpec::new(
-            AddressPair {
-                local: IpAddr::V6(local),
-                peer: IpAddr::V6(peer),
-            },
-            Mode::Transport,
-            alg,
-            selector.clone(),
-            SaKeys {
-                spi: inbound.0,
-                key: inbound.1,
-            },
-            SaKeys {
-                spi: outbound.0,
-                key: outbound.1,
-            },
-        );
-        spec.lifetime = Lifetime {
-            hard_time: Some(Duration::from_secs(3600)),
-            ..Lifetime::default()
-        };
-        let (_, out) = ipsec.sad.add_pair(Instant::ZERO, &spec).unwrap();
-        ipsec.spd.push(Policy {
-            selector,
-            action: Action::Protect(vec![out]),
-        });
-    }
 }
 
 fn bypassing() -> Ipsec {
@@ -122,12 +64,31 @@ fn build(n: usize) -> World {
     let mut keys = ChaCha20Rng::seed_from_u64(SEED ^ 0x6b65_7973);
     let (mut ha_ipsec, mut cn_ipsec) = (bypassing(), bypassing());
     let hoas: Vec<Ipv6Addr> = (0..n).map(home_address).collect();
+    let mut keyring = EspKeyring::default();
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let sa_lifetime = Duration::from_secs(3600);
     let mut mns = vec![];
     for (i, hoa) in hoas.iter().enumerate() {
         let mut ipsec = bypassing();
         let spi = 0x1000 + 4 * u32::try_from(i).unwrap();
-        transport_pair(&mut keys, (&mut ipsec, *hoa), (&mut ha_ipsec, HA), spi);
-        transport_pair(&mut keys, (&mut ipsec, *hoa), (&mut cn_ipsec, CN), spi + 2);
+        transport_pair(
+            &mut keys,
+            &mut keyring,
+            (&mut ipsec, *hoa),
+            (&mut ha_ipsec, HA),
+            Selector::mobility(host(*hoa), host(HA), &bu_ba),
+            spi,
+            sa_lifetime,
+        );
+        transport_pair(
+            &mut keys,
+            &mut keyring,
+            (&mut ipsec, *hoa),
+            (&mut cn_ipsec, CN),
+            Selector::mobility(host(*hoa), host(CN), &bu_ba),
+            spi + 2,
+            sa_lifetime,
+        );
         let mut cfg = MnConfig::new(*hoa, HA, SEED ^ ((i as u64) << 8));
         cfg.correspondents = vec![Correspondent {
             address: CN,

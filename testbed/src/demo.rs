@@ -102,7 +102,7 @@ pub struct Topology {
 /// Installs a transport-mode pair between `a` and `b` on both sides, with
 /// a protect policy for `selector` (from `a`'s side) on each.
 #[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
-fn transport_pair(
+pub fn transport_pair(
     rng: &mut ChaCha20Rng,
     keyring: &mut EspKeyring,
     (ia, a): (&mut Ipsec, Ipv6Addr),
@@ -165,7 +165,7 @@ fn transport_pair(
     }
 }
 
-fn host(a: Ipv6Addr) -> Prefix {
+pub fn host(a: Ipv6Addr) -> Prefix {
     Prefix::host(IpAddr::V6(a))
 }
 
