@@ -21,6 +21,7 @@
 //! The daemons (`mn`, `cn`, `ha`) and the simulator (`testbed`) are drivers:
 //! they feed packets and time in, and put packets on links or devices.
 
+pub mod ike;
 pub mod ipsec;
 pub mod node;
 pub mod time;

@@ -92,6 +92,10 @@ pub struct CodePoints {
     pub notify_tunnel_address: u16,
     /// Peer Address Update payload type (addrmgmt Annex C).
     pub ike_payload_peer_address_update: u8,
+    /// The warning addrmgmt §3.3 asks for when a request's peer address
+    /// notifications do not match its header; the draft names none, so it
+    /// is a private-use status notify.
+    pub notify_peer_address_mismatch: u16,
 }
 
 impl Default for CodePoints {
@@ -105,6 +109,7 @@ impl Default for CodePoints {
             notify_different_tunnel_address_supported: 40963,
             notify_tunnel_address: 40964,
             ike_payload_peer_address_update: 128,
+            notify_peer_address_mismatch: 40965,
         }
     }
 }

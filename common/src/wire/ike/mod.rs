@@ -116,7 +116,7 @@ impl IkeRepr {
         let mut r = Reader::new(bytes);
         let spi_i = r.u64("ike header")?;
         let spi_r = r.u64("ike header")?;
-        let mut next = r.u8("ike header")?;
+        let next = r.u8("ike header")?;
         let version = r.u8("ike header")?;
         let exchange = ExchangeType::from(r.u8("ike header")?);
         let flags = r.u8("ike header")?;
@@ -134,24 +134,7 @@ impl IkeRepr {
             flags,
             message_id,
         };
-        let mut payloads = Vec::new();
-        while next != 0 {
-            let this = next;
-            next = r.u8("ike payload header")?;
-            let critical = r.u8("ike payload header")? & 0x80 != 0;
-            let len = usize::from(r.u16("ike payload header")?);
-            let body_len = len
-                .checked_sub(4)
-                .ok_or(WireError::BadLength("ike payload length"))?;
-            let body = r.take(body_len, "ike payload")?;
-            let p = IkePayload::parse(this, next, critical, body, cp)?;
-            let is_sk = matches!(p, IkePayload::Sk { .. });
-            payloads.push(p);
-            if is_sk {
-                // SK's next-payload field names its first inner payload.
-                break;
-            }
-        }
+        let payloads = read_chain(&mut r, next, true, cp)?;
         if !r.is_empty() {
             return Err(WireError::BadLength("ike data after last payload"));
         }
@@ -203,6 +186,36 @@ impl IkeRepr {
             (_, Some(n)) => n.payload_type(cp),
             _ => 0,
         }
+    }
+
+    /// Parses the payloads inside an SK payload once it is opened; `first`
+    /// is the SK payload's next-payload octet.
+    pub fn parse_inner(
+        first: u8,
+        bytes: &[u8],
+        cp: &CodePoints,
+    ) -> Result<Vec<IkePayload>, WireError> {
+        let mut r = Reader::new(bytes);
+        let payloads = read_chain(&mut r, first, false, cp)?;
+        if !r.is_empty() {
+            return Err(WireError::BadLength("ike data after last inner payload"));
+        }
+        Ok(payloads)
+    }
+
+    /// Emits payloads to go inside an SK payload; returns the type of the
+    /// first, for the SK payload's next-payload octet.
+    pub fn emit_inner(payloads: &[IkePayload], out: &mut Vec<u8>, cp: &CodePoints) -> u8 {
+        let mut w = Writer::new(out);
+        for (i, p) in payloads.iter().enumerate() {
+            let p_start = w.position();
+            w.u8(payloads.get(i + 1).map_or(0, |n| n.payload_type(cp)));
+            w.u8(0);
+            let p_len_at = w.u16_placeholder();
+            p.emit_body(&mut w);
+            w.patch_u16_len(p_len_at, p_start);
+        }
+        payloads.first().map_or(0, |p| p.payload_type(cp))
     }
 
     /// Appends the message's fields in packet order, named as in Wireshark.
@@ -257,4 +270,36 @@ impl fmt::Display for IkeRepr {
         }
         f.write_str("]")
     }
+}
+
+/// Reads a payload chain starting with type `next`. In a message, the chain
+/// ends at SK (`stop_at_sk`), whose next-payload octet names its first
+/// inner payload; inside SK, an SK payload is an error.
+fn read_chain(
+    r: &mut Reader<'_>,
+    mut next: u8,
+    stop_at_sk: bool,
+    cp: &CodePoints,
+) -> Result<Vec<IkePayload>, WireError> {
+    let mut payloads = Vec::new();
+    while next != 0 {
+        let this = next;
+        next = r.u8("ike payload header")?;
+        let critical = r.u8("ike payload header")? & 0x80 != 0;
+        let len = usize::from(r.u16("ike payload header")?);
+        let body_len = len
+            .checked_sub(4)
+            .ok_or(WireError::BadLength("ike payload length"))?;
+        let body = r.take(body_len, "ike payload")?;
+        let p = IkePayload::parse(this, next, critical, body, cp)?;
+        let is_sk = matches!(p, IkePayload::Sk { .. });
+        payloads.push(p);
+        if is_sk {
+            if !stop_at_sk {
+                return Err(WireError::BadValue("ike SK inside SK"));
+            }
+            break;
+        }
+    }
+    Ok(payloads)
 }

@@ -1,0 +1,207 @@
+//! What an IKE node is told: who it is, whom it talks to, and which of the
+//! address-management extensions it runs.
+
+use core::fmt;
+use core::net::{IpAddr, SocketAddr};
+
+use super::crypto::Encr;
+use crate::ipsec::{Lifetime, Mode, Prefix};
+use crate::time::Duration;
+use crate::wire::ike::Identification;
+use crate::wire::CodePoints;
+
+/// An IKE identity. Addresses are deliberately not representable: peer
+/// addresses change and are never identities (REQ AM-2.1c, CN-5.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Fqdn(String),
+    Rfc822(String),
+}
+
+impl Identity {
+    pub fn payload(&self) -> Identification {
+        match self {
+            Identity::Fqdn(s) => Identification {
+                id_type: Identification::FQDN,
+                data: s.as_bytes().to_vec(),
+            },
+            Identity::Rfc822(s) => Identification {
+                id_type: Identification::RFC822_ADDR,
+                data: s.as_bytes().to_vec(),
+            },
+        }
+    }
+
+    /// `None` for every type that is not a name, addresses included.
+    pub fn from_payload(id: &Identification) -> Option<Identity> {
+        let s = String::from_utf8(id.data.clone()).ok()?;
+        match id.id_type {
+            Identification::FQDN => Some(Identity::Fqdn(s)),
+            Identification::RFC822_ADDR => Some(Identity::Rfc822(s)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Identity::Fqdn(s) | Identity::Rfc822(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How a peer authenticates, and how we authenticate to it.
+#[derive(Clone)]
+pub enum PeerAuth {
+    /// The same secret on both sides.
+    Psk(Vec<u8>),
+    /// The peer's raw Ed25519 key; we sign with [`IkeConfig::signing_key`].
+    Ed25519(ed25519_dalek::VerifyingKey),
+}
+
+impl fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAuth::Psk(_) => f.write_str("Psk(<secret>)"),
+            PeerAuth::Ed25519(k) => write!(f, "Ed25519({})", crate::wire::hex(k.as_bytes())),
+        }
+    }
+}
+
+/// One side of a CHILD_SA's traffic selectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TsSpec {
+    /// `None` is strongSwan's "dynamic": the IKE address in use.
+    pub prefix: Option<Prefix>,
+    /// IP protocol, 0 for any.
+    pub protocol: u8,
+}
+
+impl TsSpec {
+    pub const DYNAMIC: TsSpec = TsSpec {
+        prefix: None,
+        protocol: 0,
+    };
+
+    pub fn prefix(p: Prefix) -> Self {
+        TsSpec {
+            prefix: Some(p),
+            protocol: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChildConfig {
+    pub name: String,
+    pub mode: Mode,
+    pub local_ts: TsSpec,
+    pub remote_ts: TsSpec,
+    /// In order of preference.
+    pub proposals: Vec<Encr>,
+    /// Soft limits start a rekey; hard limits end the SA.
+    pub lifetime: Lifetime,
+    /// Our outer tunnel address when it differs from the IKE address
+    /// (draft-arora-ipsecme-ikev2-alt-tunnel-addresses).
+    pub tunnel_address: Option<IpAddr>,
+}
+
+impl ChildConfig {
+    pub fn new(name: &str, mode: Mode, local_ts: TsSpec, remote_ts: TsSpec) -> Self {
+        ChildConfig {
+            name: name.to_string(),
+            mode,
+            local_ts,
+            remote_ts,
+            proposals: Encr::ALL.to_vec(),
+            lifetime: Lifetime::default(),
+            tunnel_address: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    pub name: String,
+    pub id: Identity,
+    pub auth: PeerAuth,
+    /// Where the peer can be reached, most preferred first (REQ AM-2.2);
+    /// an initiator starts with the first.
+    pub addresses: Vec<SocketAddr>,
+    /// Children set up by IKE_AUTH (the first) and CREATE_CHILD_SA.
+    pub children: Vec<ChildConfig>,
+}
+
+/// How an IKE SA follows address changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mobility {
+    Off,
+    /// RFC 4555; `r_mobike` adds draft-smyslov-ipsecme-ikev2-r-mobike.
+    Mobike {
+        r_mobike: bool,
+    },
+    /// draft-dupont-ikev2-addrmgmt: peer address notifications and the
+    /// Peer Address Update payload.
+    AddrMgmt,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatTraversal {
+    /// NAT detection over IPv4 only: IPv6 has no NATs, and NAT traversal
+    /// opens the transient pseudo-NAT attack (REQ AM-2.1d).
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct IkeConfig {
+    pub id: Identity,
+    pub signing_key: Option<ed25519_dalek::SigningKey>,
+    pub peers: Vec<PeerConfig>,
+    /// IKE SA transforms, in order of preference (PRF HMAC-SHA-256, X25519).
+    pub proposals: Vec<Encr>,
+    pub mobility: Mobility,
+    /// Offer and accept alternate tunnel addresses (TA-3a).
+    pub tunnel_addresses: bool,
+    pub nat_traversal: NatTraversal,
+    /// Check that the peer answers at a new address before moving SAs
+    /// there (REQ AM-3.4c, on by default per AM-4; RFC 4555 §3.5).
+    pub return_routability: bool,
+    /// Addresses a responder may ask us to switch to without having
+    /// announced them (REQ RM-4.2d).
+    pub switch_policy: Vec<Prefix>,
+    /// TSi addresses other than the peer's own that a responder accepts for
+    /// transport mode (the proxy case, REQ AM-3.2c); empty by default.
+    pub proxy_policy: Vec<Prefix>,
+    /// Half-open SAs beyond which IKE_SA_INIT needs a COOKIE.
+    pub cookie_threshold: usize,
+    pub retransmit_timeout: Duration,
+    /// Retransmissions before the peer is declared dead.
+    pub retransmit_tries: u32,
+    pub seed: u64,
+    pub code_points: CodePoints,
+}
+
+impl IkeConfig {
+    pub fn new(id: Identity, seed: u64) -> Self {
+        IkeConfig {
+            id,
+            signing_key: None,
+            peers: Vec::new(),
+            proposals: Encr::ALL.to_vec(),
+            mobility: Mobility::Mobike { r_mobike: false },
+            tunnel_addresses: false,
+            nat_traversal: NatTraversal::Auto,
+            return_routability: true,
+            switch_policy: Vec::new(),
+            proxy_policy: Vec::new(),
+            cookie_threshold: 64,
+            retransmit_timeout: Duration::from_millis(500),
+            retransmit_tries: 5,
+            seed,
+            code_points: CodePoints::default(),
+        }
+    }
+}

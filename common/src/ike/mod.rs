@@ -1,0 +1,860 @@
+//! A sans-IO IKEv2 engine (RFC 7296) with MOBIKE (RFC 4555) and the three
+//! address drafts: R-MOBIKE (draft-smyslov-ipsecme-ikev2-r-mobike),
+//! alternate tunnel addresses (draft-arora-ipsecme-ikev2-alt-tunnel-addresses)
+//! and address management (draft-dupont-ikev2-addrmgmt).
+//!
+//! Like the node engines it is fed UDP datagrams, commands and the time,
+//! and returns datagrams, events and its next deadline. CHILD_SAs go
+//! straight into the [`Ipsec`] passed in, and move in place when addresses
+//! change.
+//!
+//! Only AEAD transforms are negotiated (AES-GCM-16, ChaCha20-Poly1305), with
+//! PRF HMAC-SHA-256 and X25519. Every request window is one message.
+
+pub mod config;
+pub mod crypto;
+mod exchange;
+pub mod keylog;
+mod mobility;
+mod sa;
+#[cfg(test)]
+mod tests;
+
+pub use config::{
+    ChildConfig, Identity, IkeConfig, Mobility, NatTraversal, PeerAuth, PeerConfig, TsSpec,
+};
+pub use sa::{Child, IkeSa, IkeState};
+
+use core::fmt;
+use core::net::{IpAddr, SocketAddr};
+use std::collections::{HashMap, VecDeque};
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use self::crypto::Dh;
+use self::sa::{Cached, Inflight};
+use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
+use crate::node::Deadlines;
+use crate::time::Instant;
+use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr};
+
+/// The NAT-T port (RFC 3948); IKE there starts with four zero octets.
+pub const NATT_PORT: u16 = 4500;
+pub const IKE_PORT: u16 = 500;
+const NON_ESP_MARKER: [u8; 4] = [0; 4];
+/// Half-open SAs are forgotten after this.
+const HALF_OPEN_TIMEOUT: crate::time::Duration = crate::time::Duration::from_secs(30);
+
+/// A UDP datagram: the payload, with the non-ESP marker on port 4500.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// What a UDP payload on the NAT-T port is (RFC 3948 §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NattPayload {
+    Ike,
+    Esp,
+    Keepalive,
+}
+
+pub fn classify_natt(payload: &[u8]) -> NattPayload {
+    match payload {
+        [0xff] => NattPayload::Keepalive,
+        [0, 0, 0, 0, ..] => NattPayload::Ike,
+        _ => NattPayload::Esp,
+    }
+}
+
+/// An IKE SA, named by our own SPI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IkeSaId(pub u64);
+
+impl fmt::Display for IkeSaId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ike#{:016x}", self.0)
+    }
+}
+
+/// A CHILD_SA as the data plane needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildInfo {
+    pub name: String,
+    pub inbound: SaId,
+    pub outbound: SaId,
+    pub spi_in: u32,
+    pub spi_out: u32,
+    pub mode: Mode,
+    pub addresses: AddressPair,
+    /// (local, remote) UDP ports when ESP goes in UDP (RFC 3948).
+    pub udp_encap: Option<(u16, u16)>,
+}
+
+/// Which Wireshark key table a key-log row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyTable {
+    Ikev2,
+    Esp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer or we deleted it.
+    Deleted,
+    /// The peer stopped answering.
+    Timeout,
+    AuthenticationFailed,
+    NoProposalChosen,
+    /// An IKE rekey replaced it.
+    Rekeyed,
+    /// The same identity came back with INITIAL_CONTACT (REQ AM-2.1b).
+    InitialContact,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IkeEvent {
+    Established {
+        sa: IkeSaId,
+        peer: Identity,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    ChildUp {
+        sa: IkeSaId,
+        child: ChildInfo,
+    },
+    ChildDown {
+        sa: IkeSaId,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// The IKE SA (and the children that follow it) now use these addresses.
+    Moved {
+        sa: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// A SWITCH_TO_IP_ADDRESS we did not follow (REQ RM-4.2d).
+    SwitchRefused {
+        sa: IkeSaId,
+        to: IpAddr,
+    },
+    /// A peer address notification disagreed with the header (REQ AM-3.3e).
+    AddressMismatch {
+        sa: IkeSaId,
+    },
+    Closed {
+        sa: IkeSaId,
+        reason: CloseReason,
+    },
+    /// A row for Wireshark's `ikev2_decryption_table` or `esp_sa`.
+    KeyLog {
+        table: KeyTable,
+        row: String,
+    },
+}
+
+/// Why a datagram was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IkeDrop {
+    Malformed,
+    /// No IKE SA has this SPI.
+    UnknownSpi,
+    /// Payloads outside SK after IKE_SA_INIT.
+    Unprotected,
+    Integrity,
+    Crypto,
+    /// A request outside the window, or a response to nothing.
+    MessageId,
+    /// An exchange that does not fit the SA's state.
+    State,
+    /// ESP on the IKE port without UDP encapsulation semantics.
+    NotIke,
+    AuthenticationFailed,
+    /// IKE_SA_INIT without the COOKIE we asked for.
+    Cookie,
+}
+
+impl IkeDrop {
+    pub const ALL: [IkeDrop; 10] = [
+        IkeDrop::Malformed,
+        IkeDrop::UnknownSpi,
+        IkeDrop::Unprotected,
+        IkeDrop::Integrity,
+        IkeDrop::Crypto,
+        IkeDrop::MessageId,
+        IkeDrop::State,
+        IkeDrop::NotIke,
+        IkeDrop::AuthenticationFailed,
+        IkeDrop::Cookie,
+    ];
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IkeStats {
+    pub received: u64,
+    pub requests_sent: u64,
+    pub responses_sent: u64,
+    pub retransmits: u64,
+    /// Retransmitted requests answered from the response cache.
+    pub cached_replies: u64,
+    /// Requests whose content was ignored after a peer address mismatch
+    /// (REQ AM-3.3e).
+    pub address_mismatches: u64,
+    /// SWITCH_TO_IP_ADDRESS requests ignored (REQ RM-4.2b).
+    pub switches_ignored: u64,
+    pub keepalives: u64,
+    drops: [u64; IkeDrop::ALL.len()],
+}
+
+impl IkeStats {
+    pub fn dropped(&self, reason: IkeDrop) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn drops(&self) -> impl Iterator<Item = (IkeDrop, u64)> + '_ {
+        IkeDrop::ALL
+            .into_iter()
+            .map(|r| (r, self.dropped(r)))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+/// Why a command could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IkeError {
+    #[error("no peer named {0:?}")]
+    NoSuchPeer(String),
+    #[error("peer {0:?} has no address")]
+    NoPeerAddress(String),
+    #[error("no local address of the peer's family")]
+    NoLocalAddress,
+    #[error("no IKE SA {0}")]
+    NoSuchSa(IkeSaId),
+    #[error("no CHILD_SA config named {0:?}")]
+    NoSuchChild(String),
+    #[error("IKE SA {0} is not established")]
+    NotEstablished(IkeSaId),
+    #[error("only a responder asks to switch, and only an initiator that sent 'R' (RM-4.2a)")]
+    SwitchNotAllowed,
+    #[error("no CHILD_SA with inbound SPI {0:#010x}")]
+    NoSuchChildSa(u32),
+    #[error("IKE SA {0} does not use this mobility protocol")]
+    WrongMobility(IkeSaId),
+}
+
+/// Our requests (the payloads are built when sent).
+pub(crate) enum Request {
+    Auth,
+    CreateChild {
+        config: usize,
+        spi_in: u32,
+        nonce: Vec<u8>,
+        /// The inbound SPI of the child it replaces.
+        rekey: Option<u32>,
+    },
+    RekeyIke {
+        spi: u64,
+        nonce: Vec<u8>,
+        dh: Dh,
+    },
+    Delete {
+        ike: bool,
+        spis: Vec<u32>,
+    },
+    /// Empty INFORMATIONAL: liveness, a MOBIKE path probe, or a
+    /// return-routability check, on a given path.
+    Probe {
+        path: Option<(SocketAddr, SocketAddr)>,
+        cookie2: Option<Vec<u8>>,
+    },
+    /// RFC 4555 §3.5 from the initiator.
+    UpdateSaAddresses {
+        path: (SocketAddr, SocketAddr),
+        cookie2: Vec<u8>,
+    },
+    /// ADDITIONAL_* / NO_ADDITIONAL_ADDRESSES (RFC 4555 §3.6).
+    Addresses,
+    /// R-MOBIKE §5.2.
+    Switch(IpAddr),
+    /// Peer Address Update (addrmgmt §3.4).
+    AddressUpdate {
+        path: (SocketAddr, SocketAddr),
+        all: bool,
+        spis: Vec<u32>,
+    },
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Request::Auth => "Auth",
+            Request::CreateChild { rekey: None, .. } => "CreateChild",
+            Request::CreateChild { .. } => "RekeyChild",
+            Request::RekeyIke { .. } => "RekeyIke",
+            Request::Delete { .. } => "Delete",
+            Request::Probe { .. } => "Probe",
+            Request::UpdateSaAddresses { .. } => "UpdateSaAddresses",
+            Request::Addresses => "Addresses",
+            Request::Switch(_) => "Switch",
+            Request::AddressUpdate { .. } => "AddressUpdate",
+        })
+    }
+}
+
+/// A move held back until a return-routability check to `path` is
+/// answered (REQ AM-3.4c, AM-4; RFC 4555 §3.5).
+pub(crate) struct Deferred {
+    /// The update's response, when it waits for the check too (addrmgmt).
+    pub response: Option<HeldResponse>,
+    /// Where the SAs move.
+    pub path: (SocketAddr, SocketAddr),
+    pub move_ike: bool,
+    /// Children to move, by inbound SPI.
+    pub children: Vec<u32>,
+    pub cookie2: Vec<u8>,
+}
+
+pub(crate) struct HeldResponse {
+    pub message_id: u32,
+    pub exchange: ExchangeType,
+    /// The request's path, reversed.
+    pub path: (SocketAddr, SocketAddr),
+    pub payloads: Vec<IkePayload>,
+}
+
+pub struct Ike {
+    pub(crate) cfg: IkeConfig,
+    pub(crate) rng: ChaCha20Rng,
+    pub(crate) sas: HashMap<u64, IkeSa>,
+    /// Responder half-open SAs by the initiator's SPI, for retransmitted
+    /// IKE_SA_INIT requests (SPIs only, REQ AM-2.1a).
+    pub(crate) half_open: HashMap<u64, u64>,
+    pub(crate) local_addresses: Vec<IpAddr>,
+    pub(crate) timers: Deadlines<u64>,
+    pub(crate) cookie_secret: [u8; 32],
+    pub(crate) out: VecDeque<Datagram>,
+    pub(crate) events: VecDeque<IkeEvent>,
+    pub(crate) stats: IkeStats,
+}
+
+impl Ike {
+    pub fn new(cfg: IkeConfig) -> Self {
+        let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+        let mut cookie_secret = [0; 32];
+        rng.fill_bytes(&mut cookie_secret);
+        Ike {
+            cfg,
+            rng,
+            sas: HashMap::new(),
+            half_open: HashMap::new(),
+            local_addresses: Vec::new(),
+            timers: Deadlines::default(),
+            cookie_secret,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: IkeStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &IkeConfig {
+        &self.cfg
+    }
+
+    pub fn stats(&self) -> &IkeStats {
+        &self.stats
+    }
+
+    pub fn sa(&self, id: IkeSaId) -> Option<&IkeSa> {
+        self.sas.get(&id.0)
+    }
+
+    pub fn sa_ids(&self) -> impl Iterator<Item = IkeSaId> + '_ {
+        self.sas.keys().map(|k| IkeSaId(*k))
+    }
+
+    pub fn local_addresses(&self) -> &[IpAddr] {
+        &self.local_addresses
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<IkeEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Starts an IKE SA with a configured peer; its first child comes with
+    /// IKE_AUTH.
+    pub fn initiate(&mut self, now: Instant, peer: &str) -> Result<IkeSaId, IkeError> {
+        let index = self
+            .cfg
+            .peers
+            .iter()
+            .position(|p| p.name == peer)
+            .ok_or_else(|| IkeError::NoSuchPeer(peer.to_string()))?;
+        let remote = *self.cfg.peers[index]
+            .addresses
+            .first()
+            .ok_or_else(|| IkeError::NoPeerAddress(peer.to_string()))?;
+        let local_ip = self
+            .local_addresses
+            .iter()
+            .find(|a| a.is_ipv6() == remote.is_ipv6())
+            .copied()
+            .ok_or(IkeError::NoLocalAddress)?;
+        let local = SocketAddr::new(local_ip, IKE_PORT);
+        Ok(self.start_init(now, index, local, remote))
+    }
+
+    /// Negotiates another CHILD_SA from config `child` of the SA's peer.
+    pub fn create_child(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        child: &str,
+        ipsec: &Ipsec,
+    ) -> Result<(), IkeError> {
+        let ike = self.established(sa)?;
+        let peer = ike.peer.ok_or(IkeError::NotEstablished(sa))?;
+        let config = self.cfg.peers[peer]
+            .children
+            .iter()
+            .position(|c| c.name == child)
+            .ok_or_else(|| IkeError::NoSuchChild(child.to_string()))?;
+        let request = self.child_request(config, None, ipsec);
+        self.request(now, sa.0, request);
+        Ok(())
+    }
+
+    /// Rekeys the CHILD_SA whose inbound SPI is `spi_in` (§2.8).
+    pub fn rekey_child(
+        &mut self,
+        now: Instant,
+        sa: IkeSaId,
+        spi_in: u32,
+        ipsec: &Ipsec,
+    ) -> Result<(), IkeError> {
+        let ike = self.established(sa)?;
+        let child = ike
+            .children
+            .iter()
+            .find(|c| c.spi_in == spi_in)
+            .ok_or(IkeError::NoSuchChildSa(spi_in))?;
+        let peer = ike.peer.ok_or(IkeError::NotEstablished(sa))?;
+        let config = self.cfg.peers[peer]
+            .children
+            .iter()
+            .position(|c| c.name == child.name)
+            .ok_or_else(|| IkeError::NoSuchChild(child.name.clone()))?;
+        if let Some(c) = self
+            .sas
+            .get_mut(&sa.0)
+            .and_then(|s| s.children.iter_mut().find(|c| c.spi_in == spi_in))
+        {
+            c.rekeyed_by = Some(0);
+        }
+        let request = self.child_request(config, Some(spi_in), ipsec);
+        self.request(now, sa.0, request);
+        Ok(())
+    }
+
+    /// Rekeys the IKE SA itself (§2.18).
+    pub fn rekey_ike(&mut self, now: Instant, sa: IkeSaId) -> Result<(), IkeError> {
+        self.established(sa)?;
+        let spi = self.fresh_spi();
+        let nonce = self.nonce();
+        let dh = Dh::generate(&mut self.rng);
+        self.request(now, sa.0, Request::RekeyIke { spi, nonce, dh });
+        Ok(())
+    }
+
+    /// Deletes the IKE SA and its children (§1.4.1).
+    pub fn delete(&mut self, now: Instant, sa: IkeSaId) -> Result<(), IkeError> {
+        self.established(sa)?;
+        self.request(
+            now,
+            sa.0,
+            Request::Delete {
+                ike: true,
+                spis: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// An empty INFORMATIONAL: the peer must answer (§1.4).
+    pub fn liveness(&mut self, now: Instant, sa: IkeSaId) -> Result<(), IkeError> {
+        self.established(sa)?;
+        self.request(
+            now,
+            sa.0,
+            Request::Probe {
+                path: None,
+                cookie2: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn established(&self, sa: IkeSaId) -> Result<&IkeSa, IkeError> {
+        let ike = self.sas.get(&sa.0).ok_or(IkeError::NoSuchSa(sa))?;
+        if ike.state != IkeState::Established {
+            return Err(IkeError::NotEstablished(sa));
+        }
+        Ok(ike)
+    }
+
+    /// A datagram that arrived on `d.local` from `d.remote`.
+    pub fn handle_datagram(&mut self, now: Instant, d: Datagram, ipsec: &mut Ipsec) {
+        self.stats.received += 1;
+        let bytes = if d.local.port() == NATT_PORT || d.remote.port() == NATT_PORT {
+            match classify_natt(&d.bytes) {
+                NattPayload::Keepalive => {
+                    self.stats.keepalives += 1;
+                    return;
+                }
+                NattPayload::Esp => {
+                    self.drop(IkeDrop::NotIke);
+                    return;
+                }
+                NattPayload::Ike => &d.bytes[NON_ESP_MARKER.len()..],
+            }
+        } else {
+            &d.bytes[..]
+        };
+        let repr = match IkeRepr::parse(bytes, &self.cfg.code_points) {
+            Ok(r) if r.header.major_version == 2 => r,
+            _ => {
+                self.drop(IkeDrop::Malformed);
+                return;
+            }
+        };
+        let path = (d.local, d.remote);
+        let h = &repr.header;
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.response() && h.spi_r == 0 {
+            self.on_init_request(now, path, &repr, bytes);
+            return;
+        }
+        // The SPI we chose is the responder's if the sender is the
+        // original initiator; found by SPI alone (REQ AM-2.1a).
+        let ours = if h.initiator() { h.spi_r } else { h.spi_i };
+        let Some(sa) = self.sas.get(&ours) else {
+            self.drop(IkeDrop::UnknownSpi);
+            return;
+        };
+        if sa.initiator == h.initiator() {
+            self.drop(IkeDrop::UnknownSpi);
+            return;
+        }
+        if h.response() {
+            self.on_response(now, path, &repr, bytes, ipsec);
+        } else {
+            self.on_request(now, path, &repr, bytes, ipsec);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, ipsec: &mut Ipsec) {
+        while let Some(spi) = self.timers.pop_due(now) {
+            let Some(sa) = self.sas.get_mut(&spi) else {
+                continue;
+            };
+            sa.scheduled = None;
+            if sa.expires.is_some_and(|t| t <= now) {
+                self.close(spi, CloseReason::Timeout, ipsec);
+                continue;
+            }
+            let due = sa.inflight.as_ref().is_some_and(|i| i.deadline <= now);
+            if due {
+                self.retransmit(now, spi, ipsec);
+            }
+            self.schedule(spi);
+        }
+    }
+
+    /// What the data plane asks of key management: rekey at the soft
+    /// lifetime; move an SA and its siblings (REQ AM-D.1).
+    pub fn handle_ipsec_event(&mut self, now: Instant, event: IpsecEvent, ipsec: &mut Ipsec) {
+        match event {
+            IpsecEvent::SoftExpired { sa, .. } => {
+                if let Some((ike, spi_in)) = self.child_of(sa) {
+                    let _ = self.rekey_child(now, IkeSaId(ike), spi_in, ipsec);
+                }
+            }
+            IpsecEvent::HardExpired { sa, .. } => {
+                if let Some((ike, spi_in)) = self.child_of(sa) {
+                    self.forget_child(ike, spi_in, ipsec);
+                }
+            }
+            IpsecEvent::AddressUpdate(req) => self.data_plane_update(now, req),
+        }
+    }
+
+    /// The IKE SA and inbound SPI of the child that holds `sa`.
+    fn child_of(&self, sa: SaId) -> Option<(u64, u32)> {
+        self.sas.iter().find_map(|(k, ike)| {
+            ike.children
+                .iter()
+                .find(|c| c.inbound == sa || c.outbound == sa)
+                .map(|c| (*k, c.spi_in))
+        })
+    }
+
+    pub(crate) fn drop(&mut self, reason: IkeDrop) {
+        self.stats.drops[reason as usize] += 1;
+    }
+
+    pub(crate) fn fresh_spi(&mut self) -> u64 {
+        loop {
+            let spi = self.rng.next_u64();
+            if spi != 0 && !self.sas.contains_key(&spi) {
+                return spi;
+            }
+        }
+    }
+
+    pub(crate) fn fresh_esp_spi(&mut self, ipsec: &Ipsec) -> u32 {
+        loop {
+            let spi = self.rng.next_u32();
+            // Below 256 is reserved (RFC 4303 §2.1).
+            if spi >= 256
+                && ipsec.sad.inbound_by_spi(spi).is_none()
+                && !self.sas.values().any(|s| {
+                    s.inflight.as_ref().is_some_and(|i| {
+                        matches!(i.request, Request::CreateChild { spi_in, .. } if spi_in == spi)
+                    })
+                })
+            {
+                return spi;
+            }
+        }
+    }
+
+    fn child_request(&mut self, config: usize, rekey: Option<u32>, ipsec: &Ipsec) -> Request {
+        Request::CreateChild {
+            config,
+            spi_in: self.fresh_esp_spi(ipsec),
+            nonce: self.nonce(),
+            rekey,
+        }
+    }
+
+    pub(crate) fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0; 32];
+        self.rng.fill_bytes(&mut n);
+        n
+    }
+
+    /// Sends a datagram, adding the non-ESP marker on the NAT-T port.
+    pub(crate) fn send(&mut self, path: (SocketAddr, SocketAddr), message: &[u8]) {
+        let mut bytes = Vec::with_capacity(message.len() + 4);
+        if path.0.port() == NATT_PORT || path.1.port() == NATT_PORT {
+            bytes.extend_from_slice(&NON_ESP_MARKER);
+        }
+        bytes.extend_from_slice(message);
+        self.out.push_back(Datagram {
+            local: path.0,
+            remote: path.1,
+            bytes,
+        });
+    }
+
+    /// Queues a request; it goes out when the window is free.
+    pub(crate) fn request(&mut self, now: Instant, spi: u64, request: Request) {
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        sa.queue.push_back(request);
+        self.send_next(now, spi);
+    }
+
+    /// Sends the next queued request if none is in flight (window 1).
+    pub(crate) fn send_next(&mut self, now: Instant, spi: u64) {
+        loop {
+            let Some(sa) = self.sas.get_mut(&spi) else {
+                return;
+            };
+            if sa.inflight.is_some() || sa.state != IkeState::Established {
+                return;
+            }
+            let Some(request) = sa.queue.pop_front() else {
+                return;
+            };
+            if self.send_request(now, spi, request) {
+                return;
+            }
+        }
+    }
+
+    /// Builds, seals and sends a request; false if it turned out moot.
+    fn send_request(&mut self, now: Instant, spi: u64, request: Request) -> bool {
+        let Some((exchange, payloads, path)) = self.build_request(spi, &request) else {
+            return false;
+        };
+        let cp = self.cfg.code_points;
+        let timeout = self.cfg.retransmit_timeout;
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return false;
+        };
+        let message_id = sa.next_message_id;
+        let Ok(bytes) = sa.seal_message(exchange, false, message_id, &payloads, &cp) else {
+            return false;
+        };
+        sa.next_message_id += 1;
+        sa.inflight = Some(Inflight {
+            message_id,
+            bytes: bytes.clone(),
+            path,
+            request,
+            retransmits: 0,
+            deadline: now + timeout,
+        });
+        self.stats.requests_sent += 1;
+        self.send(path, &bytes);
+        self.schedule(spi);
+        true
+    }
+
+    /// Retransmits with exponential back-off, from the SA's current
+    /// addresses (a retransmission may use another pair, REQ AM-3.2a);
+    /// past the limit the peer is dead.
+    fn retransmit(&mut self, now: Instant, spi: u64, ipsec: &mut Ipsec) {
+        let tries = self.cfg.retransmit_tries;
+        let base = self.cfg.retransmit_timeout;
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        let current = (sa.local, sa.remote);
+        let Some(inflight) = sa.inflight.as_mut() else {
+            return;
+        };
+        if inflight.retransmits >= tries {
+            match inflight.request {
+                // A failed path probe or RR check is not a dead peer.
+                Request::Probe { path: Some(_), .. } => {
+                    sa.inflight = None;
+                    self.send_next(now, spi);
+                }
+                _ => self.close(spi, CloseReason::Timeout, ipsec),
+            }
+            return;
+        }
+        inflight.retransmits += 1;
+        inflight.deadline = now + base * 2u32.saturating_pow(inflight.retransmits);
+        // Probes, checks and moves are tied to their path; the rest follow
+        // the SA.
+        if !matches!(
+            inflight.request,
+            Request::Probe { path: Some(_), .. }
+                | Request::UpdateSaAddresses { .. }
+                | Request::AddressUpdate { .. }
+        ) {
+            inflight.path = current;
+        }
+        let (path, bytes) = (inflight.path, inflight.bytes.clone());
+        self.stats.retransmits += 1;
+        self.send(path, &bytes);
+    }
+
+    pub(crate) fn schedule(&mut self, spi: u64) {
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        let next = [sa.inflight.as_ref().map(|i| i.deadline), sa.expires]
+            .into_iter()
+            .flatten()
+            .min();
+        self.timers.reschedule(spi, sa.scheduled, next);
+        sa.scheduled = next;
+    }
+
+    /// Sends a response and caches it for a retransmitted request.
+    pub(crate) fn respond(
+        &mut self,
+        spi: u64,
+        exchange: ExchangeType,
+        message_id: u32,
+        path: (SocketAddr, SocketAddr),
+        payloads: &[IkePayload],
+    ) {
+        let cp = self.cfg.code_points;
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        let Ok(bytes) = sa.seal_message(exchange, true, message_id, payloads, &cp) else {
+            return;
+        };
+        sa.cached = Some(Cached {
+            message_id,
+            bytes: bytes.clone(),
+        });
+        self.stats.responses_sent += 1;
+        // Back where the request came from, from where it went (REQ AM-3.1a).
+        self.send(path, &bytes);
+    }
+
+    /// Removes an IKE SA and its children.
+    pub(crate) fn close(&mut self, spi: u64, reason: CloseReason, ipsec: &mut Ipsec) {
+        let Some(sa) = self.sas.remove(&spi) else {
+            return;
+        };
+        self.timers.reschedule(spi, sa.scheduled, None);
+        if !sa.initiator {
+            self.half_open.remove(&sa.spi_i);
+        }
+        for c in &sa.children {
+            ipsec.sad.remove(c.inbound);
+            ipsec.sad.remove(c.outbound);
+            remove_policy(ipsec, c.outbound);
+            self.events.push_back(IkeEvent::ChildDown {
+                sa: IkeSaId(spi),
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        }
+        self.events.push_back(IkeEvent::Closed {
+            sa: IkeSaId(spi),
+            reason,
+        });
+    }
+
+    pub(crate) fn forget_child(&mut self, spi: u64, spi_in: u32, ipsec: &mut Ipsec) {
+        let Some(sa) = self.sas.get_mut(&spi) else {
+            return;
+        };
+        let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) else {
+            return;
+        };
+        let c = sa.children.remove(i);
+        ipsec.sad.remove(c.inbound);
+        ipsec.sad.remove(c.outbound);
+        remove_policy(ipsec, c.outbound);
+        self.events.push_back(IkeEvent::ChildDown {
+            sa: IkeSaId(spi),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+        });
+    }
+}
+
+/// Removes the SPD policy that sends through `outbound`.
+pub(crate) fn remove_policy(ipsec: &mut Ipsec, outbound: SaId) {
+    use crate::ipsec::Action;
+    if let Some(i) = ipsec
+        .spd
+        .policies()
+        .iter()
+        .position(|p| p.action == Action::Protect(vec![outbound]))
+    {
+        ipsec.spd.remove(i);
+    }
+}
