@@ -3,6 +3,8 @@
 
 pub mod decode;
 pub mod demo;
+pub mod netns;
 pub mod pcap;
 pub mod samples;
 pub mod sim;
+pub mod strongswan;
