@@ -22,6 +22,9 @@ use crate::wire::IpProtocol;
 
 pub(super) const PROTO_IKE: u8 = 1;
 pub(super) const PROTO_ESP: u8 = 3;
+/// ESP in a Peer Address Update payload: Annex C numbers it 1 (0 being the
+/// IKE SA), unlike the rest of IKEv2; 3 is accepted too.
+pub(super) const PAU_ESP: u8 = 1;
 const ENCR: u8 = 1;
 const PRF: u8 = 2;
 const DH: u8 = 4;
@@ -935,7 +938,7 @@ impl Ike {
         };
         if sa.state == IkeState::Established
             && self.cfg.mobility == Mobility::AddrMgmt
-            && self.addresses_mismatch(spi, path, &payloads, false)
+            && self.addresses_mismatch(spi, path, &payloads, false, false)
         {
             // A reply that disagrees with its header: ask again (AM-3.3e).
             if let Some(sa) = self.sas.get_mut(&spi) {
@@ -1676,7 +1679,16 @@ impl Ike {
             }
         }
         if self.cfg.mobility == Mobility::AddrMgmt
-            && self.addresses_mismatch(spi, path, &payloads, true)
+            && self.addresses_mismatch(
+                spi,
+                path,
+                &payloads,
+                true,
+                h.exchange == ExchangeType::CREATE_CHILD_SA
+                    || payloads
+                        .iter()
+                        .any(|p| matches!(p, IkePayload::PeerAddressUpdate { .. })),
+            )
         {
             // Content ignored, a warning sent, the counter advanced (AM-3.3e).
             self.stats.address_mismatches += 1;
@@ -1698,7 +1710,10 @@ impl Ike {
                 match self.on_informational(now, spi, path, h.message_id, &payloads, ipsec) {
                     Some(r) => r,
                     // Held back for a return-routability check.
-                    None => return,
+                    None => {
+                        self.send_next(now, spi);
+                        return;
+                    }
                 }
             }
             _ => {
@@ -1925,7 +1940,7 @@ impl Ike {
         }
         self.learn_addresses(spi, payloads, &cp);
         if has_notify(payloads, NotifyType::UPDATE_SA_ADDRESSES) {
-            return self.on_update_sa_addresses(now, spi, path, message_id, payloads, ipsec);
+            return self.on_update_sa_addresses(spi, path, message_id, payloads, ipsec);
         }
         if let Some(n) = find_notify(payloads, cp.notify_switch_to_ip_address) {
             let to = crate::wire::ike::SwitchToIpAddress::from_notify(n).ok()?.0;
@@ -1936,7 +1951,7 @@ impl Ike {
             .filter(|p| matches!(p, IkePayload::PeerAddressUpdate { .. }))
             .collect();
         if !updates.is_empty() {
-            return self.on_address_update(now, spi, path, message_id, &updates, ipsec);
+            return self.on_address_update(spi, path, message_id, &updates, ipsec);
         }
         Some(out)
     }
@@ -1986,7 +2001,7 @@ pub(super) fn update_payload(all: bool, spis: &[u32]) -> IkePayload {
     } else {
         IkePayload::PeerAddressUpdate {
             all: false,
-            protocol: PROTO_ESP,
+            protocol: PAU_ESP,
             spi_size: 4,
             spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
         }

@@ -4,7 +4,7 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use super::exchange::{find_notify, has_notify, notify, update_payload, PROTO_ESP};
+use super::exchange::{find_notify, has_notify, notify, update_payload, PAU_ESP, PROTO_ESP};
 use super::sa::IkeSa;
 use super::{
     Deferred, HeldResponse, Ike, IkeError, IkeEvent, IkeSaId, IkeState, Mobility, Request,
@@ -115,6 +115,7 @@ impl Ike {
         path: (SocketAddr, SocketAddr),
         payloads: &[IkePayload],
         request: bool,
+        involves_addresses: bool,
     ) -> bool {
         let Some(sa) = self.sas.get(&spi) else {
             return false;
@@ -124,7 +125,9 @@ impl Ike {
         let destination = notes.iter().find(|n| !n.0).map(|n| n.1);
         let off_path = path != (sa.local, sa.remote);
         match (source, destination) {
-            (None, None) => request && off_path,
+            // Notifications are owed by messages that involve addresses:
+            // IKE_AUTH, CREATE_CHILD_SA, updates (§3.3).
+            (None, None) => request && involves_addresses && off_path,
             (Some(s), Some(d)) => s != path.1 || d != path.0,
             (Some(s), None) => s != path.1 || off_path,
             (None, Some(d)) => d != path.0 || off_path,
@@ -202,7 +205,7 @@ impl Ike {
 
     /// A path from one of our addresses to the peer: its address in use if
     /// we have that family, else another it announced.
-    fn next_path(&self, sa: &IkeSa) -> Option<(SocketAddr, SocketAddr)> {
+    pub(super) fn next_path(&self, sa: &IkeSa) -> Option<(SocketAddr, SocketAddr)> {
         let remotes = core::iter::once(sa.remote.ip()).chain(sa.peer_addresses.iter().copied());
         for r in remotes {
             if let Some(l) = self
@@ -270,7 +273,7 @@ impl Ike {
                 );
                 let cookie2 = self.nonce();
                 self.cancel_moves(spi);
-                self.request(now, spi, Request::UpdateSaAddresses { path, cookie2 });
+                self.enqueue(spi, Request::UpdateSaAddresses { path, cookie2 });
             }
             _ => {
                 // Refused: stay, and check the current path (RM-4.2d).
@@ -345,7 +348,7 @@ impl Ike {
     }
 
     /// Holds a move until the peer answers at its new address.
-    fn check_then_move(&mut self, now: Instant, spi: u64, mut deferred: Deferred) {
+    fn check_then_move(&mut self, spi: u64, mut deferred: Deferred) {
         deferred.cookie2 = self.nonce();
         let probe = Request::Probe {
             path: Some(deferred.path),
@@ -354,7 +357,7 @@ impl Ike {
         if let Some(sa) = self.sas.get_mut(&spi) {
             sa.deferred = Some(deferred);
         }
-        self.request(now, spi, probe);
+        self.enqueue(spi, probe);
     }
 
     /// A probe on `path` was answered.
@@ -403,7 +406,6 @@ impl Ike {
     /// children once the new address answers (RFC 4555 §3.5).
     pub(super) fn on_update_sa_addresses(
         &mut self,
-        now: Instant,
         spi: u64,
         path: (SocketAddr, SocketAddr),
         _message_id: u32,
@@ -428,7 +430,6 @@ impl Ike {
         self.move_sa(spi, path, true, &[], ipsec);
         if self.cfg.return_routability && moved_peer {
             self.check_then_move(
-                now,
                 spi,
                 Deferred {
                     response: None,
@@ -448,7 +449,6 @@ impl Ike {
     /// message order; the reply names the paired SAs (AM-C.2).
     pub(super) fn on_address_update(
         &mut self,
-        now: Instant,
         spi: u64,
         path: (SocketAddr, SocketAddr),
         message_id: u32,
@@ -475,7 +475,7 @@ impl Ike {
             if *a || *protocol == 0 {
                 move_ike = true;
                 all |= *a;
-            } else if *protocol == PROTO_ESP {
+            } else if *protocol == PAU_ESP || *protocol == PROTO_ESP {
                 // They name the SPIs they receive on: our outbound ones.
                 for s in spis {
                     let Ok(s) = <[u8; 4]>::try_from(s.as_slice()) else {
@@ -505,7 +505,6 @@ impl Ike {
         response.extend(self.peer_address_notifications(path.0, path.1));
         if self.cfg.return_routability && path.1 != sa.remote {
             self.check_then_move(
-                now,
                 spi,
                 Deferred {
                     response: Some(HeldResponse {
@@ -558,7 +557,6 @@ impl Ike {
                 }
             }
             self.check_then_move(
-                now,
                 spi,
                 Deferred {
                     response: None,
@@ -568,6 +566,7 @@ impl Ike {
                     cookie2: Vec::new(),
                 },
             );
+            self.send_next(now, spi);
         } else if req.new.local != sa.local.ip() {
             let path = (SocketAddr::new(req.new.local, sa.local.port()), sa.remote);
             self.cancel_moves(spi);

@@ -677,6 +677,14 @@ impl Ike {
         self.send_next(now, spi);
     }
 
+    /// Queues a request without sending it: a request handler's own
+    /// requests go out after its response.
+    pub(crate) fn enqueue(&mut self, spi: u64, request: Request) {
+        if let Some(sa) = self.sas.get_mut(&spi) {
+            sa.queue.push_back(request);
+        }
+    }
+
     /// Sends the next queued request if none is in flight (window 1).
     pub(crate) fn send_next(&mut self, now: Instant, spi: u64) {
         loop {
@@ -730,10 +738,18 @@ impl Ike {
     fn retransmit(&mut self, now: Instant, spi: u64, ipsec: &mut Ipsec) {
         let tries = self.cfg.retransmit_tries;
         let base = self.cfg.retransmit_timeout;
+        let Some(sa) = self.sas.get(&spi) else {
+            return;
+        };
+        // Gone from our addresses: retransmit from another (REQ AM-3.2a).
+        let current = if self.local_addresses.contains(&sa.local.ip()) {
+            (sa.local, sa.remote)
+        } else {
+            self.next_path(sa).unwrap_or((sa.local, sa.remote))
+        };
         let Some(sa) = self.sas.get_mut(&spi) else {
             return;
         };
-        let current = (sa.local, sa.remote);
         let Some(inflight) = sa.inflight.as_mut() else {
             return;
         };

@@ -7,11 +7,9 @@ use std::collections::VecDeque;
 
 use super::crypto::Encr;
 use super::*;
-use crate::ipsec::{Inbound, Outbound, Prefix};
+use crate::ipsec::{Inbound, Outbound};
 use crate::time::Duration;
-use crate::wire::ike::{
-    IkeHeader, IkePayload, MobikeSupported, Notify, NotifyType, PeerAddress, TunnelAddress,
-};
+use crate::wire::ike::{IkeHeader, IkePayload, Notify, NotifyType, PeerAddress, TunnelAddress};
 use crate::wire::packet::{PacketRepr, UdpPayload, UpperRepr};
 use crate::wire::{CodePoints, UdpRepr};
 
@@ -110,7 +108,7 @@ struct Pair {
 impl Pair {
     fn new(ca: IkeConfig, cb: IkeConfig, addrs_a: &[&str], addrs_b: &[&str]) -> Self {
         let now = Instant::from_secs(1);
-        let mut node = |c| Node {
+        let node = |c| Node {
             ike: Ike::new(c),
             ipsec: Ipsec::default(),
             events: Vec::new(),
@@ -140,14 +138,6 @@ impl Pair {
         p.run();
         let sb = p.only_sa(false);
         (p, sa, sb)
-    }
-
-    fn node(&mut self, a: bool) -> &mut Node {
-        if a {
-            &mut self.a
-        } else {
-            &mut self.b
-        }
     }
 
     fn only_sa(&self, a: bool) -> IkeSaId {
@@ -391,6 +381,7 @@ fn child_spis(p: &Pair, a: bool, sa: IkeSaId) -> Vec<(u32, u32)> {
 // ---------------------------------------------------------------- IKE-BASE
 
 // REQ IKE-BASE
+// REQ AM-3.1b
 #[test]
 fn psk_aes_gcm_handshake_installs_a_working_tunnel_child() {
     let (mut p, sa, sb) = Pair::established(true);
@@ -540,11 +531,10 @@ fn unanswered_requests_back_off_then_the_peer_is_dead() {
         .collect();
     let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
     assert_eq!(gaps, [500, 1000, 2000, 4000, 8000]);
-    assert!(p.events(true).iter().any(|e| *e
-        == IkeEvent::Closed {
-            sa,
-            reason: CloseReason::Timeout
-        }));
+    assert!(p.events(true).contains(&IkeEvent::Closed {
+        sa,
+        reason: CloseReason::Timeout
+    }));
     assert!(p.a.ipsec.sad.is_empty(), "children go with the IKE SA");
 }
 
@@ -782,5 +772,854 @@ fn nat_traversal_is_off_for_ipv6_by_default_and_on_for_ipv4() {
         p.sa(true, sa).local.port(),
         IKE_PORT,
         "no NAT, no MOBIKE: stays on 500"
+    );
+}
+
+// ---------------------------------------------------------------- MOBIKE
+
+fn mobike_pair(r: bool) -> (Pair, IkeSaId, IkeSaId) {
+    let (mut ca, mut cb) = configs(true);
+    ca.mobility = Mobility::Mobike { r_mobike: r };
+    cb.mobility = Mobility::Mobike { r_mobike: r };
+    let mut p = Pair::new(ca, cb, &[A, A2], &[B, B2]);
+    let sa = p.a.ike.initiate(p.now, "b.example").unwrap();
+    p.run();
+    let sb = p.only_sa(false);
+    (p, sa, sb)
+}
+
+fn notify_data(p: &[IkePayload], t: u16) -> Option<&Notify> {
+    p.iter().find_map(|x| match x {
+        IkePayload::Notify(n) if n.notify_type == t => Some(n),
+        _ => None,
+    })
+}
+
+// REQ MOBIKE
+#[test]
+fn mobike_moves_the_sas_in_place_after_a_probe_and_a_return_routability_check() {
+    let (mut p, sa, sb) = mobike_pair(false);
+    let auth = p.messages(0, ExchangeType::IKE_AUTH, false);
+    assert!(has(&auth[0].2, NotifyType::MOBIKE_SUPPORTED));
+    assert!(has(&auth[0].2, NotifyType::ADDITIONAL_IP6_ADDRESS));
+    assert!(p.sa(true, sa).mobike && p.sa(false, sb).mobike);
+    assert_eq!(p.sa(true, sa).local.port(), NATT_PORT, "IKE_AUTH on 4500");
+    assert_eq!(p.sa(true, sa).peer_addresses, [v6(B), v6(B2)]);
+    let spis = child_spis(&p, false, sb);
+    assert!(p.esp(false, "2001:db8:b::1", "2001:db8:a::1").2);
+    let start = p.sent.len();
+    // a loses its address: probe, UPDATE, the responder's check, moved.
+    p.a.ike.set_local_addresses(p.now, &[v6(A2)]);
+    p.run();
+    let reqs = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    assert!(reqs[0].2.is_empty(), "first an empty path probe");
+    assert_eq!(reqs[0].0.local, sock(A2, NATT_PORT));
+    let update = &reqs[1].2;
+    assert!(has(update, NotifyType::UPDATE_SA_ADDRESSES) && has(update, NotifyType::COOKIE2));
+    assert!(has(update, NotifyType::NO_ADDITIONAL_ADDRESSES));
+    let check = &reqs[2];
+    assert_eq!(
+        check.0.remote,
+        sock(A2, NATT_PORT),
+        "the responder checks the new address"
+    );
+    assert!(has(&check.2, NotifyType::COOKIE2));
+    assert_eq!(
+        (p.sa(false, sb).local, p.sa(false, sb).remote),
+        (sock(B, NATT_PORT), sock(A2, NATT_PORT))
+    );
+    assert_eq!(child_spis(&p, false, sb), spis, "moved, not rekeyed");
+    let seq_before =
+        p.b.ipsec
+            .sad
+            .get(p.sa(false, sb).children[0].outbound)
+            .unwrap()
+            .sequence();
+    let (s, d, ok) = p.esp(false, "2001:db8:b::1", "2001:db8:a::1");
+    assert_eq!((s, d, ok), (v6(B), v6(A2), true));
+    let seq_after =
+        p.b.ipsec
+            .sad
+            .get(p.sa(false, sb).children[0].outbound)
+            .unwrap()
+            .sequence();
+    assert_eq!(seq_after, seq_before + 1, "sequence numbers carry on");
+    assert!(p
+        .events(true)
+        .iter()
+        .any(|e| matches!(e, IkeEvent::Moved { local, .. } if *local == sock(A2, NATT_PORT))));
+}
+
+// REQ MOBIKE
+// REQ RM-4.2f
+#[test]
+fn children_wait_for_the_return_routability_answer() {
+    let (mut p, _, sb) = mobike_pair(false);
+    p.a.ike.set_local_addresses(p.now, &[v6(A2)]);
+    // a never answers the responder's COOKIE2 check.
+    let a2 = sock(A2, NATT_PORT);
+    // a's only response from its new address is to that check.
+    let mut block = |d: &mut Datagram| {
+        !(d.local == a2
+            && IkeRepr::parse(strip(&d.bytes), &cp()).is_ok_and(|r| r.header.response()))
+    };
+    p.run_with(&mut block);
+    let c = &p.sa(false, sb).children[0];
+    assert_eq!(
+        c.addresses.peer,
+        v6(A),
+        "no traffic moves before the check answers"
+    );
+}
+
+// ---------------------------------------------------------------- R-MOBIKE
+
+// REQ RM-4.1a
+// REQ RM-4.1b
+#[test]
+fn only_the_initiator_says_r_and_unknown_data_is_ignored() {
+    let (p, sa, sb) = mobike_pair(true);
+    let req = p.messages(0, ExchangeType::IKE_AUTH, false);
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    let t = NotifyType::MOBIKE_SUPPORTED.into();
+    assert_eq!(notify_data(&req[0].2, t).unwrap().data, b"R");
+    assert!(notify_data(&resp[0].2, t).unwrap().data.is_empty());
+    assert!(p.sa(false, sb).peer_r_mobike && !p.sa(true, sa).peer_r_mobike);
+    // Data the responder does not understand: MOBIKE without 'R'.
+    let (ca, cb) = {
+        let (mut ca, mut cb) = configs(true);
+        ca.mobility = Mobility::Mobike { r_mobike: true };
+        cb.mobility = Mobility::Mobike { r_mobike: true };
+        (ca, cb)
+    };
+    let mut p = Pair::new(ca, cb, &[A], &[B]);
+    p.a.ike.initiate(p.now, "b.example").unwrap();
+    p.flush_with(&mut |_| true);
+    p.flush_with(&mut |_| true);
+    let mut d = p.wire.pop_front().unwrap();
+    p.reseal(&mut d, |inner| {
+        for x in inner.iter_mut() {
+            if let IkePayload::Notify(n) = x {
+                if n.notify_type == t {
+                    n.data = b"XY".to_vec();
+                }
+            }
+        }
+    });
+    p.deliver(d);
+    p.run();
+    let sb = p.only_sa(false);
+    assert!(p.sa(false, sb).mobike && !p.sa(false, sb).peer_r_mobike);
+}
+
+// REQ RM-4.2a
+#[test]
+fn no_switch_request_to_an_initiator_without_r() {
+    let (mut p, sa, sb) = mobike_pair(false);
+    assert_eq!(
+        p.b.ike.request_switch(p.now, sb, v6(B2)),
+        Err(IkeError::SwitchNotAllowed)
+    );
+    // Nor from the initiator's side.
+    let (mut q, qa, _) = mobike_pair(true);
+    assert_eq!(
+        q.a.ike.request_switch(q.now, qa, v6(A2)),
+        Err(IkeError::SwitchNotAllowed)
+    );
+    let _ = (&mut p, sa);
+    assert_eq!(p.sent.len(), 4, "nothing sent");
+}
+
+// REQ RM-4.2b
+#[test]
+fn a_switch_from_the_initiator_is_answered_empty_and_ignored() {
+    let (mut p, sa, sb) = mobike_pair(true);
+    let start = p.sent.len();
+    p.a.ike.request(p.now, sa.0, Request::Switch(v6(A2)));
+    p.run();
+    let resp = p.messages(start, ExchangeType::INFORMATIONAL, true);
+    assert_eq!(resp.len(), 1);
+    assert!(resp[0].2.is_empty());
+    assert_eq!(p.b.ike.stats().switches_ignored, 1);
+    assert_eq!(p.sent.len(), start + 2, "no update follows");
+    assert_eq!(p.sa(false, sb).remote, sock(A, NATT_PORT));
+}
+
+// REQ RM-4.2c
+// REQ RM-4.2e
+// REQ RM-4.2f
+#[test]
+fn switch_to_an_announced_address_runs_the_update_on_the_same_port() {
+    let (mut p, sa, sb) = mobike_pair(true);
+    p.a.ike.cfg.nat_traversal = NatTraversal::On;
+    let start = p.sent.len();
+    p.b.ike.request_switch(p.now, sb, v6(B2)).unwrap();
+    // The SWITCH request, then its empty answer only.
+    p.flush_with(&mut |_| true);
+    p.step(&mut |_| true);
+    let sw = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    let n = notify_data(&sw[0].2, cp().notify_switch_to_ip_address).unwrap();
+    assert_eq!((n.protocol, n.spi.len(), n.data.len()), (0, 0, 16));
+    assert_eq!(n.data, B2.parse::<Ipv6Addr>().unwrap().octets());
+    // The UPDATE is on the wire, not yet delivered: b has not moved.
+    assert_eq!(p.sa(false, sb).local, sock(B, NATT_PORT));
+    let update = p.wire.front().unwrap().clone();
+    assert_eq!(
+        (update.local, update.remote),
+        (sock(A, NATT_PORT), sock(B2, NATT_PORT))
+    );
+    let (_, inner) = p.opened(&update);
+    for t in [
+        NotifyType::UPDATE_SA_ADDRESSES,
+        NotifyType::NAT_DETECTION_SOURCE_IP,
+        NotifyType::NAT_DETECTION_DESTINATION_IP,
+        NotifyType::COOKIE2,
+    ] {
+        assert!(has(&inner, t), "{t:?}");
+    }
+    p.run();
+    assert_eq!(p.sa(false, sb).local, sock(B2, NATT_PORT));
+    assert_eq!(p.sa(true, sa).remote, sock(B2, NATT_PORT));
+    assert_eq!(p.sa(true, sa).children[0].addresses.peer, v6(B2));
+}
+
+// REQ RM-4.2d
+#[test]
+fn an_unannounced_switch_is_refused_unless_policy_allows() {
+    let (mut p, sa, sb) = mobike_pair(true);
+    let other = v6("2001:db8:9::b");
+    p.b.ike.local_addresses.push(other);
+    let start = p.sent.len();
+    p.b.ike.request_switch(p.now, sb, other).unwrap();
+    p.run();
+    assert!(p
+        .events(true)
+        .contains(&IkeEvent::SwitchRefused { sa, to: other }));
+    let reqs = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    assert_eq!(reqs.len(), 2, "the switch, then a liveness check");
+    assert!(reqs[1].2.is_empty());
+    assert_eq!(p.sa(true, sa).remote, sock(B, NATT_PORT));
+    // Local policy may allow it.
+    p.a.ike.cfg.switch_policy = vec!["2001:db8:9::/48".parse().unwrap()];
+    p.b.ike.request_switch(p.now, sb, other).unwrap();
+    p.run();
+    assert_eq!(p.sa(true, sa).remote, SocketAddr::new(other, NATT_PORT));
+}
+
+// ---------------------------------------------------------------- alternate tunnel addresses
+
+const TA_A: &str = "2001:db8:5::a";
+const TA_B: &str = "2001:db8:6::b";
+
+fn ta_configs(b_supports: bool, b_address: bool) -> (IkeConfig, IkeConfig) {
+    let (mut ca, mut cb) = configs(true);
+    ca.tunnel_addresses = true;
+    cb.tunnel_addresses = b_supports;
+    ca.peers[0].children[0].tunnel_address = Some(v6(TA_A));
+    if b_address {
+        cb.peers[0].children[0].tunnel_address = Some(v6(TA_B));
+    }
+    (ca, cb)
+}
+
+// REQ TA-3a
+#[test]
+fn tunnel_address_support_is_offered_and_echoed_in_ike_sa_init() {
+    let t = cp().notify_different_tunnel_address_supported;
+    for b_supports in [true, false] {
+        let (ca, cb) = ta_configs(b_supports, true);
+        let (p, sa, _) = Pair::up(ca, cb);
+        let req = IkeRepr::parse(&p.sent[0].1.bytes, &cp()).unwrap();
+        let resp = IkeRepr::parse(&p.sent[1].1.bytes, &cp()).unwrap();
+        let carries = |r: &IkeRepr| {
+            r.payloads
+                .iter()
+                .any(|x| matches!(x, IkePayload::Notify(n) if n.notify_type == t))
+        };
+        assert!(carries(&req));
+        assert_eq!(carries(&resp), b_supports);
+        assert_eq!(p.sa(true, sa).tunnel_addresses, b_supports);
+        let auth = p.messages(0, ExchangeType::IKE_AUTH, false);
+        assert_eq!(
+            notify_data(&auth[0].2, cp().notify_tunnel_address).is_some(),
+            b_supports
+        );
+    }
+}
+
+// REQ TA-3b
+// REQ TA-5
+// REQ TA-7
+#[test]
+fn tunnel_addresses_in_ike_auth_become_the_outer_esp_addresses() {
+    let (ca, cb) = ta_configs(true, true);
+    let (mut p, sa, sb) = Pair::up(ca, cb);
+    let req = p.messages(0, ExchangeType::IKE_AUTH, false);
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    let t = cp().notify_tunnel_address;
+    let n = notify_data(&req[0].2, t).unwrap();
+    assert_eq!(n.protocol, 3, "sent with the text's Protocol ID");
+    assert_eq!(TunnelAddress::from_notify(n).unwrap().0, v6(TA_A));
+    assert_eq!(
+        TunnelAddress::from_notify(notify_data(&resp[0].2, t).unwrap())
+            .unwrap()
+            .0,
+        v6(TA_B)
+    );
+    let c = &p.sa(true, sa).children[0];
+    assert_eq!((c.addresses.local, c.addresses.peer), (v6(TA_A), v6(TA_B)));
+    assert_eq!(
+        p.esp(true, "2001:db8:a::1", "2001:db8:b::1"),
+        (v6(TA_A), v6(TA_B), true)
+    );
+    // IKE stays on the IKE addresses.
+    assert_eq!(
+        (p.sa(false, sb).local.ip(), p.sa(false, sb).remote.ip()),
+        (v6(B), v6(A))
+    );
+    // A side that gives none uses its IKE address.
+    let (ca, cb) = ta_configs(true, false);
+    let (mut p, _, _) = Pair::up(ca, cb);
+    assert_eq!(
+        p.esp(true, "2001:db8:a::1", "2001:db8:b::1"),
+        (v6(TA_A), v6(B), true)
+    );
+    // Protocol ID 0, as the draft's figure has it, is accepted too.
+    let (ca, cb) = ta_configs(true, false);
+    let mut p = Pair::new(ca, cb, &[A], &[B]);
+    p.a.ike.initiate(p.now, "b.example").unwrap();
+    p.flush_with(&mut |_| true);
+    p.flush_with(&mut |_| true);
+    let mut d = p.wire.pop_front().unwrap();
+    p.reseal(&mut d, |inner| {
+        for x in inner.iter_mut() {
+            if let IkePayload::Notify(n) = x {
+                if n.notify_type == t {
+                    n.protocol = 0;
+                }
+            }
+        }
+    });
+    p.deliver(d);
+    p.run();
+    let sb = p.only_sa(false);
+    assert_eq!(p.sa(false, sb).children[0].addresses.peer, v6(TA_A));
+}
+
+// REQ TA-4
+#[test]
+fn create_child_sa_carries_tunnel_addresses_per_child() {
+    let (ca, cb) = ta_configs(true, true);
+    let (mut p, sa, _) = Pair::up(ca, cb);
+    let start = p.sent.len();
+    p.a.ike.cfg.peers[0].children[0].tunnel_address = Some(v6("2001:db8:5::a2"));
+    p.a.ike.create_child(p.now, sa, "net", &p.a.ipsec).unwrap();
+    p.run();
+    let req = p.messages(start, ExchangeType::CREATE_CHILD_SA, false);
+    let n = notify_data(&req[0].2, cp().notify_tunnel_address).unwrap();
+    assert_eq!(
+        TunnelAddress::from_notify(n).unwrap().0,
+        v6("2001:db8:5::a2")
+    );
+    let c = &p.sa(true, sa).children[1];
+    assert_eq!(
+        (c.addresses.local, c.addresses.peer),
+        (v6("2001:db8:5::a2"), v6(TA_B))
+    );
+}
+
+// REQ TA-6
+#[test]
+fn behind_a_nat_the_tunnel_stays_on_the_ike_addresses() {
+    let (mut ca, mut cb) = ta_configs(true, true);
+    let (ia, ib, outside) = ("192.0.2.1", "192.0.2.2", "192.0.2.9");
+    ca.peers[0].addresses = vec![SocketAddr::new(v6(ib), IKE_PORT)];
+    ca.peers[0].children[0].tunnel_address = Some(v6("192.0.2.65"));
+    cb.peers[0].children[0].tunnel_address = Some(v6("192.0.2.66"));
+    for c in [&mut ca, &mut cb] {
+        c.peers[0].children[0].local_ts = TsSpec::DYNAMIC;
+        c.peers[0].children[0].remote_ts = TsSpec::DYNAMIC;
+    }
+    // b sees a at the NAT's address, a's selector names its own.
+    cb.peers[0].children[0].remote_ts = TsSpec::prefix("192.0.2.0/28".parse().unwrap());
+    let mut p = Pair::new(ca, cb, &[ia], &[ib]);
+    let sa = p.a.ike.initiate(p.now, "b.example").unwrap();
+    // A NAT in front of a: its source becomes 192.0.2.9, port + 10000.
+    let mut nat = |d: &mut Datagram| {
+        if d.local.ip() == v6(ia) {
+            d.local = SocketAddr::new(v6(outside), d.local.port() + 10000);
+        } else if d.remote.ip() == v6(outside) {
+            d.remote = SocketAddr::new(v6(ia), d.remote.port() - 10000);
+        }
+        true
+    };
+    p.run_with(&mut nat);
+    let sb = p.only_sa(false);
+    assert!(p.sa(true, sa).nat() && p.sa(false, sb).nat());
+    let auth = p.messages(0, ExchangeType::IKE_AUTH, false);
+    assert!(notify_data(&auth[0].2, cp().notify_tunnel_address).is_none());
+    let c = &p.sa(false, sb).children[0];
+    assert_eq!((c.addresses.local, c.addresses.peer), (v6(ib), v6(outside)));
+    assert!(p.events(false).iter().any(|e| matches!(e, IkeEvent::ChildUp { child, .. } if child.udp_encap == Some((NATT_PORT, NATT_PORT + 10000)))));
+}
+
+// ---------------------------------------------------------------- addrmgmt (continued)
+
+const HOA: &str = "2001:db8:7::100";
+
+/// addrmgmt on both sides; a has a tunnel child and, if `signalling`, a
+/// transport child for its home address (MH only), the MIPv6 case.
+fn am_pair(signalling: bool, a_addrs: &[&str]) -> (Pair, IkeSaId, IkeSaId) {
+    let (mut ca, mut cb) = configs(true);
+    ca.mobility = Mobility::AddrMgmt;
+    cb.mobility = Mobility::AddrMgmt;
+    if signalling {
+        let mip = |local: TsSpec, remote: TsSpec| {
+            let mut c = ChildConfig::new("mip", Mode::Transport, local, remote);
+            c.local_ts.protocol = 135;
+            c.remote_ts.protocol = 135;
+            c
+        };
+        ca.peers[0]
+            .children
+            .push(mip(TsSpec::prefix(HOA.parse().unwrap()), TsSpec::DYNAMIC));
+        cb.peers[0]
+            .children
+            .push(mip(TsSpec::DYNAMIC, TsSpec::prefix(HOA.parse().unwrap())));
+    }
+    let mut p = Pair::new(ca, cb, a_addrs, &[B, B2]);
+    let sa = p.a.ike.initiate(p.now, "b.example").unwrap();
+    p.run();
+    if signalling {
+        p.a.ike.create_child(p.now, sa, "mip", &p.a.ipsec).unwrap();
+        p.run();
+    }
+    let sb = p.only_sa(false);
+    (p, sa, sb)
+}
+
+fn pau(p: &[IkePayload]) -> Vec<(bool, u8, usize)> {
+    p.iter()
+        .filter_map(|x| match x {
+            IkePayload::PeerAddressUpdate {
+                all,
+                protocol,
+                spis,
+                ..
+            } => Some((*all, *protocol, spis.len())),
+            _ => None,
+        })
+        .collect()
+}
+
+// REQ AM-2.2
+// REQ AM-3.2b
+// REQ AM-3.3c
+#[test]
+fn peer_address_sets_come_with_ike_auth_in_preference_order() {
+    let (mut ca, cb) = configs(true);
+    ca.mobility = Mobility::AddrMgmt;
+    let mut cb = cb;
+    cb.mobility = Mobility::AddrMgmt;
+    // b is tried at its preferred address first.
+    ca.peers[0].addresses = vec![sock(B, IKE_PORT), sock(B2, IKE_PORT)];
+    let mut p = Pair::new(ca, cb, &[A, A2], &[B, B2]);
+    let sa = p.a.ike.initiate(p.now, "b.example").unwrap();
+    p.run();
+    assert_eq!(p.sent[0].1.remote, sock(B, IKE_PORT));
+    let sb = p.only_sa(false);
+    // The IKE SA's addresses are IKE_SA_INIT's.
+    assert_eq!(p.sa(false, sb).remote.ip(), v6(A));
+    assert_eq!(p.sa(true, sa).peer_addresses, [v6(B), v6(B2)]);
+    assert_eq!(p.sa(false, sb).peer_addresses, [v6(A), v6(A2)]);
+    let auth = p.messages(0, ExchangeType::IKE_AUTH, false);
+    let sources: Vec<IpAddr> = auth[0]
+        .2
+        .iter()
+        .filter_map(|x| match x {
+            IkePayload::Notify(n) if n.notify_type == cp().notify_peer_address_source => {
+                Some(PeerAddress::from_notify(n).unwrap().addr)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sources, [v6(A), v6(A2)], "the address in use first");
+    // A repeated address reduces the set to one.
+    let mut sa_b = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    sa_b.peer_addresses = vec![v6(A), v6(A2)];
+    let s = |a: &str| {
+        IkePayload::Notify(
+            PeerAddress {
+                port: 500,
+                addr: v6(a),
+            }
+            .to_notify(true, &cp()),
+        )
+    };
+    mobility::learn_peer_address_set(&mut sa_b, &[s(A2), s(A2)], &cp());
+    assert_eq!(sa_b.peer_addresses, [v6(A2)]);
+}
+
+// REQ AM-3.3d
+#[test]
+fn mixed_notification_order_gives_association_hints() {
+    let mut sa = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    let n = |src: bool, a: &str| {
+        IkePayload::Notify(
+            PeerAddress {
+                port: 500,
+                addr: v6(a),
+            }
+            .to_notify(src, &cp()),
+        )
+    };
+    let (s1, s2, s3) = ("2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3");
+    let (d1, d2, d3) = ("2001:db8:2::1", "2001:db8:2::2", "2001:db8:2::3");
+    let msg = [
+        n(true, s1),
+        n(true, s2),
+        n(false, d1),
+        n(true, s3),
+        n(false, d2),
+        n(false, d3),
+    ];
+    mobility::learn_peer_address_set(&mut sa, &msg, &cp());
+    assert_eq!(
+        sa.address_hints,
+        vec![
+            (vec![v6(s1), v6(s2)], vec![v6(d1)]),
+            (vec![v6(s3)], vec![v6(d2), v6(d3)]),
+        ]
+    );
+    assert_eq!(sa.peer_addresses, [v6(s1), v6(s2), v6(s3)]);
+}
+
+// REQ AM-3.4a
+// REQ AM-3.4c
+// REQ AM-3.4d
+// REQ AM-2.3b
+// REQ AM-3.3b
+// REQ AM-C.1
+// REQ AM-4
+#[test]
+fn an_update_moves_the_ike_sa_and_tunnel_sas_after_a_check_and_leaves_the_signalling_sa() {
+    assert!(
+        IkeConfig::new(Identity::Fqdn("x".into()), 0).return_routability,
+        "on by default"
+    );
+    let (mut p, sa, sb) = am_pair(true, &[A, HOA]);
+    assert_eq!(p.sa(false, sb).children.len(), 2);
+    let tunnel_before = p.sa(false, sb).children[0].clone();
+    let start = p.sent.len();
+    p.a.ike.set_local_addresses(p.now, &[v6(A2), v6(HOA)]);
+    p.run();
+    // Update from the new address, then b's check, then the reply.
+    let order: Vec<(bool, bool, SocketAddr)> = p.sent[start..]
+        .iter()
+        .map(|(_, d)| {
+            let r = IkeRepr::parse(strip(&d.bytes), &cp()).unwrap();
+            (r.header.initiator(), r.header.response(), d.local)
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (true, false, sock(A2, IKE_PORT)),
+            (false, false, sock(B, IKE_PORT)),
+            (true, true, sock(A2, IKE_PORT)),
+            (false, true, sock(B, IKE_PORT)),
+        ]
+    );
+    let update = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    assert_eq!(
+        pau(&update[0].2),
+        [(true, 0, 0)],
+        "All flag, protocol 0, no SPI"
+    );
+    let ns = notify_types(&update[0].2);
+    assert!(
+        ns.contains(&cp().notify_peer_address_source)
+            && ns.contains(&cp().notify_peer_address_destination)
+    );
+    let reply = p.messages(start, ExchangeType::INFORMATIONAL, true);
+    assert_eq!(pau(&reply[1].2), [(true, 0, 0)]);
+    let b = p.sa(false, sb);
+    assert_eq!(b.remote, sock(A2, IKE_PORT));
+    let tunnel = &b.children[0];
+    assert_eq!(
+        (tunnel.spi_in, tunnel.addresses.peer),
+        (tunnel_before.spi_in, v6(A2))
+    );
+    let (ib, ob) = (tunnel.inbound, tunnel.outbound);
+    assert_eq!(
+        p.b.ipsec.sad.get(ib).unwrap().addresses().peer,
+        v6(A2),
+        "both SAs of the pair"
+    );
+    assert_eq!(p.b.ipsec.sad.get(ob).unwrap().addresses().peer, v6(A2));
+    let mip = &b.children[1];
+    assert_eq!(
+        (mip.mode, mip.addresses.peer),
+        (Mode::Transport, v6(HOA)),
+        "the home-address SA stays"
+    );
+    assert_eq!(p.sa(true, sa).local, sock(A2, IKE_PORT));
+    assert_eq!(
+        p.esp(true, "2001:db8:a::1", "2001:db8:b::1"),
+        (v6(A2), v6(B), true)
+    );
+}
+
+// REQ AM-3.2c
+#[test]
+fn proxy_transport_selectors_need_the_peer_address_set_or_policy() {
+    // The home address is not in a's address set: refused by default.
+    let (p, sa, _) = am_pair(true, &[A]);
+    assert_eq!(p.sa(true, sa).children.len(), 1);
+    let resp = p.messages(4, ExchangeType::CREATE_CHILD_SA, true);
+    assert!(has(&resp[0].2, NotifyType::TS_UNACCEPTABLE));
+    // In a's set (announced in IKE_AUTH): permitted.
+    let (p, sa, _) = am_pair(true, &[A, HOA]);
+    assert_eq!(p.sa(true, sa).children.len(), 2);
+}
+
+// REQ AM-2.3a
+// REQ AM-3.2a
+// REQ AM-3.3f
+#[test]
+fn a_newer_move_cancels_a_pending_update_and_retransmissions_use_the_new_address() {
+    let (mut p, sa, sb) = am_pair(false, &[A]);
+    let start = p.sent.len();
+    p.a.ike.liveness(p.now, sa).unwrap();
+    p.collect();
+    p.wire.clear(); // lost
+    p.a.ike.set_local_addresses(p.now, &[v6(A2)]);
+    p.a.ike.set_local_addresses(p.now, &[v6(A3)]);
+    p.run();
+    let reqs = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    assert_eq!(
+        reqs[1].0.local,
+        sock(A3, IKE_PORT),
+        "the retransmission comes from the new address"
+    );
+    assert!(reqs[1].2.is_empty());
+    let updates: Vec<_> = reqs.iter().filter(|r| !pau(&r.2).is_empty()).collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "the update for the older move was cancelled"
+    );
+    assert_eq!(updates[0].0.local, sock(A3, IKE_PORT));
+    assert_eq!(p.sa(false, sb).remote, sock(A3, IKE_PORT));
+}
+
+// REQ AM-3.3a
+#[test]
+fn peer_address_notifications_outside_sk_are_refused() {
+    let (mut p, sa, sb) = am_pair(false, &[A]);
+    p.a.ike.liveness(p.now, sa).unwrap();
+    p.collect();
+    let mut d = p.wire.pop_front().unwrap();
+    let mut r = IkeRepr::parse(strip(&d.bytes), &cp()).unwrap();
+    r.payloads.insert(
+        0,
+        IkePayload::Notify(
+            PeerAddress {
+                port: 500,
+                addr: v6(A3),
+            }
+            .to_notify(true, &cp()),
+        ),
+    );
+    d.bytes.clear();
+    r.emit(&mut d.bytes, &cp());
+    p.deliver(d);
+    assert_eq!(p.b.ike.stats().dropped(IkeDrop::Unprotected), 1);
+    assert_eq!(p.sa(false, sb).remote, sock(A, IKE_PORT));
+}
+
+// REQ AM-3.3e
+#[test]
+fn mismatched_notifications_are_ignored_warned_and_counted() {
+    let (mut p, sa, sb) = am_pair(false, &[A]);
+    let mid = p.sa(false, sb).peer_message_id;
+    let start = p.sent.len();
+    // A new request whose source notification lies.
+    p.a.ike.request(
+        p.now,
+        sa.0,
+        Request::AddressUpdate {
+            path: (sock(A, IKE_PORT), sock(B, IKE_PORT)),
+            all: true,
+            spis: Vec::new(),
+        },
+    );
+    p.collect();
+    let mut d = p.wire.pop_front().unwrap();
+    p.reseal(&mut d, |inner| {
+        for x in inner.iter_mut() {
+            if let IkePayload::Notify(n) = x {
+                if n.notify_type == cp().notify_peer_address_source {
+                    *n = PeerAddress {
+                        port: 500,
+                        addr: v6(A3),
+                    }
+                    .to_notify(true, &cp());
+                }
+            }
+        }
+    });
+    p.deliver(d.clone());
+    p.collect();
+    assert_eq!(p.b.ike.stats().address_mismatches, 1);
+    assert_eq!(
+        p.sa(false, sb).peer_message_id,
+        mid + 1,
+        "the counter advances"
+    );
+    let warn = p.messages(start, ExchangeType::INFORMATIONAL, true);
+    assert_eq!(
+        notify_types(&warn[0].2),
+        [cp().notify_peer_address_mismatch]
+    );
+    // Its retransmission gets the cached reply.
+    p.deliver(d);
+    assert_eq!(p.b.ike.stats().cached_replies, 1);
+    p.run();
+    // A reply that lies makes the request go again.
+    let before = p.a.ike.stats().retransmits;
+    p.a.ike.liveness(p.now, sa).unwrap();
+    let mut lied = false;
+    let b_sa = sb.0;
+    let mut tamper = |d: &mut Datagram| {
+        let r = IkeRepr::parse(strip(&d.bytes), &cp()).unwrap();
+        !(r.header.response() && r.header.spi_r == b_sa && !lied && {
+            lied = true;
+            true
+        })
+    };
+    // Drop-and-tamper stand-in: the first reply is replaced by one with a
+    // wrong destination notification.
+    p.collect();
+    p.step(&mut |_| true);
+    p.collect();
+    let mut reply = p.wire.pop_front().unwrap();
+    p.reseal(&mut reply, |inner| {
+        inner.push(IkePayload::Notify(
+            PeerAddress {
+                port: 500,
+                addr: v6(A3),
+            }
+            .to_notify(false, &cp()),
+        ));
+    });
+    p.deliver(reply);
+    assert_eq!(p.a.ike.stats().retransmits, before + 1);
+    p.run_with(&mut tamper);
+    assert!(
+        p.a.ike.sa(sa).unwrap().inflight.is_none(),
+        "answered in the end"
+    );
+}
+
+// REQ AM-3.4b
+#[test]
+fn updates_are_processed_in_order_and_a_replayed_one_is_refused() {
+    let (mut p, _, sb) = am_pair(false, &[A]);
+    let start = p.sent.len();
+    p.a.ike.set_local_addresses(p.now, &[v6(A2)]);
+    p.run();
+    let first = p.messages(start, ExchangeType::INFORMATIONAL, false)[0]
+        .0
+        .clone();
+    p.a.ike.set_local_addresses(p.now, &[v6(A3), v6(A2)]);
+    p.a.ike.set_local_addresses(p.now, &[v6(A3)]);
+    p.run();
+    assert_eq!(p.sa(false, sb).remote, sock(A3, IKE_PORT));
+    // The first update replayed: an old message ID, dropped.
+    let drops = p.b.ike.stats().dropped(IkeDrop::MessageId);
+    p.deliver(first);
+    assert_eq!(p.b.ike.stats().dropped(IkeDrop::MessageId), drops + 1);
+    assert_eq!(p.sa(false, sb).remote, sock(A3, IKE_PORT));
+}
+
+// REQ AM-C.2
+#[test]
+fn a_per_sa_update_is_answered_with_the_paired_sas() {
+    let (mut p, sa, sb) = am_pair(false, &[A, A2]);
+    let child = p.sa(true, sa).children[0].clone();
+    let start = p.sent.len();
+    p.a.ike.request(
+        p.now,
+        sa.0,
+        Request::AddressUpdate {
+            path: (sock(A2, IKE_PORT), sock(B, IKE_PORT)),
+            all: false,
+            spis: vec![child.spi_in],
+        },
+    );
+    p.run();
+    let req = p.messages(start, ExchangeType::INFORMATIONAL, false);
+    assert_eq!(
+        pau(&req[0].2),
+        [(false, 1, 1)],
+        "ESP is protocol 1 in Annex C"
+    );
+    let reply = p.messages(start, ExchangeType::INFORMATIONAL, true);
+    let spis: Vec<Vec<u8>> = reply
+        .last()
+        .unwrap()
+        .2
+        .iter()
+        .filter_map(|x| match x {
+            IkePayload::PeerAddressUpdate { spis, .. } => Some(spis.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        spis,
+        [child.spi_out.to_be_bytes().to_vec()],
+        "b names its own inbound SPI of the pair"
+    );
+    assert_eq!(p.sa(false, sb).children[0].addresses.peer, v6(A2));
+}
+
+// REQ AM-D.1
+#[test]
+fn the_data_plane_asks_and_the_sa_and_its_siblings_follow_after_a_check() {
+    let (mut p, sa, sb) = am_pair(false, &[A, A2]);
+    p.a.ike.create_child(p.now, sa, "net", &p.a.ipsec).unwrap();
+    p.run();
+    // a's ESP now leaves from A2 (its data plane moved first).
+    // The newest child is first in the SPD.
+    let out_a = p.sa(true, sa).children[1].outbound;
+    p.a.ipsec
+        .sad
+        .update_addresses(
+            out_a,
+            AddressPair {
+                local: v6(A2),
+                peer: v6(B),
+            },
+        )
+        .unwrap();
+    let (_, _, opened) = p.esp(true, "2001:db8:a::1", "2001:db8:b::1");
+    assert!(opened);
+    let now = p.now;
+    let mut asked = 0;
+    while let Some(e) = p.b.ipsec.poll_event() {
+        if matches!(e, IpsecEvent::AddressUpdate(_)) {
+            asked += 1;
+        }
+        p.b.ike.handle_ipsec_event(now, e, &mut p.b.ipsec);
+    }
+    assert_eq!(asked, 1);
+    p.run();
+    let b = p.sa(false, sb);
+    assert_eq!(b.remote.ip(), v6(A2));
+    assert!(
+        b.children.iter().all(|c| c.addresses.peer == v6(A2)),
+        "siblings too"
     );
 }
