@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod demo;
+pub mod ike_peer;
 pub mod netns;
 pub mod pcap;
 pub mod samples;

@@ -67,10 +67,19 @@ enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+    /// Run our IKEv2 engine and ESP data plane as an initiator or responder
+    /// on real UDP sockets and a TUN device, driven by commands on stdin
+    /// (root; exits when stdin closes).
+    Ike(testbed::ike_peer::IkeArgs),
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // Its own exit codes: 2 for a bad configuration.
+    if let Command::Ike(args) = &cli.command {
+        return testbed::ike_peer::main(args);
+    }
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("testbed: {e}");
@@ -183,6 +192,7 @@ fn run(cli: Cli) -> Result<(), String> {
             )
             .map_err(io_err)?;
         }
+        Command::Ike(_) => {}
     }
     out.flush().map_err(io_err)
 }

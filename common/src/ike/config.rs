@@ -180,7 +180,9 @@ pub struct IkeConfig {
     pub retransmit_timeout: Duration,
     /// Retransmissions before the peer is declared dead.
     pub retransmit_tries: u32,
-    pub seed: u64,
+    /// Seeds SPIs, nonces and DH keys: 32 random octets on a real network,
+    /// a counter in a simulation.
+    pub seed: [u8; 32],
     pub code_points: CodePoints,
 }
 
@@ -200,8 +202,15 @@ impl IkeConfig {
             cookie_threshold: 64,
             retransmit_timeout: Duration::from_millis(500),
             retransmit_tries: 5,
-            seed,
+            seed: seed_from(seed),
             code_points: CodePoints::default(),
         }
     }
+}
+
+/// A reproducible seed for simulations and tests.
+pub fn seed_from(n: u64) -> [u8; 32] {
+    let mut s = [0; 32];
+    s[..8].copy_from_slice(&n.to_le_bytes());
+    s
 }

@@ -1496,7 +1496,14 @@ impl Ike {
             } => {
                 self.rekey_ike_response(now, spi, new, (&nonce, &dh), payloads);
             }
-            Request::Delete { ike: true, .. } => self.close(spi, CloseReason::Deleted, ipsec),
+            Request::Delete { ike: true, .. } => {
+                let reason = if self.sas.values().any(|s| s.replaces == Some(spi)) {
+                    CloseReason::Rekeyed
+                } else {
+                    CloseReason::Deleted
+                };
+                self.close(spi, reason, ipsec);
+            }
             Request::Delete { spis, .. } => {
                 for s in spis {
                     self.forget_child(spi, s, ipsec);

@@ -20,6 +20,7 @@ mod sa;
 #[cfg(test)]
 mod tests;
 
+pub use config::seed_from;
 pub use config::{
     ChildConfig, Identity, IkeConfig, Mobility, NatTraversal, PeerAuth, PeerConfig, TsSpec,
 };
@@ -344,7 +345,7 @@ pub struct Ike {
 
 impl Ike {
     pub fn new(cfg: IkeConfig) -> Self {
-        let mut rng = ChaCha20Rng::seed_from_u64(cfg.seed);
+        let mut rng = ChaCha20Rng::from_seed(cfg.seed);
         let mut cookie_secret = [0; 32];
         rng.fill_bytes(&mut cookie_secret);
         Ike {

@@ -674,7 +674,10 @@ fn initial_contact_deletes_old_sas_of_the_identity_wherever_they_were() {
     let old = p.only_sa(false);
     // a reboots and comes back from another address.
     p.a = Node {
-        ike: Ike::new(IkeConfig { seed: 9, ..ca }),
+        ike: Ike::new(IkeConfig {
+            seed: seed_from(9),
+            ..ca
+        }),
         ipsec: Ipsec::default(),
         events: Vec::new(),
     };
@@ -1648,7 +1651,13 @@ fn mutated_messages_never_panic_and_are_counted() {
         }
     }
     p.collect();
-    assert_eq!(p.a.ike.stats().received + p.b.ike.stats().received, received + n);
-    let drops: u64 = [&p.a, &p.b].iter().flat_map(|x| x.ike.stats().drops().map(|d| d.1)).sum();
+    assert_eq!(
+        p.a.ike.stats().received + p.b.ike.stats().received,
+        received + n
+    );
+    let drops: u64 = [&p.a, &p.b]
+        .iter()
+        .flat_map(|x| x.ike.stats().drops().map(|d| d.1))
+        .sum();
     assert!(drops > n / 2, "{drops} of {n} counted as drops");
 }

@@ -1,0 +1,774 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+//! `testbed ike`: its configuration file, then two of our peers, and our
+//! initiator against a strongSwan charon responder, in network namespaces
+//! with a ping through the CHILD_SA.
+//!
+//! The namespace tests need root, `ip` and `ping` (and charon's tools for
+//! the interop test); they are skipped without them, except under CI=true
+//! where that is a failure.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use testbed::ike_peer::config;
+use testbed::netns::{
+    is_root, resolve_program, run_bounded, Capture, Deadline, Netns, POLL_INTERVAL,
+};
+use testbed::strongswan::{missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_testbed");
+const A_OUTER: &str = "2001:db8:1::a";
+const B_OUTER: &str = "2001:db8:1::b";
+const A_INNER: &str = "2001:db8:a::1";
+const B_INNER: &str = "2001:db8:b::1";
+const A_MOVED: &str = "2001:db8:1::a2";
+const B_MOVED: &str = "2001:db8:1::b2";
+const PSK: &str = "our interop secret";
+/// Bound on each awaited line: IKE here takes milliseconds.
+const WAIT: Duration = Duration::from_secs(10);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/ike-peer.yaml")
+}
+
+/// A fresh directory for one test under the target's tmp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("ike_peer")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+// ---------------------------------------------------------------------------
+// The configuration file.
+
+#[test]
+fn the_example_parses() {
+    let s = config::load(&example()).unwrap();
+    assert_eq!(s.local_addresses, [ip(A_OUTER)]);
+    assert_eq!(s.ike.id.to_string(), "a.example");
+    let peer = &s.ike.peers[0];
+    assert_eq!(
+        (peer.name.as_str(), peer.id.to_string()),
+        ("b", "b.example".to_string())
+    );
+    assert_eq!(peer.addresses, ["[2001:db8:1::b]:500".parse().unwrap()]);
+    let child = &peer.children[0];
+    assert_eq!(child.name, "net6");
+    assert_eq!(
+        child.local_ts.prefix.unwrap().to_string(),
+        "2001:db8:a::1/128"
+    );
+    let tun = s.tun.unwrap();
+    assert_eq!((tun.name.as_str(), tun.mtu), ("ike0", 1400));
+    assert_eq!(tun.routes[0].to_string(), "2001:db8:b::1/128");
+}
+
+const MINIMAL: &str = "id: { fqdn: a.example }\nlocal_addresses: [2001:db8:1::a]\n";
+
+fn child_config(child: &str) -> String {
+    format!(
+        "{MINIMAL}peers:\n  - name: b\n    id: {{ email: b@example.org }}\n    psk: x\n    children:\n      - {child}\n"
+    )
+}
+
+#[test]
+fn defaults_and_dynamic_selectors() {
+    let s = config::parse(
+        &child_config("{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: dynamic, lifetime: 100 }"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert!(s.tun.is_none());
+    assert!(s.ike.return_routability);
+    let c = &s.ike.peers[0].children[0];
+    assert_eq!((c.local_ts.prefix, c.local_ts.protocol), (None, 135));
+    assert_eq!(c.lifetime.soft_time, Some(Duration::from_secs(100)));
+    assert_eq!(c.lifetime.hard_time, Some(Duration::from_secs(110)));
+}
+
+#[test]
+fn unknown_fields_are_errors_that_say_where() {
+    let e = config::parse(&format!("{MINIMAL}colour: blue\n"), Path::new(".")).unwrap_err();
+    assert!(e.contains("unknown field `colour`"), "{e}");
+    let e = config::parse(
+        &child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, bogus: 1 }"),
+        Path::new("."),
+    )
+    .unwrap_err();
+    assert!(
+        e.starts_with("peers[0].children[0]: unknown field `bogus`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_values_are_errors_that_name_the_field() {
+    let cases = [
+        (
+            child_config("{ name: c, local_ts: 2001:db8::/129, remote_ts: dynamic }"),
+            "peers[0].children[0].local_ts: not an address or prefix: \"2001:db8::/129\"",
+        ),
+        (
+            child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[icmp]\" }"),
+            "peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
+        ),
+        (
+            child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, esp_proposals: [aes] }"),
+            "peers[0].children[0].esp_proposals: unknown \"aes\"",
+        ),
+        (
+            "id: { fqdn: 2001:db8::1 }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
+            "id.fqdn: \"2001:db8::1\": an identity is a name, never an address",
+        ),
+        (
+            format!("{MINIMAL}peers:\n  - {{ name: b, id: {{ fqdn: b }} }}\n"),
+            "peers[0]: give exactly one of psk (not empty) and ed25519_pubkey",
+        ),
+        (
+            format!("{MINIMAL}tun: {{ routes: [2001:db8:b::1/200] }}\n"),
+            "tun.routes[0]: not an address or prefix",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = config::parse(&text, Path::new(".")).unwrap_err();
+        assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
+    }
+}
+
+#[test]
+fn a_bad_config_exits_2_naming_the_field() {
+    let dir = scratch("bad_config");
+    let path = dir.join("bad.yaml");
+    std::fs::write(
+        &path,
+        child_config("{ name: c, local_ts: 2001:db8::/129, remote_ts: dynamic }"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["ike", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml: peers[0].children[0].local_ts"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Namespaces.
+
+/// False (after saying why) when this machine cannot run namespace tests;
+/// under CI=true that fails instead.
+fn prerequisites_met(missing: Vec<String>) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but missing: {missing:?} (run as root; scripts/test.sh installs the packages)"
+    );
+    eprintln!("skipping: missing {missing:?}");
+    false
+}
+
+fn namespace_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
+    if !is_root() {
+        missing.push("root (network namespaces, TUN, ports 500/4500, raw ESP)".to_string());
+    }
+    for program in ["ip", "ping"] {
+        if resolve_program(program).is_err() {
+            missing.push(program.to_string());
+        }
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        missing.push("/dev/net/tun".to_string());
+    }
+    missing
+}
+
+/// ns a and ns b joined by veth va <-> vb with the outer addresses.
+fn two_namespaces() -> (Netns, Netns) {
+    let a = Netns::new("a").unwrap();
+    let b = Netns::new("b").unwrap();
+    Netns::veth_pair(&a, "va", &b, "vb").unwrap();
+    a.add_address("va", &format!("{A_OUTER}/64")).unwrap();
+    b.add_address("vb", &format!("{B_OUTER}/64")).unwrap();
+    a.wait_ping(ip(A_OUTER), ip(B_OUTER), Duration::from_secs(5))
+        .unwrap();
+    (a, b)
+}
+
+/// One side's file: PSK, IKE and ESP aes256gcm16, MOBIKE (the default)
+/// unless `extra` says otherwise, a tunnel child between the inner
+/// addresses, which are on the TUN device with a route to the other's.
+fn peer_yaml(
+    (us, outer, inner): (&str, &str, &str),
+    (them, their_outer, their_inner): (&str, &str, &str),
+    extra: &str,
+) -> String {
+    format!(
+        "id: {{ fqdn: {us}.example }}
+local_addresses: [{outer}]
+proposals: [aes256gcm16]
+{extra}peers:
+  - name: {them}
+    id: {{ fqdn: {them}.example }}
+    psk: \"{PSK}\"
+    addresses: [\"[{their_outer}]:500\"]
+    children:
+      - name: net6
+        mode: tunnel
+        local_ts: {inner}/128
+        remote_ts: {their_inner}/128
+        esp_proposals: [aes256gcm16]
+tun:
+  name: ike0
+  addresses: [{inner}/128]
+  routes: [{their_inner}/128]
+"
+    )
+}
+
+/// Our peer running in a namespace, fed commands on stdin, its stdout read
+/// line by line by a thread. Dropping it kills it (by its PID: `ip netns
+/// exec` execs the binary, and the child is ours and unreaped).
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Peer {
+    fn start(name: &'static str, ns: &Netns, config: &Path, extra: &[&str], dir: &Path) -> Peer {
+        let stderr = dir.join(format!("{name}.stderr"));
+        let mut cmd = ns.command(&[BIN, "ike", "--config", &config.to_string_lossy()]);
+        cmd.args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Peer {
+            name,
+            child,
+            stdin,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        };
+        peer.expect("ready");
+        peer
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap();
+    }
+
+    /// The next line starting with `prefix`, within [`WAIT`]; fails with
+    /// everything seen so far.
+    fn expect(&mut self, prefix: &str) -> String {
+        let deadline = Deadline::after(WAIT);
+        loop {
+            match self.lines.recv_timeout(POLL_INTERVAL) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !deadline.passed() => {}
+                Err(e) => self.fail(&format!("{prefix:?} ({e:?})")),
+            }
+        }
+    }
+
+    /// The next line starting with each prefix, in whatever order they come.
+    fn expect_all<const N: usize>(&mut self, prefixes: [&str; N]) -> [String; N] {
+        let mut found: [Option<String>; N] = std::array::from_fn(|_| None);
+        let deadline = Deadline::after(WAIT);
+        while found.iter().any(Option::is_none) {
+            match self.lines.recv_timeout(POLL_INTERVAL) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if let Some(i) =
+                        (0..N).find(|&i| found[i].is_none() && line.starts_with(prefixes[i]))
+                    {
+                        found[i] = Some(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if !deadline.passed() => {}
+                Err(e) => self.fail(&format!("{prefixes:?} ({e:?})")),
+            }
+        }
+        found.map(Option::unwrap_or_default)
+    }
+
+    fn fail(&self, waiting_for: &str) -> ! {
+        panic!(
+            "{}: no line starting with {waiting_for}; stdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.seen.join("\n"),
+            std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        )
+    }
+
+    /// `quit`, then its exit status (bounded).
+    fn quit(&mut self) -> ExitStatus {
+        self.send("quit");
+        self.expect("ok quit");
+        let deadline = Deadline::after(WAIT);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(!deadline.passed(), "{} did not exit after quit", self.name);
+            deadline.nap();
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The value of `key=` in an event line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+/// Rows (not the header) of a key-log file.
+fn rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        text.lines().next(),
+        Some("# This file is automatically generated, DO NOT MODIFY."),
+        "{}",
+        path.display()
+    );
+    text.lines().skip(1).map(str::to_string).collect()
+}
+
+fn assert_pings(ns: &Netns, count: u32) {
+    let out = ns.ping(ip(A_INNER), ip(B_INNER), count).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{count} received")),
+        "ping {A_INNER} -> {B_INNER}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether tcpdump and tshark are here to check the key log (required
+/// under CI=true).
+fn tshark_available() -> bool {
+    let missing: Vec<String> = ["tcpdump", "tshark"]
+        .into_iter()
+        .filter(|p| resolve_program(p).is_err())
+        .map(str::to_string)
+        .collect();
+    if !missing.is_empty() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but missing {missing:?}"
+        );
+        eprintln!("skipping the tshark check: missing {missing:?}");
+    }
+    missing.is_empty()
+}
+
+/// `tshark -Y FILTER -T fields -e FIELD` with our key log as its config.
+fn tshark_fields(pcap: &Path, keys: &Path, filter: &str, field: &str) -> Vec<String> {
+    let mut cmd = Command::new("tshark");
+    cmd.env("WIRESHARK_CONFIG_DIR", keys)
+        .arg("-r")
+        .arg(pcap)
+        .args(["-Y", filter, "-T", "fields", "-e", field]);
+    let out = run_bounded(cmd, Duration::from_secs(30)).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// tshark, given only our key log, opens IKE_AUTH (the identities inside
+/// SK) and the pings inside ESP.
+fn assert_tshark_decrypts(pcap: &Path, keys: &Path, spi_out: &str) {
+    let ids = tshark_fields(pcap, keys, "isakmp.id.data.fqdn", "isakmp.id.data.fqdn");
+    assert!(ids.iter().any(|i| i.contains("a.example")), "{ids:?}");
+    let spis = tshark_fields(pcap, keys, "esp && icmpv6.type == 128", "esp.spi");
+    assert_eq!(spis.len(), 3, "{spis:?}");
+    assert!(spis.iter().all(|s| s == spi_out), "{spis:?} != {spi_out}");
+}
+
+#[test]
+fn two_of_our_peers_set_up_a_tunnel_and_ping_through_it() {
+    if !prerequisites_met(namespace_prerequisites()) {
+        return;
+    }
+    let dir = scratch("two_peers");
+    let (ns_a, ns_b) = two_namespaces();
+    let a_yaml = dir.join("a.yaml");
+    let b_yaml = dir.join("b.yaml");
+    let a_side = ("a", A_OUTER, A_INNER);
+    let b_side = ("b", B_OUTER, B_INNER);
+    std::fs::write(&a_yaml, peer_yaml(a_side, b_side, "")).unwrap();
+    std::fs::write(&b_yaml, peer_yaml(b_side, a_side, "")).unwrap();
+    let keys = dir.join("keys");
+    let capture =
+        tshark_available().then(|| Capture::start(&ns_a, "va", &dir.join("va.pcap")).unwrap());
+
+    let mut b = Peer::start("b", &ns_b, &b_yaml, &[], &dir);
+    let mut a = Peer::start(
+        "a",
+        &ns_a,
+        &a_yaml,
+        &["--keylog", &keys.to_string_lossy()],
+        &dir,
+    );
+    a.send("initiate b");
+    let sa = field(&a.expect("ok initiate"), "sa").to_string();
+    let up = a.expect("event established");
+    assert_eq!(field(&up, "sa"), sa);
+    assert_eq!(field(&up, "peer"), "b.example");
+    assert_eq!(
+        field(&up, "remote"),
+        format!("[{B_OUTER}]:4500"),
+        "MOBIKE moves IKE to 4500"
+    );
+    let child_a = a.expect("event child-up");
+    assert_eq!(field(&child_a, "name"), "net6");
+    assert_eq!(field(&child_a, "mode"), "tunnel");
+    assert_eq!(
+        field(&child_a, "encap"),
+        "no",
+        "IPv6 and nat_traversal auto: raw ESP"
+    );
+    assert_eq!(field(&b.expect("event established"), "peer"), "a.example");
+    let child_b = b.expect("event child-up");
+    assert_eq!(field(&child_a, "spi_in"), field(&child_b, "spi_out"));
+    assert_eq!(field(&child_a, "spi_out"), field(&child_b, "spi_in"));
+
+    assert_pings(&ns_a, 3);
+    if let Some(capture) = capture {
+        let pcap = capture.stop().unwrap();
+        assert_tshark_decrypts(&pcap, &keys, field(&child_a, "spi_out"));
+    }
+
+    let ike_rows = rows(&keys.join("ikev2_decryption_table"));
+    assert_eq!(ike_rows.len(), 1, "{ike_rows:?}");
+    assert!(ike_rows[0].starts_with(&sa), "{ike_rows:?} for SA {sa}");
+    let esp_rows = rows(&keys.join("esp_sa"));
+    assert_eq!(esp_rows.len(), 2, "{esp_rows:?}");
+    for spi in [field(&child_a, "spi_in"), field(&child_a, "spi_out")] {
+        assert!(
+            esp_rows.iter().any(|r| r.contains(&format!("\"{spi}\""))),
+            "{spi} not in {esp_rows:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(keys.join("preferences")).unwrap(),
+        "esp.enable_encryption_decode: TRUE\n"
+    );
+
+    // MOBIKE: a moves to a new address and drops the old one.
+    ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
+    a.send(&format!("addresses {A_MOVED}"));
+    a.expect("ok addresses");
+    let moved = a.expect("event moved");
+    assert_eq!(field(&moved, "local"), format!("[{A_MOVED}]:4500"));
+    assert_eq!(
+        field(&b.expect("event moved"), "remote"),
+        format!("[{A_MOVED}]:4500")
+    );
+    assert_pings(&ns_a, 3);
+
+    // Rekeys and a liveness check, by command.
+    a.send(&format!("rekey-child * {}", field(&child_a, "spi_in")));
+    a.expect("ok rekey-child");
+    let [_, down] = a.expect_all(["event child-up", "event child-down"]);
+    assert_eq!(field(&down, "spi_in"), field(&child_a, "spi_in"));
+    a.send("rekey-ike *");
+    a.expect("ok rekey-ike");
+    let [new_sa, old_sa] = a.expect_all(["event established", "event closed"]);
+    assert_eq!(field(&old_sa, "sa"), sa);
+    let sa = field(&new_sa, "sa").to_string();
+    let [_, old_sa] = b.expect_all(["event established", "event closed"]);
+    assert_eq!(field(&old_sa, "reason"), "rekeyed");
+    a.send("liveness *");
+    a.expect("ok liveness");
+    assert_pings(&ns_a, 3);
+
+    a.send("status");
+    let stats = a.expect("stats");
+    let sealed: u64 = field(&stats, "esp-sealed").parse().unwrap();
+    let opened: u64 = field(&stats, "esp-opened").parse().unwrap();
+    assert!(sealed >= 9 && opened >= 9, "{stats}");
+    a.expect("ok status");
+
+    // The IKE rekey added an IKE row, the child rekey two ESP rows.
+    let ike_rows = rows(&keys.join("ikev2_decryption_table"));
+    assert_eq!(ike_rows.len(), 2, "{ike_rows:?}");
+    assert!(ike_rows[1].starts_with(&sa), "{ike_rows:?} for SA {sa}");
+    assert_eq!(rows(&keys.join("esp_sa")).len(), 4);
+
+    a.send("delete *");
+    a.expect("ok delete");
+    assert_eq!(field(&a.expect("event closed"), "reason"), "deleted");
+    assert_eq!(field(&b.expect("event closed"), "reason"), "deleted");
+    assert!(a.quit().success());
+    assert!(b.quit().success());
+}
+
+#[test]
+fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
+    if !prerequisites_met(missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_responder");
+    let (ns_a, ns_b) = two_namespaces();
+    ns_b.add_loopback_address(ip(B_INNER)).unwrap();
+    let mut cfg = CharonConfig::new(
+        Role::Responder,
+        "b.example",
+        "a.example",
+        Auth::Psk(PSK.to_string()),
+    );
+    cfg.children = vec![ChildConfig::tunnel(
+        "net6",
+        &format!("{B_INNER}/128"),
+        &format!("{A_INNER}/128"),
+    )];
+    let charon = Charon::start(&ns_b, &dir.join("charon"), cfg).unwrap();
+    charon.load().unwrap();
+
+    // libipsec needs ESP in UDP: it fakes a NAT, which we only look for
+    // over IPv6 when told to.
+    let a_yaml = dir.join("a.yaml");
+    std::fs::write(
+        &a_yaml,
+        peer_yaml(
+            ("a", A_OUTER, A_INNER),
+            ("b", B_OUTER, B_INNER),
+            "nat_traversal: on\n",
+        ),
+    )
+    .unwrap();
+    let keys = dir.join("keys");
+    let mut a = Peer::start(
+        "a",
+        &ns_a,
+        &a_yaml,
+        &["--initiate", "b", "--keylog", &keys.to_string_lossy()],
+        &dir,
+    );
+    let up = a.expect("event established");
+    assert_eq!(field(&up, "peer"), "b.example");
+    assert_eq!(field(&up, "remote"), format!("[{B_OUTER}]:4500"));
+    let child = a.expect("event child-up");
+    assert_eq!(field(&child, "encap"), "yes", "{child}");
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    let theirs = &sa.children[0];
+    assert_eq!(
+        format!("{:#010x}", theirs.spi_in),
+        field(&child, "spi_out"),
+        "{sa:?}"
+    );
+
+    assert_pings(&ns_a, 3);
+
+    a.send("status");
+    let status = a.expect("sa ");
+    assert!(status.contains(" nat=yes mobike=yes"), "{status}");
+    a.expect("ok status");
+
+    // MOBIKE to a new address; libipsec cannot move SAs, so charon rekeys
+    // the child after UPDATE_SA_ADDRESSES.
+    ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
+    a.send(&format!("addresses {A_MOVED}"));
+    a.expect("ok addresses");
+    // charon's rekey request may come before its UPDATE_SA_ADDRESSES
+    // response: in any order.
+    let [moved, rekeyed, _] = a.expect_all(["event moved", "event child-up", "event child-down"]);
+    assert_eq!(field(&moved, "local"), format!("[{A_MOVED}]:4500"));
+    assert_pings(&ns_a, 3);
+    a.send("status");
+    let child = a.expect("child ");
+    assert_eq!(field(&child, "spi_in"), field(&rekeyed, "spi_in"));
+    assert_eq!(field(&child, "outer"), format!("{A_MOVED}->{B_OUTER}"));
+    a.expect("ok status");
+
+    // The children move to the new IKE SA, and their ESP stays in UDP.
+    a.send("rekey-ike *");
+    a.expect("ok rekey-ike");
+    a.expect_all(["event established", "event closed"]);
+    assert_pings(&ns_a, 3);
+
+    a.send("delete *");
+    a.expect("ok delete");
+    assert_eq!(field(&a.expect("event closed"), "reason"), "deleted");
+    assert!(a.quit().success());
+}
+
+#[test]
+fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
+    if !prerequisites_met(missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_initiator");
+    let (ns_a, ns_b) = two_namespaces();
+    ns_a.add_loopback_address(ip(A_INNER)).unwrap();
+    let b_yaml = dir.join("b.yaml");
+    std::fs::write(
+        &b_yaml,
+        peer_yaml(
+            ("b", B_OUTER, B_INNER),
+            ("a", A_OUTER, A_INNER),
+            "nat_traversal: on\n",
+        ),
+    )
+    .unwrap();
+    let mut b = Peer::start("b", &ns_b, &b_yaml, &[], &dir);
+    let mut cfg = CharonConfig::new(
+        Role::Initiator,
+        "a.example",
+        "b.example",
+        Auth::Psk(PSK.to_string()),
+    );
+    cfg.remote_addrs = vec![ip(B_OUTER)];
+    cfg.children = vec![ChildConfig::tunnel(
+        "net6",
+        &format!("{A_INNER}/128"),
+        &format!("{B_INNER}/128"),
+    )];
+    let charon = Charon::start(&ns_a, &dir.join("charon"), cfg).unwrap();
+    charon.load().unwrap();
+    charon.initiate("net6").unwrap();
+
+    let up = b.expect("event established");
+    assert_eq!(field(&up, "peer"), "a.example");
+    let child = b.expect("event child-up");
+    assert_eq!(field(&child, "encap"), "yes", "{child}");
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    assert_eq!(
+        format!("{:#010x}", sa.children[0].spi_out),
+        field(&child, "spi_in"),
+        "{sa:?}"
+    );
+    assert_pings(&ns_a, 3);
+
+    charon.terminate().unwrap();
+    assert_eq!(field(&b.expect("event closed"), "reason"), "deleted");
+    assert!(b.quit().success());
+}
+
+/// Our two peers in ns a and ns b (declared first, so they stop before the
+/// namespaces go), with `extra` in both files, after a initiated and both
+/// saw the tunnel child up.
+struct Pair {
+    a: Peer,
+    b: Peer,
+    ns_a: Netns,
+    ns_b: Netns,
+}
+
+fn our_pair(dir: &Path, extra: &str) -> Pair {
+    let (ns_a, ns_b) = two_namespaces();
+    let a_side = ("a", A_OUTER, A_INNER);
+    let b_side = ("b", B_OUTER, B_INNER);
+    std::fs::write(dir.join("a.yaml"), peer_yaml(a_side, b_side, extra)).unwrap();
+    std::fs::write(dir.join("b.yaml"), peer_yaml(b_side, a_side, extra)).unwrap();
+    let mut b = Peer::start("b", &ns_b, &dir.join("b.yaml"), &[], dir);
+    let mut a = Peer::start("a", &ns_a, &dir.join("a.yaml"), &["--initiate", "b"], dir);
+    a.expect_all(["event established", "event child-up"]);
+    b.expect_all(["event established", "event child-up"]);
+    assert_pings(&ns_a, 1);
+    Pair { a, b, ns_a, ns_b }
+}
+
+#[test]
+fn addrmgmt_moves_the_sas_to_the_initiators_new_address() {
+    if !prerequisites_met(namespace_prerequisites()) {
+        return;
+    }
+    let dir = scratch("addrmgmt");
+    let mut p = our_pair(&dir, "mobility: addrmgmt\n");
+    p.ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
+    p.a.send(&format!("addresses {A_MOVED}"));
+    p.a.expect("ok addresses");
+    // Without MOBIKE and NAT, IKE stays on port 500.
+    let moved = p.a.expect("event moved");
+    assert_eq!(field(&moved, "local"), format!("[{A_MOVED}]:500"));
+    let moved = p.b.expect("event moved");
+    assert_eq!(field(&moved, "remote"), format!("[{A_MOVED}]:500"));
+    assert_pings(&p.ns_a, 3);
+    p.b.send("status");
+    assert_eq!(
+        field(&p.b.expect("child "), "outer"),
+        format!("{B_OUTER}->{A_MOVED}")
+    );
+}
+
+#[test]
+fn an_r_mobike_responder_switches_the_initiator_to_its_other_address() {
+    if !prerequisites_met(namespace_prerequisites()) {
+        return;
+    }
+    let dir = scratch("r_mobike");
+    let mut p = our_pair(&dir, "mobility: r-mobike\n");
+    p.ns_b.add_address("vb", &format!("{B_MOVED}/64")).unwrap();
+    p.b.send(&format!("addresses {B_OUTER} {B_MOVED}"));
+    p.b.expect("ok addresses");
+    p.b.send(&format!("switch * {B_MOVED}"));
+    p.b.expect("ok switch");
+    let moved = p.a.expect("event moved");
+    assert_eq!(field(&moved, "remote"), format!("[{B_MOVED}]:4500"));
+    let moved = p.b.expect("event moved");
+    assert_eq!(field(&moved, "local"), format!("[{B_MOVED}]:4500"));
+    assert_pings(&p.ns_a, 3);
+    p.a.send("status");
+    assert_eq!(
+        field(&p.a.expect("child "), "outer"),
+        format!("{A_OUTER}->{B_MOVED}")
+    );
+}
