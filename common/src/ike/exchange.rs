@@ -388,10 +388,8 @@ impl Ike {
 
     /// A clear IKE_SA_INIT answer that creates no state.
     fn refuse_init(&mut self, path: (SocketAddr, SocketAddr), spi_i: u64, n: IkePayload) {
-        let sa = IkeSa::new(0, false, path.0, path.1);
-        let mut sa = sa;
+        let mut sa = IkeSa::new(0, false, path.0, path.1);
         sa.spi_i = spi_i;
-        sa.spi_r = 0;
         let bytes = sa.clear_message(true, vec![n], &self.cfg.code_points);
         self.stats.responses_sent += 1;
         self.send(path, &bytes);
@@ -458,12 +456,8 @@ impl Ike {
         sa.spi_i = h.spi_i;
         sa.encr = encr;
         let keys = IkeKeys::derive(encr, &shared, ni, &nr, h.spi_i, spi);
-        if let Some(row) = keylog::ike_row(encr, h.spi_i, spi, &keys) {
-            self.events.push_back(IkeEvent::KeyLog {
-                table: KeyTable::Ikev2,
-                row,
-            });
-        }
+        self.events
+            .extend(ike_keys_logged(encr, h.spi_i, spi, &keys));
         if sa.set_keys(keys).is_err() {
             self.drop(IkeDrop::Crypto);
             return;
@@ -559,12 +553,8 @@ impl Ike {
         };
         let spi_r = repr.header.spi_r;
         let keys = IkeKeys::derive(encr, &shared, &sa.ni, nr, sa.spi_i, spi_r);
-        if let Some(row) = keylog::ike_row(encr, sa.spi_i, spi_r, &keys) {
-            self.events.push_back(IkeEvent::KeyLog {
-                table: KeyTable::Ikev2,
-                row,
-            });
-        }
+        self.events
+            .extend(ike_keys_logged(encr, sa.spi_i, spi_r, &keys));
         let natt = self.nat_traversal(sa.remote.is_ipv6())
             && has_notify(p, NotifyType::NAT_DETECTION_SOURCE_IP);
         let cp = self.cfg.code_points;
@@ -608,6 +598,16 @@ impl Ike {
             None => Request::Auth,
         };
         self.send_auth(now, spi, request);
+    }
+
+    /// A deleted IKE SA goes; as rekeyed if a new one replaced it.
+    fn close_deleted(&mut self, spi: u64, ipsec: &mut Ipsec) {
+        let reason = if self.sas.values().any(|s| s.replaces == Some(spi)) {
+            CloseReason::Rekeyed
+        } else {
+            CloseReason::Deleted
+        };
+        self.close(spi, reason, ipsec);
     }
 
     fn first_child(&self, spi: u64) -> Option<usize> {
@@ -683,7 +683,7 @@ impl Ike {
                 r_mobike: r_mobike && sa.initiator,
             };
             out.push(IkePayload::Notify(m.to_notify()));
-            out.extend(self.address_list(sa));
+            out.extend(self.address_list(sa.local.ip()));
         }
         if self.cfg.mobility == Mobility::AddrMgmt {
             out.extend(self.peer_address_notifications(sa.local, sa.remote));
@@ -692,11 +692,11 @@ impl Ike {
     }
 
     /// ADDITIONAL_* for our other addresses, or NO_ADDITIONAL_ADDRESSES.
-    pub(super) fn address_list(&self, sa: &IkeSa) -> Vec<IkePayload> {
+    pub(super) fn address_list(&self, local: IpAddr) -> Vec<IkePayload> {
         let others: Vec<IkePayload> = self
             .local_addresses
             .iter()
-            .filter(|a| **a != sa.local.ip())
+            .filter(|a| **a != local)
             .map(|a| IkePayload::Notify(AdditionalAddress(*a).to_notify()))
             .collect();
         if others.is_empty() {
@@ -842,12 +842,14 @@ impl Ike {
                     p.extend(self.nat_detection(sa.spi_i, sa.spi_r, *path));
                 }
                 p.push(notify(NotifyType::COOKIE2, cookie2.clone()));
-                let mut moved = IkeSa::new(0, sa.initiator, path.0, path.1);
-                moved.local = path.0;
-                p.extend(self.address_list(&moved));
+                p.extend(self.address_list(path.0.ip()));
                 (ExchangeType::INFORMATIONAL, p, *path)
             }
-            Request::Addresses => (ExchangeType::INFORMATIONAL, self.address_list(sa), current),
+            Request::Addresses => (
+                ExchangeType::INFORMATIONAL,
+                self.address_list(sa.local.ip()),
+                current,
+            ),
             Request::Switch(to) => (
                 ExchangeType::INFORMATIONAL,
                 vec![IkePayload::Notify(
@@ -1496,14 +1498,7 @@ impl Ike {
             } => {
                 self.rekey_ike_response(now, spi, new, (&nonce, &dh), payloads);
             }
-            Request::Delete { ike: true, .. } => {
-                let reason = if self.sas.values().any(|s| s.replaces == Some(spi)) {
-                    CloseReason::Rekeyed
-                } else {
-                    CloseReason::Deleted
-                };
-                self.close(spi, reason, ipsec);
-            }
+            Request::Delete { ike: true, .. } => self.close_deleted(spi, ipsec),
             Request::Delete { spis, .. } => {
                 for s in spis {
                     self.forget_child(spi, s, ipsec);
@@ -1600,12 +1595,8 @@ impl Ike {
             return;
         };
         let keys = IkeKeys::rekey(encr, &sk_d, shared, ni, nr, spi_i, spi_r);
-        if let Some(row) = keylog::ike_row(encr, spi_i, spi_r, &keys) {
-            self.events.push_back(IkeEvent::KeyLog {
-                table: KeyTable::Ikev2,
-                row,
-            });
-        }
+        self.events
+            .extend(ike_keys_logged(encr, spi_i, spi_r, &keys));
         let mut sa = IkeSa::new(ours, initiator, o.local, o.remote);
         sa.spi_i = spi_i;
         sa.spi_r = spi_r;
@@ -1743,12 +1734,7 @@ impl Ike {
             )
         });
         if deleted {
-            let reason = if self.sas.values().any(|s| s.replaces == Some(spi)) {
-                CloseReason::Rekeyed
-            } else {
-                CloseReason::Deleted
-            };
-            self.close(spi, reason, ipsec);
+            self.close_deleted(spi, ipsec);
         }
         self.send_next(now, spi);
     }
@@ -2013,4 +1999,12 @@ pub(super) fn update_payload(all: bool, spis: &[u32]) -> IkePayload {
             spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
         }
     }
+}
+
+/// The key-log row of an IKE SA, where tshark can use one.
+fn ike_keys_logged(encr: Encr, spi_i: u64, spi_r: u64, keys: &IkeKeys) -> Option<IkeEvent> {
+    keylog::ike_row(encr, spi_i, spi_r, keys).map(|row| IkeEvent::KeyLog {
+        table: KeyTable::Ikev2,
+        row,
+    })
 }

@@ -173,20 +173,26 @@ impl Ike {
                     let Some(path) = next else {
                         continue;
                     };
-                    self.cancel_moves(spi);
-                    self.request(
-                        now,
-                        spi,
-                        Request::AddressUpdate {
-                            path,
-                            all: true,
-                            spis: Vec::new(),
-                        },
-                    );
+                    self.update_all(now, spi, path);
                 }
                 _ => {}
             }
         }
+    }
+
+    /// An addrmgmt update of the IKE SA and its tunnel SAs from `path`,
+    /// replacing any older one still queued.
+    fn update_all(&mut self, now: Instant, spi: u64, path: (SocketAddr, SocketAddr)) {
+        self.cancel_moves(spi);
+        self.request(
+            now,
+            spi,
+            Request::AddressUpdate {
+                path,
+                all: true,
+                spis: Vec::new(),
+            },
+        );
     }
 
     /// A newer move cancels queued older ones (REQ AM-2.3a).
@@ -569,16 +575,7 @@ impl Ike {
             self.send_next(now, spi);
         } else if req.new.local != sa.local.ip() {
             let path = (SocketAddr::new(req.new.local, sa.local.port()), sa.remote);
-            self.cancel_moves(spi);
-            self.request(
-                now,
-                spi,
-                Request::AddressUpdate {
-                    path,
-                    all: true,
-                    spis: Vec::new(),
-                },
-            );
+            self.update_all(now, spi, path);
         }
     }
 }
