@@ -3,6 +3,7 @@
 
 use core::fmt;
 use core::ops::{Add, AddAssign, Sub};
+use std::collections::BTreeSet;
 
 pub use core::time::Duration;
 
@@ -74,6 +75,44 @@ impl fmt::Display for Instant {
             self.micros / 1_000_000,
             self.micros % 1_000_000
         )
+    }
+}
+
+/// Timers keyed by `K`, earliest first. The owner keeps each key's current
+/// deadline, so a reschedule removes the old entry.
+#[derive(Debug, Clone)]
+pub struct Deadlines<K: Ord + Copy> {
+    set: BTreeSet<(Instant, K)>,
+}
+
+impl<K: Ord + Copy> Default for Deadlines<K> {
+    fn default() -> Self {
+        Deadlines {
+            set: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Copy> Deadlines<K> {
+    pub fn reschedule(&mut self, key: K, old: Option<Instant>, new: Option<Instant>) {
+        if let Some(o) = old {
+            self.set.remove(&(o, key));
+        }
+        if let Some(n) = new {
+            self.set.insert((n, key));
+        }
+    }
+
+    pub fn next(&self) -> Option<Instant> {
+        self.set.first().map(|(t, _)| *t)
+    }
+
+    /// The next key whose deadline is at or before `now`, removed.
+    pub fn pop_due(&mut self, now: Instant) -> Option<K> {
+        match self.set.first() {
+            Some((t, _)) if *t <= now => self.set.pop_first().map(|(_, k)| k),
+            _ => None,
+        }
     }
 }
 

@@ -36,8 +36,7 @@ use rand_core::{RngCore, SeedableRng};
 use self::crypto::Dh;
 use self::sa::{Cached, Inflight};
 use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
-use crate::node::Deadlines;
-use crate::time::Instant;
+use crate::time::{Deadlines, Instant};
 use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr};
 
 /// The NAT-T port (RFC 3948); IKE there starts with four zero octets.

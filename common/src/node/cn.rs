@@ -7,14 +7,14 @@ use core::net::Ipv6Addr;
 use std::collections::HashMap;
 
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
-use super::core::{add_type2, authorised, strip_mobility_headers, Core, Deadlines, Rx};
+use super::core::{add_type2, authorised, strip_mobility_headers, Core, Rx};
 use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
 use super::{
     lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
     NodeDrop, NodeStats, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
-use crate::time::{Duration, Instant};
+use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
 

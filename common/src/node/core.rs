@@ -2,7 +2,7 @@
 //! the counters and the RNG; Mobile IPv6 header surgery; deadlines.
 
 use core::net::Ipv6Addr;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -336,42 +336,4 @@ pub(crate) fn encapsulate_bytes(src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> P
             data,
         },
     )
-}
-
-/// Timers keyed by `K`, earliest first. The owner keeps each key's current
-/// deadline, so a reschedule removes the old entry.
-#[derive(Debug, Clone)]
-pub struct Deadlines<K: Ord + Copy> {
-    set: BTreeSet<(Instant, K)>,
-}
-
-impl<K: Ord + Copy> Default for Deadlines<K> {
-    fn default() -> Self {
-        Deadlines {
-            set: BTreeSet::new(),
-        }
-    }
-}
-
-impl<K: Ord + Copy> Deadlines<K> {
-    pub fn reschedule(&mut self, key: K, old: Option<Instant>, new: Option<Instant>) {
-        if let Some(o) = old {
-            self.set.remove(&(o, key));
-        }
-        if let Some(n) = new {
-            self.set.insert((n, key));
-        }
-    }
-
-    pub fn next(&self) -> Option<Instant> {
-        self.set.first().map(|(t, _)| *t)
-    }
-
-    /// The next key whose deadline is at or before `now`, removed.
-    pub fn pop_due(&mut self, now: Instant) -> Option<K> {
-        match self.set.first() {
-            Some((t, _)) if *t <= now => self.set.pop_first().map(|(_, k)| k),
-            _ => None,
-        }
-    }
 }

@@ -5,13 +5,13 @@
 use core::net::Ipv6Addr;
 use std::collections::{HashMap, HashSet};
 
-use super::core::{encapsulate_bytes, Core, Deadlines, Rx};
+use super::core::{encapsulate_bytes, Core, Rx};
 use super::{
     lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
     Iface, NodeDrop, NodeStats, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
-use crate::time::{Duration, Instant};
+use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, Ipv6Packet, UpperRepr};
 

@@ -23,7 +23,6 @@ use ::core::fmt;
 use ::core::net::Ipv6Addr;
 
 pub use self::cn::{Cn, CnConfig, CoaTestPolicy};
-pub use self::core::Deadlines;
 pub use self::ha::{Ha, HaConfig};
 pub use self::mn::{Correspondent, Mn, MnConfig, RouteOptimisation};
 pub use cookie::CookieMethod;
