@@ -30,8 +30,8 @@ use common::wire::MhType;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
-use testbed::demo::{host, transport_pair, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOME_PREFIX};
 use testbed::sim::{Flow, LinkParams, NodeId, Role, Sim};
+use testbed::topology::{host, transport_pair, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOME_PREFIX};
 
 /// Virtual time each run simulates.
 const VIRTUAL_SECS: u64 = 60;

@@ -1,11 +1,20 @@
-//! Testbeds and tools for the Mobile IPv6 stack: packet decoding for people
-//! and test oracles, pcap files, and the reference packet set.
+//! Testbeds and tools for the Mobile IPv6 stack. Four products live here:
+//!
+//! - **The simulator**: [`sim`], a deterministic network with virtual time
+//!   that drives the `common` engines; [`topology`], the demo topology
+//!   built on it; [`demo`], the demo scenario, what it measures and its
+//!   reports (`testbed demo`).
+//! - **The packet tools**: [`tools`], decoding for people and test oracles
+//!   (`testbed decode`), pcap files, and the reference packet set
+//!   (`testbed samples`).
+//! - **The IKE daemon**: [`ike_peer`], our IKEv2 engine and ESP data plane
+//!   on real sockets and a TUN (`testbed ike`).
+//! - **The namespace harness**: [`harness`], real processes in network
+//!   namespaces, and strongSwan's charon as an interop peer.
 
-pub mod decode;
 pub mod demo;
+pub mod harness;
 pub mod ike_peer;
-pub mod netns;
-pub mod pcap;
-pub mod samples;
 pub mod sim;
-pub mod strongswan;
+pub mod tools;
+pub mod topology;

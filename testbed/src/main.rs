@@ -10,10 +10,11 @@ use common::ipsec::EspKeyring;
 use common::node::RouteOptimisation;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
-use testbed::decode::packet_json;
-use testbed::demo::{self, Setup};
-use testbed::pcap::{read_packets, PcapWriter};
-use testbed::samples::samples;
+use testbed::demo;
+use testbed::tools::decode::packet_json;
+use testbed::tools::pcap::{read_packets, PcapWriter};
+use testbed::tools::samples::samples;
+use testbed::topology::Setup;
 
 #[derive(Parser)]
 #[command(version, about = "Testbed and packet tools for the Mobile IPv6 stack")]

@@ -16,9 +16,10 @@ use std::sync::OnceLock;
 use common::node::RouteOptimisation;
 use common::wire::CodePoints;
 use serde_json::Value;
-use testbed::decode::packet_json;
-use testbed::demo::{run, Setup};
-use testbed::pcap::read_packets;
+use testbed::demo::run;
+use testbed::tools::decode::packet_json;
+use testbed::tools::pcap::read_packets;
+use testbed::topology::Setup;
 
 const PYTHON: &str = "/usr/bin/python3";
 const SCAPY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy_demo.py");

@@ -22,8 +22,8 @@ use common::wire::mh::{BuFlags, MhMessage, MhRepr};
 use common::wire::packet::{decode_with, PacketRepr, UpperRepr};
 use common::wire::{CodePoints, Icmpv6Repr, MhType, WireError};
 use serde_json::{json, Value};
-use testbed::pcap::PcapWriter;
-use testbed::samples::{CN, COA, HA, HOA};
+use testbed::tools::pcap::PcapWriter;
+use testbed::tools::samples::{CN, COA, HA, HOA};
 
 const PYTHON: &str = "/usr/bin/python3";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy_esp.py");

@@ -14,11 +14,13 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use testbed::ike_peer::config;
-use testbed::netns::{
+use testbed::harness::netns::{
     is_root, resolve_program, run_bounded, Capture, Deadline, Netns, POLL_INTERVAL,
 };
-use testbed::strongswan::{missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role};
+use testbed::harness::strongswan::{
+    missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role,
+};
+use testbed::ike_peer::config;
 
 const BIN: &str = env!("CARGO_BIN_EXE_testbed");
 const A_OUTER: &str = "2001:db8:1::a";

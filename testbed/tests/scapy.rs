@@ -10,7 +10,7 @@ mod tools;
 use common::wire::packet::decode;
 use common::wire::{CodePoints, FieldValue, IpProtocol, PacketRepr};
 use serde_json::Value;
-use testbed::samples::samples;
+use testbed::tools::samples::samples;
 
 const PYTHON: &str = "/usr/bin/python3";
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy_mh.py");

@@ -14,8 +14,8 @@ use common::time::{Duration, Instant};
 use common::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use common::wire::packet::UdpPayload;
 use common::wire::{CodePoints, ExtHeaderRepr, PacketRepr, UdpRepr, UpperRepr};
-use testbed::demo::{build, Setup, Topology, CN, HA, HOA};
 use testbed::sim::{Path, Role};
+use testbed::topology::{build, Setup, Topology, CN, HA, HOA};
 
 const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);

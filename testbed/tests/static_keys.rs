@@ -11,7 +11,7 @@ use common::wire::ext::ExtHeaderRepr;
 use common::wire::mh::{BuFlags, MhMessage, MhRepr};
 use common::wire::packet::{PacketRepr, UpperRepr};
 use common::wire::CodePoints;
-use testbed::samples::{CN, COA, HOA};
+use testbed::tools::samples::{CN, COA, HOA};
 
 fn load(text: &str) -> Result<Ipsec, String> {
     let cfg: IpsecConfig = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;

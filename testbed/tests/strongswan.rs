@@ -1,5 +1,5 @@
 //! Two strongSwan charons (kernel-libipsec) in network namespaces set up a
-//! tunnel through the `testbed::netns` + `testbed::strongswan` harness:
+//! tunnel through the `testbed::harness::{netns, strongswan}` harness:
 //! the smoke test for the harness our own IKEv2 peer is tested with.
 //!
 //! Needs root, charon, swanctl, openssl, tcpdump, ping and tshark; skipped
@@ -11,8 +11,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use testbed::netns::{wait_until, Capture, Netns};
-use testbed::strongswan::{
+use testbed::harness::netns::{wait_until, Capture, Netns};
+use testbed::harness::strongswan::{
     missing_prerequisites, tshark, Auth, Charon, CharonConfig, ChildConfig, Ed25519Key, IkeSa, Role,
 };
 

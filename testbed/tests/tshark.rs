@@ -10,8 +10,8 @@ use std::fs::File;
 
 use common::wire::packet::decode;
 use common::wire::CodePoints;
-use testbed::pcap::PcapWriter;
-use testbed::samples::samples;
+use testbed::tools::pcap::PcapWriter;
+use testbed::tools::samples::samples;
 
 /// Fields tshark lists but reports differently by design, and why.
 const NOT_COMPARABLE: &[(&str, &str)] = &[

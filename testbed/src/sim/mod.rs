@@ -8,7 +8,7 @@
 //! each engine's RNG), so the same seed gives the same bytes.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::io;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -22,57 +22,15 @@ use common::wire::{CodePoints, IpRepr, Ipv6Packet, PacketRepr, UdpRepr, UpperRep
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::pcap::PcapWriter;
+use crate::tools::pcap::PcapWriter;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinkId(pub usize);
+mod link;
+
+use link::Link;
+pub use link::{LinkId, LinkParams, LinkStats};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
-
-/// What a link does to packets.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LinkParams {
-    pub delay: Duration,
-    /// Extra delay, uniform in [0, jitter).
-    pub jitter: Duration,
-    /// Probability that a packet is lost.
-    pub loss: f64,
-    pub mtu: usize,
-}
-
-impl LinkParams {
-    pub fn delay(delay: Duration) -> Self {
-        LinkParams {
-            delay,
-            jitter: Duration::ZERO,
-            loss: 0.0,
-            mtu: 1500,
-        }
-    }
-}
-
-/// Per-link counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LinkStats {
-    pub sent: u64,
-    pub lost: u64,
-    pub too_big: u64,
-    pub down: u64,
-    /// No node on the link answers for the destination.
-    pub unreachable: u64,
-}
-
-struct Link {
-    name: String,
-    prefix: Ipv6Addr,
-    params: LinkParams,
-    up: bool,
-    members: Vec<NodeId>,
-    owners: HashMap<Ipv6Addr, NodeId>,
-    router: Option<NodeId>,
-    stats: LinkStats,
-    capture: Option<Vec<(Instant, Vec<u8>)>>,
-}
 
 /// The engine a host runs.
 pub enum Role {
@@ -268,17 +226,7 @@ impl Sim {
     }
 
     pub fn add_link(&mut self, name: &str, prefix: Ipv6Addr, params: LinkParams) -> LinkId {
-        self.links.push(Link {
-            name: name.to_string(),
-            prefix,
-            params,
-            up: true,
-            members: vec![],
-            owners: HashMap::new(),
-            router: None,
-            stats: LinkStats::default(),
-            capture: None,
-        });
+        self.links.push(Link::new(name, prefix, params));
         LinkId(self.links.len() - 1)
     }
 
@@ -691,50 +639,14 @@ impl Sim {
         }
     }
 
-    /// Puts a packet on a link: capture, MTU, loss, then the neighbour
-    /// that answers for the destination, or the router.
+    /// Puts a packet on a link (see [`Link::carry`]) and schedules its
+    /// arrival at the nodes that get it.
     fn transmit(&mut self, from: Option<NodeId>, link: LinkId, bytes: Vec<u8>) {
         let now = self.now;
         let roll = self.rng.next_u64();
         let jitter_roll = self.rng.next_u64();
-        let l = &mut self.links[link.0];
-        l.stats.sent += 1;
-        if !l.up {
-            l.stats.down += 1;
+        let Some((at, to)) = self.links[link.0].carry(now, from, &bytes, roll, jitter_roll) else {
             return;
-        }
-        if let Some(c) = &mut l.capture {
-            c.push((now, bytes.clone()));
-        }
-        if bytes.len() > l.params.mtu {
-            l.stats.too_big += 1;
-            return;
-        }
-        if (roll as f64 / u64::MAX as f64) < l.params.loss {
-            l.stats.lost += 1;
-            return;
-        }
-        let jitter = l.params.jitter.as_micros() as u64;
-        let extra = if jitter == 0 { 0 } else { jitter_roll % jitter };
-        let at = now + l.params.delay + Duration::from_micros(extra);
-        let Ok(p) = Ipv6Packet::new_checked(&bytes[..]) else {
-            l.stats.unreachable += 1;
-            return;
-        };
-        let dst = p.dst_addr();
-        let to: Vec<NodeId> = if dst.is_multicast() {
-            l.members
-                .iter()
-                .copied()
-                .filter(|m| Some(*m) != from)
-                .collect()
-        } else if let Some(n) = l.owners.get(&dst) {
-            vec![*n]
-        } else if let Some(r) = l.router.filter(|r| Some(*r) != from) {
-            vec![r]
-        } else {
-            l.stats.unreachable += 1;
-            vec![]
         };
         for node in to {
             self.schedule(

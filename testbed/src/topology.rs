@@ -1,0 +1,238 @@
+//! The demo topology: a home link with the home agent, a correspondent
+//! on its own link, two access networks and one router joining them, the
+//! addresses on them, and the SA pairs the nodes start with. [`build`] puts
+//! it into a [`Sim`]; the demo and the scenario tests run on it.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use common::ipsec::{
+    Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Policy, Prefix,
+    SaKeys, SaPairSpec, Selector,
+};
+use common::node::{Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation};
+use common::time::{Duration, Instant};
+use common::wire::MhType;
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::sim::{LinkId, LinkParams, NodeId, Role, Sim};
+
+pub const HOME_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
+pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
+pub const ACCESS_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0);
+pub const CN_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
+pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+pub const ACCESS_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0);
+
+/// Which SA pair the mobile node and the correspondent share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CnSa {
+    None,
+    /// BU and BA only: the suitable pair of §2 (and CN-5.5's default).
+    Signalling,
+    /// Everything between the home address and the correspondent.
+    All,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub seed: u64,
+    pub mode: RouteOptimisation,
+    pub cn_sa: CnSa,
+    pub home_delay: Duration,
+    pub cn_delay: Duration,
+    pub access_delay: Duration,
+    pub mn: MnConfig,
+    pub cn: CnConfig,
+    pub ha: HaConfig,
+    /// Hard lifetime of every SA.
+    pub sa_lifetime: Duration,
+}
+
+impl Setup {
+    pub fn new(seed: u64, mode: RouteOptimisation) -> Self {
+        let mut mn = MnConfig::new(HOA, HA, seed ^ 1);
+        mn.correspondents = vec![Correspondent { address: CN, mode }];
+        let mut ha = HaConfig::new(HA, vec![HOA], seed ^ 2);
+        ha.home_prefix = HOME_PREFIX;
+        let cn_sa = match mode {
+            RouteOptimisation::Ipsec => CnSa::Signalling,
+            RouteOptimisation::Triangular => CnSa::All,
+            _ => CnSa::None,
+        };
+        Setup {
+            seed,
+            mode,
+            cn_sa,
+            home_delay: Duration::from_millis(30),
+            cn_delay: Duration::from_millis(20),
+            access_delay: Duration::from_micros(200),
+            mn,
+            cn: CnConfig::new(CN, seed ^ 3),
+            ha,
+            sa_lifetime: Duration::from_secs(3600),
+        }
+    }
+
+    /// Round trips from the link delays: MN↔CN, MN↔HA, and MN→HA→CN→HA→MN.
+    pub fn rtts(&self) -> (Duration, Duration, Duration) {
+        let mn_cn = (self.access_delay + self.cn_delay) * 2;
+        let mn_ha = (self.access_delay + self.home_delay) * 2;
+        let via_ha = mn_ha + (self.home_delay + self.cn_delay) * 2;
+        (mn_cn, mn_ha, via_ha)
+    }
+}
+
+pub struct Topology {
+    pub sim: Sim,
+    pub router: NodeId,
+    pub mn: NodeId,
+    pub ha: NodeId,
+    pub cn: NodeId,
+    pub home: LinkId,
+    pub cn_link: LinkId,
+    pub access_a: LinkId,
+    pub access_b: LinkId,
+    /// Every SA key of the run, to open captured ESP (`decode_with`).
+    pub keyring: EspKeyring,
+}
+
+/// Installs a transport-mode pair between `a` and `b` on both sides, with
+/// a protect policy for `selector` (from `a`'s side) on each.
+#[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
+pub fn transport_pair(
+    rng: &mut ChaCha20Rng,
+    keyring: &mut EspKeyring,
+    (ia, a): (&mut Ipsec, Ipv6Addr),
+    (ib, b): (&mut Ipsec, Ipv6Addr),
+    selector: Selector,
+    spi: u32,
+    lifetime: Duration,
+) {
+    let alg = Algorithm::Aes128Gcm16;
+    let mut key = || {
+        let mut k = vec![0u8; alg.key_len()];
+        rng.fill_bytes(&mut k);
+        k
+    };
+    let (ab, ba) = (key(), key());
+    for (s, k) in [(spi, &ab), (spi + 1, &ba)] {
+        if let Ok(c) = EspCipher::new(alg, k) {
+            keyring.add(s, c);
+        }
+    }
+    let mirrored = Selector {
+        local: selector.remote,
+        remote: selector.local,
+        local_ports: selector.remote_ports,
+        remote_ports: selector.local_ports,
+        ..selector.clone()
+    };
+    let lifetime = Lifetime {
+        hard_time: Some(lifetime),
+        ..Lifetime::default()
+    };
+    for (ipsec, local, peer, sel, inbound, outbound) in [
+        (ia, a, b, selector, (spi + 1, ba.clone()), (spi, ab.clone())),
+        (ib, b, a, mirrored, (spi, ab), (spi + 1, ba)),
+    ] {
+        let mut spec = SaPairSpec::new(
+            AddressPair {
+                local: IpAddr::V6(local),
+                peer: IpAddr::V6(peer),
+            },
+            Mode::Transport,
+            alg,
+            sel.clone(),
+            SaKeys {
+                spi: inbound.0,
+                key: inbound.1,
+            },
+            SaKeys {
+                spi: outbound.0,
+                key: outbound.1,
+            },
+        );
+        spec.lifetime = lifetime;
+        if let Ok((_, out)) = ipsec.sad.add_pair(Instant::ZERO, &spec) {
+            ipsec.spd.push(Policy {
+                selector: sel,
+                action: Action::Protect(vec![out]),
+            });
+        }
+    }
+}
+
+pub fn host(a: Ipv6Addr) -> Prefix {
+    Prefix::host(IpAddr::V6(a))
+}
+
+pub fn build(setup: &Setup) -> Topology {
+    let mut sim = Sim::new(setup.seed);
+    let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
+    let mut keyring = EspKeyring::default();
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let (mut mn_ipsec, mut ha_ipsec, mut cn_ipsec) =
+        (Ipsec::default(), Ipsec::default(), Ipsec::default());
+    for i in [&mut mn_ipsec, &mut ha_ipsec, &mut cn_ipsec] {
+        i.spd.fallback = Action::Bypass;
+    }
+    // RFC 3776: BU and BA between the home address and the home agent.
+    transport_pair(
+        &mut keys,
+        &mut keyring,
+        (&mut mn_ipsec, HOA),
+        (&mut ha_ipsec, HA),
+        Selector::mobility(host(HOA), host(HA), &bu_ba),
+        0x100,
+        setup.sa_lifetime,
+    );
+    let cn_selector = match setup.cn_sa {
+        CnSa::None => None,
+        CnSa::Signalling => Some(Selector::mobility(host(HOA), host(CN), &bu_ba)),
+        CnSa::All => Some(Selector::between(host(HOA), host(CN))),
+    };
+    if let Some(sel) = cn_selector {
+        transport_pair(
+            &mut keys,
+            &mut keyring,
+            (&mut mn_ipsec, HOA),
+            (&mut cn_ipsec, CN),
+            sel,
+            0x200,
+            setup.sa_lifetime,
+        );
+    }
+    let home = sim.add_link("home", HOME_PREFIX, LinkParams::delay(setup.home_delay));
+    let cn_link = sim.add_link("cn", CN_PREFIX, LinkParams::delay(setup.cn_delay));
+    let access_a = sim.add_link("access-a", ACCESS_A, LinkParams::delay(setup.access_delay));
+    let access_b = sim.add_link("access-b", ACCESS_B, LinkParams::delay(setup.access_delay));
+    for l in [home, cn_link, access_a, access_b] {
+        sim.capture(l);
+    }
+    let router = sim.add_router(
+        "router",
+        &[home, cn_link, access_a, access_b],
+        Duration::from_secs(1),
+    );
+    let ha = Ha::new(setup.ha.clone(), ha_ipsec);
+    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), Some(home), &[HA]);
+    let cn = Cn::new(setup.cn.clone(), cn_ipsec, Instant::ZERO);
+    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), Some(cn_link), &[CN]);
+    let mn = Mn::new(setup.mn.clone(), mn_ipsec);
+    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), Some(home), &[]);
+    Topology {
+        sim,
+        router,
+        mn,
+        ha,
+        cn,
+        home,
+        cn_link,
+        access_a,
+        access_b,
+        keyring,
+    }
+}
