@@ -22,7 +22,10 @@
 //! they feed packets and time in, and put packets on links or devices.
 
 pub mod ike;
+#[cfg(feature = "io")]
+pub mod io;
 pub mod ipsec;
+pub mod nd;
 pub mod node;
 pub mod time;
 pub mod wire;
