@@ -11,7 +11,8 @@ use common::node::RouteOptimisation;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
-use testbed::tools::decode::packet_json;
+use testbed::tools;
+use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
 use testbed::tools::samples::samples;
 use testbed::topology::Setup;
@@ -74,6 +75,23 @@ enum Command {
     Ike(testbed::ike_peer::IkeArgs),
 }
 
+/// What can stop a command: each names the argument, file or stream.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// A `--sa` the keyring refuses.
+    #[error("--sa {spec}: {reason}")]
+    Sa { spec: String, reason: String },
+    /// Reading or writing packets, with the file if there is one.
+    #[error(transparent)]
+    Tools(#[from] tools::Error),
+    /// Reading stdin or writing stdout.
+    #[error("{stream}: {source}")]
+    Stdio {
+        stream: &'static str,
+        source: io::Error,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Its own exit codes: 2 for a bad configuration.
@@ -89,11 +107,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+fn run(cli: Cli) -> Result<(), CliError> {
     let cp = CodePoints::default();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let io_err = |e: io::Error| e.to_string();
+    let stdout_err = |source| CliError::Stdio {
+        stream: "stdout",
+        source,
+    };
     match cli.command {
         Command::Decode {
             hex,
@@ -103,22 +124,25 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let mut keys = EspKeyring::default();
             for spec in &sas {
-                keys.add_spec(spec)
-                    .map_err(|e| format!("--sa {spec}: {e}"))?;
+                keys.add_spec(spec).map_err(|reason| CliError::Sa {
+                    spec: spec.clone(),
+                    reason,
+                })?;
             }
             let keys = (!keys.is_empty()).then_some(&keys as &dyn EspOpener);
-            let mut print = |bytes: Result<Vec<u8>, String>| -> Result<(), String> {
+            let mut print = |bytes: Result<Vec<u8>, tools::Error>| -> Result<(), CliError> {
                 let v = match bytes {
                     Ok(b) => packet_json(&b, &cp, reencode, keys),
                     Err(e) => {
-                        serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e] })
+                        serde_json::json!({ "summary": "undecodable", "fields": {}, "errors": [e.to_string()] })
                     }
                 };
-                writeln!(out, "{v}").map_err(io_err)
+                writeln!(out, "{v}").map_err(stdout_err)
             };
             if let Some(path) = &pcap {
-                let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                for (_, p) in read_packets(file).map_err(|e| format!("{}: {e}", path.display()))? {
+                let in_file = |e: tools::Error| e.in_file(path);
+                let file = File::open(path).map_err(|e| in_file(e.into()))?;
+                for (_, p) in read_packets(file).map_err(in_file)? {
                     print(Ok(p))?;
                 }
             }
@@ -127,7 +151,10 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             if pcap.is_none() && hex.is_empty() {
                 for line in io::stdin().lock().lines() {
-                    let line = line.map_err(io_err)?;
+                    let line = line.map_err(|source| CliError::Stdio {
+                        stream: "stdin",
+                        source,
+                    })?;
                     if !line.trim().is_empty() {
                         print(parse_hex(&line))?;
                     }
@@ -141,70 +168,55 @@ fn run(cli: Cli) -> Result<(), String> {
         } => {
             let mut runs = vec![];
             let mut pcaps = vec![];
-            let mut setup = None;
-            for mode in [
+            let setups = [
                 RouteOptimisation::ReturnRoutability,
                 RouteOptimisation::Ipsec,
-            ] {
-                let s = Setup::new(seed, mode);
-                let r = demo::run(&s);
+            ]
+            .map(|mode| Setup::new(seed, mode));
+            for s in &setups {
+                let r = demo::run(s);
                 let prefix = format!(
                     "{}-",
-                    if mode == RouteOptimisation::Ipsec {
+                    if s.mode == RouteOptimisation::Ipsec {
                         "ipsec"
                     } else {
                         "rr"
                     }
                 );
-                pcaps.extend(
-                    r.topology
-                        .sim
-                        .write_pcaps(&dir, &prefix)
-                        .map_err(|e| format!("{}: {e}", dir.display()))?,
-                );
+                pcaps.extend(r.topology.sim.write_pcaps(&dir, &prefix)?);
                 runs.push(r);
-                setup = Some(s);
             }
-            let setup = setup.ok_or("no run")?;
+            // The seed and the delays, the same in both.
+            let [_, setup] = &setups;
             if json {
-                writeln!(out, "{}", demo::report_json(&setup, &runs, &pcaps)).map_err(io_err)?;
+                writeln!(out, "{}", demo::report_json(setup, &runs, &pcaps)).map_err(stdout_err)?;
             } else {
-                write!(out, "{}", demo::report_text(&setup, &runs, &pcaps)).map_err(io_err)?;
+                write!(out, "{}", demo::report_text(setup, &runs, &pcaps)).map_err(stdout_err)?;
             }
         }
         Command::Samples { out: dir } => {
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| tools::Error::from(e).in_file(&dir))?;
             let path = dir.join("samples.pcap");
-            let file = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut w = PcapWriter::new(BufWriter::new(file)).map_err(io_err)?;
+            let in_file = |e: tools::Error| e.in_file(&path);
+            let file = File::create(&path).map_err(|e| in_file(e.into()))?;
+            let mut w = PcapWriter::new(BufWriter::new(file)).map_err(in_file)?;
             for (i, s) in samples(&cp).iter().enumerate() {
-                w.write_packet(i as u64 * 1000, &s.bytes).map_err(io_err)?;
+                w.write_packet(i as u64 * 1000, &s.bytes).map_err(in_file)?;
                 let summary = packet_json(&s.bytes, &cp, false, None)["summary"]
                     .as_str()
                     .unwrap_or("")
                     .to_owned();
-                writeln!(out, "{:>2}  {:<52} {summary}", i + 1, s.label).map_err(io_err)?;
+                writeln!(out, "{:>2}  {:<52} {summary}", i + 1, s.label).map_err(stdout_err)?;
             }
-            w.into_inner().flush().map_err(io_err)?;
+            w.into_inner().flush().map_err(|e| in_file(e.into()))?;
             writeln!(
                 out,
                 "\nwrote {} (open it in Wireshark, or: tshark -r {0} -V)",
                 path.display()
             )
-            .map_err(io_err)?;
+            .map_err(stdout_err)?;
         }
         Command::Ike(_) => {}
     }
-    out.flush().map_err(io_err)
-}
-
-/// Hex with optional whitespace, colons or a 0x prefix.
-fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
-    let clean: String = s
-        .trim()
-        .trim_start_matches("0x")
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':')
-        .collect();
-    hex::decode(&clean).map_err(|e| format!("bad hex: {e}"))
+    out.flush().map_err(stdout_err)
 }

@@ -12,6 +12,9 @@
 //! - only documentation addresses (2001:db8::/32, 192.0.2.0/24) are added;
 //! - every wait polls a condition against a deadline.
 //!
+//! Errors are [`Error`]s naming the command line, path or value, with what
+//! the program wrote to stderr.
+//!
 //! Needs root (or CAP_SYS_ADMIN + CAP_NET_ADMIN) and `ip` from iproute2.
 
 use std::fs;
@@ -20,9 +23,11 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use super::{Error, Result};
 
 /// How often deadline loops look at their condition.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -93,18 +98,18 @@ impl Deadline {
 
 /// Polls `ready` every [`POLL_INTERVAL`] until it returns true or `timeout`
 /// has passed; the error names `what` was awaited.
-pub fn wait_until(
-    timeout: Duration,
-    what: &str,
-    mut ready: impl FnMut() -> bool,
-) -> Result<(), String> {
+pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
     let deadline = Deadline::after(timeout);
     loop {
         if ready() {
             return Ok(());
         }
         if deadline.passed() {
-            return Err(format!("timed out after {timeout:?} waiting for {what}"));
+            return Err(Error::TimedOut {
+                what: what.to_string(),
+                timeout,
+                last_error: None,
+            });
         }
         deadline.nap();
     }
@@ -134,12 +139,15 @@ fn read_in_thread(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandl
 /// Runs `cmd` to completion with its output captured, killing it if it is
 /// still running after `timeout`. A non-zero exit is not an error here:
 /// look at `Output::status`.
-pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String> {
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output> {
     let desc = describe(&cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|e| format!("{desc}: {e}"))?;
+    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
+        command: desc.clone(),
+        source,
+    })?;
     // Readers in threads so a chatty program cannot fill a pipe and stall.
     let stdout = read_in_thread(child.stdout.take());
     let stderr = read_in_thread(child.stderr.take());
@@ -152,13 +160,19 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
                 let _ = child.kill();
                 let _ = child.wait();
                 let err = stderr.join().unwrap_or_default();
-                return Err(format!(
-                    "{desc}: still running after {timeout:?}, killed; stderr: {}",
-                    String::from_utf8_lossy(&err).trim()
-                ));
+                return Err(Error::Killed {
+                    command: desc,
+                    timeout,
+                    stderr: String::from_utf8_lossy(&err).trim().to_string(),
+                });
             }
             Ok(None) => deadline.nap(),
-            Err(e) => return Err(format!("{desc}: {e}")),
+            Err(source) => {
+                return Err(Error::Wait {
+                    process: desc,
+                    source,
+                })
+            }
         }
     };
     Ok(Output {
@@ -170,23 +184,26 @@ pub fn run_bounded(mut cmd: Command, timeout: Duration) -> Result<Output, String
 
 /// Like [`run_bounded`], but a non-zero exit is an error (with stderr);
 /// returns stdout as text.
-pub fn check_bounded(cmd: Command, timeout: Duration) -> Result<String, String> {
+pub fn check_bounded(cmd: Command, timeout: Duration) -> Result<String> {
     let desc = describe(&cmd);
     let out = run_bounded(cmd, timeout)?;
     if !out.status.success() {
-        return Err(format!(
-            "{desc}: {}: {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim(),
-            String::from_utf8_lossy(&out.stdout).trim()
-        ));
+        return Err(Error::Failed {
+            command: desc,
+            status: out.status,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// `program` as the path `/proc/PID/exe` will show once it runs: searched
 /// in PATH unless it has a slash, symlinks resolved.
-pub fn resolve_program(program: &str) -> Result<PathBuf, String> {
+pub fn resolve_program(program: &str) -> Result<PathBuf> {
     let found = if program.contains('/') {
         Some(PathBuf::from(program))
     } else {
@@ -196,8 +213,11 @@ pub fn resolve_program(program: &str) -> Result<PathBuf, String> {
                 .find(|p| p.is_file())
         })
     };
-    let path = found.ok_or_else(|| format!("{program}: not found in PATH"))?;
-    fs::canonicalize(&path).map_err(|e| format!("{}: {e}", path.display()))
+    let path = found.ok_or_else(|| Error::NotInstalled {
+        program: program.to_string(),
+        looked_in: "PATH".to_string(),
+    })?;
+    fs::canonicalize(&path).map_err(Error::io(&path))
 }
 
 /// When a process started (field 22 of /proc/PID/stat, clock ticks after
@@ -238,7 +258,7 @@ impl ProcessId {
 
     /// Sends `signal` only if [`ProcessId::runs_exe`]; Ok(false) if not
     /// (exited, zombie, or the PID now belongs to something else).
-    fn signal(&self, signal: Signal) -> Result<bool, String> {
+    fn signal(&self, signal: Signal) -> Result<bool> {
         if !self.runs_exe() {
             return Ok(false);
         }
@@ -305,12 +325,12 @@ impl Process {
     }
 
     /// Its exit status if it has exited (reaping it), None while it runs.
-    pub fn exit_status(&mut self) -> Result<Option<ExitStatus>, String> {
+    pub fn exit_status(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .map_err(|e| format!("{}: {e}", self.label))?;
+            self.status = self.child.try_wait().map_err(|source| Error::Wait {
+                process: self.label.clone(),
+                source,
+            })?;
         }
         Ok(self.status)
     }
@@ -321,19 +341,19 @@ impl Process {
     }
 
     /// Sends `signal` if it still runs the expected binary.
-    pub fn signal(&mut self, signal: Signal) -> Result<(), String> {
+    pub fn signal(&mut self, signal: Signal) -> Result<()> {
         if self.exit_status()?.is_some() {
-            return Err(format!(
-                "{} (pid {}) has already exited",
-                self.label, self.id.pid
-            ));
+            return Err(Error::AlreadyExited {
+                process: self.label.clone(),
+                pid: self.id.pid,
+            });
         }
         self.id.signal(signal).map(|_| ())
     }
 
     /// Sends `signal` and waits up to `timeout` for the exit; then SIGKILL
     /// and another bounded wait. Returns the exit status.
-    pub fn stop(&mut self, signal: Signal, timeout: Duration) -> Result<ExitStatus, String> {
+    pub fn stop(&mut self, signal: Signal, timeout: Duration) -> Result<ExitStatus> {
         if let Some(status) = self.exit_status()? {
             return Ok(status);
         }
@@ -342,16 +362,16 @@ impl Process {
             return Ok(status);
         }
         self.id.signal(Signal::Kill)?;
-        self.wait_exit(STOP_TIMEOUT)?.ok_or_else(|| {
-            format!(
-                "{} (pid {}) survived SIGKILL for {STOP_TIMEOUT:?}",
-                self.label, self.id.pid
-            )
-        })
+        self.wait_exit(STOP_TIMEOUT)?
+            .ok_or_else(|| Error::TimedOut {
+                what: format!("{} (pid {}) to exit after SIGKILL", self.label, self.id.pid),
+                timeout: STOP_TIMEOUT,
+                last_error: None,
+            })
     }
 
     /// Waits up to `timeout` for it to exit by itself.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>, String> {
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
         let deadline = Deadline::after(timeout);
         loop {
             if let Some(status) = self.exit_status()? {
@@ -391,7 +411,7 @@ pub struct Netns {
 impl Netns {
     /// Creates `mip-<pid>-<n>-<tag>` with loopback up and duplicate address
     /// detection off (so no test waits for DAD).
-    pub fn new(tag: &str) -> Result<Netns, String> {
+    pub fn new(tag: &str) -> Result<Netns> {
         let name = unique_name(tag);
         let mut add = Command::new("ip");
         add.args(["netns", "add", &name]);
@@ -420,26 +440,29 @@ impl Netns {
     }
 
     /// Runs `args` in the namespace, bounded by [`DEFAULT_RUN_TIMEOUT`].
-    pub fn run(&self, args: &[&str]) -> Result<Output, String> {
+    pub fn run(&self, args: &[&str]) -> Result<Output> {
         self.run_timeout(args, DEFAULT_RUN_TIMEOUT)
     }
 
     /// Runs `args` in the namespace, killed after `timeout`.
-    pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Result<Output, String> {
+    pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Result<Output> {
         run_bounded(self.command(args), timeout)
     }
 
     /// Runs `args` in the namespace; a non-zero exit is an error. Returns
     /// stdout.
-    pub fn check(&self, args: &[&str]) -> Result<String, String> {
+    pub fn check(&self, args: &[&str]) -> Result<String> {
         check_bounded(self.command(args), DEFAULT_RUN_TIMEOUT)
     }
 
     /// Sets a sysctl of this namespace (`net.ipv6.conf.all.forwarding`),
     /// by writing /proc/sys, so procps' sysctl is not needed.
-    pub fn set_sysctl(&self, key: &str, value: &str) -> Result<(), String> {
+    pub fn set_sysctl(&self, key: &str, value: &str) -> Result<()> {
         if key.contains("..") || key.contains('/') {
-            return Err(format!("bad sysctl key {key:?}"));
+            return Err(Error::refused(
+                format!("sysctl key {key:?}"),
+                "not a dotted name",
+            ));
         }
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         self.check(&[
@@ -454,13 +477,13 @@ impl Netns {
     }
 
     /// `ip link set DEV up`.
-    pub fn link_up(&self, dev: &str) -> Result<(), String> {
+    pub fn link_up(&self, dev: &str) -> Result<()> {
         self.check(&["ip", "link", "set", dev, "up"]).map(|_| ())
     }
 
     /// Adds `addr/prefix` to `dev`; IPv6 addresses with `nodad`. Only
     /// documentation addresses are accepted.
-    pub fn add_address(&self, dev: &str, cidr: &str) -> Result<(), String> {
+    pub fn add_address(&self, dev: &str, cidr: &str) -> Result<()> {
         let addr = parse_test_cidr(cidr)?;
         let mut args = vec!["ip", "addr", "add", cidr, "dev", dev];
         if addr.is_ipv6() {
@@ -470,7 +493,7 @@ impl Netns {
     }
 
     /// Removes `addr/prefix` from `dev`.
-    pub fn del_address(&self, dev: &str, cidr: &str) -> Result<(), String> {
+    pub fn del_address(&self, dev: &str, cidr: &str) -> Result<()> {
         parse_test_cidr(cidr)?;
         self.check(&["ip", "addr", "del", cidr, "dev", dev])
             .map(|_| ())
@@ -478,7 +501,7 @@ impl Netns {
 
     /// Adds a host address (/128 or /32) on `lo`, e.g. an inner tunnel
     /// address.
-    pub fn add_loopback_address(&self, addr: IpAddr) -> Result<(), String> {
+    pub fn add_loopback_address(&self, addr: IpAddr) -> Result<()> {
         let cidr = match addr {
             IpAddr::V6(a) => format!("{a}/128"),
             IpAddr::V4(a) => format!("{a}/32"),
@@ -489,7 +512,7 @@ impl Netns {
     /// A veth pair: `a_dev` in `a`, `b_dev` in `b`, both up. The devices
     /// are created directly in their namespaces, so the same names can be
     /// used by parallel tests.
-    pub fn veth_pair(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<(), String> {
+    pub fn veth_pair(a: &Netns, a_dev: &str, b: &Netns, b_dev: &str) -> Result<()> {
         let mut cmd = Command::new("ip");
         cmd.args(["link", "add", a_dev, "netns", &a.name, "type", "veth"])
             .args(["peer", "name", b_dev, "netns", &b.name]);
@@ -500,7 +523,7 @@ impl Netns {
 
     /// `ping -c COUNT -I SRC DST` (0.2 s apart, 2 s per reply), from this
     /// namespace. The Output tells how many replies came.
-    pub fn ping(&self, src: IpAddr, dst: IpAddr, count: u32) -> Result<Output, String> {
+    pub fn ping(&self, src: IpAddr, dst: IpAddr, count: u32) -> Result<Output> {
         let family = if dst.is_ipv6() { "-6" } else { "-4" };
         let (src, dst, count) = (src.to_string(), dst.to_string(), count.to_string());
         self.run(&[
@@ -509,7 +532,7 @@ impl Netns {
     }
 
     /// Pings (one at a time) until one reply comes or `timeout` passes.
-    pub fn wait_ping(&self, src: IpAddr, dst: IpAddr, timeout: Duration) -> Result<(), String> {
+    pub fn wait_ping(&self, src: IpAddr, dst: IpAddr, timeout: Duration) -> Result<()> {
         wait_until(timeout, &format!("a ping reply {src} -> {dst}"), || {
             self.ping(src, dst, 1).is_ok_and(|o| o.status.success())
         })
@@ -524,7 +547,7 @@ impl Netns {
         args: &[&str],
         env: &[(&str, &str)],
         log: &Path,
-    ) -> Result<Process, String> {
+    ) -> Result<Process> {
         let exe = resolve_program(program)?;
         let mut cmd = self.command(&[]);
         cmd.arg(&exe).args(args);
@@ -542,7 +565,7 @@ impl Netns {
         exe: &Path,
         env: &[(&str, &str)],
         log: &Path,
-    ) -> Result<Process, String> {
+    ) -> Result<Process> {
         let exe = resolve_program(&exe.to_string_lossy())?;
         let mut cmd = self.command(&["sh", "-c", script, "sh"]);
         cmd.args(script_args);
@@ -555,17 +578,18 @@ impl Netns {
         exe: PathBuf,
         env: &[(&str, &str)],
         log: &Path,
-    ) -> Result<Process, String> {
+    ) -> Result<Process> {
         let desc = describe(&cmd);
-        let out = fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let out = fs::File::create(log).map_err(Error::io(log))?;
+        let err = out.try_clone().map_err(Error::io(log))?;
         cmd.stdin(Stdio::null()).stdout(out).stderr(err);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().map_err(|e| format!("{desc}: {e}"))?;
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            command: desc.clone(),
+            source,
+        })?;
         // Our unreaped child: the PID is still this process, and exec
         // keeps the start time.
         let id = ProcessId {
@@ -575,7 +599,7 @@ impl Netns {
         };
         self.spawned
             .lock()
-            .map_err(|_| "netns: spawned list poisoned".to_string())?
+            .unwrap_or_else(PoisonError::into_inner)
             .push(id.clone());
         let label = format!(
             "{} in {}",
@@ -604,10 +628,11 @@ impl Netns {
             },
         );
         if let Some(status) = exited {
-            return Err(format!(
-                "{desc}: exited at once ({status}): {}",
-                process.output().trim()
-            ));
+            return Err(Error::ExitedEarly {
+                process: desc,
+                status,
+                output: process.output().trim().to_string(),
+            });
         }
         became?;
         Ok(process)
@@ -650,19 +675,25 @@ pub fn is_test_address(addr: IpAddr) -> bool {
 
 /// Parses `addr/prefix` and checks it is a documentation address with a
 /// sane prefix length.
-fn parse_test_cidr(cidr: &str) -> Result<IpAddr, String> {
+fn parse_test_cidr(cidr: &str) -> Result<IpAddr> {
+    let what = || format!("{cidr:?}");
     let (addr, len) = cidr
         .split_once('/')
-        .ok_or_else(|| format!("{cidr:?}: expected ADDR/PREFIX"))?;
-    let addr: IpAddr = addr.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
-    let len: u8 = len.parse().map_err(|e| format!("{cidr:?}: {e}"))?;
+        .ok_or_else(|| Error::parse(what(), "expected ADDR/PREFIX"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|e: std::net::AddrParseError| Error::parse(what(), e.to_string()))?;
+    let len: u8 = len
+        .parse()
+        .map_err(|e: std::num::ParseIntError| Error::parse(what(), e.to_string()))?;
     let max = if addr.is_ipv6() { 128 } else { 32 };
     if len > max {
-        return Err(format!("{cidr:?}: prefix longer than {max}"));
+        return Err(Error::refused(what(), format!("prefix longer than {max}")));
     }
     if !is_test_address(addr) {
-        return Err(format!(
-            "{cidr:?}: only 2001:db8::/32 and 192.0.2.0/24 may be used in tests"
+        return Err(Error::refused(
+            what(),
+            "only 2001:db8::/32 and 192.0.2.0/24 may be used in tests",
         ));
     }
     Ok(addr)
@@ -681,7 +712,7 @@ impl Capture {
     /// Starts capturing on `iface` in `ns` into `pcap`; returns once
     /// tcpdump has written the file header (it opens the capture first, so
     /// from then on packets are recorded).
-    pub fn start(ns: &Netns, iface: &str, pcap: &Path) -> Result<Capture, String> {
+    pub fn start(ns: &Netns, iface: &str, pcap: &Path) -> Result<Capture> {
         let path = pcap.to_path_buf();
         let _ = fs::remove_file(&path);
         let log = path.with_extension("tcpdump.log");
@@ -708,20 +739,28 @@ impl Capture {
             &log,
         )?;
         let mut capture = Capture { process, path };
-        let mut exited = false;
-        let header = wait_until(Duration::from_secs(10), "tcpdump's pcap header", || {
-            if !capture.process.is_running() {
-                exited = true;
-                return true;
-            }
-            fs::metadata(&capture.path).is_ok_and(|m| m.len() >= 24)
-        });
-        if exited {
-            return Err(format!(
-                "tcpdump on {iface} in {} exited: {}",
-                ns.name(),
-                capture.process.output().trim()
-            ));
+        let mut exited = None;
+        let header = wait_until(
+            Duration::from_secs(10),
+            "tcpdump's pcap header",
+            || match capture.process.exit_status() {
+                Ok(None) => fs::metadata(&capture.path).is_ok_and(|m| m.len() >= 24),
+                Ok(Some(status)) => {
+                    exited = Some(Ok(status));
+                    true
+                }
+                Err(e) => {
+                    exited = Some(Err(e));
+                    true
+                }
+            },
+        );
+        if let Some(status) = exited {
+            return Err(Error::ExitedEarly {
+                process: format!("tcpdump on {iface} in {}", ns.name()),
+                status: status?,
+                output: capture.process.output().trim().to_string(),
+            });
         }
         header?;
         Ok(capture)
@@ -734,7 +773,7 @@ impl Capture {
 
     /// Stops tcpdump with SIGINT (it completes the file) and waits for it;
     /// returns the pcap path.
-    pub fn stop(mut self) -> Result<PathBuf, String> {
+    pub fn stop(mut self) -> Result<PathBuf> {
         self.process.stop(Signal::Int, STOP_TIMEOUT)?;
         Ok(self.path.clone())
     }
@@ -788,9 +827,17 @@ mod tests {
         let mut cmd = Command::new("sleep");
         cmd.arg("10");
         let err = run_bounded(cmd, Duration::from_millis(100));
-        assert!(err.is_err());
+        assert!(matches!(err, Err(Error::Killed { .. })), "{err:?}");
         let mut cmd = Command::new("sh");
         cmd.args(["-c", "echo hi"]);
-        assert_eq!(check_bounded(cmd, DEFAULT_RUN_TIMEOUT), Ok("hi\n".into()));
+        assert_eq!(check_bounded(cmd, DEFAULT_RUN_TIMEOUT).unwrap(), "hi\n");
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo oops >&2; exit 3"]);
+        let err = check_bounded(cmd, DEFAULT_RUN_TIMEOUT).unwrap_err();
+        assert!(matches!(err, Error::Failed { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "sh -c echo oops >&2; exit 3: exit status: 3: oops"
+        );
     }
 }

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::tools::pcap::PcapWriter;
+use crate::tools::Error;
 
 mod link;
 
@@ -779,17 +780,21 @@ impl Sim {
 
     /// Writes one pcap per captured link into `dir`, named
     /// `<prefix><link>.pcap`.
-    pub fn write_pcaps(&self, dir: &std::path::Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir)?;
+    pub fn write_pcaps(&self, dir: &std::path::Path, prefix: &str) -> Result<Vec<PathBuf>, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::from(e).in_file(dir))?;
         let mut out = vec![];
         for l in &self.links {
             let Some(c) = &l.capture else { continue };
             let path = dir.join(format!("{prefix}{}.pcap", l.name));
-            let mut w = PcapWriter::new(io::BufWriter::new(std::fs::File::create(&path)?))?;
-            for (t, b) in c {
-                w.write_packet(t.total_micros(), b)?;
-            }
-            io::Write::flush(&mut w.into_inner())?;
+            let write = || -> Result<(), Error> {
+                let mut w = PcapWriter::new(io::BufWriter::new(std::fs::File::create(&path)?))?;
+                for (t, b) in c {
+                    w.write_packet(t.total_micros(), b)?;
+                }
+                io::Write::flush(&mut w.into_inner())?;
+                Ok(())
+            };
+            write().map_err(|e| e.in_file(&path))?;
             out.push(path);
         }
         Ok(out)

@@ -6,6 +6,20 @@ use common::wire::packet::decode_with;
 use common::wire::{CodePoints, FieldValue};
 use serde_json::{json, Map, Value};
 
+use super::Error;
+
+/// A packet written as hex, with optional whitespace, colons or a 0x
+/// prefix.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, Error> {
+    let clean: String = s
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
+    Ok(hex::decode(&clean)?)
+}
+
 /// Decodes one packet into `{"summary", "fields", "errors"[, "reencoded"]}`,
 /// opening ESP whose SA is in `keys`. A field that occurs more than once
 /// maps to an array in packet order.

@@ -4,7 +4,9 @@
 //! LINKTYPE_IPV4/IPV6, Ethernet and Linux cooked captures, so users can
 //! decode what tcpdump wrote.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
+
+use super::Error;
 
 const MAGIC_US: u32 = 0xa1b2_c3d4;
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
@@ -23,7 +25,7 @@ pub struct PcapWriter<W: Write> {
 
 impl<W: Write> PcapWriter<W> {
     /// Writes the global header.
-    pub fn new(mut out: W) -> io::Result<Self> {
+    pub fn new(mut out: W) -> Result<Self, Error> {
         out.write_all(&MAGIC_US.to_le_bytes())?;
         out.write_all(&2u16.to_le_bytes())?;
         out.write_all(&4u16.to_le_bytes())?;
@@ -35,17 +37,17 @@ impl<W: Write> PcapWriter<W> {
     }
 
     /// Writes one IP packet seen at `micros` microseconds (virtual or real time).
-    pub fn write_packet(&mut self, micros: u64, packet: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(packet.len())
-            .map_err(|_| io::Error::other("packet too large for pcap"))?;
-        let secs = u32::try_from(micros / 1_000_000)
-            .map_err(|_| io::Error::other("timestamp beyond 2106"))?;
+    pub fn write_packet(&mut self, micros: u64, packet: &[u8]) -> Result<(), Error> {
+        let len = u32::try_from(packet.len()).map_err(|_| Error::PacketTooLarge(packet.len()))?;
+        let secs =
+            u32::try_from(micros / 1_000_000).map_err(|_| Error::TimestampTooLate(micros))?;
         self.out.write_all(&secs.to_le_bytes())?;
         self.out
             .write_all(&((micros % 1_000_000) as u32).to_le_bytes())?;
         self.out.write_all(&len.to_le_bytes())?;
         self.out.write_all(&len.to_le_bytes())?;
-        self.out.write_all(packet)
+        self.out.write_all(packet)?;
+        Ok(())
     }
 
     pub fn into_inner(self) -> W {
@@ -55,15 +57,10 @@ impl<W: Write> PcapWriter<W> {
 
 /// Reads every packet of a pcap stream as raw IP packets, with their
 /// timestamps in microseconds.
-pub fn read_packets(mut input: impl Read) -> io::Result<Vec<(u64, Vec<u8>)>> {
+pub fn read_packets(mut input: impl Read) -> Result<Vec<(u64, Vec<u8>)>, Error> {
     let mut data = Vec::new();
     input.read_to_end(&mut data)?;
-    let bad = |what: &str| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("not a pcap file: {what}"),
-        )
-    };
+    let bad = |what: &str| Error::NotPcap(what.to_string());
     if data.len() < 24 {
         return Err(bad("shorter than the global header"));
     }

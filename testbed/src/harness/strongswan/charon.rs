@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::config::{Auth, CharonConfig};
 use super::keys::{parse_key_log, session_keys, SessionKeys};
 use super::vici::{parse_list_sas, ChildSa, IkeSa};
-use super::{charon_binary, SWANCTL_TIMEOUT};
+use super::{charon_binary, CHARON_PATHS, SWANCTL_TIMEOUT};
 use crate::harness::netns::{run_bounded, unique_name, wait_until, Netns, Process, Signal};
+use crate::harness::{Error, Result};
 
 /// A running charon in a namespace. Dropping it stops charon (SIGTERM by
 /// PID); its directory (configs, log) is kept for inspection.
@@ -29,15 +30,18 @@ impl Charon {
     /// Writes the configuration into `dir` (created), starts charon in
     /// `ns` and waits (up to 10 s) for its vici socket. Call
     /// [`Charon::load`] next.
-    pub fn start(ns: &Netns, dir: &Path, config: CharonConfig) -> Result<Charon, String> {
+    pub fn start(ns: &Netns, dir: &Path, config: CharonConfig) -> Result<Charon> {
         config.validate()?;
-        let charon = charon_binary().ok_or("charon is not installed")?;
-        let mkdir = |p: &Path| fs::create_dir_all(p).map_err(|e| format!("{}: {e}", p.display()));
+        let charon = charon_binary().ok_or_else(|| Error::NotInstalled {
+            program: "charon".to_string(),
+            looked_in: format!("{CHARON_PATHS:?}"),
+        })?;
+        let mkdir = |p: &Path| fs::create_dir_all(p).map_err(Error::io(p));
         let dir = if dir.is_absolute() {
             dir.to_path_buf()
         } else {
             std::env::current_dir()
-                .map_err(|e| e.to_string())?
+                .map_err(Error::io(Path::new(".")))?
                 .join(dir)
         };
         let run_dir = dir.join("run");
@@ -65,9 +69,7 @@ impl Charon {
         ] {
             let _ = fs::remove_file(stale);
         }
-        let write = |p: PathBuf, text: &str| {
-            fs::write(&p, text).map_err(|e| format!("{}: {e}", p.display()))
-        };
+        let write = |p: PathBuf, text: &str| fs::write(&p, text).map_err(Error::io(&p));
         write(
             dir.join("strongswan.conf"),
             &config.strongswan_conf(&dir, &vici_socket),
@@ -81,7 +83,11 @@ impl Charon {
             let copy = |from: &Path, to: PathBuf| {
                 fs::copy(from, &to)
                     .map(|_| ())
-                    .map_err(|e| format!("{} -> {}: {e}", from.display(), to.display()))
+                    .map_err(|source| Error::Copy {
+                        from: from.to_path_buf(),
+                        to: to.clone(),
+                        source,
+                    })
             };
             copy(&local.private_pem, swanctl_dir.join("private/local.pem"))?;
             copy(&local.public_pem, swanctl_dir.join("pubkey/local.pub.pem"))?;
@@ -116,14 +122,13 @@ impl Charon {
             started.vici_socket.exists()
         });
         if exited || ready.is_err() {
-            return Err(format!(
-                "charon in {} did not open {} ({}): stdout {:?}, log tail:\n{}",
-                ns.name(),
-                started.vici_socket.display(),
-                if exited { "it exited" } else { "timed out" },
-                started.process.output().trim(),
-                tail(&started.log().unwrap_or_default(), 20)
-            ));
+            return Err(Error::CharonNotReady {
+                netns: ns.name().to_string(),
+                socket: started.vici_socket.clone(),
+                exited,
+                stdout: started.process.output().trim().to_string(),
+                log_tail: tail(&started.log().unwrap_or_default(), 20),
+            });
         }
         Ok(started)
     }
@@ -144,9 +149,9 @@ impl Charon {
     }
 
     /// The log so far.
-    pub fn log(&self) -> Result<String, String> {
+    pub fn log(&self) -> Result<String> {
         let path = self.log_path();
-        fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        fs::read_to_string(&path).map_err(Error::io(&path))
     }
 
     /// charon's PID.
@@ -161,7 +166,7 @@ impl Charon {
 
     /// Runs `swanctl ARGS --uri ...` from the host with this charon's
     /// `SWANCTL_DIR`, bounded; a non-zero exit is not an error here.
-    pub fn swanctl(&self, args: &[&str]) -> Result<Output, String> {
+    pub fn swanctl(&self, args: &[&str]) -> Result<Output> {
         let mut cmd = Command::new("swanctl");
         cmd.env("SWANCTL_DIR", self.dir.join("swanctl"))
             .args(args)
@@ -171,23 +176,26 @@ impl Charon {
 
     /// Like [`Charon::swanctl`], but a failure is an error (with output
     /// and the log tail); returns stdout.
-    fn swanctl_ok(&self, args: &[&str]) -> Result<String, String> {
+    fn swanctl_ok(&self, args: &[&str]) -> Result<String> {
         let out = self.swanctl(args)?;
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if !out.status.success() {
-            return Err(format!(
-                "swanctl {args:?}: {}\n{}{}\ncharon log tail:\n{}",
-                out.status,
-                stdout.trim(),
-                String::from_utf8_lossy(&out.stderr).trim(),
-                tail(&self.log().unwrap_or_default(), 30)
-            ));
+            return Err(Error::Swanctl {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                status: out.status,
+                output: format!(
+                    "{}{}",
+                    stdout.trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                log_tail: tail(&self.log().unwrap_or_default(), 30),
+            });
         }
         Ok(stdout)
     }
 
     /// `swanctl --load-all`: connections, secrets and keys.
-    pub fn load(&self) -> Result<(), String> {
+    pub fn load(&self) -> Result<()> {
         let file = self.dir.join("swanctl/swanctl.conf");
         let file = file.to_string_lossy();
         self.swanctl_ok(&["--load-all", "--file", &file])
@@ -196,7 +204,7 @@ impl Charon {
 
     /// `swanctl --initiate --child CHILD`: returns once the IKE SA and the
     /// CHILD SA are up on this side (or fails after 20 s).
-    pub fn initiate(&self, child: &str) -> Result<(), String> {
+    pub fn initiate(&self, child: &str) -> Result<()> {
         let conn = self.config.connection.clone();
         self.swanctl_ok(&[
             "--initiate",
@@ -211,7 +219,7 @@ impl Charon {
     }
 
     /// `swanctl --terminate --ike CONNECTION`.
-    pub fn terminate(&self) -> Result<(), String> {
+    pub fn terminate(&self) -> Result<()> {
         let conn = self.config.connection.clone();
         self.swanctl_ok(&["--terminate", "--ike", &conn, "--timeout", "10"])
             .map(|_| ())
@@ -220,7 +228,7 @@ impl Charon {
     /// Starts a rekey of the CHILD SA named `child` (`swanctl --rekey`
     /// returns before it is done) and waits up to `timeout` until an
     /// INSTALLED one with a new inbound SPI replaced it; returns that SA.
-    pub fn rekey_child(&self, child: &str, timeout: Duration) -> Result<ChildSa, String> {
+    pub fn rekey_child(&self, child: &str, timeout: Duration) -> Result<ChildSa> {
         let installed = |sas: &[IkeSa]| -> Vec<ChildSa> {
             sas.iter()
                 .flat_map(|sa| &sa.children)
@@ -234,7 +242,8 @@ impl Charon {
             .collect();
         self.swanctl_ok(&["--rekey", "--child", child])?;
         let mut new = None;
-        wait_until(timeout, &format!("child {child} rekeyed"), || {
+        let what = format!("child {child} rekeyed");
+        wait_until(timeout, &what, || {
             new = self.list_sas().ok().and_then(|sas| {
                 installed(&sas)
                     .into_iter()
@@ -242,11 +251,15 @@ impl Charon {
             });
             new.is_some()
         })?;
-        new.ok_or_else(|| format!("child {child} not rekeyed"))
+        new.ok_or(Error::TimedOut {
+            what,
+            timeout,
+            last_error: None,
+        })
     }
 
     /// The IKE SAs and their CHILD SAs (`swanctl --list-sas --raw`).
-    pub fn list_sas(&self) -> Result<Vec<IkeSa>, String> {
+    pub fn list_sas(&self) -> Result<Vec<IkeSa>> {
         let raw = self.swanctl_ok(&["--list-sas", "--raw"])?;
         parse_list_sas(&raw)
     }
@@ -254,10 +267,12 @@ impl Charon {
     /// Waits until an ESTABLISHED IKE SA has an INSTALLED child `child`
     /// (a responder installs its side without telling the initiator's
     /// swanctl); returns that IKE SA.
-    pub fn wait_child_installed(&self, child: &str, timeout: Duration) -> Result<IkeSa, String> {
+    pub fn wait_child_installed(&self, child: &str, timeout: Duration) -> Result<IkeSa> {
         let mut found = None;
-        let mut last_err = String::new();
-        let waited = wait_until(timeout, &format!("child {child} INSTALLED"), || {
+        let mut last_error = None;
+        let what = format!("child {child} INSTALLED");
+        // Timing out leaves `found` empty.
+        let _ = wait_until(timeout, &what, || {
             match self.list_sas() {
                 Ok(sas) => {
                     found = sas.into_iter().find(|sa| {
@@ -268,32 +283,27 @@ impl Charon {
                                 .any(|c| c.name == child && c.state == "INSTALLED")
                     });
                 }
-                Err(e) => last_err = e,
+                Err(e) => last_error = Some(Box::new(e)),
             }
             found.is_some()
         });
-        match found {
-            Some(sa) => Ok(sa),
-            None => {
-                let mut e = waited.err().unwrap_or_default();
-                if !last_err.is_empty() {
-                    e = format!("{e}; last error: {last_err}");
-                }
-                Err(e)
-            }
-        }
+        found.ok_or(Error::TimedOut {
+            what,
+            timeout,
+            last_error,
+        })
     }
 
     /// The keys charon logged, joined with `--list-sas` for the IKE SPIs
     /// (an IKE SA that no longer exists is left out, with a note).
-    pub fn keys(&self) -> Result<SessionKeys, String> {
+    pub fn keys(&self) -> Result<SessionKeys> {
         let log = self.log()?;
         let sas = self.list_sas()?;
         Ok(session_keys(&parse_key_log(&log), &sas))
     }
 
     /// Stops charon: SIGTERM by PID, bounded wait (then SIGKILL).
-    pub fn stop(&mut self) -> Result<(), String> {
+    pub fn stop(&mut self) -> Result<()> {
         self.process
             .stop(Signal::Term, Duration::from_secs(10))
             .map(|_| ())

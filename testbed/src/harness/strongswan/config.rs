@@ -10,6 +10,7 @@ use std::process::Command;
 
 use super::{CHARON_PLUGINS, SWANCTL_TIMEOUT};
 use crate::harness::netns::{check_bounded, is_test_address};
+use crate::harness::{Error, Result};
 
 /// Which side starts the IKE SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +68,8 @@ pub struct Ed25519Key {
 
 impl Ed25519Key {
     /// Generates `DIR/NAME.key.pem` and `DIR/NAME.pub.pem` with openssl.
-    pub fn generate(dir: &Path, name: &str) -> Result<Ed25519Key, String> {
-        fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn generate(dir: &Path, name: &str) -> Result<Ed25519Key> {
+        fs::create_dir_all(dir).map_err(Error::io(dir))?;
         let key = Ed25519Key {
             private_pem: dir.join(format!("{name}.key.pem")),
             public_pem: dir.join(format!("{name}.pub.pem")),
@@ -157,14 +158,17 @@ impl CharonConfig {
         }
     }
 
-    pub(super) fn validate(&self) -> Result<(), String> {
-        let word = |what: &str, s: &str, extra: &str| -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<()> {
+        let word = |what: &str, s: &str, extra: &str| -> Result<()> {
             if s.is_empty()
                 || !s
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || extra.contains(c))
             {
-                return Err(format!("{what} {s:?}: unexpected characters"));
+                return Err(Error::refused(
+                    format!("{what} {s:?}"),
+                    "unexpected characters",
+                ));
             }
             Ok(())
         };
@@ -172,18 +176,27 @@ impl CharonConfig {
         for id in [&self.local_id, &self.remote_id] {
             word("id", id, "")?;
             if id.parse::<IpAddr>().is_ok() {
-                return Err(format!("id {id:?}: use an FQDN, not an address"));
+                return Err(Error::refused(
+                    format!("id {id:?}"),
+                    "use an FQDN, not an address",
+                ));
             }
         }
         word("ike_proposals", &self.ike_proposals, ",")?;
         word("esp_proposals", &self.esp_proposals, ",")?;
         for a in self.local_addrs.iter().chain(&self.remote_addrs) {
             if !is_test_address(*a) {
-                return Err(format!("{a}: only 2001:db8::/32 and 192.0.2.0/24"));
+                return Err(Error::refused(
+                    a.to_string(),
+                    "only 2001:db8::/32 and 192.0.2.0/24",
+                ));
             }
         }
         if self.role == Role::Initiator && self.remote_addrs.is_empty() {
-            return Err("an initiator needs remote_addrs".to_string());
+            return Err(Error::refused(
+                "remote_addrs",
+                "empty, but an initiator needs remote_addrs",
+            ));
         }
         for c in &self.children {
             word("child name", &c.name, "")?;
@@ -192,7 +205,7 @@ impl CharonConfig {
         }
         if let Auth::Psk(psk) = &self.auth {
             if psk.is_empty() {
-                return Err("empty PSK".to_string());
+                return Err(Error::refused("PSK", "empty PSK"));
             }
         }
         Ok(())

@@ -4,6 +4,15 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::harness::{Error, Result};
+
+/// What this module parses, for errors.
+const WHAT: &str = "swanctl --list-sas --raw";
+
+fn bad(problem: impl Into<String>) -> Error {
+    Error::parse(WHAT, problem)
+}
+
 /// One IKE SA from `swanctl --list-sas --raw`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IkeSa {
@@ -94,12 +103,12 @@ impl Cursor<'_> {
     fn peek(&self) -> Option<char> {
         self.rest().chars().next()
     }
-    fn eat(&mut self, c: char) -> Result<(), String> {
+    fn eat(&mut self, c: char) -> Result<()> {
         if self.peek() == Some(c) {
             self.at += c.len_utf8();
             Ok(())
         } else {
-            Err(format!("expected {c:?} at {:?}", short(self.rest())))
+            Err(bad(format!("expected {c:?} at {:?}", short(self.rest()))))
         }
     }
     /// Up to (not including) whitespace or any of `stops`.
@@ -112,7 +121,7 @@ impl Cursor<'_> {
         &rest[..end]
     }
     /// Entries until a closing brace (not consumed) or the end.
-    fn entries(&mut self) -> Result<Vec<(String, Vici)>, String> {
+    fn entries(&mut self) -> Result<Vec<(String, Vici)>> {
         let mut entries = Vec::new();
         loop {
             self.skip_spaces();
@@ -122,7 +131,7 @@ impl Cursor<'_> {
             }
             let key = self.word("={}").to_string();
             if key.is_empty() {
-                return Err(format!("expected a key at {:?}", short(self.rest())));
+                return Err(bad(format!("expected a key at {:?}", short(self.rest()))));
             }
             self.skip_spaces();
             match self.peek() {
@@ -133,7 +142,7 @@ impl Cursor<'_> {
                         let end = self
                             .rest()
                             .find(']')
-                            .ok_or_else(|| format!("unclosed list after {key}"))?;
+                            .ok_or_else(|| bad(format!("unclosed list after {key}")))?;
                         let items = self.rest()[..end]
                             .split_whitespace()
                             .map(str::to_string)
@@ -151,7 +160,7 @@ impl Cursor<'_> {
                     self.eat('}')?;
                     entries.push((key, Vici::Section(inner)));
                 }
-                _ => return Err(format!("expected = or {{ after {key}")),
+                _ => return Err(bad(format!("expected = or {{ after {key}"))),
             }
         }
     }
@@ -185,12 +194,12 @@ fn hex_field<T>(
     fields: &BTreeMap<String, String>,
     key: &str,
     parse: fn(&str, u32) -> Result<T, std::num::ParseIntError>,
-) -> Result<T, String> {
-    let v = fields.get(key).ok_or_else(|| format!("no {key}"))?;
-    parse(v, 16).map_err(|e| format!("{key}={v}: {e}"))
+) -> Result<T> {
+    let v = fields.get(key).ok_or_else(|| bad(format!("no {key}")))?;
+    parse(v, 16).map_err(|e| bad(format!("{key}={v}: {e}")))
 }
 
-fn parse_child(name: &str, entries: &[(String, Vici)]) -> Result<ChildSa, String> {
+fn parse_child(name: &str, entries: &[(String, Vici)]) -> Result<ChildSa> {
     let fields = scalars(entries);
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     Ok(ChildSa {
@@ -210,7 +219,7 @@ fn parse_child(name: &str, entries: &[(String, Vici)]) -> Result<ChildSa, String
     })
 }
 
-fn parse_ike(name: &str, entries: &[(String, Vici)]) -> Result<IkeSa, String> {
+fn parse_ike(name: &str, entries: &[(String, Vici)]) -> Result<IkeSa> {
     let fields = scalars(entries);
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let mut children = Vec::new();
@@ -227,7 +236,7 @@ fn parse_ike(name: &str, entries: &[(String, Vici)]) -> Result<IkeSa, String> {
         name: name.to_string(),
         uniqueid: get("uniqueid")
             .parse()
-            .map_err(|_| format!("IKE SA {name}: no uniqueid"))?,
+            .map_err(|_| bad(format!("IKE SA {name}: no uniqueid")))?,
         state: get("state"),
         local_host: get("local-host").parse().ok(),
         local_port: get("local-port").parse().ok(),
@@ -245,7 +254,7 @@ fn parse_ike(name: &str, entries: &[(String, Vici)]) -> Result<IkeSa, String> {
 
 /// Parses `swanctl --list-sas --raw`: one `list-sa event {NAME {...}}` line
 /// per IKE SA. Values are assumed free of spaces (FQDN ids, addresses).
-pub fn parse_list_sas(raw: &str) -> Result<Vec<IkeSa>, String> {
+pub fn parse_list_sas(raw: &str) -> Result<Vec<IkeSa>> {
     let mut sas = Vec::new();
     for line in raw.lines() {
         let Some(body) = line.strip_prefix("list-sa event ") else {
