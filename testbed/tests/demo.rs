@@ -114,20 +114,8 @@ fn histogram(packets: &[Value], name: &str) -> BTreeMap<u64, usize> {
 
 /// The same histograms from tshark's `-T fields` output, one pass.
 fn tshark_histograms(pcap: &Path, names: &[&str]) -> Vec<BTreeMap<u64, usize>> {
-    let mut args = vec!["-r", pcap.to_str().unwrap(), "-T", "fields"];
-    args.extend([
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=|",
-        "-E",
-        "separator=\t",
-    ]);
-    for n in names {
-        args.extend(["-e", n]);
-    }
     let mut h = vec![BTreeMap::new(); names.len()];
-    for line in tools::tshark(&args).lines() {
+    for line in tools::tshark_fields(pcap.to_str().unwrap(), &[], names).lines() {
         for (h, column) in h.iter_mut().zip(line.split('\t')) {
             for v in column.split('|').filter(|v| !v.is_empty()) {
                 *h.entry(tools::normalise(v).parse().unwrap()).or_default() += 1;

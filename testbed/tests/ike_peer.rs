@@ -7,6 +7,8 @@
 //! the interop test); they are skipped without them, except under CI=true
 //! where that is a failure.
 
+mod tools;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -43,12 +45,7 @@ fn example() -> PathBuf {
 
 /// A fresh directory for one test under the target's tmp dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("ike_peer")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tools::scratch(&format!("ike_peer/{name}"))
 }
 
 // ---------------------------------------------------------------------------
@@ -173,20 +170,6 @@ fn a_bad_config_exits_2_naming_the_field() {
 
 // ---------------------------------------------------------------------------
 // Namespaces.
-
-/// False (after saying why) when this machine cannot run namespace tests;
-/// under CI=true that fails instead.
-fn prerequisites_met(missing: Vec<String>) -> bool {
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but missing: {missing:?} (run as root; scripts/test.sh installs the packages)"
-    );
-    eprintln!("skipping: missing {missing:?}");
-    false
-}
 
 fn namespace_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
@@ -445,7 +428,7 @@ fn assert_tshark_decrypts(pcap: &Path, keys: &Path, spi_out: &str) {
 
 #[test]
 fn two_of_our_peers_set_up_a_tunnel_and_ping_through_it() {
-    if !prerequisites_met(namespace_prerequisites()) {
+    if !tools::prerequisites_met(&namespace_prerequisites()) {
         return;
     }
     let dir = scratch("two_peers");
@@ -564,7 +547,7 @@ fn two_of_our_peers_set_up_a_tunnel_and_ping_through_it() {
 
 #[test]
 fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
-    if !prerequisites_met(missing_prerequisites()) {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
         return;
     }
     let dir = scratch("charon_responder");
@@ -654,7 +637,7 @@ fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
 
 #[test]
 fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
-    if !prerequisites_met(missing_prerequisites()) {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
         return;
     }
     let dir = scratch("charon_initiator");
@@ -730,7 +713,7 @@ fn our_pair(dir: &Path, extra: &str) -> Pair {
 
 #[test]
 fn addrmgmt_moves_the_sas_to_the_initiators_new_address() {
-    if !prerequisites_met(namespace_prerequisites()) {
+    if !tools::prerequisites_met(&namespace_prerequisites()) {
         return;
     }
     let dir = scratch("addrmgmt");
@@ -753,7 +736,7 @@ fn addrmgmt_moves_the_sas_to_the_initiators_new_address() {
 
 #[test]
 fn an_r_mobike_responder_switches_the_initiator_to_its_other_address() {
-    if !prerequisites_met(namespace_prerequisites()) {
+    if !tools::prerequisites_met(&namespace_prerequisites()) {
         return;
     }
     let dir = scratch("r_mobike");

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod tools;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,26 +36,12 @@ fn ip(s: &str) -> IpAddr {
 /// False (after saying why) when this machine cannot run the test; under
 /// CI=true a missing prerequisite fails instead.
 fn prerequisites_met() -> bool {
-    let missing = missing_prerequisites();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but missing: {missing:?} (run as root; scripts/test.sh installs the packages)"
-    );
-    eprintln!("skipping: missing {missing:?}");
-    false
+    tools::prerequisites_met(&missing_prerequisites())
 }
 
 /// A fresh directory for one test under the target's tmp dir.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join("strongswan")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tools::scratch(&format!("strongswan/{name}"))
 }
 
 /// ns a (initiator) and ns b (responder), joined by veth va <-> vb

@@ -99,16 +99,30 @@ impl Deadline {
 /// Polls `ready` every [`POLL_INTERVAL`] until it returns true or `timeout`
 /// has passed; the error names `what` was awaited.
 pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) -> Result<()> {
+    wait_for(timeout, what, || Ok(ready().then_some(())))
+}
+
+/// Polls `poll` every [`POLL_INTERVAL`] until it returns a value or
+/// `timeout` has passed. An error from `poll` does not end the wait; the
+/// last one is in the timeout error, with `what` was awaited.
+pub fn wait_for<T>(
+    timeout: Duration,
+    what: &str,
+    mut poll: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
     let deadline = Deadline::after(timeout);
+    let mut last_error = None;
     loop {
-        if ready() {
-            return Ok(());
+        match poll() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(Box::new(e)),
         }
         if deadline.passed() {
             return Err(Error::TimedOut {
                 what: what.to_string(),
                 timeout,
-                last_error: None,
+                last_error,
             });
         }
         deadline.nap();

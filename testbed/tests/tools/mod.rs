@@ -1,4 +1,5 @@
-//! Shared by the tests that check our bytes with tools we did not write.
+//! Shared by the tests that check our bytes with tools we did not write,
+//! or run them.
 
 #![allow(
     dead_code,
@@ -34,6 +35,20 @@ pub fn require(program: &str, probe: &[&str]) -> bool {
     ok
 }
 
+/// False (after saying why) when something in `missing` keeps this
+/// machine from running a test; under CI=true that fails instead.
+pub fn prerequisites_met(missing: &[String]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true but missing: {missing:?} (run as root; scripts/test.sh installs the packages)"
+    );
+    eprintln!("skipping: missing {missing:?}");
+    false
+}
+
 /// A fresh directory under the target's tmp dir for one test.
 pub fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -50,6 +65,28 @@ pub fn tshark(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// `tshark -r PCAP EXTRA -T fields` with `-e` for each of `names`: one
+/// line a frame, one tab-separated column a name, repeated values joined
+/// by `|`.
+pub fn tshark_fields(pcap: &str, extra: &[&str], names: &[&str]) -> String {
+    let mut args = vec!["-r", pcap];
+    args.extend_from_slice(extra);
+    args.extend([
+        "-T",
+        "fields",
+        "-E",
+        "occurrence=a",
+        "-E",
+        "aggregator=|",
+        "-E",
+        "separator=\t",
+    ]);
+    for n in names {
+        args.extend(["-e", n]);
+    }
+    tshark(&args)
 }
 
 /// Our value in tshark's `-T fields` spelling.
@@ -130,22 +167,8 @@ pub fn compare_with_tshark(
         .into_iter()
         .filter(|n| known.contains(n) && !skip.contains(&n.as_str()))
         .collect();
-    let mut args = vec!["-r", pcap];
-    args.extend_from_slice(extra);
-    args.extend([
-        "-T",
-        "fields",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=|",
-        "-E",
-        "separator=\t",
-    ]);
-    for n in &names {
-        args.extend(["-e", n.as_str()]);
-    }
-    let out = tshark(&args);
+    let columns: Vec<&str> = names.iter().map(String::as_str).collect();
+    let out = tshark_fields(pcap, extra, &columns);
     let rows: Vec<&str> = out.lines().collect();
     assert_eq!(rows.len(), packets.len());
     let mut compared = 0;

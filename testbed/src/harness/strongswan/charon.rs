@@ -10,7 +10,9 @@ use super::config::{Auth, CharonConfig};
 use super::keys::{parse_key_log, session_keys, SessionKeys};
 use super::vici::{parse_list_sas, ChildSa, IkeSa};
 use super::{charon_binary, CHARON_PATHS, SWANCTL_TIMEOUT};
-use crate::harness::netns::{run_bounded, unique_name, wait_until, Netns, Process, Signal};
+use crate::harness::netns::{
+    run_bounded, unique_name, wait_for, wait_until, Netns, Process, Signal,
+};
 use crate::harness::{Error, Result};
 
 /// A running charon in a namespace. Dropping it stops charon (SIGTERM by
@@ -241,20 +243,10 @@ impl Charon {
             .map(|c| c.spi_in)
             .collect();
         self.swanctl_ok(&["--rekey", "--child", child])?;
-        let mut new = None;
-        let what = format!("child {child} rekeyed");
-        wait_until(timeout, &what, || {
-            new = self.list_sas().ok().and_then(|sas| {
-                installed(&sas)
-                    .into_iter()
-                    .find(|c| !before.contains(&c.spi_in))
-            });
-            new.is_some()
-        })?;
-        new.ok_or(Error::TimedOut {
-            what,
-            timeout,
-            last_error: None,
+        wait_for(timeout, &format!("child {child} rekeyed"), || {
+            Ok(installed(&self.list_sas()?)
+                .into_iter()
+                .find(|c| !before.contains(&c.spi_in)))
         })
     }
 
@@ -268,29 +260,14 @@ impl Charon {
     /// (a responder installs its side without telling the initiator's
     /// swanctl); returns that IKE SA.
     pub fn wait_child_installed(&self, child: &str, timeout: Duration) -> Result<IkeSa> {
-        let mut found = None;
-        let mut last_error = None;
-        let what = format!("child {child} INSTALLED");
-        // Timing out leaves `found` empty.
-        let _ = wait_until(timeout, &what, || {
-            match self.list_sas() {
-                Ok(sas) => {
-                    found = sas.into_iter().find(|sa| {
-                        sa.state == "ESTABLISHED"
-                            && sa
-                                .children
-                                .iter()
-                                .any(|c| c.name == child && c.state == "INSTALLED")
-                    });
-                }
-                Err(e) => last_error = Some(Box::new(e)),
-            }
-            found.is_some()
-        });
-        found.ok_or(Error::TimedOut {
-            what,
-            timeout,
-            last_error,
+        wait_for(timeout, &format!("child {child} INSTALLED"), || {
+            Ok(self.list_sas()?.into_iter().find(|sa| {
+                sa.state == "ESTABLISHED"
+                    && sa
+                        .children
+                        .iter()
+                        .any(|c| c.name == child && c.state == "INSTALLED")
+            }))
         })
     }
 
