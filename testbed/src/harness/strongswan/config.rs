@@ -15,7 +15,7 @@ use crate::harness::{Error, Result};
 /// Which side starts the IKE SA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// Knows the peer's address and calls [`Charon::initiate`].
+    /// Knows the peer's address and calls [`Charon::initiate`](super::Charon::initiate).
     Initiator,
     /// Accepts from any address (`remote_addrs = %any` unless given).
     Responder,
@@ -129,7 +129,7 @@ pub struct CharonConfig {
     pub mobike: bool,
     /// The children.
     pub children: Vec<ChildConfig>,
-    /// Log derived keys (ike = 4, chd = 4), needed by [`Charon::keys`].
+    /// Log derived keys (ike = 4, chd = 4), needed by [`Charon::keys`](super::Charon::keys).
     pub key_logging: bool,
     /// charon's first retransmission timeout in seconds (then ×1.8, three
     /// tries), short so failing tests end soon.
