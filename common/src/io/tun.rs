@@ -1,0 +1,266 @@
+//! The TUN device through which a node's own transport traffic reaches the
+//! kernel: whole IPv6 packets both ways (no packet-information header, no
+//! virtio header), configured over [`netlink`](super::netlink).
+//!
+//! A plain TUN gets TCP already segmented to its MTU with finished
+//! checksums. Kernel 6.18 would give a fresh TUN a link-local address and
+//! send router solicitations into it: [`Tun::open`] switches address
+//! generation off (`IFLA_INET6_ADDR_GEN_MODE` none) and sets
+//! `router_solicitations=0`, `accept_ra=0` before bringing it up. tun-rs's
+//! own address management (its `address-management` feature) is off: the
+//! addresses and routes go on with [`install`], which returns what it added
+//! so the driver can take it off again on exit ([`Installed::remove`]).
+//!
+//! For a mobile node: its home address as a /128 and a default route into
+//! the TUN, MTU ≈ 1460. For a correspondent: its address and routes.
+
+use std::io;
+use std::net::Ipv6Addr;
+
+use super::netlink::{Ipv6Address, Ipv6Route, Netlink, NetlinkError};
+use super::sysctl::{self, SysctlError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TunError {
+    #[error("creating TUN {name:?} (open /dev/net/tun, TUNSETIFF, SIOCSIFMTU): {source}")]
+    Create {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("TUN {name:?}: {what}: {source}")]
+    Device {
+        name: String,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("TUN {name:?}: {source}")]
+    Netlink {
+        name: String,
+        #[source]
+        source: NetlinkError,
+    },
+    #[error("TUN {name:?}: {source}")]
+    Sysctl {
+        name: String,
+        #[source]
+        source: SysctlError,
+    },
+    #[error(transparent)]
+    Install(NetlinkError),
+    #[error("removing what was installed: {} failed, first: {first}", .count)]
+    Remove {
+        count: usize,
+        #[source]
+        first: NetlinkError,
+    },
+}
+
+/// A TUN device, up, with no address of its own. Removed by the kernel
+/// when dropped (with the addresses and routes on it).
+pub struct Tun {
+    dev: tun_rs::AsyncDevice,
+    name: String,
+    ifindex: u32,
+    mtu: u16,
+}
+
+impl std::fmt::Debug for Tun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tun")
+            .field("name", &self.name)
+            .field("ifindex", &self.ifindex)
+            .field("mtu", &self.mtu)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Tun {
+    /// Creates TUN `name` with `mtu`, switches IPv6 address generation and
+    /// router solicitations off on it, and brings it up. Runs in the
+    /// calling thread's namespace, inside a Tokio runtime.
+    pub async fn open(name: &str, mtu: u16, netlink: &Netlink) -> Result<Tun, TunError> {
+        let named = || name.to_string();
+        let dev = tun_rs::DeviceBuilder::new()
+            .name(name)
+            .mtu(mtu)
+            .enable(false)
+            .build_async()
+            .map_err(|source| TunError::Create {
+                name: named(),
+                source,
+            })?;
+        let device = |what: &'static str| {
+            move |source: io::Error| TunError::Device {
+                name: named(),
+                what,
+                source,
+            }
+        };
+        let name = dev.name().map_err(device("reading its name"))?;
+        let ifindex = dev.if_index().map_err(device("if_nametoindex"))?;
+        let nl = |source| TunError::Netlink {
+            name: name.clone(),
+            source,
+        };
+        netlink.set_addr_gen_mode_none(ifindex).await.map_err(nl)?;
+        for (key, value) in [("router_solicitations", "0"), ("accept_ra", "0")] {
+            // The settings belong to the device and go with it: nothing to
+            // restore.
+            sysctl::write(&name, key, value).map_err(|source| TunError::Sysctl {
+                name: name.clone(),
+                source,
+            })?;
+        }
+        netlink.set_link_up(ifindex).await.map_err(nl)?;
+        Ok(Tun {
+            dev,
+            name,
+            ifindex,
+            mtu,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    pub fn mtu(&self) -> u16 {
+        self.mtu
+    }
+
+    /// The tun-rs device, for batched I/O (`recv_multiple`, ...).
+    pub fn device(&self) -> &tun_rs::AsyncDevice {
+        &self.dev
+    }
+
+    /// Waits for the next packet the kernel routed into the TUN.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.dev.recv(buf).await
+    }
+
+    /// The next packet if one is queued, else `WouldBlock`.
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.dev.try_recv(buf)
+    }
+
+    /// Hands one IPv6 packet to the kernel, as if it arrived on the TUN.
+    pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
+        let n = self.dev.send(packet).await?;
+        whole(n, packet.len())
+    }
+
+    /// [`Tun::send`] now, or `WouldBlock`.
+    pub fn try_send(&self, packet: &[u8]) -> io::Result<()> {
+        let n = self.dev.try_send(packet)?;
+        whole(n, packet.len())
+    }
+
+    /// A /128 home address on this TUN, `nodad` and marked as a home address.
+    pub fn home_address(&self, hoa: Ipv6Addr) -> Ipv6Address {
+        let mut a = Ipv6Address::nodad(self.ifindex, hoa, 128);
+        a.flags.home = true;
+        a
+    }
+
+    /// A route for `dst/prefix_len` into this TUN.
+    pub fn route(&self, dst: Ipv6Addr, prefix_len: u8) -> Ipv6Route {
+        Ipv6Route::device(dst, prefix_len, self.ifindex)
+    }
+}
+
+fn whole(n: usize, want: usize) -> io::Result<()> {
+    if n == want {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("TUN took {n} of {want} bytes"),
+        ))
+    }
+}
+
+/// Addresses and routes that [`install`] added, to take off again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[must_use = "what was installed stays until removed"]
+pub struct Installed {
+    pub addresses: Vec<Ipv6Address>,
+    pub routes: Vec<Ipv6Route>,
+}
+
+/// Adds `addresses`, then `routes` (routes may need the addresses' prefix
+/// routes to reach a gateway). All or nothing: after a failure, what was
+/// already added is removed again and the error names what failed.
+pub async fn install(
+    netlink: &Netlink,
+    addresses: &[Ipv6Address],
+    routes: &[Ipv6Route],
+) -> Result<Installed, TunError> {
+    let mut done = Installed::default();
+    let mut result = Ok(());
+    for a in addresses {
+        match netlink.add_address(a).await {
+            Ok(()) => done.addresses.push(*a),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        for r in routes {
+            match netlink.add_route(r).await {
+                Ok(()) => done.routes.push(*r),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+    }
+    match result {
+        Ok(()) => Ok(done),
+        Err(e) => {
+            let _ = done.remove(netlink).await;
+            Err(TunError::Install(e))
+        }
+    }
+}
+
+impl Installed {
+    /// Removes the routes, then the addresses, last added first. Tries
+    /// them all; what is already gone (the link was deleted, say) counts as
+    /// removed.
+    pub async fn remove(self, netlink: &Netlink) -> Result<(), TunError> {
+        let mut failed = 0;
+        let mut first = None;
+        for r in self.routes.iter().rev() {
+            if let Err(e) = netlink.del_route(r).await {
+                if !e.is_not_found() {
+                    failed += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        for a in self.addresses.iter().rev() {
+            if let Err(e) = netlink.del_address(a).await {
+                if !e.is_not_found() {
+                    failed += 1;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        match first {
+            None => Ok(()),
+            Some(first) => Err(TunError::Remove {
+                count: failed,
+                first,
+            }),
+        }
+    }
+}
