@@ -117,16 +117,16 @@ fn build(n: usize) -> World {
     let mut ha_cfg = HaConfig::new(HA, hoas.clone(), SEED ^ 2);
     ha_cfg.home_prefix = HOME_PREFIX;
     let ha = Ha::new(ha_cfg, ha_ipsec);
-    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), Some(home), &[HA]);
+    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(home)]);
     let cn = Cn::new(CnConfig::new(CN, SEED ^ 3), cn_ipsec, Instant::ZERO);
-    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), Some(cn_link), &[CN]);
+    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), &[Some(cn_link)]);
     let end = Instant::from_secs(VIRTUAL_SECS);
     for (i, (mn, hoa)) in mns.into_iter().zip(hoas).enumerate() {
-        let node = sim.add_host(&format!("mn{i}"), Role::Mn(Box::new(mn)), None, &[]);
+        let node = sim.add_host(&format!("mn{i}"), Role::Mn(Box::new(mn)), &[None]);
         let first = Instant::ZERO + PERIOD * u32::try_from(i).unwrap() / u32::try_from(n).unwrap();
         let (mut at, mut to) = (first, access_a);
         while at < end {
-            sim.move_at(at, node, Some(to));
+            sim.move_at(at, node, 0, Some(to));
             to = if to == access_a { access_b } else { access_a };
             at += PERIOD;
         }

@@ -89,7 +89,7 @@ pub fn run(setup: &Setup) -> Run {
         .ping(s(0.5), t.mn, HOA, CN, Duration::from_millis(50), s(9.5));
     let moves = [(2.0, t.access_a), (5.0, t.access_b), (8.0, t.home)];
     for (at, to) in moves {
-        t.sim.move_at(s(at), t.mn, Some(to));
+        t.move_mn(s(at), Some(to));
     }
     t.sim.run_until(end);
 
@@ -97,7 +97,7 @@ pub fn run(setup: &Setup) -> Run {
     let ups: Vec<(Instant, LinkId)> = sim
         .link_ups
         .iter()
-        .filter(|(_, n, _)| *n == t.mn)
+        .filter(|(_, p, _)| p.node == t.mn)
         .map(|(at, _, l)| (*at, *l))
         .collect();
     let mut handoffs = vec![];
@@ -169,7 +169,11 @@ pub fn run(setup: &Setup) -> Run {
         .trace
         .iter()
         .filter(|l| {
-            !l.what.starts_with("answers") && !l.what.starts_with("no longer") && l.node != "sim"
+            // Movement is marked by the handoff lines; routine DAD is noise.
+            !l.what.contains(" leaves its link")
+                && !l.what.contains(" moves to ")
+                && !l.what.contains("passed DAD")
+                && l.node != "sim"
         })
         .map(|l| (l.at, format!("{:<6} {}", l.node, l.what)))
         .collect();

@@ -3,7 +3,8 @@
 //! - **The simulator**: [`sim`], a deterministic network with virtual time
 //!   that drives the `common` engines; [`topology`], the demo topology
 //!   built on it; [`demo`], the demo scenario, what it measures and its
-//!   reports (`testbed demo`).
+//!   reports (`testbed demo`); [`router`], the IPv6 router the simulator
+//!   and the real demo share.
 //! - **The packet tools**: [`tools`], decoding for people and test oracles
 //!   (`testbed decode`), pcap files, and the reference packet set
 //!   (`testbed samples`).
@@ -15,6 +16,7 @@
 pub mod demo;
 pub mod harness;
 pub mod ike_peer;
+pub mod router;
 pub mod sim;
 pub mod tools;
 pub mod topology;

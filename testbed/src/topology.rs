@@ -6,8 +6,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use common::ipsec::{
-    Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Policy, Prefix,
-    SaKeys, SaPairSpec, Selector,
+    Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Prefix, SaKeys,
+    SaPairSpec, Selector,
 };
 use common::node::{Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation};
 use common::time::{Duration, Instant};
@@ -99,6 +99,41 @@ pub struct Topology {
     pub keyring: EspKeyring,
 }
 
+/// The mobile node's interfaces: one per link it visits, as in the real
+/// demo, where each is a veth whose carrier goes up and down.
+pub const MN_HOME_IFACE: u8 = 0;
+pub const MN_ACCESS_A_IFACE: u8 = 1;
+pub const MN_ACCESS_B_IFACE: u8 = 2;
+
+impl Topology {
+    /// The mobile node's interface on `link`.
+    pub fn mn_iface(&self, link: LinkId) -> Option<u8> {
+        [
+            (self.home, MN_HOME_IFACE),
+            (self.access_a, MN_ACCESS_A_IFACE),
+            (self.access_b, MN_ACCESS_B_IFACE),
+        ]
+        .into_iter()
+        .find(|(l, _)| *l == link)
+        .map(|(_, i)| i)
+    }
+
+    /// At `at`, the mobile node loses carrier on every link but `to`, and
+    /// gains it on `to` (break before make); `None`: on none.
+    pub fn move_mn(&mut self, at: Instant, to: Option<LinkId>) {
+        for link in [self.home, self.access_a, self.access_b] {
+            if Some(link) != to {
+                if let Some(i) = self.mn_iface(link) {
+                    self.sim.move_at(at, self.mn, i, None);
+                }
+            }
+        }
+        if let Some(i) = to.and_then(|l| self.mn_iface(l)) {
+            self.sim.move_at(at, self.mn, i, to);
+        }
+    }
+}
+
 /// Installs a transport-mode pair between `a` and `b` on both sides, with
 /// a protect policy for `selector` (from `a`'s side) on each.
 #[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
@@ -156,12 +191,8 @@ pub fn transport_pair(
             },
         );
         spec.lifetime = lifetime;
-        if let Ok((_, out)) = ipsec.sad.add_pair(Instant::ZERO, &spec) {
-            ipsec.spd.push(Policy {
-                selector: sel,
-                action: Action::Protect(vec![out]),
-            });
-        }
+        // The SPIs are the run's own, distinct by construction.
+        let _ = ipsec.add_protected_pair(Instant::ZERO, &spec);
     }
 }
 
@@ -218,11 +249,11 @@ pub fn build(setup: &Setup) -> Topology {
         Duration::from_secs(1),
     );
     let ha = Ha::new(setup.ha.clone(), ha_ipsec);
-    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), Some(home), &[HA]);
+    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(home)]);
     let cn = Cn::new(setup.cn.clone(), cn_ipsec, Instant::ZERO);
-    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), Some(cn_link), &[CN]);
+    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), &[Some(cn_link)]);
     let mn = Mn::new(setup.mn.clone(), mn_ipsec);
-    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), Some(home), &[]);
+    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), &[Some(home), None, None]);
     Topology {
         sim,
         router,

@@ -70,7 +70,7 @@ fn stdin_lines_repeated_fields_and_errors() {
 /// HMAC-SHA-256-128 on SPI 0x201 and key 0x2a2a….
 fn esp_bu() -> Vec<u8> {
     use common::ipsec::{
-        Action, AddressPair, Algorithm, Ipsec, Mode, Policy, Prefix, SaKeys, SaPairSpec, Selector,
+        AddressPair, Algorithm, Ipsec, Mode, Prefix, SaKeys, SaPairSpec, Selector,
     };
     let plain = hex::decode(BU_HAO).unwrap();
     let home: std::net::IpAddr = "2001:db8:1::100".parse().unwrap();
@@ -94,14 +94,9 @@ fn esp_bu() -> Vec<u8> {
         },
     );
     let mut ipsec = Ipsec::default();
-    let (_, out) = ipsec
-        .sad
-        .add_pair(common::time::Instant::ZERO, &spec)
+    ipsec
+        .add_protected_pair(common::time::Instant::ZERO, &spec)
         .unwrap();
-    ipsec.spd.push(Policy {
-        selector: sel,
-        action: Action::Protect(vec![out]),
-    });
     let mut wire = Vec::new();
     ipsec
         .outbound(common::time::Instant::ZERO, &plain, &mut wire)

@@ -13,8 +13,8 @@ use std::fs::File;
 use std::net::Ipv6Addr;
 
 use common::ipsec::{
-    Action, AddressPair, Algorithm, EspKeyring, Inbound, Ipsec, IpsecDrop, Mode, Outbound, Policy,
-    Prefix, SaKeys, SaPairSpec, Selector,
+    AddressPair, Algorithm, EspKeyring, Inbound, Ipsec, IpsecDrop, Mode, Outbound, Prefix, SaKeys,
+    SaPairSpec, Selector,
 };
 use common::time::Instant;
 use common::wire::ext::ExtHeaderRepr;
@@ -124,11 +124,7 @@ impl Endpoints {
                 SaPairSpec::new(addresses, mode, alg, selector.clone(), inbound, outbound);
             spec.esn = esn;
             let mut ipsec = Ipsec::default();
-            let (_, out) = ipsec.sad.add_pair(T0, &spec).unwrap();
-            ipsec.spd.push(Policy {
-                selector,
-                action: Action::Protect(vec![out]),
-            });
+            ipsec.add_protected_pair(T0, &spec).unwrap();
             ipsec
         };
         Endpoints {

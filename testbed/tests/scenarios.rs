@@ -29,11 +29,12 @@ fn cp() -> CodePoints {
 }
 
 /// Builds `setup`, lets the node settle at home, moves it to access A at
-/// 1 s and runs to 2 s.
+/// 1 s and runs to 2.2 s: the home agent's DAD of the home address (1 s)
+/// is over and the node is registered everywhere.
 fn away(setup: &Setup) -> Topology {
     let mut t = build(setup);
-    t.sim.move_at(secs(1.0), t.mn, Some(t.access_a));
-    t.sim.run_until(secs(2.0));
+    t.move_mn(secs(1.0), Some(t.access_a));
+    t.sim.run_until(secs(2.2));
     t
 }
 
@@ -133,15 +134,16 @@ fn triangular_routing_from_any_coa_without_signalling() {
     let mut t = away(&setup);
     let data = udp(HOA, CN, vec![]);
     t.sim.send_from_stack(t.mn, &data);
-    // A ping from the mobile node: the request goes straight with a HAO
-    // under the SA, the reply comes back through the home agent.
-    t.sim
-        .ping(secs(2.0), t.mn, HOA, CN, Duration::from_secs(1), secs(2.0));
+    // Pings from the mobile node: the request goes straight with a HAO
+    // under the SA, the reply comes back through the home agent. The
+    // second one finds every neighbour cache warm.
+    let interval = Duration::from_millis(300);
+    t.sim.ping(secs(2.2), t.mn, HOA, CN, interval, secs(2.5));
     t.sim.run_until(secs(3.0));
     let cn = t.sim.engine(t.cn).unwrap().stats().clone();
     assert_eq!(
-        cn.delivered_route_optimised, 2,
-        "udp and ping arrived with a HAO"
+        cn.delivered_route_optimised, 3,
+        "udp and pings arrived with a HAO"
     );
     assert_eq!(cn.drops().count(), 0);
     assert_eq!(
@@ -325,7 +327,7 @@ fn ba_to_ipsec_bu_has_k_clear_no_bad_and_a_long_lifetime() {
     let mut t = build(&setup);
     t.sim.run_until(secs(0.5));
     let from = t.sim.captured(t.cn_link).len();
-    t.sim.move_at(secs(1.0), t.mn, Some(t.access_a));
+    t.move_mn(secs(1.0), Some(t.access_a));
     t.sim.run_until(secs(2.0));
     let ba = ba_to(&mut t, from, COA_A);
     let MhMessage::BindingAck {
@@ -344,8 +346,12 @@ fn ba_to_ipsec_bu_has_k_clear_no_bad_and_a_long_lifetime() {
     let granted = u64::from(lifetime) * 4;
     assert!(granted > 420 && granted <= 1999, "granted {granted} s");
     let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
-    // The BU left after the RS/RA exchange (0.4 ms) and took 20.2 ms.
-    let arrived = secs(1.0) + Duration::from_micros(400 + 20_200);
+    // The node came up just after the router's periodic RA at 1 s, so the
+    // RA answering its RS waited for the rate limit (30 ms, RFC 6275
+    // §7.5) and took 0.2 ms; the BU then took 0.2 ms to the router, one
+    // NS/NA round trip on the CN link for the router to find the CN
+    // (40 ms), and 20 ms more.
+    let arrived = secs(1.0) + Duration::from_micros(30_000 + 200 + 200 + 40_000 + 20_000);
     assert_eq!(b.expires, arrived + Duration::from_secs(granted));
 }
 
@@ -353,7 +359,7 @@ fn ba_to_ipsec_bu_has_k_clear_no_bad_and_a_long_lifetime() {
 #[test]
 fn mobile_node_ignores_authorization_data_in_a_ba_under_ipsec() {
     let mut t = build(&Setup::new(8, RouteOptimisation::Ipsec));
-    t.sim.move_at(secs(1.0), t.mn, Some(t.access_a));
+    t.move_mn(secs(1.0), Some(t.access_a));
     // The BU reaches the CN at 1.0202 s; its BA would be back at 1.0404 s.
     t.sim.run_until(secs(1.03));
     let seq = t.sim.mn(t.mn).unwrap().entry(CN).unwrap().seq;
@@ -493,7 +499,7 @@ fn cookie_test_on_every_new_coa_with_the_real_mobile_node() {
     let mut setup = Setup::new(11, RouteOptimisation::Ipsec);
     setup.cn.coa_test = CoaTestPolicy::Always;
     let mut t = away(&setup);
-    t.sim.move_at(secs(3.0), t.mn, Some(t.home));
+    t.move_mn(secs(3.0), Some(t.home));
     t.sim.run_until(secs(4.0));
     let tests: Vec<_> = t
         .sim
@@ -575,11 +581,13 @@ fn replayed_and_old_sequence_bus_are_refused() {
 #[test]
 fn return_routability_baseline_binds_and_deregisters() {
     let mut t = away(&Setup::new(14, RouteOptimisation::ReturnRoutability));
+    // Return routability starts after the home BA.
+    t.sim.run_until(secs(2.5));
     let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap().clone();
     assert_eq!(b.care_of, Some(COA_A));
     assert!(!b.ipsec);
     assert!(
-        b.expires <= secs(1.0) + Duration::from_secs(421),
+        b.expires <= secs(2.5) + Duration::from_secs(420),
         "RR caps at 420 s"
     );
     let rr_msgs: Vec<_> = t
@@ -594,7 +602,7 @@ fn return_routability_baseline_binds_and_deregisters() {
     for ty in [1, 2, 3, 4, 5, 6] {
         assert!(rr_msgs.contains(&ty), "MH type {ty} missing: {rr_msgs:?}");
     }
-    t.sim.move_at(secs(3.0), t.mn, Some(t.home));
+    t.move_mn(secs(3.0), Some(t.home));
     t.sim.run_until(secs(4.0));
     assert!(t.sim.cn(t.cn).unwrap().binding(HOA).is_none());
     assert!(t.sim.ha(t.ha).unwrap().binding(HOA).is_none());
@@ -606,7 +614,7 @@ fn return_routability_baseline_binds_and_deregisters() {
 fn binding_update_back_off_doubles_to_32_seconds() {
     let mut t = build(&Setup::new(15, RouteOptimisation::None));
     t.sim.set_link_at(secs(0.5), t.home, false);
-    t.sim.move_at(secs(1.0), t.mn, Some(t.access_a));
+    t.move_mn(secs(1.0), Some(t.access_a));
     t.sim.run_until(secs(200.0));
     let sent: Vec<Instant> = t
         .sim
@@ -638,7 +646,7 @@ fn home_binding_expires_without_refresh_and_reverse_tunnel_is_checked() {
     assert_eq!(ha.dropped(NodeDrop::TunnelSourceMismatch), 1);
     // The node refreshes at 90 % of 8 s while attached; once detached the
     // binding expires.
-    t.sim.move_at(secs(3.0), t.mn, None);
+    t.move_mn(secs(3.0), None);
     t.sim.run_until(secs(20.0));
     assert!(t.sim.ha(t.ha).unwrap().binding(HOA).is_none());
     assert!(t
@@ -714,7 +722,8 @@ fn mobile_node_sends_alternate_coa_only_under_esp_and_no_rr_options() {
     assert_eq!(mh.options, vec![MhOption::AlternateCareOfAddress(COA_A)]);
     // The RR BU goes in the clear, with Nonce Indices and BAD, and no
     // Alternate CoA.
-    let t = away(&Setup::new(18, RouteOptimisation::ReturnRoutability));
+    let mut t = away(&Setup::new(18, RouteOptimisation::ReturnRoutability));
+    t.sim.run_until(secs(2.5));
     let rr_bu = t
         .sim
         .captured(t.access_a)

@@ -10,9 +10,7 @@ use super::{
     keylog, ChildInfo, CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable, Request,
     HALF_OPEN_TIMEOUT, NATT_PORT,
 };
-use crate::ipsec::{
-    Action, AddressPair, Ipsec, Mode, Policy, Prefix, SaKeys, SaPairSpec, Selector,
-};
+use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaKeys, SaPairSpec, Selector};
 use crate::time::Instant;
 use crate::wire::ike::{
     AdditionalAddress, ExchangeType, IkePayload, IkeRepr, MobikeSupported, Notify, NotifyType,
@@ -1374,14 +1372,7 @@ impl Ike {
         spec.lifetime = c.lifetime;
         let name = c.name.clone();
         let udp_encap = sa.nat().then_some((sa.local.port(), sa.remote.port()));
-        let (inbound, outbound) = ipsec.sad.add_pair(now, &spec).ok()?;
-        ipsec.spd.insert(
-            0,
-            Policy {
-                selector: selector.clone(),
-                action: Action::Protect(vec![outbound]),
-            },
-        );
+        let (inbound, outbound) = ipsec.add_protected_pair(now, &spec).ok()?;
         let v6 = addresses.local.is_ipv6();
         for (s, k) in [(deal.spi_in, key_in), (deal.spi_out, key_out)] {
             if let Some(row) = keylog::esp_row(v6, s, deal.encr, k) {

@@ -212,6 +212,25 @@ impl Ipsec {
         &self.stats
     }
 
+    /// Installs an SA pair and, ahead of every other policy, the policy
+    /// that protects what its selector matches with its outbound SA.
+    /// Returns (inbound, outbound).
+    pub fn add_protected_pair(
+        &mut self,
+        now: Instant,
+        spec: &SaPairSpec,
+    ) -> Result<(SaId, SaId), SadError> {
+        let (inbound, outbound) = self.sad.add_pair(now, spec)?;
+        self.spd.insert(
+            0,
+            Policy {
+                selector: spec.selector.clone(),
+                action: Action::Protect(vec![outbound]),
+            },
+        );
+        Ok((inbound, outbound))
+    }
+
     pub fn poll_event(&mut self) -> Option<IpsecEvent> {
         self.events.pop_front()
     }

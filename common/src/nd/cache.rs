@@ -57,6 +57,11 @@ impl Neighbor {
         }
     }
 
+    /// Packets waiting for this neighbour.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
     pub(crate) fn stale(mac: MacAddr) -> Self {
         Neighbor {
             mac: Some(mac),

@@ -168,6 +168,8 @@ pub enum NdEvent {
     NeighborUnreachable { neighbor: Ipv6Addr, dropped: usize },
     /// The DAD a proxy runs before defending `address` is over.
     ProxyChecked { address: Ipv6Addr, unique: bool },
+    /// A router was asked for an advertisement (routers only).
+    RouterSolicited { from: Ipv6Addr },
 }
 
 /// Why an ND message was not taken.
@@ -635,25 +637,6 @@ impl NdIface {
         self.routers.first().map(|r| r.address)
     }
 
-    /// Forgets routers, prefixes and neighbours: the link went away.
-    pub fn reset(&mut self) {
-        for r in std::mem::take(&mut self.routers) {
-            self.set_timer(Timer::Router(r.address), None);
-        }
-        for p in std::mem::take(&mut self.on_link) {
-            self.set_timer(Timer::Prefix(p.prefix), None);
-        }
-        let neighbours: Vec<Ipv6Addr> = self.cache.keys().copied().collect();
-        for n in neighbours {
-            if let Some(e) = self.cache.remove(&n) {
-                self.stats.unresolved += e.queue.len() as u64;
-            }
-            self.set_timer(Timer::Neighbor(n), None);
-        }
-        self.solicit_left = 0;
-        self.set_timer(Timer::Solicit, None);
-    }
-
     // ---- sending ----
 
     /// Where a packet to `dst` goes next: `dst` itself if it is on-link
@@ -978,6 +961,8 @@ impl NdIface {
         if let Some(m) = sll {
             self.heard_from(now, src, m, false);
         }
+        self.events
+            .push_back(NdEvent::RouterSolicited { from: src });
         Ok(())
     }
 

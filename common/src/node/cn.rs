@@ -7,13 +7,14 @@ use core::net::Ipv6Addr;
 use std::collections::HashMap;
 
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
-use super::core::{add_type2, authorised, strip_mobility_headers, Core, Rx};
+use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
 use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
 use super::{
     lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    NodeDrop, NodeStats, Removal, Transmit,
+    MacAddr, NodeDrop, NodeStats, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
+use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
@@ -52,6 +53,10 @@ pub struct CnConfig {
     /// The longest lifetime granted to an IPsec-protected binding; the SA's
     /// own hard lifetime caps it further (REQ CN-4.7).
     pub max_lifetime: Duration,
+    /// The interface `address` is on.
+    pub iface: u8,
+    /// How `address` is checked on its link (RFC 4862 DAD).
+    pub dad: Dad,
     pub code_points: CodePoints,
 }
 
@@ -66,6 +71,8 @@ impl CnConfig {
             keep_old_coa: false,
             return_routability: true,
             max_lifetime: units_lifetime(u16::MAX),
+            iface: 0,
+            dad: Dad::Standard,
             code_points: CodePoints::default(),
         }
     }
@@ -145,12 +152,14 @@ impl Cn {
             }
             None => self.core.stats.sent_direct += 1,
         }
-        self.core.send(now, Iface::Link(0), &repr);
+        self.core.send(now, &repr);
     }
 
-    fn incoming(&mut self, now: Instant, bytes: &[u8]) {
-        let Some(mut rx) = self.core.receive(now, bytes) else {
-            return;
+    fn incoming(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+        let mut rx = match self.core.receive(now, iface, bytes) {
+            Received::Packet(rx) => rx,
+            Received::Foreign(_) => return self.core.drop(NodeDrop::NotForUs),
+            Received::Nd | Received::Dropped => return,
         };
         let Some(h) = rx.header().copied() else {
             self.core.drop(NodeDrop::NotForUs);
@@ -160,7 +169,9 @@ impl Cn {
             return;
         }
         if h.dst != self.cfg.address {
-            self.core.drop(NodeDrop::NotForUs);
+            if !self.core.answer_echo(now, &rx) {
+                self.core.drop(NodeDrop::NotForUs);
+            }
             return;
         }
         let hao = rx.home_address_option();
@@ -617,20 +628,43 @@ fn options_cookie(options: &[MhOption]) -> Option<&[u8]> {
     })
 }
 
-impl Engine for Cn {
-    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]) {
-        match iface {
-            Iface::Stack => self.outgoing(now, packet),
-            Iface::Link(_) => self.incoming(now, packet),
+impl Cn {
+    fn nd_events(&mut self) {
+        while let Some((iface, event)) = self.core.poll_nd() {
+            if !matches!(event, NdEvent::RouterAdvert { .. }) {
+                self.core.event(Event::Nd { iface, event });
+            }
         }
     }
+}
 
-    fn handle_command(&mut self, _now: Instant, _command: Command) -> Result<(), CommandError> {
-        Err(CommandError::Unsupported)
+impl Engine for Cn {
+    fn handle_packet(&mut self, now: Instant, iface: Iface, _: Option<MacAddr>, packet: &[u8]) {
+        match iface {
+            Iface::Stack => self.outgoing(now, packet),
+            Iface::Link(i) => self.incoming(now, i, packet),
+        }
+        self.nd_events();
+    }
+
+    fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
+        match command {
+            Command::LinkUp { iface, mac } => {
+                let nd = self.core.link_up(now, iface, mac, self.cfg.dad)?;
+                if iface == self.cfg.iface {
+                    nd.add_address(now, self.cfg.address, self.cfg.dad);
+                }
+                nd.solicit_routers(now);
+            }
+            Command::LinkDown(iface) => self.core.link_down(iface)?,
+        }
+        self.nd_events();
+        Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.core.ipsec.handle_timeout(now);
+        self.core.handle_timeout(now);
+        self.nd_events();
         while let Some(home) = self.expiry.pop_due(now) {
             if self.cache.remove(&home).is_some() {
                 self.core.event(Event::BindingRemoved {
@@ -655,6 +689,10 @@ impl Engine for Cn {
 
     fn stats(&self) -> &NodeStats {
         &self.core.stats
+    }
+
+    fn interface(&self, iface: u8) -> Option<&NdIface> {
+        self.core.link(iface)
     }
 
     fn ipsec(&self) -> &Ipsec {

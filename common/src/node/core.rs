@@ -1,20 +1,25 @@
-//! What the three engines share: IPsec on the way in and out, the queues,
-//! the counters and the RNG; Mobile IPv6 header surgery; deadlines.
+//! What the three engines share: their interfaces (each with its
+//! Neighbor Discovery state), IPsec on the way in and out, routing to an
+//! interface and next hop, the queues, the counters and the RNG; Mobile
+//! IPv6 header surgery.
 
 use core::net::Ipv6Addr;
 use std::collections::VecDeque;
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore, SeedableRng};
 
-use super::{rr, Event, Iface, NodeDrop, NodeStats, Transmit};
+use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, Transmit};
 use crate::ipsec::{Inbound, Ipsec, Layout, Outbound, SaId};
+use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::Instant;
 use crate::wire::checksum::PseudoHeader;
+use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST};
 use crate::wire::mh::{MhMessage, MhOption, MhRepr};
+use crate::wire::nd::{NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
 use crate::wire::{
-    CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, Ipv6OptionRepr, Ipv6Repr, PacketRepr,
-    RoutingRepr, UpperRepr,
+    CodePoints, ExtHeaderRepr, Icmpv6Repr, IpProtocol, IpRepr, Ipv6OptionRepr, Ipv6Packet,
+    Ipv6Repr, MacAddr, NdRepr, PacketRepr, RoutingRepr, UpperRepr,
 };
 
 /// A packet after IPsec: parsed, with the SA it came through.
@@ -44,11 +49,30 @@ impl Rx {
     }
 }
 
+/// How many interfaces an engine can have.
+pub const MAX_LINKS: usize = 16;
+
+/// What [`Core::receive`] made of a packet from a link.
+pub(crate) enum Received {
+    /// Through IPsec and parsed, for the role.
+    Packet(Rx),
+    /// Neighbor Discovery, handled here.
+    Nd,
+    /// For an address that is not ours: the role decides (a home agent
+    /// tunnels what it intercepts; the others count it as not for us).
+    Foreign(Ipv6Addr),
+    /// Dropped and counted.
+    Dropped,
+}
+
 pub(crate) struct Core {
     pub cp: CodePoints,
     pub ipsec: Ipsec,
     pub rng: ChaCha20Rng,
     pub stats: NodeStats,
+    nd_cfg: NdConfig,
+    /// The interfaces with carrier, by number.
+    links: Vec<Option<NdIface>>,
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
@@ -61,6 +85,8 @@ impl Core {
             ipsec,
             rng: ChaCha20Rng::seed_from_u64(seed),
             stats: NodeStats::default(),
+            nd_cfg: NdConfig::default(),
+            links: Vec::new(),
             out: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -75,16 +101,111 @@ impl Core {
         self.events.push_back(e);
     }
 
-    /// The earlier of the engine's own deadline and IPsec's.
+    // ---- interfaces ----
+
+    /// Carrier on `iface`: a fresh ND state, whose link-local address
+    /// starts `dad`.
+    pub fn link_up(
+        &mut self,
+        now: Instant,
+        iface: u8,
+        mac: MacAddr,
+        dad: Dad,
+    ) -> Result<&mut NdIface, CommandError> {
+        let i = usize::from(iface);
+        if i >= MAX_LINKS {
+            return Err(CommandError::NoSuchInterface(iface));
+        }
+        if self.links.len() <= i {
+            self.links.resize_with(i + 1, || None);
+        }
+        let seed = self.rng.next_u64();
+        let nd = self.links[i].insert(NdIface::new(now, self.nd_cfg, mac, dad, seed));
+        Ok(nd)
+    }
+
+    /// No carrier on `iface`: its addresses, routers and neighbours go,
+    /// and what waited for them is counted as dropped.
+    pub fn link_down(&mut self, iface: u8) -> Result<(), CommandError> {
+        let nd = self
+            .links
+            .get_mut(usize::from(iface))
+            .ok_or(CommandError::NoSuchInterface(iface))?
+            .take();
+        if let Some(nd) = nd {
+            let waiting: usize = nd.neighbors().map(|(_, n)| n.queued()).sum();
+            self.stats.drops[NodeDrop::Unresolved as usize] += waiting as u64;
+        }
+        Ok(())
+    }
+
+    pub fn link(&self, iface: u8) -> Option<&NdIface> {
+        self.links.get(usize::from(iface)).and_then(Option::as_ref)
+    }
+
+    pub fn link_mut(&mut self, iface: u8) -> Option<&mut NdIface> {
+        self.links
+            .get_mut(usize::from(iface))
+            .and_then(Option::as_mut)
+    }
+
+    /// The interfaces with carrier.
+    pub fn links(&self) -> impl Iterator<Item = (u8, &NdIface)> + '_ {
+        self.links
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.as_ref().map(|l| (i as u8, l)))
+    }
+
+    /// The interface on which `addr` is one of our usable addresses.
+    pub fn owner(&self, addr: Ipv6Addr) -> Option<u8> {
+        self.links().find(|(_, l)| l.usable(addr)).map(|(i, _)| i)
+    }
+
+    /// The next ND event of any interface.
+    pub fn poll_nd(&mut self) -> Option<(u8, NdEvent)> {
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if let Some(e) = l.as_mut().and_then(NdIface::poll_event) {
+                if let NdEvent::NeighborUnreachable { dropped, .. } = e {
+                    self.stats.drops[NodeDrop::Unresolved as usize] += dropped as u64;
+                }
+                return Some((i as u8, e));
+            }
+        }
+        None
+    }
+
+    /// The earlier of the engine's own deadline, IPsec's and ND's.
     pub fn earliest(&self, own: Option<Instant>) -> Option<Instant> {
-        match (own, self.ipsec.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let nd = self.links().filter_map(|(_, l)| l.poll_timeout()).min();
+        [own, self.ipsec.poll_timeout(), nd]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs the timers of IPsec and of every interface.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ipsec.handle_timeout(now);
+        for l in self.links.iter_mut().flatten() {
+            l.handle_timeout(now);
         }
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
+        if let Some(t) = self.out.pop_front() {
+            return Some(t);
+        }
+        for (i, l) in self.links.iter_mut().enumerate() {
+            if let Some(f) = l.as_mut().and_then(NdIface::poll_frame) {
+                return Some(Transmit {
+                    iface: Iface::Link(i as u8),
+                    dst_mac: Some(f.dst),
+                    bytes: f.bytes,
+                });
+            }
+        }
+        None
     }
 
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -94,8 +215,66 @@ impl Core {
         self.events.pop_front()
     }
 
+    // ---- receiving ----
+
+    /// A packet from link `iface`: Neighbor Discovery is answered here
+    /// (before IPsec: RFC 4301 §4.4.1 lets ND bypass it); what is for one
+    /// of our usable addresses or a multicast group goes through IPsec and
+    /// a strict parse.
+    pub fn receive(&mut self, now: Instant, iface: u8, bytes: &[u8]) -> Received {
+        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
+            self.drop(NodeDrop::Malformed);
+            return Received::Dropped;
+        };
+        let dst = p.dst_addr();
+        if p.next_header() == IpProtocol::Icmpv6 {
+            if let Some(t) = p.payload().first() {
+                if (ROUTER_SOLICITATION..=NEIGHBOR_ADVERTISEMENT).contains(t) {
+                    self.neighbor_discovery(now, iface, bytes);
+                    return Received::Nd;
+                }
+            }
+        }
+        let ours = self.link(iface).is_some_and(|l| l.usable(dst));
+        if !(ours || dst.is_multicast()) {
+            return Received::Foreign(dst);
+        }
+        match self.decrypt_parse(now, bytes) {
+            Some(rx) => Received::Packet(rx),
+            None => Received::Dropped,
+        }
+    }
+
+    fn neighbor_discovery(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+        let Ok(repr) = PacketRepr::parse(bytes, &self.cp) else {
+            self.drop(NodeDrop::Malformed);
+            return;
+        };
+        let (IpRepr::V6 { header, ext }, UpperRepr::Icmpv6(icmp)) = (&repr.ip, &repr.upper) else {
+            self.drop(NodeDrop::Malformed);
+            return;
+        };
+        let msg = match NdRepr::parse(icmp) {
+            Ok(Some(m)) if ext.is_empty() => m,
+            _ => {
+                self.drop(NodeDrop::NdInvalid);
+                return;
+            }
+        };
+        let Some(nd) = self.link_mut(iface) else {
+            self.drop(NodeDrop::NoRoute);
+            return;
+        };
+        if nd
+            .handle(now, header.src, header.dst, header.hop_limit, &msg)
+            .is_err_and(|e| e == NdDrop::Invalid)
+        {
+            self.drop(NodeDrop::NdInvalid);
+        }
+    }
+
     /// Applies IPsec and parses strictly; drops are counted.
-    pub fn receive(&mut self, now: Instant, bytes: &[u8]) -> Option<Rx> {
+    pub fn decrypt_parse(&mut self, now: Instant, bytes: &[u8]) -> Option<Rx> {
         let (bytes, sa) = match self.ipsec.inbound(now, bytes, &mut self.scratch) {
             Ok(Inbound::Clear) => (bytes.to_vec(), None),
             Ok(Inbound::Decrypted { sa, .. }) => (self.scratch.clone(), Some(sa)),
@@ -134,14 +313,47 @@ impl Core {
         let bytes = repr.to_bytes(&self.cp);
         self.out.push_back(Transmit {
             iface: Iface::Stack,
+            dst_mac: None,
             bytes,
         });
     }
 
-    /// Applies the SPD and queues the packet on `iface`. Returns whether
-    /// ESP protected it, or `None` if IPsec dropped it. Mobility Header
-    /// messages count as signalling.
-    pub fn send(&mut self, now: Instant, iface: Iface, repr: &PacketRepr) -> Option<bool> {
+    // ---- sending ----
+
+    /// Where a packet from `src` to `dst` leaves: the interface that owns
+    /// `src`, else one on which `dst` is on-link, else one with a default
+    /// router; and its next hop there.
+    fn route(&self, src: Ipv6Addr, dst: Ipv6Addr) -> Option<(u8, Ipv6Addr)> {
+        let by_source = self.owner(src).and_then(|i| {
+            let l = self.link(i)?;
+            l.next_hop(dst).map(|h| (i, h))
+        });
+        by_source
+            .or_else(|| {
+                self.links()
+                    .find(|(_, l)| l.next_hop(dst) == Some(dst) && !dst.is_multicast())
+                    .map(|(i, _)| (i, dst))
+            })
+            .or_else(|| {
+                self.links()
+                    .find_map(|(i, l)| l.default_router().map(|r| (i, r)))
+            })
+    }
+
+    /// Applies the SPD and sends the packet on the interface and next hop
+    /// its addresses call for. Returns whether ESP protected it, or `None`
+    /// if it was dropped (and counted). Mobility Header messages count as
+    /// signalling.
+    pub fn send(&mut self, now: Instant, repr: &PacketRepr) -> Option<bool> {
+        let IpRepr::V6 { header, .. } = &repr.ip else {
+            self.drop(NodeDrop::NoRoute);
+            return None;
+        };
+        let Some((iface, next_hop)) = self.route(header.src, header.dst) else {
+            self.drop(NodeDrop::NoRoute);
+            return None;
+        };
+        let src = header.src;
         let bytes = repr.to_bytes(&self.cp);
         let signalling = is_signalling(repr);
         let (bytes, protected) = match self.ipsec.outbound(now, &bytes, &mut self.scratch) {
@@ -156,7 +368,11 @@ impl Core {
             self.stats.signalling_messages += 1;
             self.stats.signalling_bytes += bytes.len() as u64;
         }
-        self.out.push_back(Transmit { iface, bytes });
+        let nd = self.link_mut(iface)?;
+        if nd.send(now, next_hop, src, bytes) == Sent::Dropped {
+            self.drop(NodeDrop::Unresolved);
+            return None;
+        }
         Some(protected)
     }
 
@@ -170,7 +386,7 @@ impl Core {
         mh: MhRepr,
     ) -> Option<bool> {
         let repr = PacketRepr::ipv6(src, dst, ext, UpperRepr::Mobility(mh));
-        self.send(now, Iface::Link(0), &repr)
+        self.send(now, &repr)
     }
 
     /// A Binding Error (RFC 6275 §9.3.1, §6.1.9) to `to` about `home`.
@@ -190,6 +406,29 @@ impl Core {
             options: vec![],
         };
         self.send_mh(now, src, to, vec![], mh);
+    }
+
+    /// Answers an echo request to one of our link addresses that the
+    /// stack does not hold (a care-of or link-local address).
+    pub fn answer_echo(&mut self, now: Instant, rx: &Rx) -> bool {
+        let (Some(h), UpperRepr::Icmpv6(icmp)) = (rx.header(), &rx.repr.upper) else {
+            return false;
+        };
+        if icmp.msg_type != ECHO_REQUEST || h.dst.is_multicast() {
+            return false;
+        }
+        let reply = PacketRepr::ipv6(
+            h.dst,
+            h.src,
+            vec![],
+            UpperRepr::Icmpv6(Icmpv6Repr {
+                msg_type: ECHO_REPLY,
+                code: 0,
+                body: icmp.body.clone(),
+            }),
+        );
+        self.send(now, &reply);
+        true
     }
 
     /// Fills the Binding Authorization Data option of `mh` (it must be the

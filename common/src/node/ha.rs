@@ -1,19 +1,23 @@
 //! The home agent (RFC 6275 §10): home registrations under ESP (RFC 3776,
-//! RFC 4877), the binding cache, interception of packets for registered
-//! home addresses, and the bidirectional IPv6-in-IPv6 tunnel.
+//! RFC 4877), Duplicate Address Detection of a home address before its
+//! first registration is accepted (§10.3.1, status 134 when it is in use),
+//! the binding cache, proxy Neighbor Discovery and interception of packets
+//! for registered home addresses (§10.4.1), and the bidirectional
+//! IPv6-in-IPv6 tunnel.
 
 use core::net::Ipv6Addr;
 use std::collections::{HashMap, HashSet};
 
-use super::core::{encapsulate_bytes, Core, Rx};
+use super::core::{encapsulate_bytes, Core, Received, Rx};
 use super::{
     lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, NodeDrop, NodeStats, Removal, Transmit,
+    Iface, MacAddr, NodeDrop, NodeStats, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
+use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, Ipv6Packet, UpperRepr};
+use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
 
 #[derive(Debug, Clone)]
 pub struct HaConfig {
@@ -24,6 +28,10 @@ pub struct HaConfig {
     pub mobile_nodes: Vec<Ipv6Addr>,
     /// The longest lifetime granted.
     pub max_lifetime: Duration,
+    /// The interface on the home link.
+    pub iface: u8,
+    /// How its own address is checked on the home link (RFC 4862 DAD).
+    pub dad: Dad,
     pub seed: u64,
     pub code_points: CodePoints,
 }
@@ -35,10 +43,22 @@ impl HaConfig {
             home_prefix: address,
             mobile_nodes,
             max_lifetime: Duration::from_secs(3600),
+            iface: 0,
+            dad: Dad::Standard,
             seed,
             code_points: CodePoints::default(),
         }
     }
+}
+
+/// The fields of a BU.
+struct Bu<'a> {
+    seq: u16,
+    flags: BuFlags,
+    lifetime: u16,
+    options: &'a [MhOption],
+    /// The frame's source, when the BU came from the home link itself.
+    home_mac: Option<MacAddr>,
 }
 
 /// A home registration.
@@ -49,12 +69,22 @@ pub struct HomeBinding {
     pub expires: Instant,
 }
 
+/// A first registration waiting for the DAD of its home address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    care_of: Ipv6Addr,
+    seq: u16,
+    /// Requested, in 4-second units.
+    lifetime: u16,
+}
+
 pub struct Ha {
     cfg: HaConfig,
     /// `cfg.mobile_nodes`, for a lookup per BU.
     served: HashSet<Ipv6Addr>,
     core: Core,
     cache: HashMap<Ipv6Addr, HomeBinding>,
+    pending: HashMap<Ipv6Addr, Pending>,
     expiry: Deadlines<Ipv6Addr>,
 }
 
@@ -66,8 +96,14 @@ impl Ha {
             cfg,
             core,
             cache: HashMap::new(),
+            pending: HashMap::new(),
             expiry: Deadlines::default(),
         }
+    }
+
+    /// Home addresses whose first registration waits for DAD.
+    pub fn checking(&self) -> impl Iterator<Item = Ipv6Addr> + '_ {
+        self.pending.keys().copied()
     }
 
     pub fn binding(&self, home: Ipv6Addr) -> Option<&HomeBinding> {
@@ -78,35 +114,37 @@ impl Ha {
         self.cache.len()
     }
 
-    fn incoming(&mut self, now: Instant, bytes: &[u8]) {
-        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
-            self.core.drop(NodeDrop::Malformed);
-            return;
-        };
-        let dst = p.dst_addr();
-        if dst.is_multicast() {
-            return;
-        }
-        if dst != self.cfg.address {
+    fn incoming(&mut self, now: Instant, iface: u8, src_mac: Option<MacAddr>, bytes: &[u8]) {
+        let rx = match self.core.receive(now, iface, bytes) {
+            Received::Packet(rx) => rx,
             // Intercepted for a registered home address: into the tunnel,
             // untouched (RFC 6275 §10.4.1).
-            match self.cache.get(&dst) {
-                Some(b) => {
-                    let outer = encapsulate_bytes(self.cfg.address, b.care_of, bytes);
-                    self.core.stats.forwarded += 1;
-                    self.core.send(now, Iface::Link(0), &outer);
+            Received::Foreign(dst) => {
+                match self.cache.get(&dst) {
+                    Some(b) => {
+                        let outer = encapsulate_bytes(self.cfg.address, b.care_of, bytes);
+                        self.core.stats.forwarded += 1;
+                        self.core.send(now, &outer);
+                    }
+                    None => self.core.drop(NodeDrop::NotForUs),
                 }
-                None => self.core.drop(NodeDrop::NotForUs),
+                return;
             }
-            return;
-        }
-        let Some(rx) = self.core.receive(now, bytes) else {
-            return;
+            Received::Nd | Received::Dropped => return,
         };
         let Some(h) = rx.header().copied() else {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
+        if h.dst.is_multicast() {
+            return;
+        }
+        if h.dst != self.cfg.address {
+            if !self.core.answer_echo(now, &rx) {
+                self.core.drop(NodeDrop::NotForUs);
+            }
+            return;
+        }
         match &rx.repr.upper {
             UpperRepr::Tunnel(inner) => {
                 // Reverse tunnel: only from the registered care-of address
@@ -124,7 +162,7 @@ impl Ha {
                 }
                 let inner = (**inner).clone();
                 self.core.stats.forwarded += 1;
-                self.core.send(now, Iface::Link(0), &inner);
+                self.core.send(now, &inner);
             }
             UpperRepr::Mobility(mh) => match &mh.message {
                 MhMessage::BindingUpdate {
@@ -134,7 +172,20 @@ impl Ha {
                 } => {
                     let (seq, flags, lifetime) = (*seq, *flags, *lifetime);
                     let options = mh.options.clone();
-                    self.binding_update(now, &rx, h.src, seq, flags, lifetime, &options);
+                    // A mobile node come home is answered at the MAC its BU
+                    // came from (RFC 6275 §10.3.2): the home address is
+                    // still ours to defend until this BU is processed.
+                    let from_home_link = iface == self.cfg.iface
+                        && rx.home_address_option().is_none()
+                        && same_prefix64(h.src, self.cfg.home_prefix);
+                    let bu = Bu {
+                        seq,
+                        flags,
+                        lifetime,
+                        options: &options,
+                        home_mac: src_mac.filter(|_| from_home_link),
+                    };
+                    self.binding_update(now, &rx, h.src, bu);
                 }
                 MhMessage::Unknown { .. } => {
                     self.core.drop(NodeDrop::UnknownMhType);
@@ -151,17 +202,14 @@ impl Ha {
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the fields of one BU")]
-    fn binding_update(
-        &mut self,
-        now: Instant,
-        rx: &Rx,
-        src: Ipv6Addr,
-        seq: u16,
-        flags: BuFlags,
-        lifetime: u16,
-        options: &[MhOption],
-    ) {
+    fn binding_update(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, bu: Bu<'_>) {
+        let Bu {
+            seq,
+            flags,
+            lifetime,
+            options,
+            home_mac,
+        } = bu;
         // At home the BU comes from the home address itself, without a HAO.
         let home = rx.home_address_option().unwrap_or(src);
         // REQ MIP-HA-IPSEC: home registrations only under ESP (RFC 3776
@@ -208,12 +256,15 @@ impl Ha {
             self.ack(now, reply, status, 0);
             return;
         }
-        if let Some(b) = existing {
-            if !seq_newer(seq, b.seq) {
+        let last = existing
+            .map(|b| b.seq)
+            .or_else(|| self.pending.get(&home).map(|p| p.seq));
+        if let Some(last) = last {
+            if !seq_newer(seq, last) {
                 self.core.drop(NodeDrop::SequenceOutOfWindow);
                 self.ack(
                     now,
-                    (home, src, b.seq),
+                    (home, src, last),
                     BaStatus::SequenceNumberOutOfWindow,
                     0,
                 );
@@ -221,12 +272,15 @@ impl Ha {
             }
         }
         if lifetime == 0 || care_of == home {
+            self.pending.remove(&home);
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
+                if let Some(mac) = home_mac {
+                    nd.learn(now, home, mac);
+                }
+            }
             if let Some(b) = self.cache.remove(&home) {
                 self.expiry.reschedule(home, Some(b.expires), None);
-                self.core.event(Event::Release {
-                    iface: Iface::Link(0),
-                    address: home,
-                });
                 self.core.event(Event::BindingRemoved {
                     home,
                     reason: Removal::Deregistered,
@@ -235,35 +289,86 @@ impl Ha {
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0);
             return;
         }
-        let granted = units_lifetime(lifetime).min(self.cfg.max_lifetime);
-        let expires = now + granted;
+        let request = Pending {
+            care_of,
+            seq,
+            lifetime,
+        };
         if existing.is_none() {
-            self.core.event(Event::Claim {
-                iface: Iface::Link(0),
-                address: home,
-            });
+            // RFC 6275 §10.3.1: DAD for the home address first; the BA
+            // waits for it (a retransmission only updates what it acks).
+            let checking = self.pending.insert(home, request).is_some();
+            if !checking {
+                match self.core.link_mut(self.cfg.iface) {
+                    Some(nd) => nd.add_proxy(now, home, true),
+                    None => {
+                        self.pending.remove(&home);
+                        self.core.drop(NodeDrop::NoRoute);
+                    }
+                }
+            }
+            return;
         }
-        self.cache.insert(
+        self.register(now, home, request);
+    }
+
+    /// Accepts a home registration and acknowledges it.
+    fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
+        let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
+        let expires = now + granted;
+        let old = self.cache.insert(
             home,
             HomeBinding {
-                care_of,
-                seq,
+                care_of: p.care_of,
+                seq: p.seq,
                 expires,
             },
         );
         self.expiry
-            .reschedule(home, existing.map(|b| b.expires), Some(expires));
+            .reschedule(home, old.map(|b| b.expires), Some(expires));
         self.core.event(Event::BindingCached {
             home,
-            care_of,
+            care_of: p.care_of,
             lifetime: granted,
         });
         self.ack(
             now,
-            (home, care_of, seq),
+            (home, p.care_of, p.seq),
             BaStatus::Accepted,
             lifetime_units(granted),
         );
+    }
+
+    /// The DAD of a first registration's home address is over.
+    fn checked(&mut self, now: Instant, home: Ipv6Addr, unique: bool) {
+        let Some(p) = self.pending.remove(&home) else {
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
+            }
+            return;
+        };
+        if unique {
+            self.register(now, home, p);
+        } else {
+            self.core.drop(NodeDrop::DuplicateHomeAddress);
+            self.ack(
+                now,
+                (home, p.care_of, p.seq),
+                BaStatus::DuplicateAddressDetectionFailed,
+                0,
+            );
+        }
+    }
+
+    fn nd_events(&mut self, now: Instant) {
+        while let Some((iface, event)) = self.core.poll_nd() {
+            if let NdEvent::ProxyChecked { address, unique } = event {
+                self.checked(now, address, unique);
+            }
+            if !matches!(event, NdEvent::RouterAdvert { .. }) {
+                self.core.event(Event::Nd { iface, event });
+            }
+        }
     }
 
     /// A BA to `to` (through a type 2 routing header unless it is the home
@@ -294,30 +399,54 @@ impl Ha {
 }
 
 impl Engine for Ha {
-    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]) {
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        iface: Iface,
+        src_mac: Option<MacAddr>,
+        packet: &[u8],
+    ) {
         match iface {
-            Iface::Link(_) => self.incoming(now, packet),
+            Iface::Link(i) => self.incoming(now, i, src_mac, packet),
             Iface::Stack => {
                 if let Some(repr) = self.core.parse_local(packet) {
                     self.core.stats.sent_direct += 1;
-                    self.core.send(now, Iface::Link(0), &repr);
+                    self.core.send(now, &repr);
                 }
             }
         }
+        self.nd_events(now);
     }
 
-    fn handle_command(&mut self, _now: Instant, _command: Command) -> Result<(), CommandError> {
-        Err(CommandError::Unsupported)
+    fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
+        match command {
+            Command::LinkUp { iface, mac } => {
+                let home = iface == self.cfg.iface;
+                let nd = self.core.link_up(now, iface, mac, self.cfg.dad)?;
+                if home {
+                    nd.add_address(now, self.cfg.address, self.cfg.dad);
+                    nd.add_on_link(self.cfg.home_prefix, 64);
+                    // Still registered home addresses are defended again.
+                    for a in self.cache.keys() {
+                        nd.add_proxy(now, *a, false);
+                    }
+                }
+                nd.solicit_routers(now);
+            }
+            Command::LinkDown(iface) => self.core.link_down(iface)?,
+        }
+        self.nd_events(now);
+        Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.core.ipsec.handle_timeout(now);
+        self.core.handle_timeout(now);
+        self.nd_events(now);
         while let Some(home) = self.expiry.pop_due(now) {
             if self.cache.remove(&home).is_some() {
-                self.core.event(Event::Release {
-                    iface: Iface::Link(0),
-                    address: home,
-                });
+                if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                    nd.remove_proxy(home);
+                }
                 self.core.event(Event::BindingRemoved {
                     home,
                     reason: Removal::Expired,
@@ -340,6 +469,10 @@ impl Engine for Ha {
 
     fn stats(&self) -> &NodeStats {
         &self.core.stats
+    }
+
+    fn interface(&self, iface: u8) -> Option<&NdIface> {
+        self.core.link(iface)
     }
 
     fn ipsec(&self) -> &Ipsec {

@@ -1,25 +1,35 @@
-//! The mobile node (RFC 6275 §11): care-of address from the attached
-//! link's Router Advertisement, the binding update list, home registration
-//! under ESP, and route optimisation per correspondent, either by a BU
-//! under a suitable SA (draft-dupont-mipv6-cn-ipsec §4) or by return
-//! routability (RFC 6275 §5.2), with the reverse tunnel meanwhile.
+//! The mobile node (RFC 6275 §11): movement detection from Neighbor
+//! Discovery on any number of interfaces (carrier, Router Advertisements,
+//! routers found unreachable), a care-of address per visited link with
+//! Optimistic DAD, the binding update list, home registration under ESP,
+//! and route optimisation per correspondent, either by a BU under a
+//! suitable SA (draft-dupont-mipv6-cn-ipsec §4) or by return routability
+//! (RFC 6275 §5.2), with the reverse tunnel meanwhile.
+//!
+//! The newest attachment wins: when an interface finds a router, the node
+//! moves there; when the interface it uses loses carrier or its router,
+//! it falls back to the newest other one (make-before-break with two
+//! interfaces), or has no link.
 
 use core::net::Ipv6Addr;
 use std::collections::BTreeMap;
 
 use rand_core::RngCore;
 
-use super::core::{add_home_address_option, authorised, encapsulate, type2_address, Core, Rx};
-use super::nd;
+use super::core::{
+    add_home_address_option, authorised, encapsulate, type2_address, Core, Received, Rx,
+};
 use super::rr::{self, MAX_RR_BINDING_LIFETIME};
 use super::{
     lifetime_units, same_prefix64, slaac, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, NodeDrop, NodeStats, Transmit, INITIAL_BINDACK_TIMEOUT,
+    Iface, MacAddr, NodeDrop, NodeStats, Transmit, INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT,
 };
 use crate::ipsec::Ipsec;
+use crate::nd::{AddrState, Dad, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
+use crate::wire::nd::RouterAdvert;
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
 
 /// How the mobile node talks to one correspondent while away.
@@ -76,8 +86,25 @@ impl MnConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
     Detached,
-    Home,
-    Away(Ipv6Addr),
+    /// On its home link, through this interface.
+    Home(u8),
+    Away {
+        iface: u8,
+        care_of: Ipv6Addr,
+    },
+}
+
+/// An interface that found a default router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attachment {
+    /// The router's link-local address.
+    pub router: Ipv6Addr,
+    /// The /64 the node configured from its RA.
+    pub prefix: Ipv6Addr,
+    /// `None` on the home link.
+    pub care_of: Option<Ipv6Addr>,
+    /// Higher is newer.
+    order: u64,
 }
 
 /// Return routability in progress: the cookies we sent, the tokens we got.
@@ -118,7 +145,8 @@ pub struct Mn {
     cfg: MnConfig,
     core: Core,
     location: Location,
-    link_up: bool,
+    attachments: BTreeMap<u8, Attachment>,
+    attached: u64,
     bul: BTreeMap<Ipv6Addr, BulEntry>,
 }
 
@@ -134,13 +162,18 @@ impl Mn {
             cfg,
             core,
             location: Location::Detached,
-            link_up: false,
+            attachments: BTreeMap::new(),
+            attached: 0,
             bul,
         }
     }
 
     pub fn location(&self) -> Location {
         self.location
+    }
+
+    pub fn attachments(&self) -> impl Iterator<Item = (u8, &Attachment)> + '_ {
+        self.attachments.iter().map(|(i, a)| (*i, a))
     }
 
     pub fn entry(&self, peer: Ipv6Addr) -> Option<&BulEntry> {
@@ -155,8 +188,149 @@ impl Mn {
     fn local(&self) -> Option<Ipv6Addr> {
         match self.location {
             Location::Detached => None,
-            Location::Home => Some(self.home()),
-            Location::Away(c) => Some(c),
+            Location::Home(_) => Some(self.home()),
+            Location::Away { care_of, .. } => Some(care_of),
+        }
+    }
+
+    fn at_home(&self) -> bool {
+        matches!(self.location, Location::Home(_))
+    }
+
+    /// Where an attachment puts the node.
+    fn location_of(&self, iface: u8) -> Location {
+        match self.attachments.get(&iface) {
+            None => Location::Detached,
+            Some(Attachment { care_of: None, .. }) => Location::Home(iface),
+            Some(Attachment {
+                care_of: Some(c), ..
+            }) => Location::Away { iface, care_of: *c },
+        }
+    }
+
+    /// The newest attachment, after the one in use went away.
+    fn fall_back(&mut self, now: Instant) {
+        let best = self
+            .attachments
+            .iter()
+            .max_by_key(|(_, a)| a.order)
+            .map(|(i, _)| *i);
+        let to = best.map_or(Location::Detached, |i| self.location_of(i));
+        self.move_to(now, to);
+    }
+
+    fn uses(&self, iface: u8) -> bool {
+        match self.location {
+            Location::Home(i) | Location::Away { iface: i, .. } => i == iface,
+            Location::Detached => false,
+        }
+    }
+
+    /// A Router Advertisement on `iface`: a new router or prefix there is a
+    /// new attachment, and the node moves to it (RFC 6275 §11.5.1).
+    fn router_advert(&mut self, now: Instant, iface: u8, router: Ipv6Addr, ra: &RouterAdvert) {
+        if ra.router_lifetime == 0 {
+            return;
+        }
+        let Some(prefix) = ra
+            .prefixes
+            .iter()
+            .find(|p| p.autonomous && p.prefix_len == 64 && p.valid_lifetime > 0)
+            .map(|p| p.prefix)
+        else {
+            return;
+        };
+        if let Some(a) = self.attachments.get(&iface) {
+            if a.router == router && same_prefix64(a.prefix, prefix) {
+                return;
+            }
+        }
+        self.detach(iface);
+        let care_of =
+            (!same_prefix64(prefix, self.home())).then(|| slaac(prefix, self.cfg.interface_id));
+        if let (Some(c), Some(nd)) = (care_of, self.core.link_mut(iface)) {
+            // RFC 4429: the care-of address is used while DAD runs.
+            nd.add_address(now, c, Dad::Optimistic);
+        }
+        self.attached += 1;
+        self.attachments.insert(
+            iface,
+            Attachment {
+                router,
+                prefix,
+                care_of,
+                order: self.attached,
+            },
+        );
+        let to = self.location_of(iface);
+        self.move_to(now, to);
+    }
+
+    /// Forgets what `iface` was attached to, and its care-of address.
+    fn detach(&mut self, iface: u8) {
+        if let Some(Attachment {
+            care_of: Some(c), ..
+        }) = self.attachments.remove(&iface)
+        {
+            if let Some(nd) = self.core.link_mut(iface) {
+                nd.remove_address(c);
+            }
+        }
+    }
+
+    fn on_nd(&mut self, now: Instant, iface: u8, event: NdEvent) {
+        match &event {
+            NdEvent::RouterAdvert { router, advert } => {
+                self.router_advert(now, iface, *router, advert);
+                return;
+            }
+            // RFC 6275 §11.5.1: an unreachable default router means the
+            // node may have moved: look for routers again.
+            NdEvent::RouterLost(r)
+                if self.attachments.get(&iface).is_some_and(|a| a.router == *r) =>
+            {
+                self.detach(iface);
+                if let Some(nd) = self.core.link_mut(iface) {
+                    nd.solicit_routers(now);
+                }
+                if self.uses(iface) {
+                    self.fall_back(now);
+                }
+            }
+            // RFC 4862 §5.4.5: not that address; another identifier.
+            NdEvent::AddressDuplicate(a) => {
+                let taken = self
+                    .attachments
+                    .get(&iface)
+                    .filter(|x| x.care_of == Some(*a))
+                    .map(|x| x.prefix);
+                if let Some(prefix) = taken {
+                    let fresh = slaac(prefix, self.core.rng.next_u64() & !0x0200_0000_0000_0000);
+                    if let Some(nd) = self.core.link_mut(iface) {
+                        nd.add_address(now, fresh, Dad::Optimistic);
+                    }
+                    if let Some(x) = self.attachments.get_mut(&iface) {
+                        x.care_of = Some(fresh);
+                    }
+                    if self.uses(iface) {
+                        self.move_to(
+                            now,
+                            Location::Away {
+                                iface,
+                                care_of: fresh,
+                            },
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.core.event(Event::Nd { iface, event });
+    }
+
+    fn nd_events(&mut self, now: Instant) {
+        while let Some((iface, e)) = self.core.poll_nd() {
+            self.on_nd(now, iface, e);
         }
     }
 
@@ -164,26 +338,52 @@ impl Mn {
         if to == self.location {
             return;
         }
-        if let Some(old) = self.local() {
-            self.core.event(Event::Release {
-                iface: Iface::Link(0),
-                address: old,
-            });
+        let home = self.home();
+        // Away from home, the home address is the home agent's to defend.
+        if let Location::Home(h) = self.location {
+            if let Some(nd) = self.core.link_mut(h) {
+                nd.remove_address(home);
+            }
         }
         self.location = to;
-        let care_of = match to {
-            Location::Detached => return,
-            Location::Home => None,
-            Location::Away(c) => Some(c),
+        let (iface, care_of) = match to {
+            Location::Detached => {
+                self.core.event(Event::Moved {
+                    iface: None,
+                    care_of: None,
+                });
+                return;
+            }
+            Location::Home(i) => (i, None),
+            Location::Away { iface, care_of } => (iface, Some(care_of)),
         };
-        if let Some(new) = self.local() {
-            self.core.event(Event::Claim {
-                iface: Iface::Link(0),
-                address: new,
-            });
+        if care_of.is_none() {
+            // RFC 6275 §11.5.5: no DAD for a home address the home agent
+            // still defends; plain (optimistic) DAD when nobody does.
+            let registered = self
+                .bul
+                .get(&self.cfg.home_agent)
+                .is_some_and(|e| e.registered);
+            if let Some(nd) = self.core.link_mut(iface) {
+                if registered {
+                    nd.add_quiet_address(home);
+                } else {
+                    nd.add_address(now, home, Dad::Optimistic);
+                }
+            }
         }
-        self.core.event(Event::Moved { care_of });
+        self.core.event(Event::Moved {
+            iface: Some(iface),
+            care_of,
+        });
         let target = care_of.unwrap_or(self.home());
+        // Back home, correspondents are deregistered once the home agent
+        // has stopped intercepting: their answers go to the home address.
+        let home_pending = care_of.is_none()
+            && self
+                .bul
+                .get(&self.cfg.home_agent)
+                .is_some_and(|e| e.registered);
         let peers: Vec<Ipv6Addr> = self.bul.keys().copied().collect();
         for peer in peers {
             let Some(e) = self.bul.get_mut(&peer) else {
@@ -202,13 +402,11 @@ impl Mn {
                     };
                     self.send_bu(now, peer);
                 }
-                Some(RouteOptimisation::Ipsec) if care_of.is_some() || e.registered => {
+                Some(RouteOptimisation::Ipsec)
+                    if care_of.is_some() || (e.registered && !home_pending) =>
+                {
                     e.backoff = INITIAL_BINDACK_TIMEOUT;
                     self.send_bu(now, peer);
-                }
-                Some(RouteOptimisation::ReturnRoutability) if care_of.is_none() && e.registered => {
-                    // Deregistration needs only the home keygen token.
-                    self.start_rr(now, peer);
                 }
                 _ => {
                     e.waiting = false;
@@ -216,15 +414,35 @@ impl Mn {
                 }
             }
         }
+        if care_of.is_none() && !home_pending {
+            self.deregister_correspondents(now);
+        }
     }
 
-    fn attach(&mut self, now: Instant, prefix: Ipv6Addr) {
-        let to = if same_prefix64(prefix, self.home()) {
-            Location::Home
-        } else {
-            Location::Away(slaac(prefix, self.cfg.interface_id))
-        };
-        self.move_to(now, to);
+    /// At home: return routability (which needs only the home keygen
+    /// token to deregister) for the correspondents that still hold a
+    /// binding for us.
+    fn deregister_correspondents(&mut self, now: Instant) {
+        let peers: Vec<(Ipv6Addr, Option<RouteOptimisation>)> = self
+            .bul
+            .iter()
+            .filter(|(_, e)| e.registered && e.mode.is_some())
+            .map(|(a, e)| (*a, e.mode))
+            .collect();
+        for (peer, mode) in peers {
+            match mode {
+                Some(RouteOptimisation::ReturnRoutability) => self.start_rr(now, peer),
+                Some(RouteOptimisation::Ipsec)
+                    if !self.bul.get(&peer).is_some_and(|e| e.waiting) =>
+                {
+                    if let Some(e) = self.bul.get_mut(&peer) {
+                        e.backoff = INITIAL_BINDACK_TIMEOUT;
+                    }
+                    self.send_bu(now, peer);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Sends the next BU to `peer` and arms its retransmission.
@@ -342,17 +560,17 @@ impl Mn {
         e.rr = Some(r);
         self.core.event(Event::ReturnRoutabilityStarted { peer });
         match location {
-            Location::Away(coa) => {
+            Location::Away { care_of: coa, .. } => {
                 let tunnelled = encapsulate(coa, self.cfg.home_agent, hoti);
-                self.core.send(now, Iface::Link(0), &tunnelled);
+                self.core.send(now, &tunnelled);
                 let mut coti = coti;
                 if let IpRepr::V6 { header, .. } = &mut coti.ip {
                     header.src = coa;
                 }
-                self.core.send(now, Iface::Link(0), &coti);
+                self.core.send(now, &coti);
             }
-            Location::Home => {
-                self.core.send(now, Iface::Link(0), &hoti);
+            Location::Home(_) => {
+                self.core.send(now, &hoti);
             }
             Location::Detached => {}
         }
@@ -368,11 +586,11 @@ impl Mn {
         let dst = header.dst;
         match self.location {
             Location::Detached => self.core.drop(NodeDrop::NoRoute),
-            Location::Home => {
+            Location::Home(_) => {
                 self.core.stats.sent_direct += 1;
-                self.core.send(now, Iface::Link(0), &repr);
+                self.core.send(now, &repr);
             }
-            Location::Away(coa) => {
+            Location::Away { care_of: coa, .. } => {
                 let optimised = self.bul.get(&dst).is_some_and(|e| {
                     e.mode == Some(RouteOptimisation::Triangular)
                         || (e.mode.is_some() && e.bound && e.care_of == coa)
@@ -380,37 +598,27 @@ impl Mn {
                 if optimised {
                     add_home_address_option(&mut repr, coa);
                     self.core.stats.sent_route_optimised += 1;
-                    self.core.send(now, Iface::Link(0), &repr);
+                    self.core.send(now, &repr);
                 } else {
                     self.core.stats.sent_tunnelled += 1;
                     let outer = encapsulate(coa, self.cfg.home_agent, repr);
-                    self.core.send(now, Iface::Link(0), &outer);
+                    self.core.send(now, &outer);
                 }
             }
         }
     }
 
-    fn incoming(&mut self, now: Instant, bytes: &[u8]) {
-        let Some(rx) = self.core.receive(now, bytes) else {
-            return;
+    fn incoming(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+        let rx = match self.core.receive(now, iface, bytes) {
+            Received::Packet(rx) => rx,
+            Received::Foreign(_) => return self.core.drop(NodeDrop::NotForUs),
+            Received::Nd | Received::Dropped => return,
         };
         let Some(h) = rx.header().copied() else {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
-        if let UpperRepr::Icmpv6(icmp) = &rx.repr.upper {
-            if let Some(prefix) = nd::advertised_prefix(icmp) {
-                if self.link_up {
-                    self.attach(now, prefix);
-                }
-                return;
-            }
-        }
         if h.dst.is_multicast() {
-            return;
-        }
-        if Some(h.dst) != self.local() {
-            self.core.drop(NodeDrop::NotForUs);
             return;
         }
         match &rx.repr.upper {
@@ -422,7 +630,7 @@ impl Mn {
                 // The inner packet may carry ESP of its own (from a
                 // correspondent to the home address).
                 let inner_bytes = inner.to_bytes(&self.core.cp);
-                let Some(inner_rx) = self.core.receive(now, &inner_bytes) else {
+                let Some(inner_rx) = self.core.decrypt_parse(now, &inner_bytes) else {
                     return;
                 };
                 let inner = inner_rx.repr.clone();
@@ -453,8 +661,16 @@ impl Mn {
                 if type2_address(&repr) == Some(self.home()) {
                     super::core::strip_mobility_headers(&mut repr);
                     self.core.stats.delivered_route_optimised += 1;
-                } else {
+                } else if h.dst == self.home() {
                     self.core.stats.delivered_direct += 1;
+                } else {
+                    // For a care-of or link-local address, which the stack
+                    // does not hold: only echo requests are answered.
+                    let rx = Rx { repr, ..rx };
+                    if !self.core.answer_echo(now, &rx) {
+                        self.core.drop(NodeDrop::NotForUs);
+                    }
+                    return;
                 }
                 self.core.deliver(&repr);
             }
@@ -473,7 +689,7 @@ impl Mn {
                 nonce_index,
                 cookie,
                 token,
-            } if via_home || self.location == Location::Home => {
+            } if via_home || self.at_home() => {
                 self.test_reply(now, src, cookie, (nonce_index, token), true)
             }
             MhMessage::CareOfTest {
@@ -559,7 +775,21 @@ impl Mn {
         if status < 128 {
             e.waiting = false;
             e.bound = e.care_of != home;
+            let deregistered = e.registered && !e.bound;
             e.registered = e.bound;
+            if let (true, true, Location::Home(h)) = (is_home_agent, deregistered, self.location) {
+                // RFC 6275 §11.5.5: the home agent let go; the home
+                // address is ours on the link again.
+                if let Some(nd) = self.core.link_mut(h) {
+                    if nd.state(home) == Some(AddrState::Quiet) {
+                        nd.announce(now, home);
+                    }
+                }
+                self.deregister_correspondents(now);
+            }
+            let Some(e) = self.bul.get_mut(&peer) else {
+                return;
+            };
             e.timer = e.bound.then(|| now + granted.mul_f64(0.9));
             e.cookie = None;
             if is_home_agent && e.bound {
@@ -605,6 +835,7 @@ impl Mn {
         token: (u16, u64),
         home_test: bool,
     ) {
+        let at_home = self.at_home();
         let Some(e) = self.bul.get_mut(&peer) else {
             self.core.drop(NodeDrop::Unsolicited);
             return;
@@ -627,7 +858,7 @@ impl Mn {
         } else {
             r.care_of = Some(token);
         }
-        let ready = r.home.is_some() && (r.care_of.is_some() || self.location == Location::Home);
+        let ready = r.home.is_some() && (r.care_of.is_some() || at_home);
         if ready && e.waiting {
             e.backoff = INITIAL_BINDACK_TIMEOUT;
             self.send_bu(now, peer);
@@ -649,6 +880,7 @@ impl Mn {
     }
 
     fn timer_fired(&mut self, now: Instant, peer: Ipv6Addr) {
+        let at_home = self.at_home();
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
@@ -660,9 +892,9 @@ impl Mn {
         // RFC 6275 §11.8: retransmit, doubling the wait up to 32 s.
         e.backoff = (e.backoff * 2).min(MAX_BINDACK_TIMEOUT);
         let rr_pending = e.mode == Some(RouteOptimisation::ReturnRoutability)
-            && e.rr.as_ref().is_some_and(|r| {
-                r.home.is_none() || (r.care_of.is_none() && self.location != Location::Home)
-            });
+            && e.rr
+                .as_ref()
+                .is_some_and(|r| r.home.is_none() || (r.care_of.is_none() && !at_home));
         if rr_pending {
             let backoff = e.backoff;
             self.start_rr(now, peer);
@@ -702,37 +934,42 @@ fn plain(message: MhMessage) -> MhRepr {
 }
 
 impl Engine for Mn {
-    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]) {
+    fn handle_packet(&mut self, now: Instant, iface: Iface, _: Option<MacAddr>, packet: &[u8]) {
         match iface {
             Iface::Stack => self.outgoing(now, packet),
-            Iface::Link(_) => self.incoming(now, packet),
+            Iface::Link(i) => self.incoming(now, i, packet),
         }
+        self.nd_events(now);
     }
 
     fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
         match command {
-            Command::LinkUp(0) => {
-                self.link_up = true;
-                let rs = nd::router_solicitation();
-                self.core.send(now, Iface::Link(0), &rs);
+            Command::LinkUp { iface, mac } => {
+                self.detach(iface);
+                // RFC 4861 §6.3.7: a mobile node that knows it changed
+                // links solicits at once.
+                self.core
+                    .link_up(now, iface, mac, Dad::Optimistic)?
+                    .solicit_routers(now);
+                if self.uses(iface) {
+                    self.fall_back(now);
+                }
             }
-            Command::LinkDown(0) => {
-                self.link_up = false;
-                self.move_to(now, Location::Detached);
-            }
-            Command::Attach { iface: 0, prefix } => {
-                self.link_up = true;
-                self.attach(now, prefix);
-            }
-            Command::LinkUp(i) | Command::LinkDown(i) | Command::Attach { iface: i, .. } => {
-                return Err(CommandError::NoSuchInterface(i))
+            Command::LinkDown(iface) => {
+                self.core.link_down(iface)?;
+                self.attachments.remove(&iface);
+                if self.uses(iface) {
+                    self.fall_back(now);
+                }
             }
         }
+        self.nd_events(now);
         Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        self.core.ipsec.handle_timeout(now);
+        self.core.handle_timeout(now);
+        self.nd_events(now);
         let due: Vec<Ipv6Addr> = self
             .bul
             .iter()
@@ -759,6 +996,10 @@ impl Engine for Mn {
 
     fn stats(&self) -> &NodeStats {
         &self.core.stats
+    }
+
+    fn interface(&self, iface: u8) -> Option<&NdIface> {
+        self.core.link(iface)
     }
 
     fn ipsec(&self) -> &Ipsec {

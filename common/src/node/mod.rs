@@ -16,19 +16,21 @@ pub mod cookie;
 mod core;
 pub mod ha;
 pub mod mn;
-pub mod nd;
 pub mod rr;
 
 use ::core::fmt;
 use ::core::net::Ipv6Addr;
 
 pub use self::cn::{Cn, CnConfig, CoaTestPolicy};
+pub use self::core::MAX_LINKS;
 pub use self::ha::{Ha, HaConfig};
 pub use self::mn::{Correspondent, Mn, MnConfig, RouteOptimisation};
 pub use cookie::CookieMethod;
 
 use crate::ipsec::{Ipsec, IpsecEvent};
+use crate::nd::{NdEvent, NdIface};
 use crate::time::{Duration, Instant};
+pub use crate::wire::MacAddr;
 
 /// RFC 6275 §12: the first home registration waits 1.5 s for its BA.
 pub const INITIAL_BINDACK_TIMEOUT_FIRST_REG: Duration = Duration::from_millis(1500);
@@ -50,19 +52,20 @@ pub enum Iface {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
     pub iface: Iface,
+    /// The link-layer destination on a link (a group MAC for multicast);
+    /// `None` for the stack.
+    pub dst_mac: Option<MacAddr>,
     pub bytes: Vec<u8>,
 }
 
 /// What a driver tells an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
-    /// The interface is attached to a link: solicit a router.
-    LinkUp(u8),
-    /// The interface lost its link: its care-of address is gone.
+    /// The interface has carrier, and `mac` is its hardware address: it
+    /// starts Neighbor Discovery (a link-local address, router solicitation).
+    LinkUp { iface: u8, mac: MacAddr },
+    /// The interface lost carrier: its addresses and neighbours are gone.
     LinkDown(u8),
-    /// A prefix is on the link of this interface, as a Router Advertisement
-    /// would say (for drivers that learn prefixes another way).
-    Attach { iface: u8, prefix: Ipv6Addr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -83,19 +86,10 @@ pub enum Removal {
 /// What an engine reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Answer for `address` on `iface`: an address of our own, or a home
-    /// address a home agent intercepts (proxy Neighbor Discovery).
-    Claim {
-        iface: Iface,
-        address: Ipv6Addr,
-    },
-    /// Stop answering for `address`.
-    Release {
-        iface: Iface,
-        address: Ipv6Addr,
-    },
-    /// The mobile node has a new care-of address, or is home (`None`).
+    /// The mobile node has a new care-of address on `iface`, or is home
+    /// (`care_of: None`), or lost every link (`iface: None`).
     Moved {
+        iface: Option<u8>,
         care_of: Option<Ipv6Addr>,
     },
     /// The mobile node sent a BU (with `ipsec` protection or not).
@@ -131,16 +125,27 @@ pub enum Event {
     ReturnRoutabilityStarted {
         peer: Ipv6Addr,
     },
+    /// Neighbor Discovery on interface `iface` (what a person wants to
+    /// see: DAD outcomes, routers lost, neighbours unreachable).
+    Nd {
+        iface: u8,
+        event: NdEvent,
+    },
     Ipsec(IpsecEvent),
 }
 
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Event::Claim { address, .. } => write!(f, "answers for {address}"),
-            Event::Release { address, .. } => write!(f, "no longer answers for {address}"),
-            Event::Moved { care_of: Some(c) } => write!(f, "care-of address {c}"),
-            Event::Moved { care_of: None } => write!(f, "at home"),
+            Event::Moved {
+                iface: Some(i),
+                care_of: Some(c),
+            } => write!(f, "care-of address {c} on link {i}"),
+            Event::Moved {
+                iface: Some(_),
+                care_of: None,
+            } => write!(f, "at home"),
+            Event::Moved { iface: None, .. } => write!(f, "no link"),
             Event::BindingUpdateSent { peer, seq, ipsec } => {
                 let how = if *ipsec {
                     "under ESP"
@@ -178,6 +183,26 @@ impl fmt::Display for Event {
                 write!(f, "care-of test of {care_of} for {home}")
             }
             Event::ReturnRoutabilityStarted { peer } => write!(f, "HoTI/CoTI to {peer}"),
+            Event::Nd { iface, event } => match event {
+                NdEvent::AddressReady(a) => write!(f, "{a} passed DAD on link {iface}"),
+                NdEvent::AddressDuplicate(a) => write!(f, "{a} is a duplicate on link {iface}"),
+                NdEvent::RouterLost(r) => write!(f, "router {r} lost on link {iface}"),
+                NdEvent::RouterAdvert { router, .. } => write!(f, "RA from {router}"),
+                NdEvent::NeighborUnreachable { neighbor, dropped } => {
+                    write!(
+                        f,
+                        "neighbour {neighbor} unreachable, {dropped} packets dropped"
+                    )
+                }
+                NdEvent::ProxyChecked {
+                    address,
+                    unique: true,
+                } => write!(f, "DAD of {address} found nobody: proxying it"),
+                NdEvent::ProxyChecked { address, .. } => {
+                    write!(f, "DAD of {address} found it in use")
+                }
+                NdEvent::RouterSolicited { from } => write!(f, "RS from {from}"),
+            },
             Event::Ipsec(e) => write!(f, "ipsec: {e:?}"),
         }
     }
@@ -224,12 +249,19 @@ pub enum NodeDrop {
     Unsolicited,
     /// A Mobility Header type we do not handle (Binding Error status 2).
     UnknownMhType,
-    /// Nowhere to send it: the mobile node has no link.
+    /// Nowhere to send it: no interface, no route, no default router.
     NoRoute,
+    /// Its next hop did not answer Neighbor Discovery, or too much was
+    /// already waiting for it.
+    Unresolved,
+    /// A Neighbor Discovery message that fails RFC 4861's checks.
+    NdInvalid,
+    /// A home registration whose home address another node uses (BA 134).
+    DuplicateHomeAddress,
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 19] = [
+    pub const ALL: [NodeDrop; 22] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -249,6 +281,9 @@ impl NodeDrop {
         NodeDrop::Unsolicited,
         NodeDrop::UnknownMhType,
         NodeDrop::NoRoute,
+        NodeDrop::Unresolved,
+        NodeDrop::NdInvalid,
+        NodeDrop::DuplicateHomeAddress,
     ];
 }
 
@@ -288,8 +323,15 @@ impl NodeStats {
 
 /// The contract every engine keeps (see the module docs).
 pub trait Engine {
-    /// A packet arrived on `iface`.
-    fn handle_packet(&mut self, now: Instant, iface: Iface, packet: &[u8]);
+    /// A packet arrived on `iface`; from a link, `src_mac` is the frame's
+    /// source (a home agent answers a mobile node come home through it).
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        iface: Iface,
+        src_mac: Option<MacAddr>,
+        packet: &[u8],
+    );
     fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError>;
     /// Call when [`Engine::poll_timeout`] has passed (earlier is harmless).
     fn handle_timeout(&mut self, now: Instant);
@@ -298,6 +340,8 @@ pub trait Engine {
     fn poll_event(&mut self) -> Option<Event>;
     fn poll_timeout(&self) -> Option<Instant>;
     fn stats(&self) -> &NodeStats;
+    /// Neighbor Discovery state of interface `iface`, while it has carrier.
+    fn interface(&self, iface: u8) -> Option<&NdIface>;
     fn ipsec(&self) -> &Ipsec;
     /// Mutable IPsec, for key management to install and move SAs.
     fn ipsec_mut(&mut self) -> &mut Ipsec;

@@ -1,11 +1,11 @@
 //! The link model: what a link does to a packet sent on it (capture, MTU,
-//! loss, delay and jitter) and which of its nodes receive it.
+//! loss, delay and jitter) and which of its interfaces receive it.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
 use common::time::{Duration, Instant};
-use common::wire::Ipv6Packet;
+use common::wire::MacAddr;
 
 use super::NodeId;
 
@@ -41,8 +41,23 @@ pub struct LinkStats {
     pub lost: u64,
     pub too_big: u64,
     pub down: u64,
-    /// No node on the link answers for the destination.
+    /// No interface on the link has the destination MAC.
     pub unreachable: u64,
+}
+
+/// An interface of a node: the node and the interface's number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Port {
+    pub node: NodeId,
+    pub iface: u8,
+}
+
+impl Port {
+    /// Every simulated interface's MAC: locally administered, from the
+    /// node and interface numbers.
+    pub fn mac(self) -> MacAddr {
+        MacAddr::local(((self.node.0 as u64) << 8) | u64::from(self.iface))
+    }
 }
 
 pub(super) struct Link {
@@ -50,9 +65,9 @@ pub(super) struct Link {
     pub(super) prefix: Ipv6Addr,
     pub(super) params: LinkParams,
     pub(super) up: bool,
-    pub(super) members: Vec<NodeId>,
-    pub(super) owners: HashMap<Ipv6Addr, NodeId>,
-    pub(super) router: Option<NodeId>,
+    /// The interfaces attached, by MAC (an Ethernet segment: unicast frames
+    /// go to their MAC, multicast to everybody else).
+    pub(super) members: HashMap<MacAddr, Port>,
     pub(super) stats: LinkStats,
     pub(super) capture: Option<Vec<(Instant, Vec<u8>)>>,
 }
@@ -65,27 +80,26 @@ impl Link {
             prefix,
             params,
             up: true,
-            members: vec![],
-            owners: HashMap::new(),
-            router: None,
+            members: HashMap::new(),
             stats: LinkStats::default(),
             capture: None,
         }
     }
 
-    /// Carries `bytes` that `from` sent at `now`: capture, MTU, loss, then
-    /// the neighbour that answers for the destination, or the router.
-    /// `roll` and `jitter_roll` are the simulator's random draws for loss
-    /// and jitter. Returns when the packet arrives and where; None when
-    /// the link dropped it (counted).
+    /// Carries a frame to `dst` that `from` sent at `now`: capture, MTU,
+    /// loss, then the interface with that MAC, or every other one for a
+    /// group MAC. `roll` and `jitter_roll` are the simulator's random draws
+    /// for loss and jitter. Returns when the frame arrives and where; None
+    /// when the link dropped it (counted).
     pub(super) fn carry(
         &mut self,
         now: Instant,
-        from: Option<NodeId>,
+        from: Option<Port>,
+        dst: MacAddr,
         bytes: &[u8],
         roll: u64,
         jitter_roll: u64,
-    ) -> Option<(Instant, Vec<NodeId>)> {
+    ) -> Option<(Instant, Vec<Port>)> {
         self.stats.sent += 1;
         if !self.up {
             self.stats.down += 1;
@@ -105,25 +119,21 @@ impl Link {
         let jitter = self.params.jitter.as_micros() as u64;
         let extra = if jitter == 0 { 0 } else { jitter_roll % jitter };
         let at = now + self.params.delay + Duration::from_micros(extra);
-        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
-            self.stats.unreachable += 1;
-            return None;
-        };
-        let dst = p.dst_addr();
-        let to: Vec<NodeId> = if dst.is_multicast() {
+        let mut to: Vec<Port> = if dst.is_multicast() {
             self.members
-                .iter()
+                .values()
                 .copied()
                 .filter(|m| Some(*m) != from)
                 .collect()
-        } else if let Some(n) = self.owners.get(&dst) {
-            vec![*n]
-        } else if let Some(r) = self.router.filter(|r| Some(*r) != from) {
-            vec![r]
         } else {
+            self.members.get(&dst).copied().into_iter().collect()
+        };
+        if to.is_empty() {
             self.stats.unreachable += 1;
             return None;
-        };
+        }
+        // Deterministic order, whatever the map's.
+        to.sort();
         Some((at, to))
     }
 }

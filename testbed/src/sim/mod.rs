@@ -1,7 +1,9 @@
-//! A deterministic network simulator with virtual time: links with delay,
-//! jitter, loss, MTU and up/down; routers that forward and advertise
-//! prefixes; hosts that wrap the `common` engines; traffic generators;
-//! a pcap per link and an event trace.
+//! A deterministic network simulator with virtual time: Ethernet-like
+//! links with delay, jitter, loss, MTU and up/down, that deliver frames by
+//! MAC; routers ([`crate::router::Router`]) that forward and advertise
+//! prefixes; hosts with any number of interfaces that wrap the `common`
+//! engines, Neighbor Discovery and all; traffic generators; a pcap per
+//! link and an event trace.
 //!
 //! Time jumps from one scheduled thing to the next, so an idle hour costs
 //! nothing. One seed drives every random choice (link jitter and loss, and
@@ -13,12 +15,11 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use common::node::nd;
-use common::node::{Cn, Command, Engine, Event, Ha, Iface, Mn, Transmit};
+use common::node::{Cn, Command, Engine, Ha, Iface, Mn, Transmit};
 use common::time::{Duration, Instant};
 use common::wire::icmpv6::{Icmpv6Repr, ECHO_REPLY, ECHO_REQUEST};
 use common::wire::packet::UdpPayload;
-use common::wire::{CodePoints, IpRepr, Ipv6Packet, PacketRepr, UdpRepr, UpperRepr};
+use common::wire::{CodePoints, IpRepr, Ipv6Packet, MacAddr, PacketRepr, UdpRepr, UpperRepr};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
@@ -27,8 +28,12 @@ use crate::tools::Error;
 
 mod link;
 
+use crate::router::{Router, RouterLink};
 use link::Link;
-pub use link::{LinkId, LinkParams, LinkStats};
+pub use link::{LinkId, LinkParams, LinkStats, Port};
+
+/// The source MAC of frames [`Sim::inject`] puts on a link.
+pub const INJECTOR_MAC: MacAddr = MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub usize);
@@ -61,12 +66,23 @@ impl Role {
 enum Kind {
     Host {
         role: Role,
-        link: Option<LinkId>,
+        /// The link each interface is on, by interface number.
+        ifaces: Vec<Option<LinkId>>,
     },
     Router {
+        router: Box<Router>,
+        /// Interface `i` is on `links[i]`.
         links: Vec<LinkId>,
-        ra_interval: Duration,
     },
+}
+
+impl Kind {
+    fn link_of(&self, iface: u8) -> Option<LinkId> {
+        match self {
+            Kind::Host { ifaces, .. } => ifaces.get(usize::from(iface)).copied().flatten(),
+            Kind::Router { links, .. } => links.get(usize::from(iface)).copied(),
+        }
+    }
 }
 
 struct Node {
@@ -125,12 +141,12 @@ const MAGIC: &[u8; 4] = b"MIP6";
 
 enum Ev {
     Arrive {
-        node: NodeId,
+        port: Port,
         link: LinkId,
+        src_mac: MacAddr,
         bytes: Vec<u8>,
     },
     Wake(NodeId),
-    Advertise(NodeId, LinkId),
     Flow(usize),
     Ping {
         node: NodeId,
@@ -140,7 +156,7 @@ enum Ev {
         until: Instant,
     },
     Move {
-        node: NodeId,
+        port: Port,
         to: Option<LinkId>,
     },
     SetLink {
@@ -173,9 +189,6 @@ impl Ord for Scheduled {
     }
 }
 
-/// Link-local address routers advertise from.
-const ROUTER_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
-
 pub struct Sim {
     now: Instant,
     seed: u64,
@@ -188,8 +201,8 @@ pub struct Sim {
     pub arrivals: Vec<Arrival>,
     pub pings: Vec<PingResult>,
     pub trace: Vec<TraceLine>,
-    /// When each host came up on a link.
-    pub link_ups: Vec<(Instant, NodeId, LinkId)>,
+    /// When each host's interface came up on a link.
+    pub link_ups: Vec<(Instant, Port, LinkId)>,
     /// How the packet being handed to a host's stack arrived.
     last_path: Option<Path>,
     cp: CodePoints,
@@ -241,49 +254,89 @@ impl Sim {
         self.links[link.0].capture = Some(vec![]);
     }
 
+    /// A router on `links` (its interface `i` on `links[i]`), advertising
+    /// each link's prefix every `ra_interval`.
     pub fn add_router(&mut self, name: &str, links: &[LinkId], ra_interval: Duration) -> NodeId {
         let id = NodeId(self.nodes.len());
-        for l in links {
-            self.links[l.0].members.push(id);
-            self.links[l.0].router = Some(id);
-            self.schedule(self.now, Ev::Advertise(id, *l));
-        }
+        let ports: Vec<RouterLink> = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let port = Port {
+                    node: id,
+                    iface: i as u8,
+                };
+                self.links[l.0].members.insert(port.mac(), port);
+                RouterLink {
+                    prefix: self.links[l.0].prefix,
+                    mac: port.mac(),
+                }
+            })
+            .collect();
+        let router = Router::new(self.now, &ports, ra_interval, self.engine_seed());
         self.nodes.push(Node {
             name: name.to_string(),
             kind: Kind::Router {
+                router: Box::new(router),
                 links: links.to_vec(),
-                ra_interval,
             },
             wake: None,
         });
+        self.after(id);
         id
     }
 
-    /// A host on `link` (if any) answering for `addresses` there.
-    pub fn add_host(
-        &mut self,
-        name: &str,
-        role: Role,
-        link: Option<LinkId>,
-        addresses: &[Ipv6Addr],
-    ) -> NodeId {
+    /// A host whose interface `i` is on `links[i]`, carrier up on each.
+    pub fn add_host(&mut self, name: &str, role: Role, links: &[Option<LinkId>]) -> NodeId {
         let id = NodeId(self.nodes.len());
-        if let Some(l) = link {
-            self.links[l.0].members.push(id);
-            for a in addresses {
-                self.links[l.0].owners.insert(*a, id);
-            }
-        }
         self.nodes.push(Node {
             name: name.to_string(),
-            kind: Kind::Host { role, link },
+            kind: Kind::Host {
+                role,
+                ifaces: vec![None; links.len()],
+            },
             wake: None,
         });
-        if link.is_some() {
-            self.command(id, Command::LinkUp(0));
+        for (i, l) in links.iter().enumerate() {
+            if let Some(l) = l {
+                self.attach(
+                    Port {
+                        node: id,
+                        iface: i as u8,
+                    },
+                    *l,
+                );
+            }
         }
         self.after(id);
         id
+    }
+
+    /// The MAC a host's engine uses for `addr` on `link`, else the link's
+    /// router's (where an off-link destination goes).
+    pub fn mac_for(&self, link: LinkId, addr: Ipv6Addr) -> Option<MacAddr> {
+        if addr.is_multicast() {
+            return Some(MacAddr::ipv6_multicast(addr));
+        }
+        let members = &self.links[link.0].members;
+        let mut router = None;
+        let mut ports: Vec<&Port> = members.values().collect();
+        ports.sort();
+        for p in ports {
+            match &self.nodes[p.node.0].kind {
+                Kind::Host { role, .. } => {
+                    let owns = role
+                        .engine_ref()
+                        .interface(p.iface)
+                        .is_some_and(|nd| nd.usable(addr) || nd.is_proxying(addr));
+                    if owns {
+                        return Some(p.mac());
+                    }
+                }
+                Kind::Router { .. } => router = Some(p.mac()),
+            }
+        }
+        router
     }
 
     pub fn name(&self, node: NodeId) -> &str {
@@ -337,9 +390,16 @@ impl Sim {
         }
     }
 
-    /// Detach `node` from its link and attach it to `to` at `at`.
-    pub fn move_at(&mut self, at: Instant, node: NodeId, to: Option<LinkId>) {
-        self.schedule(at, Ev::Move { node, to });
+    /// At `at`, takes interface `iface` of `node` off its link (carrier
+    /// down) and puts it on `to` (carrier up), or leaves it off.
+    pub fn move_at(&mut self, at: Instant, node: NodeId, iface: u8, to: Option<LinkId>) {
+        self.schedule(
+            at,
+            Ev::Move {
+                port: Port { node, iface },
+                to,
+            },
+        );
     }
 
     pub fn set_link_at(&mut self, at: Instant, link: LinkId, up: bool) {
@@ -379,15 +439,24 @@ impl Sim {
         );
     }
 
-    /// Puts `bytes` on `link` as if a node there (an attacker, a test) sent
-    /// them now.
+    /// Puts `bytes` on `link` as if a station there (an attacker, a test)
+    /// sent them now, to the MAC of whoever answers for the destination
+    /// (the router for an off-link one).
     pub fn inject(&mut self, link: LinkId, bytes: Vec<u8>) {
-        self.transmit(None, link, bytes);
+        let dst = Ipv6Packet::new_checked(&bytes[..])
+            .ok()
+            .map(|p| p.dst_addr());
+        let mac = dst
+            .and_then(|d| self.mac_for(link, d))
+            .unwrap_or(MacAddr::BROADCAST);
+        self.transmit(None, link, mac, bytes);
     }
 
     /// Hands `bytes` to `node`'s engine as if its stack sent them.
     pub fn send_from_stack(&mut self, node: NodeId, bytes: &[u8]) {
-        self.with_engine(node, |e, now| e.handle_packet(now, Iface::Stack, bytes));
+        self.with_engine(node, |e, now| {
+            e.handle_packet(now, Iface::Stack, None, bytes)
+        });
     }
 
     pub fn command(&mut self, node: NodeId, command: Command) {
@@ -399,8 +468,9 @@ impl Sim {
 
     fn with_engine(&mut self, node: NodeId, f: impl FnOnce(&mut dyn Engine, Instant)) {
         let now = self.now;
-        if let Kind::Host { role, .. } = &mut self.nodes[node.0].kind {
-            f(role.engine(), now);
+        match &mut self.nodes[node.0].kind {
+            Kind::Host { role, .. } => f(role.engine(), now),
+            Kind::Router { .. } => {}
         }
         self.after(node);
     }
@@ -436,18 +506,21 @@ impl Sim {
 
     fn dispatch(&mut self, ev: Ev) {
         match ev {
-            Ev::Arrive { node, link, bytes } => self.arrive(node, link, &bytes),
+            Ev::Arrive {
+                port,
+                link,
+                src_mac,
+                bytes,
+            } => self.arrive(port, link, src_mac, &bytes),
             Ev::Wake(node) => {
                 if self.nodes[node.0].wake == Some(self.now) {
                     self.nodes[node.0].wake = None;
-                    self.with_engine(node, |e, now| e.handle_timeout(now));
-                }
-            }
-            Ev::Advertise(router, link) => {
-                self.advertise(router, link);
-                if let Kind::Router { ra_interval, .. } = self.nodes[router.0].kind {
-                    let at = self.now + ra_interval;
-                    self.schedule(at, Ev::Advertise(router, link));
+                    let now = self.now;
+                    match &mut self.nodes[node.0].kind {
+                        Kind::Host { role, .. } => role.engine().handle_timeout(now),
+                        Kind::Router { router, .. } => router.handle_timeout(now),
+                    }
+                    self.after(node);
                 }
             }
             Ev::Flow(i) => self.flow_tick(i),
@@ -484,7 +557,7 @@ impl Sim {
                     );
                 }
             }
-            Ev::Move { node, to } => self.do_move(node, to),
+            Ev::Move { port, to } => self.do_move(port, to),
             Ev::SetLink { link, up } => {
                 self.links[link.0].up = up;
                 let what = format!(
@@ -497,30 +570,50 @@ impl Sim {
         }
     }
 
-    fn do_move(&mut self, node: NodeId, to: Option<LinkId>) {
-        let from = match &self.nodes[node.0].kind {
-            Kind::Host { link, .. } => *link,
-            Kind::Router { .. } => return,
+    fn do_move(&mut self, port: Port, to: Option<LinkId>) {
+        let Kind::Host { ifaces, .. } = &self.nodes[port.node.0].kind else {
+            return;
         };
-        if let Some(l) = from {
-            self.command(node, Command::LinkDown(0));
-            self.links[l.0].members.retain(|m| *m != node);
-            self.links[l.0].owners.retain(|_, n| *n != node);
+        let from = ifaces.get(usize::from(port.iface)).copied().flatten();
+        if from.is_none() && to.is_none() {
+            return;
         }
-        if let Kind::Host { link, .. } = &mut self.nodes[node.0].kind {
-            *link = to;
+        if let Some(l) = from {
+            self.links[l.0].members.remove(&port.mac());
+            if let Kind::Host { ifaces, .. } = &mut self.nodes[port.node.0].kind {
+                ifaces[usize::from(port.iface)] = None;
+            }
+            self.command(port.node, Command::LinkDown(port.iface));
         }
         let what = match to {
-            Some(l) => format!("moves to {}", self.links[l.0].name),
-            None => "leaves its link".to_string(),
+            Some(l) => format!("link {} moves to {}", port.iface, self.links[l.0].name),
+            None => format!("link {} leaves its link", port.iface),
         };
-        let name = self.nodes[node.0].name.clone();
+        let name = self.nodes[port.node.0].name.clone();
         self.trace_line(&name, what);
         if let Some(l) = to {
-            self.links[l.0].members.push(node);
-            self.link_ups.push((self.now, node, l));
-            self.command(node, Command::LinkUp(0));
+            self.link_ups.push((self.now, port, l));
+            self.attach(port, l);
         }
+    }
+
+    /// Puts a host's interface on `link` and tells its engine (carrier up).
+    fn attach(&mut self, port: Port, link: LinkId) {
+        if let Kind::Host { ifaces, .. } = &mut self.nodes[port.node.0].kind {
+            let i = usize::from(port.iface);
+            if ifaces.len() <= i {
+                ifaces.resize(i + 1, None);
+            }
+            ifaces[i] = Some(link);
+        }
+        self.links[link.0].members.insert(port.mac(), port);
+        self.command(
+            port.node,
+            Command::LinkUp {
+                iface: port.iface,
+                mac: port.mac(),
+            },
+        );
     }
 
     fn flow_tick(&mut self, i: usize) {
@@ -550,14 +643,7 @@ impl Sim {
         }
     }
 
-    fn advertise(&mut self, router: NodeId, link: LinkId) {
-        let prefix = self.links[link.0].prefix;
-        let ra = nd::router_advertisement(ROUTER_LL, nd::ALL_NODES, prefix);
-        let bytes = ra.to_bytes(&self.cp);
-        self.transmit(Some(router), link, bytes);
-    }
-
-    /// Drains what a node's engine produced and re-arms its timer.
+    /// Drains what a node produced and re-arms its timer.
     fn after(&mut self, node: NodeId) {
         loop {
             let (tx, ev) = match &mut self.nodes[node.0].kind {
@@ -565,21 +651,22 @@ impl Sim {
                     let e = role.engine();
                     (e.poll_transmit(), e.poll_event())
                 }
-                Kind::Router { .. } => return,
+                Kind::Router { router, .. } => (router.poll_transmit(), None),
             };
             if tx.is_none() && ev.is_none() {
                 break;
             }
             if let Some(t) = tx {
-                self.host_transmit(node, t);
+                self.node_transmit(node, t);
             }
             if let Some(e) = ev {
-                self.host_event(node, e);
+                let name = self.nodes[node.0].name.clone();
+                self.trace_line(&name, e.to_string());
             }
         }
         let next = match &self.nodes[node.0].kind {
             Kind::Host { role, .. } => role.engine_ref().poll_timeout(),
-            Kind::Router { .. } => None,
+            Kind::Router { router, .. } => router.poll_timeout(),
         };
         let n = &mut self.nodes[node.0];
         if next != n.wake {
@@ -592,31 +679,6 @@ impl Sim {
         }
     }
 
-    fn host_event(&mut self, node: NodeId, e: Event) {
-        let link = match &self.nodes[node.0].kind {
-            Kind::Host { link, .. } => *link,
-            Kind::Router { .. } => None,
-        };
-        match &e {
-            Event::Claim { address, .. } => {
-                if let Some(l) = link {
-                    self.links[l.0].owners.insert(*address, node);
-                }
-            }
-            Event::Release { address, .. } => {
-                if let Some(l) = link {
-                    let owners = &mut self.links[l.0].owners;
-                    if owners.get(address) == Some(&node) {
-                        owners.remove(address);
-                    }
-                }
-            }
-            _ => {}
-        }
-        let name = self.nodes[node.0].name.clone();
-        self.trace_line(&name, e.to_string());
-    }
-
     fn trace_line(&mut self, node: &str, what: String) {
         self.trace.push(TraceLine {
             at: self.now,
@@ -625,71 +687,68 @@ impl Sim {
         });
     }
 
-    fn host_transmit(&mut self, node: NodeId, t: Transmit) {
-        match t.iface {
-            Iface::Stack => self.stack_receive(node, &t.bytes),
-            Iface::Link(_) => {
-                let link = match &self.nodes[node.0].kind {
-                    Kind::Host { link, .. } => *link,
-                    Kind::Router { .. } => None,
-                };
-                if let Some(l) = link {
-                    self.transmit(Some(node), l, t.bytes);
+    fn node_transmit(&mut self, node: NodeId, t: Transmit) {
+        match (t.iface, t.dst_mac) {
+            (Iface::Stack, _) => self.stack_receive(node, &t.bytes),
+            (Iface::Link(i), Some(dst)) => {
+                if let Some(l) = self.nodes[node.0].kind.link_of(i) {
+                    let port = Port { node, iface: i };
+                    self.transmit(Some(port), l, dst, t.bytes);
                 }
             }
+            (Iface::Link(_), None) => {}
         }
     }
 
-    /// Puts a packet on a link (see [`Link::carry`]) and schedules its
-    /// arrival at the nodes that get it.
-    fn transmit(&mut self, from: Option<NodeId>, link: LinkId, bytes: Vec<u8>) {
+    /// Puts a frame on a link (see [`Link::carry`]) and schedules its
+    /// arrival at the interfaces that get it.
+    fn transmit(&mut self, from: Option<Port>, link: LinkId, dst: MacAddr, bytes: Vec<u8>) {
         let now = self.now;
         let roll = self.rng.next_u64();
         let jitter_roll = self.rng.next_u64();
-        let Some((at, to)) = self.links[link.0].carry(now, from, &bytes, roll, jitter_roll) else {
+        let carried = self.links[link.0].carry(now, from, dst, &bytes, roll, jitter_roll);
+        let Some((at, to)) = carried else {
             return;
         };
-        for node in to {
+        let src_mac = from.map_or(INJECTOR_MAC, Port::mac);
+        for port in to {
             self.schedule(
                 at,
                 Ev::Arrive {
-                    node,
+                    port,
                     link,
+                    src_mac,
                     bytes: bytes.clone(),
                 },
             );
         }
     }
 
-    fn arrive(&mut self, node: NodeId, link: LinkId, bytes: &[u8]) {
-        // A host that moved on no longer hears its old link.
-        let attached = match &self.nodes[node.0].kind {
-            Kind::Host { link: l, .. } => *l == Some(link),
-            Kind::Router { links, .. } => links.contains(&link),
-        };
-        if !attached {
+    fn arrive(&mut self, port: Port, link: LinkId, src_mac: MacAddr, bytes: &[u8]) {
+        let node = port.node;
+        // An interface that moved on no longer hears its old link.
+        if self.nodes[node.0].kind.link_of(port.iface) != Some(link) {
             return;
         }
-        match &self.nodes[node.0].kind {
-            Kind::Router { .. } => self.route(node, link, bytes),
-            Kind::Host { .. } => {
-                let before = self.delivered(node);
-                let now = self.now;
-                if let Kind::Host { role, .. } = &mut self.nodes[node.0].kind {
-                    role.engine().handle_packet(now, Iface::Link(0), bytes);
-                }
-                let after = self.delivered(node);
-                self.last_path = Some(if after.0 > before.0 {
-                    Path::RouteOptimised
-                } else if after.1 > before.1 {
-                    Path::Tunnelled
-                } else {
-                    Path::Direct
-                });
-                self.after(node);
-                self.last_path = None;
+        let before = self.delivered(node);
+        let now = self.now;
+        match &mut self.nodes[node.0].kind {
+            Kind::Router { router, .. } => router.handle_packet(now, port.iface, bytes),
+            Kind::Host { role, .. } => {
+                role.engine()
+                    .handle_packet(now, Iface::Link(port.iface), Some(src_mac), bytes);
             }
         }
+        let after = self.delivered(node);
+        self.last_path = Some(if after.0 > before.0 {
+            Path::RouteOptimised
+        } else if after.1 > before.1 {
+            Path::Tunnelled
+        } else {
+            Path::Direct
+        });
+        self.after(node);
+        self.last_path = None;
     }
 
     fn delivered(&self, node: NodeId) -> (u64, u64) {
@@ -699,31 +758,11 @@ impl Sim {
         })
     }
 
-    fn route(&mut self, router: NodeId, from: LinkId, bytes: &[u8]) {
-        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
-            return;
-        };
-        let dst = p.dst_addr();
-        let is_rs = p.next_header() == common::wire::IpProtocol::Icmpv6
-            && p.payload().first() == Some(&nd::ROUTER_SOLICITATION);
-        if is_rs {
-            self.advertise(router, from);
-            return;
-        }
-        if dst.is_multicast() || dst.segments()[0] == 0xfe80 || p.hop_limit() <= 1 {
-            return;
-        }
-        let Kind::Router { links, .. } = &self.nodes[router.0].kind else {
-            return;
-        };
-        let out = links
-            .iter()
-            .copied()
-            .find(|l| common::node::same_prefix64(self.links[l.0].prefix, dst));
-        if let Some(out) = out {
-            let mut b = bytes.to_vec();
-            b[7] -= 1;
-            self.transmit(Some(router), out, b);
+    /// The router `node`, if it is one.
+    pub fn router(&self, node: NodeId) -> Option<&Router> {
+        match &self.nodes[node.0].kind {
+            Kind::Router { router, .. } => Some(router),
+            Kind::Host { .. } => None,
         }
     }
 

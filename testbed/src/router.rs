@@ -1,0 +1,238 @@
+//! The testbed's IPv6 router, sans-IO: one Neighbor Discovery state per
+//! link (answering for its link-local addresses, resolving next hops),
+//! periodic and solicited Router Advertisements of each link's /64 with
+//! its MAC and the Advertisement Interval option (RFC 6275 §7.3), and
+//! forwarding by prefix with the hop limit decremented. The simulator runs
+//! it on its links; the real demo runs it on veth ports.
+//!
+//! Not a general router: no routing protocol, no multicast forwarding,
+//! no ICMPv6 errors, no Redirects.
+
+use std::net::Ipv6Addr;
+
+use common::nd::{Dad, NdConfig, NdEvent, NdIface, Sent, ALL_NODES};
+use common::node::{same_prefix64, Iface, Transmit};
+use common::time::{Duration, Instant};
+use common::wire::nd::{PrefixInfo, RouterAdvert, NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
+use common::wire::{
+    CodePoints, IpProtocol, IpRepr, Ipv6Packet, MacAddr, NdRepr, PacketRepr, UpperRepr,
+};
+
+/// RFC 6275 §7.5: a router for mobile nodes may answer solicitations
+/// this soon after its last advertisement.
+pub const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_millis(30);
+
+/// One link of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouterLink {
+    /// The link's /64, advertised for autoconfiguration.
+    pub prefix: Ipv6Addr,
+    pub mac: MacAddr,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    pub forwarded: u64,
+    /// No link has the destination's prefix, or it is link-local.
+    pub no_route: u64,
+    pub hop_limit_exceeded: u64,
+    /// Next hop did not answer, or its queue was full.
+    pub unresolved: u64,
+    pub malformed: u64,
+}
+
+struct Port {
+    link: RouterLink,
+    nd: NdIface,
+    last_ra: Option<Instant>,
+    /// A solicited RA held back by the rate limit.
+    solicited: Option<Instant>,
+}
+
+pub struct Router {
+    ports: Vec<Port>,
+    ra_interval: Duration,
+    next_ra: Instant,
+    stats: RouterStats,
+}
+
+impl Router {
+    /// A router on `links` (interface `i` is `links[i]`) that advertises
+    /// every `ra_interval`, starting now.
+    pub fn new(now: Instant, links: &[RouterLink], ra_interval: Duration, seed: u64) -> Router {
+        let cfg = NdConfig {
+            router: true,
+            ..NdConfig::default()
+        };
+        let ports = links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| Port {
+                link: *l,
+                nd: NdIface::new(now, cfg, l.mac, Dad::Off, seed ^ i as u64),
+                last_ra: None,
+                solicited: None,
+            })
+            .collect();
+        Router {
+            ports,
+            ra_interval,
+            next_ra: now,
+            stats: RouterStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// The link-local address and MAC of interface `iface`.
+    pub fn port(&self, iface: u8) -> Option<(Ipv6Addr, MacAddr)> {
+        self.ports
+            .get(usize::from(iface))
+            .map(|p| (p.nd.link_local(), p.link.mac))
+    }
+
+    pub fn interface(&self, iface: u8) -> Option<&NdIface> {
+        self.ports.get(usize::from(iface)).map(|p| &p.nd)
+    }
+
+    fn advertise(&mut self, now: Instant, i: usize) {
+        let interval = u32::try_from(self.ra_interval.as_millis()).unwrap_or(u32::MAX);
+        let Some(p) = self.ports.get_mut(i) else {
+            return;
+        };
+        p.last_ra = Some(now);
+        p.solicited = None;
+        p.nd.advertise(
+            ALL_NODES,
+            RouterAdvert {
+                hop_limit: 64,
+                flags: 0,
+                router_lifetime: 1800,
+                reachable_time: 0,
+                retrans_timer: 0,
+                source_ll: None,
+                mtu: None,
+                prefixes: vec![PrefixInfo::slaac(p.link.prefix)],
+                advertisement_interval: Some(interval),
+            },
+        );
+    }
+
+    /// A packet that arrived on `iface`.
+    pub fn handle_packet(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+        let i = usize::from(iface);
+        let Ok(p) = Ipv6Packet::new_checked(bytes) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let nd = p.next_header() == IpProtocol::Icmpv6
+            && p.payload()
+                .first()
+                .is_some_and(|t| (ROUTER_SOLICITATION..=NEIGHBOR_ADVERTISEMENT).contains(t));
+        if nd {
+            self.neighbor_discovery(now, i, bytes);
+            return;
+        }
+        let dst = p.dst_addr();
+        if dst.is_multicast() || dst.segments()[0] & 0xffc0 == 0xfe80 {
+            return;
+        }
+        if p.hop_limit() <= 1 {
+            self.stats.hop_limit_exceeded += 1;
+            return;
+        }
+        let Some(out) = self
+            .ports
+            .iter()
+            .position(|q| same_prefix64(q.link.prefix, dst))
+        else {
+            self.stats.no_route += 1;
+            return;
+        };
+        let mut b = bytes.to_vec();
+        b[7] -= 1;
+        let port = &mut self.ports[out];
+        let src = port.nd.link_local();
+        if port.nd.send(now, dst, src, b) == Sent::Dropped {
+            self.stats.unresolved += 1;
+        } else {
+            self.stats.forwarded += 1;
+        }
+    }
+
+    fn neighbor_discovery(&mut self, now: Instant, i: usize, bytes: &[u8]) {
+        let Ok(repr) = PacketRepr::parse(bytes, &CodePoints::default()) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        let (IpRepr::V6 { header, .. }, UpperRepr::Icmpv6(icmp)) = (&repr.ip, &repr.upper) else {
+            return;
+        };
+        let Ok(Some(msg)) = NdRepr::parse(icmp) else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if let Some(p) = self.ports.get_mut(i) {
+            // Invalid messages are counted by the interface itself.
+            let _ =
+                p.nd.handle(now, header.src, header.dst, header.hop_limit, &msg);
+        }
+        self.events(now);
+    }
+
+    fn events(&mut self, now: Instant) {
+        for i in 0..self.ports.len() {
+            while let Some(e) = self.ports[i].nd.poll_event() {
+                match e {
+                    // RFC 4861 §6.2.6: answered at once, unless an RA
+                    // just went; then as soon as the rate limit allows.
+                    NdEvent::RouterSolicited { .. } => match self.ports[i].last_ra {
+                        Some(t) if now < t + MIN_DELAY_BETWEEN_RAS => {
+                            self.ports[i].solicited = Some(t + MIN_DELAY_BETWEEN_RAS);
+                        }
+                        _ => self.advertise(now, i),
+                    },
+                    NdEvent::NeighborUnreachable { dropped, .. } => {
+                        self.stats.unresolved += dropped as u64;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for p in &mut self.ports {
+            p.nd.handle_timeout(now);
+        }
+        let periodic = now >= self.next_ra;
+        if periodic {
+            self.next_ra = now + self.ra_interval;
+        }
+        for i in 0..self.ports.len() {
+            if periodic || self.ports[i].solicited.is_some_and(|t| t <= now) {
+                self.advertise(now, i);
+            }
+        }
+        self.events(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let nd = self.ports.iter().filter_map(|p| p.nd.poll_timeout());
+        let solicited = self.ports.iter().filter_map(|p| p.solicited);
+        nd.chain(solicited).chain([self.next_ra]).min()
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.ports.iter_mut().enumerate().find_map(|(i, p)| {
+            p.nd.poll_frame().map(|f| Transmit {
+                iface: Iface::Link(i as u8),
+                dst_mac: Some(f.dst),
+                bytes: f.bytes,
+            })
+        })
+    }
+}
