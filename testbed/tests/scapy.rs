@@ -2,13 +2,15 @@
 //! RFC 6275 messages scapy builds must parse (strictly: checksums with the
 //! MIPv6 pseudo-header rules) to the fields scapy put in them, and scapy must
 //! dissect the Mobility Header packets we emit to the fields we decode.
+//! The same both ways for Neighbor Discovery (RFC 4861 §4, RFC 6275 §7),
+//! where scapy also checks our checksums.
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
 
 mod tools;
 
-use common::wire::packet::decode;
-use common::wire::{CodePoints, FieldValue, IpProtocol, PacketRepr};
+use common::wire::packet::{decode, Decoded};
+use common::wire::{CodePoints, FieldValue, IpProtocol, NdRepr, PacketRepr, UpperRepr};
 use serde_json::Value;
 use testbed::tools::samples::samples;
 
@@ -109,6 +111,102 @@ fn scapy_dissects_our_mobility_packets_to_the_same_fields() {
     }
     eprintln!(
         "ours → scapy: {compared} values agree over {} packets",
+        ours.len()
+    );
+}
+
+/// The scapy class of each ND message type.
+const ND_CLASSES: [(u64, &str); 4] = [
+    (133, "ICMPv6ND_RS"),
+    (134, "ICMPv6ND_RA"),
+    (135, "ICMPv6ND_NS"),
+    (136, "ICMPv6ND_NA"),
+];
+
+/// The ND message type of a decoded packet, if it is one.
+fn nd_type(d: &Decoded) -> Option<u64> {
+    d.fields.get("icmpv6.type").iter().find_map(|v| match v {
+        FieldValue::Num(t) if ND_CLASSES.iter().any(|(c, _)| c == t) => Some(*t),
+        _ => None,
+    })
+}
+
+#[test]
+fn scapy_built_nd_messages_parse_to_the_same_fields() {
+    if !scapy_available() {
+        return;
+    }
+    let cp = CodePoints::default();
+    let packets = run_script("build-nd", "");
+    assert_eq!(packets.len(), 9);
+    let mut compared = 0;
+    for p in &packets {
+        let bytes = hex::decode(p["hex"].as_str().unwrap()).unwrap();
+        let repr = PacketRepr::parse(&bytes, &cp).unwrap_or_else(|e| panic!("{}: {e}", p["hex"]));
+        let UpperRepr::Icmpv6(icmp) = &repr.upper else {
+            panic!("{repr}: not ICMPv6")
+        };
+        assert!(
+            matches!(NdRepr::parse(icmp), Ok(Some(_))),
+            "{repr}: not an ND message"
+        );
+        compared += compare(&repr.to_string(), &bytes, &p["fields"], &cp);
+    }
+    eprintln!(
+        "scapy → ours: {compared} ND values agree over {} packets",
+        packets.len()
+    );
+}
+
+#[test]
+fn scapy_dissects_our_nd_packets_to_the_same_fields() {
+    if !scapy_available() {
+        return;
+    }
+    let cp = CodePoints::default();
+    let ours: Vec<_> = samples(&cp)
+        .into_iter()
+        .filter_map(|s| {
+            let d = decode(&s.bytes, &cp, true);
+            nd_type(&d).map(|t| (s, d, t))
+        })
+        .collect();
+    assert_eq!(ours.len(), 9, "ND samples");
+    let input: String = ours
+        .iter()
+        .map(|(s, ..)| hex::encode(&s.bytes) + "\n")
+        .collect();
+    let dissected = run_script("dissect", &input);
+    assert_eq!(dissected.len(), ours.len());
+    let mut compared = 0;
+    for ((s, d, t), theirs) in ours.iter().zip(&dissected) {
+        assert_eq!(
+            theirs["checksum_ok"], true,
+            "{}: scapy's checksum differs",
+            s.label
+        );
+        // scapy must see the message and every option as its own layers,
+        // not as raw bytes.
+        let layers: Vec<&str> = theirs["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        let class = ND_CLASSES.iter().find(|(c, _)| c == t).unwrap().1;
+        assert_eq!(layers[..2], ["IPv6", class], "{}: {layers:?}", s.label);
+        let options = layers[2..].iter().filter(|l| l.starts_with("ICMPv6NDOpt"));
+        assert_eq!(
+            options.count(),
+            d.fields.get("icmpv6.opt.type").len(),
+            "{}: {layers:?}",
+            s.label
+        );
+        assert_eq!(layers.len(), 2 + d.fields.get("icmpv6.opt.type").len());
+        compared += compare(s.label, &s.bytes, &theirs["fields"], &cp);
+    }
+    eprintln!(
+        "ours → scapy: {compared} ND values agree over {} packets",
         ours.len()
     );
 }

@@ -6,6 +6,8 @@
 use core::fmt;
 use core::net::IpAddr;
 
+use super::mac::MacAddr;
+
 /// One field value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldValue {
@@ -13,6 +15,9 @@ pub enum FieldValue {
     Num(u64),
     /// IPv4 or IPv6 addresses.
     Addr(IpAddr),
+    /// Ethernet MAC addresses, shown as tshark shows them
+    /// (`02:00:00:00:00:11`).
+    Mac(MacAddr),
     /// Opaque bytes (keys, cookies, tokens, SPIs longer than 8 bytes).
     Bytes(Vec<u8>),
     /// Text, e.g. an identity in an ID payload.
@@ -24,6 +29,7 @@ impl fmt::Display for FieldValue {
         match self {
             FieldValue::Num(n) => write!(f, "{n}"),
             FieldValue::Addr(a) => write!(f, "{a}"),
+            FieldValue::Mac(m) => write!(f, "{m}"),
             FieldValue::Bytes(b) => f.write_str(&super::hex(b)),
             FieldValue::Text(t) => f.write_str(t),
         }
@@ -49,6 +55,10 @@ impl Fields {
     pub fn addr(&mut self, name: &str, v: impl Into<IpAddr>) {
         self.entries
             .push((name.to_owned(), FieldValue::Addr(v.into())));
+    }
+
+    pub fn mac(&mut self, name: &str, v: MacAddr) {
+        self.entries.push((name.to_owned(), FieldValue::Mac(v)));
     }
 
     pub fn bytes(&mut self, name: &str, v: &[u8]) {

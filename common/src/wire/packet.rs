@@ -11,7 +11,10 @@
 //! failed; [`PacketRepr::parse`] is the strict form that fails on the first.
 //! With a [`Fields`] sink, decoding also records every field under its
 //! Wireshark display-filter name, read from the wire (lengths and checksums
-//! as they were, not as we would emit them).
+//! as they were, not as we would emit them). Neighbor Discovery messages
+//! (RFC 4861 §4) are read field by field and option by option in tshark's
+//! names, and one that [`NdRepr::parse`] refuses is an error while its
+//! ICMPv6 message still stands.
 
 use core::fmt;
 use core::net::{IpAddr, Ipv6Addr};
@@ -23,10 +26,15 @@ use super::icmpv6::Icmpv6Repr;
 use super::ike::IkeRepr;
 use super::ipv4::{Ipv4Packet, Ipv4Repr};
 use super::ipv6::{IpProtocol, Ipv6Packet, Ipv6Repr};
+use super::mac::MacAddr;
 use super::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhPacket, MhRepr};
+use super::nd::{
+    NdRepr, NEIGHBOR_ADVERTISEMENT, NEIGHBOR_SOLICITATION, ROUTER_ADVERTISEMENT,
+    ROUTER_SOLICITATION,
+};
 use super::tcp::TcpRepr;
 use super::udp::{UdpPacket, UdpRepr};
-use super::{be16, CodePoints, Fields, WireError};
+use super::{addr6, be16, be32, CodePoints, Fields, WireError};
 
 /// IKEv2 (RFC 7296 §2).
 pub const IKE_PORT: u16 = 500;
@@ -35,6 +43,16 @@ pub const IKE_NATT_PORT: u16 = 4500;
 
 /// How deep tunnels may nest before the rest is kept as raw bytes.
 const MAX_NESTING: usize = 8;
+
+/// The Neighbor Discovery option types the decoder names (RFC 4861 §4.6,
+/// RFC 6275 §7.3).
+mod nd_option {
+    pub const SOURCE_LL: u8 = 1;
+    pub const TARGET_LL: u8 = 2;
+    pub const PREFIX_INFORMATION: u8 = 3;
+    pub const MTU: u8 = 5;
+    pub const ADVERTISEMENT_INTERVAL: u8 = 7;
+}
 
 /// The network layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +313,12 @@ impl Decoder<'_> {
     fn addr(&mut self, name: &str, v: impl Into<IpAddr>) {
         if self.want_fields {
             self.out.fields.addr(name, v);
+        }
+    }
+
+    fn mac(&mut self, name: &str, v: MacAddr) {
+        if self.want_fields {
+            self.out.fields.mac(name, v);
         }
     }
 
@@ -687,7 +711,133 @@ impl Decoder<'_> {
         if !Icmpv6Repr::verify_checksum(b, ph) {
             self.error(WireError::BadChecksum("icmpv6"));
         }
+        self.nd(&icmp);
         Ok(icmp)
+    }
+
+    /// A Neighbor Discovery message's fields as far as its bytes go, then
+    /// the checks of [`NdRepr::parse`] (code 0, length, option lengths,
+    /// unicast target): a failure is listed and the ICMPv6 message kept.
+    fn nd(&mut self, icmp: &Icmpv6Repr) {
+        let b = &icmp.body[..];
+        let fixed = match icmp.msg_type {
+            ROUTER_SOLICITATION => 4,
+            ROUTER_ADVERTISEMENT => 12,
+            NEIGHBOR_SOLICITATION | NEIGHBOR_ADVERTISEMENT => 20,
+            _ => return,
+        };
+        if self.want_fields {
+            self.nd_fields(icmp.msg_type, b, fixed);
+        }
+        if let Err(e) = NdRepr::parse(icmp) {
+            self.error(e);
+        }
+    }
+
+    fn nd_fields(&mut self, msg_type: u8, b: &[u8], fixed: usize) {
+        let at = |i: usize, n: usize| b.get(i..i + n);
+        match msg_type {
+            ROUTER_ADVERTISEMENT => {
+                if let Some(v) = at(0, 1) {
+                    self.num("icmpv6.nd.ra.cur_hop_limit", v[0]);
+                }
+                if let Some(v) = at(1, 1) {
+                    let f = v[0];
+                    self.num("icmpv6.nd.ra.flag", f);
+                    self.flag("icmpv6.nd.ra.flag.m", f & 0x80 != 0);
+                    self.flag("icmpv6.nd.ra.flag.o", f & 0x40 != 0);
+                    // RFC 6275 §7.1: the router is a home agent.
+                    self.flag("icmpv6.nd.ra.flag.h", f & 0x20 != 0);
+                    self.num("icmpv6.nd.ra.flag.prf", (f >> 3) & 0x03);
+                    self.flag("icmpv6.nd.ra.flag.p", f & 0x04 != 0);
+                    self.num("icmpv6.nd.ra.flag.rsv", f & 0x03);
+                }
+                if let Some(v) = at(2, 2) {
+                    self.num("icmpv6.nd.ra.router_lifetime", be16(v, 0));
+                }
+                if let Some(v) = at(4, 4) {
+                    self.num("icmpv6.nd.ra.reachable_time", be32(v, 0));
+                }
+                if let Some(v) = at(8, 4) {
+                    self.num("icmpv6.nd.ra.retrans_timer", be32(v, 0));
+                }
+            }
+            NEIGHBOR_ADVERTISEMENT => {
+                if let Some(v) = at(0, 4) {
+                    let f = be32(v, 0);
+                    self.num("icmpv6.nd.na.flag", f);
+                    self.flag("icmpv6.nd.na.flag.r", f & 0x8000_0000 != 0);
+                    self.flag("icmpv6.nd.na.flag.s", f & 0x4000_0000 != 0);
+                    self.flag("icmpv6.nd.na.flag.o", f & 0x2000_0000 != 0);
+                    self.num("icmpv6.nd.na.flag.rsv", f & 0x1fff_ffff);
+                }
+                if let Some(v) = at(4, 16) {
+                    self.addr("icmpv6.nd.na.target_address", addr6(v, 0));
+                }
+            }
+            // RS and NS: four reserved bytes, and NS's target.
+            _ => {
+                if let Some(v) = at(0, 4) {
+                    self.bytes("icmpv6.reserved", v);
+                }
+                if msg_type == NEIGHBOR_SOLICITATION {
+                    if let Some(v) = at(4, 16) {
+                        self.addr("icmpv6.nd.ns.target_address", addr6(v, 0));
+                    }
+                }
+            }
+        }
+        if let Some(options) = b.get(fixed..) {
+            self.nd_options(options);
+        }
+    }
+
+    /// The options on the wire, in order, up to one of length 0 or one
+    /// cut short (which [`NdRepr::parse`] reports).
+    fn nd_options(&mut self, mut b: &[u8]) {
+        while let &[kind, units, ..] = b {
+            self.num("icmpv6.opt.type", kind);
+            self.num("icmpv6.opt.length", units);
+            let len = usize::from(units) * 8;
+            let Some(opt) = b.get(..len).filter(|_| len > 0) else {
+                return;
+            };
+            match (kind, len) {
+                (nd_option::SOURCE_LL | nd_option::TARGET_LL, 8) => {
+                    let mut m = [0u8; 6];
+                    m.copy_from_slice(&opt[2..8]);
+                    let m = MacAddr(m);
+                    // tshark gives both the generic name and a hidden
+                    // per-kind one.
+                    self.mac("icmpv6.opt.linkaddr", m);
+                    if kind == nd_option::SOURCE_LL {
+                        self.mac("icmpv6.opt.src_linkaddr", m);
+                    } else {
+                        self.mac("icmpv6.opt.target_linkaddr", m);
+                    }
+                }
+                (nd_option::PREFIX_INFORMATION, 32) => {
+                    let f = opt[3];
+                    self.num("icmpv6.opt.prefix.length", opt[2]);
+                    self.num("icmpv6.opt.prefix.flag", f);
+                    self.flag("icmpv6.opt.prefix.flag.l", f & 0x80 != 0);
+                    self.flag("icmpv6.opt.prefix.flag.a", f & 0x40 != 0);
+                    // RFC 6275 §7.2: the prefix field is the router's address.
+                    self.flag("icmpv6.opt.prefix.flag.r", f & 0x20 != 0);
+                    self.num("icmpv6.opt.prefix.flag.reserved", f & 0x1f);
+                    self.num("icmpv6.opt.prefix.valid_lifetime", be32(opt, 4));
+                    self.num("icmpv6.opt.prefix.preferred_lifetime", be32(opt, 8));
+                    self.addr("icmpv6.opt.prefix", addr6(opt, 16));
+                }
+                (nd_option::MTU, 8) => self.num("icmpv6.opt.mtu", be32(opt, 4)),
+                // RFC 6275 §7.3.
+                (nd_option::ADVERTISEMENT_INTERVAL, 8) => {
+                    self.num("icmpv6.opt.advertisement_interval", be32(opt, 4));
+                }
+                _ => {}
+            }
+            b = &b[len..];
+        }
     }
 }
 
@@ -716,12 +866,71 @@ impl fmt::Display for UpperRepr {
             UpperRepr::Udp(udp, UdpPayload::NatKeepalive) => write!(f, "{udp} NAT keepalive"),
             UpperRepr::Udp(udp, UdpPayload::Raw(b)) => write!(f, "{udp} ({} bytes)", b.len()),
             UpperRepr::Tcp(tcp, b) => write!(f, "{tcp} ({} bytes)", b.len()),
-            UpperRepr::Icmpv6(icmp) => write!(f, "{icmp}"),
+            UpperRepr::Icmpv6(icmp) => match NdRepr::parse(icmp) {
+                Ok(Some(nd)) => write_nd(f, &nd),
+                _ => write!(f, "{icmp}"),
+            },
             UpperRepr::Tunnel(inner) => write!(f, "[{inner}]"),
             UpperRepr::NoNextHeader => write!(f, "no next header"),
             UpperRepr::Raw { protocol, data } => {
                 write!(f, "proto {protocol} ({} bytes)", data.len())
             }
+        }
+    }
+}
+
+/// One line for a Neighbor Discovery message: its kind, target, flags and
+/// options.
+fn write_nd(f: &mut fmt::Formatter<'_>, nd: &NdRepr) -> fmt::Result {
+    let ll = |f: &mut fmt::Formatter<'_>, kind: &str, m: Option<MacAddr>| match m {
+        Some(m) => write!(f, " {kind} {m}"),
+        None => Ok(()),
+    };
+    match nd {
+        NdRepr::RouterSolicit { source_ll } => {
+            f.write_str("ND router solicitation")?;
+            ll(f, "sll", *source_ll)
+        }
+        NdRepr::RouterAdvert(ra) => {
+            write!(f, "ND router advertisement lifetime={}", ra.router_lifetime)?;
+            if ra.flags & super::nd::ra_flags::HOME_AGENT != 0 {
+                f.write_str(" H")?;
+            }
+            ll(f, "sll", ra.source_ll)?;
+            if let Some(mtu) = ra.mtu {
+                write!(f, " mtu {mtu}")?;
+            }
+            if let Some(ms) = ra.advertisement_interval {
+                write!(f, " interval {ms} ms")?;
+            }
+            for p in &ra.prefixes {
+                write!(f, " prefix {}/{}", p.prefix, p.prefix_len)?;
+                if p.router_address {
+                    f.write_str(" R")?;
+                }
+            }
+            Ok(())
+        }
+        NdRepr::NeighborSolicit { target, source_ll } => {
+            write!(f, "ND neighbor solicitation target {target}")?;
+            ll(f, "sll", *source_ll)
+        }
+        NdRepr::NeighborAdvert {
+            flags,
+            target,
+            target_ll,
+        } => {
+            write!(f, "ND neighbor advertisement target {target}")?;
+            for (set, name) in [
+                (flags.router, " R"),
+                (flags.solicited, " S"),
+                (flags.override_, " O"),
+            ] {
+                if set {
+                    f.write_str(name)?;
+                }
+            }
+            ll(f, "tll", *target_ll)
         }
     }
 }
@@ -924,5 +1133,172 @@ mod test {
             d.fields.get("mip6.bu.seqnr"),
             [&crate::wire::FieldValue::Num(7)]
         );
+    }
+
+    /// An ND packet as the engines send it: hop limit 255, no extension
+    /// headers.
+    fn nd_bytes(src: &str, dst: &str, nd: &NdRepr) -> Vec<u8> {
+        let mut p = PacketRepr::ipv6(a(src), a(dst), vec![], UpperRepr::Icmpv6(nd.to_icmpv6()));
+        if let IpRepr::V6 { header, .. } = &mut p.ip {
+            header.hop_limit = 255;
+        }
+        p.to_bytes(&CodePoints::default())
+    }
+
+    fn home_ra() -> NdRepr {
+        use crate::wire::nd::{ra_flags, PrefixInfo, RouterAdvert};
+        NdRepr::RouterAdvert(RouterAdvert {
+            hop_limit: 64,
+            flags: ra_flags::HOME_AGENT,
+            router_lifetime: 1800,
+            reachable_time: 30_000,
+            retrans_timer: 1000,
+            source_ll: Some(MacAddr([2, 0, 0, 0, 0, 0x11])),
+            mtu: Some(1500),
+            prefixes: vec![PrefixInfo {
+                router_address: true,
+                ..PrefixInfo::slaac(a("2001:db8:1::1"))
+            }],
+            advertisement_interval: Some(1000),
+        })
+    }
+
+    #[test]
+    fn neighbor_discovery_fields_use_tsharks_names() {
+        use crate::wire::FieldValue::{Addr, Mac, Num};
+        let cp = CodePoints::default();
+        let b = nd_bytes("fe80::1", "ff02::1", &home_ra());
+        let d = decode(&b, &cp, true);
+        assert_eq!(d.errors, []);
+        let f = |n: &str| d.fields.get(n).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(f("icmpv6.nd.ra.cur_hop_limit"), [Num(64)]);
+        assert_eq!(f("icmpv6.nd.ra.flag"), [Num(0x20)]);
+        assert_eq!(f("icmpv6.nd.ra.flag.h"), [Num(1)]);
+        assert_eq!(f("icmpv6.nd.ra.flag.m"), [Num(0)]);
+        assert_eq!(f("icmpv6.nd.ra.router_lifetime"), [Num(1800)]);
+        assert_eq!(f("icmpv6.nd.ra.reachable_time"), [Num(30_000)]);
+        assert_eq!(f("icmpv6.nd.ra.retrans_timer"), [Num(1000)]);
+        assert_eq!(f("icmpv6.opt.type"), [Num(1), Num(5), Num(7), Num(3)]);
+        assert_eq!(f("icmpv6.opt.length"), [Num(1), Num(1), Num(1), Num(4)]);
+        let mac = MacAddr([2, 0, 0, 0, 0, 0x11]);
+        assert_eq!(f("icmpv6.opt.linkaddr"), [Mac(mac)]);
+        assert_eq!(f("icmpv6.opt.src_linkaddr"), [Mac(mac)]);
+        assert_eq!(
+            d.fields.get("icmpv6.opt.linkaddr")[0].to_string(),
+            "02:00:00:00:00:11"
+        );
+        assert_eq!(f("icmpv6.opt.mtu"), [Num(1500)]);
+        assert_eq!(f("icmpv6.opt.advertisement_interval"), [Num(1000)]);
+        assert_eq!(f("icmpv6.opt.prefix"), [Addr(a("2001:db8:1::1").into())]);
+        assert_eq!(f("icmpv6.opt.prefix.length"), [Num(64)]);
+        assert_eq!(f("icmpv6.opt.prefix.flag"), [Num(0xe0)]);
+        assert_eq!(f("icmpv6.opt.prefix.flag.r"), [Num(1)]);
+        assert_eq!(f("icmpv6.opt.prefix.valid_lifetime"), [Num(2_592_000)]);
+        assert_eq!(f("icmpv6.opt.prefix.preferred_lifetime"), [Num(604_800)]);
+
+        let na = NdRepr::NeighborAdvert {
+            flags: crate::wire::nd::NaFlags {
+                router: false,
+                solicited: true,
+                override_: false,
+            },
+            target: a("2001:db8:1::100"),
+            target_ll: Some(mac),
+        };
+        let d = decode(&nd_bytes("2001:db8:1::1", "2001:db8:1::2", &na), &cp, true);
+        assert_eq!(d.errors, []);
+        let f = |n: &str| d.fields.get(n).into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(f("icmpv6.nd.na.flag"), [Num(0x4000_0000)]);
+        assert_eq!(f("icmpv6.nd.na.flag.s"), [Num(1)]);
+        assert_eq!(f("icmpv6.nd.na.flag.o"), [Num(0)]);
+        assert_eq!(
+            f("icmpv6.nd.na.target_address"),
+            [Addr(a("2001:db8:1::100").into())]
+        );
+        assert_eq!(f("icmpv6.opt.target_linkaddr"), [Mac(mac)]);
+        assert!(f("icmpv6.opt.src_linkaddr").is_empty());
+        assert_eq!(
+            d.repr.unwrap().to_string(),
+            "IPv6 2001:db8:1::1 > 2001:db8:1::2 ND neighbor advertisement \
+             target 2001:db8:1::100 S tll 02:00:00:00:00:11"
+        );
+
+        let ns = NdRepr::NeighborSolicit {
+            target: a("2001:db8:2::10"),
+            source_ll: None,
+        };
+        let d = decode(&nd_bytes("::", "ff02::1:ff00:10", &ns), &cp, true);
+        assert_eq!(d.errors, []);
+        assert_eq!(
+            d.fields.get("icmpv6.nd.ns.target_address"),
+            [&Addr(a("2001:db8:2::10").into())]
+        );
+        assert_eq!(
+            d.fields.get("icmpv6.reserved"),
+            [&crate::wire::FieldValue::Bytes(vec![0; 4])]
+        );
+        assert!(d.fields.get("icmpv6.opt.type").is_empty());
+    }
+
+    /// Rewrites the ICMPv6 checksum after a change to the message, so that
+    /// only the ND check fails.
+    fn fix_icmpv6_checksum(b: &mut [u8]) {
+        let ph = PseudoHeader::V6 {
+            src: crate::wire::addr6(b, 8),
+            dst: crate::wire::addr6(b, 24),
+        };
+        b[42] = 0;
+        b[43] = 0;
+        let c = ph.checksum(IpProtocol::Icmpv6.into(), &b[40..]);
+        b[42..44].copy_from_slice(&c.to_be_bytes());
+    }
+
+    #[test]
+    fn invalid_neighbor_discovery_is_an_error_and_decodes_as_far_as_it_goes() {
+        use crate::wire::FieldValue::Num;
+        let cp = CodePoints::default();
+        let good = nd_bytes("fe80::1", "ff02::1", &home_ra());
+        // Code 1 (RFC 4861 §6.1.2): every field still there.
+        let mut b = good.clone();
+        b[41] = 1;
+        fix_icmpv6_checksum(&mut b);
+        let d = decode(&b, &cp, true);
+        assert_eq!(d.errors, [WireError::BadValue("nd code")]);
+        assert!(matches!(d.repr.unwrap().upper, UpperRepr::Icmpv6(_)));
+        assert_eq!(d.fields.get("icmpv6.opt.type").len(), 4);
+        assert_eq!(
+            PacketRepr::parse(&b, &cp),
+            Err(WireError::BadValue("nd code"))
+        );
+        // The MTU option (the second) with length 0: the options stop there.
+        let mut b = good.clone();
+        b[40 + 4 + 12 + 8 + 1] = 0;
+        fix_icmpv6_checksum(&mut b);
+        let d = decode(&b, &cp, true);
+        assert_eq!(d.errors, [WireError::BadLength("nd option length 0")]);
+        assert_eq!(d.fields.get("icmpv6.opt.type"), [&Num(1), &Num(5)]);
+        assert_eq!(d.fields.get("icmpv6.opt.length"), [&Num(1), &Num(0)]);
+        assert!(d.fields.get("icmpv6.opt.mtu").is_empty());
+        assert_eq!(d.fields.get("icmpv6.nd.ra.router_lifetime"), [&Num(1800)]);
+        // Cut inside the fixed part and inside an option (the IPv6 payload
+        // length follows): the fields that are there, and an error.
+        for (cut, error, hop_limit, options) in [
+            (40 + 4 + 6, WireError::Truncated("nd message"), 1, 0),
+            (good.len() - 8, WireError::Truncated("nd option"), 1, 4),
+        ] {
+            let mut b = good[..cut].to_vec();
+            let plen = u16::try_from(cut - 40).unwrap();
+            b[4..6].copy_from_slice(&plen.to_be_bytes());
+            fix_icmpv6_checksum(&mut b);
+            let d = decode(&b, &cp, true);
+            assert_eq!(d.errors, [error], "cut at {cut}");
+            assert_eq!(d.fields.get("icmpv6.nd.ra.cur_hop_limit").len(), hop_limit);
+            assert_eq!(
+                d.fields.get("icmpv6.opt.type").len(),
+                options,
+                "cut at {cut}"
+            );
+            assert!(d.fields.get("icmpv6.nd.ra.reachable_time").len() == usize::from(cut > 50));
+        }
     }
 }

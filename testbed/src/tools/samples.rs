@@ -1,12 +1,15 @@
 //! A reference set of packets: every Mobility Header message and option,
 //! the Home Address option, the type 2 routing header, a tunnelled packet,
-//! ESP (NULL encryption framing) and IKEv2 messages with every payload type,
-//! including the drafts' notifications and the Peer Address Update payload.
+//! ESP (NULL encryption framing), IKEv2 messages with every payload type,
+//! including the drafts' notifications and the Peer Address Update payload,
+//! and Neighbor Discovery: RS, RA (a home agent's with the H and R flags),
+//! NS (resolution and a DAD probe) and NA (solicited, proxy, announcement).
 //! `testbed samples` writes them to a pcap; the tshark and scapy tests use
 //! them as the packets we emit.
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use common::nd::{nd_packet, ALL_NODES, ALL_ROUTERS};
 use common::wire::esp::{EspRepr, EspTrailer};
 use common::wire::ext::ExtHeaderRepr;
 use common::wire::ike::{
@@ -15,13 +18,25 @@ use common::wire::ike::{
     Transform, TunnelAddress,
 };
 use common::wire::mh::{BaFlags, BaStatus, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
+use common::wire::nd::{ra_flags, solicited_node, NaFlags, PrefixInfo, RouterAdvert};
 use common::wire::packet::{IpRepr, PacketRepr, UdpPayload, UpperRepr, IKE_NATT_PORT, IKE_PORT};
-use common::wire::{CodePoints, Icmpv6Repr, IpProtocol, Ipv4Repr, UdpRepr};
+use common::wire::{CodePoints, Icmpv6Repr, IpProtocol, Ipv4Repr, MacAddr, NdRepr, UdpRepr};
 
 pub const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
 pub const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 pub const COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10);
 pub const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+/// The access router on the care-of link.
+pub const AR: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+/// Another node on the home link, looking for the mobile node.
+pub const HOME_PEER: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+pub const MN_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x11]);
+pub const AR_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+pub const HA_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+/// The mobile node's link-local address, from its MAC (RFC 4291 App. A).
+pub const MN_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x11);
+pub const AR_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x01);
+pub const HA_LL: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0xff, 0xfe00, 0x02);
 
 /// One sample: what it shows, and its bytes.
 pub struct Sample {
@@ -569,10 +584,112 @@ pub fn samples(cp: &CodePoints) -> Vec<Sample> {
             udp(IKE_NATT_PORT, IKE_NATT_PORT, UdpPayload::NatKeepalive),
         ),
     ));
+    s.extend(nd_samples());
     s.into_iter()
         .map(|(label, p)| Sample {
             label,
             bytes: p.to_bytes(cp),
         })
         .collect()
+}
+
+/// Neighbor Discovery as the routers, home agent and mobile node send it,
+/// with hop limit 255 (RFC 4861 §4, RFC 6275 §7 and §10.4.1).
+fn nd_samples() -> Vec<(&'static str, PacketRepr)> {
+    let access_ra = RouterAdvert {
+        hop_limit: 64,
+        flags: 0,
+        router_lifetime: 1800,
+        reachable_time: 30_000,
+        retrans_timer: 1000,
+        source_ll: Some(AR_MAC),
+        mtu: Some(1500),
+        prefixes: vec![PrefixInfo::slaac(Ipv6Addr::new(
+            0x2001, 0xdb8, 2, 0, 0, 0, 0, 0,
+        ))],
+        advertisement_interval: Some(1000),
+    };
+    // RFC 6275 §7.1/§7.2: H set, and the home agent's full address in a
+    // prefix option with R set; §7.3: the advertisement interval.
+    let home_ra = RouterAdvert {
+        flags: ra_flags::HOME_AGENT,
+        source_ll: Some(HA_MAC),
+        prefixes: vec![PrefixInfo {
+            router_address: true,
+            ..PrefixInfo::slaac(HA)
+        }],
+        advertisement_interval: Some(3000),
+        ..access_ra.clone()
+    };
+    let na = |router, solicited, override_, target, target_ll| NdRepr::NeighborAdvert {
+        flags: NaFlags {
+            router,
+            solicited,
+            override_,
+        },
+        target,
+        target_ll: Some(target_ll),
+    };
+    vec![
+        (
+            "RS from the unspecified address (no SLLA)",
+            nd_packet(
+                Ipv6Addr::UNSPECIFIED,
+                ALL_ROUTERS,
+                &NdRepr::RouterSolicit { source_ll: None },
+            ),
+        ),
+        (
+            "RS from a link-local address with SLLA",
+            nd_packet(
+                MN_LL,
+                ALL_ROUTERS,
+                &NdRepr::RouterSolicit {
+                    source_ll: Some(MN_MAC),
+                },
+            ),
+        ),
+        (
+            "RA with SLLA, MTU, advertisement interval and a prefix",
+            nd_packet(AR_LL, ALL_NODES, &NdRepr::RouterAdvert(access_ra)),
+        ),
+        (
+            "home agent's RA (H) with its address in a prefix option (R)",
+            nd_packet(HA_LL, ALL_NODES, &NdRepr::RouterAdvert(home_ra)),
+        ),
+        (
+            "NS for address resolution with SLLA",
+            nd_packet(
+                COA,
+                solicited_node(AR),
+                &NdRepr::NeighborSolicit {
+                    target: AR,
+                    source_ll: Some(MN_MAC),
+                },
+            ),
+        ),
+        (
+            "NS DAD probe from the unspecified address",
+            nd_packet(
+                Ipv6Addr::UNSPECIFIED,
+                solicited_node(COA),
+                &NdRepr::NeighborSolicit {
+                    target: COA,
+                    source_ll: None,
+                },
+            ),
+        ),
+        (
+            "solicited NA from a router (R=1, S=1, O=1)",
+            nd_packet(AR, COA, &na(true, true, true, AR, AR_MAC)),
+        ),
+        (
+            "home agent's proxy NA for a home address (S=1, O=0)",
+            nd_packet(HA, HOME_PEER, &na(false, true, false, HOA, HA_MAC)),
+        ),
+        (
+            "home agent's unsolicited NA for a home address (S=0, O=1)",
+            nd_packet(HA, ALL_NODES, &na(false, false, true, HOA, HA_MAC)),
+        ),
+    ]
 }
