@@ -1,10 +1,23 @@
-//! The correspondent node daemon. Its engine (common::node) and tokio/TUN driver are not
-//! built yet; until then the binary says so rather than pretending to run.
+//! `cn`: the correspondent node daemon. Its address lives on a TUN device,
+//! so the host's applications (a ping, a server) talk to mobile nodes
+//! through it: Home Address options checked (draft-dupont-mipv6-cn-ipsec
+//! §3), BUs under IPsec with the care-of address test (§4, Annex A1) or by
+//! return routability. `cn run --config cn.yaml`; `cn bindings`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "cn: the correspondent node daemon is not available yet: its engine is still to be built. \
-         Use `testbed decode` to inspect packets."
-    );
-    std::process::ExitCode::from(2)
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::io::daemon::{self, Action};
+
+#[derive(Parser)]
+#[command(version, about = "Mobile IPv6 correspondent node (draft-dupont-mipv6-cn-ipsec)")]
+struct Cli {
+    #[command(subcommand)]
+    action: Action,
+}
+
+fn main() -> ExitCode {
+    daemon::main::<config::CnFile>(Cli::parse().action)
 }

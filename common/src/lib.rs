@@ -25,6 +25,7 @@ pub mod ike;
 #[cfg(feature = "io")]
 pub mod io;
 pub mod ipsec;
+pub mod keylog;
 pub mod nd;
 pub mod node;
 pub mod time;

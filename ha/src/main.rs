@@ -1,10 +1,23 @@
-//! The home agent daemon. Its engine (common::node) and tokio/TUN driver are not
-//! built yet; until then the binary says so rather than pretending to run.
+//! `ha`: the home agent daemon. It registers its mobile nodes under ESP
+//! (RFC 3776), checks each new home address with DAD, defends the
+//! registered ones on the home link (proxy Neighbor Discovery) and tunnels
+//! their traffic to the care-of address and back. `ha run --config
+//! ha.yaml`; `ha bindings`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "ha: the home agent daemon is not available yet: its engine is still to be built. \
-         Use `testbed decode` to inspect packets."
-    );
-    std::process::ExitCode::from(2)
+mod config;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use common::io::daemon::{self, Action};
+
+#[derive(Parser)]
+#[command(version, about = "Mobile IPv6 home agent (RFC 6275, RFC 3776)")]
+struct Cli {
+    #[command(subcommand)]
+    action: Action,
+}
+
+fn main() -> ExitCode {
+    daemon::main::<config::HaFile>(Cli::parse().action)
 }

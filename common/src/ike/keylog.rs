@@ -1,20 +1,9 @@
-//! Key-log rows in the UAT formats of Wireshark/tshark 4.0, so that tshark
-//! decrypts our captures: `ikev2_decryption_table` for IKE SAs and `esp_sa`
-//! for CHILD SAs (one row per line, or one `-o uat:<table>:<row>` each).
-//! tshark 4.0 has no ChaCha20-Poly1305, so those SAs get no row.
-
-use core::fmt::Write;
+//! The key-log rows of IKE SAs and CHILD SAs ([`crate::keylog`] formats
+//! them). tshark 4.0 has no ChaCha20-Poly1305, so those SAs get no row.
 
 use super::crypto::{Encr, IkeKeys};
-
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(2 * bytes.len());
-    for b in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
+use crate::ipsec::Algorithm;
+use crate::keylog;
 
 /// A row of `ikev2_decryption_table`: SPIs, SK_ei and SK_er (with salt), the
 /// encryption algorithm, no integrity keys (AEAD).
@@ -24,24 +13,26 @@ pub fn ike_row(encr: Encr, spi_i: u64, spi_r: u64, keys: &IkeKeys) -> Option<Str
         Encr::Aes256Gcm16 => "AES-GCM-256 with 16 octet ICV [RFC5282]",
         Encr::ChaCha20Poly1305 => return None,
     };
-    Some(format!(
-        "{spi_i:016x},{spi_r:016x},{},{},\"{alg}\",,,\"NONE [RFC4306]\"",
-        hex(&keys.sk_ei),
-        hex(&keys.sk_er)
+    Some(keylog::ike_row(
+        spi_i,
+        spi_r,
+        &keys.sk_ei,
+        &keys.sk_er,
+        alg,
+        &[],
+        &[],
+        "NONE [RFC4306]",
     ))
 }
 
-/// A row of `esp_sa` for one direction's SA. Source and destination are `*`
-/// because MOBIKE moves our SAs without changing their SPIs.
+/// A row of `esp_sa` for one direction's CHILD SA.
 pub fn esp_row(ipv6: bool, spi: u32, encr: Encr, key_and_salt: &[u8]) -> Option<String> {
-    if encr == Encr::ChaCha20Poly1305 {
-        return None;
-    }
-    let family = if ipv6 { "IPv6" } else { "IPv4" };
-    Some(format!(
-        "\"{family}\",\"*\",\"*\",\"0x{spi:08x}\",\"AES-GCM with 16 octet ICV [RFC4106]\",\"0x{}\",\"NULL\",\"\"",
-        hex(key_and_salt)
-    ))
+    let alg = match encr {
+        Encr::Aes128Gcm16 => Algorithm::Aes128Gcm16,
+        Encr::Aes256Gcm16 => Algorithm::Aes256Gcm16,
+        Encr::ChaCha20Poly1305 => Algorithm::ChaCha20Poly1305,
+    };
+    keylog::esp_row_for(ipv6, spi, alg, key_and_salt)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use rand_core::{RngCore, SeedableRng};
 use self::crypto::Dh;
 use self::sa::{Cached, Inflight};
 use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
+pub use crate::keylog::KeyTable;
 use crate::time::{Deadlines, Instant};
 use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr};
 
@@ -92,13 +93,6 @@ pub struct ChildInfo {
     pub addresses: AddressPair,
     /// (local, remote) UDP ports when ESP goes in UDP (RFC 3948).
     pub udp_encap: Option<(u16, u16)>,
-}
-
-/// Which Wireshark key table a key-log row belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyTable {
-    Ikev2,
-    Esp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

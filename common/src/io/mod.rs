@@ -21,12 +21,17 @@
 //! interface, path or syscall that failed; [`Error`] gathers them.
 
 pub mod clock;
+pub mod daemon;
+pub mod driver;
+pub mod keylog;
 pub mod netlink;
 pub mod packet;
 pub mod sysctl;
 pub mod tun;
 
 pub use clock::Clock;
+pub use driver::{Driver, DriverError, Reply, Request, Setup, Stack};
+pub use keylog::KeyLog;
 pub use netlink::{LinkEvent, LinkEvents, LinkInfo, Netlink, NetlinkError};
 pub use packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket, Received};
 pub use sysctl::{SysctlError, Sysctls};

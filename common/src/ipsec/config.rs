@@ -212,6 +212,27 @@ impl IpsecConfig {
     }
 }
 
+impl IpsecConfig {
+    /// Wireshark `esp_sa` rows for every SA of the configuration, so a
+    /// capture of its traffic opens decrypted (see [`crate::keylog`]).
+    pub fn key_log_rows(&self) -> Result<Vec<String>, ConfigError> {
+        let mut rows = Vec::new();
+        for (i, p) in self.sa_pairs.iter().enumerate() {
+            let spec = p.spec().map_err(|m| err(format!("sa_pairs[{i}]"), m))?;
+            let v6 = spec.addresses.local.is_ipv6();
+            for k in [&spec.inbound, &spec.outbound] {
+                rows.extend(crate::keylog::esp_row_for(
+                    v6,
+                    k.spi,
+                    spec.algorithm,
+                    &k.key,
+                ));
+            }
+        }
+        Ok(rows)
+    }
+}
+
 fn plain_action(a: &str) -> Result<Action, String> {
     match a {
         "bypass" => Ok(Action::Bypass),

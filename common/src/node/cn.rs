@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
 use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
 use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
+use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    MacAddr, NodeDrop, NodeStats, Removal, Transmit,
+    MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
 use crate::nd::{Dad, NdEvent, NdIface};
@@ -693,6 +694,23 @@ impl Engine for Cn {
 
     fn interface(&self, iface: u8) -> Option<&NdIface> {
         self.core.link(iface)
+    }
+
+    fn status(&self, now: Instant) -> NodeStatus {
+        let mut s = self.core.status("cn");
+        s.bindings = self
+            .cache
+            .iter()
+            .map(|(home, e)| BindingStatus {
+                home: *home,
+                care_of: e.binding.care_of,
+                seq: e.binding.seq,
+                expires_in: seconds_until(now, e.binding.expires),
+                how: if e.binding.ipsec { "ipsec" } else { "rr" },
+            })
+            .collect();
+        s.bindings.sort_by_key(|b| b.home);
+        s
     }
 
     fn ipsec(&self) -> &Ipsec {

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, Transmit};
+use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Transmit};
 use crate::ipsec::{Inbound, Ipsec, Layout, Outbound, SaId};
 use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::Instant;
@@ -157,6 +157,11 @@ impl Core {
             .filter_map(|(i, l)| l.as_ref().map(|l| (i as u8, l)))
     }
 
+    /// The parts of a status report every role shares.
+    pub fn status(&self, role: &'static str) -> NodeStatus {
+        NodeStatus::new(role, self.links(), &self.ipsec, &self.stats)
+    }
+
     /// The interface on which `addr` is one of our usable addresses.
     pub fn owner(&self, addr: Ipv6Addr) -> Option<u8> {
         self.links().find(|(_, l)| l.usable(addr)).map(|(i, _)| i)
@@ -246,8 +251,9 @@ impl Core {
     }
 
     fn neighbor_discovery(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+        // A bad checksum, code or option is RFC 4861's to discard.
         let Ok(repr) = PacketRepr::parse(bytes, &self.cp) else {
-            self.drop(NodeDrop::Malformed);
+            self.drop(NodeDrop::NdInvalid);
             return;
         };
         let (IpRepr::V6 { header, ext }, UpperRepr::Icmpv6(icmp)) = (&repr.ip, &repr.upper) else {

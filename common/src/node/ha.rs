@@ -9,9 +9,10 @@ use core::net::Ipv6Addr;
 use std::collections::{HashMap, HashSet};
 
 use super::core::{encapsulate_bytes, Core, Received, Rx};
+use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, MacAddr, NodeDrop, NodeStats, Removal, Transmit,
+    Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
 use crate::ipsec::Ipsec;
 use crate::nd::{Dad, NdEvent, NdIface};
@@ -473,6 +474,27 @@ impl Engine for Ha {
 
     fn interface(&self, iface: u8) -> Option<&NdIface> {
         self.core.link(iface)
+    }
+
+    fn status(&self, now: Instant) -> NodeStatus {
+        let mut s = self.core.status("ha");
+        let bound = self.cache.iter().map(|(home, b)| BindingStatus {
+            home: *home,
+            care_of: Some(b.care_of),
+            seq: Some(b.seq),
+            expires_in: seconds_until(now, b.expires),
+            how: "ipsec",
+        });
+        let checking = self.pending.iter().map(|(home, p)| BindingStatus {
+            home: *home,
+            care_of: Some(p.care_of),
+            seq: Some(p.seq),
+            expires_in: 0,
+            how: "dad",
+        });
+        s.bindings = bound.chain(checking).collect();
+        s.bindings.sort_by_key(|b| b.home);
+        s
     }
 
     fn ipsec(&self) -> &Ipsec {

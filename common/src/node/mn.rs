@@ -20,9 +20,10 @@ use super::core::{
     add_home_address_option, authorised, encapsulate, type2_address, Core, Received, Rx,
 };
 use super::rr::{self, MAX_RR_BINDING_LIFETIME};
+use super::status::UpdateStatus;
 use super::{
     lifetime_units, same_prefix64, slaac, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, MacAddr, NodeDrop, NodeStats, Transmit, INITIAL_BINDACK_TIMEOUT,
+    Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit, INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT,
 };
 use crate::ipsec::Ipsec;
@@ -1000,6 +1001,34 @@ impl Engine for Mn {
 
     fn interface(&self, iface: u8) -> Option<&NdIface> {
         self.core.link(iface)
+    }
+
+    fn status(&self, _now: Instant) -> NodeStatus {
+        let mut s = self.core.status("mn");
+        s.location = Some(match self.location {
+            Location::Detached => "no link".to_string(),
+            Location::Home(i) => format!("home on link {i}"),
+            Location::Away { iface, care_of } => format!("away on link {iface} at {care_of}"),
+        });
+        s.binding_updates = self
+            .bul
+            .iter()
+            .map(|(peer, e)| UpdateStatus {
+                peer: *peer,
+                mode: match e.mode {
+                    None => "home-agent",
+                    Some(RouteOptimisation::Ipsec) => "ipsec",
+                    Some(RouteOptimisation::ReturnRoutability) => "rr",
+                    Some(RouteOptimisation::Triangular) => "triangular",
+                    Some(RouteOptimisation::None) => "none",
+                },
+                care_of: e.care_of,
+                seq: e.seq,
+                bound: e.bound,
+                waiting: e.waiting,
+            })
+            .collect();
+        s
     }
 
     fn ipsec(&self) -> &Ipsec {

@@ -17,6 +17,7 @@ mod core;
 pub mod ha;
 pub mod mn;
 pub mod rr;
+pub mod status;
 
 use ::core::fmt;
 use ::core::net::Ipv6Addr;
@@ -25,6 +26,7 @@ pub use self::cn::{Cn, CnConfig, CoaTestPolicy};
 pub use self::core::MAX_LINKS;
 pub use self::ha::{Ha, HaConfig};
 pub use self::mn::{Correspondent, Mn, MnConfig, RouteOptimisation};
+pub use self::status::NodeStatus;
 pub use cookie::CookieMethod;
 
 use crate::ipsec::{Ipsec, IpsecEvent};
@@ -342,6 +344,8 @@ pub trait Engine {
     fn stats(&self) -> &NodeStats;
     /// Neighbor Discovery state of interface `iface`, while it has carrier.
     fn interface(&self, iface: u8) -> Option<&NdIface>;
+    /// Everything the engine is doing, for people and scripts.
+    fn status(&self, now: Instant) -> NodeStatus;
     fn ipsec(&self) -> &Ipsec;
     /// Mutable IPsec, for key management to install and move SAs.
     fn ipsec_mut(&mut self) -> &mut Ipsec;

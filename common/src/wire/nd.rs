@@ -32,7 +32,7 @@ pub const NEIGHBOR_ADVERTISEMENT: u8 = 136;
 /// Neighbor Discovery packets carry hop limit 255 (RFC 4861 §6.1, §7.1).
 pub const ND_HOP_LIMIT: u8 = 255;
 
-mod option {
+pub(crate) mod option {
     pub const SOURCE_LL: u8 = 1;
     pub const TARGET_LL: u8 = 2;
     pub const PREFIX_INFORMATION: u8 = 3;

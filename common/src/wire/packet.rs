@@ -46,14 +46,6 @@ const MAX_NESTING: usize = 8;
 
 /// The Neighbor Discovery option types the decoder names (RFC 4861 §4.6,
 /// RFC 6275 §7.3).
-mod nd_option {
-    pub const SOURCE_LL: u8 = 1;
-    pub const TARGET_LL: u8 = 2;
-    pub const PREFIX_INFORMATION: u8 = 3;
-    pub const MTU: u8 = 5;
-    pub const ADVERTISEMENT_INTERVAL: u8 = 7;
-}
-
 /// The network layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IpRepr {
@@ -803,20 +795,20 @@ impl Decoder<'_> {
                 return;
             };
             match (kind, len) {
-                (nd_option::SOURCE_LL | nd_option::TARGET_LL, 8) => {
+                (super::nd::option::SOURCE_LL | super::nd::option::TARGET_LL, 8) => {
                     let mut m = [0u8; 6];
                     m.copy_from_slice(&opt[2..8]);
                     let m = MacAddr(m);
                     // tshark gives both the generic name and a hidden
                     // per-kind one.
                     self.mac("icmpv6.opt.linkaddr", m);
-                    if kind == nd_option::SOURCE_LL {
+                    if kind == super::nd::option::SOURCE_LL {
                         self.mac("icmpv6.opt.src_linkaddr", m);
                     } else {
                         self.mac("icmpv6.opt.target_linkaddr", m);
                     }
                 }
-                (nd_option::PREFIX_INFORMATION, 32) => {
+                (super::nd::option::PREFIX_INFORMATION, 32) => {
                     let f = opt[3];
                     self.num("icmpv6.opt.prefix.length", opt[2]);
                     self.num("icmpv6.opt.prefix.flag", f);
@@ -829,9 +821,9 @@ impl Decoder<'_> {
                     self.num("icmpv6.opt.prefix.preferred_lifetime", be32(opt, 8));
                     self.addr("icmpv6.opt.prefix", addr6(opt, 16));
                 }
-                (nd_option::MTU, 8) => self.num("icmpv6.opt.mtu", be32(opt, 4)),
+                (super::nd::option::MTU, 8) => self.num("icmpv6.opt.mtu", be32(opt, 4)),
                 // RFC 6275 §7.3.
-                (nd_option::ADVERTISEMENT_INTERVAL, 8) => {
+                (super::nd::option::ADVERTISEMENT_INTERVAL, 8) => {
                     self.num("icmpv6.opt.advertisement_interval", be32(opt, 4));
                 }
                 _ => {}

@@ -1,0 +1,505 @@
+//! What the `mn`, `cn` and `ha` daemons share, so each is a config file
+//! and a `main`: the command line (`run`, `check`, `status`, `bindings`),
+//! reading YAML with errors that name the file, line, column and field,
+//! logging, the run on the [`Driver`], key logs, and the control socket's
+//! client with its human and `--json` output.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Read;
+use std::net::Ipv6Addr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::driver::{request, Driver, Request, Setup, Stack};
+use super::keylog::KeyLog;
+use crate::ipsec::config::IpsecConfig;
+use crate::ipsec::Ipsec;
+use crate::keylog::KeyTable;
+use crate::node::Engine;
+use crate::time::Instant;
+
+/// The subcommands every daemon has.
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Run the node on its interfaces until SIGINT or SIGTERM (root, or
+    /// CAP_NET_ADMIN and CAP_NET_RAW). SIGHUP re-reads the configuration.
+    Run(RunArgs),
+    /// Check a configuration file and exit (0: good; 2: the error).
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Everything a running node is doing: interfaces, neighbours,
+    /// bindings, SAs, counters.
+    Status(QueryArgs),
+    /// The binding cache (home agent, correspondent) or the binding update
+    /// list (mobile node) of a running node.
+    Bindings(QueryArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The YAML configuration (see config/ for commented examples).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Append Wireshark key tables (esp_sa) to DIR, so captures of this
+    /// node open decrypted: WIRESHARK_CONFIG_DIR=DIR wireshark FILE.
+    #[arg(long, value_name = "DIR")]
+    pub keylog: Option<PathBuf>,
+    /// More log detail (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueryArgs {
+    /// The control socket (default: the role's, see `run`'s config).
+    #[arg(long, short = 's')]
+    pub control: Option<PathBuf>,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The TUN device that holds the node's own addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TunFile {
+    #[serde(default = "default_tun_name")]
+    pub name: String,
+    /// Room for the 40 bytes of the home agent's tunnel and a Home Address
+    /// option under a 1500-byte link MTU.
+    #[serde(default = "default_tun_mtu")]
+    pub mtu: u16,
+}
+
+impl Default for TunFile {
+    fn default() -> Self {
+        TunFile {
+            name: default_tun_name(),
+            mtu: default_tun_mtu(),
+        }
+    }
+}
+
+fn default_tun_name() -> String {
+    "mip6".to_string()
+}
+
+fn default_tun_mtu() -> u16 {
+    1400
+}
+
+/// The default control socket of a role.
+pub fn default_control(role: &str) -> PathBuf {
+    PathBuf::from(format!("/run/mip6/{role}.sock"))
+}
+
+/// A role's configuration file: what a daemon reads, and what it builds
+/// from it.
+pub trait NodeFile: DeserializeOwned + Serialize + PartialEq {
+    /// `mn`, `cn` or `ha`.
+    const ROLE: &'static str;
+    type Engine: Engine;
+    /// The static keys file, relative to the configuration file.
+    fn ipsec(&self) -> Option<&Path>;
+    fn control(&self) -> Option<&Path>;
+    /// Checks the values and builds the engine, with `ipsec` and an RNG
+    /// `seed`, and what the driver must open.
+    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Self::Engine, Setup), String>;
+}
+
+/// A mistake in a file, said in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FileError(pub String);
+
+/// Reads YAML into `T`; unknown keys are errors; the message names the
+/// file, line, column and field (serde_yaml_ng puts the field path first).
+pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| FileError(format!("{}: {e}", path.display())))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!(":{}:{}", l.line(), l.column()))
+            .unwrap_or_default();
+        FileError(format!("{}{at}: {e}", path.display()))
+    })
+}
+
+/// The file's static keys (if it names a file), and their key-log rows.
+fn static_keys<F: NodeFile>(file: &F, path: &Path) -> Result<(Ipsec, Vec<String>), FileError> {
+    let Some(keys) = file.ipsec() else {
+        let mut ipsec = Ipsec::default();
+        ipsec.spd.fallback = crate::ipsec::Action::Bypass;
+        return Ok((ipsec, vec![]));
+    };
+    let keys = path.parent().unwrap_or(Path::new(".")).join(keys);
+    let cfg: IpsecConfig = read_yaml(&keys)?;
+    let at = |e: crate::ipsec::config::ConfigError| FileError(format!("{}: {e}", keys.display()));
+    let ipsec = cfg.build(Instant::ZERO).map_err(at)?;
+    let rows = cfg.key_log_rows().map_err(at)?;
+    Ok((ipsec, rows))
+}
+
+fn load<F: NodeFile>(
+    path: &Path,
+    seed: u64,
+) -> Result<(F, F::Engine, Setup, Vec<String>), FileError> {
+    let file: F = read_yaml(path)?;
+    let (ipsec, rows) = static_keys(&file, path)?;
+    let (engine, mut setup) = file
+        .build(ipsec, seed)
+        .map_err(|m| FileError(format!("{}: {m}", path.display())))?;
+    if setup.control.is_none() {
+        setup.control = Some(default_control(F::ROLE));
+    }
+    Ok((file, engine, setup, rows))
+}
+
+/// The engine's RNG seed, from the kernel.
+fn random_seed() -> u64 {
+    let mut b = [0u8; 8];
+    // Without /dev/urandom the seed is weaker, never absent.
+    if fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        b = u64::from(std::process::id()).to_le_bytes();
+    }
+    u64::from_le_bytes(b)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// One line on stderr and exit 2: what a person must fix.
+fn refuse(role: &str, what: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{role}: {what}");
+    ExitCode::from(2)
+}
+
+/// The whole daemon: parses nothing itself (the binary's clap does), runs
+/// `action` for role `F`.
+pub fn main<F: NodeFile>(action: Action) -> ExitCode {
+    match action {
+        Action::Check { config } => match load::<F>(&config, 0) {
+            Ok(_) => {
+                println!("{}: {} is good", F::ROLE, config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => refuse(F::ROLE, e),
+        },
+        Action::Run(args) => run::<F>(&args),
+        Action::Status(q) => query::<F>(&q, View::Status),
+        Action::Bindings(q) => query::<F>(&q, View::Bindings),
+    }
+}
+
+fn runtime(role: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("{role}: tokio runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+fn run<F: NodeFile>(args: &RunArgs) -> ExitCode {
+    init_logging(args.verbose);
+    let (file, engine, setup, rows) = match load::<F>(&args.config, random_seed()) {
+        Ok(x) => x,
+        Err(e) => return refuse(F::ROLE, e),
+    };
+    if let Some(dir) = &args.keylog {
+        let written = KeyLog::create(dir)
+            .and_then(|log| rows.iter().try_for_each(|r| log.append(KeyTable::Esp, r)));
+        if let Err(e) = written {
+            return refuse(F::ROLE, format!("--keylog {}: {e}", dir.display()));
+        }
+    }
+    let rt = match runtime(F::ROLE) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let path = args.config.clone();
+    rt.block_on(async move {
+        let driver = match Driver::open(engine, &setup).await {
+            Ok(d) => d,
+            Err(e) => return refuse(F::ROLE, e),
+        };
+        let reload = move |_: &mut F::Engine| reloaded(&file, &path);
+        match driver.run(reload).await {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{}: {e}", F::ROLE);
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGHUP: reads the file again. Nothing in it changes live (the engine
+/// and the devices were built from it), so this says what differs and
+/// that a restart applies it.
+fn reloaded<F: NodeFile>(running: &F, path: &Path) -> String {
+    match read_yaml::<F>(path) {
+        Err(e) => format!("{e}; the running configuration stays"),
+        Ok(new) if new == *running => format!("{} unchanged", path.display()),
+        Ok(new) => {
+            let (a, b) = (
+                serde_json::to_value(running).unwrap_or(Value::Null),
+                serde_json::to_value(&new).unwrap_or(Value::Null),
+            );
+            let changed: Vec<&String> = match (a.as_object(), b.as_object()) {
+                (Some(a), Some(b)) => a
+                    .keys()
+                    .chain(b.keys())
+                    .filter(|k| a.get(*k) != b.get(*k))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .collect(),
+                _ => vec![],
+            };
+            let names: Vec<&str> = changed.iter().map(|s| s.as_str()).collect();
+            format!(
+                "{} changed ({}); nothing changes in a running node: restart it to apply",
+                path.display(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+/// What a query prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Status,
+    Bindings,
+}
+
+fn query<F: NodeFile>(q: &QueryArgs, view: View) -> ExitCode {
+    let path = q
+        .control
+        .clone()
+        .unwrap_or_else(|| default_control(F::ROLE));
+    let rt = match runtime(F::ROLE) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let line = match rt.block_on(request(&path, &Request::Status)) {
+        Ok(l) => l,
+        Err(e) => {
+            return refuse(
+                F::ROLE,
+                format!(
+                    "{}: {e} (is `{} run` running? --control names another socket)",
+                    path.display(),
+                    F::ROLE
+                ),
+            )
+        }
+    };
+    let reply: Value = match serde_json::from_str(&line) {
+        Ok(v) => v,
+        Err(e) => return refuse(F::ROLE, format!("bad reply from the daemon: {e}")),
+    };
+    if let Some(err) = reply.get("error").and_then(Value::as_str) {
+        return refuse(F::ROLE, err);
+    }
+    if q.json {
+        let shown = match view {
+            View::Status => reply,
+            View::Bindings => bindings_json(&reply),
+        };
+        println!("{shown}");
+    } else {
+        print!("{}", render(&reply, view));
+    }
+    ExitCode::SUCCESS
+}
+
+fn bindings_json(reply: &Value) -> Value {
+    let s = &reply["status"];
+    serde_json::json!({
+        "role": s["role"],
+        "location": s.get("location"),
+        "bindings": s.get("bindings").cloned().unwrap_or(Value::Array(vec![])),
+        "binding_updates": s.get("binding_updates").cloned().unwrap_or(Value::Array(vec![])),
+    })
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        v => v.to_string(),
+    }
+}
+
+fn rows(v: &Value) -> &[Value] {
+    v.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// The reply for people: a section per kind of state, aligned columns.
+pub fn render(reply: &Value, view: View) -> String {
+    let s = &reply["status"];
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} on {}, stack {}",
+        text(&s["role"]),
+        text(&reply["links"]),
+        text(&reply["stack"])
+    );
+    if let Some(loc) = s.get("location") {
+        let _ = writeln!(o, "location: {}", text(loc));
+    }
+    let bindings = rows(&s["bindings"]);
+    if !bindings.is_empty() || view == View::Bindings && s.get("binding_updates").is_none() {
+        let _ = writeln!(o, "\nbinding cache ({}):", bindings.len());
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<28} {:>6} {:>8}  how",
+            "home address", "care-of address", "seq", "expires"
+        );
+        for b in bindings {
+            let _ = writeln!(
+                o,
+                "  {:<28} {:<28} {:>6} {:>7}s  {}",
+                text(&b["home"]),
+                text(&b["care_of"]),
+                text(&b["seq"]),
+                text(&b["expires_in"]),
+                text(&b["how"])
+            );
+        }
+    }
+    let updates = rows(&s["binding_updates"]);
+    if !updates.is_empty() {
+        let _ = writeln!(o, "\nbinding update list ({}):", updates.len());
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<11} {:<28} {:>6}  state",
+            "peer", "mode", "care-of address", "seq"
+        );
+        for u in updates {
+            let state = match (u["bound"].as_bool(), u["waiting"].as_bool()) {
+                (Some(true), _) => "bound",
+                (_, Some(true)) => "waiting for BA",
+                _ => "-",
+            };
+            let _ = writeln!(
+                o,
+                "  {:<28} {:<11} {:<28} {:>6}  {state}",
+                text(&u["peer"]),
+                text(&u["mode"]),
+                text(&u["care_of"]),
+                text(&u["seq"])
+            );
+        }
+    }
+    if view == View::Bindings {
+        return o;
+    }
+    for i in rows(&s["interfaces"]) {
+        let _ = writeln!(o, "\nlink {} ({}):", text(&i["iface"]), text(&i["mac"]));
+        for a in rows(&i["addresses"]) {
+            let _ = writeln!(o, "  address {:<28} {}", text(&a[0]), text(&a[1]));
+        }
+        for r in rows(&i["routers"]) {
+            let _ = writeln!(o, "  router  {}", text(r));
+        }
+        for p in rows(&i["proxied"]) {
+            let state = if p[1].as_bool() == Some(true) {
+                "defended"
+            } else {
+                "DAD"
+            };
+            let _ = writeln!(o, "  proxies {:<28} {state}", text(&p[0]));
+        }
+        for n in rows(&i["neighbors"]) {
+            let router = if n["router"].as_bool() == Some(true) {
+                " router"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                o,
+                "  neighbour {:<26} {:<18} {}{router}",
+                text(&n["address"]),
+                text(&n["mac"]),
+                text(&n["state"])
+            );
+        }
+    }
+    let sas = rows(&s["sas"]);
+    let _ = writeln!(o, "\nSAs ({}):", sas.len());
+    for a in sas {
+        let _ = writeln!(
+            o,
+            "  {} {:<3} {:<9} {} -> {} {} packets {} bytes {} seq {}",
+            text(&a["spi"]),
+            text(&a["direction"]),
+            text(&a["mode"]),
+            text(&a["local"]),
+            text(&a["peer"]),
+            text(&a["algorithm"]),
+            text(&a["packets"]),
+            text(&a["bytes"]),
+            text(&a["sequence"])
+        );
+    }
+    let _ = writeln!(o, "\ncounters:");
+    if let Some(c) = s["counters"].as_object() {
+        for (k, v) in c {
+            let _ = writeln!(o, "  {k:<28} {}", text(v));
+        }
+    }
+    let d = &reply["driver"];
+    for k in ["link_received", "link_sent", "tun_received", "tun_sent"] {
+        let _ = writeln!(o, "  {:<28} {}", k, text(&d[k]));
+    }
+    let _ = writeln!(o, "\ndrops by reason:");
+    let mut any = false;
+    for (k, v) in s["drops"].as_object().into_iter().flatten() {
+        any = true;
+        let _ = writeln!(o, "  {k:<28} {}", text(v));
+    }
+    for (k, v) in d["drops"].as_object().into_iter().flatten() {
+        any = true;
+        let _ = writeln!(o, "  driver/{k:<21} {}", text(v));
+    }
+    if !any {
+        let _ = writeln!(o, "  none");
+    }
+    o
+}
+
+/// A stack holding `addresses` as /128s, with the default route into it.
+pub fn stack(tun: &TunFile, addresses: &[Ipv6Addr]) -> Stack {
+    Stack {
+        name: tun.name.clone(),
+        mtu: tun.mtu,
+        addresses: addresses.iter().map(|a| (*a, 128)).collect(),
+        routes: vec![(Ipv6Addr::UNSPECIFIED, 0)],
+    }
+}
