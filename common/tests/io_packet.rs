@@ -10,7 +10,9 @@ use std::net::Ipv6Addr;
 use std::time::Duration;
 
 use common::io::netlink::Netlink;
-use common::io::packet::{ipv6_multicast_mac, solicited_node, ETHERNET_HEADER_LEN};
+use common::io::packet::ETHERNET_HEADER_LEN;
+use common::wire::nd::solicited_node;
+use common::wire::MacAddr;
 use common::io::{Framing, PacketConfig, PacketKind, PacketSocket, Sysctls};
 use io_harness::{echo, ipv6, on_thread, skip, step, with_hao, with_rh2, Netns};
 
@@ -299,7 +301,7 @@ fn try_send_reaches_the_peer_kernel_and_its_reply_comes_back() {
         }
 
         // Multicast MACs for real NICs: visible in the link's list.
-        let group = ipv6_multicast_mac(solicited_node(A));
+        let group = MacAddr::ipv6_multicast(solicited_node(A)).0;
         sock.add_multicast(group).expect("add membership");
         let listed = maddr();
         assert!(listed.contains("33:33:ff:00:00:0a"), "{listed}");

@@ -36,7 +36,7 @@
 //!
 //! Real NICs filter by MAC: join the multicast MACs the engine needs
 //! ([`PacketSocket::add_multicast`], e.g. 33:33:ff:xx:xx:xx for a
-//! solicited-node group, [`ipv6_multicast_mac`]) or ask for all of them
+//! solicited-node group, [`crate::wire::MacAddr::ipv6_multicast`]) or ask for all of them
 //! ([`PacketConfig::all_multicast`]). A veth floods everything anyway.
 //! Promiscuous mode is never switched on.
 //!
@@ -47,7 +47,6 @@
 //! safe constructor for one. No `unsafe` here.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
@@ -220,27 +219,6 @@ fn link_address(ifindex: u32) -> Result<(String, LinkAddr), PacketError> {
         }
     }
     Err(PacketError::NoSuchInterface { ifindex })
-}
-
-/// The multicast MAC of an IPv6 group: 33:33 and the group's last 32 bits.
-pub fn ipv6_multicast_mac(group: Ipv6Addr) -> [u8; 6] {
-    let o = group.octets();
-    [0x33, 0x33, o[12], o[13], o[14], o[15]]
-}
-
-/// The solicited-node group of an address (ff02::1:ffxx:xxxx).
-pub fn solicited_node(addr: Ipv6Addr) -> Ipv6Addr {
-    let o = addr.octets();
-    Ipv6Addr::new(
-        0xff02,
-        0,
-        0,
-        0,
-        0,
-        1,
-        0xff00 | u16::from(o[13]),
-        u16::from_be_bytes([o[14], o[15]]),
-    )
 }
 
 impl PacketSocket {
@@ -558,16 +536,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multicast_macs() {
-        let a: Ipv6Addr = "2001:db8::12:3456".parse().unwrap();
-        assert_eq!(
-            solicited_node(a),
-            "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap()
-        );
-        assert_eq!(
-            ipv6_multicast_mac(solicited_node(a)),
-            [0x33, 0x33, 0xff, 0x12, 0x34, 0x56]
-        );
+    fn packet_kinds() {
         assert_eq!(PacketKind::from(4), PacketKind::Outgoing);
         assert_eq!(PacketKind::from(9), PacketKind::Other(9));
     }
