@@ -493,7 +493,7 @@ fn two_of_our_peers_set_up_a_tunnel_and_ping_through_it() {
     }
     assert_eq!(
         std::fs::read_to_string(keys.join("preferences")).unwrap(),
-        "esp.enable_encryption_decode: TRUE\n"
+        common::keylog::PREFERENCES
     );
 
     // MOBIKE: a moves to a new address and drops the old one.

@@ -28,6 +28,7 @@ pub mod netlink;
 pub mod packet;
 pub mod sysctl;
 pub mod tun;
+pub mod udp;
 
 pub use clock::Clock;
 pub use driver::{Driver, DriverError, Reply, Request, Setup, Stack};

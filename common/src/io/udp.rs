@@ -1,31 +1,27 @@
-//! The real-world side of the peer: UDP 500/4500 and raw ESP sockets per
-//! local address, the TUN device, and the few header bytes the data plane
-//! adds or reads. Every socket has a reader task that forwards what it
-//! receives to the driver's channel.
+//! The sockets of an IKEv2 node, per local address: UDP 500 and 4500 and a
+//! raw IP socket for ESP (protocol 50), each with a reader task that
+//! forwards what arrives to the owner's channel; and the few header bytes
+//! the ESP data plane adds or reads around a raw socket's payload.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
-use std::sync::Arc;
 
-use common::ike::{IKE_PORT, NATT_PORT};
-use common::wire::checksum;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tun_rs::{AsyncDevice, DeviceBuilder};
 
-use super::config::TunConfig;
+use crate::ike::{IKE_PORT, NATT_PORT};
+use crate::wire::checksum;
 
 /// IP protocol number of ESP.
 const ESP: u8 = 50;
-/// Big enough for any datagram (a TUN MTU is at most 64 KiB too).
+/// Big enough for any datagram.
 const BUFFER: usize = 65_536;
 
-/// Something that arrived, for the driver.
+/// What the sockets received.
 #[derive(Debug)]
-pub enum Input {
+pub enum Received {
     /// A UDP datagram on our socket `local` (port 500 or 4500).
     Udp {
         local: SocketAddr,
@@ -38,12 +34,6 @@ pub enum Input {
         remote: IpAddr,
         bytes: Vec<u8>,
     },
-    /// A packet read from the TUN device.
-    Tun(Vec<u8>),
-    /// A line on stdin.
-    Line(String),
-    /// stdin closed: time to go.
-    Eof,
     /// A reader stopped on an error.
     Failed(String),
 }
@@ -68,7 +58,10 @@ impl AddressSockets {
     /// Binds [addr]:500, [addr]:4500 and raw ESP on `addr` and starts
     /// their readers (needs root or CAP_NET_BIND_SERVICE + CAP_NET_RAW).
     /// Call it inside the tokio runtime.
-    pub fn bind(addr: IpAddr, tx: &mpsc::Sender<Input>) -> Result<AddressSockets, String> {
+    pub fn bind<T: From<Received> + Send + 'static>(
+        addr: IpAddr,
+        tx: &mpsc::Sender<T>,
+    ) -> Result<AddressSockets, String> {
         let udp = |port| {
             let at = SocketAddr::new(addr, port);
             std::net::UdpSocket::bind(at).map_err(|e| format!("bind UDP {at}: {e}"))
@@ -122,12 +115,14 @@ fn raw_esp_socket(addr: IpAddr) -> io::Result<std::net::UdpSocket> {
     Ok(socket.into())
 }
 
-async fn read_udp(socket: UdpSocket, tx: mpsc::Sender<Input>) {
+async fn read_udp<T: From<Received>>(socket: UdpSocket, tx: mpsc::Sender<T>) {
     let mut buf = vec![0; BUFFER];
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
-            let _ = tx.send(Input::Failed(format!("UDP socket: {e}"))).await;
+            let _ = tx
+                .send(Received::Failed(format!("UDP socket: {e}")).into())
+                .await;
             return;
         }
     };
@@ -136,24 +131,27 @@ async fn read_udp(socket: UdpSocket, tx: mpsc::Sender<Input>) {
             Ok((n, remote)) => {
                 let bytes = buf[..n].to_vec();
                 if tx
-                    .send(Input::Udp {
-                        local,
-                        remote,
-                        bytes,
-                    })
+                    .send(
+                        Received::Udp {
+                            local,
+                            remote,
+                            bytes,
+                        }
+                        .into(),
+                    )
                     .await
                     .is_err()
                 {
                     return;
                 }
             }
-            Err(e) => break Input::Failed(format!("UDP {local}: {e}")),
+            Err(e) => break Received::Failed(format!("UDP {local}: {e}")),
         }
     };
-    let _ = tx.send(input).await;
+    let _ = tx.send(input.into()).await;
 }
 
-async fn read_esp(socket: UdpSocket, local: IpAddr, tx: mpsc::Sender<Input>) {
+async fn read_esp<T: From<Received>>(socket: UdpSocket, local: IpAddr, tx: mpsc::Sender<T>) {
     let mut buf = vec![0; BUFFER];
     let input = loop {
         match socket.recv_from(&mut buf).await {
@@ -166,78 +164,24 @@ async fn read_esp(socket: UdpSocket, local: IpAddr, tx: mpsc::Sender<Input>) {
                 let bytes = buf.get(skip..n).unwrap_or_default().to_vec();
                 let remote = remote.ip();
                 if tx
-                    .send(Input::Esp {
-                        local,
-                        remote,
-                        bytes,
-                    })
+                    .send(
+                        Received::Esp {
+                            local,
+                            remote,
+                            bytes,
+                        }
+                        .into(),
+                    )
                     .await
                     .is_err()
                 {
                     return;
                 }
             }
-            Err(e) => break Input::Failed(format!("raw ESP on {local}: {e}")),
+            Err(e) => break Received::Failed(format!("raw ESP on {local}: {e}")),
         }
     };
-    let _ = tx.send(input).await;
-}
-
-/// Creates the TUN device, puts its addresses and routes on it with
-/// `ip`, and starts its reader (which lives as long as the runtime).
-/// Call it inside the tokio runtime.
-pub fn open_tun(cfg: &TunConfig, tx: &mpsc::Sender<Input>) -> Result<Arc<AsyncDevice>, String> {
-    let dev = DeviceBuilder::new()
-        .name(&cfg.name)
-        .mtu(cfg.mtu)
-        .build_async()
-        .map(Arc::new)
-        .map_err(|e| format!("TUN device {}: {e}", cfg.name))?;
-    ip(&["link", "set", "dev", &cfg.name, "up"])?;
-    for a in &cfg.addresses {
-        let a = a.to_string();
-        let mut args = vec!["addr", "add", &a, "dev", &cfg.name];
-        if a.contains(':') {
-            args.push("nodad");
-        }
-        ip(&args)?;
-    }
-    for r in &cfg.routes {
-        ip(&["route", "add", &r.to_string(), "dev", &cfg.name])?;
-    }
-    tokio::spawn(read_tun(dev.clone(), tx.clone()));
-    Ok(dev)
-}
-
-/// Runs `ip ARGS` (iproute2); a failure is an error with its stderr.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if !out.status.success() {
-        return Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(())
-}
-
-async fn read_tun(dev: Arc<AsyncDevice>, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0; BUFFER];
-    let input = loop {
-        match dev.recv(&mut buf).await {
-            Ok(n) => {
-                if tx.send(Input::Tun(buf[..n].to_vec())).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => break Input::Failed(format!("TUN: {e}")),
-        }
-    };
-    let _ = tx.send(input).await;
+    let _ = tx.send(input.into()).await;
 }
 
 /// An IP packet from `src` to `dst` carrying `esp`, for `Ipsec::inbound`
