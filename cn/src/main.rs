@@ -12,7 +12,10 @@ use clap::Parser;
 use common::io::daemon::{self, Action};
 
 #[derive(Parser)]
-#[command(version, about = "Mobile IPv6 correspondent node (draft-dupont-mipv6-cn-ipsec)")]
+#[command(
+    version,
+    about = "Mobile IPv6 correspondent node (draft-dupont-mipv6-cn-ipsec)"
+)]
 struct Cli {
     #[command(subcommand)]
     action: Action,

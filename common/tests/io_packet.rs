@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use common::io::netlink::Netlink;
 use common::io::packet::ETHERNET_HEADER_LEN;
+use common::io::{Framing, PacketConfig, PacketKind, PacketSocket, Sysctls};
 use common::wire::nd::solicited_node;
 use common::wire::MacAddr;
-use common::io::{Framing, PacketConfig, PacketKind, PacketSocket, Sysctls};
 use io_harness::{echo, ipv6, on_thread, skip, step, with_hao, with_rh2, Netns};
 
 const A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0xa);

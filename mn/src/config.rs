@@ -91,7 +91,11 @@ impl NodeFile for MnFile {
                 common::node::MAX_LINKS
             ));
         }
-        let mut cfg = MnConfig::new(self.home_address, self.home_agent, self.seed.unwrap_or(seed));
+        let mut cfg = MnConfig::new(
+            self.home_address,
+            self.home_agent,
+            self.seed.unwrap_or(seed),
+        );
         cfg.home_lifetime = Duration::from_secs(self.home_lifetime);
         cfg.correspondent_lifetime = Duration::from_secs(self.correspondent_lifetime);
         cfg.correspondents = self

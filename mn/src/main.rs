@@ -11,7 +11,10 @@ use clap::Parser;
 use common::io::daemon::{self, Action};
 
 #[derive(Parser)]
-#[command(version, about = "Mobile IPv6 mobile node (RFC 6275, draft-dupont-mipv6-cn-ipsec)")]
+#[command(
+    version,
+    about = "Mobile IPv6 mobile node (RFC 6275, draft-dupont-mipv6-cn-ipsec)"
+)]
 struct Cli {
     #[command(subcommand)]
     action: Action,
