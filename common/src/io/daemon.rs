@@ -58,9 +58,13 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct QueryArgs {
-    /// The control socket (default: the role's, see `run`'s config).
+    /// The control socket (default: the one `--config` names, else
+    /// /run/mip6/ROLE.sock).
     #[arg(long, short = 's')]
     pub control: Option<PathBuf>,
+    /// Find the control socket in this configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
     /// Print the reply as JSON.
     #[arg(long)]
     pub json: bool,
@@ -297,9 +301,17 @@ pub enum View {
 }
 
 fn query<F: NodeFile>(q: &QueryArgs, view: View) -> ExitCode {
+    let from_file = match &q.config {
+        Some(c) => match read_yaml::<F>(c) {
+            Ok(f) => f.control().map(Path::to_path_buf),
+            Err(e) => return refuse(F::ROLE, e),
+        },
+        None => None,
+    };
     let path = q
         .control
         .clone()
+        .or(from_file)
         .unwrap_or_else(|| default_control(F::ROLE));
     let rt = match runtime(F::ROLE) {
         Ok(rt) => rt,

@@ -280,11 +280,16 @@ impl Mn {
     }
 
     fn on_nd(&mut self, now: Instant, iface: u8, event: NdEvent) {
+        if let NdEvent::RouterAdvert { router, advert } = &event {
+            self.router_advert(now, iface, *router, advert);
+            return;
+        }
+        // The cause goes in the trace before what it causes.
+        self.core.event(Event::Nd {
+            iface,
+            event: event.clone(),
+        });
         match &event {
-            NdEvent::RouterAdvert { router, advert } => {
-                self.router_advert(now, iface, *router, advert);
-                return;
-            }
             // RFC 6275 §11.5.1: an unreachable default router means the
             // node may have moved: look for routers again.
             NdEvent::RouterLost(r)
@@ -326,7 +331,6 @@ impl Mn {
             }
             _ => {}
         }
-        self.core.event(Event::Nd { iface, event });
     }
 
     fn nd_events(&mut self, now: Instant) {
