@@ -12,10 +12,14 @@
 //!   on real sockets and a TUN (`testbed ike`).
 //! - **The namespace harness**: [`harness`], real processes in network
 //!   namespaces, and strongSwan's charon as an interop peer.
+//! - **The namespace backend**: [`real`], the real demo's pieces next to
+//!   the real daemons: its router as a process on veth ports (`testbed
+//!   router`), with the simulator's link model and router.
 
 pub mod demo;
 pub mod harness;
 pub mod ike_peer;
+pub mod real;
 pub mod router;
 pub mod sim;
 pub mod tools;

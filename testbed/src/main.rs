@@ -73,6 +73,11 @@ enum Command {
     /// on real UDP sockets and a TUN device, driven by commands on stdin
     /// (root; exits when stdin closes).
     Ike(testbed::ike_peer::IkeArgs),
+    /// The real demo's router: joins links made of veth ends in its
+    /// namespace and behaves like the simulator's links (delay, jitter,
+    /// loss, MTU, up/down, a pcap each) and its router, driven by commands
+    /// on stdin (root; exits when stdin closes).
+    Router(testbed::real::router::RouterArgs),
 }
 
 /// What can stop a command: each names the argument, file or stream.
@@ -97,6 +102,9 @@ fn main() -> ExitCode {
     // Its own exit codes: 2 for a bad configuration.
     if let Command::Ike(args) = &cli.command {
         return testbed::ike_peer::main(args);
+    }
+    if let Command::Router(args) = &cli.command {
+        return testbed::real::router::main(args);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -216,7 +224,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             )
             .map_err(stdout_err)?;
         }
-        Command::Ike(_) => {}
+        Command::Ike(_) | Command::Router(_) => {}
     }
     out.flush().map_err(stdout_err)
 }

@@ -1,11 +1,13 @@
 //! The link model: what a link does to a packet sent on it (capture, MTU,
-//! loss, delay and jitter) and which of its interfaces receive it.
+//! loss, delay and jitter: [`LinkModel::fate`], which the real router
+//! process runs too) and which of its interfaces receive it.
 
 use std::collections::HashMap;
 use std::net::Ipv6Addr;
 
 use common::time::{Duration, Instant};
 use common::wire::MacAddr;
+use rand_core::RngCore;
 
 use super::NodeId;
 
@@ -60,15 +62,104 @@ impl Port {
     }
 }
 
+/// The two random draws a frame's fate takes, in the order they come
+/// out of the RNG: loss first, then jitter. The simulator and the real
+/// router ([`crate::real`]) both take them with [`Draws::take`], one pair
+/// per frame put on a link, so a seed gives the same fates in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draws {
+    pub loss: u64,
+    pub jitter: u64,
+}
+
+impl Draws {
+    /// The next two draws of `rng`.
+    pub fn take(rng: &mut impl RngCore) -> Draws {
+        let loss = rng.next_u64();
+        let jitter = rng.next_u64();
+        Draws { loss, jitter }
+    }
+}
+
+/// What a link does with one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// The link is down: not captured.
+    Down,
+    /// Longer than the MTU (captured, then dropped).
+    TooBig,
+    /// Lost (captured, then dropped).
+    Lost,
+    /// Delivered at this time.
+    Arrives(Instant),
+}
+
+/// What every link is, in the simulator and in the real router alike: its
+/// parameters, whether it is up, and its counters. [`LinkModel::fate`] is
+/// the one place a frame's fate is decided.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LinkModel {
+    pub params: LinkParams,
+    pub up: bool,
+    pub stats: LinkStats,
+}
+
+impl LinkModel {
+    /// A link that is up, with nothing counted yet.
+    pub fn new(params: LinkParams) -> LinkModel {
+        LinkModel {
+            params,
+            up: true,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// The fate of a frame put on the link at `now`. `bytes` is what the
+    /// MTU applies to and what a capture records: the IPv6 packet, without
+    /// an Ethernet header. In this order: counted as sent; dropped if the
+    /// link is down; handed to `capture`; dropped if longer than the MTU,
+    /// or if the loss draw falls under `loss`; else it arrives after the
+    /// delay plus the jitter draw modulo the jitter (in microseconds).
+    /// Every drop is counted. Which interfaces get it is the caller's
+    /// business (and so is [`LinkStats::unreachable`]).
+    pub fn fate(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        draws: Draws,
+        capture: impl FnOnce(Instant, &[u8]),
+    ) -> Fate {
+        self.stats.sent += 1;
+        if !self.up {
+            self.stats.down += 1;
+            return Fate::Down;
+        }
+        capture(now, bytes);
+        if bytes.len() > self.params.mtu {
+            self.stats.too_big += 1;
+            return Fate::TooBig;
+        }
+        if (draws.loss as f64 / u64::MAX as f64) < self.params.loss {
+            self.stats.lost += 1;
+            return Fate::Lost;
+        }
+        let jitter = self.params.jitter.as_micros() as u64;
+        let extra = if jitter == 0 {
+            0
+        } else {
+            draws.jitter % jitter
+        };
+        Fate::Arrives(now + self.params.delay + Duration::from_micros(extra))
+    }
+}
+
 pub(super) struct Link {
     pub(super) name: String,
     pub(super) prefix: Ipv6Addr,
-    pub(super) params: LinkParams,
-    pub(super) up: bool,
+    pub(super) model: LinkModel,
     /// The interfaces attached, by MAC (an Ethernet segment: unicast frames
     /// go to their MAC, multicast to everybody else).
     pub(super) members: HashMap<MacAddr, Port>,
-    pub(super) stats: LinkStats,
     pub(super) capture: Option<Vec<(Instant, Vec<u8>)>>,
 }
 
@@ -78,47 +169,33 @@ impl Link {
         Link {
             name: name.to_string(),
             prefix,
-            params,
-            up: true,
+            model: LinkModel::new(params),
             members: HashMap::new(),
-            stats: LinkStats::default(),
             capture: None,
         }
     }
 
-    /// Carries a frame to `dst` that `from` sent at `now`: capture, MTU,
-    /// loss, then the interface with that MAC, or every other one for a
-    /// group MAC. `roll` and `jitter_roll` are the simulator's random draws
-    /// for loss and jitter. Returns when the frame arrives and where; None
-    /// when the link dropped it (counted).
+    /// Carries a frame to `dst` that `from` sent at `now`: its fate
+    /// ([`LinkModel::fate`], with the capture), then the interface with
+    /// that MAC, or every other one for a group MAC. Returns when the
+    /// frame arrives and where; None when the link dropped it (counted).
     pub(super) fn carry(
         &mut self,
         now: Instant,
         from: Option<Port>,
         dst: MacAddr,
         bytes: &[u8],
-        roll: u64,
-        jitter_roll: u64,
+        draws: Draws,
     ) -> Option<(Instant, Vec<Port>)> {
-        self.stats.sent += 1;
-        if !self.up {
-            self.stats.down += 1;
+        let capture = &mut self.capture;
+        let fate = self.model.fate(now, bytes, draws, |at, b| {
+            if let Some(c) = capture {
+                c.push((at, b.to_vec()));
+            }
+        });
+        let Fate::Arrives(at) = fate else {
             return None;
-        }
-        if let Some(c) = &mut self.capture {
-            c.push((now, bytes.to_vec()));
-        }
-        if bytes.len() > self.params.mtu {
-            self.stats.too_big += 1;
-            return None;
-        }
-        if (roll as f64 / u64::MAX as f64) < self.params.loss {
-            self.stats.lost += 1;
-            return None;
-        }
-        let jitter = self.params.jitter.as_micros() as u64;
-        let extra = if jitter == 0 { 0 } else { jitter_roll % jitter };
-        let at = now + self.params.delay + Duration::from_micros(extra);
+        };
         let mut to: Vec<Port> = if dst.is_multicast() {
             self.members
                 .values()
@@ -129,11 +206,132 @@ impl Link {
             self.members.get(&dst).copied().into_iter().collect()
         };
         if to.is_empty() {
-            self.stats.unreachable += 1;
+            self.model.stats.unreachable += 1;
             return None;
         }
         // Deterministic order, whatever the map's.
         to.sort();
         Some((at, to))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The simulator's link arithmetic before the fate was shared, written
+    /// out: lost when `loss / u64::MAX < p`, extra delay `jitter % J` µs.
+    #[test]
+    fn the_fate_is_the_simulators_for_fixed_draws() {
+        let params = LinkParams {
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_micros(3000),
+            loss: 0.25,
+            mtu: 1280,
+        };
+        let now = Instant::from_micros(1_000_000);
+        let packet = [0u8; 1280];
+        let cases = [
+            // Under a quarter of the range: lost, whatever the jitter draw.
+            (Draws { loss: 0, jitter: 7 }, Fate::Lost),
+            (
+                Draws {
+                    loss: u64::MAX / 4 - 4096,
+                    jitter: 0,
+                },
+                Fate::Lost,
+            ),
+            // From a quarter on: delivered after 20 ms + (jitter % 3000) µs.
+            (
+                Draws {
+                    loss: u64::MAX / 4 + 4096,
+                    jitter: 2999,
+                },
+                Fate::Arrives(Instant::from_micros(1_022_999)),
+            ),
+            (
+                Draws {
+                    loss: u64::MAX,
+                    jitter: 3000,
+                },
+                Fate::Arrives(Instant::from_micros(1_020_000)),
+            ),
+            (
+                Draws {
+                    loss: 1 << 63,
+                    jitter: 0x0123_4567_89ab_cdef,
+                },
+                Fate::Arrives(Instant::from_micros(
+                    1_020_000 + 0x0123_4567_89ab_cdef % 3000,
+                )),
+            ),
+        ];
+        let mut model = LinkModel::new(params);
+        let mut captured = 0;
+        for (draws, want) in cases {
+            assert_eq!(
+                model.fate(now, &packet, draws, |_, _| captured += 1),
+                want,
+                "{draws:?}"
+            );
+        }
+        assert_eq!(captured, cases.len());
+        // Too big comes before the loss draw is looked at; captured still.
+        let big = [0u8; 1281];
+        assert_eq!(
+            model.fate(now, &big, Draws { loss: 0, jitter: 0 }, |_, _| captured +=
+                1),
+            Fate::TooBig
+        );
+        assert_eq!(captured, cases.len() + 1);
+        // Down: counted, not captured.
+        model.up = false;
+        assert_eq!(
+            model.fate(
+                now,
+                &packet,
+                Draws {
+                    loss: u64::MAX,
+                    jitter: 0
+                },
+                |_, _| captured += 1
+            ),
+            Fate::Down
+        );
+        assert_eq!(captured, cases.len() + 1);
+        assert_eq!(
+            model.stats,
+            LinkStats {
+                sent: 7,
+                lost: 2,
+                too_big: 1,
+                down: 1,
+                unreachable: 0
+            }
+        );
+        // No jitter: the draw is not used.
+        let mut plain = LinkModel::new(LinkParams::delay(Duration::from_millis(5)));
+        assert_eq!(
+            plain.fate(
+                now,
+                &packet,
+                Draws {
+                    loss: 0,
+                    jitter: 12345
+                },
+                |_, _| ()
+            ),
+            Fate::Arrives(Instant::from_micros(1_005_000))
+        );
+    }
+
+    #[test]
+    fn draws_come_loss_first() {
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng;
+        let mut a = ChaCha20Rng::seed_from_u64(7);
+        let mut b = ChaCha20Rng::seed_from_u64(7);
+        let d = Draws::take(&mut a);
+        assert_eq!((d.loss, d.jitter), (b.next_u64(), b.next_u64()));
     }
 }

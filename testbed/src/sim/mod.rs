@@ -21,7 +21,7 @@ use common::wire::icmpv6::{Icmpv6Repr, ECHO_REPLY, ECHO_REQUEST};
 use common::wire::packet::UdpPayload;
 use common::wire::{CodePoints, IpRepr, Ipv6Packet, MacAddr, PacketRepr, UdpRepr, UpperRepr};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::SeedableRng;
 
 use crate::tools::pcap::PcapWriter;
 use crate::tools::Error;
@@ -30,7 +30,7 @@ mod link;
 
 use crate::router::{Router, RouterLink};
 use link::Link;
-pub use link::{LinkId, LinkParams, LinkStats, Port};
+pub use link::{Draws, Fate, LinkId, LinkModel, LinkParams, LinkStats, Port};
 
 /// The source MAC of frames [`Sim::inject`] puts on a link.
 pub const INJECTOR_MAC: MacAddr = MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -348,7 +348,7 @@ impl Sim {
     }
 
     pub fn link_stats(&self, link: LinkId) -> LinkStats {
-        self.links[link.0].stats
+        self.links[link.0].model.stats
     }
 
     pub fn role(&self, node: NodeId) -> Option<&Role> {
@@ -559,7 +559,7 @@ impl Sim {
             }
             Ev::Move { port, to } => self.do_move(port, to),
             Ev::SetLink { link, up } => {
-                self.links[link.0].up = up;
+                self.links[link.0].model.up = up;
                 let what = format!(
                     "link {} {}",
                     self.links[link.0].name,
@@ -704,9 +704,8 @@ impl Sim {
     /// arrival at the interfaces that get it.
     fn transmit(&mut self, from: Option<Port>, link: LinkId, dst: MacAddr, bytes: Vec<u8>) {
         let now = self.now;
-        let roll = self.rng.next_u64();
-        let jitter_roll = self.rng.next_u64();
-        let carried = self.links[link.0].carry(now, from, dst, &bytes, roll, jitter_roll);
+        let draws = Draws::take(&mut self.rng);
+        let carried = self.links[link.0].carry(now, from, dst, &bytes, draws);
         let Some((at, to)) = carried else {
             return;
         };

@@ -1,0 +1,15 @@
+//! The namespace backend: the real demo's pieces on Linux links, next to
+//! the real daemons.
+//!
+//! - [`router`]: `testbed router --config FILE`, the demo's router as a
+//!   process. It joins real links (veth ends in its namespace) and behaves,
+//!   frame for frame, like the simulator's links and its router: the same
+//!   link model ([`crate::sim::LinkModel::fate`]: delay, jitter, loss, MTU,
+//!   up/down, capture) and the same [`crate::router::Router`].
+//! - [`fabric`]: that behaviour sans-IO (learning switch, link model,
+//!   delay queue, router), so it is tested without namespaces.
+//! - [`config`]: its YAML file.
+
+pub mod config;
+pub mod fabric;
+pub mod router;
