@@ -21,6 +21,7 @@ pub struct Handoff {
     pub lost: u64,
 }
 
+#[derive(Clone)]
 pub struct Run {
     pub mode: RouteOptimisation,
     pub handoffs: Vec<Handoff>,
@@ -32,7 +33,6 @@ pub struct Run {
     pub ping_via_ha: Option<Duration>,
     pub ping_optimised: Option<Duration>,
     pub timeline: Vec<(Instant, String)>,
-    pub topology: Topology,
 }
 
 impl Run {
@@ -60,7 +60,7 @@ impl Run {
 /// The scenario: home until 2 s, access A at 2 s, access B at 5 s, home at
 /// 8 s, end at 10 s; UDP both ways every millisecond and a ping every
 /// 50 ms between the home address and the correspondent.
-pub fn run(setup: &Setup) -> Run {
+pub fn run(setup: &Setup) -> (Run, Topology) {
     let mut t = build(setup);
     let s = |x: f64| Instant::from_micros((x * 1e6) as u64);
     let end = s(10.0);
@@ -177,7 +177,7 @@ pub fn run(setup: &Setup) -> Run {
         })
         .map(|l| (l.at, format!("{:<6} {}", l.node, l.what)))
         .collect();
-    Run {
+    let run = Run {
         mode: setup.mode,
         handoffs,
         signalling_messages: messages,
@@ -186,15 +186,15 @@ pub fn run(setup: &Setup) -> Run {
         ping_via_ha,
         ping_optimised,
         timeline,
-        topology: t,
-    }
+    };
+    (run, t)
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
-fn mode_name(m: RouteOptimisation) -> &'static str {
+pub fn mode_name(m: RouteOptimisation) -> &'static str {
     match m {
         RouteOptimisation::Ipsec => "ipsec",
         RouteOptimisation::ReturnRoutability => "rr",

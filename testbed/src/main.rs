@@ -51,16 +51,25 @@ enum Command {
     /// with return routability and with IPsec route optimisation, in the
     /// simulator; print the timeline and write a pcap per link.
     Demo {
-        /// Where the pcaps go.
-        #[arg(long, default_value = "out/demo")]
-        out: PathBuf,
+        /// Where the pcaps go (default out/demo, out/real with --real).
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// The seed of every random choice.
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Print one JSON object instead of the timeline.
         #[arg(long)]
         json: bool,
+        /// Run it for real (root): network namespaces, the mn, cn and ha
+        /// daemons, our router process between the links, ping, UDP and
+        /// TCP from the kernel; then compare with the simulator.
+        #[arg(long)]
+        real: bool,
     },
+    /// Kernel traffic for the real demo (UDP flows, a TCP stream of known
+    /// bytes); prints one JSON line.
+    #[command(subcommand)]
+    Traffic(testbed::real::traffic::Traffic),
     /// Write the reference packet set (every MH message and option, HAO,
     /// RH2, ESP, IKEv2 payloads and the drafts' formats) to a pcap and print
     /// what each packet is.
@@ -105,6 +114,28 @@ fn main() -> ExitCode {
     }
     if let Command::Router(args) = &cli.command {
         return testbed::real::router::main(args);
+    }
+    if let Command::Traffic(t) = &cli.command {
+        return match testbed::real::traffic::run(t) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("testbed traffic: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Command::Demo {
+        real: true,
+        out,
+        seed,
+        json,
+    } = &cli.command
+    {
+        let dir = out.clone().unwrap_or_else(|| PathBuf::from("out/real"));
+        return real_demo(&dir, *seed, *json);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,7 +204,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out: dir,
             seed,
             json,
+            real: _,
         } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("out/demo"));
             let mut runs = vec![];
             let mut pcaps = vec![];
             let setups = [
@@ -182,16 +215,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
             ]
             .map(|mode| Setup::new(seed, mode));
             for s in &setups {
-                let r = demo::run(s);
-                let prefix = format!(
-                    "{}-",
-                    if s.mode == RouteOptimisation::Ipsec {
-                        "ipsec"
-                    } else {
-                        "rr"
-                    }
-                );
-                pcaps.extend(r.topology.sim.write_pcaps(&dir, &prefix)?);
+                let (r, t) = demo::run(s);
+                let prefix = format!("{}-", demo::mode_name(s.mode));
+                pcaps.extend(t.sim.write_pcaps(&dir, &prefix)?);
                 runs.push(r);
             }
             // The seed and the delays, the same in both.
@@ -224,7 +250,79 @@ fn run(cli: Cli) -> Result<(), CliError> {
             )
             .map_err(stdout_err)?;
         }
-        Command::Ike(_) | Command::Router(_) => {}
+        Command::Ike(_) | Command::Router(_) | Command::Traffic(_) => {}
     }
     out.flush().map_err(stdout_err)
+}
+
+/// `testbed demo --real`: both modes in namespaces, then the simulator
+/// with the same setups for the comparison line.
+fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
+    use testbed::real::demo as real;
+    real::catch_interrupts();
+    let bins = match real::Bins::beside_me() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("testbed demo --real: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let setups = [
+        RouteOptimisation::ReturnRoutability,
+        RouteOptimisation::Ipsec,
+    ]
+    .map(|mode| Setup::new(seed, mode));
+    let mut reals = vec![];
+    for s in &setups {
+        match real::run(s, &bins, &dir.join(demo::mode_name(s.mode))) {
+            Ok(r) => reals.push(r),
+            Err(e @ (real::Error::NotRoot | real::Error::NotBuilt(_))) => {
+                eprintln!("testbed demo --real: {e}");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("testbed demo --real: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let simulated: Vec<demo::Run> = setups.iter().map(|s| demo::run(s).0).collect();
+    let [_, setup] = &setups;
+    let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
+    let pcaps: Vec<PathBuf> = reals.iter().flat_map(|r| r.pcaps.clone()).collect();
+    let (mn_cn, _, _) = setup.rtts();
+    if json {
+        let mut v = demo::report_json(setup, &runs, &pcaps);
+        v["real"] = serde_json::json!(true);
+        v["tcp"] = serde_json::json!(reals
+            .iter()
+            .map(|r| serde_json::json!({
+                "mode": demo::mode_name(r.run.mode),
+                "sent_bytes": r.tcp_sent.0,
+                "received_bytes": r.tcp_received.0,
+                "sent_sha256": r.tcp_sent.1,
+                "received_sha256": r.tcp_received.1,
+            }))
+            .collect::<Vec<_>>());
+        v["simulated"] = demo::report_json(setup, &simulated, &[])["runs"].clone();
+        v["keylogs"] = serde_json::json!(reals
+            .iter()
+            .map(|r| r.keylog.display().to_string())
+            .collect::<Vec<_>>());
+        println!("{v}");
+    } else {
+        print!("{}", demo::report_text(setup, &runs, &pcaps));
+        print!("{}", real::compare_text(&reals, &simulated, mn_cn));
+        for r in &reals {
+            println!(
+                "\n   decrypted in Wireshark: WIRESHARK_CONFIG_DIR={} wireshark {}",
+                r.keylog.display(),
+                r.pcaps
+                    .first()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -43,13 +43,8 @@ fn pcap_names() -> Vec<String> {
 fn write_demo(dir: &Path, seed: u64, modes: &[(RouteOptimisation, &str)]) -> Vec<PathBuf> {
     let mut out = vec![];
     for (mode, name) in modes {
-        let r = run(&Setup::new(seed, *mode));
-        out.extend(
-            r.topology
-                .sim
-                .write_pcaps(dir, &format!("{name}-"))
-                .unwrap(),
-        );
+        let (_, t) = run(&Setup::new(seed, *mode));
+        out.extend(t.sim.write_pcaps(dir, &format!("{name}-")).unwrap());
     }
     out
 }

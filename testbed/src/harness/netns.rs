@@ -21,7 +21,7 @@ use std::fs;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread;
@@ -565,7 +565,28 @@ impl Netns {
         let exe = resolve_program(program)?;
         let mut cmd = self.command(&[]);
         cmd.arg(&exe).args(args);
+        cmd.stdin(Stdio::null());
         self.spawn_command(cmd, exe, env, log)
+    }
+
+    /// [`Netns::spawn`] with a pipe to the program's stdin, for programs
+    /// that take commands there and stop at its end.
+    pub fn spawn_piped(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<(Process, ChildStdin)> {
+        let exe = resolve_program(program)?;
+        let mut cmd = self.command(&[]);
+        cmd.arg(&exe).args(args);
+        cmd.stdin(Stdio::piped());
+        let mut p = self.spawn_command(cmd, exe, env, log)?;
+        let stdin = p.child.stdin.take().ok_or_else(|| {
+            Error::refused(format!("{} in {}", program, self.name), "no stdin pipe")
+        })?;
+        Ok((p, stdin))
     }
 
     /// Starts `sh -c SCRIPT sh SCRIPT_ARGS...` in the namespace, for setup
@@ -582,7 +603,7 @@ impl Netns {
     ) -> Result<Process> {
         let exe = resolve_program(&exe.to_string_lossy())?;
         let mut cmd = self.command(&["sh", "-c", script, "sh"]);
-        cmd.args(script_args);
+        cmd.args(script_args).stdin(Stdio::null());
         self.spawn_command(cmd, exe, env, log)
     }
 
@@ -596,7 +617,7 @@ impl Netns {
         let desc = describe(&cmd);
         let out = fs::File::create(log).map_err(Error::io(log))?;
         let err = out.try_clone().map_err(Error::io(log))?;
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.stdout(out).stderr(err);
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -9,7 +9,13 @@
 //! - [`fabric`]: that behaviour sans-IO (learning switch, link model,
 //!   delay queue, router), so it is tested without namespaces.
 //! - [`config`]: its YAML file.
+//! - [`demo`]: `testbed demo --real`, the demo topology in namespaces with
+//!   the real daemons, this router, and kernel applications talking.
+//! - [`traffic`]: `testbed traffic`, the kernel traffic of the real demo
+//!   (UDP flows, a TCP stream of known bytes).
 
 pub mod config;
+pub mod demo;
 pub mod fabric;
 pub mod router;
+pub mod traffic;

@@ -136,8 +136,30 @@ pub struct Flow {
     pub until: Instant,
 }
 
-const FLOW_PORT: u16 = 9000;
+/// The UDP port of the traffic generators' flows.
+pub const FLOW_PORT: u16 = 9000;
 const MAGIC: &[u8; 4] = b"MIP6";
+
+/// A flow datagram's payload: magic, flow, sequence number, send time in
+/// µs (virtual here, the wall clock in the real demo).
+pub fn flow_payload(flow: u32, seq: u64, sent_us: u64) -> Vec<u8> {
+    let mut p = MAGIC.to_vec();
+    p.extend_from_slice(&flow.to_be_bytes());
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&sent_us.to_be_bytes());
+    p
+}
+
+/// (flow, seq, sent_us) of a flow payload.
+pub fn parse_flow(p: &[u8]) -> Option<(u32, u64, u64)> {
+    if p.len() != 24 || &p[..4] != MAGIC {
+        return None;
+    }
+    let flow = u32::from_be_bytes(p[4..8].try_into().ok()?);
+    let seq = u64::from_be_bytes(p[8..16].try_into().ok()?);
+    let sent = u64::from_be_bytes(p[16..24].try_into().ok()?);
+    Some((flow, seq, sent))
+}
 
 enum Ev {
     Arrive {
@@ -620,10 +642,8 @@ impl Sim {
         let Some((flow, seq)) = self.flows.get(i).copied() else {
             return;
         };
-        let mut payload = MAGIC.to_vec();
-        payload.extend_from_slice(&u32::try_from(i).unwrap_or(0).to_be_bytes());
-        payload.extend_from_slice(&seq.to_be_bytes());
-        payload.extend_from_slice(&self.now.total_micros().to_be_bytes());
+        let id = u32::try_from(i).unwrap_or(0);
+        let payload = flow_payload(id, seq, self.now.total_micros());
         let udp = UdpRepr {
             src_port: FLOW_PORT,
             dst_port: FLOW_PORT,
@@ -776,10 +796,8 @@ impl Sim {
             return;
         };
         match &p.upper {
-            UpperRepr::Udp(_, UdpPayload::Raw(d)) if d.len() == 24 && &d[..4] == MAGIC => {
-                let flow = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
-                let seq = u64::from_be_bytes(d[8..16].try_into().unwrap_or([0; 8]));
-                let sent = u64::from_be_bytes(d[16..24].try_into().unwrap_or([0; 8]));
+            UpperRepr::Udp(_, UdpPayload::Raw(d)) if parse_flow(d).is_some() => {
+                let (flow, seq, sent) = parse_flow(d).unwrap_or_default();
                 self.arrivals.push(Arrival {
                     flow,
                     seq,
