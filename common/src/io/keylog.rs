@@ -27,9 +27,14 @@ impl KeyLog {
         &self.dir
     }
 
-    /// Appends one row, starting a new file with Wireshark's header line.
+    /// Appends one row, starting a new file with Wireshark's header line;
+    /// a row already there (the other end of the SA wrote it) is not
+    /// repeated.
     pub fn append(&self, table: KeyTable, row: &str) -> io::Result<()> {
         let path = self.dir.join(table.file_name());
+        if fs::read_to_string(&path).is_ok_and(|t| t.lines().any(|l| l == row)) {
+            return Ok(());
+        }
         let mut f = OpenOptions::new().create(true).append(true).open(&path)?;
         if f.metadata()?.len() == 0 {
             writeln!(f, "{UAT_HEADER}")?;
@@ -48,6 +53,7 @@ mod tests {
         let log = KeyLog::create(&dir).unwrap();
         log.append(KeyTable::Esp, "a").unwrap();
         log.append(KeyTable::Esp, "b").unwrap();
+        log.append(KeyTable::Esp, "a").unwrap();
         let text = fs::read_to_string(dir.join("esp_sa")).unwrap();
         assert_eq!(text, format!("{UAT_HEADER}\na\nb\n"));
         assert_eq!(

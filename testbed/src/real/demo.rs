@@ -41,7 +41,7 @@ use crate::demo::{Handoff, Run};
 use crate::harness::netns::{check_bounded, is_root, Netns, Process, Signal};
 use crate::sim::{parse_flow, FLOW_PORT};
 use crate::tools::pcap::read_packets;
-use crate::topology::{Setup, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
+use crate::topology::{CnSa, Setup, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
 
 /// Set by SIGINT or SIGTERM: the run stops at its next step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -100,6 +100,12 @@ pub struct Bins {
 impl Bins {
     pub fn beside_me() -> Result<Bins, Error> {
         let me = std::env::current_exe().map_err(|e| failed("locating testbed", e))?;
+        Bins::beside(&me)
+    }
+
+    /// The daemons in the directory of this `testbed` binary.
+    pub fn beside(testbed: &Path) -> Result<Bins, Error> {
+        let me = testbed.to_path_buf();
         let dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
         let find = |name: &str| {
             let p = dir.join(name);
@@ -203,13 +209,18 @@ fn pair_keys(rng: &mut ChaCha20Rng, spi: u32) -> PairKeys {
     }
 }
 
-/// The static-keys file of one side: `local`, `(peer, keys, outbound is
-/// mn_to_peer)` per pair. BU and BA only, the suitable pair of
-/// draft-dupont-mipv6-cn-ipsec §2 and RFC 3776's.
-fn keys_yaml(local: Ipv6Addr, pairs: &[(Ipv6Addr, &PairKeys, bool)]) -> String {
+/// Selectors of a pair: BU and BA only (the suitable pair of
+/// draft-dupont-mipv6-cn-ipsec §2, RFC 3776's), or everything between the
+/// two addresses (triangular routing under the SA).
+const BU_BA: &str = "protocol: mobility, mh_types: [bu, ba]";
+const ANY: &str = "";
+
+/// The static-keys file of one side: `local`, and per pair `(peer, keys,
+/// outbound is mn_to_peer, selector)`.
+fn keys_yaml(local: Ipv6Addr, pairs: &[(Ipv6Addr, &PairKeys, bool, &str)]) -> String {
     let mut s = String::from("fallback: bypass\nsa_pairs:\n");
     let mut policies = String::from("policies:\n");
-    for (peer, k, mn_side) in pairs {
+    for (peer, k, mn_side, selector) in pairs {
         let (out, inb) = if *mn_side {
             (&k.mn_to_peer, &k.peer_to_mn)
         } else {
@@ -219,12 +230,13 @@ fn keys_yaml(local: Ipv6Addr, pairs: &[(Ipv6Addr, &PairKeys, bool)]) -> String {
             s,
             "  - {{ local: \"{local}\", peer: \"{peer}\", mode: transport, algorithm: aes128gcm16, \
              outbound: {{ spi: {}, key: \"{}\" }}, inbound: {{ spi: {}, key: \"{}\" }}, \
-             selector: {{ protocol: mobility, mh_types: [bu, ba] }} }}",
+             selector: {{ {selector} }} }}",
             out.0, out.1, inb.0, inb.1
         );
+        let comma = if selector.is_empty() { "" } else { ", " };
         let _ = writeln!(
             policies,
-            "  - {{ match: {{ local: \"{local}\", remote: \"{peer}\", protocol: mobility, mh_types: [bu, ba] }}, protect: [{}] }}",
+            "  - {{ match: {{ local: \"{local}\", remote: \"{peer}\"{comma}{selector} }}, protect: [{}] }}",
             out.0
         );
     }
@@ -295,17 +307,25 @@ fn write_configs(setup: &Setup, dir: &Path) -> Result<(), Error> {
     let mut rng = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
     let ha_pair = pair_keys(&mut rng, 0x100);
     let cn_pair = pair_keys(&mut rng, 0x200);
-    let with_cn = setup.mode == RouteOptimisation::Ipsec;
-    let mut mn_pairs = vec![(HA, &ha_pair, true)];
-    if with_cn {
-        mn_pairs.push((CN, &cn_pair, true));
+    let cn_selector = match setup.cn_sa {
+        CnSa::None => None,
+        CnSa::Signalling => Some(BU_BA),
+        CnSa::All => Some(ANY),
+    };
+    let with_cn = cn_selector.is_some();
+    let mut mn_pairs = vec![(HA, &ha_pair, true, BU_BA)];
+    if let Some(sel) = cn_selector {
+        mn_pairs.push((CN, &cn_pair, true, sel));
     }
     let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
     let control = |role: &str| dir.join(format!("{role}.sock"));
     let files = [
         ("mn-keys.yaml", keys_yaml(HOA, &mn_pairs)),
-        ("ha-keys.yaml", keys_yaml(HA, &[(HOA, &ha_pair, false)])),
-        ("cn-keys.yaml", keys_yaml(CN, &[(HOA, &cn_pair, false)])),
+        ("ha-keys.yaml", keys_yaml(HA, &[(HOA, &ha_pair, false, BU_BA)])),
+        (
+            "cn-keys.yaml",
+            keys_yaml(CN, &[(HOA, &cn_pair, false, cn_selector.unwrap_or(BU_BA))]),
+        ),
         (
             "ha.yaml",
             format!(
@@ -434,24 +454,15 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
     // The correspondent's and home agent's DAD takes a second, as in the
     // simulator; the traffic starts after it, as there.
     wait_until_wall(&rt, at(0.5))?;
-    let ping = spawn(
-        &hosts.mn,
-        Path::new("/usr/bin/ping"),
-        &[
-            "-6",
-            "-n",
-            "-D",
-            "-i",
-            "0.05",
-            "-c",
-            "180",
-            "-W",
-            "1",
-            &CN.to_string(),
-        ],
-        dir,
-        "ping",
-    )?;
+    // A ping every 50 ms each way, so both directions are seen in every
+    // phase.
+    let ping_to = |ns: &Netns, to: Ipv6Addr, name: &str| {
+        let to = to.to_string();
+        let args = ["-6", "-n", "-D", "-i", "0.05", "-c", "180", "-W", "1", &to];
+        spawn(ns, Path::new("/usr/bin/ping"), &args, dir, name)
+    };
+    let ping = ping_to(&hosts.mn, CN, "ping")?;
+    let _ping_back = ping_to(&hosts.cn, HOA, "ping-cn")?;
     let recv = |ns: &Netns, name: &str| {
         let out = dir.join(format!("{name}.arrivals"));
         spawn(

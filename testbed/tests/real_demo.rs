@@ -1,0 +1,242 @@
+//! The demo on real links: namespaces, veths, the real daemons, our router
+//! process, kernel ping, UDP and TCP (`testbed::real::demo`). Needs root,
+//! tshark, ping and the daemons built next to `testbed` (`cargo test
+//! --workspace` builds them); under `CI=true` a missing one fails.
+
+mod tools;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::node::RouteOptimisation;
+use common::time::Duration;
+use common::wire::packet::UdpPayload;
+use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
+use testbed::real::demo::{self as real, Bins, RealRun};
+use testbed::tools::pcap::read_packets;
+use testbed::topology::{Setup, CN, HA, HOA};
+
+fn prerequisites() -> Option<Bins> {
+    let mut missing = vec![];
+    if !testbed::harness::netns::is_root() {
+        missing.push("root".to_string());
+    }
+    for p in ["/usr/bin/ping", "/usr/bin/tshark"] {
+        if !Path::new(p).exists() {
+            missing.push(p.to_string());
+        }
+    }
+    let bins = Bins::beside(Path::new(env!("CARGO_BIN_EXE_testbed")));
+    if let Err(e) = &bins {
+        missing.push(e.to_string());
+    }
+    tools::prerequisites_met(&missing).then(|| bins.ok()).flatten()
+}
+
+fn run(mode: RouteOptimisation, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
+    let bins = prerequisites()?;
+    let setup = Setup::new(1, mode);
+    let dir = tools::scratch(name);
+    let r = real::run(&setup, &bins, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    Some((r, setup, dir))
+}
+
+/// How packets of the UDP flows and pings crossed a link.
+#[derive(Debug, Default)]
+struct Paths {
+    /// Correspondent to home address with a type 2 routing header.
+    rh2_down: usize,
+    /// Home address to correspondent with a Home Address option.
+    hao_up: usize,
+    /// IPv6-in-IPv6 between a care-of address and the home agent, each way.
+    tunnel_down: usize,
+    tunnel_up: usize,
+}
+
+fn paths(pcap: &Path) -> Paths {
+    let cp = CodePoints::default();
+    let mut p = Paths::default();
+    for (_, b) in read_packets(fs::File::open(pcap).unwrap()).unwrap() {
+        let Ok(r) = PacketRepr::parse(&b, &cp) else {
+            continue;
+        };
+        let IpRepr::V6 { header, ext } = &r.ip else {
+            continue;
+        };
+        let data = |u: &UpperRepr| {
+            matches!(u, UpperRepr::Udp(_, UdpPayload::Raw(_)) | UpperRepr::Icmpv6(_))
+                || matches!(u, UpperRepr::Esp(_))
+        };
+        match &r.upper {
+            UpperRepr::Tunnel(inner) => {
+                let IpRepr::V6 { header: ih, .. } = &inner.ip else {
+                    continue;
+                };
+                if header.src == HA && ih.dst == HOA && data(&inner.upper) {
+                    p.tunnel_down += 1;
+                }
+                if header.dst == HA && ih.src == HOA && data(&inner.upper) {
+                    p.tunnel_up += 1;
+                }
+            }
+            u if data(u) => {
+                let rh2 = ext
+                    .iter()
+                    .any(|e| matches!(e, ExtHeaderRepr::Routing(RoutingRepr::Type2 { home_address, .. }) if *home_address == HOA));
+                let hao = ext.iter().any(|e| match e {
+                    ExtHeaderRepr::DestOpts(d) => d.home_address() == Some(HOA),
+                    _ => false,
+                });
+                if rh2 && header.src == CN {
+                    p.rh2_down += 1;
+                }
+                if hao && header.dst == CN {
+                    p.hao_up += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// Echo replies per phase of the demo, from a `ping -D -i 0.05` log that
+/// started 0.5 s into it: home (before 2 s), access A (2.5 to 5 s), access
+/// B (5.5 to 8 s), home again (8.5 s on), by the time each request left
+/// (the reply's stamp less its round trip).
+fn replies_per_phase(log: &Path) -> [usize; 4] {
+    let text = fs::read_to_string(log).unwrap();
+    let sent: Vec<(u64, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let stamp: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let seq: u64 = l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok()?;
+            let rtt: f64 = l.split("time=").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((seq, stamp - rtt / 1000.0))
+        })
+        .collect();
+    // When the first request left: the early requests barely drift.
+    let start = sent
+        .iter()
+        .map(|(seq, t)| t - (*seq as f64 - 1.0) * 0.05)
+        .fold(f64::INFINITY, f64::min);
+    let mut n = [0; 4];
+    for (_, t) in sent {
+        let s = t - start + 0.5;
+        let phase = match s {
+            s if s < 2.0 => Some(0),
+            s if (2.5..5.0).contains(&s) => Some(1),
+            s if (5.5..8.0).contains(&s) => Some(2),
+            s if s >= 8.5 => Some(3),
+            _ => None,
+        };
+        if let Some(i) = phase {
+            n[i] += 1;
+        }
+    }
+    n
+}
+
+fn assert_pings_both_ways(dir: &Path) {
+    for log in ["ping.log", "ping-cn.log"] {
+        let n = replies_per_phase(&dir.join(log));
+        assert!(n.iter().all(|c| *c > 5), "{log}: replies per phase {n:?}");
+    }
+}
+
+/// tshark opens every capture without a malformed packet, and with the
+/// daemons' key log it finds the BUs and BAs inside ESP.
+fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
+    let mut mh = BTreeMap::new();
+    for pcap in &r.pcaps {
+        let p = pcap.to_string_lossy();
+        tools::assert_nothing_malformed(&p, &[]);
+        let env = format!("WIRESHARK_CONFIG_DIR={}", r.keylog.display());
+        let out = std::process::Command::new("env")
+            .args([&env, "tshark", "-n", "-r", &p, "-Y", "mipv6", "-T", "fields", "-e", "mip6.mhtype"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        mh.insert(
+            pcap.file_stem().unwrap().to_string_lossy().into_owned(),
+            text.lines().count(),
+        );
+    }
+    mh
+}
+
+// REQ MIP-BASE
+// REQ CN-4.1
+// REQ CN-3.1
+#[test]
+fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
+    let Some((r, setup, dir)) = run(RouteOptimisation::Ipsec, "real-ipsec") else {
+        return;
+    };
+    let (mn_cn, _, _) = setup.rtts();
+    // A TCP stream of known bytes survived both handoffs and the return home.
+    assert_eq!(r.tcp_sent.0, 1_600_000);
+    assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
+    // Carrier up to the first correspondent packet route optimised: about
+    // one MN-CN round trip (debug builds add a little).
+    let away: Vec<Duration> = r
+        .run
+        .handoffs
+        .iter()
+        .filter(|h| h.to != "home")
+        .map(|h| h.latency.expect("a route-optimised packet after each move"))
+        .collect();
+    assert_eq!(away.len(), 2);
+    for l in &away {
+        assert!(
+            *l >= mn_cn && *l < mn_cn.mul_f64(1.5),
+            "handoff {l:?} against RTT {mn_cn:?}"
+        );
+    }
+    // The path from the captures: RH2 down and HAO up on both access links.
+    for link in ["access-a", "access-b"] {
+        let p = paths(&dir.join(format!("{link}.pcap")));
+        assert!(p.rh2_down > 500 && p.hao_up > 500, "{link}: {p:?}");
+    }
+    assert_pings_both_ways(&dir);
+    // The BUs and BAs to the correspondent are under ESP: tshark sees them
+    // only with the key log.
+    let mh = assert_captures_decode(&r);
+    assert!(mh["cn"] >= 6, "{mh:?}");
+    let plain = tools::tshark(&["-n", "-r", &dir.join("cn.pcap").to_string_lossy(), "-Y", "mipv6"]);
+    assert_eq!(plain.lines().count(), 0, "without keys: {plain}");
+}
+
+// REQ MIP-BASE
+// REQ MIP-HA-IPSEC
+#[test]
+fn tunnelled_through_the_home_agent_on_real_links() {
+    let Some((r, _, dir)) = run(RouteOptimisation::None, "real-tunnel") else {
+        return;
+    };
+    assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
+    for link in ["access-a", "access-b"] {
+        let p = paths(&dir.join(format!("{link}.pcap")));
+        assert!(p.tunnel_down > 500 && p.tunnel_up > 500, "{link}: {p:?}");
+        assert_eq!((p.rh2_down, p.hao_up), (0, 0), "{link}: no route optimisation");
+    }
+    assert_pings_both_ways(&dir);
+    assert_captures_decode(&r);
+}
+
+// REQ CN-3.3
+#[test]
+fn triangular_on_real_links_goes_straight_up_and_home_down() {
+    let Some((r, _, dir)) = run(RouteOptimisation::Triangular, "real-triangular") else {
+        return;
+    };
+    assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
+    for link in ["access-a", "access-b"] {
+        let p = paths(&dir.join(format!("{link}.pcap")));
+        // Up: a HAO under the suitable SA; down: through the home agent.
+        assert!(p.hao_up > 500 && p.tunnel_down > 500, "{link}: {p:?}");
+        assert_eq!(p.rh2_down, 0, "{link}: no binding at the correspondent");
+    }
+    assert_pings_both_ways(&dir);
+}
