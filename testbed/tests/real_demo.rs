@@ -3,6 +3,8 @@
 //! tshark, ping and the daemons built next to `testbed` (`cargo test
 //! --workspace` builds them); under `CI=true` a missing one fails.
 
+#![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
+
 mod tools;
 
 use std::collections::BTreeMap;
