@@ -467,9 +467,10 @@ pub fn render(reply: &Value, view: View) -> String {
     let sas = rows(&s["sas"]);
     let _ = writeln!(o, "\nSAs ({}):", sas.len());
     for a in sas {
+        let arrow = if a["direction"] == "in" { "<-" } else { "->" };
         let _ = writeln!(
             o,
-            "  {} {:<3} {:<9} {} -> {} {} packets {} bytes {} seq {}",
+            "  {} {:<3} {:<9} {} {arrow} {} {} packets {} bytes {} seq {}",
             text(&a["spi"]),
             text(&a["direction"]),
             text(&a["mode"]),
