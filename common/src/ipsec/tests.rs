@@ -167,6 +167,7 @@ fn receive(at: &mut Ipsec, packet: &[u8]) -> Result<(Inbound, Vec<u8>), IpsecDro
     Ok((r, out))
 }
 
+// REQ ESP: transport mode (RFC 4303 §3.1.1), extension headers before ESP.
 #[test]
 fn transport_mode_keeps_hao_and_rh2_ahead_of_esp() {
     for alg in Algorithm::ALL {
@@ -212,6 +213,7 @@ fn traffic_outside_the_policy_passes_in_clear() {
     assert_eq!(cn.stats().bypassed, 1);
 }
 
+// REQ ESP: anti-replay (RFC 4303 §3.4.3).
 #[test]
 fn replayed_packet_is_dropped_and_counted() {
     let (mut mn, mut cn) = mn_cn(Algorithm::ChaCha20Poly1305, false);
@@ -221,6 +223,7 @@ fn replayed_packet_is_dropped_and_counted() {
     assert_eq!(cn.stats().dropped(IpsecDrop::Replayed), 1);
 }
 
+// REQ ESP: the window's left edge (RFC 4303 §3.4.3).
 #[test]
 fn packet_older_than_the_window_is_dropped() {
     let (mut mn, mut cn) = mn_cn(Algorithm::Aes256Gcm16, false);
@@ -243,6 +246,7 @@ fn packet_older_than_the_window_is_dropped() {
     );
 }
 
+// REQ ESP: a window of 64 packets or more (RFC 4303 §3.4.3).
 #[test]
 fn reordering_within_the_window_is_accepted() {
     let (mut mn, mut cn) = mn_cn(Algorithm::Aes128Gcm16, false);
@@ -255,6 +259,7 @@ fn reordering_within_the_window_is_accepted() {
     assert_eq!(cn.stats().opened, 1024);
 }
 
+// REQ ESP: no cycling without ESN (RFC 4303 §3.3.3).
 #[test]
 fn sequence_number_does_not_wrap_without_esn() {
     let (mut mn, _) = mn_cn(Algorithm::Aes128Gcm16, false);
@@ -279,6 +284,7 @@ fn sequence_number_does_not_wrap_without_esn() {
     assert_eq!(mn.outbound(T0, &bu(3), &mut out), Err(IpsecDrop::NoSa));
 }
 
+// REQ ESP: ESN (RFC 4303 §2.2.1, Appendix A2).
 #[test]
 fn extended_sequence_numbers_cross_the_32_bit_boundary() {
     for alg in Algorithm::ALL {
@@ -317,6 +323,7 @@ fn unknown_spi_and_bad_icv_are_dropped() {
     );
 }
 
+// REQ ESP: RFC 4301 §5.2 selector check after decryption.
 #[test]
 fn decrypted_packet_outside_the_selectors_is_dropped() {
     let (mut mn, mut cn) = mn_cn(Algorithm::Aes128Gcm16, false);
@@ -400,6 +407,7 @@ fn tunnel(alg: Algorithm, a: IpAddr, b: IpAddr, swap: bool) -> Ipsec {
     ipsec
 }
 
+// REQ ESP: tunnel mode (RFC 4303 §3.1.2).
 #[test]
 fn tunnel_mode_over_ipv6_and_ipv4() {
     let outer: [(IpAddr, IpAddr); 2] = [
