@@ -70,6 +70,7 @@ fn the_static_keys_are_those_of_the_shipped_files() {
 struct Lab {
     peer: Peer,
     ha: Daemon,
+    cfg: PathBuf,
     ha_mac: String,
     router: Ipv6Addr,
     _peer_ns: Netns,
@@ -109,6 +110,7 @@ fn lab(name: &str) -> Lab {
     Lab {
         peer,
         ha,
+        cfg,
         ha_mac,
         router,
         _peer_ns: peer_ns,
@@ -409,6 +411,26 @@ fn a_bu_scapy_seals_registers_after_dad_and_the_home_address_is_defended() {
     );
     assert_eq!(s["status"]["counters"]["esp_opened"], 1, "{s}");
     assert_eq!(s["status"]["counters"]["esp_sealed"], 1, "{s}");
+
+    // `ha bindings`, finding the socket through the file, as JSON and for
+    // people.
+    let cfg = lab.cfg.to_string_lossy().into_owned();
+    let got = ha(&["bindings", "--config", &cfg, "--json"]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    let b: Value = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(b["role"], "ha", "{b}");
+    assert_eq!(b["bindings"][0]["home"], HOME.to_string(), "{b}");
+    let got = ha(&["bindings", "--config", &cfg]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    let row = got
+        .stdout
+        .lines()
+        .find(|l| l.contains(&HOME.to_string()))
+        .unwrap_or_else(|| panic!("{}", got.stdout));
+    assert!(
+        row.contains(&COA.to_string()) && row.contains("ipsec"),
+        "{row}"
+    );
 }
 
 #[test]
@@ -824,6 +846,20 @@ fn run_refuses_a_missing_interface_and_a_user_without_capabilities() {
         ],
     ));
     assert_refused("run as nobody", &got, &["CAP_NET_ADMIN", "CAP_NET_RAW"]);
+}
+
+#[test]
+fn a_query_without_a_daemon_is_one_line_and_exit_2() {
+    let dir = scratch("ha/no-daemon");
+    let sock = dir.join("nobody-here.sock");
+    let sock = sock.to_string_lossy();
+    for view in ["status", "bindings"] {
+        assert_refused(
+            &format!("{view} without a daemon"),
+            &ha(&[view, "--control", &sock]),
+            &[&sock, "ha run"],
+        );
+    }
 }
 
 #[test]

@@ -311,6 +311,20 @@ fn the_mobile_node_solicits_moves_registers_and_cleans_up() {
         "{s}"
     );
     assert_eq!(drops(&s, "ipsec/Unprotected"), 1, "{s}");
+    let got = cli(
+        BIN,
+        &[
+            "bindings",
+            "--control",
+            &control.to_string_lossy(),
+            "--json",
+        ],
+    );
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    let b: Value = serde_json::from_str(&got.stdout).unwrap();
+    assert_eq!(b["location"], format!("away on link 0 at {COA_A}"), "{b}");
+    assert_eq!(b["binding_updates"][0]["peer"], HA.to_string(), "{b}");
+    assert_eq!(b["binding_updates"][0]["bound"], true, "{b}");
     assert_eq!(drops(&s, "Unsolicited"), 0, "{s}");
 
     // The host's traffic: a ping from the home address goes into the
