@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, TunFile};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Cn, CnConfig, CoaTestPolicy, CookieMethod};
@@ -81,9 +81,13 @@ impl NodeFile for CnFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Cn, Setup), String> {
+    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Cn, Setup), FieldError> {
         if self.cookie_rotation == 0 {
-            return Err("cookie_rotation: must be at least 1 second".into());
+            return Err(FieldError::new(
+                "cookie_rotation",
+                None,
+                "must be at least 1 second",
+            ));
         }
         let mut cfg = CnConfig::new(self.address, self.seed.unwrap_or(seed));
         cfg.coa_test = match self.coa_test {

@@ -482,7 +482,6 @@ fn a_duplicate_address_is_never_used() {
 }
 
 #[test]
-#[ignore = "daemon misbehaviour: a duplicate own address (DAD failed) is logged at INFO like any ND event; RFC 4862 §5.4.5 asks for a system management error, and the daemon runs on without its address"]
 fn a_duplicate_address_is_logged_as_an_error() {
     if !prerequisites(&[]) {
         return;
@@ -682,7 +681,6 @@ fn a_value_the_builder_refuses_is_one_line_naming_file_and_field() {
 }
 
 #[test]
-#[ignore = "daemon bug: errors from NodeFile::build (cookie_rotation: 0) name the file and the field but not file:line:column, unlike YAML errors"]
 fn a_value_the_builder_refuses_names_its_line_and_column() {
     let (p, got) = rotation_zero(&scratch("cn/semantic-line"));
     assert_refused(

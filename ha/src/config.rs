@@ -3,7 +3,7 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, TunFile};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Ha, HaConfig};
@@ -41,8 +41,14 @@ fn default_max_lifetime() -> u64 {
 
 /// `2001:db8:1::/64`: home links are /64s (RFC 6275 §10.3.1 compares the
 /// home address against the home subnet prefix).
-fn prefix64(s: &str) -> Result<Ipv6Addr, String> {
-    let bad = || format!("home_prefix: {s:?} is not an IPv6 /64 prefix such as 2001:db8:1::/64");
+fn prefix64(s: &str) -> Result<Ipv6Addr, FieldError> {
+    let bad = || {
+        FieldError::new(
+            "home_prefix",
+            Some(s.to_string()),
+            format!("{s:?} is not an IPv6 /64 prefix such as 2001:db8:1::/64"),
+        )
+    };
     let (addr, len) = s.split_once('/').ok_or_else(bad)?;
     if len != "64" {
         return Err(bad());
@@ -63,12 +69,16 @@ impl NodeFile for HaFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Ha, Setup), String> {
+    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Ha, Setup), FieldError> {
         let prefix = prefix64(&self.home_prefix)?;
         if !common::node::same_prefix64(prefix, self.address) {
-            return Err(format!(
-                "address: {} is not on the home prefix {}",
-                self.address, self.home_prefix
+            return Err(FieldError::new(
+                "address",
+                None,
+                format!(
+                    "{} is not on the home prefix {}",
+                    self.address, self.home_prefix
+                ),
             ));
         }
         if let Some(m) = self
@@ -76,9 +86,10 @@ impl NodeFile for HaFile {
             .iter()
             .find(|m| !common::node::same_prefix64(prefix, **m))
         {
-            return Err(format!(
-                "mobile_nodes: {m} is not on the home prefix {}",
-                self.home_prefix
+            return Err(FieldError::new(
+                "mobile_nodes",
+                Some(m.to_string()),
+                format!("{m} is not on the home prefix {}", self.home_prefix),
             ));
         }
         let mut cfg = HaConfig::new(

@@ -794,7 +794,6 @@ fn configuration_mistakes_are_one_line_naming_the_file_and_the_field() {
 }
 
 #[test]
-#[ignore = "daemon bug: errors from NodeFile::build (home_prefix not a /64, a mobile node off the prefix) give no line:column, unlike YAML errors"]
 fn semantic_mistakes_name_their_line_and_column() {
     let dir = scratch("ha/check-lines");
     let p48 = file(&dir, "prefix48.yaml", PREFIX48);

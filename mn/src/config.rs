@@ -4,7 +4,7 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, TunFile};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Correspondent, Mn, MnConfig, RouteOptimisation};
@@ -81,14 +81,19 @@ impl NodeFile for MnFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Mn, Setup), String> {
+    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Mn, Setup), FieldError> {
         if self.interfaces.is_empty() {
-            return Err("interfaces: name at least one network interface".into());
+            return Err(FieldError::new(
+                "interfaces",
+                None,
+                "name at least one network interface",
+            ));
         }
         if self.interfaces.len() > common::node::MAX_LINKS {
-            return Err(format!(
-                "interfaces: at most {} interfaces",
-                common::node::MAX_LINKS
+            return Err(FieldError::new(
+                "interfaces",
+                None,
+                format!("at most {} interfaces", common::node::MAX_LINKS),
             ));
         }
         let mut cfg = MnConfig::new(

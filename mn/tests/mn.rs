@@ -549,7 +549,6 @@ fn configuration_mistakes_are_one_line_naming_the_file_and_the_field() {
 }
 
 #[test]
-#[ignore = "daemon bug: errors from NodeFile::build (interfaces: []) name the file and the field but not file:line:column, unlike YAML errors"]
 fn a_value_the_builder_refuses_names_its_line_and_column() {
     let dir = scratch("mn/check-lines");
     let none = write(

@@ -115,7 +115,48 @@ pub trait NodeFile: DeserializeOwned + Serialize + PartialEq {
     fn control(&self) -> Option<&Path>;
     /// Checks the values and builds the engine, with `ipsec` and an RNG
     /// `seed`, and what the driver must open.
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Self::Engine, Setup), String>;
+    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Self::Engine, Setup), FieldError>;
+}
+
+/// A value the builder refuses: the top-level field, the value as written
+/// (to find its line), and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub value: Option<String>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, value: Option<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            value,
+            message: message.into(),
+        }
+    }
+}
+
+/// `line:column` (from 1) of a top-level `field`'s value in YAML `text`:
+/// where `value` first appears from the field's line on, else just after
+/// the key.
+fn locate(text: &str, field: &str, value: Option<&str>) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    if let Some(v) = value {
+        for (i, l) in lines.iter().enumerate().skip(at) {
+            if let Some(c) = l.find(v) {
+                return Some((i + 1, c + 1));
+            }
+        }
+    }
+    let key = lines[at];
+    let col = key[field.len() + 1..]
+        .find(|c: char| !c.is_whitespace())
+        .map_or(field.len() + 2, |c| field.len() + 2 + c);
+    Some((at + 1, col))
 }
 
 /// A mistake in a file, said in one line.
@@ -158,9 +199,18 @@ fn load<F: NodeFile>(
 ) -> Result<(F, F::Engine, Setup, Vec<String>), FileError> {
     let file: F = read_yaml(path)?;
     let (ipsec, rows) = static_keys(&file, path)?;
-    let (engine, mut setup) = file
-        .build(ipsec, seed)
-        .map_err(|m| FileError(format!("{}: {m}", path.display())))?;
+    let (engine, mut setup) = file.build(ipsec, seed).map_err(|e| {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let at = locate(&text, e.field, e.value.as_deref())
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default();
+        FileError(format!(
+            "{}{at}: {}: {}",
+            path.display(),
+            e.field,
+            e.message
+        ))
+    })?;
     if setup.control.is_none() {
         setup.control = Some(default_control(F::ROLE));
     }
@@ -515,5 +565,22 @@ pub fn stack(tun: &TunFile, addresses: &[Ipv6Addr]) -> Stack {
         mtu: tun.mtu,
         addresses: addresses.iter().map(|a| (*a, 128)).collect(),
         routes: vec![(Ipv6Addr::UNSPECIFIED, 0)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_finds_the_value_or_the_key() {
+        let text = "address: 2001:db8:3::1\nmobile_nodes:\n  - 2001:db8:1::100\n  - 2001:db8:7::1\nrotation:   0\n";
+        assert_eq!(
+            locate(text, "mobile_nodes", Some("2001:db8:7::1")),
+            Some((4, 5))
+        );
+        assert_eq!(locate(text, "rotation", None), Some((5, 13)));
+        assert_eq!(locate(text, "address", Some("nowhere")), Some((1, 10)));
+        assert_eq!(locate(text, "absent", None), None);
     }
 }

@@ -28,7 +28,7 @@ use super::packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket
 use super::sysctl::{SysctlError, Sysctls};
 use super::tun::{self, Installed, Tun, TunError};
 use super::Clock;
-use crate::node::{Command, Engine, Iface, MacAddr, NodeStatus, Transmit};
+use crate::node::{Command, Engine, Iface, MacAddr, NodeStatus, Severity, Transmit};
 use crate::time::Duration;
 
 /// Big enough for any frame or TUN packet.
@@ -487,7 +487,11 @@ impl<E: Engine> Driver<E> {
             }
             while let Some(e) = self.engine.poll_event() {
                 busy = true;
-                tracing::info!("{e}");
+                match e.severity() {
+                    Severity::Info => tracing::info!("{e}"),
+                    Severity::Warning => tracing::warn!("{e}"),
+                    Severity::Error => tracing::error!("{e}"),
+                }
             }
             if !busy {
                 return;

@@ -5,7 +5,6 @@
 use core::net::Ipv6Addr;
 use std::collections::HashMap;
 
-use crate::time::Instant;
 use crate::wire::MacAddr;
 
 /// RFC 4861 §7.3.2.
@@ -31,9 +30,6 @@ pub struct Neighbor {
     pub state: NeighborState,
     /// The neighbour said it is a router (R flag, or an RA from it).
     pub is_router: bool,
-    /// When the state's timer fires (resolution retry, reachable expiry,
-    /// delay end, probe retry).
-    pub(crate) deadline: Option<Instant>,
     /// Solicitations sent in this state.
     pub(crate) probes: u8,
     /// Packets waiting for resolution, oldest first.
@@ -50,7 +46,6 @@ impl Neighbor {
             mac: None,
             state: NeighborState::Incomplete,
             is_router: false,
-            deadline: None,
             probes: 0,
             queue: Vec::new(),
             solicit_for: None,

@@ -426,19 +426,23 @@ impl NdIface {
     }
 
     fn dad_probe(&mut self, now: Instant, addr: Ipv6Addr) {
-        let ns = NdRepr::NeighborSolicit {
-            target: addr,
-            source_ll: None,
-        };
-        // RFC 4862 §5.4.2: from the unspecified address to the target's
-        // solicited-node group.
-        self.send_nd(Ipv6Addr::UNSPECIFIED, solicited_node(addr), &ns);
-        self.stats.ns_sent += 1;
         if let Some(a) = self.own_mut(addr) {
             a.probes += 1;
         }
+        self.probe_from_unspecified(now, addr, Timer::Dad(addr));
+    }
+
+    /// An NS for `target` from `::` to its solicited-node group (RFC 4862
+    /// §5.4.2), and the wait for an answer under `timer`.
+    fn probe_from_unspecified(&mut self, now: Instant, target: Ipv6Addr, timer: Timer) {
+        let ns = NdRepr::NeighborSolicit {
+            target,
+            source_ll: None,
+        };
+        self.send_nd(Ipv6Addr::UNSPECIFIED, solicited_node(target), &ns);
+        self.stats.ns_sent += 1;
         let at = now + self.retrans_timer;
-        self.set_timer(Timer::Dad(addr), Some(at));
+        self.set_timer(timer, Some(at));
     }
 
     fn dad_timer(&mut self, now: Instant, addr: Ipv6Addr) {
@@ -541,17 +545,10 @@ impl NdIface {
     }
 
     fn proxy_probe(&mut self, now: Instant, address: Ipv6Addr) {
-        let ns = NdRepr::NeighborSolicit {
-            target: address,
-            source_ll: None,
-        };
-        self.send_nd(Ipv6Addr::UNSPECIFIED, solicited_node(address), &ns);
-        self.stats.ns_sent += 1;
         if let Some(Proxy::Checking { probes }) = self.proxies.get_mut(&address) {
             *probes += 1;
         }
-        let at = now + self.retrans_timer;
-        self.set_timer(Timer::Proxy(address), Some(at));
+        self.probe_from_unspecified(now, address, Timer::Proxy(address));
     }
 
     fn activate_proxy(&mut self, now: Instant, address: Ipv6Addr) {
@@ -708,7 +705,6 @@ impl NdIface {
                     // the wait for a reachability confirmation.
                     e.state = NeighborState::Delay;
                     let at = now + DELAY_FIRST_PROBE_TIME;
-                    e.deadline = Some(at);
                     self.set_timer(Timer::Neighbor(next_hop), Some(at));
                 }
                 self.frames.push_back(Frame { dst: mac, bytes });
@@ -772,18 +768,10 @@ impl NdIface {
     fn resolve(&mut self, now: Instant, target: Ipv6Addr, hint: Ipv6Addr) {
         if let Some(home) = self.cache.get(&target).and_then(|e| e.solicit_for) {
             // RFC 6275 §11.5.5: from ::, for the home address.
-            let ns = NdRepr::NeighborSolicit {
-                target: home,
-                source_ll: None,
-            };
-            self.send_nd(Ipv6Addr::UNSPECIFIED, solicited_node(home), &ns);
-            self.stats.ns_sent += 1;
-            let at = now + self.retrans_timer;
             if let Some(e) = self.cache.get_mut(&target) {
                 e.probes += 1;
-                e.deadline = Some(at);
             }
-            self.set_timer(Timer::Neighbor(target), Some(at));
+            self.probe_from_unspecified(now, home, Timer::Neighbor(target));
             return;
         }
         let (dst_ip, dst_mac) = match self.cache.get(&target) {
@@ -807,7 +795,6 @@ impl NdIface {
         let at = now + self.retrans_timer;
         if let Some(e) = self.cache.get_mut(&target) {
             e.probes += 1;
-            e.deadline = Some(at);
         }
         self.set_timer(Timer::Neighbor(target), Some(at));
     }
@@ -826,7 +813,6 @@ impl NdIface {
             NeighborState::Incomplete | NeighborState::Probe => self.unreachable(addr),
             NeighborState::Reachable => {
                 e.state = NeighborState::Stale;
-                e.deadline = None;
                 self.set_timer(Timer::Neighbor(addr), None);
             }
             NeighborState::Delay => {
@@ -868,7 +854,6 @@ impl NdIface {
         if !queued.is_empty() && e.state == NeighborState::Stale {
             e.state = NeighborState::Delay;
             let at = now + DELAY_FIRST_PROBE_TIME;
-            e.deadline = Some(at);
             self.set_timer(Timer::Neighbor(addr), Some(at));
         }
         for bytes in queued {
@@ -881,7 +866,6 @@ impl NdIface {
         if let Some(e) = self.cache.get_mut(&addr) {
             e.state = NeighborState::Reachable;
             e.probes = 0;
-            e.deadline = Some(at);
         }
         self.set_timer(Timer::Neighbor(addr), Some(at));
     }
@@ -897,7 +881,6 @@ impl NdIface {
                 if e.mac != Some(mac) {
                     e.mac = Some(mac);
                     e.state = NeighborState::Stale;
-                    e.deadline = None;
                     self.set_timer(Timer::Neighbor(addr), None);
                 }
                 if router {
@@ -1199,7 +1182,6 @@ impl NdIface {
             if !flags.override_ && differs {
                 if e.state == NeighborState::Reachable {
                     e.state = NeighborState::Stale;
-                    e.deadline = None;
                     self.set_timer(Timer::Neighbor(target), None);
                 }
                 return Ok(());
@@ -1213,7 +1195,6 @@ impl NdIface {
             } else if differs {
                 if let Some(e) = self.cache.get_mut(&target) {
                     e.state = NeighborState::Stale;
-                    e.deadline = None;
                 }
                 self.set_timer(Timer::Neighbor(target), None);
             }

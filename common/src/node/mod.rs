@@ -136,6 +136,37 @@ pub enum Event {
     Ipsec(IpsecEvent),
 }
 
+/// How much an [`Event`] needs a person's attention (for logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Info,
+    /// Something did not work and the node works around it.
+    Warning,
+    /// Something a person must fix (RFC 4862 §5.4.5: a duplicate address).
+    Error,
+}
+
+impl Event {
+    pub fn severity(&self) -> Severity {
+        match self {
+            Event::Nd {
+                event: NdEvent::AddressDuplicate(_),
+                ..
+            } => Severity::Error,
+            Event::Nd {
+                event:
+                    NdEvent::RouterLost(_)
+                    | NdEvent::NeighborUnreachable { .. }
+                    | NdEvent::ProxyChecked { unique: false, .. },
+                ..
+            }
+            | Event::Ipsec(IpsecEvent::HardExpired { .. }) => Severity::Warning,
+            Event::BindingAcked { status, .. } if *status >= 128 => Severity::Warning,
+            _ => Severity::Info,
+        }
+    }
+}
+
 impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
