@@ -170,11 +170,22 @@ pub fn read_yaml<T: DeserializeOwned>(path: &Path) -> Result<T, FileError> {
     let text =
         fs::read_to_string(path).map_err(|e| FileError(format!("{}: {e}", path.display())))?;
     serde_yaml_ng::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!(":{}:{}", l.line(), l.column()))
-            .unwrap_or_default();
-        FileError(format!("{}{at}: {e}", path.display()))
+        let message = e.to_string();
+        match e.location() {
+            Some(l) => {
+                // The position goes in front, once.
+                let message = message
+                    .rsplit_once(" at line ")
+                    .map_or(message.as_str(), |(m, _)| m);
+                FileError(format!(
+                    "{}:{}:{}: {message}",
+                    path.display(),
+                    l.line(),
+                    l.column()
+                ))
+            }
+            None => FileError(format!("{}: {message}", path.display())),
+        }
     })
 }
 
