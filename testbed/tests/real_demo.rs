@@ -33,10 +33,19 @@ fn prerequisites() -> Option<Bins> {
     if let Err(e) = &bins {
         missing.push(e.to_string());
     }
-    tools::prerequisites_met(&missing).then(|| bins.ok()).flatten()
+    tools::prerequisites_met(&missing)
+        .then(|| bins.ok())
+        .flatten()
 }
 
+/// One real demo at a time: each keeps both cores busy for ten seconds of
+/// real time, and its latencies are the thing measured.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(mode: RouteOptimisation, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bins = prerequisites()?;
     let setup = Setup::new(1, mode);
     let dir = tools::scratch(name);
@@ -67,8 +76,10 @@ fn paths(pcap: &Path) -> Paths {
             continue;
         };
         let data = |u: &UpperRepr| {
-            matches!(u, UpperRepr::Udp(_, UdpPayload::Raw(_)) | UpperRepr::Icmpv6(_))
-                || matches!(u, UpperRepr::Esp(_))
+            matches!(
+                u,
+                UpperRepr::Udp(_, UdpPayload::Raw(_)) | UpperRepr::Icmpv6(_)
+            ) || matches!(u, UpperRepr::Esp(_))
         };
         match &r.upper {
             UpperRepr::Tunnel(inner) => {
@@ -113,7 +124,13 @@ fn replies_per_phase(log: &Path) -> [usize; 4] {
         .lines()
         .filter_map(|l| {
             let stamp: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-            let seq: u64 = l.split("icmp_seq=").nth(1)?.split(' ').next()?.parse().ok()?;
+            let seq: u64 = l
+                .split("icmp_seq=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
             let rtt: f64 = l.split("time=").nth(1)?.split(' ').next()?.parse().ok()?;
             Some((seq, stamp - rtt / 1000.0))
         })
@@ -156,7 +173,19 @@ fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
         tools::assert_nothing_malformed(&p, &[]);
         let env = format!("WIRESHARK_CONFIG_DIR={}", r.keylog.display());
         let out = std::process::Command::new("env")
-            .args([&env, "tshark", "-n", "-r", &p, "-Y", "mipv6", "-T", "fields", "-e", "mip6.mhtype"])
+            .args([
+                &env,
+                "tshark",
+                "-n",
+                "-r",
+                &p,
+                "-Y",
+                "mipv6",
+                "-T",
+                "fields",
+                "-e",
+                "mip6.mhtype",
+            ])
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -206,7 +235,13 @@ fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
     // only with the key log.
     let mh = assert_captures_decode(&r);
     assert!(mh["cn"] >= 6, "{mh:?}");
-    let plain = tools::tshark(&["-n", "-r", &dir.join("cn.pcap").to_string_lossy(), "-Y", "mipv6"]);
+    let plain = tools::tshark(&[
+        "-n",
+        "-r",
+        &dir.join("cn.pcap").to_string_lossy(),
+        "-Y",
+        "mipv6",
+    ]);
     assert_eq!(plain.lines().count(), 0, "without keys: {plain}");
 }
 
@@ -221,7 +256,11 @@ fn tunnelled_through_the_home_agent_on_real_links() {
     for link in ["access-a", "access-b"] {
         let p = paths(&dir.join(format!("{link}.pcap")));
         assert!(p.tunnel_down > 500 && p.tunnel_up > 500, "{link}: {p:?}");
-        assert_eq!((p.rh2_down, p.hao_up), (0, 0), "{link}: no route optimisation");
+        assert_eq!(
+            (p.rh2_down, p.hao_up),
+            (0, 0),
+            "{link}: no route optimisation"
+        );
     }
     assert_pings_both_ways(&dir);
     assert_captures_decode(&r);
