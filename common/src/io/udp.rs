@@ -19,6 +19,16 @@ const ESP: u8 = 50;
 /// Big enough for any datagram.
 const BUFFER: usize = 65_536;
 
+/// A socket of an address that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} on {address}: {source}")]
+pub struct UdpError {
+    pub what: &'static str,
+    pub address: IpAddr,
+    #[source]
+    pub source: io::Error,
+}
+
 /// What the sockets received.
 #[derive(Debug)]
 pub enum Received {
@@ -61,18 +71,26 @@ impl AddressSockets {
     pub fn bind<T: From<Received> + Send + 'static>(
         addr: IpAddr,
         tx: &mpsc::Sender<T>,
-    ) -> Result<AddressSockets, String> {
-        let udp = |port| {
-            let at = SocketAddr::new(addr, port);
-            std::net::UdpSocket::bind(at).map_err(|e| format!("bind UDP {at}: {e}"))
+    ) -> Result<AddressSockets, UdpError> {
+        let fail = |what: &'static str| {
+            move |source| UdpError {
+                what,
+                address: addr,
+                source,
+            }
         };
-        let esp = raw_esp_socket(addr).map_err(|e| format!("raw ESP socket on {addr}: {e}"))?;
-        let (ike, natt) = (udp(IKE_PORT)?, udp(NATT_PORT)?);
+        let udp =
+            |port, what| std::net::UdpSocket::bind(SocketAddr::new(addr, port)).map_err(fail(what));
+        let esp = raw_esp_socket(addr).map_err(fail("a raw ESP socket"))?;
+        let (ike, natt) = (
+            udp(IKE_PORT, "UDP port 500")?,
+            udp(NATT_PORT, "UDP port 4500")?,
+        );
         let reader = |s: &std::net::UdpSocket| -> io::Result<UdpSocket> {
             s.set_nonblocking(true)?;
             UdpSocket::from_std(s.try_clone()?)
         };
-        let failed = |e: io::Error| format!("sockets of {addr}: {e}");
+        let failed = fail("registering the sockets with the runtime");
         let readers = vec![
             tokio::spawn(read_udp(reader(&ike).map_err(failed)?, tx.clone())),
             tokio::spawn(read_udp(reader(&natt).map_err(failed)?, tx.clone())),

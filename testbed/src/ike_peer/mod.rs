@@ -97,6 +97,29 @@ pub struct IkeArgs {
     pub verbose: bool,
 }
 
+/// Why the peer could not run; each names the device, address or file.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("/dev/urandom: {0}")]
+    Seed(#[source] io::Error),
+    #[error("tokio runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error("--keylog {dir}: {source}")]
+    KeyLog {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Socket(#[from] udp::UdpError),
+    #[error("TUN device: {0}")]
+    Tun(#[from] common::io::TunError),
+    #[error("netlink: {0}")]
+    Netlink(#[from] common::io::NetlinkError),
+    #[error("tun: {0}: only IPv6 goes on the TUN device")]
+    NotIpv6(common::ipsec::Prefix),
+}
+
 /// Runs the peer: exit code 2 for a bad configuration, 1 for a failure
 /// to set up sockets or the TUN device, 0 after `quit` or end of stdin.
 pub fn main(args: &IkeArgs) -> ExitCode {
@@ -121,7 +144,7 @@ pub fn main(args: &IkeArgs) -> ExitCode {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("tokio runtime: {e}"))?
+            .map_err(PeerError::Runtime)?
             .block_on(run(setup, args))
     });
     match result {
@@ -134,20 +157,21 @@ pub fn main(args: &IkeArgs) -> ExitCode {
 }
 
 /// The engine's RNG seed, from the kernel.
-fn random_seed() -> Result<[u8; 32], String> {
+fn random_seed() -> Result<[u8; 32], PeerError> {
     let mut seed = [0; 32];
     fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
+        .map_err(PeerError::Seed)?;
     Ok(seed)
 }
 
-async fn run(setup: PeerSetup, args: &IkeArgs) -> Result<(), String> {
+async fn run(setup: PeerSetup, args: &IkeArgs) -> Result<(), PeerError> {
     let (tx, mut rx) = mpsc::channel(1024);
     let keylog = match &args.keylog {
-        Some(dir) => {
-            Some(KeyLog::create(dir).map_err(|e| format!("--keylog {}: {e}", dir.display()))?)
-        }
+        Some(dir) => Some(KeyLog::create(dir).map_err(|source| PeerError::KeyLog {
+            dir: dir.clone(),
+            source,
+        })?),
         None => None,
     };
     let mut peer = Peer {
@@ -180,15 +204,12 @@ async fn run(setup: PeerSetup, args: &IkeArgs) -> Result<(), String> {
 async fn open_tun(
     cfg: &TunConfig,
     tx: &mpsc::Sender<Input>,
-) -> Result<(Arc<Tun>, Installed), String> {
-    let nl = Netlink::new().map_err(|e| e.to_string())?;
-    let dev = Tun::open(&cfg.name, cfg.mtu, &nl)
-        .await
-        .map(Arc::new)
-        .map_err(|e| e.to_string())?;
+) -> Result<(Arc<Tun>, Installed), PeerError> {
+    let nl = Netlink::new()?;
+    let dev = Tun::open(&cfg.name, cfg.mtu, &nl).await.map(Arc::new)?;
     let v6 = |p: &common::ipsec::Prefix| match p.addr {
         IpAddr::V6(a) => Ok((a, p.len)),
-        IpAddr::V4(_) => Err(format!("tun: {p}: only IPv6 goes on the TUN device")),
+        IpAddr::V4(_) => Err(PeerError::NotIpv6(*p)),
     };
     let addresses = cfg
         .addresses
@@ -200,9 +221,7 @@ async fn open_tun(
         .iter()
         .map(|p| v6(p).map(|(a, len)| dev.route(a, len)))
         .collect::<Result<Vec<_>, _>>()?;
-    let installed = tun::install(&nl, &addresses, &routes)
-        .await
-        .map_err(|e| e.to_string())?;
+    let installed = tun::install(&nl, &addresses, &routes).await?;
     tokio::spawn(read_tun(dev.clone(), tx.clone()));
     Ok((dev, installed))
 }
@@ -227,7 +246,7 @@ async fn serve(
     rx: &mut mpsc::Receiver<Input>,
     tx: &mpsc::Sender<Input>,
     args: &IkeArgs,
-) -> Result<(), String> {
+) -> Result<(), PeerError> {
     let tx = tx.clone();
     // A thread, not a tokio task: a blocked read on stdin must not keep
     // the runtime from shutting down.
@@ -307,7 +326,7 @@ struct Peer {
 impl Peer {
     /// Makes `addresses` the local address set: binds the new ones (all or
     /// nothing), closes the removed ones, tells the engine.
-    fn bind(&mut self, addresses: &[IpAddr]) -> Result<(), String> {
+    fn bind(&mut self, addresses: &[IpAddr]) -> Result<(), udp::UdpError> {
         let mut fresh = BTreeMap::new();
         for a in addresses {
             if !self.sockets.contains_key(a) && !fresh.contains_key(a) {
@@ -575,7 +594,7 @@ impl Peer {
                     .iter()
                     .map(|a| a.parse().map_err(|_| format!("{a:?} is not an address")))
                     .collect::<Result<Vec<IpAddr>, String>>()?;
-                self.bind(&addresses)?;
+                self.bind(&addresses).map_err(|e| e.to_string())?;
                 Ok(join(self.sockets.keys()))
             }
             ("initiate", [name]) => {
