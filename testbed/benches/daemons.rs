@@ -61,17 +61,14 @@ use std::io::Write as _;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitCode};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::node::RouteOptimisation;
 use common::wire::MacAddr;
-use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 use testbed::harness::netns::{check_bounded, is_root, wait_for, wait_until, Netns, Process};
 use testbed::real::demo::{self as real, Bins};
-use testbed::topology::{Setup, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
+use testbed::topology::{Setup, ACCESS_A, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
 
 const COMMAND: &str = "cargo bench -p testbed --bench daemons";
 const TCP_SECS: u32 = 5;
@@ -84,10 +81,6 @@ const UDP_LEN: u64 = 64;
 const PORT: &str = "5201";
 /// The node's address on access A where the kernel holds it.
 const KERNEL_COA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
-
-/// Set on SIGINT/SIGTERM: the bench stops at its next step and the
-/// namespaces go with it.
-static STOP: AtomicBool = AtomicBool::new(false);
 
 type R<T> = Result<T, String>;
 
@@ -195,32 +188,6 @@ impl Scenario {
     }
 }
 
-/// The namespaces of one path, wired as the real demo's.
-struct Hosts {
-    rt: Netns,
-    ha: Netns,
-    cn: Netns,
-    mn: Netns,
-}
-
-const MN_PORTS: [&str; 3] = ["r-mnh", "r-mna", "r-mnb"];
-const MN_DEVICES: [&str; 3] = ["mn-home", "mn-a", "mn-b"];
-
-fn build_hosts() -> R<Hosts> {
-    let h = Hosts {
-        rt: Netns::new("rt").map_err(err)?,
-        ha: Netns::new("ha").map_err(err)?,
-        cn: Netns::new("cn").map_err(err)?,
-        mn: Netns::new("mn").map_err(err)?,
-    };
-    Netns::veth_pair(&h.ha, "ha0", &h.rt, "r-ha").map_err(err)?;
-    Netns::veth_pair(&h.cn, "cn0", &h.rt, "r-cn").map_err(err)?;
-    for (dev, port) in MN_DEVICES.iter().zip(MN_PORTS) {
-        Netns::veth_pair(&h.mn, dev, &h.rt, port).map_err(err)?;
-    }
-    Ok(h)
-}
-
 /// One path set up and ready for iperf3. Fields drop in order: the
 /// programs stop before their namespaces go.
 struct Env {
@@ -233,27 +200,13 @@ struct Env {
     dir: PathBuf,
     /// For the daemons' status, on a daemons path.
     bins: Option<Bins>,
-    hosts: Hosts,
+    hosts: real::Hosts,
 }
 
 fn ip(ns: &Netns, args: &[&str]) -> R<()> {
     let mut a = vec!["ip"];
     a.extend_from_slice(args);
     ns.check(&a).map(|_| ()).map_err(err)
-}
-
-fn ip_batch(ns: &Netns, script: &str) -> R<()> {
-    let mut cmd = Command::new("sh");
-    cmd.args([
-        "-c",
-        "printf '%s' \"$1\" | ip -n \"$2\" -batch -",
-        "sh",
-        script,
-        ns.name(),
-    ]);
-    check_bounded(cmd, Duration::from_secs(10))
-        .map(|_| ())
-        .map_err(err)
 }
 
 fn tx_off(ns: &Netns, dev: &str) -> R<()> {
@@ -274,218 +227,6 @@ fn router_link_local(rt: &Netns, port: &str) -> R<Ipv6Addr> {
         .collect();
     let mac: [u8; 6] = b.try_into().map_err(|_| format!("{port}: MAC {text:?}"))?;
     Ok(common::nd::link_local(MacAddr(mac)))
-}
-
-fn key_pair(rng: &mut ChaCha20Rng) -> (String, String) {
-    let mut k = || {
-        let mut b = [0u8; 20];
-        rng.fill_bytes(&mut b);
-        format!("0x{}", common::wire::hex(&b))
-    };
-    (k(), k())
-}
-
-const BU_BA: &str = "protocol: mobility, mh_types: [bu, ba]";
-
-/// One transport SA pair as one side writes it.
-struct Sa<'a> {
-    local: Ipv6Addr,
-    peer: Ipv6Addr,
-    /// (SPI, key) each way.
-    out: (u32, &'a str),
-    inb: (u32, &'a str),
-    /// The SA's selector and the policy's match: insides of YAML flow
-    /// mappings.
-    selector: &'a str,
-    policy: String,
-}
-
-/// A pair between `a` and `b` (SPIs `spi` from a, `spi + 1` from b), as
-/// each writes it: `sel` and `policy` are a's and b's.
-fn mirrored<'a>(
-    (a, b): (Ipv6Addr, Ipv6Addr),
-    spi: u32,
-    keys: &'a (String, String),
-    sel: [&'a str; 2],
-    policy: [String; 2],
-) -> (Sa<'a>, Sa<'a>) {
-    let (ab, ba) = ((spi, keys.0.as_str()), (spi + 1, keys.1.as_str()));
-    let [pa, pb] = policy;
-    (
-        Sa {
-            local: a,
-            peer: b,
-            out: ab,
-            inb: ba,
-            selector: sel[0],
-            policy: pa,
-        },
-        Sa {
-            local: b,
-            peer: a,
-            out: ba,
-            inb: ab,
-            selector: sel[1],
-            policy: pb,
-        },
-    )
-}
-
-/// One side's static-keys file (common::ipsec::config).
-fn keys_yaml(pairs: &[Sa<'_>]) -> String {
-    let mut s = String::from("fallback: bypass\nsa_pairs:\n");
-    let mut p = String::from("policies:\n");
-    for sa in pairs {
-        let _ = writeln!(
-            s,
-            "  - {{ local: \"{}\", peer: \"{}\", mode: transport, algorithm: aes128gcm16, \
-             outbound: {{ spi: {:#x}, key: \"{}\" }}, inbound: {{ spi: {:#x}, key: \"{}\" }}, \
-             selector: {{ {} }} }}",
-            sa.local, sa.peer, sa.out.0, sa.out.1, sa.inb.0, sa.inb.1, sa.selector
-        );
-        let _ = writeln!(
-            p,
-            "  - {{ match: {{ {} }}, protect: [{:#x}] }}",
-            sa.policy, sa.out.0
-        );
-    }
-    s + &p
-}
-
-/// Configuration files for the router and, for a daemons path, the
-/// daemons (the real demo's, without link delays or captures, plus the
-/// tunnel SA pair for ESP).
-fn write_configs(path: Scenario, dir: &Path) -> R<()> {
-    let mut files = vec![(
-        "router.yaml".to_string(),
-        format!(
-            "ra_interval_ms: 1000\nseed: 1\nlinks:\n\
-             \x20 - {{ name: home, prefix: \"{HOME_PREFIX}/64\", ports: [r-ha, r-mnh] }}\n\
-             \x20 - {{ name: cn, prefix: \"{CN_PREFIX}/64\", ports: [r-cn] }}\n\
-             \x20 - {{ name: access-a, prefix: \"{ACCESS_A}/64\", ports: [r-mna] }}\n\
-             \x20 - {{ name: access-b, prefix: \"{ACCESS_B}/64\", ports: [r-mnb] }}\n"
-        ),
-    )];
-    if let Scenario::Daemons { mode, esp } = path {
-        let mut rng = ChaCha20Rng::seed_from_u64(0x6265_6e63);
-        let bu_ba = |l: Ipv6Addr, r: Ipv6Addr| format!("local: \"{l}\", remote: \"{r}\", {BU_BA}");
-        // RFC 3776's pair for home registrations, the draft's suitable
-        // pair with the correspondent.
-        let ha_keys = key_pair(&mut rng);
-        let cn_keys = key_pair(&mut rng);
-        let tunnel_keys = key_pair(&mut rng);
-        let (mn_ha, ha_mn) = mirrored(
-            (HOA, HA),
-            0x100,
-            &ha_keys,
-            [BU_BA, BU_BA],
-            [bu_ba(HOA, HA), bu_ba(HA, HOA)],
-        );
-        let (mut mn, mut ha) = (vec![mn_ha], vec![ha_mn]);
-        let with_cn = mode == RouteOptimisation::Ipsec;
-        if with_cn {
-            let (mn_cn, cn_mn) = mirrored(
-                (HOA, CN),
-                0x200,
-                &cn_keys,
-                [BU_BA, BU_BA],
-                [bu_ba(HOA, CN), bu_ba(CN, HOA)],
-            );
-            mn.push(mn_cn);
-            files.push(("cn-keys.yaml".into(), keys_yaml(&[cn_mn])));
-        }
-        if esp {
-            // The tunnel between the care-of address (whatever it is)
-            // and the home agent: IPv6-in-IPv6, protocol 41. The pair's
-            // addresses are not on the wire in transport mode.
-            let (mn_tun, ha_tun) = mirrored(
-                (HOA, HA),
-                0x300,
-                &tunnel_keys,
-                [
-                    "local: \"::/0\", protocol: 41",
-                    "remote: \"::/0\", protocol: 41",
-                ],
-                [
-                    format!("remote: \"{HA}\", protocol: 41"),
-                    format!("local: \"{HA}\", protocol: 41"),
-                ],
-            );
-            mn.push(mn_tun);
-            ha.push(ha_tun);
-        }
-        files.push(("mn-keys.yaml".into(), keys_yaml(&mn)));
-        files.push(("ha-keys.yaml".into(), keys_yaml(&ha)));
-        let control = |role: &str| dir.join(format!("{role}.sock")).display().to_string();
-        files.push((
-            "ha.yaml".into(),
-            format!(
-                "address: {HA}\nhome_prefix: {HOME_PREFIX}/64\ninterface: ha0\n\
-                 mobile_nodes: [{HOA}]\nipsec: ha-keys.yaml\ncontrol: {}\nseed: 2\n",
-                control("ha")
-            ),
-        ));
-        files.push((
-            "cn.yaml".into(),
-            format!(
-                "address: {CN}\ninterface: cn0\n{}control: {}\nseed: 3\n",
-                if with_cn { "ipsec: cn-keys.yaml\n" } else { "" },
-                control("cn")
-            ),
-        ));
-        let mode = if with_cn { "ipsec" } else { "none" };
-        files.push((
-            "mn.yaml".into(),
-            format!(
-                "home_address: {HOA}\nhome_agent: {HA}\ninterfaces: [mn-home, mn-a, mn-b]\n\
-                 correspondents: [{{ address: \"{CN}\", mode: {mode} }}]\n\
-                 ipsec: mn-keys.yaml\ncontrol: {}\nseed: 1\n",
-                control("mn")
-            ),
-        ));
-    }
-    fs::create_dir_all(dir).map_err(err)?;
-    for (name, text) in files {
-        fs::write(dir.join(&name), text).map_err(|e| format!("{name}: {e}"))?;
-    }
-    Ok(())
-}
-
-fn spawn(ns: &Netns, bin: &Path, args: &[&str], dir: &Path, name: &str) -> R<Process> {
-    ns.spawn(
-        &bin.to_string_lossy(),
-        args,
-        &[("RUST_LOG", "info")],
-        &dir.join(format!("{name}.log")),
-    )
-    .map_err(|e| format!("{name}: {e}"))
-}
-
-fn start_router(hosts: &Hosts, bins: &Bins, dir: &Path) -> R<(Process, ChildStdin)> {
-    let config = dir.join("router.yaml");
-    let (router, stdin) = hosts
-        .rt
-        .spawn_piped(
-            &bins.testbed.to_string_lossy(),
-            &["router", "--config", &config.to_string_lossy()],
-            &[],
-            &dir.join("router.log"),
-        )
-        .map_err(err)?;
-    wait_until(Duration::from_secs(10), "the router to be ready", || {
-        router.output().lines().any(|l| l == "ready")
-    })
-    .map_err(|e| format!("{e}: {}", router.output()))?;
-    Ok((router, stdin))
-}
-
-/// A daemon's `status --json`.
-fn status(bin: &Path, role: &str, dir: &Path) -> R<Value> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["status", "--json", "--control"])
-        .arg(dir.join(format!("{role}.sock")));
-    let out = check_bounded(cmd, Duration::from_secs(5)).map_err(err)?;
-    serde_json::from_str(out.trim()).map_err(err)
 }
 
 /// The node's binding update entry for `peer`, once bound.
@@ -518,7 +259,7 @@ fn drops(status: &Value) -> String {
     format!("drops {}, driver {}", s["drops"], status["driver"]["drops"])
 }
 
-fn kernel_hosts(hosts: &Hosts, via_ha: bool) -> R<()> {
+fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
     let (rt, mn, cn, ha) = (&hosts.rt, &hosts.mn, &hosts.cn, &hosts.ha);
     rt.set_sysctl("net.ipv6.conf.all.forwarding", "1")
         .map_err(err)?;
@@ -595,11 +336,40 @@ fn kernel_hosts(hosts: &Hosts, via_ha: bool) -> R<()> {
     )
 }
 
+/// The real demo's setup in `mode` with no link delays.
+fn undelayed(mode: RouteOptimisation) -> Setup {
+    let mut setup = Setup::new(1, mode);
+    setup.home_delay = Duration::ZERO;
+    setup.cn_delay = Duration::ZERO;
+    setup.access_delay = Duration::ZERO;
+    setup
+}
+
+/// A daemon's `status --json`.
+fn status(bin: &Path, role: &str, dir: &Path) -> R<Value> {
+    real::status(bin, role, dir).ok_or_else(|| format!("{role}: no status on its control socket"))
+}
+
 /// Builds `path` in fresh namespaces, up to a traced ping.
 fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
     let _ = fs::remove_dir_all(dir);
-    write_configs(path, dir)?;
-    let hosts = build_hosts()?;
+    match path {
+        Scenario::Daemons { mode, esp } => {
+            // The real demo's files without link delays, plus the tunnel
+            // pair for ESP.
+            let extras = real::Extras {
+                esp_tunnel: esp,
+                capture: false,
+            };
+            real::write_configs(&undelayed(mode), dir, extras).map_err(err)?;
+        }
+        _ => {
+            fs::create_dir_all(dir).map_err(err)?;
+            let router = real::router_yaml(&undelayed(RouteOptimisation::None), dir, false);
+            fs::write(dir.join("router.yaml"), router).map_err(err)?;
+        }
+    }
+    let hosts = real::build_hosts().map_err(err)?;
     let mut env = Env {
         server: None,
         procs: vec![],
@@ -618,7 +388,7 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             }
         }
         Scenario::Router => {
-            let (router, stdin) = start_router(&env.hosts, bins, dir)?;
+            let (router, stdin) = real::start_router(&env.hosts, bins, dir).map_err(err)?;
             env.procs.push(("router", router));
             env.router_stdin = Some(stdin);
             let (mn, cn) = (&env.hosts.mn, &env.hosts.cn);
@@ -635,24 +405,25 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             }
         }
         Scenario::Daemons { mode, esp } => {
-            let (router, stdin) = start_router(&env.hosts, bins, dir)?;
+            let (router, stdin) = real::start_router(&env.hosts, bins, dir).map_err(err)?;
             env.procs.push(("router", router));
             env.router_stdin = Some(stdin);
             // Away from the start: only access A has carrier.
-            ip_batch(&env.hosts.rt, "link set r-mnh down\nlink set r-mnb down\n")?;
+            real::carrier(&env.hosts.rt, &["r-mnh", "r-mnb"], &[]).map_err(err)?;
             for (role, ns, bin) in [
                 ("ha", &env.hosts.ha, &bins.ha),
                 ("cn", &env.hosts.cn, &bins.cn),
                 ("mn", &env.hosts.mn, &bins.mn),
             ] {
                 let config = dir.join(format!("{role}.yaml"));
-                let p = spawn(
+                let p = real::spawn(
                     ns,
                     bin,
                     &["run", "--config", &config.to_string_lossy()],
                     dir,
                     role,
-                )?;
+                )
+                .map_err(err)?;
                 env.procs.push((role, p));
             }
             let ro = mode == RouteOptimisation::Ipsec;
@@ -712,13 +483,14 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             .wait_ping(IpAddr::V6(env.src), IpAddr::V6(CN), Duration::from_secs(10))
             .map_err(err)?;
     }
-    let server = spawn(
+    let server = real::spawn(
         &env.hosts.cn,
         Path::new("iperf3"),
         &["-s", "-B", &CN.to_string(), "-p", PORT, "--forceflush"],
         dir,
         "iperf3-server",
-    )?;
+    )
+    .map_err(err)?;
     wait_until(Duration::from_secs(5), "iperf3 -s listening", || {
         server.output().contains("listening")
     })
@@ -982,7 +754,7 @@ fn measure(env: &mut Env, hz: f64) -> R<Row> {
     let frames_before = env.counters();
     let t = TCP_SECS.to_string();
     for i in 0..TCP_RUNS {
-        stop_requested()?;
+        real::check_interrupted().map_err(err)?;
         let r = env.iperf(&["-t", &t], hz)?;
         eprintln!(
             "   TCP run {}: {:.0} Mbit/s, {} retransmits",
@@ -998,13 +770,13 @@ fn measure(env: &mut Env, hz: f64) -> R<Row> {
         row.home_per_access = Some(home as f64 / *access as f64);
     }
     let before = env.counters();
-    stop_requested()?;
+    real::check_interrupted().map_err(err)?;
     let (len, secs) = (UDP_LEN.to_string(), UDP_SECS.to_string());
     let u = env.iperf(&["-u", "-l", &len, "-b", "0", "-t", &secs], hz)?;
     eprintln!("   UDP: {} of {} datagrams delivered", u.delivered, u.sent);
     row.udp = Some(u);
     row.udp_trail = delta(&before, &env.counters());
-    stop_requested()?;
+    real::check_interrupted().map_err(err)?;
     let rate = (UDP_PACED * UDP_LEN * 8).to_string();
     let u = env.iperf(&["-u", "-l", &len, "-b", &rate, "-t", &secs], hz)?;
     eprintln!(
@@ -1022,39 +794,6 @@ fn delta(a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>) -> BTreeMap<Strin
         .map(|(k, v)| (k.clone(), v.saturating_sub(a.get(k).copied().unwrap_or(0))))
         .filter(|(_, v)| *v > 0)
         .collect()
-}
-
-fn stop_requested() -> R<()> {
-    if STOP.load(Ordering::SeqCst) {
-        Err("interrupted".into())
-    } else {
-        Ok(())
-    }
-}
-
-fn catch_stop() {
-    std::thread::spawn(|| {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-            ) else {
-                return;
-            };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            STOP.store(true, Ordering::SeqCst);
-        });
-    });
 }
 
 #[expect(clippy::disallowed_methods, reason = "a bench reports its wall time")]
@@ -1138,7 +877,6 @@ fn main() -> ExitCode {
         println!("daemons bench skipped: missing {}", missing.join("; "));
         return ExitCode::SUCCESS;
     };
-    catch_stop();
     real::catch_interrupts();
     let started = now();
     let hz = clock_ticks_per_second();
@@ -1175,7 +913,7 @@ fn main() -> ExitCode {
 
     let mut rows: Vec<(Scenario, Row)> = vec![];
     for path in Scenario::ALL {
-        if STOP.load(Ordering::SeqCst) {
+        if real::check_interrupted().is_err() {
             break;
         }
         eprintln!("{} ...", path.name());
@@ -1199,7 +937,7 @@ fn main() -> ExitCode {
         RouteOptimisation::Ipsec,
         RouteOptimisation::ReturnRoutability,
     ] {
-        if STOP.load(Ordering::SeqCst) {
+        if real::check_interrupted().is_err() {
             break;
         }
         let name = testbed::demo::mode_name(mode);

@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{ChildStdin, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as WallDuration;
 
@@ -162,13 +162,20 @@ pub fn catch_interrupts() {
     });
 }
 
+/// Err once SIGINT or SIGTERM came (see [`catch_interrupts`]).
+pub fn check_interrupted() -> Result<(), Error> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err(Error::Interrupted)
+    } else {
+        Ok(())
+    }
+}
+
 /// Waits until the wall clock reads `until_us` (µs since the epoch), in
 /// slices short enough to notice an interrupt.
 fn wait_until_wall(rt: &tokio::runtime::Runtime, until_us: u64) -> Result<(), Error> {
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err(Error::Interrupted);
-        }
+        check_interrupted()?;
         let now = wall_micros();
         if now >= until_us {
             return Ok(());
@@ -191,64 +198,107 @@ fn ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
-/// A transport pair's two key sets: (spi, key) for each direction.
-struct PairKeys {
-    mn_to_peer: (u32, String),
-    peer_to_mn: (u32, String),
-}
-
-fn pair_keys(rng: &mut ChaCha20Rng, spi: u32) -> PairKeys {
-    let mut key = || {
-        let mut k = [0u8; 20];
-        rng.fill_bytes(&mut k);
-        format!("0x{}", common::wire::hex(&k))
+/// Two fresh 20-byte keys (AES-128-GCM and its salt), one each way.
+fn key_pair(rng: &mut ChaCha20Rng) -> (String, String) {
+    let mut k = || {
+        let mut b = [0u8; 20];
+        rng.fill_bytes(&mut b);
+        format!("0x{}", common::wire::hex(&b))
     };
-    PairKeys {
-        mn_to_peer: (spi, key()),
-        peer_to_mn: (spi + 1, key()),
-    }
+    (k(), k())
 }
 
-/// Selectors of a pair: BU and BA only (the suitable pair of
-/// draft-dupont-mipv6-cn-ipsec §2, RFC 3776's), or everything between the
-/// two addresses (triangular routing under the SA).
+/// BU and BA only: the suitable pair of draft-dupont-mipv6-cn-ipsec §2,
+/// RFC 3776's with the home agent.
 const BU_BA: &str = "protocol: mobility, mh_types: [bu, ba]";
-const ANY: &str = "";
 
-/// The static-keys file of one side: `local`, and per pair `(peer, keys,
-/// outbound is mn_to_peer, selector)`.
-fn keys_yaml(local: Ipv6Addr, pairs: &[(Ipv6Addr, &PairKeys, bool, &str)]) -> String {
+/// One transport SA pair as one side writes it in its static-keys file.
+struct Sa<'a> {
+    local: Ipv6Addr,
+    peer: Ipv6Addr,
+    /// (SPI, key) each way.
+    out: (u32, &'a str),
+    inb: (u32, &'a str),
+    /// The SA's selector and the policy's match: the insides of YAML flow
+    /// mappings.
+    selector: &'a str,
+    policy: String,
+}
+
+/// A pair between `a` and `b` (SPI `spi` from a, `spi + 1` from b) as
+/// each writes it: `sel` and `policy` are a's and b's.
+fn mirrored<'a>(
+    (a, b): (Ipv6Addr, Ipv6Addr),
+    spi: u32,
+    keys: &'a (String, String),
+    sel: [&'a str; 2],
+    policy: [String; 2],
+) -> (Sa<'a>, Sa<'a>) {
+    let (ab, ba) = ((spi, keys.0.as_str()), (spi + 1, keys.1.as_str()));
+    let [pa, pb] = policy;
+    (
+        Sa {
+            local: a,
+            peer: b,
+            out: ab,
+            inb: ba,
+            selector: sel[0],
+            policy: pa,
+        },
+        Sa {
+            local: b,
+            peer: a,
+            out: ba,
+            inb: ab,
+            selector: sel[1],
+            policy: pb,
+        },
+    )
+}
+
+/// A pair between `a` and `b` whose SAs and policies both match `sel`
+/// (empty: everything between the two addresses).
+fn between<'a>(
+    (a, b): (Ipv6Addr, Ipv6Addr),
+    spi: u32,
+    keys: &'a (String, String),
+    sel: &'a str,
+) -> (Sa<'a>, Sa<'a>) {
+    let policy = |l: Ipv6Addr, r: Ipv6Addr| {
+        let comma = if sel.is_empty() { "" } else { ", " };
+        format!("local: \"{l}\", remote: \"{r}\"{comma}{sel}")
+    };
+    mirrored((a, b), spi, keys, [sel, sel], [policy(a, b), policy(b, a)])
+}
+
+/// One side's static-keys file (`common::ipsec::config`).
+fn keys_yaml(pairs: &[Sa<'_>]) -> String {
     let mut s = String::from("fallback: bypass\nsa_pairs:\n");
-    let mut policies = String::from("policies:\n");
-    for (peer, k, mn_side, selector) in pairs {
-        let (out, inb) = if *mn_side {
-            (&k.mn_to_peer, &k.peer_to_mn)
-        } else {
-            (&k.peer_to_mn, &k.mn_to_peer)
-        };
+    let mut p = String::from("policies:\n");
+    for sa in pairs {
         let _ = writeln!(
             s,
-            "  - {{ local: \"{local}\", peer: \"{peer}\", mode: transport, algorithm: aes128gcm16, \
-             outbound: {{ spi: {}, key: \"{}\" }}, inbound: {{ spi: {}, key: \"{}\" }}, \
-             selector: {{ {selector} }} }}",
-            out.0, out.1, inb.0, inb.1
+            "  - {{ local: \"{}\", peer: \"{}\", mode: transport, algorithm: aes128gcm16, \
+             outbound: {{ spi: {:#x}, key: \"{}\" }}, inbound: {{ spi: {:#x}, key: \"{}\" }}, \
+             selector: {{ {} }} }}",
+            sa.local, sa.peer, sa.out.0, sa.out.1, sa.inb.0, sa.inb.1, sa.selector
         );
-        let comma = if selector.is_empty() { "" } else { ", " };
         let _ = writeln!(
-            policies,
-            "  - {{ match: {{ local: \"{local}\", remote: \"{peer}\"{comma}{selector} }}, protect: [{}] }}",
-            out.0
+            p,
+            "  - {{ match: {{ {} }}, protect: [{:#x}] }}",
+            sa.policy, sa.out.0
         );
     }
-    s + &policies
+    s + &p
 }
 
-/// The namespaces of one run.
-struct Hosts {
-    rt: Netns,
-    ha: Netns,
-    cn: Netns,
-    mn: Netns,
+/// The namespaces of one run, wired: each node's links are veths to the
+/// router's namespace.
+pub struct Hosts {
+    pub rt: Netns,
+    pub ha: Netns,
+    pub cn: Netns,
+    pub mn: Netns,
 }
 
 /// Router-side port of each of the mobile node's links, in the order of
@@ -257,7 +307,7 @@ const MN_PORTS: [&str; 3] = ["r-mnh", "r-mna", "r-mnb"];
 const MN_DEVICES: [&str; 3] = ["mn-home", "mn-a", "mn-b"];
 
 /// Sets `down` then `up` in the router's namespace in one `ip -batch`.
-fn carrier(rt: &Netns, down: &[&str], up: &[&str]) -> Result<(), Error> {
+pub fn carrier(rt: &Netns, down: &[&str], up: &[&str]) -> Result<(), Error> {
     let mut script = String::new();
     for p in down {
         let _ = writeln!(script, "link set {p} down");
@@ -286,7 +336,7 @@ fn carrier_up(log: &str, device: &str, after: u64) -> Option<u64> {
         .find(|t| *t >= after)
 }
 
-fn build_hosts() -> Result<Hosts, Error> {
+pub fn build_hosts() -> Result<Hosts, Error> {
     let h = Hosts {
         rt: Netns::new("rt")?,
         ha: Netns::new("ha")?,
@@ -301,31 +351,84 @@ fn build_hosts() -> Result<Hosts, Error> {
     Ok(h)
 }
 
-/// Writes every configuration file of a run into `dir`.
-fn write_configs(setup: &Setup, dir: &Path) -> Result<(), Error> {
+/// What a run's files add to the demo's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extras {
+    /// ESP (AES-GCM) on the tunnel between the care-of address and the
+    /// home agent: a transport pair for IPv6-in-IPv6 (protocol 41), RFC
+    /// 4877's payload protection with static keys.
+    pub esp_tunnel: bool,
+    /// A pcap per link from the router.
+    pub capture: bool,
+}
+
+/// The router's file: the demo's four links with `setup`'s delays.
+pub fn router_yaml(setup: &Setup, dir: &Path, capture: bool) -> String {
+    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    let pcaps = if capture {
+        format!("pcap_dir: {}\n", dir.display())
+    } else {
+        String::new()
+    };
+    format!(
+        "ra_interval_ms: 1000\nseed: {}\n{pcaps}links:\n\
+         \x20 - {{ name: home, prefix: \"{HOME_PREFIX}/64\", delay_ms: {}, ports: [r-ha, r-mnh] }}\n\
+         \x20 - {{ name: cn, prefix: \"{CN_PREFIX}/64\", delay_ms: {}, ports: [r-cn] }}\n\
+         \x20 - {{ name: access-a, prefix: \"{ACCESS_A}/64\", delay_ms: {}, ports: [r-mna] }}\n\
+         \x20 - {{ name: access-b, prefix: \"{ACCESS_B}/64\", delay_ms: {}, ports: [r-mnb] }}\n",
+        setup.seed,
+        ms(setup.home_delay),
+        ms(setup.cn_delay),
+        ms(setup.access_delay),
+        ms(setup.access_delay),
+    )
+}
+
+/// Writes every configuration file of a run into `dir`: the router's,
+/// the three daemons' and their static keys.
+pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(io_at(dir))?;
     let mut rng = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
-    let ha_pair = pair_keys(&mut rng, 0x100);
-    let cn_pair = pair_keys(&mut rng, 0x200);
+    let (ha_keys, cn_keys, tunnel_keys) =
+        (key_pair(&mut rng), key_pair(&mut rng), key_pair(&mut rng));
+    let (mn_ha, ha_mn) = between((HOA, HA), 0x100, &ha_keys, BU_BA);
+    let (mut mn, mut ha) = (vec![mn_ha], vec![ha_mn]);
     let cn_selector = match setup.cn_sa {
         CnSa::None => None,
         CnSa::Signalling => Some(BU_BA),
-        CnSa::All => Some(ANY),
+        // Triangular routing: everything between the two.
+        CnSa::All => Some(""),
     };
-    let with_cn = cn_selector.is_some();
-    let mut mn_pairs = vec![(HA, &ha_pair, true, BU_BA)];
+    let mut cn = vec![];
     if let Some(sel) = cn_selector {
-        mn_pairs.push((CN, &cn_pair, true, sel));
+        let (mn_cn, cn_mn) = between((HOA, CN), 0x200, &cn_keys, sel);
+        mn.push(mn_cn);
+        cn.push(cn_mn);
     }
-    let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
+    if extras.esp_tunnel {
+        // The care-of address changes; the pair's addresses are not on
+        // the wire in transport mode.
+        let (mn_tun, ha_tun) = mirrored(
+            (HOA, HA),
+            0x300,
+            &tunnel_keys,
+            [
+                "local: \"::/0\", protocol: 41",
+                "remote: \"::/0\", protocol: 41",
+            ],
+            [
+                format!("remote: \"{HA}\", protocol: 41"),
+                format!("local: \"{HA}\", protocol: 41"),
+            ],
+        );
+        mn.push(mn_tun);
+        ha.push(ha_tun);
+    }
     let control = |role: &str| dir.join(format!("{role}.sock"));
     let files = [
-        ("mn-keys.yaml", keys_yaml(HOA, &mn_pairs)),
-        ("ha-keys.yaml", keys_yaml(HA, &[(HOA, &ha_pair, false, BU_BA)])),
-        (
-            "cn-keys.yaml",
-            keys_yaml(CN, &[(HOA, &cn_pair, false, cn_selector.unwrap_or(BU_BA))]),
-        ),
+        ("mn-keys.yaml", keys_yaml(&mn)),
+        ("ha-keys.yaml", keys_yaml(&ha)),
+        ("cn-keys.yaml", keys_yaml(&cn)),
         (
             "ha.yaml",
             format!(
@@ -339,7 +442,11 @@ fn write_configs(setup: &Setup, dir: &Path) -> Result<(), Error> {
             "cn.yaml",
             format!(
                 "address: {CN}\ninterface: cn0\n{}control: {}\nseed: {}\n",
-                if with_cn { "ipsec: cn-keys.yaml\n" } else { "" },
+                if cn.is_empty() {
+                    ""
+                } else {
+                    "ipsec: cn-keys.yaml\n"
+                },
                 control("cn").display(),
                 setup.seed ^ 3
             ),
@@ -357,22 +464,7 @@ fn write_configs(setup: &Setup, dir: &Path) -> Result<(), Error> {
                 setup.seed ^ 1
             ),
         ),
-        (
-            "router.yaml",
-            format!(
-                "ra_interval_ms: 1000\nseed: {}\npcap_dir: {}\nlinks:\n\
-                 \x20 - {{ name: home, prefix: \"{HOME_PREFIX}/64\", delay_ms: {}, ports: [r-ha, r-mnh] }}\n\
-                 \x20 - {{ name: cn, prefix: \"{CN_PREFIX}/64\", delay_ms: {}, ports: [r-cn] }}\n\
-                 \x20 - {{ name: access-a, prefix: \"{ACCESS_A}/64\", delay_ms: {}, ports: [r-mna] }}\n\
-                 \x20 - {{ name: access-b, prefix: \"{ACCESS_B}/64\", delay_ms: {}, ports: [r-mnb] }}\n",
-                setup.seed,
-                dir.display(),
-                ms(setup.home_delay),
-                ms(setup.cn_delay),
-                ms(setup.access_delay),
-                ms(setup.access_delay),
-            ),
-        ),
+        ("router.yaml", router_yaml(setup, dir, extras.capture)),
     ];
     for (name, text) in files {
         let p = dir.join(name);
@@ -381,36 +473,14 @@ fn write_configs(setup: &Setup, dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// A running daemon's status, through its CLI.
-fn status(bin: &Path, role: &str, dir: &Path) -> Option<Value> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["status", "--json", "--control"])
-        .arg(dir.join(format!("{role}.sock")));
-    let out = check_bounded(cmd, WallDuration::from_secs(5)).ok()?;
-    serde_json::from_str(out.trim()).ok()
-}
-
-/// Runs `args` in `ns` in the background, logging to `dir/name.log`.
-fn spawn(ns: &Netns, bin: &Path, args: &[&str], dir: &Path, name: &str) -> Result<Process, Error> {
-    let log = dir.join(format!("{name}.log"));
-    Ok(ns.spawn(&bin.to_string_lossy(), args, &[("RUST_LOG", "info")], &log)?)
-}
-
-/// One run of the demo in `setup.mode`, its files under `dir`.
-pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
-    if !is_root() {
-        return Err(Error::NotRoot);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| failed("tokio runtime", e))?;
-    let _ = fs::remove_dir_all(dir);
-    write_configs(setup, dir)?;
-    let keylog = dir.join("wireshark");
-    let hosts = build_hosts()?;
-    // Its stdin stays open for the run: the router stops at its end.
-    let (router, _router_stdin) = hosts.rt.spawn_piped(
+/// Starts the router in its namespace and waits for its `ready`. Its
+/// stdin stays open as long as the returned pipe: it stops at its end.
+pub fn start_router(
+    hosts: &Hosts,
+    bins: &Bins,
+    dir: &Path,
+) -> Result<(Process, ChildStdin), Error> {
+    let (router, stdin) = hosts.rt.spawn_piped(
         &bins.testbed.to_string_lossy(),
         &[
             "router",
@@ -425,6 +495,48 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
         "the router to be ready",
         || router.output().lines().any(|l| l == "ready"),
     )?;
+    Ok((router, stdin))
+}
+
+/// A running daemon's status, through its CLI.
+pub fn status(bin: &Path, role: &str, dir: &Path) -> Option<Value> {
+    let mut cmd = Command::new(bin);
+    cmd.args(["status", "--json", "--control"])
+        .arg(dir.join(format!("{role}.sock")));
+    let out = check_bounded(cmd, WallDuration::from_secs(5)).ok()?;
+    serde_json::from_str(out.trim()).ok()
+}
+
+/// Runs `args` in `ns` in the background, logging to `dir/name.log`.
+pub fn spawn(
+    ns: &Netns,
+    bin: &Path,
+    args: &[&str],
+    dir: &Path,
+    name: &str,
+) -> Result<Process, Error> {
+    let log = dir.join(format!("{name}.log"));
+    Ok(ns.spawn(&bin.to_string_lossy(), args, &[("RUST_LOG", "info")], &log)?)
+}
+
+/// One run of the demo in `setup.mode`, its files under `dir`.
+pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
+    if !is_root() {
+        return Err(Error::NotRoot);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| failed("tokio runtime", e))?;
+    let _ = fs::remove_dir_all(dir);
+    let extras = Extras {
+        esp_tunnel: false,
+        capture: true,
+    };
+    write_configs(setup, dir, extras)?;
+    let keylog = dir.join("wireshark");
+    let hosts = build_hosts()?;
+    let (router, _router_stdin) = start_router(&hosts, bins, dir)?;
     // The router brings its ports up; the node starts at home, with no
     // carrier on its access interfaces.
     carrier(&hosts.rt, &MN_PORTS[1..], &[])?;
