@@ -174,6 +174,32 @@ pub enum Inbound {
     Decrypted { sa: SaId, depth: u8 },
 }
 
+/// Which policies a packet meets. A node that chooses itself what goes
+/// into its tunnel with a home agent (a mobile node, a home agent) keeps
+/// the tunnel-mode policies for what it tunnels: RFC 4877's payload SA
+/// must not catch a route-optimised packet from the same home address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Every policy: a plain IPsec host or gateway.
+    Any,
+    /// Not into the tunnel: tunnel-mode policies do not apply; inbound,
+    /// what a tunnel-mode SA carried comes back unopened further, for the
+    /// node to take out of its tunnel itself.
+    Direct,
+    /// Into the tunnel (outbound) or out of it (inbound): outbound, only
+    /// tunnel-mode policies apply, and with none matching the packet stays
+    /// clear (and uncounted) for the caller to encapsulate itself and send
+    /// [`Path::Direct`]; inbound, every policy applies.
+    Tunnel,
+}
+
+/// IKE (UDP 500 and 4500) passes every policy outside the tunnel, as an
+/// IKE daemon's own socket does: the SAs it negotiates cannot carry it.
+fn is_ike(p: &PacketSelectors) -> bool {
+    let ike = |port: Option<u16>| matches!(port, Some(500 | 4500));
+    p.protocol == IpProtocol::Udp && (ike(p.src_port) || ike(p.dst_port))
+}
+
 /// Why an SA is not "suitable" for route optimisation
 /// (draft-dupont-mipv6-cn-ipsec §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -284,8 +310,20 @@ impl Ipsec {
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Outbound, IpsecDrop> {
-        let r = self.outbound_inner(now, packet, out);
+        self.outbound_on(now, Path::Any, packet, out)
+    }
+
+    /// [`Ipsec::outbound`] for a packet on `path`.
+    pub fn outbound_on(
+        &mut self,
+        now: Instant,
+        path: Path,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Outbound, IpsecDrop> {
+        let r = self.outbound_inner(now, path, packet, out);
         match r {
+            Ok(Outbound::Clear) if path == Path::Tunnel => {}
             Ok(Outbound::Clear) => self.stats.bypassed += 1,
             Ok(Outbound::Protected { .. }) => self.stats.sealed += 1,
             Err(e) => {
@@ -298,20 +336,51 @@ impl Ipsec {
     fn outbound_inner(
         &mut self,
         now: Instant,
+        path: Path,
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Outbound, IpsecDrop> {
         let layout = Layout::parse(packet).map_err(|_| IpsecDrop::Malformed)?;
+        if path != Path::Tunnel && is_ike(&layout.selectors) {
+            return Ok(Outbound::Clear);
+        }
         // Set the SPD aside while SAs change, so that the policy's SA list
         // is walked in place rather than copied for every packet.
         let spd = core::mem::take(&mut self.spd);
-        let r = match spd.lookup(&layout.selectors, Direction::Outbound) {
-            Action::Bypass => Ok(Outbound::Clear),
-            Action::Discard => Err(IpsecDrop::PolicyDiscard),
-            Action::Protect(sas) => self.protect(now, sas, layout, packet, out),
+        let action = self.policy(&spd, &layout.selectors, Direction::Outbound, path);
+        let r = match action {
+            None | Some(Action::Bypass) => Ok(Outbound::Clear),
+            Some(Action::Discard) => Err(IpsecDrop::PolicyDiscard),
+            Some(Action::Protect(sas)) => self.protect(now, sas, layout, packet, out),
         };
         self.spd = spd;
         r
+    }
+
+    /// The policy a packet on `path` meets; `None` on the tunnel path when
+    /// no tunnel-mode policy matches.
+    fn policy<'a>(
+        &self,
+        spd: &'a Spd,
+        p: &PacketSelectors,
+        dir: Direction,
+        path: Path,
+    ) -> Option<&'a Action> {
+        let tunnel = |a: &Action| match a {
+            Action::Protect(sas) => sas
+                .first()
+                .and_then(|id| self.sad.get(*id))
+                .is_some_and(|sa| sa.mode == Mode::Tunnel),
+            _ => false,
+        };
+        match (path, dir) {
+            (Path::Direct, _) => Some(
+                spd.first_match(p, dir, |a| !tunnel(a))
+                    .unwrap_or(&spd.fallback),
+            ),
+            (Path::Tunnel, Direction::Outbound) => spd.first_match(p, dir, tunnel),
+            (Path::Any | Path::Tunnel, _) => Some(spd.lookup(p, dir)),
+        }
     }
 
     /// Applies `sas` in turn, innermost first; the result ends in `out`.
@@ -394,7 +463,18 @@ impl Ipsec {
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Inbound, IpsecDrop> {
-        let r = self.inbound_inner(now, packet, out);
+        self.inbound_on(now, Path::Any, packet, out)
+    }
+
+    /// [`Ipsec::inbound`] for a packet that came on `path`.
+    pub fn inbound_on(
+        &mut self,
+        now: Instant,
+        path: Path,
+        packet: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Inbound, IpsecDrop> {
+        let r = self.inbound_inner(now, path, packet, out);
         match r {
             Ok(Inbound::Clear) => self.stats.bypassed += 1,
             Ok(Inbound::Decrypted { .. }) => self.stats.opened += 1,
@@ -408,6 +488,7 @@ impl Ipsec {
     fn inbound_inner(
         &mut self,
         now: Instant,
+        path: Path,
         packet: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<Inbound, IpsecDrop> {
@@ -428,13 +509,18 @@ impl Ipsec {
             layout = inner;
             innermost = Some(id);
             depth += 1;
+            // A node that runs its own tunnel opens what came out of it.
+            if path == Path::Direct && self.sad.get(id).is_some_and(|s| s.mode == Mode::Tunnel) {
+                break;
+            }
         }
         match innermost {
             Some(sa) => Ok(Inbound::Decrypted { sa, depth }),
-            None => match self.spd.lookup(&layout.selectors, Direction::Inbound) {
-                Action::Bypass => Ok(Inbound::Clear),
-                Action::Discard => Err(IpsecDrop::PolicyDiscard),
-                Action::Protect(_) => Err(IpsecDrop::Unprotected),
+            None if path != Path::Tunnel && is_ike(&layout.selectors) => Ok(Inbound::Clear),
+            None => match self.policy(&self.spd, &layout.selectors, Direction::Inbound, path) {
+                None | Some(Action::Bypass) => Ok(Inbound::Clear),
+                Some(Action::Discard) => Err(IpsecDrop::PolicyDiscard),
+                Some(Action::Protect(_)) => Err(IpsecDrop::Unprotected),
             },
         }
     }

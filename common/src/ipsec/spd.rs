@@ -313,6 +313,17 @@ impl Spd {
 
     /// The action for a packet going `dir`.
     pub fn lookup(&self, p: &PacketSelectors, dir: Direction) -> &Action {
+        self.first_match(p, dir, |_| true).unwrap_or(&self.fallback)
+    }
+
+    /// The action of the first matching policy that `eligible` lets
+    /// through; `None` when there is none (the fallback is not applied).
+    pub fn first_match(
+        &self,
+        p: &PacketSelectors,
+        dir: Direction,
+        eligible: impl Fn(&Action) -> bool,
+    ) -> Option<&Action> {
         let remote = match dir {
             Direction::Outbound => p.dst,
             Direction::Inbound => p.src,
@@ -328,11 +339,11 @@ impl Spd {
                 (Some(x), Some(y)) if x < y => a.next(),
                 (Some(_), Some(_)) | (None, Some(_)) => b.next(),
                 (Some(_), None) => a.next(),
-                (None, None) => return &self.fallback,
+                (None, None) => return None,
             };
             if let Some(pol) = i.and_then(|i| self.policies.get(*i)) {
-                if pol.selector.matches(p, dir) {
-                    return &pol.action;
+                if pol.selector.matches(p, dir) && eligible(&pol.action) {
+                    return Some(&pol.action);
                 }
             }
         }

@@ -835,3 +835,119 @@ fn ipv4_with_a_bad_header_checksum_is_malformed() {
     p[11] ^= 1;
     assert_eq!(mn.outbound(T0, &p, &mut out), Err(IpsecDrop::Malformed));
 }
+
+fn udp_ports(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, ports: (u16, u16)) -> Vec<u8> {
+    let u = UdpRepr {
+        src_port: ports.0,
+        dst_port: ports.1,
+    };
+    v6(
+        src,
+        dst,
+        ext,
+        UpperRepr::Udp(u, UdpPayload::Raw(vec![0; 8])),
+    )
+}
+
+/// The outer header of what `outbound_on` made of `packet` on `path`.
+fn sent_on(ipsec: &mut Ipsec, path: Path, packet: &[u8]) -> Result<String, IpsecDrop> {
+    let mut out = Vec::new();
+    Ok(match ipsec.outbound_on(T0, path, packet, &mut out)? {
+        Outbound::Clear => "clear".to_string(),
+        Outbound::Protected { .. } => PacketRepr::parse(&out, &CodePoints::default())
+            .unwrap()
+            .to_string(),
+    })
+}
+
+// REQ MIP-HA-IPSEC: RFC 4877's payload SA carries what the node tunnels,
+// never its route-optimised packets from the same home address.
+#[test]
+fn tunnel_mode_policies_apply_on_the_tunnel_path_only() {
+    let alg = Algorithm::Aes128Gcm16;
+    let mut mn = tunnel(alg, COA.into(), HA.into(), false);
+    let spec = ro_pair(alg, HOA, CN, false);
+    let (_, ro) = mn.sad.add_pair(T0, &spec).unwrap();
+    mn.spd.insert(
+        0,
+        Policy {
+            selector: spec.selector.clone(),
+            action: Action::Protect(vec![ro]),
+        },
+    );
+    mn.spd.fallback = Action::Bypass;
+    let route_optimised = udp(COA, CN, vec![hao(HOA)]);
+    assert_eq!(
+        sent_on(&mut mn, Path::Direct, &route_optimised).unwrap(),
+        "clear"
+    );
+    let into_tunnel = sent_on(&mut mn, Path::Any, &route_optimised).unwrap();
+    assert!(
+        into_tunnel.starts_with(&format!("IPv6 {COA} > {HA} ESP")),
+        "{into_tunnel}"
+    );
+    let tunnelled = sent_on(&mut mn, Path::Tunnel, &udp(HOA, CN, vec![])).unwrap();
+    assert!(
+        tunnelled.starts_with(&format!("IPv6 {COA} > {HA} ESP spi=0x00000302")),
+        "{tunnelled}"
+    );
+    // The signalling pair still protects the BU sent route optimised.
+    let bu = sent_on(&mut mn, Path::Direct, &bu(1)).unwrap();
+    assert!(bu.contains("ESP spi=0x00000201"), "{bu}");
+    // Nothing for the tunnel: clear for the caller to encapsulate, and not
+    // counted as a bypass.
+    let bypassed = mn.stats().bypassed;
+    assert_eq!(
+        sent_on(&mut mn, Path::Tunnel, &ping(HOA, HA)).unwrap(),
+        "clear"
+    );
+    assert_eq!(mn.stats().bypassed, bypassed);
+    // Inbound, a route-optimised packet in clear is not the tunnel's.
+    let from_cn = udp(CN, COA, vec![ExtHeaderRepr::type2(HOA)]);
+    let mut out = Vec::new();
+    assert_eq!(
+        mn.inbound_on(T0, Path::Direct, &from_cn, &mut out),
+        Ok(Inbound::Clear)
+    );
+    assert_eq!(
+        mn.inbound_on(T0, Path::Tunnel, &from_cn, &mut out),
+        Err(IpsecDrop::Unprotected)
+    );
+}
+
+// REQ MIP-HA-IPSEC: IKE is never caught by the SAs it negotiates.
+#[test]
+fn ike_passes_every_policy_outside_the_tunnel() {
+    let alg = Algorithm::Aes128Gcm16;
+    let mut mn = tunnel(alg, COA.into(), HA.into(), false);
+    let spec = ro_pair(alg, HOA, CN, false);
+    let everything = Selector::between(Prefix::host(HOA.into()), Prefix::host(CN.into()));
+    let (_, sa) = mn.sad.add_pair(T0, &spec).unwrap();
+    mn.spd.insert(
+        0,
+        Policy {
+            selector: everything,
+            action: Action::Protect(vec![sa]),
+        },
+    );
+    for ports in [(500, 500), (4500, 4500), (500, 4500)] {
+        let ike = udp_ports(HOA, CN, vec![], ports);
+        assert_eq!(sent_on(&mut mn, Path::Direct, &ike).unwrap(), "clear");
+        assert_eq!(sent_on(&mut mn, Path::Any, &ike).unwrap(), "clear");
+        // Inside the tunnel to the home agent it is payload like any other.
+        let tunnelled = sent_on(&mut mn, Path::Tunnel, &ike).unwrap();
+        assert!(
+            tunnelled.starts_with(&format!("IPv6 {COA} > {HA} ESP")),
+            "{tunnelled}"
+        );
+        let back = udp_ports(CN, HOA, vec![], (ports.1, ports.0));
+        let mut out = Vec::new();
+        assert_eq!(
+            mn.inbound_on(T0, Path::Direct, &back, &mut out),
+            Ok(Inbound::Clear)
+        );
+    }
+    let other = udp_ports(HOA, CN, vec![], (501, 4501));
+    let sealed = sent_on(&mut mn, Path::Direct, &other).unwrap();
+    assert!(sealed.contains("ESP spi=0x00000201"), "{sealed}");
+}

@@ -14,11 +14,12 @@ use super::{
     lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
     MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
+use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
 use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
+use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, PacketRepr, UpperRepr};
 
 /// RFC 6275 §9.3.1 status 1: "unknown binding for Home Address option".
 pub const BE_UNKNOWN_BINDING: u8 = 1;
@@ -58,6 +59,9 @@ pub struct CnConfig {
     pub iface: u8,
     /// How `address` is checked on its link (RFC 4862 DAD).
     pub dad: Dad,
+    /// IKEv2 with mobile nodes over their home addresses
+    /// (draft-dupont-mipv6-cn-ipsec §5), next to static keys.
+    pub ike: Option<IkeConfig>,
     pub code_points: CodePoints,
 }
 
@@ -74,6 +78,7 @@ impl CnConfig {
             max_lifetime: units_lifetime(u16::MAX),
             iface: 0,
             dad: Dad::Standard,
+            ike: None,
             code_points: CodePoints::default(),
         }
     }
@@ -117,7 +122,7 @@ pub struct Cn {
 
 impl Cn {
     pub fn new(cfg: CnConfig, ipsec: Ipsec, now: Instant) -> Self {
-        let mut core = Core::new(ipsec, cfg.seed, cfg.code_points);
+        let mut core = Core::new(ipsec, cfg.ike.clone(), cfg.seed, cfg.code_points);
         let cookies = CookieSecrets::new(&mut core.rng, now, cfg.cookie_rotation);
         let rr = RrResponder::new(&mut core.rng, now);
         Cn {
@@ -139,9 +144,13 @@ impl Cn {
     }
 
     fn outgoing(&mut self, now: Instant, bytes: &[u8]) {
-        let Some(mut repr) = self.core.parse_local(bytes) else {
-            return;
-        };
+        if let Some(repr) = self.core.parse_local(bytes) {
+            self.send_local(now, repr);
+        }
+    }
+
+    /// A packet of the node's own, route optimised to a bound home address.
+    fn send_local(&mut self, now: Instant, mut repr: PacketRepr) {
         let dst = match &repr.ip {
             crate::wire::IpRepr::V6 { header, .. } => header.dst,
             crate::wire::IpRepr::V4(_) => return,
@@ -200,6 +209,11 @@ impl Cn {
                     .binding_error(now, self.cfg.address, h.src, home, BE_UNKNOWN_BINDING);
                 return;
             }
+        }
+        if self.core.ike_input(now, &rx) {
+            return;
+        }
+        if hao.is_some() {
             strip_mobility_headers(&mut rx.repr);
             self.core.stats.delivered_route_optimised += 1;
         } else {
@@ -630,11 +644,17 @@ fn options_cookie(options: &[MhOption]) -> Option<&[u8]> {
 }
 
 impl Cn {
-    fn nd_events(&mut self) {
+    /// What every `handle_*` ends with: ND's events, IKE's, and IKE's
+    /// datagrams sent like the node's own packets.
+    fn pump(&mut self, now: Instant) {
         while let Some((iface, event)) = self.core.poll_nd() {
             if !matches!(event, NdEvent::RouterAdvert { .. }) {
                 self.core.event(Event::Nd { iface, event });
             }
+        }
+        self.core.pump_ike(now);
+        while let Some(p) = self.core.poll_ike_packet() {
+            self.send_local(now, p);
         }
     }
 }
@@ -645,7 +665,7 @@ impl Engine for Cn {
             Iface::Stack => self.outgoing(now, packet),
             Iface::Link(i) => self.incoming(now, i, packet),
         }
-        self.nd_events();
+        self.pump(now);
     }
 
     fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
@@ -659,13 +679,13 @@ impl Engine for Cn {
             }
             Command::LinkDown(iface) => self.core.link_down(iface)?,
         }
-        self.nd_events();
+        self.pump(now);
         Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
-        self.nd_events();
+        self.pump(now);
         while let Some(home) = self.expiry.pop_due(now) {
             if self.cache.remove(&home).is_some() {
                 self.core.event(Event::BindingRemoved {
@@ -715,6 +735,10 @@ impl Engine for Cn {
 
     fn ipsec(&self) -> &Ipsec {
         &self.core.ipsec
+    }
+
+    fn ike(&self) -> Option<&Ike> {
+        self.core.ike.as_ref()
     }
 
     fn ipsec_mut(&mut self) -> &mut Ipsec {

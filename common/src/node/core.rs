@@ -1,31 +1,35 @@
 //! What the three engines share: their interfaces (each with its
-//! Neighbor Discovery state), IPsec on the way in and out, routing to an
-//! interface and next hop, the queues, the counters and the RNG; Mobile
-//! IPv6 header surgery.
+//! Neighbor Discovery state), IPsec on the way in and out, IKE on the
+//! node's own addresses, routing to an interface and next hop, the queues,
+//! the counters and the RNG; Mobile IPv6 header surgery.
 
-use core::net::Ipv6Addr;
+use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::collections::VecDeque;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Transmit};
-use crate::ipsec::{Inbound, Ipsec, Layout, Outbound, SaId};
+use crate::ike::{Datagram, Ike, IkeConfig, IKE_PORT, NATT_PORT};
+use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
 use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::Instant;
 use crate::wire::checksum::PseudoHeader;
 use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST};
 use crate::wire::mh::{MhMessage, MhOption, MhRepr};
 use crate::wire::nd::{NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
+use crate::wire::packet::UdpPayload;
 use crate::wire::{
     CodePoints, ExtHeaderRepr, Icmpv6Repr, IpProtocol, IpRepr, Ipv6OptionRepr, Ipv6Packet,
-    Ipv6Repr, MacAddr, NdRepr, PacketRepr, RoutingRepr, UpperRepr,
+    Ipv6Repr, MacAddr, NdRepr, PacketRepr, RoutingRepr, UdpRepr, UpperRepr,
 };
 
 /// A packet after IPsec: parsed, with the SA it came through.
 pub(crate) struct Rx {
     pub repr: PacketRepr,
     pub sa: Option<SaId>,
+    /// `sa` is a tunnel-mode SA and `repr` the packet it carried.
+    pub tunnelled: bool,
     /// The bytes `repr` was parsed from (decrypted if it was ESP).
     pub bytes: Vec<u8>,
 }
@@ -68,6 +72,9 @@ pub(crate) enum Received {
 pub(crate) struct Core {
     pub cp: CodePoints,
     pub ipsec: Ipsec,
+    /// Keys the node's SAs when configured; fed the UDP 500/4500 packets
+    /// for the node's addresses and the IPsec events.
+    pub ike: Option<Ike>,
     pub rng: ChaCha20Rng,
     pub stats: NodeStats,
     nd_cfg: NdConfig,
@@ -79,10 +86,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    pub fn new(ipsec: Ipsec, seed: u64, cp: CodePoints) -> Self {
+    pub fn new(ipsec: Ipsec, ike: Option<IkeConfig>, seed: u64, cp: CodePoints) -> Self {
         Core {
             cp,
             ipsec,
+            ike: ike.map(Ike::new),
             rng: ChaCha20Rng::seed_from_u64(seed),
             stats: NodeStats::default(),
             nd_cfg: NdConfig::default(),
@@ -183,17 +191,90 @@ impl Core {
     /// The earlier of the engine's own deadline, IPsec's and ND's.
     pub fn earliest(&self, own: Option<Instant>) -> Option<Instant> {
         let nd = self.links().filter_map(|(_, l)| l.poll_timeout()).min();
-        [own, self.ipsec.poll_timeout(), nd]
+        let ike = self.ike.as_ref().and_then(Ike::poll_timeout);
+        [own, self.ipsec.poll_timeout(), nd, ike]
             .into_iter()
             .flatten()
             .min()
     }
 
-    /// Runs the timers of IPsec and of every interface.
+    /// Runs the timers of IPsec, IKE and every interface.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ipsec.handle_timeout(now);
+        if let Some(ike) = self.ike.as_mut() {
+            ike.handle_timeout(now, &mut self.ipsec);
+        }
         for l in self.links.iter_mut().flatten() {
             l.handle_timeout(now);
+        }
+    }
+
+    // ---- IKE ----
+
+    /// Gives a UDP packet for an IKE port to IKE; false if it is not one,
+    /// or the node runs no IKE. The addresses are the ones the packet is
+    /// between once Mobile IPv6 headers are taken off (the home address
+    /// of a Home Address option or a type 2 routing header).
+    pub fn ike_input(&mut self, now: Instant, rx: &Rx) -> bool {
+        let Some(ike) = self.ike.as_mut() else {
+            return false;
+        };
+        let (Some(h), UpperRepr::Udp(udp, _)) = (rx.header(), &rx.repr.upper) else {
+            return false;
+        };
+        if ![IKE_PORT, NATT_PORT].contains(&udp.dst_port) {
+            return false;
+        }
+        let Some(payload) = Layout::parse(&rx.bytes)
+            .ok()
+            .and_then(|l| rx.bytes.get(l.upper_offset + 8..l.end))
+        else {
+            return false;
+        };
+        let remote = home_address_option(&rx.repr).unwrap_or(h.src);
+        let local = type2_address(&rx.repr).unwrap_or(h.dst);
+        let d = Datagram {
+            local: SocketAddr::new(IpAddr::V6(local), udp.dst_port),
+            remote: SocketAddr::new(IpAddr::V6(remote), udp.src_port),
+            bytes: payload.to_vec(),
+        };
+        ike.handle_datagram(now, d, &mut self.ipsec);
+        true
+    }
+
+    /// Hands IPsec's events to IKE first (rekeys, address updates, REQ
+    /// AM-D.1), then to the node's events with IKE's own.
+    pub fn pump_ike(&mut self, now: Instant) {
+        while let Some(e) = self.ipsec.poll_event() {
+            if let Some(ike) = self.ike.as_mut() {
+                ike.handle_ipsec_event(now, e, &mut self.ipsec);
+            }
+            self.events.push_back(Event::Ipsec(e));
+        }
+        while let Some(e) = self.ike.as_mut().and_then(Ike::poll_event) {
+            self.events.push_back(Event::Ike(e));
+        }
+    }
+
+    /// The next IKE datagram as an IPv6 packet for the engine to send
+    /// (a mobile node sends those from its home address like any other).
+    pub fn poll_ike_packet(&mut self) -> Option<PacketRepr> {
+        loop {
+            let d = self.ike.as_mut()?.poll_transmit()?;
+            let (SocketAddr::V6(local), SocketAddr::V6(remote)) = (d.local, d.remote) else {
+                self.drop(NodeDrop::NoRoute);
+                continue;
+            };
+            let udp = UdpRepr {
+                src_port: local.port(),
+                dst_port: remote.port(),
+            };
+            return Some(PacketRepr::ipv6(
+                *local.ip(),
+                *remote.ip(),
+                vec![],
+                UpperRepr::Udp(udp, UdpPayload::Raw(d.bytes)),
+            ));
         }
     }
 
@@ -213,10 +294,8 @@ impl Core {
         None
     }
 
+    /// Call [`Core::pump_ike`] first: IPsec's events go through it.
     pub fn poll_event(&mut self) -> Option<Event> {
-        if let Some(e) = self.ipsec.poll_event() {
-            return Some(Event::Ipsec(e));
-        }
         self.events.pop_front()
     }
 
@@ -244,7 +323,7 @@ impl Core {
         if !(ours || dst.is_multicast()) {
             return Received::Foreign(dst);
         }
-        match self.decrypt_parse(now, bytes) {
+        match self.decrypt_parse(now, bytes, Path::Direct) {
             Some(rx) => Received::Packet(rx),
             None => Received::Dropped,
         }
@@ -279,9 +358,12 @@ impl Core {
         }
     }
 
-    /// Applies IPsec and parses strictly; drops are counted.
-    pub fn decrypt_parse(&mut self, now: Instant, bytes: &[u8]) -> Option<Rx> {
-        let (bytes, sa) = match self.ipsec.inbound(now, bytes, &mut self.scratch) {
+    /// Applies IPsec and parses strictly; drops are counted. A packet from
+    /// a link comes [`Path::Direct`]: a tunnel-mode SA gives its inner
+    /// packet, which the engine opens [`Path::Tunnel`] if it is for us,
+    /// like what comes out of an IPv6-in-IPv6 tunnel.
+    pub fn decrypt_parse(&mut self, now: Instant, bytes: &[u8], path: Path) -> Option<Rx> {
+        let (bytes, sa) = match self.ipsec.inbound_on(now, path, bytes, &mut self.scratch) {
             Ok(Inbound::Clear) => (bytes.to_vec(), None),
             Ok(Inbound::Decrypted { sa, .. }) => (self.scratch.clone(), Some(sa)),
             Err(_) => {
@@ -289,8 +371,16 @@ impl Core {
                 return None;
             }
         };
+        let tunnelled = sa
+            .and_then(|sa| self.ipsec.sad.get(sa))
+            .is_some_and(|s| s.mode() == Mode::Tunnel);
         match PacketRepr::parse(&bytes, &self.cp) {
-            Ok(repr) => Some(Rx { repr, sa, bytes }),
+            Ok(repr) => Some(Rx {
+                repr,
+                sa,
+                tunnelled,
+                bytes,
+            }),
             Err(_) => {
                 self.drop(NodeDrop::Malformed);
                 None
@@ -346,29 +436,80 @@ impl Core {
             })
     }
 
-    /// Applies the SPD and sends the packet on the interface and next hop
-    /// its addresses call for. Returns whether ESP protected it, or `None`
-    /// if it was dropped (and counted). Mobility Header messages count as
-    /// signalling.
+    /// Applies the SPD ([`Path::Direct`]) and sends the packet on the
+    /// interface and next hop its addresses call for. Returns whether ESP
+    /// protected it, or `None` if it was dropped (and counted). Mobility
+    /// Header messages count as signalling.
     pub fn send(&mut self, now: Instant, repr: &PacketRepr) -> Option<bool> {
-        let IpRepr::V6 { header, .. } = &repr.ip else {
+        if !matches!(repr.ip, IpRepr::V6 { .. }) {
             self.drop(NodeDrop::NoRoute);
             return None;
-        };
-        let Some((iface, next_hop)) = self.route(header.src, header.dst) else {
-            self.drop(NodeDrop::NoRoute);
-            return None;
-        };
-        let src = header.src;
+        }
         let bytes = repr.to_bytes(&self.cp);
-        let signalling = is_signalling(repr);
-        let (bytes, protected) = match self.ipsec.outbound(now, &bytes, &mut self.scratch) {
+        let sealed = self
+            .ipsec
+            .outbound_on(now, Path::Direct, &bytes, &mut self.scratch);
+        let (bytes, protected) = match sealed {
             Ok(Outbound::Clear) => (bytes, false),
             Ok(Outbound::Protected { .. }) => (self.scratch.clone(), true),
             Err(_) => {
                 self.drop(NodeDrop::Ipsec);
                 return None;
             }
+        };
+        self.transmit(now, bytes, is_signalling(repr))?;
+        Some(protected)
+    }
+
+    /// Sends `inner` through the tunnel between `ends` (outer source and
+    /// destination): in RFC 4877's tunnel-mode payload SA if one covers it,
+    /// else in IPv6-in-IPv6 (RFC 2473), which the SPD may still protect.
+    pub fn send_tunnelled(
+        &mut self,
+        now: Instant,
+        ends: (Ipv6Addr, Ipv6Addr),
+        inner: &PacketRepr,
+    ) -> Option<bool> {
+        let bytes = inner.to_bytes(&self.cp);
+        self.send_tunnelled_bytes(now, ends, &bytes, is_signalling(inner))
+    }
+
+    /// [`Core::send_tunnelled`] for a packet forwarded unparsed.
+    pub fn send_tunnelled_bytes(
+        &mut self,
+        now: Instant,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
+        inner: &[u8],
+        signalling: bool,
+    ) -> Option<bool> {
+        match self
+            .ipsec
+            .outbound_on(now, Path::Tunnel, inner, &mut self.scratch)
+        {
+            Ok(Outbound::Protected { .. }) => {
+                let bytes = self.scratch.clone();
+                self.transmit(now, bytes, signalling)?;
+                Some(true)
+            }
+            Ok(Outbound::Clear) => self.send(now, &encapsulate_bytes(src, dst, inner)),
+            Err(_) => {
+                self.drop(NodeDrop::Ipsec);
+                None
+            }
+        }
+    }
+
+    /// Sends a finished packet where its outer addresses say.
+    fn transmit(&mut self, now: Instant, bytes: Vec<u8>, signalling: bool) -> Option<()> {
+        let Ok((src, dst)) =
+            Ipv6Packet::new_checked(&bytes[..]).map(|p| (p.src_addr(), p.dst_addr()))
+        else {
+            self.drop(NodeDrop::Malformed);
+            return None;
+        };
+        let Some((iface, next_hop)) = self.route(src, dst) else {
+            self.drop(NodeDrop::NoRoute);
+            return None;
         };
         if signalling {
             self.stats.signalling_messages += 1;
@@ -379,7 +520,7 @@ impl Core {
             self.drop(NodeDrop::Unresolved);
             return None;
         }
-        Some(protected)
+        Some(())
     }
 
     /// Sends a Mobility Header message from `src` to `dst` with `ext`.
@@ -564,13 +705,8 @@ pub(crate) fn strip_mobility_headers(repr: &mut PacketRepr) {
     });
 }
 
-/// IPv6-in-IPv6 (RFC 2473) around `inner`.
-pub(crate) fn encapsulate(src: Ipv6Addr, dst: Ipv6Addr, inner: PacketRepr) -> PacketRepr {
-    PacketRepr::ipv6(src, dst, vec![], UpperRepr::Tunnel(Box::new(inner)))
-}
-
-/// IPv6-in-IPv6 around bytes we forward without parsing them.
-pub(crate) fn encapsulate_bytes(src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> PacketRepr {
+/// IPv6-in-IPv6 (RFC 2473) around bytes we forward without parsing them.
+fn encapsulate_bytes(src: Ipv6Addr, dst: Ipv6Addr, inner: &[u8]) -> PacketRepr {
     let data = inner.to_vec();
     PacketRepr::ipv6(
         src,

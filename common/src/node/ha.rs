@@ -8,12 +8,13 @@
 use core::net::Ipv6Addr;
 use std::collections::{HashMap, HashSet};
 
-use super::core::{encapsulate_bytes, Core, Received, Rx};
+use super::core::{Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
+use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
 use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
@@ -33,6 +34,10 @@ pub struct HaConfig {
     pub iface: u8,
     /// How its own address is checked on the home link (RFC 4862 DAD).
     pub dad: Dad,
+    /// IKEv2 with the mobile nodes (RFC 4877), next to static keys. Its
+    /// `proxy_policy` must hold the home prefix: the SAs for BU and BA
+    /// have home-address selectors while IKE runs on a care-of address.
+    pub ike: Option<IkeConfig>,
     pub seed: u64,
     pub code_points: CodePoints,
 }
@@ -46,6 +51,7 @@ impl HaConfig {
             max_lifetime: Duration::from_secs(3600),
             iface: 0,
             dad: Dad::Standard,
+            ike: None,
             seed,
             code_points: CodePoints::default(),
         }
@@ -77,6 +83,8 @@ struct Pending {
     seq: u16,
     /// Requested, in 4-second units.
     lifetime: u16,
+    /// The BA carries K.
+    k: bool,
 }
 
 pub struct Ha {
@@ -91,7 +99,7 @@ pub struct Ha {
 
 impl Ha {
     pub fn new(cfg: HaConfig, ipsec: Ipsec) -> Self {
-        let core = Core::new(ipsec, cfg.seed, cfg.code_points);
+        let core = Core::new(ipsec, cfg.ike.clone(), cfg.seed, cfg.code_points);
         Ha {
             served: cfg.mobile_nodes.iter().copied().collect(),
             cfg,
@@ -121,11 +129,11 @@ impl Ha {
             // Intercepted for a registered home address: into the tunnel,
             // untouched (RFC 6275 §10.4.1).
             Received::Foreign(dst) => {
-                match self.cache.get(&dst) {
-                    Some(b) => {
-                        let outer = encapsulate_bytes(self.cfg.address, b.care_of, bytes);
+                match self.cache.get(&dst).map(|b| b.care_of) {
+                    Some(care_of) => {
                         self.core.stats.forwarded += 1;
-                        self.core.send(now, &outer);
+                        let ends = (self.cfg.address, care_of);
+                        self.core.send_tunnelled_bytes(now, ends, bytes, false);
                     }
                     None => self.core.drop(NodeDrop::NotForUs),
                 }
@@ -138,6 +146,17 @@ impl Ha {
             return;
         };
         if h.dst.is_multicast() {
+            return;
+        }
+        if rx.tunnelled {
+            // Out of RFC 4877's payload SA, whose selectors tied the inner
+            // source to the mobile node: forward it if it is registered.
+            if !self.cache.contains_key(&h.src) {
+                self.core.drop(NodeDrop::TunnelSourceMismatch);
+                return;
+            }
+            self.core.stats.forwarded += 1;
+            self.core.send(now, &rx.repr);
             return;
         }
         if h.dst != self.cfg.address {
@@ -196,6 +215,7 @@ impl Ha {
                 }
                 _ => self.core.drop(NodeDrop::Unsolicited),
             },
+            _ if self.core.ike_input(now, &rx) => {}
             _ => {
                 self.core.stats.delivered_direct += 1;
                 self.core.deliver(&rx.repr);
@@ -254,9 +274,12 @@ impl Ha {
         };
         if let Some((drop, status)) = refusal {
             self.core.drop(drop);
-            self.ack(now, reply, status, 0);
+            self.ack(now, reply, status, 0, false);
             return;
         }
+        // RFC 6275 §10.3.1: K when both sides' IKE SA survives movement
+        // (RFC 4877 §4.5: ours follows the care-of address by MOBIKE).
+        let k = flags.has(BuFlags::K) && self.core.ike.is_some();
         let last = existing
             .map(|b| b.seq)
             .or_else(|| self.pending.get(&home).map(|p| p.seq));
@@ -268,6 +291,7 @@ impl Ha {
                     (home, src, last),
                     BaStatus::SequenceNumberOutOfWindow,
                     0,
+                    k,
                 );
                 return;
             }
@@ -287,13 +311,14 @@ impl Ha {
                     reason: Removal::Deregistered,
                 });
             }
-            self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0);
+            self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
         let request = Pending {
             care_of,
             seq,
             lifetime,
+            k,
         };
         if existing.is_none() {
             // RFC 6275 §10.3.1: DAD for the home address first; the BA
@@ -337,6 +362,7 @@ impl Ha {
             (home, p.care_of, p.seq),
             BaStatus::Accepted,
             lifetime_units(granted),
+            p.k,
         );
     }
 
@@ -357,11 +383,14 @@ impl Ha {
                 (home, p.care_of, p.seq),
                 BaStatus::DuplicateAddressDetectionFailed,
                 0,
+                p.k,
             );
         }
     }
 
-    fn nd_events(&mut self, now: Instant) {
+    /// What every `handle_*` ends with: ND's events, IKE's, and IKE's
+    /// datagrams.
+    fn pump(&mut self, now: Instant) {
         while let Some((iface, event)) = self.core.poll_nd() {
             if let NdEvent::ProxyChecked { address, unique } = event {
                 self.checked(now, address, unique);
@@ -369,6 +398,10 @@ impl Ha {
             if !matches!(event, NdEvent::RouterAdvert { .. }) {
                 self.core.event(Event::Nd { iface, event });
             }
+        }
+        self.core.pump_ike(now);
+        while let Some(p) = self.core.poll_ike_packet() {
+            self.core.send(now, &p);
         }
     }
 
@@ -380,11 +413,12 @@ impl Ha {
         (home, to, seq): (Ipv6Addr, Ipv6Addr, u16),
         status: BaStatus,
         lifetime: u16,
+        k: bool,
     ) {
         let mh = MhRepr {
             message: MhMessage::BindingAck {
                 status,
-                flags: BaFlags(0),
+                flags: BaFlags(if k { BaFlags::K } else { 0 }),
                 seq,
                 lifetime,
             },
@@ -416,7 +450,7 @@ impl Engine for Ha {
                 }
             }
         }
-        self.nd_events(now);
+        self.pump(now);
     }
 
     fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
@@ -436,13 +470,13 @@ impl Engine for Ha {
             }
             Command::LinkDown(iface) => self.core.link_down(iface)?,
         }
-        self.nd_events(now);
+        self.pump(now);
         Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
-        self.nd_events(now);
+        self.pump(now);
         while let Some(home) = self.expiry.pop_due(now) {
             if self.cache.remove(&home).is_some() {
                 if let Some(nd) = self.core.link_mut(self.cfg.iface) {
@@ -499,6 +533,10 @@ impl Engine for Ha {
 
     fn ipsec(&self) -> &Ipsec {
         &self.core.ipsec
+    }
+
+    fn ike(&self) -> Option<&Ike> {
+        self.core.ike.as_ref()
     }
 
     fn ipsec_mut(&mut self) -> &mut Ipsec {

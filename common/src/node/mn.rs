@@ -16,9 +16,7 @@ use std::collections::BTreeMap;
 
 use rand_core::RngCore;
 
-use super::core::{
-    add_home_address_option, authorised, encapsulate, type2_address, Core, Received, Rx,
-};
+use super::core::{add_home_address_option, authorised, type2_address, Core, Received, Rx};
 use super::rr::{self, MAX_RR_BINDING_LIFETIME};
 use super::status::UpdateStatus;
 use super::{
@@ -26,7 +24,8 @@ use super::{
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit, INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT,
 };
-use crate::ipsec::Ipsec;
+use crate::ike::{Ike, IkeConfig};
+use crate::ipsec::{Ipsec, Path};
 use crate::nd::{AddrState, Dad, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
@@ -64,6 +63,9 @@ pub struct MnConfig {
     pub home_lifetime: Duration,
     /// Requested from correspondents.
     pub correspondent_lifetime: Duration,
+    /// IKEv2 with the home agent (RFC 4877) and correspondents
+    /// (draft-dupont-mipv6-cn-ipsec §5), next to static keys.
+    pub ike: Option<IkeConfig>,
     pub seed: u64,
     pub code_points: CodePoints,
 }
@@ -77,6 +79,7 @@ impl MnConfig {
             correspondents: vec![],
             home_lifetime: Duration::from_secs(600),
             correspondent_lifetime: MAX_RR_BINDING_LIFETIME,
+            ike: None,
             seed,
             code_points: CodePoints::default(),
         }
@@ -153,7 +156,7 @@ pub struct Mn {
 
 impl Mn {
     pub fn new(cfg: MnConfig, ipsec: Ipsec) -> Self {
-        let core = Core::new(ipsec, cfg.seed, cfg.code_points);
+        let core = Core::new(ipsec, cfg.ike.clone(), cfg.seed, cfg.code_points);
         let mut bul = BTreeMap::new();
         bul.insert(cfg.home_agent, BulEntry::new(None, cfg.home_address));
         for c in &cfg.correspondents {
@@ -333,9 +336,22 @@ impl Mn {
         }
     }
 
-    fn nd_events(&mut self, now: Instant) {
+    /// What every `handle_*` ends with: ND's events, IKE's, and IKE's
+    /// datagrams, from the home address like the node's own packets.
+    fn pump(&mut self, now: Instant) {
         while let Some((iface, e)) = self.core.poll_nd() {
             self.on_nd(now, iface, e);
+        }
+        self.core.pump_ike(now);
+        while let Some(p) = self.core.poll_ike_packet() {
+            match &p.ip {
+                IpRepr::V6 { header, .. } if header.src == self.home() => {
+                    self.send_from_home(now, p);
+                }
+                _ => {
+                    self.core.send(now, &p);
+                }
+            }
         }
     }
 
@@ -566,8 +582,8 @@ impl Mn {
         self.core.event(Event::ReturnRoutabilityStarted { peer });
         match location {
             Location::Away { care_of: coa, .. } => {
-                let tunnelled = encapsulate(coa, self.cfg.home_agent, hoti);
-                self.core.send(now, &tunnelled);
+                self.core
+                    .send_tunnelled(now, (coa, self.cfg.home_agent), &hoti);
                 let mut coti = coti;
                 if let IpRepr::V6 { header, .. } = &mut coti.ip {
                     header.src = coa;
@@ -582,9 +598,14 @@ impl Mn {
     }
 
     fn outgoing(&mut self, now: Instant, bytes: &[u8]) {
-        let Some(mut repr) = self.core.parse_local(bytes) else {
-            return;
-        };
+        if let Some(repr) = self.core.parse_local(bytes) {
+            self.send_from_home(now, repr);
+        }
+    }
+
+    /// A packet from the home address: as it is at home, else route
+    /// optimised where a binding allows, else through the home agent.
+    fn send_from_home(&mut self, now: Instant, mut repr: PacketRepr) {
         let IpRepr::V6 { header, .. } = &repr.ip else {
             return;
         };
@@ -606,8 +627,8 @@ impl Mn {
                     self.core.send(now, &repr);
                 } else {
                     self.core.stats.sent_tunnelled += 1;
-                    let outer = encapsulate(coa, self.cfg.home_agent, repr);
-                    self.core.send(now, &outer);
+                    self.core
+                        .send_tunnelled(now, (coa, self.cfg.home_agent), &repr);
                 }
             }
         }
@@ -626,42 +647,27 @@ impl Mn {
         if h.dst.is_multicast() {
             return;
         }
+        if rx.tunnelled {
+            // Out of RFC 4877's payload SA with the home agent.
+            return self.out_of_tunnel(now, &rx.bytes);
+        }
         match &rx.repr.upper {
             UpperRepr::Tunnel(inner) => {
                 if h.src != self.cfg.home_agent {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
                     return;
                 }
-                // The inner packet may carry ESP of its own (from a
-                // correspondent to the home address).
                 let inner_bytes = inner.to_bytes(&self.core.cp);
-                let Some(inner_rx) = self.core.decrypt_parse(now, &inner_bytes) else {
-                    return;
-                };
-                let inner = inner_rx.repr.clone();
-                let to_home =
-                    matches!(&inner.ip, IpRepr::V6 { header, .. } if header.dst == self.home());
-                if !to_home {
-                    self.core.drop(NodeDrop::NotForUs);
-                    return;
-                }
-                if let UpperRepr::Mobility(mh) = &inner.upper {
-                    let src = match &inner.ip {
-                        IpRepr::V6 { header, .. } => header.src,
-                        IpRepr::V4(_) => return,
-                    };
-                    let mh = mh.clone();
-                    self.mobility(now, &inner_rx, src, mh, true);
-                    return;
-                }
-                self.core.stats.delivered_tunnelled += 1;
-                self.core.deliver(&inner);
+                self.out_of_tunnel(now, &inner_bytes);
             }
             UpperRepr::Mobility(mh) => {
                 let mh = mh.clone();
                 self.mobility(now, &rx, h.src, mh, false);
             }
             _ => {
+                if self.core.ike_input(now, &rx) {
+                    return;
+                }
                 let mut repr = rx.repr;
                 if type2_address(&repr) == Some(self.home()) {
                     super::core::strip_mobility_headers(&mut repr);
@@ -680,6 +686,32 @@ impl Mn {
                 self.core.deliver(&repr);
             }
         }
+    }
+
+    /// A packet out of the tunnel with the home agent; it may carry ESP of
+    /// its own (from a correspondent to the home address).
+    fn out_of_tunnel(&mut self, now: Instant, inner: &[u8]) {
+        let Some(rx) = self.core.decrypt_parse(now, inner, Path::Tunnel) else {
+            return;
+        };
+        let Some(h) = rx.header().copied() else {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        };
+        if h.dst != self.home() {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        }
+        if let UpperRepr::Mobility(mh) = &rx.repr.upper {
+            let mh = mh.clone();
+            self.mobility(now, &rx, h.src, mh, true);
+            return;
+        }
+        if self.core.ike_input(now, &rx) {
+            return;
+        }
+        self.core.stats.delivered_tunnelled += 1;
+        self.core.deliver(&rx.repr);
     }
 
     fn mobility(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, mh: MhRepr, via_home: bool) {
@@ -944,7 +976,7 @@ impl Engine for Mn {
             Iface::Stack => self.outgoing(now, packet),
             Iface::Link(i) => self.incoming(now, i, packet),
         }
-        self.nd_events(now);
+        self.pump(now);
     }
 
     fn handle_command(&mut self, now: Instant, command: Command) -> Result<(), CommandError> {
@@ -968,13 +1000,13 @@ impl Engine for Mn {
                 }
             }
         }
-        self.nd_events(now);
+        self.pump(now);
         Ok(())
     }
 
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
-        self.nd_events(now);
+        self.pump(now);
         let due: Vec<Ipv6Addr> = self
             .bul
             .iter()
@@ -1037,6 +1069,10 @@ impl Engine for Mn {
 
     fn ipsec(&self) -> &Ipsec {
         &self.core.ipsec
+    }
+
+    fn ike(&self) -> Option<&Ike> {
+        self.core.ike.as_ref()
     }
 
     fn ipsec_mut(&mut self) -> &mut Ipsec {

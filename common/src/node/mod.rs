@@ -29,6 +29,7 @@ pub use self::mn::{Correspondent, Mn, MnConfig, RouteOptimisation};
 pub use self::status::NodeStatus;
 pub use cookie::CookieMethod;
 
+use crate::ike::{CloseReason, Ike, IkeEvent};
 use crate::ipsec::{Ipsec, IpsecEvent};
 use crate::nd::{NdEvent, NdIface};
 use crate::time::{Duration, Instant};
@@ -134,6 +135,7 @@ pub enum Event {
         event: NdEvent,
     },
     Ipsec(IpsecEvent),
+    Ike(IkeEvent),
 }
 
 /// How much an [`Event`] needs a person's attention (for logs).
@@ -160,7 +162,19 @@ impl Event {
                     | NdEvent::ProxyChecked { unique: false, .. },
                 ..
             }
-            | Event::Ipsec(IpsecEvent::HardExpired { .. }) => Severity::Warning,
+            | Event::Ipsec(IpsecEvent::HardExpired { .. })
+            | Event::Ike(
+                IkeEvent::SwitchRefused { .. }
+                | IkeEvent::AddressMismatch { .. }
+                | IkeEvent::Closed {
+                    reason: CloseReason::Timeout | CloseReason::NoProposalChosen,
+                    ..
+                },
+            ) => Severity::Warning,
+            Event::Ike(IkeEvent::Closed {
+                reason: CloseReason::AuthenticationFailed,
+                ..
+            }) => Severity::Error,
             Event::BindingAcked { status, .. } if *status >= 128 => Severity::Warning,
             _ => Severity::Info,
         }
@@ -237,6 +251,43 @@ impl fmt::Display for Event {
                 NdEvent::RouterSolicited { from } => write!(f, "RS from {from}"),
             },
             Event::Ipsec(e) => write!(f, "ipsec: {e:?}"),
+            Event::Ike(e) => match e {
+                IkeEvent::Established {
+                    sa,
+                    peer,
+                    local,
+                    remote,
+                } => write!(f, "{sa} with {peer} up, {local} <-> {remote}"),
+                IkeEvent::ChildUp { sa, child } => write!(
+                    f,
+                    "{sa}: CHILD_SA {} up, SPIs {:#010x} in, {:#010x} out, {:?} {} <-> {}",
+                    child.name,
+                    child.spi_in,
+                    child.spi_out,
+                    child.mode,
+                    child.addresses.local,
+                    child.addresses.peer
+                ),
+                IkeEvent::ChildDown {
+                    sa,
+                    spi_in,
+                    spi_out,
+                } => {
+                    write!(f, "{sa}: CHILD_SA {spi_in:#010x}/{spi_out:#010x} down")
+                }
+                IkeEvent::Moved { sa, local, remote } => {
+                    write!(f, "{sa} moved to {local} <-> {remote}")
+                }
+                IkeEvent::SwitchRefused { sa, to } => write!(f, "{sa}: switch to {to} refused"),
+                IkeEvent::AddressMismatch { sa } => {
+                    write!(
+                        f,
+                        "{sa}: peer address notification does not match the header"
+                    )
+                }
+                IkeEvent::Closed { sa, reason } => write!(f, "{sa} closed: {reason:?}"),
+                IkeEvent::KeyLog { table, .. } => write!(f, "key log row for {table:?}"),
+            },
         }
     }
 }
@@ -378,6 +429,8 @@ pub trait Engine {
     /// Everything the engine is doing, for people and scripts.
     fn status(&self, now: Instant) -> NodeStatus;
     fn ipsec(&self) -> &Ipsec;
+    /// The node's IKE, when it keys SAs with IKEv2.
+    fn ike(&self) -> Option<&Ike>;
     /// Mutable IPsec, for key management to install and move SAs.
     fn ipsec_mut(&mut self) -> &mut Ipsec;
 }
