@@ -88,6 +88,7 @@ fn configs(psk: bool) -> (IkeConfig, IkeConfig) {
             },
             addresses: vec![SocketAddr::new(ip(addr), IKE_PORT)],
             children: vec![child],
+            local: None,
         });
         c
     };

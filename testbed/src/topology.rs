@@ -3,8 +3,9 @@
 //! addresses on them, and the SA pairs the nodes start with. [`build`] puts
 //! it into a [`Sim`]; the demo and the scenario tests run on it.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+use common::ike::{ChildConfig, Identity, IkeConfig, Mobility, PeerAuth, PeerConfig, TsSpec};
 use common::ipsec::{
     Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Prefix, SaKeys,
     SaPairSpec, Selector,
@@ -35,12 +36,25 @@ pub enum CnSa {
     All,
 }
 
+/// How the mobile node and the home agent get their SAs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keying {
+    /// Static keys, installed at the start.
+    Static,
+    /// IKEv2 with a pre-shared key (RFC 4877): a transport-mode CHILD_SA
+    /// for BU and BA with home-address selectors, and with `payload` a
+    /// tunnel-mode one for what goes through the home agent; the IKE SA
+    /// follows the care-of address by `mobility`.
+    Ike { mobility: Mobility, payload: bool },
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct Setup {
     pub seed: u64,
     pub mode: RouteOptimisation,
     pub cn_sa: CnSa,
+    pub keying: Keying,
     pub home_delay: Duration,
     pub cn_delay: Duration,
     pub access_delay: Duration,
@@ -66,6 +80,7 @@ impl Setup {
             seed,
             mode,
             cn_sa,
+            keying: Keying::Static,
             home_delay: Duration::from_millis(30),
             cn_delay: Duration::from_millis(20),
             access_delay: Duration::from_micros(200),
@@ -200,6 +215,72 @@ pub fn host(a: Ipv6Addr) -> Prefix {
     Prefix::host(IpAddr::V6(a))
 }
 
+pub const MN_ID: &str = "mn.example.org";
+pub const HA_ID: &str = "ha.example.org";
+/// The demo's pre-shared key between the mobile node and the home agent.
+pub const PSK: &[u8] = b"mip6 demo pre-shared key";
+
+/// The IKE configurations of the mobile node and the home agent
+/// (RFC 4877): the MN initiates with both children, the HA answers for
+/// its home prefix, each child's selectors mirrored.
+pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, IkeConfig) {
+    let mh = u8::from(common::wire::IpProtocol::Mobility);
+    let ts = |p: Prefix, protocol| TsSpec {
+        prefix: Some(p),
+        protocol,
+    };
+    let children = |mn_side: bool| {
+        let (local, remote) = if mn_side { (HOA, HA) } else { (HA, HOA) };
+        let mut c = vec![ChildConfig::new(
+            "home-signalling",
+            Mode::Transport,
+            ts(host(local), mh),
+            ts(host(remote), mh),
+        )];
+        if payload {
+            let (l, r) = if mn_side {
+                (host(HOA), Prefix::ANY)
+            } else {
+                (Prefix::ANY, host(HOA))
+            };
+            c.push(ChildConfig::new(
+                "home-payload",
+                Mode::Tunnel,
+                ts(l, 0),
+                ts(r, 0),
+            ));
+        }
+        c
+    };
+    let mut mn = IkeConfig::new(Identity::Fqdn(MN_ID.into()), seed ^ 0x696b_656d);
+    mn.mobility = mobility;
+    mn.peers.push(PeerConfig {
+        name: "ha".into(),
+        id: Identity::Fqdn(HA_ID.into()),
+        auth: PeerAuth::Psk(PSK.to_vec()),
+        addresses: vec![SocketAddr::new(IpAddr::V6(HA), common::ike::IKE_PORT)],
+        children: children(true),
+        local: None,
+    });
+    let mut ha = IkeConfig::new(Identity::Fqdn(HA_ID.into()), seed ^ 0x696b_6568);
+    ha.mobility = mobility;
+    // The signalling SA's home-address selector, with IKE on a care-of
+    // address (RFC 4877 §4.4): the peer's child config pins its address.
+    ha.proxy_policy.push(Prefix {
+        addr: IpAddr::V6(HOME_PREFIX),
+        len: 64,
+    });
+    ha.peers.push(PeerConfig {
+        name: "mn".into(),
+        id: Identity::Fqdn(MN_ID.into()),
+        auth: PeerAuth::Psk(PSK.to_vec()),
+        addresses: vec![],
+        children: children(false),
+        local: None,
+    });
+    (mn, ha)
+}
+
 pub fn build(setup: &Setup) -> Topology {
     let mut sim = Sim::new(setup.seed);
     let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
@@ -210,16 +291,25 @@ pub fn build(setup: &Setup) -> Topology {
     for i in [&mut mn_ipsec, &mut ha_ipsec, &mut cn_ipsec] {
         i.spd.fallback = Action::Bypass;
     }
-    // RFC 3776: BU and BA between the home address and the home agent.
-    transport_pair(
-        &mut keys,
-        &mut keyring,
-        (&mut mn_ipsec, HOA),
-        (&mut ha_ipsec, HA),
-        Selector::mobility(host(HOA), host(HA), &bu_ba),
-        0x100,
-        setup.sa_lifetime,
-    );
+    let (mut mn_cfg, mut ha_cfg) = (setup.mn.clone(), setup.ha.clone());
+    match setup.keying {
+        // RFC 3776: BU and BA between the home address and the home agent.
+        Keying::Static => transport_pair(
+            &mut keys,
+            &mut keyring,
+            (&mut mn_ipsec, HOA),
+            (&mut ha_ipsec, HA),
+            Selector::mobility(host(HOA), host(HA), &bu_ba),
+            0x100,
+            setup.sa_lifetime,
+        ),
+        // Either side's own IKE configuration, if the setup has one, wins.
+        Keying::Ike { mobility, payload } => {
+            let (mn, ha) = ike_configs(setup.seed, mobility, payload);
+            mn_cfg.ike.get_or_insert(mn);
+            ha_cfg.ike.get_or_insert(ha);
+        }
+    }
     let cn_selector = match setup.cn_sa {
         CnSa::None => None,
         CnSa::Signalling => Some(Selector::mobility(host(HOA), host(CN), &bu_ba)),
@@ -248,11 +338,11 @@ pub fn build(setup: &Setup) -> Topology {
         &[home, cn_link, access_a, access_b],
         Duration::from_secs(1),
     );
-    let ha = Ha::new(setup.ha.clone(), ha_ipsec);
+    let ha = Ha::new(ha_cfg, ha_ipsec);
     let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(home)]);
     let cn = Cn::new(setup.cn.clone(), cn_ipsec, Instant::ZERO);
     let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), &[Some(cn_link)]);
-    let mn = Mn::new(setup.mn.clone(), mn_ipsec);
+    let mn = Mn::new(mn_cfg, mn_ipsec);
     let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), &[Some(home), None, None]);
     Topology {
         sim,

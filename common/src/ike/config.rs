@@ -131,6 +131,11 @@ pub struct PeerConfig {
     pub addresses: Vec<SocketAddr>,
     /// Children set up by IKE_AUTH (the first) and CREATE_CHILD_SA.
     pub children: Vec<ChildConfig>,
+    /// Our address for this peer's SAs, usable whatever the local
+    /// addresses are and never moved from or announced past: a mobile
+    /// node's home address for its correspondents (REQ CN-5.1). `None`:
+    /// the local addresses, followed as they change.
+    pub local: Option<IpAddr>,
 }
 
 /// How an IKE SA follows address changes.

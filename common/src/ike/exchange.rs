@@ -692,10 +692,8 @@ impl Ike {
     /// ADDITIONAL_* for our other addresses, or NO_ADDITIONAL_ADDRESSES.
     pub(super) fn address_list(&self, local: IpAddr) -> Vec<IkePayload> {
         let others: Vec<IkePayload> = self
-            .local_addresses
-            .iter()
-            .filter(|a| **a != local)
-            .map(|a| IkePayload::Notify(AdditionalAddress(*a).to_notify()))
+            .announced(local)
+            .map(|a| IkePayload::Notify(AdditionalAddress(a).to_notify()))
             .collect();
         if others.is_empty() {
             vec![notify(NotifyType::NO_ADDITIONAL_ADDRESSES, Vec::new())]

@@ -83,20 +83,15 @@ impl Ike {
             }
             .to_notify(true, cp),
         )];
-        out.extend(
-            self.local_addresses
-                .iter()
-                .filter(|a| **a != local.ip())
-                .map(|a| {
-                    IkePayload::Notify(
-                        PeerAddress {
-                            port: local.port(),
-                            addr: *a,
-                        }
-                        .to_notify(true, cp),
-                    )
-                }),
-        );
+        out.extend(self.announced(local.ip()).map(|a| {
+            IkePayload::Notify(
+                PeerAddress {
+                    port: local.port(),
+                    addr: a,
+                }
+                .to_notify(true, cp),
+            )
+        }));
         out.push(IkePayload::Notify(
             PeerAddress {
                 port: remote.port(),
@@ -142,7 +137,7 @@ impl Ike {
         let spis: Vec<u64> = self
             .sas
             .values()
-            .filter(|s| s.state == IkeState::Established)
+            .filter(|s| s.state == IkeState::Established && !self.is_pinned(s.local.ip()))
             .map(|s| s.ours)
             .collect();
         for spi in spis {

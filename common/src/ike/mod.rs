@@ -389,6 +389,8 @@ impl Ike {
 
     /// Starts an IKE SA with a configured peer; its first child comes with
     /// IKE_AUTH.
+    /// From the peer's pinned address ([`PeerConfig::local`]), else the
+    /// first local address of its family.
     pub fn initiate(&mut self, now: Instant, peer: &str) -> Result<IkeSaId, IkeError> {
         let index = self
             .cfg
@@ -400,11 +402,14 @@ impl Ike {
             .addresses
             .first()
             .ok_or_else(|| IkeError::NoPeerAddress(peer.to_string()))?;
-        let local_ip = self
-            .local_addresses
-            .iter()
-            .find(|a| a.is_ipv6() == remote.is_ipv6())
-            .copied()
+        let local_ip = self.cfg.peers[index]
+            .local
+            .or_else(|| {
+                self.local_addresses
+                    .iter()
+                    .find(|a| a.is_ipv6() == remote.is_ipv6())
+                    .copied()
+            })
             .ok_or(IkeError::NoLocalAddress)?;
         let local = SocketAddr::new(local_ip, IKE_PORT);
         Ok(self.start_init(now, index, local, remote))
@@ -484,6 +489,13 @@ impl Ike {
             },
         );
         Ok(())
+    }
+
+    /// Forgets an IKE SA and its children without a word to the peer: one
+    /// that cannot reach it any more (a mobile node's half-open SA from an
+    /// address it lost).
+    pub fn abandon(&mut self, sa: IkeSaId, ipsec: &mut Ipsec) {
+        self.close(sa.0, CloseReason::Deleted, ipsec);
     }
 
     /// An empty INFORMATIONAL: the peer must answer (§1.4).
@@ -601,6 +613,21 @@ impl Ike {
                 .find(|c| c.inbound == sa || c.outbound == sa)
                 .map(|c| (*k, c.spi_in))
         })
+    }
+
+    /// A peer's pinned address ([`PeerConfig::local`]): SAs on it stay.
+    pub(crate) fn is_pinned(&self, addr: IpAddr) -> bool {
+        self.cfg.peers.iter().any(|p| p.local == Some(addr))
+    }
+
+    /// Our addresses to announce beside `local` on an SA using it: none
+    /// on a pinned address.
+    pub(crate) fn announced(&self, local: IpAddr) -> impl Iterator<Item = IpAddr> + '_ {
+        let pinned = self.is_pinned(local);
+        self.local_addresses
+            .iter()
+            .copied()
+            .filter(move |a| !pinned && *a != local)
     }
 
     pub(crate) fn drop(&mut self, reason: IkeDrop) {
@@ -736,11 +763,12 @@ impl Ike {
             return;
         };
         // Gone from our addresses: retransmit from another (REQ AM-3.2a).
-        let current = if self.local_addresses.contains(&sa.local.ip()) {
-            (sa.local, sa.remote)
-        } else {
-            self.next_path(sa).unwrap_or((sa.local, sa.remote))
-        };
+        let current =
+            if self.is_pinned(sa.local.ip()) || self.local_addresses.contains(&sa.local.ip()) {
+                (sa.local, sa.remote)
+            } else {
+                self.next_path(sa).unwrap_or((sa.local, sa.remote))
+            };
         let Some(sa) = self.sas.get_mut(&spi) else {
             return;
         };

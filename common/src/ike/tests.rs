@@ -61,6 +61,7 @@ fn configs(psk: bool) -> (IkeConfig, IkeConfig) {
                 TsSpec::prefix(mine.parse().unwrap()),
                 TsSpec::prefix(theirs.parse().unwrap()),
             )],
+            local: None,
         });
         c
     };

@@ -186,10 +186,13 @@ pub enum Path {
     /// what a tunnel-mode SA carried comes back unopened further, for the
     /// node to take out of its tunnel itself.
     Direct,
-    /// Into the tunnel (outbound) or out of it (inbound): outbound, only
-    /// tunnel-mode policies apply, and with none matching the packet stays
-    /// clear (and uncounted) for the caller to encapsulate itself and send
-    /// [`Path::Direct`]; inbound, every policy applies.
+    /// Into the tunnel (outbound) or out of an IPv6-in-IPv6 tunnel the node
+    /// opened itself (inbound): outbound, only tunnel-mode policies apply,
+    /// and with none matching the packet stays clear (and uncounted) for
+    /// the caller to encapsulate itself and send [`Path::Direct`]; inbound,
+    /// every policy applies: what a tunnel-mode SA covers should have come
+    /// through it. (What a tunnel-mode SA carried is opened further
+    /// [`Path::Direct`]: its selectors were checked.)
     Tunnel,
 }
 

@@ -652,7 +652,7 @@ impl Cn {
                 self.core.event(Event::Nd { iface, event });
             }
         }
-        self.core.pump_ike(now);
+        let _ = self.core.pump_ike(now);
         while let Some(p) = self.core.poll_ike_packet() {
             self.send_local(now, p);
         }

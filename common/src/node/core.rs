@@ -10,7 +10,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Transmit};
-use crate::ike::{Datagram, Ike, IkeConfig, IKE_PORT, NATT_PORT};
+use crate::ike::{Datagram, Ike, IkeConfig, IkeEvent, IKE_PORT, NATT_PORT};
 use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
 use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::Instant;
@@ -243,17 +243,21 @@ impl Core {
     }
 
     /// Hands IPsec's events to IKE first (rekeys, address updates, REQ
-    /// AM-D.1), then to the node's events with IKE's own.
-    pub fn pump_ike(&mut self, now: Instant) {
+    /// AM-D.1), then to the node's events with IKE's own; returns IKE's
+    /// for the engine to act on.
+    pub fn pump_ike(&mut self, now: Instant) -> Vec<IkeEvent> {
         while let Some(e) = self.ipsec.poll_event() {
             if let Some(ike) = self.ike.as_mut() {
                 ike.handle_ipsec_event(now, e, &mut self.ipsec);
             }
             self.events.push_back(Event::Ipsec(e));
         }
+        let mut seen = Vec::new();
         while let Some(e) = self.ike.as_mut().and_then(Ike::poll_event) {
+            seen.push(e.clone());
             self.events.push_back(Event::Ike(e));
         }
+        seen
     }
 
     /// The next IKE datagram as an IPv6 packet for the engine to send

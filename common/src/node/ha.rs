@@ -14,8 +14,8 @@ use super::{
     lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
-use crate::ike::{Ike, IkeConfig};
-use crate::ipsec::Ipsec;
+use crate::ike::{Ike, IkeConfig, Mobility};
+use crate::ipsec::{Ipsec, SaId};
 use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
@@ -150,14 +150,17 @@ impl Ha {
         }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA, whose selectors tied the inner
-            // source to the mobile node: forward it if it is registered.
+            // source to the mobile node: forwarded if it is registered,
+            // unless it is for us.
             if !self.cache.contains_key(&h.src) {
                 self.core.drop(NodeDrop::TunnelSourceMismatch);
                 return;
             }
-            self.core.stats.forwarded += 1;
-            self.core.send(now, &rx.repr);
-            return;
+            if h.dst != self.cfg.address {
+                self.core.stats.forwarded += 1;
+                self.core.send(now, &rx.repr);
+                return;
+            }
         }
         if h.dst != self.cfg.address {
             if !self.core.answer_echo(now, &rx) {
@@ -278,8 +281,9 @@ impl Ha {
             return;
         }
         // RFC 6275 §10.3.1: K when both sides' IKE SA survives movement
-        // (RFC 4877 §4.5: ours follows the care-of address by MOBIKE).
-        let k = flags.has(BuFlags::K) && self.core.ike.is_some();
+        // (RFC 4877 §4.5): the one the BU's SA belongs to follows the
+        // care-of address by MOBIKE or addrmgmt.
+        let k = flags.has(BuFlags::K) && rx.sa.is_some_and(|sa| self.ike_follows(sa));
         let last = existing
             .map(|b| b.seq)
             .or_else(|| self.pending.get(&home).map(|p| p.seq));
@@ -336,6 +340,18 @@ impl Ha {
             return;
         }
         self.register(now, home, request);
+    }
+
+    /// Whether the IKE SA that negotiated `sa` follows address changes.
+    fn ike_follows(&self, sa: SaId) -> bool {
+        let Some(ike) = self.core.ike.as_ref() else {
+            return false;
+        };
+        let addrmgmt = ike.config().mobility == Mobility::AddrMgmt;
+        ike.sa_ids()
+            .filter_map(|id| ike.sa(id))
+            .find(|s| s.children.iter().any(|c| c.inbound == sa))
+            .is_some_and(|s| s.mobike || addrmgmt)
     }
 
     /// Accepts a home registration and acknowledges it.
@@ -399,7 +415,7 @@ impl Ha {
                 self.core.event(Event::Nd { iface, event });
             }
         }
-        self.core.pump_ike(now);
+        let _ = self.core.pump_ike(now);
         while let Some(p) = self.core.poll_ike_packet() {
             self.core.send(now, &p);
         }

@@ -11,7 +11,7 @@
 //! it falls back to the newest other one (make-before-break with two
 //! interfaces), or has no link.
 
-use core::net::Ipv6Addr;
+use core::net::{IpAddr, Ipv6Addr};
 use std::collections::BTreeMap;
 
 use rand_core::RngCore;
@@ -24,11 +24,11 @@ use super::{
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit, INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT,
 };
-use crate::ike::{Ike, IkeConfig};
-use crate::ipsec::{Ipsec, Path};
+use crate::ike::{Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState, Mobility};
+use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
 use crate::nd::{AddrState, Dad, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
-use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
+use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
 
@@ -120,6 +120,16 @@ struct ReturnRoutability {
     care_of: Option<(u16, u64)>,
 }
 
+/// The fields of a BA.
+struct Ba<'a> {
+    status: u8,
+    /// Key Management Mobility Capability (RFC 6275 §6.1.8).
+    k: bool,
+    seq: u16,
+    lifetime: u16,
+    options: &'a [MhOption],
+}
+
 /// One binding update list entry (RFC 6275 §11.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulEntry {
@@ -143,6 +153,8 @@ pub struct BulEntry {
     cookie: Option<Vec<u8>>,
     /// The peer holds a binding for us (so returning home deregisters).
     registered: bool,
+    /// The next BU waits for IKE to key BU/BA with the peer.
+    awaiting_keys: bool,
 }
 
 pub struct Mn {
@@ -152,6 +164,8 @@ pub struct Mn {
     attachments: BTreeMap<u8, Attachment>,
     attached: u64,
     bul: BTreeMap<Ipv6Addr, BulEntry>,
+    /// The IKE SA started with each peer.
+    ike_sas: BTreeMap<Ipv6Addr, IkeSaId>,
 }
 
 impl Mn {
@@ -169,6 +183,7 @@ impl Mn {
             attachments: BTreeMap::new(),
             attached: 0,
             bul,
+            ike_sas: BTreeMap::new(),
         }
     }
 
@@ -336,13 +351,151 @@ impl Mn {
         }
     }
 
+    /// The IKE peer configured at `addr`, if any.
+    fn ike_peer(&self, addr: Ipv6Addr) -> Option<String> {
+        let ike = self.core.ike.as_ref()?;
+        ike.config()
+            .peers
+            .iter()
+            .find(|p| p.addresses.iter().any(|a| a.ip() == IpAddr::V6(addr)))
+            .map(|p| p.name.clone())
+    }
+
+    /// Starts IKE with `peer`, unless an SA with it exists or is on its
+    /// way, or it is no IKE peer.
+    fn start_ike(&mut self, now: Instant, peer: Ipv6Addr) {
+        let Some(name) = self.ike_peer(peer) else {
+            return;
+        };
+        let Some(ike) = self.core.ike.as_mut() else {
+            return;
+        };
+        if self
+            .ike_sas
+            .get(&peer)
+            .is_some_and(|sa| ike.sa(*sa).is_some())
+        {
+            return;
+        }
+        if let Ok(sa) = ike.initiate(now, &name) {
+            self.ike_sas.insert(peer, sa);
+        }
+    }
+
+    /// IKE learns the node's address at every move: the care-of address,
+    /// which the SA with the home agent follows (RFC 4877), or the home
+    /// address at home. SAs with correspondents stay on the home address,
+    /// pinned in their peers' configuration (REQ CN-5.1).
+    fn ike_moved(&mut self, now: Instant) {
+        let addresses = match self.location {
+            Location::Detached => vec![],
+            Location::Home(_) => vec![IpAddr::V6(self.home())],
+            Location::Away { care_of, .. } => vec![IpAddr::V6(care_of)],
+        };
+        let Some(ike) = self.core.ike.as_mut() else {
+            return;
+        };
+        // The payload SA sends from the new address at once: one it lost
+        // reaches nobody, and packets from it would only tell the home
+        // agent's data plane to move the SA back there (AM-D.1).
+        if let Some(&current) = addresses.first() {
+            let sad = &mut self.core.ipsec.sad;
+            let stale: Vec<_> = sad
+                .iter()
+                .filter(|(_, s)| s.mode() == Mode::Tunnel && s.addresses().local != current)
+                .map(|(id, s)| (id, s.addresses().peer))
+                .collect();
+            for (id, peer) in stale {
+                let _ = sad.update_addresses(
+                    id,
+                    AddressPair {
+                        local: current,
+                        peer,
+                    },
+                );
+            }
+        }
+        ike.set_local_addresses(now, &addresses);
+        // An IKE SA that cannot follow (no MOBIKE, no addrmgmt) is keyed
+        // again from the new address (RFC 4877 §4.5, K clear).
+        let ha = self.cfg.home_agent;
+        let follows = |s: &IkeSa| s.mobike || ike.config().mobility == Mobility::AddrMgmt;
+        if let Some(sa) = self.ike_sas.get(&ha).copied() {
+            let stranded = ike
+                .sa(sa)
+                .filter(|s| !addresses.contains(&s.local.ip()) && !follows(s))
+                .map(|s| s.state == IkeState::Established);
+            match stranded {
+                _ if addresses.is_empty() => {}
+                Some(true) => {
+                    let _ = ike.delete(now, sa);
+                    self.ike_sas.remove(&ha);
+                }
+                // Still in IKE_SA_INIT or IKE_AUTH from an address we lost.
+                Some(false) => {
+                    ike.abandon(sa, &mut self.core.ipsec);
+                    self.ike_sas.remove(&ha);
+                }
+                None => {}
+            }
+        }
+        if !addresses.is_empty() {
+            self.start_ike(now, ha);
+        }
+    }
+
+    fn on_ike(&mut self, now: Instant, e: IkeEvent) {
+        match e {
+            // IKE_AUTH brought the first child; the others follow.
+            IkeEvent::Established { sa, .. } => {
+                let peer = self
+                    .ike_sas
+                    .iter()
+                    .find(|(_, s)| **s == sa)
+                    .map(|(p, _)| *p);
+                let Some(name) = peer.and_then(|p| self.ike_peer(p)) else {
+                    return;
+                };
+                let Some(ike) = self.core.ike.as_mut() else {
+                    return;
+                };
+                let children: Vec<String> = ike
+                    .config()
+                    .peers
+                    .iter()
+                    .filter(|p| p.name == name)
+                    .flat_map(|p| p.children.iter().skip(1).map(|c| c.name.clone()))
+                    .collect();
+                for c in children {
+                    let _ = ike.create_child(now, sa, &c, &self.core.ipsec);
+                }
+            }
+            IkeEvent::ChildUp { .. } => {
+                let waiting: Vec<Ipv6Addr> = self
+                    .bul
+                    .iter()
+                    .filter(|(_, e)| e.awaiting_keys)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for peer in waiting {
+                    if self.core.ipsec.find_suitable(self.home(), peer).is_some() {
+                        self.send_bu(now, peer);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// What every `handle_*` ends with: ND's events, IKE's, and IKE's
     /// datagrams, from the home address like the node's own packets.
     fn pump(&mut self, now: Instant) {
         while let Some((iface, e)) = self.core.poll_nd() {
             self.on_nd(now, iface, e);
         }
-        self.core.pump_ike(now);
+        for e in self.core.pump_ike(now) {
+            self.on_ike(now, e);
+        }
         while let Some(p) = self.core.poll_ike_packet() {
             match &p.ip {
                 IpRepr::V6 { header, .. } if header.src == self.home() => {
@@ -373,6 +526,7 @@ impl Mn {
                     iface: None,
                     care_of: None,
                 });
+                self.ike_moved(now);
                 return;
             }
             Location::Home(i) => (i, None),
@@ -397,6 +551,7 @@ impl Mn {
             iface: Some(iface),
             care_of,
         });
+        self.ike_moved(now);
         let target = care_of.unwrap_or(self.home());
         // Back home, correspondents are deregistered once the home agent
         // has stopped intercepting: their answers go to the home address.
@@ -477,11 +632,21 @@ impl Mn {
         } else {
             self.cfg.correspondent_lifetime
         };
+        let by_ike = self.ike_peer(peer).is_some();
+        let keyed = !by_ike || self.core.ipsec.find_suitable(home, peer).is_some();
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
         let deregister = e.care_of == home;
         let rr = e.mode == Some(RouteOptimisation::ReturnRoutability);
+        if !rr && !keyed {
+            e.waiting = true;
+            e.timer = None;
+            e.awaiting_keys = true;
+            self.start_ike(now, peer);
+            return;
+        }
+        e.awaiting_keys = false;
         // RR: Kbm from the keygen tokens; only the home one to deregister.
         let authority = match (rr, &e.rr) {
             (false, _) => None,
@@ -500,6 +665,10 @@ impl Mn {
         let mut flags = BuFlags::A;
         if e.mode.is_none() {
             flags |= BuFlags::H;
+            // RFC 4877 §4.5: the IKE SA follows the care-of address.
+            if by_ike {
+                flags |= BuFlags::K;
+            }
         }
         let mut options = vec![];
         if !rr {
@@ -648,8 +817,9 @@ impl Mn {
             return;
         }
         if rx.tunnelled {
-            // Out of RFC 4877's payload SA with the home agent.
-            return self.out_of_tunnel(now, &rx.bytes);
+            // Out of RFC 4877's payload SA with the home agent, whose
+            // selectors it passed.
+            return self.out_of_tunnel(now, &rx.bytes, Path::Direct);
         }
         match &rx.repr.upper {
             UpperRepr::Tunnel(inner) => {
@@ -657,8 +827,10 @@ impl Mn {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
                     return;
                 }
+                // Plain IPv6-in-IPv6: what a payload SA covers should
+                // have come through it.
                 let inner_bytes = inner.to_bytes(&self.core.cp);
-                self.out_of_tunnel(now, &inner_bytes);
+                self.out_of_tunnel(now, &inner_bytes, Path::Tunnel);
             }
             UpperRepr::Mobility(mh) => {
                 let mh = mh.clone();
@@ -688,10 +860,11 @@ impl Mn {
         }
     }
 
-    /// A packet out of the tunnel with the home agent; it may carry ESP of
-    /// its own (from a correspondent to the home address).
-    fn out_of_tunnel(&mut self, now: Instant, inner: &[u8]) {
-        let Some(rx) = self.core.decrypt_parse(now, inner, Path::Tunnel) else {
+    /// A packet out of the tunnel with the home agent, seen by IPsec on
+    /// `path`; it may carry ESP of its own (from a correspondent to the
+    /// home address).
+    fn out_of_tunnel(&mut self, now: Instant, inner: &[u8], path: Path) {
+        let Some(rx) = self.core.decrypt_parse(now, inner, path) else {
             return;
         };
         let Some(h) = rx.header().copied() else {
@@ -718,10 +891,19 @@ impl Mn {
         match mh.message {
             MhMessage::BindingAck {
                 status,
+                flags,
                 seq,
                 lifetime,
-                ..
-            } => self.binding_ack(now, rx, src, u8::from(status), seq, lifetime, &mh.options),
+            } => {
+                let ba = Ba {
+                    status: u8::from(status),
+                    k: flags.has(BaFlags::K),
+                    seq,
+                    lifetime,
+                    options: &mh.options,
+                };
+                self.binding_ack(now, rx, src, ba);
+            }
             MhMessage::HomeTest {
                 nonce_index,
                 cookie,
@@ -762,17 +944,14 @@ impl Mn {
         }
     }
 
-    #[allow(clippy::too_many_arguments, reason = "the fields of one BA")]
-    fn binding_ack(
-        &mut self,
-        now: Instant,
-        rx: &Rx,
-        peer: Ipv6Addr,
-        status: u8,
-        seq: u16,
-        lifetime: u16,
-        options: &[MhOption],
-    ) {
+    fn binding_ack(&mut self, now: Instant, rx: &Rx, peer: Ipv6Addr, ba: Ba<'_>) {
+        let Ba {
+            status,
+            k,
+            seq,
+            lifetime,
+            options,
+        } = ba;
         let home = self.home();
         let coa_test = self.cfg.code_points.ba_status_coa_test;
         let Some(e) = self.bul.get(&peer) else {
@@ -804,6 +983,7 @@ impl Mn {
             peer,
             status,
             lifetime: granted,
+            key_mobility: k,
         });
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
@@ -959,6 +1139,7 @@ impl BulEntry {
             kbm: None,
             cookie: None,
             registered: false,
+            awaiting_keys: false,
         }
     }
 }

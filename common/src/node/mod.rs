@@ -106,6 +106,8 @@ pub enum Event {
         peer: Ipv6Addr,
         status: u8,
         lifetime: Duration,
+        /// K: the peer's IKE SA follows the care-of address (RFC 4877).
+        key_mobility: bool,
     },
     /// A cache entry now points `home` at `care_of`.
     BindingCached {
@@ -205,11 +207,13 @@ impl fmt::Display for Event {
                 peer,
                 status,
                 lifetime,
+                key_mobility,
             } => {
                 write!(
                     f,
-                    "BA from {peer}: status {status}, lifetime {} s",
-                    lifetime.as_secs()
+                    "BA from {peer}: status {status}, lifetime {} s{}",
+                    lifetime.as_secs(),
+                    if *key_mobility { ", K" } else { "" }
                 )
             }
             Event::BindingCached {

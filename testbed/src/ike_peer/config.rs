@@ -299,6 +299,7 @@ fn peer(p: &PeerEntry, at: &str, base: &Path) -> Result<PeerConfig, String> {
         auth,
         addresses,
         children,
+        local: None,
     })
 }
 

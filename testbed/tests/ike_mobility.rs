@@ -1,0 +1,313 @@
+//! IKEv2 keys the mobility in the simulator: the mobile node and the home
+//! agent key their SAs by IKE (RFC 4877) and every handoff moves the IKE SA
+//! and the tunnel-mode payload SA to the new care-of address in place, by
+//! MOBIKE (RFC 4555) or address management (draft-dupont-ikev2-addrmgmt),
+//! while the transport SA for BU and BA keeps its home-address selectors.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv6Addr};
+
+use common::ike::{IkeDrop, Mobility};
+use common::ipsec::{Direction, Mode};
+use common::node::{NodeDrop, RouteOptimisation};
+use common::time::{Duration, Instant};
+use testbed::sim::{Flow, NodeId, Sim};
+use testbed::topology::{build, ike_configs, Keying, Setup, Topology, CN, HA, HOA};
+
+const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
+const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
+
+fn secs(s: f64) -> Instant {
+    Instant::from_micros((s * 1e6) as u64)
+}
+
+const MOBIKE: Mobility = Mobility::Mobike { r_mobike: false };
+
+/// Tunnelled through the home agent, keyed by IKE with `mobility`.
+fn setup(mobility: Mobility) -> Setup {
+    let mut s = Setup::new(1, RouteOptimisation::None);
+    s.keying = Keying::Ike {
+        mobility,
+        payload: true,
+    };
+    s
+}
+
+/// A flow each way every 10 ms from 0.5 s; the node starts at home.
+fn run(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
+    let mut t = build(setup);
+    let ms = Duration::from_millis(10);
+    let flow = |from: NodeId, src, dst| Flow {
+        from,
+        src,
+        dst,
+        interval: ms,
+        until: secs(until - 0.5),
+    };
+    let down = t.sim.flow(secs(0.5), flow(t.cn, CN, HOA));
+    let up = t.sim.flow(secs(0.5), flow(t.mn, HOA, CN));
+    for &(at, to) in moves {
+        let link = [t.home, t.access_a, t.access_b][usize::from(to)];
+        t.move_mn(secs(at), Some(link));
+    }
+    t.sim.run_until(secs(until));
+    (t, [down, up])
+}
+
+/// Every SA of a node: (SPI, direction, mode, addresses).
+fn sad(t: &Topology, node: NodeId) -> BTreeSet<(u32, bool, bool, Pair)> {
+    t.sim
+        .engine(node)
+        .unwrap()
+        .ipsec()
+        .sad
+        .iter()
+        .map(|(_, s)| {
+            let inbound = s.direction() == Direction::Inbound;
+            let a = s.addresses();
+            (
+                s.spi(),
+                inbound,
+                s.mode() == Mode::Tunnel,
+                (a.local, a.peer),
+            )
+        })
+        .collect()
+}
+
+/// An SA's (local, peer) addresses.
+type Pair = (IpAddr, IpAddr);
+
+fn pair(local: Ipv6Addr, peer: Ipv6Addr) -> Pair {
+    (IpAddr::V6(local), IpAddr::V6(peer))
+}
+
+/// The addresses of a node's transport and tunnel SAs.
+fn addresses(t: &Topology, node: NodeId) -> (BTreeSet<Pair>, BTreeSet<Pair>) {
+    let s = sad(t, node);
+    let of = |tunnel: bool| {
+        s.iter()
+            .filter(|x| x.2 == tunnel)
+            .map(|x| x.3)
+            .collect::<BTreeSet<_>>()
+    };
+    (of(false), of(true))
+}
+
+fn spis(t: &Topology, node: NodeId) -> BTreeSet<u32> {
+    sad(t, node).into_iter().map(|x| x.0).collect()
+}
+
+/// The IKE events of `node` in the trace, as the engine printed them.
+fn ike_lines(sim: &Sim, node: &str, what: &str) -> Vec<(Instant, String)> {
+    sim.trace
+        .iter()
+        .filter(|l| l.node == node && l.what.contains(what))
+        .map(|l| (l.at, l.what.clone()))
+        .collect()
+}
+
+/// How many of `flow`'s datagrams arrived after `from`, and how.
+fn arrived(t: &Topology, flow: u32, from: f64) -> (usize, BTreeSet<String>) {
+    let a: Vec<_> = t
+        .sim
+        .arrivals
+        .iter()
+        .filter(|a| a.flow == flow && a.sent >= secs(from))
+        .collect();
+    let paths = a.iter().map(|a| format!("{:?}", a.path)).collect();
+    (a.len(), paths)
+}
+
+/// The handoff moved the IKE SA and the payload SA in place, and left
+/// the signalling SA alone, on both sides.
+fn assert_moved_in_place(t: &Topology, before: &BTreeSet<u32>, coa: Ipv6Addr) {
+    for (node, ours, theirs) in [(t.mn, coa, HA), (t.ha, HA, coa)] {
+        assert_eq!(&spis(t, node), before, "same SPIs, no rekey");
+        let (transport, tunnel) = addresses(t, node);
+        let home = if node == t.mn {
+            pair(HOA, HA)
+        } else {
+            pair(HA, HOA)
+        };
+        assert_eq!(transport, BTreeSet::from([home]), "signalling SA untouched");
+        assert_eq!(
+            tunnel,
+            BTreeSet::from([pair(ours, theirs)]),
+            "payload SA moved"
+        );
+        let ike = t.sim.engine(node).unwrap().ike().unwrap();
+        let ids: Vec<_> = ike.sa_ids().collect();
+        assert_eq!(ids.len(), 1, "one IKE SA");
+        let sa = ike.sa(ids[0]).unwrap();
+        let local = if node == t.mn { coa } else { HA };
+        assert_eq!(sa.local.ip(), IpAddr::V6(local));
+    }
+}
+
+fn handoffs_move_the_sas_in_place(mobility: Mobility) {
+    let s = setup(mobility);
+    let (t, [down, up]) = run(&s, &[(2.0, 1), (5.0, 2)], 7.5);
+    let keyed = {
+        // The SPIs the run ends with are the ones IKE made at home.
+        let mut t0 = build(&s);
+        t0.sim.run_until(secs(1.9));
+        spis(&t0, t0.mn)
+    };
+    assert_eq!(keyed.len(), 4, "two CHILD_SAs, both ways: {keyed:?}");
+    assert_moved_in_place(&t, &keyed, COA_B);
+    // Each handoff moved the IKE SA once on each side.
+    for node in ["mn", "ha"] {
+        let moved = ike_lines(&t.sim, node, " moved to ");
+        assert_eq!(moved.len(), 2, "{node}: {moved:?}");
+        assert!(moved[1].1.contains(&COA_B.to_string()), "{moved:?}");
+    }
+    // RFC 4877 §4.5: K in the BU, K in the BA.
+    let acks = ike_lines(&t.sim, "mn", "BA from");
+    assert!(
+        acks.len() >= 2 && acks.iter().all(|a| a.1.ends_with(", K")),
+        "{acks:?}"
+    );
+    // Both ways through the payload SA after the last handoff.
+    for f in [down, up] {
+        let (n, paths) = arrived(&t, f, 5.5);
+        assert!(n > 140, "flow {f}: {n} after the last handoff");
+        assert_eq!(
+            paths,
+            BTreeSet::from([if f == down { "Tunnelled" } else { "Direct" }.to_string()])
+        );
+    }
+    for node in [t.mn, t.ha] {
+        let e = t.sim.engine(node).unwrap();
+        assert_eq!(e.ipsec().stats().drops().count(), 0, "IPsec drops");
+        assert_eq!(e.stats().dropped(NodeDrop::Ipsec), 0);
+        // A retransmission's second answer is the only IKE drop: the
+        // node starts IKE before the home agent's address passed DAD.
+        let ike = e.ike().unwrap().stats();
+        let drops: Vec<_> = ike
+            .drops()
+            .filter(|(r, _)| *r != IkeDrop::MessageId)
+            .collect();
+        assert!(drops.is_empty(), "IKE drops {ike:?}");
+        assert!(
+            ike.dropped(IkeDrop::MessageId) <= ike.retransmits,
+            "{ike:?}"
+        );
+    }
+    // Tunnelled with ESP: the home agent's payload SA carried the flow.
+    let ha = t.sim.engine(t.ha).unwrap();
+    let carried: u64 = ha
+        .ipsec()
+        .sad
+        .iter()
+        .filter(|(_, s)| s.mode() == Mode::Tunnel)
+        .map(|(_, s)| s.packets())
+        .sum();
+    assert!(carried > 700, "payload SA packets: {carried}");
+}
+
+// REQ AM-2.3b
+// REQ MIP-HA-IPSEC
+#[test]
+fn mobike_moves_the_ike_and_payload_sas_and_keeps_the_signalling_sa() {
+    handoffs_move_the_sas_in_place(MOBIKE);
+}
+
+// REQ AM-2.3b
+#[test]
+fn addrmgmt_moves_the_ike_and_payload_sas_and_keeps_the_signalling_sa() {
+    handoffs_move_the_sas_in_place(Mobility::AddrMgmt);
+}
+
+// REQ AM-2.3a
+#[test]
+fn a_newer_handoff_cancels_the_pending_update() {
+    for mobility in [MOBIKE, Mobility::AddrMgmt] {
+        let s = setup(mobility);
+        // Away first, then two handoffs 15 ms apart: the second comes
+        // before the first update is done.
+        let (t, [down, _]) = run(&s, &[(2.0, 1), (4.0, 2), (4.015, 1)], 6.5);
+        let keyed = {
+            let mut t0 = build(&s);
+            t0.sim.run_until(secs(1.9));
+            spis(&t0, t0.mn)
+        };
+        assert_moved_in_place(&t, &keyed, COA_A);
+        // Nothing moved the SAs to access B's address after the node left.
+        for node in ["mn", "ha"] {
+            let late: Vec<_> = ike_lines(&t.sim, node, &format!("moved to [{COA_B}]"))
+                .into_iter()
+                .chain(ike_lines(&t.sim, node, &format!("<-> [{COA_B}]")))
+                .filter(|(at, _)| *at > secs(4.015))
+                .collect();
+            assert!(late.is_empty(), "{mobility:?} {node}: {late:?}");
+        }
+        let (n, _) = arrived(&t, down, 4.5);
+        assert!(n > 140, "{mobility:?}: {n} down after the last handoff");
+    }
+}
+
+// REQ MIP-HA-IPSEC
+#[test]
+fn without_mobike_the_node_keys_again_from_its_new_address() {
+    let mut s = setup(MOBIKE);
+    let (_, mut ha) = ike_configs(s.seed, Mobility::Off, true);
+    ha.mobility = Mobility::Off;
+    s.ha.ike = Some(ha);
+    let (t, [down, _]) = run(&s, &[(2.0, 1)], 4.5);
+    let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+    let ids: Vec<_> = ike.sa_ids().collect();
+    assert_eq!(ids.len(), 1, "the old IKE SA is gone");
+    let sa = ike.sa(ids[0]).unwrap();
+    assert_eq!(sa.local.ip(), IpAddr::V6(COA_A));
+    assert!(!sa.mobike);
+    let ups = ike_lines(&t.sim, "mn", " with ha.example.org up");
+    assert_eq!(
+        ups.len(),
+        2,
+        "keyed at home, then again from access A: {ups:?}"
+    );
+    // RFC 6275 §10.3.1: no K from a home agent whose SA cannot follow.
+    let acks = ike_lines(&t.sim, "mn", "BA from");
+    assert!(
+        !acks.is_empty() && acks.iter().all(|a| !a.1.ends_with(", K")),
+        "{acks:?}"
+    );
+    let (transport, tunnel) = addresses(&t, t.mn);
+    assert_eq!(transport, BTreeSet::from([pair(HOA, HA)]));
+    assert_eq!(tunnel, BTreeSet::from([pair(COA_A, HA)]));
+    // Every datagram of the last half second (the flows stop at 4 s).
+    let (n, _) = arrived(&t, down, 3.5);
+    assert_eq!(n, 50, "down after keying again");
+}
+
+/// The BU waits for its SA: a node keyed by IKE that first moves away
+/// sends no BU in the clear.
+// REQ MIP-HA-IPSEC
+#[test]
+fn the_first_bu_waits_for_ike() {
+    let s = setup(MOBIKE);
+    let mut t = build(&s);
+    // Away at once: IKE starts from the care-of address.
+    t.move_mn(secs(0.1), Some(t.access_a));
+    t.sim.run_until(secs(2.5));
+    let sent = ike_lines(&t.sim, "mn", "BU seq 1");
+    let up = ike_lines(&t.sim, "mn", "CHILD_SA home-signalling up");
+    assert_eq!((sent.len(), up.len()), (1, 1), "{sent:?} {up:?}");
+    assert!(sent[0].0 >= up[0].0, "the BU after the SA: {sent:?} {up:?}");
+    assert!(sent[0].1.ends_with("under ESP"), "{sent:?}");
+    let mn = t.sim.mn(t.mn).unwrap();
+    assert!(mn.entry(HA).unwrap().bound);
+    let ha = t.sim.ha(t.ha).unwrap();
+    assert_eq!(ha.binding(HOA).unwrap().care_of, COA_A);
+    assert_eq!(
+        t.sim
+            .engine(t.ha)
+            .unwrap()
+            .stats()
+            .dropped(NodeDrop::Unprotected),
+        0
+    );
+}
