@@ -217,6 +217,7 @@ pub fn host(a: Ipv6Addr) -> Prefix {
 
 pub const MN_ID: &str = "mn.example.org";
 pub const HA_ID: &str = "ha.example.org";
+pub const CN_ID: &str = "cn.example.org";
 /// The demo's pre-shared key between the mobile node and the home agent.
 pub const PSK: &[u8] = b"mip6 demo pre-shared key";
 
@@ -281,6 +282,44 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
     (mn, ha)
 }
 
+/// The correspondent's side of IKE with the mobile node over its home
+/// address (draft-dupont-mipv6-cn-ipsec §5) with name identities
+/// (CN-5.3), and the mobile node's peer for it, pinned to the home
+/// address (CN-5.1): one transport-mode CHILD_SA between the home address
+/// and the correspondent, for the Mobility Header only (`signalling`,
+/// CN-5.5) or for everything between the two.
+pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
+    let protocol = if signalling {
+        u8::from(common::wire::IpProtocol::Mobility)
+    } else {
+        0
+    };
+    let ts = |a| TsSpec {
+        prefix: Some(host(a)),
+        protocol,
+    };
+    let child =
+        |local, remote| ChildConfig::new("cn-signalling", Mode::Transport, ts(local), ts(remote));
+    let peer = PeerConfig {
+        name: "cn".into(),
+        id: Identity::Fqdn(CN_ID.into()),
+        auth: PeerAuth::Psk(PSK.to_vec()),
+        addresses: vec![SocketAddr::new(IpAddr::V6(CN), common::ike::IKE_PORT)],
+        children: vec![child(HOA, CN)],
+        local: Some(IpAddr::V6(HOA)),
+    };
+    let mut cn = IkeConfig::new(Identity::Fqdn(CN_ID.into()), seed ^ 0x696b_6563);
+    cn.peers.push(PeerConfig {
+        name: "mn".into(),
+        id: Identity::Fqdn(MN_ID.into()),
+        auth: PeerAuth::Psk(PSK.to_vec()),
+        addresses: vec![],
+        children: vec![child(CN, HOA)],
+        local: None,
+    });
+    (peer, cn)
+}
+
 pub fn build(setup: &Setup) -> Topology {
     let mut sim = Sim::new(setup.seed);
     let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
@@ -310,12 +349,21 @@ pub fn build(setup: &Setup) -> Topology {
             ha_cfg.ike.get_or_insert(ha);
         }
     }
+    let mut cn_cfg = setup.cn.clone();
     let cn_selector = match setup.cn_sa {
         CnSa::None => None,
         CnSa::Signalling => Some(Selector::mobility(host(HOA), host(CN), &bu_ba)),
         CnSa::All => Some(Selector::between(host(HOA), host(CN))),
     };
-    if let Some(sel) = cn_selector {
+    if let (Keying::Ike { .. }, Some(_)) = (setup.keying, &cn_selector) {
+        let (peer, cn) = cn_ike(setup.seed, setup.cn_sa == CnSa::Signalling);
+        if let Some(ike) = mn_cfg.ike.as_mut() {
+            if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
+                ike.peers.push(peer);
+            }
+        }
+        cn_cfg.ike.get_or_insert(cn);
+    } else if let Some(sel) = cn_selector {
         transport_pair(
             &mut keys,
             &mut keyring,
@@ -340,7 +388,7 @@ pub fn build(setup: &Setup) -> Topology {
     );
     let ha = Ha::new(ha_cfg, ha_ipsec);
     let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(home)]);
-    let cn = Cn::new(setup.cn.clone(), cn_ipsec, Instant::ZERO);
+    let cn = Cn::new(cn_cfg, cn_ipsec, Instant::ZERO);
     let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), &[Some(cn_link)]);
     let mn = Mn::new(mn_cfg, mn_ipsec);
     let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), &[Some(home), None, None]);

@@ -14,7 +14,7 @@ use common::ipsec::{Direction, Mode};
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
 use testbed::sim::{Flow, NodeId, Sim};
-use testbed::topology::{build, ike_configs, Keying, Setup, Topology, CN, HA, HOA};
+use testbed::topology::{build, cn_ike, host, ike_configs, Keying, Setup, Topology, CN, HA, HOA};
 
 const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
@@ -310,4 +310,148 @@ fn the_first_bu_waits_for_ike() {
             .dropped(NodeDrop::Unprotected),
         0
     );
+}
+
+/// Route optimisation keyed by IKE: the correspondent's SA is negotiated
+/// over the home address, through the home agent's tunnel.
+fn optimised() -> Setup {
+    let mut s = Setup::new(1, RouteOptimisation::Ipsec);
+    s.keying = Keying::Ike {
+        mobility: MOBIKE,
+        payload: true,
+    };
+    s
+}
+
+fn trace(sim: &Sim) -> String {
+    sim.trace
+        .iter()
+        .filter(|l| !l.what.contains("RA from") && !l.what.contains("key log"))
+        .map(|l| format!("{:>9} {:>3} {}\n", l.at.total_micros(), l.node, l.what))
+        .collect()
+}
+
+// REQ CN-5.1
+// REQ CN-5.3
+#[test]
+fn ike_with_the_correspondent_runs_over_the_home_address() {
+    let (t, [down, up]) = run(&optimised(), &[(2.0, 1), (5.0, 2)], 7.5);
+    let log = trace(&t.sim);
+    // The correspondent's IKE SA: with the home address, a name identity.
+    let cn = t.sim.engine(t.cn).unwrap().ike().unwrap();
+    let ids: Vec<_> = cn.sa_ids().collect();
+    assert_eq!(ids.len(), 1, "{log}");
+    let sa = cn.sa(ids[0]).unwrap();
+    assert_eq!(
+        (sa.local.ip(), sa.remote.ip()),
+        (IpAddr::V6(CN), IpAddr::V6(HOA)),
+        "{log}"
+    );
+    let up_line = ike_lines(&t.sim, "cn", " up, ");
+    assert!(!up_line.is_empty(), "{log}");
+    assert!(
+        up_line[0].1.contains("with mn.example.org up"),
+        "{up_line:?}"
+    );
+    // Keyed once, after the first handoff (through the tunnel, once the
+    // home agent's DAD let the first registration through); the second
+    // handoff needs no IKE with it at all.
+    assert_eq!(
+        up_line.len(),
+        2,
+        "IKE SA and its CHILD_SA once: {up_line:?}"
+    );
+    assert!(up_line.iter().all(|(at, _)| *at < secs(5.0)), "{up_line:?}");
+    assert!(ike_lines(&t.sim, "cn", " moved to ").is_empty(), "{log}");
+    // The SA is suitable, and BUs under it bind without return routability.
+    let (transport, _) = addresses(&t, t.cn);
+    assert!(transport.contains(&pair(CN, HOA)), "{transport:?}");
+    let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
+    assert_eq!(binding.care_of, Some(COA_B));
+    assert!(binding.ipsec);
+    assert!(
+        ike_lines(&t.sim, "mn", "HoTI").is_empty(),
+        "no return routability"
+    );
+    let bus = ike_lines(&t.sim, "mn", &format!("to {CN} under ESP"));
+    assert_eq!(bus.len(), 2, "{bus:?}");
+    // Route optimised both ways after the last handoff.
+    for f in [down, up] {
+        let (n, paths) = arrived(&t, f, 5.5);
+        assert!(n > 140, "flow {f}: {n}\n{log}");
+        assert_eq!(
+            paths,
+            BTreeSet::from(["RouteOptimised".to_string()]),
+            "{log}"
+        );
+    }
+}
+
+/// The mobile node keys its correspondent over its care-of address, with
+/// the correspondent's policy for the home-address selector or without.
+fn over_care_of(policy: bool) -> Setup {
+    let mut s = optimised();
+    let (mut mn, _) = ike_configs(s.seed, MOBIKE, true);
+    let (mut peer, mut cn) = cn_ike(s.seed, true);
+    peer.local = None;
+    mn.peers.push(peer);
+    s.mn.ike = Some(mn);
+    if policy {
+        cn.proxy_policy.push(host(HOA));
+    }
+    s.cn.ike = Some(cn);
+    s
+}
+
+// REQ CN-5.2
+#[test]
+fn a_home_address_selector_over_a_care_of_address_needs_policy() {
+    let (t, _) = run(&over_care_of(false), &[(2.0, 1)], 5.0);
+    let log = trace(&t.sim);
+    // IKE itself comes up, the CHILD_SA for the home address does not.
+    let cn = t.sim.engine(t.cn).unwrap();
+    let ike = cn.ike().unwrap();
+    let sas: Vec<_> = ike.sa_ids().filter_map(|id| ike.sa(id)).collect();
+    assert_eq!(sas.len(), 1, "{log}");
+    assert_eq!(
+        sas[0].remote.ip(),
+        IpAddr::V6(COA_A),
+        "IKE over the care-of address"
+    );
+    assert!(sas[0].children.is_empty(), "{log}");
+    assert!(
+        cn.ipsec().sad.iter().next().is_none(),
+        "no SA at the correspondent"
+    );
+    assert!(t.sim.cn(t.cn).unwrap().binding(HOA).is_none());
+    // The node does not send its BU unprotected: it keeps waiting.
+    assert!(
+        ike_lines(&t.sim, "mn", &format!("to {CN}")).is_empty(),
+        "{log}"
+    );
+}
+
+// REQ CN-5.2
+#[test]
+fn sas_keyed_over_a_care_of_address_do_not_survive_the_handoff() {
+    let (t, [down, _]) = run(&over_care_of(true), &[(2.0, 1), (5.0, 2)], 7.5);
+    let log = trace(&t.sim);
+    let ups = ike_lines(&t.sim, "cn", "with mn.example.org up");
+    assert_eq!(ups.len(), 2, "keyed from each care-of address: {log}");
+    assert!(ups[0].1.contains(&COA_A.to_string()) && ups[1].1.contains(&COA_B.to_string()));
+    assert!(ups[1].0 > secs(5.0));
+    // The old SA went by INITIAL_CONTACT; one IKE SA, on access B.
+    let closed = ike_lines(&t.sim, "cn", "closed: InitialContact");
+    assert_eq!(closed.len(), 1, "{log}");
+    let ike = t.sim.engine(t.cn).unwrap().ike().unwrap();
+    let sas: Vec<_> = ike.sa_ids().filter_map(|id| ike.sa(id)).collect();
+    assert_eq!(sas.len(), 1);
+    assert_eq!(sas[0].remote.ip(), IpAddr::V6(COA_B));
+    // Nothing moved an SA: each handoff dropped them.
+    assert!(ike_lines(&t.sim, "cn", " moved to ").is_empty(), "{log}");
+    let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
+    assert_eq!(binding.care_of, Some(COA_B));
+    let (n, paths) = arrived(&t, down, 6.0);
+    assert!(n > 90, "{n}\n{log}");
+    assert_eq!(paths, BTreeSet::from(["RouteOptimised".to_string()]));
 }

@@ -137,7 +137,7 @@ impl Ike {
         let spis: Vec<u64> = self
             .sas
             .values()
-            .filter(|s| s.state == IkeState::Established && !self.is_pinned(s.local.ip()))
+            .filter(|s| s.state == IkeState::Established && !self.pinned(s))
             .map(|s| s.ours)
             .collect();
         for spi in spis {

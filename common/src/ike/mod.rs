@@ -615,15 +615,18 @@ impl Ike {
         })
     }
 
-    /// A peer's pinned address ([`PeerConfig::local`]): SAs on it stay.
-    pub(crate) fn is_pinned(&self, addr: IpAddr) -> bool {
-        self.cfg.peers.iter().any(|p| p.local == Some(addr))
+    /// The SA is on its peer's pinned address ([`PeerConfig::local`]),
+    /// where it stays.
+    pub(crate) fn pinned(&self, sa: &IkeSa) -> bool {
+        sa.peer
+            .and_then(|i| self.cfg.peers.get(i))
+            .is_some_and(|p| p.local == Some(sa.local.ip()))
     }
 
     /// Our addresses to announce beside `local` on an SA using it: none
-    /// on a pinned address.
+    /// on an address some peer is pinned to.
     pub(crate) fn announced(&self, local: IpAddr) -> impl Iterator<Item = IpAddr> + '_ {
-        let pinned = self.is_pinned(local);
+        let pinned = self.cfg.peers.iter().any(|p| p.local == Some(local));
         self.local_addresses
             .iter()
             .copied()
@@ -763,12 +766,11 @@ impl Ike {
             return;
         };
         // Gone from our addresses: retransmit from another (REQ AM-3.2a).
-        let current =
-            if self.is_pinned(sa.local.ip()) || self.local_addresses.contains(&sa.local.ip()) {
-                (sa.local, sa.remote)
-            } else {
-                self.next_path(sa).unwrap_or((sa.local, sa.remote))
-            };
+        let current = if self.pinned(sa) || self.local_addresses.contains(&sa.local.ip()) {
+            (sa.local, sa.remote)
+        } else {
+            self.next_path(sa).unwrap_or((sa.local, sa.remote))
+        };
         let Some(sa) = self.sas.get_mut(&spi) else {
             return;
         };

@@ -415,10 +415,29 @@ impl Mn {
                 );
             }
         }
+        // REQ CN-5.2: SAs with a correspondent keyed over a care-of
+        // address do not survive the handoff; the next BU keys again, and
+        // its INITIAL_CONTACT clears the old ones at the correspondent.
+        let ha = self.cfg.home_agent;
+        let on_care_of: Vec<Ipv6Addr> = self
+            .ike_sas
+            .keys()
+            .copied()
+            .filter(|p| *p != ha)
+            .filter(|p| {
+                ike.config().peers.iter().any(|c| {
+                    c.local.is_none() && c.addresses.iter().any(|a| a.ip() == IpAddr::V6(*p))
+                })
+            })
+            .collect();
+        for peer in on_care_of {
+            if let Some(sa) = self.ike_sas.remove(&peer) {
+                ike.abandon(sa, &mut self.core.ipsec);
+            }
+        }
         ike.set_local_addresses(now, &addresses);
         // An IKE SA that cannot follow (no MOBIKE, no addrmgmt) is keyed
         // again from the new address (RFC 4877 §4.5, K clear).
-        let ha = self.cfg.home_agent;
         let follows = |s: &IkeSa| s.mobike || ike.config().mobility == Mobility::AddrMgmt;
         if let Some(sa) = self.ike_sas.get(&ha).copied() {
             let stranded = ike
