@@ -617,7 +617,7 @@ impl Ike {
 
     /// The SA is on its peer's pinned address ([`PeerConfig::local`]),
     /// where it stays.
-    pub(crate) fn pinned(&self, sa: &IkeSa) -> bool {
+    pub fn pinned(&self, sa: &IkeSa) -> bool {
         sa.peer
             .and_then(|i| self.cfg.peers.get(i))
             .is_some_and(|p| p.local == Some(sa.local.ip()))

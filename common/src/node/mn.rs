@@ -155,6 +155,8 @@ pub struct BulEntry {
     registered: bool,
     /// The next BU waits for IKE to key BU/BA with the peer.
     awaiting_keys: bool,
+    /// The IKE peer configured at its address.
+    ike_peer: Option<String>,
 }
 
 pub struct Mn {
@@ -175,6 +177,14 @@ impl Mn {
         bul.insert(cfg.home_agent, BulEntry::new(None, cfg.home_address));
         for c in &cfg.correspondents {
             bul.insert(c.address, BulEntry::new(Some(c.mode), cfg.home_address));
+        }
+        for (addr, e) in bul.iter_mut() {
+            e.ike_peer = cfg.ike.as_ref().and_then(|ike| {
+                ike.peers
+                    .iter()
+                    .find(|p| p.addresses.iter().any(|a| a.ip() == IpAddr::V6(*addr)))
+                    .map(|p| p.name.clone())
+            });
         }
         Mn {
             cfg,
@@ -351,14 +361,9 @@ impl Mn {
         }
     }
 
-    /// The IKE peer configured at `addr`, if any.
+    /// The IKE peer that keys BU/BA with `addr`, if any.
     fn ike_peer(&self, addr: Ipv6Addr) -> Option<String> {
-        let ike = self.core.ike.as_ref()?;
-        ike.config()
-            .peers
-            .iter()
-            .find(|p| p.addresses.iter().any(|a| a.ip() == IpAddr::V6(addr)))
-            .map(|p| p.name.clone())
+        self.bul.get(&addr)?.ike_peer.clone()
     }
 
     /// Starts IKE with `peer`, unless an SA with it exists or is on its
@@ -416,24 +421,23 @@ impl Mn {
             }
         }
         // REQ CN-5.2: SAs with a correspondent keyed over a care-of
-        // address do not survive the handoff; the next BU keys again, and
-        // its INITIAL_CONTACT clears the old ones at the correspondent.
+        // address (its peer is not pinned to the home address) do not
+        // survive the handoff; the next BU keys again, and its
+        // INITIAL_CONTACT clears the old ones at the correspondent.
         let ha = self.cfg.home_agent;
-        let on_care_of: Vec<Ipv6Addr> = self
+        let lost: Vec<(Ipv6Addr, IkeSaId)> = self
             .ike_sas
-            .keys()
-            .copied()
-            .filter(|p| *p != ha)
-            .filter(|p| {
-                ike.config().peers.iter().any(|c| {
-                    c.local.is_none() && c.addresses.iter().any(|a| a.ip() == IpAddr::V6(*p))
-                })
+            .iter()
+            .filter(|(p, _)| **p != ha)
+            .filter(|(_, sa)| {
+                ike.sa(**sa)
+                    .is_some_and(|s| !ike.pinned(s) && !addresses.contains(&s.local.ip()))
             })
+            .map(|(p, sa)| (*p, *sa))
             .collect();
-        for peer in on_care_of {
-            if let Some(sa) = self.ike_sas.remove(&peer) {
-                ike.abandon(sa, &mut self.core.ipsec);
-            }
+        for (peer, sa) in lost {
+            self.ike_sas.remove(&peer);
+            ike.abandon(sa, &mut self.core.ipsec);
         }
         ike.set_local_addresses(now, &addresses);
         // An IKE SA that cannot follow (no MOBIKE, no addrmgmt) is keyed
@@ -502,6 +506,7 @@ impl Mn {
                     }
                 }
             }
+            IkeEvent::Closed { sa, .. } => self.ike_sas.retain(|_, s| *s != sa),
             _ => {}
         }
     }
@@ -798,6 +803,19 @@ impl Mn {
             return;
         };
         let dst = header.dst;
+        // An ACQUIRE: the first packet to a correspondent keyed by IKE
+        // starts the exchange, so that the SA is there for the first BU.
+        let acquire = !self.ike_sas.contains_key(&dst)
+            && self.bul.get(&dst).is_some_and(|e| {
+                e.ike_peer.is_some()
+                    && matches!(
+                        e.mode,
+                        Some(RouteOptimisation::Ipsec | RouteOptimisation::Triangular)
+                    )
+            });
+        if acquire {
+            self.start_ike(now, dst);
+        }
         match self.location {
             Location::Detached => self.core.drop(NodeDrop::NoRoute),
             Location::Home(_) => {
@@ -1159,6 +1177,7 @@ impl BulEntry {
             cookie: None,
             registered: false,
             awaiting_keys: false,
+            ike_peer: None,
         }
     }
 }
