@@ -73,7 +73,7 @@ fn build(n: usize) -> World {
         let spi = 0x1000 + 4 * u32::try_from(i).unwrap();
         transport_pair(
             &mut keys,
-            &mut keyring,
+            (&mut keyring, &mut sim.keylog),
             (&mut ipsec, *hoa),
             (&mut ha_ipsec, HA),
             Selector::mobility(host(*hoa), host(HA), &bu_ba),
@@ -82,7 +82,7 @@ fn build(n: usize) -> World {
         );
         transport_pair(
             &mut keys,
-            &mut keyring,
+            (&mut keyring, &mut sim.keylog),
             (&mut ipsec, *hoa),
             (&mut cn_ipsec, CN),
             Selector::mobility(host(*hoa), host(CN), &bu_ba),

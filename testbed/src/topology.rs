@@ -10,6 +10,7 @@ use common::ipsec::{
     Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Prefix, SaKeys,
     SaPairSpec, Selector,
 };
+use common::keylog::{esp_row_for, KeyTable};
 use common::node::{Cn, CnConfig, Correspondent, Ha, HaConfig, Mn, MnConfig, RouteOptimisation};
 use common::time::{Duration, Instant};
 use common::wire::MhType;
@@ -154,7 +155,7 @@ impl Topology {
 #[allow(clippy::too_many_arguments, reason = "both ends of one pair")]
 pub fn transport_pair(
     rng: &mut ChaCha20Rng,
-    keyring: &mut EspKeyring,
+    (keyring, keylog): (&mut EspKeyring, &mut Vec<(KeyTable, String)>),
     (ia, a): (&mut Ipsec, Ipv6Addr),
     (ib, b): (&mut Ipsec, Ipv6Addr),
     selector: Selector,
@@ -172,6 +173,7 @@ pub fn transport_pair(
         if let Ok(c) = EspCipher::new(alg, k) {
             keyring.add(s, c);
         }
+        keylog.extend(esp_row_for(true, s, alg, k).map(|r| (KeyTable::Esp, r)));
     }
     let mirrored = Selector {
         local: selector.remote,
@@ -335,7 +337,7 @@ pub fn build(setup: &Setup) -> Topology {
         // RFC 3776: BU and BA between the home address and the home agent.
         Keying::Static => transport_pair(
             &mut keys,
-            &mut keyring,
+            (&mut keyring, &mut sim.keylog),
             (&mut mn_ipsec, HOA),
             (&mut ha_ipsec, HA),
             Selector::mobility(host(HOA), host(HA), &bu_ba),
@@ -366,7 +368,7 @@ pub fn build(setup: &Setup) -> Topology {
     } else if let Some(sel) = cn_selector {
         transport_pair(
             &mut keys,
-            &mut keyring,
+            (&mut keyring, &mut sim.keylog),
             (&mut mn_ipsec, HOA),
             (&mut cn_ipsec, CN),
             sel,

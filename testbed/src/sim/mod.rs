@@ -15,7 +15,9 @@ use std::io;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
 
-use common::node::{Cn, Command, Engine, Ha, Iface, Mn, Transmit};
+use common::ike::IkeEvent;
+use common::keylog::{self, KeyTable};
+use common::node::{Cn, Command, Engine, Event, Ha, Iface, Mn, Transmit};
 use common::time::{Duration, Instant};
 use common::wire::icmpv6::{Icmpv6Repr, ECHO_REPLY, ECHO_REQUEST};
 use common::wire::packet::UdpPayload;
@@ -223,6 +225,9 @@ pub struct Sim {
     pub arrivals: Vec<Arrival>,
     pub pings: Vec<PingResult>,
     pub trace: Vec<TraceLine>,
+    /// Key-log rows (Wireshark's `ikev2_decryption_table` and `esp_sa`) of
+    /// every SA of the run: the static ones, and what IKE negotiated.
+    pub keylog: Vec<(KeyTable, String)>,
     /// When each host's interface came up on a link.
     pub link_ups: Vec<(Instant, Port, LinkId)>,
     /// How the packet being handed to a host's stack arrived.
@@ -244,6 +249,7 @@ impl Sim {
             arrivals: vec![],
             pings: vec![],
             trace: vec![],
+            keylog: vec![],
             link_ups: vec![],
             last_path: None,
             cp: CodePoints::default(),
@@ -679,9 +685,13 @@ impl Sim {
             if let Some(t) = tx {
                 self.node_transmit(node, t);
             }
-            if let Some(e) = ev {
-                let name = self.nodes[node.0].name.clone();
-                self.trace_line(&name, e.to_string());
+            match ev {
+                Some(Event::Ike(IkeEvent::KeyLog { table, row })) => self.keylog.push((table, row)),
+                Some(e) => {
+                    let name = self.nodes[node.0].name.clone();
+                    self.trace_line(&name, e.to_string());
+                }
+                None => {}
             }
         }
         let next = match &self.nodes[node.0].kind {
@@ -832,6 +842,29 @@ impl Sim {
             }
             _ => {}
         }
+    }
+
+    /// Writes a Wireshark configuration directory with the run's keys:
+    /// `WIRESHARK_CONFIG_DIR=dir wireshark FILE` opens a capture decrypted.
+    pub fn write_keylog(&self, dir: &std::path::Path) -> Result<(), Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::from(e).in_file(dir))?;
+        let rows = |t: KeyTable| -> Vec<String> {
+            let mut v: Vec<String> = self
+                .keylog
+                .iter()
+                .filter(|(x, _)| *x == t)
+                .map(|(_, r)| r.clone())
+                .collect();
+            // Both ends log the same SA.
+            v.sort();
+            v.dedup();
+            v
+        };
+        for (name, text) in keylog::config_files(&rows(KeyTable::Ikev2), &rows(KeyTable::Esp)) {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(|e| Error::from(e).in_file(&p))?;
+        }
+        Ok(())
     }
 
     /// Writes one pcap per captured link into `dir`, named
