@@ -11,14 +11,23 @@
 //! Only AEAD transforms are negotiated (AES-GCM-16, ChaCha20-Poly1305), with
 //! PRF HMAC-SHA-256 and X25519. Every request window is one message.
 
+mod addrmgmt;
+mod auth;
+mod child;
 pub mod config;
 pub mod crypto;
-mod exchange;
+mod informational;
+mod init;
 pub mod keylog;
-mod mobility;
+mod mobike;
+mod moving;
+mod payloads;
+mod r_mobike;
 mod sa;
 #[cfg(test)]
 mod tests;
+mod tunnel_addresses;
+mod window;
 
 pub use config::seed_from;
 pub use config::{
@@ -34,7 +43,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use self::crypto::Dh;
-use self::sa::{Cached, Inflight};
 use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
 pub use crate::keylog::KeyTable;
 use crate::time::{Deadlines, Instant};
@@ -662,119 +670,6 @@ impl Ike {
         });
     }
 
-    /// Queues a request; it goes out when the window is free.
-    pub(crate) fn request(&mut self, now: Instant, spi: u64, request: Request) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        sa.queue.push_back(request);
-        self.send_next(now, spi);
-    }
-
-    /// Queues a request without sending it: a request handler's own
-    /// requests go out after its response.
-    pub(crate) fn enqueue(&mut self, spi: u64, request: Request) {
-        if let Some(sa) = self.sas.get_mut(&spi) {
-            sa.queue.push_back(request);
-        }
-    }
-
-    /// Sends the next queued request if none is in flight (window 1).
-    pub(crate) fn send_next(&mut self, now: Instant, spi: u64) {
-        loop {
-            let Some(sa) = self.sas.get_mut(&spi) else {
-                return;
-            };
-            if sa.inflight.is_some() || sa.state != IkeState::Established {
-                return;
-            }
-            let Some(request) = sa.queue.pop_front() else {
-                return;
-            };
-            if self.send_request(now, spi, request) {
-                return;
-            }
-        }
-    }
-
-    /// Builds, seals and sends a request; false if it turned out moot.
-    fn send_request(&mut self, now: Instant, spi: u64, request: Request) -> bool {
-        let Some((exchange, payloads, path)) = self.build_request(spi, &request) else {
-            return false;
-        };
-        let cp = self.cfg.code_points;
-        let timeout = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return false;
-        };
-        let message_id = sa.next_message_id;
-        let Ok(bytes) = sa.seal_message(exchange, false, message_id, &payloads, &cp) else {
-            return false;
-        };
-        sa.next_message_id += 1;
-        sa.inflight = Some(Inflight {
-            message_id,
-            bytes: bytes.clone(),
-            path,
-            request,
-            retransmits: 0,
-            deadline: now + timeout,
-        });
-        self.stats.requests_sent += 1;
-        self.send(path, &bytes);
-        self.schedule(spi);
-        true
-    }
-
-    /// Retransmits with exponential back-off, from the SA's current
-    /// addresses (a retransmission may use another pair, REQ AM-3.2a);
-    /// past the limit the peer is dead.
-    fn retransmit(&mut self, now: Instant, spi: u64, ipsec: &mut Ipsec) {
-        let tries = self.cfg.retransmit_tries;
-        let base = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        // Gone from our addresses: retransmit from another (REQ AM-3.2a).
-        let current = if self.local_addresses.contains(&sa.local.ip()) {
-            (sa.local, sa.remote)
-        } else {
-            self.next_path(sa).unwrap_or((sa.local, sa.remote))
-        };
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Some(inflight) = sa.inflight.as_mut() else {
-            return;
-        };
-        if inflight.retransmits >= tries {
-            match inflight.request {
-                // A failed path probe or RR check is not a dead peer.
-                Request::Probe { path: Some(_), .. } => {
-                    sa.inflight = None;
-                    self.send_next(now, spi);
-                }
-                _ => self.close(spi, CloseReason::Timeout, ipsec),
-            }
-            return;
-        }
-        inflight.retransmits += 1;
-        inflight.deadline = now + base * 2u32.saturating_pow(inflight.retransmits);
-        // Probes, checks and moves are tied to their path; the rest follow
-        // the SA.
-        if !matches!(
-            inflight.request,
-            Request::Probe { path: Some(_), .. }
-                | Request::UpdateSaAddresses { .. }
-                | Request::AddressUpdate { .. }
-        ) {
-            inflight.path = current;
-        }
-        let (path, bytes) = (inflight.path, inflight.bytes.clone());
-        self.stats.retransmits += 1;
-        self.send(path, &bytes);
-    }
-
     pub(crate) fn schedule(&mut self, spi: u64) {
         let Some(sa) = self.sas.get_mut(&spi) else {
             return;
@@ -785,31 +680,6 @@ impl Ike {
             .min();
         self.timers.reschedule(spi, sa.scheduled, next);
         sa.scheduled = next;
-    }
-
-    /// Sends a response and caches it for a retransmitted request.
-    pub(crate) fn respond(
-        &mut self,
-        spi: u64,
-        exchange: ExchangeType,
-        message_id: u32,
-        path: (SocketAddr, SocketAddr),
-        payloads: &[IkePayload],
-    ) {
-        let cp = self.cfg.code_points;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Ok(bytes) = sa.seal_message(exchange, true, message_id, payloads, &cp) else {
-            return;
-        };
-        sa.cached = Some(Cached {
-            message_id,
-            bytes: bytes.clone(),
-        });
-        self.stats.responses_sent += 1;
-        // Back where the request came from, from where it went (REQ AM-3.1a).
-        self.send(path, &bytes);
     }
 
     /// Removes an IKE SA and its children.

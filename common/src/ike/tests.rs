@@ -1259,7 +1259,7 @@ fn peer_address_sets_come_with_ike_auth_in_preference_order() {
             .to_notify(true, &cp()),
         )
     };
-    mobility::learn_peer_address_set(&mut sa_b, &[s(A2), s(A2)], &cp());
+    addrmgmt::learn_peer_address_set(&mut sa_b, &[s(A2), s(A2)], &cp());
     assert_eq!(sa_b.peer_addresses, [v6(A2)]);
 }
 
@@ -1286,7 +1286,7 @@ fn mixed_notification_order_gives_association_hints() {
         n(false, d2),
         n(false, d3),
     ];
-    mobility::learn_peer_address_set(&mut sa, &msg, &cp());
+    addrmgmt::learn_peer_address_set(&mut sa, &msg, &cp());
     assert_eq!(
         sa.address_hints,
         vec![
