@@ -256,12 +256,11 @@ impl Ike {
         if self.cfg.mobility != Mobility::AddrMgmt {
             return;
         }
-        let Some(sa) = self.sas.values().find(|s| {
-            s.state == IkeState::Established
-                && s.children
-                    .iter()
-                    .any(|c| c.inbound == req.sa || c.outbound == req.sa)
-        }) else {
+        let Some(sa) = self
+            .child_of(req.sa)
+            .and_then(|(ike, _)| self.sas.get(&ike))
+            .filter(|s| s.state == IkeState::Established)
+        else {
             return;
         };
         let spi = sa.ours;

@@ -113,6 +113,9 @@ impl Ike {
             return;
         };
         sa.next_message_id = 2;
+        if let Some(spi_in) = request.offered_spi() {
+            self.offered_spis.insert(spi_in);
+        }
         sa.inflight = Some(Inflight {
             message_id: 1,
             bytes: bytes.clone(),

@@ -451,6 +451,8 @@ impl Ike {
             rekeyed_by: None,
         };
         self.sas.get_mut(&spi)?.children.push(child.clone());
+        self.child_owners.insert(inbound, (spi, deal.spi_in));
+        self.child_owners.insert(outbound, (spi, deal.spi_in));
         self.events.push_back(IkeEvent::ChildUp {
             sa: IkeSaId(spi),
             child: ChildInfo {
@@ -586,6 +588,10 @@ impl Ike {
         sa.replaces = Some(old);
         if sa.set_keys(keys).is_err() {
             return;
+        }
+        for c in &sa.children {
+            self.child_owners.insert(c.inbound, (ours, c.spi_in));
+            self.child_owners.insert(c.outbound, (ours, c.spi_in));
         }
         let (local, remote, peer) = (sa.local, sa.remote, sa.peer);
         self.sas.insert(ours, sa);

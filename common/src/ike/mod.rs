@@ -37,7 +37,7 @@ pub use sa::{Child, IkeSa, IkeState};
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -291,6 +291,16 @@ pub(crate) enum Request {
     },
 }
 
+impl Request {
+    /// The inbound SPI a CHILD_SA request proposes.
+    fn offered_spi(&self) -> Option<u32> {
+        match self {
+            Request::CreateChild { spi_in, .. } => Some(*spi_in),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -336,6 +346,13 @@ pub struct Ike {
     /// Responder half-open SAs by the initiator's SPI, for retransmitted
     /// IKE_SA_INIT requests (SPIs only, REQ AM-2.1a).
     pub(crate) half_open: HashMap<u64, u64>,
+    /// Every child's inbound and outbound SA: the IKE SA that holds it and
+    /// its inbound SPI. Kept in step where children are installed, handed
+    /// to a rekeyed IKE SA, and removed.
+    pub(crate) child_owners: HashMap<SaId, (u64, u32)>,
+    /// Inbound SPIs proposed by our requests in flight, so a new SPI is
+    /// checked by hash rather than by a scan of the SAs.
+    pub(crate) offered_spis: HashSet<u32>,
     pub(crate) local_addresses: Vec<IpAddr>,
     pub(crate) timers: Deadlines<u64>,
     pub(crate) cookie_secret: [u8; 32],
@@ -354,6 +371,8 @@ impl Ike {
             rng,
             sas: HashMap::new(),
             half_open: HashMap::new(),
+            child_owners: HashMap::new(),
+            offered_spis: HashSet::new(),
             local_addresses: Vec::new(),
             timers: Deadlines::default(),
             cookie_secret,
@@ -602,13 +621,8 @@ impl Ike {
     }
 
     /// The IKE SA and inbound SPI of the child that holds `sa`.
-    fn child_of(&self, sa: SaId) -> Option<(u64, u32)> {
-        self.sas.iter().find_map(|(k, ike)| {
-            ike.children
-                .iter()
-                .find(|c| c.inbound == sa || c.outbound == sa)
-                .map(|c| (*k, c.spi_in))
-        })
+    pub(crate) fn child_of(&self, sa: SaId) -> Option<(u64, u32)> {
+        self.child_owners.get(&sa).copied()
     }
 
     pub(crate) fn drop(&mut self, reason: IkeDrop) {
@@ -630,11 +644,7 @@ impl Ike {
             // Below 256 is reserved (RFC 4303 §2.1).
             if spi >= 256
                 && ipsec.sad.inbound_by_spi(spi).is_none()
-                && !self.sas.values().any(|s| {
-                    s.inflight.as_ref().is_some_and(|i| {
-                        matches!(i.request, Request::CreateChild { spi_in, .. } if spi_in == spi)
-                    })
-                })
+                && !self.offered_spis.contains(&spi)
             {
                 return spi;
             }
@@ -691,7 +701,12 @@ impl Ike {
         if !sa.initiator {
             self.half_open.remove(&sa.spi_i);
         }
+        if let Some(spi) = sa.inflight.as_ref().and_then(|i| i.request.offered_spi()) {
+            self.offered_spis.remove(&spi);
+        }
         for c in &sa.children {
+            self.child_owners.remove(&c.inbound);
+            self.child_owners.remove(&c.outbound);
             ipsec.sad.remove(c.inbound);
             ipsec.sad.remove(c.outbound);
             remove_policy(ipsec, c.outbound);
@@ -715,6 +730,8 @@ impl Ike {
             return;
         };
         let c = sa.children.remove(i);
+        self.child_owners.remove(&c.inbound);
+        self.child_owners.remove(&c.outbound);
         ipsec.sad.remove(c.inbound);
         ipsec.sad.remove(c.outbound);
         remove_policy(ipsec, c.outbound);

@@ -1661,3 +1661,57 @@ fn mutated_messages_never_panic_and_are_counted() {
         .sum();
     assert!(drops > n / 2, "{drops} of {n} counted as drops");
 }
+
+/// The owner index matches the children, and no proposed SPI is held.
+fn indices_in_step(n: &Node) {
+    let mut owners = std::collections::HashMap::new();
+    for id in n.ike.sa_ids() {
+        for c in &n.ike.sa(id).unwrap().children {
+            owners.insert(c.inbound, (id.0, c.spi_in));
+            owners.insert(c.outbound, (id.0, c.spi_in));
+        }
+    }
+    assert_eq!(n.ike.child_owners, owners);
+    assert!(n.ike.offered_spis.is_empty());
+}
+
+// The hash indices follow the children through creation, a rekey, an IKE
+// rekey that hands them over, a soft expiry, and deletion.
+#[test]
+fn the_child_index_follows_children_through_rekeys_and_deletes() {
+    let (mut p, sa, _) = Pair::established(true);
+    p.a.ike.create_child(p.now, sa, "net", &p.a.ipsec).unwrap();
+    p.run();
+    let old = child_spis(&p, true, sa)[0].0;
+    p.a.ike.rekey_child(p.now, sa, old, &p.a.ipsec).unwrap();
+    p.run();
+    p.a.ike.rekey_ike(p.now, sa).unwrap();
+    p.run();
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+    }
+    let na = p.only_sa(true);
+    let child = p.sa(true, na).children[0].clone();
+    let now = p.now;
+    let soft = IpsecEvent::SoftExpired {
+        sa: child.outbound,
+        spi: child.spi_out,
+    };
+    p.a.ike.handle_ipsec_event(now, soft, &mut p.a.ipsec);
+    p.run();
+    assert!(!child_spis(&p, true, na).contains(&(child.spi_in, child.spi_out)));
+    assert_eq!(
+        child_spis(&p, true, na).len(),
+        2,
+        "rekeyed through the index"
+    );
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+    }
+    p.a.ike.delete(p.now, na).unwrap();
+    p.run();
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+        assert!(n.ike.child_owners.is_empty());
+    }
+}

@@ -67,6 +67,9 @@ impl Ike {
             return false;
         };
         sa.next_message_id += 1;
+        if let Some(spi_in) = request.offered_spi() {
+            self.offered_spis.insert(spi_in);
+        }
         sa.inflight = Some(Inflight {
             message_id,
             bytes: bytes.clone(),
@@ -456,6 +459,9 @@ impl Ike {
         let Some(inflight) = sa.inflight.take() else {
             return;
         };
+        if let Some(spi_in) = inflight.request.offered_spi() {
+            self.offered_spis.remove(&spi_in);
+        }
         self.schedule(spi);
         if self
             .sas
