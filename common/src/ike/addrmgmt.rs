@@ -4,8 +4,8 @@
 use core::net::{IpAddr, SocketAddr};
 
 use super::payloads::PROTO_ESP;
-use super::sa::IkeSa;
-use super::{Deferred, HeldResponse, Ike, IkeState, Mobility, Request};
+use super::sa::{Deferred, HeldResponse, IkeSa, Request};
+use super::{Ike, Mobility};
 use crate::ipsec::{AddressUpdateRequest, Ipsec};
 use crate::time::Instant;
 use crate::wire::ike::{ExchangeType, IkePayload, PeerAddress};
@@ -13,7 +13,7 @@ use crate::wire::CodePoints;
 
 /// ESP in a Peer Address Update payload: Annex C numbers it 1 (0 being the
 /// IKE SA), unlike the rest of IKEv2; 3 is accepted too.
-pub(super) const PAU_ESP: u8 = 1;
+const PAU_ESP: u8 = 1;
 
 /// The PEER_ADDRESS_SOURCE and _DESTINATION notifications, in order.
 fn peer_addresses(payloads: &[IkePayload], cp: &CodePoints) -> Vec<(bool, SocketAddr)> {
@@ -69,7 +69,7 @@ pub(super) fn learn_peer_address_set(sa: &mut IkeSa, payloads: &[IkePayload], cp
 }
 
 /// A Peer Address Update payload (addrmgmt Annex C).
-pub(super) fn update_payload(all: bool, spis: &[u32]) -> IkePayload {
+fn update_payload(all: bool, spis: &[u32]) -> IkePayload {
     if all || spis.is_empty() {
         IkePayload::PeerAddressUpdate {
             all,
@@ -131,15 +131,12 @@ impl Ike {
     /// header, or are missing off the SA's current addresses (AM-3.3b/e).
     pub(super) fn addresses_mismatch(
         &self,
-        spi: u64,
+        sa: &IkeSa,
         path: (SocketAddr, SocketAddr),
         payloads: &[IkePayload],
         request: bool,
         involves_addresses: bool,
     ) -> bool {
-        let Some(sa) = self.sas.get(&spi) else {
-            return false;
-        };
         let notes = peer_addresses(payloads, &self.cfg.code_points);
         let source = notes.iter().find(|n| n.0).map(|n| n.1);
         let destination = notes.iter().find(|n| !n.0).map(|n| n.1);
@@ -154,13 +151,18 @@ impl Ike {
         }
     }
 
-    /// An addrmgmt update of the IKE SA and its tunnel SAs from `path`,
-    /// replacing any older one still queued.
-    pub(super) fn update_all(&mut self, now: Instant, spi: u64, path: (SocketAddr, SocketAddr)) {
-        self.cancel_moves(spi);
-        self.request(
+    /// An update of the IKE SA and its tunnel SAs from `path`, replacing
+    /// any older one still queued.
+    pub(super) fn update_all(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        path: (SocketAddr, SocketAddr),
+    ) {
+        sa.cancel_moves();
+        self.queue_request(
             now,
-            spi,
+            sa,
             Request::AddressUpdate {
                 path,
                 all: true,
@@ -169,17 +171,40 @@ impl Ike {
         );
     }
 
+    pub(super) fn address_update_payloads(
+        &self,
+        path: (SocketAddr, SocketAddr),
+        all: bool,
+        spis: &[u32],
+    ) -> Vec<IkePayload> {
+        let mut p = vec![update_payload(all, spis)];
+        p.extend(self.peer_address_notifications(path.0, path.1));
+        p
+    }
+
+    /// Our update was answered: the SAs it named move.
+    pub(super) fn address_update_answered(
+        &mut self,
+        sa: &mut IkeSa,
+        path: (SocketAddr, SocketAddr),
+        all: bool,
+        spis: Vec<u32>,
+        ipsec: &mut Ipsec,
+    ) {
+        let children = if all { sa.followers() } else { spis };
+        self.move_sa(sa, path, true, &children, ipsec);
+    }
+
     /// Peer Address Update payloads (addrmgmt §3.4, Annex C), processed in
     /// message order; the reply names the paired SAs (AM-C.2).
     pub(super) fn on_address_update(
         &mut self,
-        spi: u64,
+        sa: &mut IkeSa,
         path: (SocketAddr, SocketAddr),
         message_id: u32,
         updates: &[&IkePayload],
         ipsec: &mut Ipsec,
     ) -> Option<Vec<IkePayload>> {
-        let sa = self.sas.get(&spi)?;
         if self.cfg.mobility != Mobility::AddrMgmt {
             return Some(Vec::new());
         }
@@ -213,7 +238,7 @@ impl Ike {
             }
         }
         if all {
-            children.extend(Self::followers(sa));
+            children.extend(sa.followers());
         }
         let mut response = Vec::new();
         if all {
@@ -229,7 +254,7 @@ impl Ike {
         response.extend(self.peer_address_notifications(path.0, path.1));
         if self.cfg.return_routability && path.1 != sa.remote {
             self.check_then_move(
-                spi,
+                sa,
                 Deferred {
                     response: Some(HeldResponse {
                         message_id,
@@ -245,7 +270,7 @@ impl Ike {
             );
             return None;
         }
-        self.move_sa(spi, path, move_ike, &children, ipsec);
+        self.move_sa(sa, path, move_ike, &children, ipsec);
         Some(response)
     }
 
@@ -256,43 +281,35 @@ impl Ike {
         if self.cfg.mobility != Mobility::AddrMgmt {
             return;
         }
-        let Some(sa) = self
-            .child_of(req.sa)
-            .and_then(|(ike, _)| self.sas.get(&ike))
-            .filter(|s| s.state == IkeState::Established)
-        else {
+        let Some((spi, spi_in)) = self.child_of(req.sa) else {
             return;
         };
-        let spi = sa.ours;
-        if sa.deferred.is_some() {
-            return;
-        }
-        if req.new.peer != sa.remote.ip() {
-            let path = (sa.local, SocketAddr::new(req.new.peer, sa.remote.port()));
-            let mut children = Self::followers(sa);
-            if let Some(c) = sa
-                .children
-                .iter()
-                .find(|c| c.inbound == req.sa || c.outbound == req.sa)
-            {
-                if !children.contains(&c.spi_in) {
-                    children.push(c.spi_in);
-                }
+        self.with_sa(spi, |ike, sa| {
+            let waiting = sa.established().is_none_or(|e| e.deferred.is_some());
+            if waiting {
+                return;
             }
-            self.check_then_move(
-                spi,
-                Deferred {
-                    response: None,
-                    path,
-                    move_ike: true,
-                    children,
-                    cookie2: Vec::new(),
-                },
-            );
-            self.send_next(now, spi);
-        } else if req.new.local != sa.local.ip() {
-            let path = (SocketAddr::new(req.new.local, sa.local.port()), sa.remote);
-            self.update_all(now, spi, path);
-        }
+            if req.new.peer != sa.remote.ip() {
+                let path = (sa.local, SocketAddr::new(req.new.peer, sa.remote.port()));
+                let mut children = sa.followers();
+                if !children.contains(&spi_in) {
+                    children.push(spi_in);
+                }
+                ike.check_then_move(
+                    sa,
+                    Deferred {
+                        response: None,
+                        path,
+                        move_ike: true,
+                        children,
+                        cookie2: Vec::new(),
+                    },
+                );
+                ike.send_next(now, sa);
+            } else if req.new.local != sa.local.ip() {
+                let path = (SocketAddr::new(req.new.local, sa.local.port()), sa.remote);
+                ike.update_all(now, sa, path);
+            }
+        });
     }
 }

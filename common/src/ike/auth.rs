@@ -6,32 +6,36 @@ use core::net::SocketAddr;
 use super::config::{Identity, Mobility, PeerAuth};
 use super::crypto;
 use super::payloads::{find_notify, has_notify, notify, payload_ts};
-use super::sa::{IkeSa, IkeState, Inflight};
-use super::{CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, Request};
+use super::sa::{header, ExpectAuthResponse, Handshake, IkeSa, Inflight, Keyed, Phase, Sk};
+use super::{CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, IkeState, Verdict};
 use crate::ipsec::Ipsec;
 use crate::time::Instant;
-use crate::wire::ike::{ExchangeType, IkePayload, MobikeSupported, NotifyType};
+use crate::wire::ike::{ExchangeType, Identification, IkePayload, MobikeSupported, NotifyType};
 
-fn id_body(id: &crate::wire::ike::Identification) -> Vec<u8> {
+fn id_body(id: &Identification) -> Vec<u8> {
     let mut b = vec![id.id_type, 0, 0, 0];
     b.extend_from_slice(&id.data);
     b
 }
 
 impl Ike {
-    pub(super) fn first_child(&self, spi: u64) -> Option<usize> {
-        let peer = self.sas.get(&spi)?.peer?;
+    /// The child negotiated with IKE_AUTH: the peer's first, if any.
+    pub(super) fn first_child(&self, peer: usize) -> Option<usize> {
         (!self.cfg.peers[peer].children.is_empty()).then_some(0)
     }
 
-    /// Our identity and AUTH payloads for this SA.
-    pub(super) fn auth_payloads(&self, sa: &IkeSa, peer: usize) -> Option<[IkePayload; 2]> {
+    /// Our identity and AUTH payloads.
+    fn auth_payloads(
+        &self,
+        initiator: bool,
+        hs: &Handshake,
+        peer: usize,
+    ) -> Option<[IkePayload; 2]> {
         let id = self.cfg.id.payload();
-        let keys = sa.keys.as_ref()?;
-        let (message, nonce, sk_p) = if sa.initiator {
-            (&sa.init_request, &sa.nr, &keys.sk_pi)
+        let (message, nonce, sk_p) = if initiator {
+            (&hs.init_request, &hs.nr, &hs.sk_pi)
         } else {
-            (&sa.init_response, &sa.ni, &keys.sk_pr)
+            (&hs.init_response, &hs.ni, &hs.sk_pr)
         };
         let octets = crypto::signed_octets(message, nonce, sk_p, &id_body(&id));
         let (method, data) = match &self.cfg.peers[peer].auth {
@@ -44,7 +48,7 @@ impl Ike {
                 crypto::ed25519_auth(self.cfg.signing_key.as_ref()?, &octets),
             ),
         };
-        let idp = if sa.initiator {
+        let idp = if initiator {
             IkePayload::IdI(id)
         } else {
             IkePayload::IdR(id)
@@ -53,23 +57,29 @@ impl Ike {
     }
 
     /// Checks the peer's AUTH (§2.15) against the configured peer.
-    pub(super) fn verify_auth(&self, sa: &IkeSa, peer: usize, payloads: &[IkePayload]) -> bool {
+    fn verify_auth(
+        &self,
+        initiator: bool,
+        hs: &Handshake,
+        peer: usize,
+        payloads: &[IkePayload],
+    ) -> bool {
         let id = payloads.iter().find_map(|p| match p {
-            IkePayload::IdI(id) if !sa.initiator => Some(id),
-            IkePayload::IdR(id) if sa.initiator => Some(id),
+            IkePayload::IdI(id) if !initiator => Some(id),
+            IkePayload::IdR(id) if initiator => Some(id),
             _ => None,
         });
         let auth = payloads.iter().find_map(|p| match p {
             IkePayload::Auth { method, data } => Some((*method, data.as_slice())),
             _ => None,
         });
-        let (Some(id), Some((method, data)), Some(keys)) = (id, auth, sa.keys.as_ref()) else {
+        let (Some(id), Some((method, data))) = (id, auth) else {
             return false;
         };
-        let (message, nonce, sk_p) = if sa.initiator {
-            (&sa.init_response, &sa.ni, &keys.sk_pr)
+        let (message, nonce, sk_p) = if initiator {
+            (&hs.init_response, &hs.ni, &hs.sk_pr)
         } else {
-            (&sa.init_request, &sa.nr, &keys.sk_pi)
+            (&hs.init_request, &hs.nr, &hs.sk_pi)
         };
         let octets = crypto::signed_octets(message, nonce, sk_p, &id_body(id));
         match &self.cfg.peers[peer].auth {
@@ -84,7 +94,7 @@ impl Ike {
     }
 
     /// MOBIKE_SUPPORTED and the address list, for IKE_AUTH.
-    pub(super) fn mobility_payloads(&self, sa: &IkeSa) -> Vec<IkePayload> {
+    fn mobility_payloads(&self, sa: &IkeSa) -> Vec<IkePayload> {
         let mut out = Vec::new();
         if let Mobility::Mobike { r_mobike } = self.cfg.mobility {
             // Only an initiator says 'R' (REQ RM-4.1a, RM-4.1b).
@@ -100,67 +110,101 @@ impl Ike {
         out
     }
 
-    pub(super) fn send_auth(&mut self, now: Instant, spi: u64, request: Request) {
-        let Some((exchange, payloads, path)) = self.build_request(spi, &request) else {
-            return;
+    /// The initiator's IKE_AUTH payloads, with the first child's.
+    fn auth_request(
+        &self,
+        sa: &IkeSa,
+        hs: &Handshake,
+        peer: usize,
+        first_child: Option<(usize, u32)>,
+    ) -> Option<Vec<IkePayload>> {
+        let [id, auth] = self.auth_payloads(true, hs, peer)?;
+        let mut p = vec![id];
+        // This SA is out of the map: an established one is another.
+        let others = self
+            .sas
+            .values()
+            .any(|o| o.peer() == Some(peer) && o.state() == IkeState::Established);
+        if !others {
+            p.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
+        }
+        p.push(IkePayload::IdR(self.cfg.peers[peer].id.payload()));
+        p.push(auth);
+        if let Some((config, spi_in)) = first_child {
+            p.extend(self.child_payloads(sa, peer, config, spi_in));
+        }
+        p.extend(self.mobility_payloads(sa));
+        Some(p)
+    }
+
+    /// Sends IKE_AUTH and waits for its response. An AUTH we cannot sign
+    /// (an Ed25519 peer and no signing key) ends the SA.
+    pub(super) fn send_auth(
+        &mut self,
+        now: Instant,
+        sa: &mut IkeSa,
+        mut sk: Sk,
+        peer: usize,
+        handshake: Handshake,
+        first_child: Option<(usize, u32)>,
+    ) -> Verdict {
+        let sealed = self
+            .auth_request(sa, &handshake, peer, first_child)
+            .and_then(|payloads| {
+                let h = header((sa.spi_i, sa.spi_r), true, ExchangeType::IKE_AUTH, false, 1);
+                sk.seal(h, &payloads, &self.cfg.code_points).ok()
+            });
+        let Some(bytes) = sealed else {
+            return Verdict::Close(CloseReason::AuthenticationFailed);
         };
-        let cp = self.cfg.code_points;
-        let timeout = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Ok(bytes) = sa.seal_message(exchange, false, 1, &payloads, &cp) else {
-            return;
-        };
-        sa.next_message_id = 2;
-        if let Some(spi_in) = request.offered_spi() {
+        let path = (sa.local, sa.remote);
+        if let Some((_, spi_in)) = first_child {
             self.offered_spis.insert(spi_in);
         }
-        sa.inflight = Some(Inflight {
-            message_id: 1,
-            bytes: bytes.clone(),
-            path,
-            request,
-            retransmits: 0,
-            deadline: now + timeout,
-        });
+        let inflight = Inflight::new(1, bytes.clone(), path, now + self.cfg.retransmit_timeout);
+        sa.phase = Phase::Keyed(
+            sk,
+            Keyed::AwaitingAuthResponse(ExpectAuthResponse {
+                peer,
+                handshake,
+                inflight,
+                first_child,
+            }),
+        );
+        sa.next_message_id = 2;
         self.stats.requests_sent += 1;
         self.send(path, &bytes);
-        self.schedule(spi);
+        Verdict::Keep
     }
 
     pub(super) fn on_auth_response(
         &mut self,
         now: Instant,
-        spi: u64,
-        request: Request,
+        sa: &mut IkeSa,
         payloads: &[IkePayload],
         ipsec: &mut Ipsec,
-    ) {
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
+    ) -> Verdict {
+        let Phase::Keyed(_, Keyed::AwaitingAuthResponse(s)) = &sa.phase else {
+            return Verdict::Keep;
         };
-        let Some(peer) = sa.peer else {
-            return;
-        };
+        let peer = s.peer;
         let id_ok = payloads.iter().any(|p| {
             matches!(p, IkePayload::IdR(id)
                 if Identity::from_payload(id).as_ref() == Some(&self.cfg.peers[peer].id))
         });
-        if !id_ok || !self.verify_auth(sa, peer, payloads) {
+        if !id_ok || !self.verify_auth(true, &s.handshake, peer, payloads) {
             self.drop(IkeDrop::AuthenticationFailed);
-            self.close(spi, CloseReason::AuthenticationFailed, ipsec);
-            return;
+            return Verdict::Close(CloseReason::AuthenticationFailed);
         }
-        self.establish(now, spi, payloads);
-        if let Request::CreateChild { config, spi_in, .. } = request {
-            let (ni, nr) = match self.sas.get(&spi) {
-                Some(sa) => (sa.ni.clone(), sa.nr.clone()),
-                None => return,
-            };
+        let first_child = s.first_child;
+        let Some((ni, nr)) = sa.finish_handshake(peer, now) else {
+            return Verdict::Keep;
+        };
+        self.establish(sa, payloads);
+        if let Some((config, spi_in)) = first_child {
             self.child_response(
                 now,
-                spi,
+                sa,
                 config,
                 spi_in,
                 None,
@@ -170,37 +214,28 @@ impl Ike {
                 ipsec,
             );
         }
+        Verdict::Keep
     }
 
-    /// Both sides authenticated: MOBIKE, addresses, INITIAL_CONTACT.
-    pub(super) fn establish(&mut self, now: Instant, spi: u64, payloads: &[IkePayload]) {
-        let cp = self.cfg.code_points;
+    /// Both sides authenticated: MOBIKE, addresses, the event.
+    fn establish(&mut self, sa: &mut IkeSa, payloads: &[IkePayload]) {
         let mobike_here = matches!(self.cfg.mobility, Mobility::Mobike { .. });
         let mobike = find_notify(payloads, NotifyType::MOBIKE_SUPPORTED.into());
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        sa.state = IkeState::Established;
-        sa.expires = None;
-        sa.established_at = Some(now);
         sa.mobike = mobike_here && mobike.is_some();
         // Data other than 'R' is ignored as unknown (REQ RM-4.1b).
         sa.peer_r_mobike = !sa.initiator
             && mobike.is_some_and(|n| MobikeSupported::from_notify(n).is_ok_and(|m| m.r_mobike));
         sa.peer_addresses = vec![sa.remote.ip()];
-        let (local, remote) = (sa.local, sa.remote);
-        let peer = sa.peer;
         if !sa.initiator {
             self.half_open.remove(&sa.spi_i);
         }
-        self.schedule(spi);
-        self.learn_addresses(spi, payloads, &cp);
-        if let Some(peer) = peer {
+        self.learn_addresses(sa, payloads);
+        if let Some(peer) = sa.peer() {
             self.events.push_back(IkeEvent::Established {
-                sa: IkeSaId(spi),
+                sa: IkeSaId(sa.ours),
                 peer: self.cfg.peers[peer].id.clone(),
-                local,
-                remote,
+                local: sa.local,
+                remote: sa.remote,
             });
         }
     }
@@ -209,12 +244,15 @@ impl Ike {
     pub(super) fn on_auth_request(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         path: (SocketAddr, SocketAddr),
         message_id: u32,
         payloads: &[IkePayload],
         ipsec: &mut Ipsec,
-    ) {
+    ) -> Verdict {
+        let Phase::Keyed(_, Keyed::AwaitingAuthRequest(s)) = &sa.phase else {
+            return Verdict::Keep;
+        };
         let idi = payloads.iter().find_map(|p| match p {
             IkePayload::IdI(id) => Some(id),
             _ => None,
@@ -223,71 +261,54 @@ impl Ike {
         let identity = idi.and_then(Identity::from_payload);
         let peer = identity
             .as_ref()
-            .and_then(|id| self.cfg.peers.iter().position(|p| p.id == *id));
-        let ok = match (peer, self.sas.get(&spi)) {
-            (Some(peer), Some(sa)) => self.verify_auth(sa, peer, payloads),
-            _ => false,
-        };
-        let Some(peer) = peer.filter(|_| ok) else {
+            .and_then(|id| self.cfg.peers.iter().position(|p| p.id == *id))
+            .filter(|peer| self.verify_auth(false, &s.handshake, *peer, payloads));
+        let Some(peer) = peer else {
             self.drop(IkeDrop::AuthenticationFailed);
-            if let Some(sa) = self.sas.get_mut(&spi) {
-                sa.peer_message_id += 1;
-            }
+            sa.peer_message_id += 1;
             self.respond(
-                spi,
+                sa,
                 ExchangeType::IKE_AUTH,
                 message_id,
                 path,
                 &[notify(NotifyType::AUTHENTICATION_FAILED, Vec::new())],
             );
-            self.close(spi, CloseReason::AuthenticationFailed, ipsec);
-            return;
+            return Verdict::Close(CloseReason::AuthenticationFailed);
         };
-        if let Some(sa) = self.sas.get_mut(&spi) {
-            sa.peer = Some(peer);
-            // The request may have floated to 4500.
-            sa.local = path.0;
-            sa.remote = path.1;
-            sa.peer_message_id += 1;
-        }
+        // Signed before the handshake goes.
+        let auth = self.auth_payloads(false, &s.handshake, peer);
+        // The request may have floated to 4500.
+        sa.local = path.0;
+        sa.remote = path.1;
+        sa.peer_message_id += 1;
         if has_notify(payloads, NotifyType::INITIAL_CONTACT) {
             // By identity, wherever the old SAs' addresses were (REQ AM-2.1b).
             let old: Vec<u64> = self
                 .sas
                 .values()
-                .filter(|s| s.ours != spi && s.peer == Some(peer))
+                .filter(|s| s.peer() == Some(peer))
                 .map(|s| s.ours)
                 .collect();
             for o in old {
-                self.close(o, CloseReason::InitialContact, ipsec);
+                self.close_spi(o, CloseReason::InitialContact, ipsec);
             }
         }
-        self.establish(now, spi, payloads);
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
+        let Some((ni, nr)) = sa.finish_handshake(peer, now) else {
+            return Verdict::Keep;
         };
-        let Some([id, auth]) = self.auth_payloads(sa, peer) else {
-            return;
+        self.establish(sa, payloads);
+        let Some([id, auth]) = auth else {
+            return Verdict::Keep;
         };
         let mut out = vec![id, auth];
-        let nonces = (sa.ni.clone(), sa.nr.clone());
         if payload_ts(payloads).is_some() {
-            match self.accept_child(
-                now,
-                spi,
-                payloads,
-                None,
-                (&nonces.0, &nonces.1),
-                None,
-                ipsec,
-            ) {
+            match self.accept_child(now, sa, payloads, None, (&ni, &nr), None, ipsec) {
                 Ok(p) => out.extend(p),
                 Err(n) => out.push(notify(n, Vec::new())),
             }
         }
-        if let Some(sa) = self.sas.get(&spi) {
-            out.extend(self.mobility_payloads(sa));
-        }
-        self.respond(spi, ExchangeType::IKE_AUTH, message_id, path, &out);
+        out.extend(self.mobility_payloads(sa));
+        self.respond(sa, ExchangeType::IKE_AUTH, message_id, path, &out);
+        Verdict::Keep
     }
 }

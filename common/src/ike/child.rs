@@ -4,22 +4,23 @@
 
 use core::net::IpAddr;
 
-use super::config::{ChildConfig, TsSpec};
+use core::mem;
+
+use super::config::{ChildConfig, Mobility, TsSpec};
 use super::crypto::{self, Dh, Encr, IkeKeys};
 use super::init::{choose_ike, has_transform, ike_keys_logged, ike_proposal, offered, DH, ENCR};
 use super::payloads::{
     has_notify, notify, payload_ke, payload_nonce, payload_ts, PROTO_ESP, PROTO_IKE,
 };
-use super::sa::{Child, IkeSa, IkeState};
-use super::tunnel_addresses::tunnel_address;
-use super::{keylog, ChildInfo, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable, Request};
-use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaKeys, SaPairSpec, Selector};
+use super::sa::{Child, Established, IkeSa, Keyed, Phase, Request, Sk};
+use super::tunnel_addresses;
+use super::{keylog, ChildInfo, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable};
+use crate::ipsec::{Action, AddressPair, Ipsec, Mode, Prefix, SaId, SaKeys, SaPairSpec, Selector};
 use crate::time::Instant;
-use crate::wire::ike::{
-    IkePayload, Notify, NotifyType, Proposal, TrafficSelector, Transform, TunnelAddress,
-};
+use crate::wire::ike::{IkePayload, Notify, NotifyType, Proposal, TrafficSelector, Transform};
 use crate::wire::IpProtocol;
 
+/// Extended sequence numbers, a transform type (§3.3.2).
 const ESN: u8 = 5;
 
 fn ts_from(prefix: Prefix, protocol: u8) -> TrafficSelector {
@@ -135,15 +136,15 @@ fn choose_esp(payloads: &[IkePayload], ours: &[Encr]) -> Option<(u8, Encr, u32, 
 }
 
 /// What a CHILD_SA negotiation settled, before installation.
-pub(super) struct ChildDeal {
-    pub config: usize,
-    pub encr: Encr,
-    pub spi_in: u32,
-    pub spi_out: u32,
+struct ChildDeal {
+    config: usize,
+    encr: Encr,
+    spi_in: u32,
+    spi_out: u32,
     /// Our side and the peer's, narrowed.
-    pub local: (Prefix, u8),
-    pub remote: (Prefix, u8),
-    pub peer_tunnel: Option<IpAddr>,
+    local: (Prefix, u8),
+    remote: (Prefix, u8),
+    peer_tunnel: Option<IpAddr>,
 }
 
 impl Ike {
@@ -169,17 +170,40 @@ impl Ike {
         p
     }
 
-    pub(super) fn child_notifications(&self, sa: &IkeSa, c: &ChildConfig) -> Vec<IkePayload> {
+    fn child_notifications(&self, sa: &IkeSa, c: &ChildConfig) -> Vec<IkePayload> {
         let mut p = Vec::new();
         if c.mode == Mode::Transport {
             p.push(notify(NotifyType::USE_TRANSPORT_MODE, Vec::new()));
         }
-        if let (true, false, Mode::Tunnel, Some(a)) =
-            (sa.tunnel_addresses, sa.nat(), c.mode, c.tunnel_address)
-        {
-            p.push(IkePayload::Notify(
-                TunnelAddress(a).to_notify(&self.cfg.code_points),
-            ));
+        p.extend(tunnel_addresses::ours(sa, c, &self.cfg.code_points));
+        p
+    }
+
+    /// A CREATE_CHILD_SA request for a new child, or a rekey of `rekey`.
+    pub(super) fn create_child_payloads(
+        &self,
+        sa: &IkeSa,
+        peer: usize,
+        config: usize,
+        spi_in: u32,
+        nonce: &[u8],
+        rekey: Option<u32>,
+    ) -> Vec<IkePayload> {
+        let mut p = Vec::new();
+        if let Some(old) = rekey {
+            let mut n = Notify::new(NotifyType::REKEY_SA.into(), Vec::new());
+            n.protocol = PROTO_ESP;
+            n.spi = old.to_be_bytes().to_vec();
+            p.push(IkePayload::Notify(n));
+        }
+        let mut child = self.child_payloads(sa, peer, config, spi_in);
+        // SA first, then the nonce (§1.3.1).
+        let rest = child.split_off(usize::from(!child.is_empty()));
+        p.extend(child);
+        p.push(IkePayload::Nonce(nonce.to_vec()));
+        p.extend(rest);
+        if self.cfg.mobility == Mobility::AddrMgmt {
+            p.extend(self.peer_address_notifications(sa.local, sa.remote));
         }
         p
     }
@@ -190,7 +214,7 @@ impl Ike {
     pub(super) fn accept_child(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         payloads: &[IkePayload],
         rekey: Option<String>,
         nonces: (&[u8], &[u8]),
@@ -198,8 +222,7 @@ impl Ike {
         ipsec: &mut Ipsec,
     ) -> Result<Vec<IkePayload>, NotifyType> {
         let cp = self.cfg.code_points;
-        let sa = self.sas.get(&spi).ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
-        let peer = sa.peer.ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
+        let peer = sa.peer().ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
         let (tsi, tsr) = payload_ts(payloads).ok_or(NotifyType::TS_UNACCEPTABLE)?;
         let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
         let mode = if transport {
@@ -237,7 +260,7 @@ impl Ike {
                 spi_out,
                 local,
                 remote,
-                peer_tunnel: tunnel_address(payloads, &cp),
+                peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
             });
             break;
         }
@@ -250,16 +273,13 @@ impl Ike {
         };
         deal.spi_in = self.fresh_esp_spi(ipsec);
         let len = deal.encr.keymat_len();
-        let Some(keys) = self.sas.get(&spi).and_then(|s| s.keys.as_ref()) else {
-            return Err(NotifyType::CHILD_SA_NOT_FOUND);
-        };
-        let km = crypto::child_keymat(&keys.sk_d, shared, nonces.0, nonces.1, 2 * len);
+        let sk_d = &sa.established().ok_or(NotifyType::CHILD_SA_NOT_FOUND)?.sk_d;
+        let km = crypto::child_keymat(sk_d, shared, nonces.0, nonces.1, 2 * len);
         // Initiator-to-responder keys come first (§2.17): ours are inbound.
         let (key_in, key_out) = km.split_at(len);
         let child = self
-            .install(now, spi, &deal, mode, (key_in, key_out), nonces, ipsec)
+            .install(now, sa, &deal, mode, (key_in, key_out), nonces, ipsec)
             .ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
-        let sa = self.sas.get(&spi).ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
         let c = &self.cfg.peers[peer].children[deal.config];
         let mut out = vec![
             IkePayload::Sa(vec![esp_proposal(&[deal.encr], child.spi_in, 1)]),
@@ -272,7 +292,7 @@ impl Ike {
 
     /// The proxy case: a transport-mode TSi other than the peer's own
     /// address needs policy; the peer's address set is allowed (AM-3.2c).
-    pub(super) fn proxy_allowed(&self, sa: &IkeSa, ts: Prefix) -> bool {
+    fn proxy_allowed(&self, sa: &IkeSa, ts: Prefix) -> bool {
         ts.is_host() && (ts.addr == sa.remote.ip() || sa.peer_addresses.contains(&ts.addr))
             || self
                 .cfg
@@ -286,7 +306,7 @@ impl Ike {
     pub(super) fn child_response(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         config: usize,
         spi_in: u32,
         rekey: Option<u32>,
@@ -296,17 +316,17 @@ impl Ike {
         ipsec: &mut Ipsec,
     ) {
         let cp = self.cfg.code_points;
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        let Some(c) = sa.peer.and_then(|p| self.cfg.peers[p].children.get(config)) else {
+        let Some(c) = sa
+            .peer()
+            .and_then(|p| self.cfg.peers[p].children.get(config))
+        else {
             return;
         };
         let (Some((_, encr, spi_out, _)), Some((tsi, tsr))) =
             (choose_esp(payloads, &c.proposals), payload_ts(payloads))
         else {
             if let Some(old) = rekey {
-                clear_rekey(self.sas.get_mut(&spi), old);
+                clear_rekey(sa, old);
             }
             return;
         };
@@ -315,9 +335,9 @@ impl Ike {
         let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
         let mode = c.mode;
         let (Some(local), Some(remote)) = (local, remote) else {
-            self.request(
+            self.queue_request(
                 now,
-                spi,
+                sa,
                 Request::Delete {
                     ike: false,
                     spis: vec![spi_in],
@@ -327,9 +347,9 @@ impl Ike {
         };
         // A peer that ignored USE_TRANSPORT_MODE gave us a tunnel: refuse it.
         if transport != (mode == Mode::Transport) {
-            self.request(
+            self.queue_request(
                 now,
-                spi,
+                sa,
                 Request::Delete {
                     ike: false,
                     spis: vec![spi_in],
@@ -344,65 +364,55 @@ impl Ike {
             spi_out,
             local,
             remote,
-            peer_tunnel: tunnel_address(payloads, &cp),
+            peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
         };
         let len = encr.keymat_len();
-        let Some(keys) = sa.keys.as_ref() else {
+        let Some(e) = sa.established() else {
             return;
         };
-        let km = crypto::child_keymat(&keys.sk_d, shared, nonces.0, nonces.1, 2 * len);
+        let km = crypto::child_keymat(&e.sk_d, shared, nonces.0, nonces.1, 2 * len);
         let (key_out, key_in) = km.split_at(len);
-        let Some(child) = self.install(now, spi, &deal, mode, (key_in, key_out), nonces, ipsec)
+        let Some(child) = self.install(now, sa, &deal, mode, (key_in, key_out), nonces, ipsec)
         else {
             return;
         };
         if let Some(old) = rekey {
-            self.finish_rekey(now, spi, old, &child);
+            self.finish_rekey(now, sa, old, &child);
         }
     }
 
     /// Puts a negotiated child into the SAD and SPD.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn install(
+    fn install(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         deal: &ChildDeal,
         mode: Mode,
         (key_in, key_out): (&[u8], &[u8]),
         nonces: (&[u8], &[u8]),
         ipsec: &mut Ipsec,
     ) -> Option<Child> {
-        let sa = self.sas.get(&spi)?;
-        let c = self.cfg.peers[sa.peer?].children.get(deal.config)?;
-        // Alternate tunnel addresses unless a NAT is in the way (TA-5, TA-6).
-        let alternate = sa.tunnel_addresses && !sa.nat() && mode == Mode::Tunnel;
-        let own_tunnel = alternate && (c.tunnel_address.is_some() || deal.peer_tunnel.is_some());
-        let addresses = match mode {
-            Mode::Tunnel => AddressPair {
-                local: c
-                    .tunnel_address
-                    .filter(|_| alternate)
-                    .unwrap_or(sa.local.ip()),
-                peer: deal
-                    .peer_tunnel
-                    .filter(|_| alternate)
-                    .unwrap_or(sa.remote.ip()),
-            },
+        let c = self.cfg.peers[sa.peer()?].children.get(deal.config)?;
+        let (addresses, own_tunnel) = match mode {
+            Mode::Tunnel => tunnel_addresses::outer(sa, c.tunnel_address, deal.peer_tunnel),
             // The packet's endpoints when they are single hosts (the proxy
             // case), else the peer addresses (AM-3.1b).
-            Mode::Transport => AddressPair {
-                local: if deal.local.0.is_host() {
-                    deal.local.0.addr
-                } else {
-                    sa.local.ip()
+            Mode::Transport => (
+                AddressPair {
+                    local: if deal.local.0.is_host() {
+                        deal.local.0.addr
+                    } else {
+                        sa.local.ip()
+                    },
+                    peer: if deal.remote.0.is_host() {
+                        deal.remote.0.addr
+                    } else {
+                        sa.remote.ip()
+                    },
                 },
-                peer: if deal.remote.0.is_host() {
-                    deal.remote.0.addr
-                } else {
-                    sa.remote.ip()
-                },
-            },
+                false,
+            ),
         };
         let selector = Selector {
             protocol: (deal.local.1 != 0).then(|| IpProtocol::from(deal.local.1)),
@@ -450,11 +460,11 @@ impl Ike {
             nonces: (nonces.0.to_vec(), nonces.1.to_vec()),
             rekeyed_by: None,
         };
-        self.sas.get_mut(&spi)?.children.push(child.clone());
-        self.child_owners.insert(inbound, (spi, deal.spi_in));
-        self.child_owners.insert(outbound, (spi, deal.spi_in));
+        sa.children.push(child.clone());
+        self.child_owners.insert(inbound, (sa.ours, deal.spi_in));
+        self.child_owners.insert(outbound, (sa.ours, deal.spi_in));
         self.events.push_back(IkeEvent::ChildUp {
-            sa: IkeSaId(spi),
+            sa: IkeSaId(sa.ours),
             child: ChildInfo {
                 name,
                 inbound,
@@ -469,13 +479,33 @@ impl Ike {
         Some(child)
     }
 
-    /// Our rekey of `old` produced `new`: delete the old child, unless the
-    /// peer rekeyed it too and ours is the redundant SA (§2.8.1).
-    pub(super) fn finish_rekey(&mut self, now: Instant, spi: u64, old: u32, new: &Child) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
+    /// Forgets the child whose inbound SPI is `spi_in`.
+    pub(super) fn forget_child(&mut self, sa: &mut IkeSa, spi_in: u32, ipsec: &mut Ipsec) {
+        let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) else {
             return;
         };
-        let Some(o) = sa.children.iter_mut().find(|c| c.spi_in == old) else {
+        let c = sa.children.remove(i);
+        self.uninstall(sa.ours, &c, ipsec);
+    }
+
+    /// Takes a child of IKE SA `ike` out of the SAD, SPD and index.
+    pub(super) fn uninstall(&mut self, ike: u64, c: &Child, ipsec: &mut Ipsec) {
+        self.child_owners.remove(&c.inbound);
+        self.child_owners.remove(&c.outbound);
+        ipsec.sad.remove(c.inbound);
+        ipsec.sad.remove(c.outbound);
+        remove_policy(ipsec, c.outbound);
+        self.events.push_back(IkeEvent::ChildDown {
+            sa: IkeSaId(ike),
+            spi_in: c.spi_in,
+            spi_out: c.spi_out,
+        });
+    }
+
+    /// Our rekey of `old` produced `new`: delete the old child, unless the
+    /// peer rekeyed it too and ours is the redundant SA (§2.8.1).
+    fn finish_rekey(&mut self, now: Instant, sa: &mut IkeSa, old: u32, new: &Child) {
+        let Some(o) = sa.children.iter().find(|c| c.spi_in == old) else {
             return;
         };
         let theirs = o.rekeyed_by.and_then(|n| {
@@ -493,9 +523,9 @@ impl Ike {
             }
             old
         };
-        self.request(
+        self.queue_request(
             now,
-            spi,
+            sa,
             Request::Delete {
                 ike: false,
                 spis: vec![delete],
@@ -506,14 +536,11 @@ impl Ike {
     pub(super) fn rekey_ike_response(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         new: u64,
         (ni, dh): (&[u8], &Dh),
         payloads: &[IkePayload],
     ) {
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
         let (Some((_, encr, peer_spi)), Some(nr), Some((crypto::DH_CURVE25519, ke))) = (
             choose_ike(payloads, &[sa.encr]),
             payload_nonce(payloads),
@@ -530,7 +557,7 @@ impl Ike {
         let nr = nr.to_vec();
         self.replace_ike(
             now,
-            spi,
+            sa,
             new,
             true,
             (new, peer_spi),
@@ -539,9 +566,9 @@ impl Ike {
             (ni, &nr),
         );
         // The initiator of the rekey deletes the old SA (§2.18).
-        self.request(
+        self.queue_request(
             now,
-            spi,
+            sa,
             Request::Delete {
                 ike: true,
                 spis: Vec::new(),
@@ -549,12 +576,12 @@ impl Ike {
         );
     }
 
-    /// Creates the IKE SA that replaces `old` and moves its children.
+    /// Creates the IKE SA that replaces `old` and hands it the children.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn replace_ike(
+    fn replace_ike(
         &mut self,
         now: Instant,
-        old: u64,
+        old: &mut IkeSa,
         ours: u64,
         initiator: bool,
         (spi_i, spi_r): (u64, u64),
@@ -562,53 +589,53 @@ impl Ike {
         shared: &[u8],
         (ni, nr): (&[u8], &[u8]),
     ) {
-        let Some(o) = self.sas.get_mut(&old) else {
+        let Some(o) = old.established() else {
             return;
         };
-        let Some(sk_d) = o.keys.as_ref().map(|k| k.sk_d.clone()) else {
-            return;
-        };
-        let keys = IkeKeys::rekey(encr, &sk_d, shared, ni, nr, spi_i, spi_r);
+        let keys = IkeKeys::rekey(encr, &o.sk_d, shared, ni, nr, spi_i, spi_r);
         self.events
             .extend(ike_keys_logged(encr, spi_i, spi_r, &keys));
-        let mut sa = IkeSa::new(ours, initiator, o.local, o.remote);
+        let Ok(sk) = Sk::new(encr, &keys, initiator) else {
+            return;
+        };
+        let state = Established::new(o.peer, keys.sk_d, now);
+        let mut sa = IkeSa::new(
+            ours,
+            initiator,
+            (old.local, old.remote),
+            Phase::Keyed(sk, Keyed::Established(state)),
+        );
         sa.spi_i = spi_i;
         sa.spi_r = spi_r;
         sa.encr = encr;
-        sa.state = IkeState::Established;
-        sa.peer = o.peer;
-        sa.nat_local = o.nat_local;
-        sa.nat_remote = o.nat_remote;
-        sa.mobike = o.mobike;
-        sa.peer_r_mobike = o.peer_r_mobike;
-        sa.tunnel_addresses = o.tunnel_addresses;
-        sa.peer_addresses = o.peer_addresses.clone();
-        sa.established_at = Some(now);
-        sa.children = core::mem::take(&mut o.children);
-        sa.replaces = Some(old);
-        if sa.set_keys(keys).is_err() {
-            return;
-        }
+        sa.nat_local = old.nat_local;
+        sa.nat_remote = old.nat_remote;
+        sa.mobike = old.mobike;
+        sa.peer_r_mobike = old.peer_r_mobike;
+        sa.tunnel_addresses = old.tunnel_addresses;
+        sa.peer_addresses = old.peer_addresses.clone();
+        sa.children = mem::take(&mut old.children);
         for c in &sa.children {
             self.child_owners.insert(c.inbound, (ours, c.spi_in));
             self.child_owners.insert(c.outbound, (ours, c.spi_in));
         }
-        let (local, remote, peer) = (sa.local, sa.remote, sa.peer);
-        self.sas.insert(ours, sa);
-        if let Some(peer) = peer {
-            self.events.push_back(IkeEvent::Established {
-                sa: IkeSaId(ours),
-                peer: self.cfg.peers[peer].id.clone(),
-                local,
-                remote,
-            });
+        if let Some(o) = old.established_mut() {
+            o.replaced_by = Some(ours);
         }
+        let event = sa.peer().map(|peer| IkeEvent::Established {
+            sa: IkeSaId(ours),
+            peer: self.cfg.peers[peer].id.clone(),
+            local: sa.local,
+            remote: sa.remote,
+        });
+        self.put(sa);
+        self.events.extend(event);
     }
 
     pub(super) fn on_create_child(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         payloads: &[IkePayload],
         ipsec: &mut Ipsec,
     ) -> Vec<IkePayload> {
@@ -620,7 +647,7 @@ impl Ike {
             matches!(p, IkePayload::Sa(props) if props.iter().any(|pr| pr.protocol == PROTO_IKE))
         });
         if ike_rekey {
-            return self.on_rekey_ike(now, spi, &ni, nr, payloads);
+            return self.on_rekey_ike(now, sa, &ni, nr, payloads);
         }
         // PFS when the proposal carries a DH group.
         let mut ke_out = None;
@@ -649,27 +676,20 @@ impl Ike {
             _ => None,
         });
         let old = match rekey_of {
-            Some(s) => {
-                let found = self
-                    .sas
-                    .get(&spi)
-                    .and_then(|sa| sa.children.iter().find(|c| c.spi_out == s))
-                    .map(|c| (c.spi_in, c.name.clone()));
-                match found {
-                    Some(f) => Some(f),
-                    None => {
-                        let mut n = Notify::new(NotifyType::CHILD_SA_NOT_FOUND.into(), Vec::new());
-                        n.protocol = PROTO_ESP;
-                        n.spi = s.to_be_bytes().to_vec();
-                        return vec![IkePayload::Notify(n)];
-                    }
+            Some(s) => match sa.children.iter().find(|c| c.spi_out == s) {
+                Some(c) => Some((c.spi_in, c.name.clone())),
+                None => {
+                    let mut n = Notify::new(NotifyType::CHILD_SA_NOT_FOUND.into(), Vec::new());
+                    n.protocol = PROTO_ESP;
+                    n.spi = s.to_be_bytes().to_vec();
+                    return vec![IkePayload::Notify(n)];
                 }
-            }
+            },
             None => None,
         };
         let accepted = self.accept_child(
             now,
-            spi,
+            sa,
             payloads,
             old.as_ref().map(|o| o.1.clone()),
             (&ni, &nr),
@@ -680,7 +700,7 @@ impl Ike {
             Ok(p) => p,
             Err(n) => return vec![notify(n, Vec::new())],
         };
-        if let (Some((old_in, _)), Some(sa)) = (old, self.sas.get_mut(&spi)) {
+        if let Some((old_in, _)) = old {
             let new_in = sa.children.last().map(|c| c.spi_in);
             if let Some(o) = sa.children.iter_mut().find(|c| c.spi_in == old_in) {
                 // A collision with our own rekey is settled when ours ends.
@@ -700,16 +720,15 @@ impl Ike {
         out
     }
 
-    pub(super) fn on_rekey_ike(
+    fn on_rekey_ike(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         ni: &[u8],
         nr: Vec<u8>,
         payloads: &[IkePayload],
     ) -> Vec<IkePayload> {
-        let encr = self.sas.get(&spi).map(|s| s.encr);
-        let Some((number, encr, peer_spi)) = encr.and_then(|e| choose_ike(payloads, &[e])) else {
+        let Some((number, encr, peer_spi)) = choose_ike(payloads, &[sa.encr]) else {
             return vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, Vec::new())];
         };
         let Some((crypto::DH_CURVE25519, ke)) = payload_ke(payloads) else {
@@ -724,10 +743,10 @@ impl Ike {
             return vec![notify(NotifyType::INVALID_SYNTAX, Vec::new())];
         };
         let peer_spi = u64::from_be_bytes(peer_spi);
-        let ours = self.fresh_spi();
+        let ours = self.fresh_spi(Some(sa.ours));
         self.replace_ike(
             now,
-            spi,
+            sa,
             ours,
             false,
             (peer_spi, ours),
@@ -748,8 +767,33 @@ impl Ike {
     }
 }
 
-pub(super) fn clear_rekey(sa: Option<&mut IkeSa>, old: u32) {
-    if let Some(c) = sa.and_then(|s| s.children.iter_mut().find(|c| c.spi_in == old)) {
+/// A CREATE_CHILD_SA request that rekeys the IKE SA (§1.3.2).
+pub(super) fn rekey_ike_payloads(encr: Encr, spi: u64, nonce: &[u8], dh: &Dh) -> Vec<IkePayload> {
+    vec![
+        IkePayload::Sa(vec![ike_proposal(&[encr], spi.to_be_bytes().to_vec())]),
+        IkePayload::Nonce(nonce.to_vec()),
+        IkePayload::Ke {
+            group: crypto::DH_CURVE25519,
+            data: dh.public().to_vec(),
+        },
+    ]
+}
+
+/// Our rekey of `old` failed: it may be rekeyed again.
+pub(super) fn clear_rekey(sa: &mut IkeSa, old: u32) {
+    if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == old) {
         c.rekeyed_by = None;
+    }
+}
+
+/// Removes the SPD policy that sends through `outbound`.
+fn remove_policy(ipsec: &mut Ipsec, outbound: SaId) {
+    if let Some(i) = ipsec
+        .spd
+        .policies()
+        .iter()
+        .position(|p| p.action == Action::Protect(vec![outbound]))
+    {
+        ipsec.spd.remove(i);
     }
 }

@@ -1,24 +1,28 @@
 //! IKE_SA_INIT (RFC 7296 §1.2), both roles: proposals, the COOKIE
 //! (§2.6), NAT detection (§2.23) and key derivation.
 
+use core::mem;
 use core::net::{IpAddr, SocketAddr};
 
 use super::config::{Mobility, NatTraversal};
 use super::crypto::{self, Dh, Encr, IkeKeys};
 use super::payloads::{find_notify, has_notify, notify, payload_ke, payload_nonce, PROTO_IKE};
-use super::sa::{IkeSa, IkeState, Inflight};
+use super::sa::{
+    header, ExpectAuthRequest, ExpectInitResponse, Handshake, IkeSa, Inflight, Keyed, Phase, Sk,
+};
+use super::tunnel_addresses;
 use super::{
-    keylog, CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable, Request, HALF_OPEN_TIMEOUT,
+    keylog, CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable, Verdict, HALF_OPEN_TIMEOUT,
     NATT_PORT,
 };
 use crate::ipsec::Ipsec;
 use crate::time::Instant;
-use crate::wire::ike::{IkePayload, IkeRepr, Notify, NotifyType, Proposal, Transform};
+use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr, NotifyType, Proposal, Transform};
+use crate::wire::CodePoints;
 
+/// Transform types (§3.3.2).
 pub(super) const ENCR: u8 = 1;
-
 const PRF: u8 = 2;
-
 pub(super) const DH: u8 = 4;
 
 pub(super) fn ike_proposal(proposals: &[Encr], spi: Vec<u8>) -> Proposal {
@@ -97,7 +101,7 @@ impl Ike {
 
     /// (NAT in front of us, NAT in front of the peer) from received NAT_D
     /// notifications; `path` is (local, remote) as received.
-    pub(super) fn detect_nat(
+    fn detect_nat(
         payloads: &[IkePayload],
         spi_i: u64,
         spi_r: u64,
@@ -127,22 +131,38 @@ impl Ike {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> IkeSaId {
-        let spi = self.fresh_spi();
-        let mut sa = IkeSa::new(spi, true, local, remote);
-        sa.peer = Some(peer);
-        sa.ni = self.nonce();
-        sa.dh = Some(Dh::generate(&mut self.rng));
-        self.sas.insert(spi, sa);
-        self.send_init(now, spi, None);
+        let spi = self.fresh_spi(None);
+        let ni = self.nonce();
+        let dh = Dh::generate(&mut self.rng);
+        let inflight = self.send_init(now, spi, (local, remote), &dh, &ni, None);
+        let mut sa = IkeSa::new(
+            spi,
+            true,
+            (local, remote),
+            Phase::AwaitingInitResponse(ExpectInitResponse {
+                peer,
+                dh,
+                ni,
+                inflight,
+            }),
+        );
+        sa.next_message_id = 1;
+        self.put(sa);
         IkeSaId(spi)
     }
 
-    pub(super) fn send_init(&mut self, now: Instant, spi: u64, cookie: Option<Vec<u8>>) {
+    /// Sends our IKE_SA_INIT request, with the responder's COOKIE when it
+    /// asked for one.
+    fn send_init(
+        &mut self,
+        now: Instant,
+        spi_i: u64,
+        path: (SocketAddr, SocketAddr),
+        dh: &Dh,
+        ni: &[u8],
+        cookie: Option<Vec<u8>>,
+    ) -> Inflight {
         let cp = self.cfg.code_points;
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        let path = (sa.local, sa.remote);
         let mut payloads = Vec::new();
         if let Some(c) = cookie {
             payloads.push(notify(NotifyType::COOKIE, c));
@@ -151,20 +171,16 @@ impl Ike {
             &self.cfg.proposals,
             Vec::new(),
         )]));
-        if let Some(dh) = &sa.dh {
-            payloads.push(IkePayload::Ke {
-                group: crypto::DH_CURVE25519,
-                data: dh.public().to_vec(),
-            });
-        }
-        payloads.push(IkePayload::Nonce(sa.ni.clone()));
-        if self.nat_traversal(sa.remote.is_ipv6()) {
-            payloads.extend(self.nat_detection(sa.spi_i, 0, path));
+        payloads.push(IkePayload::Ke {
+            group: crypto::DH_CURVE25519,
+            data: dh.public().to_vec(),
+        });
+        payloads.push(IkePayload::Nonce(ni.to_vec()));
+        if self.nat_traversal(path.1.is_ipv6()) {
+            payloads.extend(self.nat_detection(spi_i, 0, path));
         }
         if self.cfg.tunnel_addresses {
-            payloads.push(IkePayload::Notify(
-                Notify::different_tunnel_address_supported(&cp),
-            ));
+            payloads.push(tunnel_addresses::supported(&cp));
         }
         if self.cfg.signing_key.is_some() {
             payloads.push(notify(
@@ -172,27 +188,13 @@ impl Ike {
                 crypto::SIGNATURE_HASH_ALGORITHMS.to_vec(),
             ));
         }
-        let bytes = sa.clear_message(false, payloads, &cp);
-        let timeout = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        sa.init_request = bytes.clone();
-        sa.next_message_id = 1;
-        sa.inflight = Some(Inflight {
-            message_id: 0,
-            bytes: bytes.clone(),
-            path,
-            request: Request::Auth,
-            retransmits: 0,
-            deadline: now + timeout,
-        });
+        let bytes = clear_init((spi_i, 0), true, false, payloads, &cp);
         self.stats.requests_sent += 1;
         self.send(path, &bytes);
-        self.schedule(spi);
+        Inflight::new(0, bytes, path, now + self.cfg.retransmit_timeout)
     }
 
-    pub(super) fn cookie_for(&self, ni: &[u8], from: IpAddr, spi_i: u64) -> Vec<u8> {
+    fn cookie_for(&self, ni: &[u8], from: IpAddr, spi_i: u64) -> Vec<u8> {
         let ip = match from {
             IpAddr::V4(a) => a.octets().to_vec(),
             IpAddr::V6(a) => a.octets().to_vec(),
@@ -201,15 +203,8 @@ impl Ike {
     }
 
     /// A clear IKE_SA_INIT answer that creates no state.
-    pub(super) fn refuse_init(
-        &mut self,
-        path: (SocketAddr, SocketAddr),
-        spi_i: u64,
-        n: IkePayload,
-    ) {
-        let mut sa = IkeSa::new(0, false, path.0, path.1);
-        sa.spi_i = spi_i;
-        let bytes = sa.clear_message(true, vec![n], &self.cfg.code_points);
+    fn refuse_init(&mut self, path: (SocketAddr, SocketAddr), spi_i: u64, n: IkePayload) {
+        let bytes = clear_init((spi_i, 0), false, true, vec![n], &self.cfg.code_points);
         self.stats.responses_sent += 1;
         self.send(path, &bytes);
     }
@@ -225,8 +220,10 @@ impl Ike {
         let p = &repr.payloads;
         if let Some(ours) = self.half_open.get(&h.spi_i) {
             // A retransmission: the same answer.
-            if let Some(sa) = self.sas.get(ours) {
-                let resp = sa.init_response.clone();
+            if let Some(Phase::Keyed(_, Keyed::AwaitingAuthRequest(s))) =
+                self.sas.get(ours).map(|sa| &sa.phase)
+            {
+                let resp = s.handshake.init_response.clone();
                 self.stats.cached_replies += 1;
                 self.send(path, &resp);
             }
@@ -269,26 +266,19 @@ impl Ike {
             self.drop(IkeDrop::Crypto);
             return;
         };
-        let spi = self.fresh_spi();
+        let spi = self.fresh_spi(None);
         let nr = self.nonce();
-        let mut sa = IkeSa::new(spi, false, path.0, path.1);
-        sa.spi_i = h.spi_i;
-        sa.encr = encr;
         let keys = IkeKeys::derive(encr, &shared, ni, &nr, h.spi_i, spi);
         self.events
             .extend(ike_keys_logged(encr, h.spi_i, spi, &keys));
-        if sa.set_keys(keys).is_err() {
+        let Ok(sk) = Sk::new(encr, &keys, false) else {
             self.drop(IkeDrop::Crypto);
             return;
-        }
+        };
         let natt = self.nat_traversal(path.1.is_ipv6())
             && has_notify(p, NotifyType::NAT_DETECTION_SOURCE_IP);
-        if natt {
-            (sa.nat_local, sa.nat_remote) = Self::detect_nat(p, h.spi_i, 0, path);
-        }
         let cp = self.cfg.code_points;
-        sa.tunnel_addresses = self.cfg.tunnel_addresses
-            && find_notify(p, cp.notify_different_tunnel_address_supported).is_some();
+        let tunnel_addresses = self.cfg.tunnel_addresses && tunnel_addresses::offered(p, &cp);
         let mut proposal = ike_proposal(&[encr], Vec::new());
         proposal.number = number;
         let mut out = vec![
@@ -302,10 +292,8 @@ impl Ike {
         if natt {
             out.extend(self.nat_detection(h.spi_i, spi, path));
         }
-        if sa.tunnel_addresses {
-            out.push(IkePayload::Notify(
-                Notify::different_tunnel_address_supported(&cp),
-            ));
+        if tunnel_addresses {
+            out.push(tunnel_addresses::supported(&cp));
         }
         if has_notify(p, NotifyType::SIGNATURE_HASH_ALGORITHMS) {
             out.push(notify(
@@ -313,16 +301,30 @@ impl Ike {
                 crypto::SIGNATURE_HASH_ALGORITHMS.to_vec(),
             ));
         }
-        sa.ni = ni.to_vec();
-        sa.nr = nr;
-        sa.init_request = bytes.to_vec();
-        sa.init_response = sa.clear_message(true, out, &cp);
+        let init_response = clear_init((h.spi_i, spi), false, true, out, &cp);
+        let resp = init_response.clone();
+        let handshake = Handshake::new(keys, (ni.to_vec(), nr), (bytes.to_vec(), init_response));
+        let mut sa = IkeSa::new(
+            spi,
+            false,
+            path,
+            Phase::Keyed(
+                sk,
+                Keyed::AwaitingAuthRequest(ExpectAuthRequest {
+                    handshake,
+                    expires: now + HALF_OPEN_TIMEOUT,
+                }),
+            ),
+        );
+        sa.spi_i = h.spi_i;
+        sa.encr = encr;
+        if natt {
+            (sa.nat_local, sa.nat_remote) = Self::detect_nat(p, h.spi_i, 0, path);
+        }
+        sa.tunnel_addresses = tunnel_addresses;
         sa.peer_message_id = 1;
-        sa.expires = Some(now + HALF_OPEN_TIMEOUT);
-        let resp = sa.init_response.clone();
-        self.sas.insert(spi, sa);
+        self.put(sa);
         self.half_open.insert(h.spi_i, spi);
-        self.schedule(spi);
         self.stats.responses_sent += 1;
         self.send(path, &resp);
     }
@@ -330,19 +332,19 @@ impl Ike {
     pub(super) fn on_init_response(
         &mut self,
         now: Instant,
-        spi: u64,
+        sa: &mut IkeSa,
         repr: &IkeRepr,
         bytes: &[u8],
-        ipsec: &mut Ipsec,
-    ) {
+        ipsec: &Ipsec,
+    ) -> Verdict {
+        let Phase::AwaitingInitResponse(s) = &mut sa.phase else {
+            return Verdict::Keep;
+        };
         let p = &repr.payloads;
         if let Some(c) = find_notify(p, NotifyType::COOKIE.into()) {
-            let cookie = c.data.clone();
-            if let Some(sa) = self.sas.get_mut(&spi) {
-                sa.inflight = None;
-            }
-            self.send_init(now, spi, Some(cookie));
-            return;
+            let path = (sa.local, sa.remote);
+            s.inflight = self.send_init(now, sa.spi_i, path, &s.dh, &s.ni, Some(c.data.clone()));
+            return Verdict::Keep;
         }
         let refused = [
             NotifyType::NO_PROPOSAL_CHOSEN,
@@ -351,73 +353,73 @@ impl Ike {
         .into_iter()
         .any(|t| has_notify(p, t));
         if refused {
-            self.close(spi, CloseReason::NoProposalChosen, ipsec);
-            return;
+            return Verdict::Close(CloseReason::NoProposalChosen);
         }
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        let (Some((_, encr, _)), Some(nr), Some((crypto::DH_CURVE25519, ke)), Some(dh)) = (
+        let (Some((_, encr, _)), Some(nr), Some((crypto::DH_CURVE25519, ke))) = (
             choose_ike(p, &self.cfg.proposals),
             payload_nonce(p),
             payload_ke(p),
-            sa.dh.as_ref(),
         ) else {
             self.drop(IkeDrop::Malformed);
-            return;
+            return Verdict::Keep;
         };
-        let Ok(shared) = dh.shared(ke) else {
+        let Ok(shared) = s.dh.shared(ke) else {
             self.drop(IkeDrop::Crypto);
-            return;
+            return Verdict::Keep;
         };
         let spi_r = repr.header.spi_r;
-        let keys = IkeKeys::derive(encr, &shared, &sa.ni, nr, sa.spi_i, spi_r);
+        let keys = IkeKeys::derive(encr, &shared, &s.ni, nr, sa.spi_i, spi_r);
         self.events
             .extend(ike_keys_logged(encr, sa.spi_i, spi_r, &keys));
+        let Ok(sk) = Sk::new(encr, &keys, true) else {
+            self.drop(IkeDrop::Crypto);
+            return Verdict::Keep;
+        };
+        let peer = s.peer;
+        // The request in flight is the IKE_SA_INIT that AUTH signs.
+        let handshake = Handshake::new(
+            keys,
+            (mem::take(&mut s.ni), nr.to_vec()),
+            (mem::take(&mut s.inflight.bytes), bytes.to_vec()),
+        );
         let natt = self.nat_traversal(sa.remote.is_ipv6())
             && has_notify(p, NotifyType::NAT_DETECTION_SOURCE_IP);
         let cp = self.cfg.code_points;
-        let ta = self.cfg.tunnel_addresses
-            && find_notify(p, cp.notify_different_tunnel_address_supported).is_some();
         let mobike = matches!(self.cfg.mobility, Mobility::Mobike { .. });
-        let nr = nr.to_vec();
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
         let path = (sa.local, sa.remote);
         sa.spi_r = spi_r;
         sa.encr = encr;
-        sa.nr = nr;
-        sa.init_response = bytes.to_vec();
-        sa.tunnel_addresses = ta;
+        sa.tunnel_addresses = self.cfg.tunnel_addresses && tunnel_addresses::offered(p, &cp);
         if natt {
             (sa.nat_local, sa.nat_remote) = Self::detect_nat(p, sa.spi_i, spi_r, path);
-        }
-        if sa.set_keys(keys).is_err() {
-            self.drop(IkeDrop::Crypto);
-            return;
         }
         // RFC 4555 §3.3 and RFC 7296 §2.23: on to 4500 for IKE_AUTH.
         if sa.nat() || mobike {
             sa.local.set_port(NATT_PORT);
             sa.remote.set_port(NATT_PORT);
         }
-        sa.state = IkeState::AwaitingAuthResponse;
-        sa.inflight = None;
-        let request = match self.first_child(spi) {
-            Some(config) => {
-                let spi_in = self.fresh_esp_spi(ipsec);
-                Request::CreateChild {
-                    config,
-                    spi_in,
-                    nonce: Vec::new(),
-                    rekey: None,
-                }
-            }
-            None => Request::Auth,
-        };
-        self.send_auth(now, spi, request);
+        let first_child = self
+            .first_child(peer)
+            .map(|config| (config, self.fresh_esp_spi(ipsec)));
+        self.send_auth(now, sa, sk, peer, handshake, first_child)
     }
+}
+
+/// A clear IKE_SA_INIT message.
+fn clear_init(
+    spis: (u64, u64),
+    initiator: bool,
+    response: bool,
+    payloads: Vec<IkePayload>,
+    cp: &CodePoints,
+) -> Vec<u8> {
+    let repr = IkeRepr {
+        header: header(spis, initiator, ExchangeType::IKE_SA_INIT, response, 0),
+        payloads,
+    };
+    let mut out = Vec::with_capacity(repr.buffer_len(cp));
+    repr.emit(&mut out, cp);
+    out
 }
 
 /// The key-log row of an IKE SA, where tshark can use one.

@@ -2,8 +2,8 @@
 
 use crate::wire::ike::{IkePayload, Notify, NotifyType, TrafficSelector};
 
+/// Protocol IDs (§3.3.1).
 pub(super) const PROTO_IKE: u8 = 1;
-
 pub(super) const PROTO_ESP: u8 = 3;
 
 pub(super) fn notify(t: NotifyType, data: Vec<u8>) -> IkePayload {

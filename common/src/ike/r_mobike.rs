@@ -3,8 +3,10 @@
 
 use core::net::{IpAddr, SocketAddr};
 
-use super::{Ike, IkeError, IkeEvent, IkeSaId, IkeState, Mobility, Request};
+use super::sa::{IkeSa, Request};
+use super::{Ike, IkeError, IkeEvent, IkeSaId, Mobility};
 use crate::time::Instant;
+use crate::wire::ike::{IkePayload, SwitchToIpAddress};
 
 impl Ike {
     /// Asks the initiator to move to our address `to` (REQ RM-4.2c); only
@@ -15,10 +17,7 @@ impl Ike {
         sa: IkeSaId,
         to: IpAddr,
     ) -> Result<(), IkeError> {
-        let ike = self.sas.get(&sa.0).ok_or(IkeError::NoSuchSa(sa))?;
-        if ike.state != IkeState::Established {
-            return Err(IkeError::NotEstablished(sa));
-        }
+        let (ike, _) = self.established(sa)?;
         if !matches!(self.cfg.mobility, Mobility::Mobike { .. }) || !ike.mobike {
             return Err(IkeError::WrongMobility(sa));
         }
@@ -30,12 +29,15 @@ impl Ike {
         Ok(())
     }
 
+    pub(super) fn switch_payloads(&self, to: IpAddr) -> Vec<IkePayload> {
+        vec![IkePayload::Notify(
+            SwitchToIpAddress(to).to_notify(&self.cfg.code_points),
+        )]
+    }
+
     /// SWITCH_TO_IP_ADDRESS received; the response is empty either way.
-    pub(super) fn on_switch(&mut self, now: Instant, spi: u64, to: IpAddr) {
+    pub(super) fn on_switch(&mut self, now: Instant, sa: &mut IkeSa, to: IpAddr) {
         let r_mobike = matches!(self.cfg.mobility, Mobility::Mobike { r_mobike: true });
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
         if !sa.initiator || !r_mobike || !sa.mobike {
             // From an initiator, or to one that never offered 'R' (RM-4.2b).
             self.stats.switches_ignored += 1;
@@ -57,18 +59,18 @@ impl Ike {
                     SocketAddr::new(to, sa.remote.port()),
                 );
                 let cookie2 = self.nonce();
-                self.cancel_moves(spi);
-                self.enqueue(spi, Request::UpdateSaAddresses { path, cookie2 });
+                sa.cancel_moves();
+                sa.enqueue(Request::UpdateSaAddresses { path, cookie2 });
             }
             _ => {
                 // Refused: stay, and check the current path (RM-4.2d).
                 self.events.push_back(IkeEvent::SwitchRefused {
-                    sa: IkeSaId(spi),
+                    sa: IkeSaId(sa.ours),
                     to,
                 });
-                self.request(
+                self.queue_request(
                     now,
-                    spi,
+                    sa,
                     Request::Probe {
                         path: None,
                         cookie2: None,

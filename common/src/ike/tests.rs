@@ -370,6 +370,12 @@ fn has(p: &[IkePayload], t: NotifyType) -> bool {
     notify_types(p).contains(&t.into())
 }
 
+/// b's SA of an established pair, on (B, A) port 500.
+fn established_sa() -> IkeSa {
+    let (mut p, _, sb) = Pair::established(true);
+    p.b.ike.sas.remove(&sb.0).unwrap()
+}
+
 fn child_spis(p: &Pair, a: bool, sa: IkeSaId) -> Vec<(u32, u32)> {
     p.sa(a, sa)
         .children
@@ -385,8 +391,8 @@ fn child_spis(p: &Pair, a: bool, sa: IkeSaId) -> Vec<(u32, u32)> {
 #[test]
 fn psk_aes_gcm_handshake_installs_a_working_tunnel_child() {
     let (mut p, sa, sb) = Pair::established(true);
-    assert_eq!(p.sa(true, sa).state, IkeState::Established);
-    assert_eq!(p.sa(false, sb).state, IkeState::Established);
+    assert_eq!(p.sa(true, sa).state(), IkeState::Established);
+    assert_eq!(p.sa(false, sb).state(), IkeState::Established);
     let (ca, cb) = (child_spis(&p, true, sa), child_spis(&p, false, sb));
     assert_eq!(ca.len(), 1);
     assert_eq!(ca[0], (cb[0].1, cb[0].0), "SPIs mirror each other");
@@ -484,7 +490,7 @@ fn cookie_is_demanded_under_load_and_echoed() {
         .b
         .ike
         .sa_ids()
-        .all(|s| p.sa(false, s).state == IkeState::Established));
+        .all(|s| p.sa(false, s).state() == IkeState::Established));
 }
 
 // REQ IKE-BASE
@@ -1248,7 +1254,7 @@ fn peer_address_sets_come_with_ike_auth_in_preference_order() {
         .collect();
     assert_eq!(sources, [v6(A), v6(A2)], "the address in use first");
     // A repeated address reduces the set to one.
-    let mut sa_b = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    let mut sa_b = established_sa();
     sa_b.peer_addresses = vec![v6(A), v6(A2)];
     let s = |a: &str| {
         IkePayload::Notify(
@@ -1266,7 +1272,7 @@ fn peer_address_sets_come_with_ike_auth_in_preference_order() {
 // REQ AM-3.3d
 #[test]
 fn mixed_notification_order_gives_association_hints() {
-    let mut sa = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    let mut sa = established_sa();
     let n = |src: bool, a: &str| {
         IkePayload::Notify(
             PeerAddress {
@@ -1520,7 +1526,7 @@ fn mismatched_notifications_are_ignored_warned_and_counted() {
     assert_eq!(p.a.ike.stats().retransmits, before + 1);
     p.run_with(&mut tamper);
     assert!(
-        p.a.ike.sa(sa).unwrap().inflight.is_none(),
+        p.a.ike.sa(sa).unwrap().inflight().is_none(),
         "answered in the end"
     );
 }

@@ -2,217 +2,123 @@
 //! queued and sent one at a time with retransmission, the peer's requests
 //! checked against the next message ID and the cached response, and which
 //! exchange handles a message.
+//!
+//! Handlers get the SA as `&mut IkeSa`, taken out of the engine's map, and
+//! say in a [`Verdict`] whether it stays.
 
 use core::net::SocketAddr;
 
-use super::addrmgmt::update_payload;
-use super::child::clear_rekey;
+use super::child::{clear_rekey, rekey_ike_payloads};
 use super::config::Mobility;
-use super::init::ike_proposal;
-use super::payloads::{find_notify, notify, payload_nonce, PROTO_ESP, PROTO_IKE};
-use super::sa::{Cached, IkeState, Inflight};
-use super::{crypto, CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, Request};
+use super::informational::delete_payloads;
+use super::payloads::{payload_nonce, PROTO_IKE};
+use super::sa::{Cached, IkeSa, Inflight, Request};
+use super::{CloseReason, Ike, IkeDrop, IkeEvent, IkeSaId, IkeState, Verdict};
 use crate::ipsec::Ipsec;
 use crate::time::Instant;
-use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr, Notify, NotifyType};
+use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr, Notify};
 
 impl Ike {
-    /// Queues a request; it goes out when the window is free.
-    pub(crate) fn request(&mut self, now: Instant, spi: u64, request: Request) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        sa.queue.push_back(request);
-        self.send_next(now, spi);
+    /// Queues a request on SA `spi`; it goes out when the window is free.
+    pub(super) fn request(&mut self, now: Instant, spi: u64, request: Request) {
+        self.with_sa(spi, |ike, sa| ike.queue_request(now, sa, request));
     }
 
-    /// Queues a request without sending it: a request handler's own
-    /// requests go out after its response.
-    pub(crate) fn enqueue(&mut self, spi: u64, request: Request) {
-        if let Some(sa) = self.sas.get_mut(&spi) {
-            sa.queue.push_back(request);
-        }
+    /// Queues a request; it goes out when the window is free.
+    pub(super) fn queue_request(&mut self, now: Instant, sa: &mut IkeSa, request: Request) {
+        sa.enqueue(request);
+        self.send_next(now, sa);
     }
 
     /// Sends the next queued request if none is in flight (window 1).
-    pub(crate) fn send_next(&mut self, now: Instant, spi: u64) {
+    pub(super) fn send_next(&mut self, now: Instant, sa: &mut IkeSa) {
         loop {
-            let Some(sa) = self.sas.get_mut(&spi) else {
+            let Some(e) = sa.established_mut() else {
                 return;
             };
-            if sa.inflight.is_some() || sa.state != IkeState::Established {
+            if e.inflight.is_some() {
                 return;
             }
-            let Some(request) = sa.queue.pop_front() else {
+            let Some(request) = e.queue.pop_front() else {
                 return;
             };
-            if self.send_request(now, spi, request) {
+            if self.send_request(now, sa, request) {
                 return;
             }
         }
     }
 
     /// Builds, seals and sends a request; false if it turned out moot.
-    pub(super) fn send_request(&mut self, now: Instant, spi: u64, request: Request) -> bool {
-        let Some((exchange, payloads, path)) = self.build_request(spi, &request) else {
-            return false;
-        };
-        let cp = self.cfg.code_points;
-        let timeout = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get_mut(&spi) else {
+    fn send_request(&mut self, now: Instant, sa: &mut IkeSa, request: Request) -> bool {
+        let Some((exchange, payloads, path)) = self.build_request(sa, &request) else {
             return false;
         };
         let message_id = sa.next_message_id;
-        let Ok(bytes) = sa.seal_message(exchange, false, message_id, &payloads, &cp) else {
+        let Ok(bytes) = sa.seal_message(
+            exchange,
+            false,
+            message_id,
+            &payloads,
+            &self.cfg.code_points,
+        ) else {
             return false;
         };
-        sa.next_message_id += 1;
-        if let Some(spi_in) = request.offered_spi() {
+        let Some(e) = sa.established_mut() else {
+            return false;
+        };
+        if let Request::CreateChild { spi_in, .. } = request {
             self.offered_spis.insert(spi_in);
         }
-        sa.inflight = Some(Inflight {
-            message_id,
-            bytes: bytes.clone(),
-            path,
+        let deadline = now + self.cfg.retransmit_timeout;
+        e.inflight = Some((
+            Inflight::new(message_id, bytes.clone(), path, deadline),
             request,
-            retransmits: 0,
-            deadline: now + timeout,
-        });
+        ));
+        sa.next_message_id += 1;
         self.stats.requests_sent += 1;
         self.send(path, &bytes);
-        self.schedule(spi);
         true
     }
 
     /// The exchange, payloads and path of one of our requests.
-    pub(super) fn build_request(
-        &mut self,
-        spi: u64,
+    fn build_request(
+        &self,
+        sa: &IkeSa,
         request: &Request,
     ) -> Option<(ExchangeType, Vec<IkePayload>, (SocketAddr, SocketAddr))> {
-        let cp = self.cfg.code_points;
-        let sa = self.sas.get(&spi)?;
         let current = (sa.local, sa.remote);
-        let peer = sa.peer?;
+        let peer = sa.peer()?;
+        let info = ExchangeType::INFORMATIONAL;
         Some(match request {
-            Request::Auth | Request::CreateChild { .. } if sa.state != IkeState::Established => {
-                let [id, auth] = self.auth_payloads(sa, peer)?;
-                let mut p = vec![id];
-                let others = self.sas.values().any(|o| {
-                    o.ours != spi && o.peer == Some(peer) && o.state == IkeState::Established
-                });
-                if !others {
-                    p.push(notify(NotifyType::INITIAL_CONTACT, Vec::new()));
-                }
-                p.push(IkePayload::IdR(self.cfg.peers[peer].id.payload()));
-                p.push(auth);
-                if let Request::CreateChild { config, spi_in, .. } = request {
-                    p.extend(self.child_payloads(sa, peer, *config, *spi_in));
-                }
-                p.extend(self.mobility_payloads(sa));
-                (ExchangeType::IKE_AUTH, p, current)
-            }
-            Request::Auth => return None,
             Request::CreateChild {
                 config,
                 spi_in,
                 nonce,
                 rekey,
-            } => {
-                let mut p = Vec::new();
-                if let Some(old) = rekey {
-                    let mut n = Notify::new(NotifyType::REKEY_SA.into(), Vec::new());
-                    n.protocol = PROTO_ESP;
-                    n.spi = old.to_be_bytes().to_vec();
-                    p.push(IkePayload::Notify(n));
-                }
-                let mut child = self.child_payloads(sa, peer, *config, *spi_in);
-                // SA first, then the nonce (§1.3.1).
-                let rest = child.split_off(usize::from(!child.is_empty()));
-                p.extend(child);
-                p.push(IkePayload::Nonce(nonce.clone()));
-                p.extend(rest);
-                if self.cfg.mobility == Mobility::AddrMgmt {
-                    p.extend(self.peer_address_notifications(sa.local, sa.remote));
-                }
-                (ExchangeType::CREATE_CHILD_SA, p, current)
-            }
-            Request::RekeyIke {
-                spi: new,
-                nonce,
-                dh,
             } => (
                 ExchangeType::CREATE_CHILD_SA,
-                vec![
-                    IkePayload::Sa(vec![ike_proposal(&[sa.encr], new.to_be_bytes().to_vec())]),
-                    IkePayload::Nonce(nonce.clone()),
-                    IkePayload::Ke {
-                        group: crypto::DH_CURVE25519,
-                        data: dh.public().to_vec(),
-                    },
-                ],
+                self.create_child_payloads(sa, peer, *config, *spi_in, nonce, *rekey),
                 current,
             ),
-            Request::Delete { ike: true, .. } => (
-                ExchangeType::INFORMATIONAL,
-                vec![IkePayload::Delete {
-                    protocol: PROTO_IKE,
-                    spi_size: 0,
-                    spis: Vec::new(),
-                }],
+            Request::RekeyIke { spi, nonce, dh } => (
+                ExchangeType::CREATE_CHILD_SA,
+                rekey_ike_payloads(sa.encr, *spi, nonce, dh),
                 current,
             ),
-            Request::Delete { spis, .. } => {
-                let spis: Vec<Vec<u8>> = spis.iter().map(|s| s.to_be_bytes().to_vec()).collect();
-                if spis.is_empty() {
-                    return None;
-                }
-                (
-                    ExchangeType::INFORMATIONAL,
-                    vec![IkePayload::Delete {
-                        protocol: PROTO_ESP,
-                        spi_size: 4,
-                        spis,
-                    }],
-                    current,
-                )
-            }
+            Request::Delete { ike, spis } => (info, delete_payloads(*ike, spis)?, current),
             Request::Probe { path, cookie2 } => {
                 let path = path.unwrap_or(current);
-                let mut p = Vec::new();
-                if let Some(c) = cookie2 {
-                    p.push(notify(NotifyType::COOKIE2, c.clone()));
-                }
-                if self.cfg.mobility == Mobility::AddrMgmt && path != current {
-                    p.extend(self.peer_address_notifications(path.0, path.1));
-                }
-                (ExchangeType::INFORMATIONAL, p, path)
+                (info, self.probe_payloads(current, path, cookie2), path)
             }
-            Request::UpdateSaAddresses { path, cookie2 } => {
-                let mut p = vec![notify(NotifyType::UPDATE_SA_ADDRESSES, Vec::new())];
-                if self.nat_traversal(path.1.is_ipv6()) {
-                    p.extend(self.nat_detection(sa.spi_i, sa.spi_r, *path));
-                }
-                p.push(notify(NotifyType::COOKIE2, cookie2.clone()));
-                p.extend(self.address_list(path.0.ip()));
-                (ExchangeType::INFORMATIONAL, p, *path)
-            }
-            Request::Addresses => (
-                ExchangeType::INFORMATIONAL,
-                self.address_list(sa.local.ip()),
-                current,
+            Request::UpdateSaAddresses { path, cookie2 } => (
+                info,
+                self.update_sa_addresses_payloads(sa, *path, cookie2),
+                *path,
             ),
-            Request::Switch(to) => (
-                ExchangeType::INFORMATIONAL,
-                vec![IkePayload::Notify(
-                    crate::wire::ike::SwitchToIpAddress(*to).to_notify(&cp),
-                )],
-                current,
-            ),
+            Request::Addresses => (info, self.address_list(sa.local.ip()), current),
+            Request::Switch(to) => (info, self.switch_payloads(*to), current),
             Request::AddressUpdate { path, all, spis } => {
-                let mut p = vec![update_payload(*all, spis)];
-                p.extend(self.peer_address_notifications(path.0, path.1));
-                (ExchangeType::INFORMATIONAL, p, *path)
+                (info, self.address_update_payloads(*path, *all, spis), *path)
             }
         })
     }
@@ -220,72 +126,68 @@ impl Ike {
     /// Retransmits with exponential back-off, from the SA's current
     /// addresses (a retransmission may use another pair, REQ AM-3.2a);
     /// past the limit the peer is dead.
-    pub(super) fn retransmit(&mut self, now: Instant, spi: u64, ipsec: &mut Ipsec) {
+    pub(super) fn retransmit(&mut self, now: Instant, sa: &mut IkeSa) -> Verdict {
         let tries = self.cfg.retransmit_tries;
         let base = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
         // Gone from our addresses: retransmit from another (REQ AM-3.2a).
         let current = if self.local_addresses.contains(&sa.local.ip()) {
             (sa.local, sa.remote)
         } else {
             self.next_path(sa).unwrap_or((sa.local, sa.remote))
         };
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Some(inflight) = sa.inflight.as_mut() else {
-            return;
+        let own_path = sa.request_in_flight().is_some_and(Request::has_own_path);
+        let probe = matches!(
+            sa.request_in_flight(),
+            Some(Request::Probe { path: Some(_), .. })
+        );
+        let Some(inflight) = sa.inflight_mut() else {
+            return Verdict::Keep;
         };
         if inflight.retransmits >= tries {
-            match inflight.request {
-                // A failed path probe or RR check is not a dead peer.
-                Request::Probe { path: Some(_), .. } => {
-                    sa.inflight = None;
-                    self.send_next(now, spi);
-                }
-                _ => self.close(spi, CloseReason::Timeout, ipsec),
+            if !probe {
+                return Verdict::Close(CloseReason::Timeout);
             }
-            return;
+            // A failed path probe or RR check is not a dead peer.
+            if let Some(e) = sa.established_mut() {
+                e.inflight = None;
+            }
+            self.send_next(now, sa);
+            return Verdict::Keep;
         }
         inflight.retransmits += 1;
         inflight.deadline = now + base * 2u32.saturating_pow(inflight.retransmits);
         // Probes, checks and moves are tied to their path; the rest follow
         // the SA.
-        if !matches!(
-            inflight.request,
-            Request::Probe { path: Some(_), .. }
-                | Request::UpdateSaAddresses { .. }
-                | Request::AddressUpdate { .. }
-        ) {
+        if !own_path {
             inflight.path = current;
         }
         let (path, bytes) = (inflight.path, inflight.bytes.clone());
         self.stats.retransmits += 1;
         self.send(path, &bytes);
+        Verdict::Keep
     }
 
     /// Sends a response and caches it for a retransmitted request.
-    pub(crate) fn respond(
+    pub(super) fn respond(
         &mut self,
-        spi: u64,
+        sa: &mut IkeSa,
         exchange: ExchangeType,
         message_id: u32,
         path: (SocketAddr, SocketAddr),
         payloads: &[IkePayload],
     ) {
-        let cp = self.cfg.code_points;
-        let Some(sa) = self.sas.get_mut(&spi) else {
+        let Ok(bytes) =
+            sa.seal_message(exchange, true, message_id, payloads, &self.cfg.code_points)
+        else {
             return;
         };
-        let Ok(bytes) = sa.seal_message(exchange, true, message_id, payloads, &cp) else {
-            return;
-        };
-        sa.cached = Some(Cached {
-            message_id,
-            bytes: bytes.clone(),
-        });
+        // Before IKE_AUTH is done a response ends the SA: no cache.
+        if let Some(e) = sa.established_mut() {
+            e.cached = Some(Cached {
+                message_id,
+                bytes: bytes.clone(),
+            });
+        }
         self.stats.responses_sent += 1;
         // Back where the request came from, from where it went (REQ AM-3.1a).
         self.send(path, &bytes);
@@ -294,55 +196,53 @@ impl Ike {
     pub(super) fn on_request(
         &mut self,
         now: Instant,
+        sa: &mut IkeSa,
         path: (SocketAddr, SocketAddr),
         repr: &IkeRepr,
         bytes: &[u8],
         ipsec: &mut Ipsec,
-    ) {
+    ) -> Verdict {
         let h = &repr.header;
-        let spi = if h.initiator() { h.spi_r } else { h.spi_i };
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        if let Some(c) = sa.cached.as_ref().filter(|c| c.message_id == h.message_id) {
+        let e = sa.established();
+        if let Some(c) = e
+            .and_then(|e| e.cached.as_ref())
+            .filter(|c| c.message_id == h.message_id)
+        {
             // A retransmission gets the cached reply, sent back where this
             // copy came from (REQ AM-3.1a, AM-3.3e).
             let bytes = c.bytes.clone();
             self.stats.cached_replies += 1;
             self.send(path, &bytes);
-            return;
+            return Verdict::Keep;
         }
-        if h.message_id != sa.peer_message_id
-            || sa
-                .deferred
-                .as_ref()
-                .and_then(|d| d.response.as_ref())
-                .is_some_and(|r| r.message_id == h.message_id)
-        {
+        let held = e
+            .and_then(|e| e.deferred.as_ref())
+            .and_then(|d| d.response.as_ref())
+            .is_some_and(|r| r.message_id == h.message_id);
+        if h.message_id != sa.peer_message_id || held {
             self.drop(IkeDrop::MessageId);
-            return;
+            return Verdict::Keep;
         }
         let payloads = match sa.open_message(repr, bytes, &self.cfg.code_points) {
             Ok(p) => p,
             Err(e) => {
                 self.drop(e);
-                return;
+                return Verdict::Keep;
             }
         };
-        match (sa.state, h.exchange) {
+        match (sa.state(), h.exchange) {
             (IkeState::AwaitingAuthRequest, ExchangeType::IKE_AUTH) => {
-                self.on_auth_request(now, spi, path, h.message_id, &payloads, ipsec);
-                return;
+                return self.on_auth_request(now, sa, path, h.message_id, &payloads, ipsec);
             }
             (IkeState::Established, _) => {}
             _ => {
                 self.drop(IkeDrop::State);
-                return;
+                return Verdict::Keep;
             }
         }
         if self.cfg.mobility == Mobility::AddrMgmt
             && self.addresses_mismatch(
-                spi,
+                sa,
                 path,
                 &payloads,
                 true,
@@ -354,39 +254,36 @@ impl Ike {
         {
             // Content ignored, a warning sent, the counter advanced (AM-3.3e).
             self.stats.address_mismatches += 1;
-            self.events
-                .push_back(IkeEvent::AddressMismatch { sa: IkeSaId(spi) });
-            if let Some(sa) = self.sas.get_mut(&spi) {
-                sa.peer_message_id += 1;
-            }
+            self.events.push_back(IkeEvent::AddressMismatch {
+                sa: IkeSaId(sa.ours),
+            });
+            sa.peer_message_id += 1;
             let warn = IkePayload::Notify(Notify::new(
                 self.cfg.code_points.notify_peer_address_mismatch,
                 Vec::new(),
             ));
-            self.respond(spi, h.exchange, h.message_id, path, &[warn]);
-            return;
+            self.respond(sa, h.exchange, h.message_id, path, &[warn]);
+            return Verdict::Keep;
         }
         let response = match h.exchange {
-            ExchangeType::CREATE_CHILD_SA => self.on_create_child(now, spi, &payloads, ipsec),
+            ExchangeType::CREATE_CHILD_SA => self.on_create_child(now, sa, &payloads, ipsec),
             ExchangeType::INFORMATIONAL => {
-                match self.on_informational(now, spi, path, h.message_id, &payloads, ipsec) {
+                match self.on_informational(now, sa, path, h.message_id, &payloads, ipsec) {
                     Some(r) => r,
                     // Held back for a return-routability check.
                     None => {
-                        self.send_next(now, spi);
-                        return;
+                        self.send_next(now, sa);
+                        return Verdict::Keep;
                     }
                 }
             }
             _ => {
                 self.drop(IkeDrop::State);
-                return;
+                return Verdict::Keep;
             }
         };
-        if let Some(sa) = self.sas.get_mut(&spi) {
-            sa.peer_message_id += 1;
-        }
-        self.respond(spi, h.exchange, h.message_id, path, &response);
+        sa.peer_message_id += 1;
+        self.respond(sa, h.exchange, h.message_id, path, &response);
         // A Delete of the IKE SA ends it once answered.
         let deleted = payloads.iter().any(|p| {
             matches!(
@@ -398,93 +295,81 @@ impl Ike {
             )
         });
         if deleted {
-            self.close_deleted(spi, ipsec);
+            return self.deleted(sa);
         }
-        self.send_next(now, spi);
+        self.send_next(now, sa);
+        Verdict::Keep
     }
 
     pub(super) fn on_response(
         &mut self,
         now: Instant,
+        sa: &mut IkeSa,
         path: (SocketAddr, SocketAddr),
         repr: &IkeRepr,
         bytes: &[u8],
         ipsec: &mut Ipsec,
-    ) {
-        let spi = if repr.header.initiator() {
-            repr.header.spi_r
-        } else {
-            repr.header.spi_i
-        };
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        let expected = sa.inflight.as_ref().map(|i| i.message_id);
-        if expected != Some(repr.header.message_id) {
+    ) -> Verdict {
+        if sa.inflight().map(|i| i.message_id) != Some(repr.header.message_id) {
             self.drop(IkeDrop::MessageId);
-            return;
+            return Verdict::Keep;
         }
-        if sa.state == IkeState::AwaitingInitResponse {
-            if repr.header.exchange == ExchangeType::IKE_SA_INIT {
-                self.on_init_response(now, spi, repr, bytes, ipsec);
-            } else {
+        if sa.state() == IkeState::AwaitingInitResponse {
+            if repr.header.exchange != ExchangeType::IKE_SA_INIT {
                 self.drop(IkeDrop::State);
+                return Verdict::Keep;
             }
-            return;
+            return self.on_init_response(now, sa, repr, bytes, ipsec);
         }
         let payloads = match sa.open_message(repr, bytes, &self.cfg.code_points) {
             Ok(p) => p,
             Err(e) => {
                 self.drop(e);
-                return;
+                return Verdict::Keep;
             }
         };
-        if sa.state == IkeState::Established
-            && self.cfg.mobility == Mobility::AddrMgmt
-            && self.addresses_mismatch(spi, path, &payloads, false, false)
+        if sa.state() == IkeState::AwaitingAuthResponse {
+            if let Some(spi) = sa.offered_spi() {
+                self.offered_spis.remove(&spi);
+            }
+            let verdict = self.on_auth_response(now, sa, &payloads, ipsec);
+            if let Verdict::Keep = verdict {
+                self.send_next(now, sa);
+            }
+            return verdict;
+        }
+        if self.cfg.mobility == Mobility::AddrMgmt
+            && self.addresses_mismatch(sa, path, &payloads, false, false)
         {
             // A reply that disagrees with its header: ask again (AM-3.3e).
-            if let Some(sa) = self.sas.get_mut(&spi) {
-                if let Some(i) = sa.inflight.as_mut() {
-                    i.deadline = now;
-                }
+            if let Some(i) = sa.inflight_mut() {
+                i.deadline = now;
             }
-            self.retransmit(now, spi, ipsec);
-            self.schedule(spi);
-            return;
+            return self.retransmit(now, sa);
         }
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
+        let Some((_, request)) = sa.established_mut().and_then(|e| e.inflight.take()) else {
+            return Verdict::Keep;
         };
-        let Some(inflight) = sa.inflight.take() else {
-            return;
-        };
-        if let Some(spi_in) = inflight.request.offered_spi() {
+        if let Request::CreateChild { spi_in, .. } = request {
             self.offered_spis.remove(&spi_in);
         }
-        self.schedule(spi);
-        if self
-            .sas
-            .get(&spi)
-            .is_some_and(|s| s.state == IkeState::AwaitingAuthResponse)
-        {
-            self.on_auth_response(now, spi, inflight.request, &payloads, ipsec);
-        } else {
-            self.on_established_response(now, spi, inflight, &payloads, ipsec);
+        let verdict = self.on_established_response(now, sa, request, &payloads, ipsec);
+        if let Verdict::Keep = verdict {
+            self.send_next(now, sa);
         }
-        self.send_next(now, spi);
+        verdict
     }
 
-    pub(super) fn on_established_response(
+    /// The response to one of our requests once established.
+    fn on_established_response(
         &mut self,
         now: Instant,
-        spi: u64,
-        inflight: Inflight,
+        sa: &mut IkeSa,
+        request: Request,
         payloads: &[IkePayload],
         ipsec: &mut Ipsec,
-    ) {
-        match inflight.request {
-            Request::Auth => {}
+    ) -> Verdict {
+        match request {
             Request::CreateChild {
                 config,
                 spi_in,
@@ -493,13 +378,13 @@ impl Ike {
             } => {
                 let Some(nr) = payload_nonce(payloads).map(<[u8]>::to_vec) else {
                     if let Some(old) = rekey {
-                        clear_rekey(self.sas.get_mut(&spi), old);
+                        clear_rekey(sa, old);
                     }
-                    return;
+                    return Verdict::Keep;
                 };
                 self.child_response(
                     now,
-                    spi,
+                    sa,
                     config,
                     spi_in,
                     rekey,
@@ -509,41 +394,27 @@ impl Ike {
                     ipsec,
                 );
             }
-            Request::RekeyIke {
-                spi: new,
-                nonce,
-                dh,
-            } => {
-                self.rekey_ike_response(now, spi, new, (&nonce, &dh), payloads);
+            Request::RekeyIke { spi, nonce, dh } => {
+                self.rekey_ike_response(now, sa, spi, (&nonce, &dh), payloads);
             }
-            Request::Delete { ike: true, .. } => self.close_deleted(spi, ipsec),
+            Request::Delete { ike: true, .. } => return self.deleted(sa),
             Request::Delete { spis, .. } => {
                 for s in spis {
-                    self.forget_child(spi, s, ipsec);
+                    self.forget_child(sa, s, ipsec);
                 }
             }
             Request::Probe {
                 path: Some(path),
                 cookie2,
-            } => {
-                self.probe_answered(now, spi, path, cookie2, payloads, ipsec);
-            }
+            } => self.probe_answered(now, sa, path, cookie2, payloads, ipsec),
             Request::Probe { path: None, .. } | Request::Addresses | Request::Switch(_) => {}
             Request::UpdateSaAddresses { path, cookie2 } => {
-                let echoed = find_notify(payloads, NotifyType::COOKIE2.into())
-                    .is_some_and(|n| n.data == cookie2);
-                if echoed {
-                    let children = self.sas.get(&spi).map(Self::followers).unwrap_or_default();
-                    self.move_sa(spi, path, true, &children, ipsec);
-                }
+                self.addresses_updated(sa, path, &cookie2, payloads, ipsec);
             }
             Request::AddressUpdate { path, all, spis } => {
-                let children = match (all, self.sas.get(&spi)) {
-                    (true, Some(sa)) => Self::followers(sa),
-                    _ => spis,
-                };
-                self.move_sa(spi, path, true, &children, ipsec);
+                self.address_update_answered(sa, path, all, spis, ipsec);
             }
         }
+        Verdict::Keep
     }
 }
