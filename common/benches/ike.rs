@@ -236,7 +236,7 @@ impl Pair {
     fn check_up(&self) {
         for n in [&self.a, &self.b] {
             let sa = n.ike.sa(n.only_sa()).unwrap();
-            assert_eq!(sa.state, IkeState::Established);
+            assert_eq!(sa.state(), IkeState::Established);
             assert_eq!(sa.children.len(), 1);
             assert_eq!(n.ipsec.sad.len(), 2, "one CHILD_SA pair installed");
         }

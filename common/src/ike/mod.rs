@@ -10,15 +10,38 @@
 //!
 //! Only AEAD transforms are negotiated (AES-GCM-16, ChaCha20-Poly1305), with
 //! PRF HMAC-SHA-256 and X25519. Every request window is one message.
+//!
+//! The engine holds its IKE SAs by our SPI. A message or a timer for an SA
+//! takes it out of the map, hands it to the handler as `&mut IkeSa` beside
+//! the engine, and puts it back, or closes it if the handler's `Verdict`
+//! says so. An SA's state is one type per message it expects (`sa.rs`).
+//!
+//! Files: `init`, `auth`, `child` and `informational` for the exchanges;
+//! `window` for message IDs, retransmission and which handler gets a
+//! message; `mobike`, `addrmgmt`, `r_mobike` and `tunnel_addresses` for
+//! the mobility protocols, `moving` for what they share; `payloads` for
+//! finding and building payloads. Imports between them go one way:
+//! `window` → `child`, `informational`; `child` → `init` →
+//! `tunnel_addresses`; `moving` → `mobike`, `addrmgmt`; all → `sa`,
+//! `payloads`.
 
+mod addrmgmt;
+mod auth;
+mod child;
 pub mod config;
 pub mod crypto;
-mod exchange;
+mod informational;
+mod init;
 pub mod keylog;
-mod mobility;
+mod mobike;
+mod moving;
+mod payloads;
+mod r_mobike;
 mod sa;
 #[cfg(test)]
 mod tests;
+mod tunnel_addresses;
+mod window;
 
 pub use config::seed_from;
 pub use config::{
@@ -28,17 +51,18 @@ pub use sa::{Child, IkeSa, IkeState};
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
-use std::collections::{HashMap, VecDeque};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use self::crypto::Dh;
-use self::sa::{Cached, Inflight};
+use self::sa::Request;
 use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
 pub use crate::keylog::KeyTable;
 use crate::time::{Deadlines, Instant};
-use crate::wire::ike::{ExchangeType, IkePayload, IkeRepr};
+use crate::wire::ike::{ExchangeType, IkeRepr};
 
 /// The NAT-T port (RFC 3948); IKE there starts with four zero octets.
 pub const NATT_PORT: u16 = 4500;
@@ -241,93 +265,29 @@ pub enum IkeError {
     WrongMobility(IkeSaId),
 }
 
-/// Our requests (the payloads are built when sent).
-pub(crate) enum Request {
-    Auth,
-    CreateChild {
-        config: usize,
-        spi_in: u32,
-        nonce: Vec<u8>,
-        /// The inbound SPI of the child it replaces.
-        rekey: Option<u32>,
-    },
-    RekeyIke {
-        spi: u64,
-        nonce: Vec<u8>,
-        dh: Dh,
-    },
-    Delete {
-        ike: bool,
-        spis: Vec<u32>,
-    },
-    /// Empty INFORMATIONAL: liveness, a MOBIKE path probe, or a
-    /// return-routability check, on a given path.
-    Probe {
-        path: Option<(SocketAddr, SocketAddr)>,
-        cookie2: Option<Vec<u8>>,
-    },
-    /// RFC 4555 §3.5 from the initiator.
-    UpdateSaAddresses {
-        path: (SocketAddr, SocketAddr),
-        cookie2: Vec<u8>,
-    },
-    /// ADDITIONAL_* / NO_ADDITIONAL_ADDRESSES (RFC 4555 §3.6).
-    Addresses,
-    /// R-MOBIKE §5.2.
-    Switch(IpAddr),
-    /// Peer Address Update (addrmgmt §3.4).
-    AddressUpdate {
-        path: (SocketAddr, SocketAddr),
-        all: bool,
-        spis: Vec<u32>,
-    },
-}
-
-impl fmt::Debug for Request {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Request::Auth => "Auth",
-            Request::CreateChild { rekey: None, .. } => "CreateChild",
-            Request::CreateChild { .. } => "RekeyChild",
-            Request::RekeyIke { .. } => "RekeyIke",
-            Request::Delete { .. } => "Delete",
-            Request::Probe { .. } => "Probe",
-            Request::UpdateSaAddresses { .. } => "UpdateSaAddresses",
-            Request::Addresses => "Addresses",
-            Request::Switch(_) => "Switch",
-            Request::AddressUpdate { .. } => "AddressUpdate",
-        })
-    }
-}
-
-/// A move held back until a return-routability check to `path` is
-/// answered (REQ AM-3.4c, AM-4; RFC 4555 §3.5).
-pub(crate) struct Deferred {
-    /// The update's response, when it waits for the check too (addrmgmt).
-    pub response: Option<HeldResponse>,
-    /// Where the SAs move.
-    pub path: (SocketAddr, SocketAddr),
-    pub move_ike: bool,
-    /// Children to move, by inbound SPI.
-    pub children: Vec<u32>,
-    pub cookie2: Vec<u8>,
-}
-
-pub(crate) struct HeldResponse {
-    pub message_id: u32,
-    pub exchange: ExchangeType,
-    /// The request's path, reversed.
-    pub path: (SocketAddr, SocketAddr),
-    pub payloads: Vec<IkePayload>,
+/// What becomes of an SA after a handler ran on it.
+#[must_use]
+pub(crate) enum Verdict {
+    Keep,
+    Close(CloseReason),
 }
 
 pub struct Ike {
     pub(crate) cfg: IkeConfig,
     pub(crate) rng: ChaCha20Rng,
+    /// By our SPI. A handler takes its SA out of the map and gets it as
+    /// `&mut IkeSa` beside `&mut self`; the SA goes back when it is done.
     pub(crate) sas: HashMap<u64, IkeSa>,
     /// Responder half-open SAs by the initiator's SPI, for retransmitted
     /// IKE_SA_INIT requests (SPIs only, REQ AM-2.1a).
     pub(crate) half_open: HashMap<u64, u64>,
+    /// Every child's inbound and outbound SA: the IKE SA that holds it and
+    /// its inbound SPI. Kept in step where children are installed, handed
+    /// to a rekeyed IKE SA, and removed.
+    pub(crate) child_owners: HashMap<SaId, (u64, u32)>,
+    /// Inbound SPIs proposed by our requests in flight, so a new SPI is
+    /// checked by hash rather than by a scan of the SAs.
+    pub(crate) offered_spis: HashSet<u32>,
     pub(crate) local_addresses: Vec<IpAddr>,
     pub(crate) timers: Deadlines<u64>,
     pub(crate) cookie_secret: [u8; 32],
@@ -346,6 +306,8 @@ impl Ike {
             rng,
             sas: HashMap::new(),
             half_open: HashMap::new(),
+            child_owners: HashMap::new(),
+            offered_spis: HashSet::new(),
             local_addresses: Vec::new(),
             timers: Deadlines::default(),
             cookie_secret,
@@ -388,9 +350,8 @@ impl Ike {
     }
 
     /// Starts an IKE SA with a configured peer; its first child comes with
-    /// IKE_AUTH.
-    /// From the peer's pinned address ([`PeerConfig::local`]), else the
-    /// first local address of its family.
+    /// IKE_AUTH. From the peer's pinned address ([`PeerConfig::local`]),
+    /// else the first local address of its family.
     pub fn initiate(&mut self, now: Instant, peer: &str) -> Result<IkeSaId, IkeError> {
         let index = self
             .cfg
@@ -423,8 +384,7 @@ impl Ike {
         child: &str,
         ipsec: &Ipsec,
     ) -> Result<(), IkeError> {
-        let ike = self.established(sa)?;
-        let peer = ike.peer.ok_or(IkeError::NotEstablished(sa))?;
+        let (_, peer) = self.established(sa)?;
         let config = self.cfg.peers[peer]
             .children
             .iter()
@@ -443,34 +403,31 @@ impl Ike {
         spi_in: u32,
         ipsec: &Ipsec,
     ) -> Result<(), IkeError> {
-        let ike = self.established(sa)?;
+        let (ike, peer) = self.established(sa)?;
         let child = ike
             .children
             .iter()
             .find(|c| c.spi_in == spi_in)
             .ok_or(IkeError::NoSuchChildSa(spi_in))?;
-        let peer = ike.peer.ok_or(IkeError::NotEstablished(sa))?;
         let config = self.cfg.peers[peer]
             .children
             .iter()
             .position(|c| c.name == child.name)
             .ok_or_else(|| IkeError::NoSuchChild(child.name.clone()))?;
-        if let Some(c) = self
-            .sas
-            .get_mut(&sa.0)
-            .and_then(|s| s.children.iter_mut().find(|c| c.spi_in == spi_in))
-        {
-            c.rekeyed_by = Some(0);
-        }
         let request = self.child_request(config, Some(spi_in), ipsec);
-        self.request(now, sa.0, request);
+        self.with_sa(sa.0, |ike, sa| {
+            if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi_in) {
+                c.rekeyed_by = Some(0);
+            }
+            ike.queue_request(now, sa, request);
+        });
         Ok(())
     }
 
     /// Rekeys the IKE SA itself (§2.18).
     pub fn rekey_ike(&mut self, now: Instant, sa: IkeSaId) -> Result<(), IkeError> {
         self.established(sa)?;
-        let spi = self.fresh_spi();
+        let spi = self.fresh_spi(None);
         let nonce = self.nonce();
         let dh = Dh::generate(&mut self.rng);
         self.request(now, sa.0, Request::RekeyIke { spi, nonce, dh });
@@ -495,7 +452,7 @@ impl Ike {
     /// that cannot reach it any more (a mobile node's half-open SA from an
     /// address it lost).
     pub fn abandon(&mut self, sa: IkeSaId, ipsec: &mut Ipsec) {
-        self.close(sa.0, CloseReason::Deleted, ipsec);
+        self.close_spi(sa.0, CloseReason::Deleted, ipsec);
     }
 
     /// An empty INFORMATIONAL: the peer must answer (§1.4).
@@ -512,12 +469,11 @@ impl Ike {
         Ok(())
     }
 
-    fn established(&self, sa: IkeSaId) -> Result<&IkeSa, IkeError> {
+    /// The SA and its peer's index, if it is established.
+    fn established(&self, sa: IkeSaId) -> Result<(&IkeSa, usize), IkeError> {
         let ike = self.sas.get(&sa.0).ok_or(IkeError::NoSuchSa(sa))?;
-        if ike.state != IkeState::Established {
-            return Err(IkeError::NotEstablished(sa));
-        }
-        Ok(ike)
+        let e = ike.established().ok_or(IkeError::NotEstablished(sa))?;
+        Ok((ike, e.peer))
     }
 
     /// A datagram that arrived on `d.local` from `d.remote`.
@@ -554,36 +510,36 @@ impl Ike {
         // The SPI we chose is the responder's if the sender is the
         // original initiator; found by SPI alone (REQ AM-2.1a).
         let ours = if h.initiator() { h.spi_r } else { h.spi_i };
-        let Some(sa) = self.sas.get(&ours) else {
+        let sa = match self.sas.entry(ours) {
+            Entry::Occupied(e) if e.get().initiator != h.initiator() => Some(e.remove()),
+            _ => None,
+        };
+        let Some(mut sa) = sa else {
             self.drop(IkeDrop::UnknownSpi);
             return;
         };
-        if sa.initiator == h.initiator() {
-            self.drop(IkeDrop::UnknownSpi);
-            return;
-        }
-        if h.response() {
-            self.on_response(now, path, &repr, bytes, ipsec);
+        let verdict = if h.response() {
+            self.on_response(now, &mut sa, path, &repr, bytes, ipsec)
         } else {
-            self.on_request(now, path, &repr, bytes, ipsec);
-        }
+            self.on_request(now, &mut sa, path, &repr, bytes, ipsec)
+        };
+        self.settle(sa, verdict, ipsec);
     }
 
     pub fn handle_timeout(&mut self, now: Instant, ipsec: &mut Ipsec) {
         while let Some(spi) = self.timers.pop_due(now) {
-            let Some(sa) = self.sas.get_mut(&spi) else {
+            let Some(mut sa) = self.sas.remove(&spi) else {
                 continue;
             };
             sa.scheduled = None;
-            if sa.expires.is_some_and(|t| t <= now) {
-                self.close(spi, CloseReason::Timeout, ipsec);
-                continue;
-            }
-            let due = sa.inflight.as_ref().is_some_and(|i| i.deadline <= now);
-            if due {
-                self.retransmit(now, spi, ipsec);
-            }
-            self.schedule(spi);
+            let verdict = if sa.expires().is_some_and(|t| t <= now) {
+                Verdict::Close(CloseReason::Timeout)
+            } else if sa.inflight().is_some_and(|i| i.deadline <= now) {
+                self.retransmit(now, &mut sa)
+            } else {
+                Verdict::Keep
+            };
+            self.settle(sa, verdict, ipsec);
         }
     }
 
@@ -598,7 +554,7 @@ impl Ike {
             }
             IpsecEvent::HardExpired { sa, .. } => {
                 if let Some((ike, spi_in)) = self.child_of(sa) {
-                    self.forget_child(ike, spi_in, ipsec);
+                    self.with_sa(ike, |ike, sa| ike.forget_child(sa, spi_in, ipsec));
                 }
             }
             IpsecEvent::AddressUpdate(req) => self.data_plane_update(now, req),
@@ -607,18 +563,37 @@ impl Ike {
 
     /// The IKE SA and inbound SPI of the child that holds `sa`.
     fn child_of(&self, sa: SaId) -> Option<(u64, u32)> {
-        self.sas.iter().find_map(|(k, ike)| {
-            ike.children
-                .iter()
-                .find(|c| c.inbound == sa || c.outbound == sa)
-                .map(|c| (*k, c.spi_in))
-        })
+        self.child_owners.get(&sa).copied()
+    }
+
+    /// Runs `f` on SA `spi`, taken out of the map and put back after.
+    fn with_sa(&mut self, spi: u64, f: impl FnOnce(&mut Self, &mut IkeSa)) {
+        if let Some(mut sa) = self.sas.remove(&spi) {
+            f(self, &mut sa);
+            self.put(sa);
+        }
+    }
+
+    /// Puts an SA (back) in the map and registers its next deadline.
+    fn put(&mut self, mut sa: IkeSa) {
+        let next = sa.deadline();
+        self.timers.reschedule(sa.ours, sa.scheduled, next);
+        sa.scheduled = next;
+        self.sas.insert(sa.ours, sa);
+    }
+
+    /// Puts an SA back, or closes it, as its handler decided.
+    fn settle(&mut self, sa: IkeSa, verdict: Verdict, ipsec: &mut Ipsec) {
+        match verdict {
+            Verdict::Keep => self.put(sa),
+            Verdict::Close(reason) => self.close(sa, reason, ipsec),
+        }
     }
 
     /// The SA is on its peer's pinned address ([`PeerConfig::local`]),
     /// where it stays.
     pub fn pinned(&self, sa: &IkeSa) -> bool {
-        sa.peer
+        sa.peer()
             .and_then(|i| self.cfg.peers.get(i))
             .is_some_and(|p| p.local == Some(sa.local.ip()))
     }
@@ -637,10 +612,12 @@ impl Ike {
         self.stats.drops[reason as usize] += 1;
     }
 
-    pub(crate) fn fresh_spi(&mut self) -> u64 {
+    /// A new SPI of ours, not zero and not in use; `taken` is the SA a
+    /// handler has out of the map.
+    pub(crate) fn fresh_spi(&mut self, taken: Option<u64>) -> u64 {
         loop {
             let spi = self.rng.next_u64();
-            if spi != 0 && !self.sas.contains_key(&spi) {
+            if spi != 0 && !self.sas.contains_key(&spi) && Some(spi) != taken {
                 return spi;
             }
         }
@@ -652,11 +629,7 @@ impl Ike {
             // Below 256 is reserved (RFC 4303 §2.1).
             if spi >= 256
                 && ipsec.sad.inbound_by_spi(spi).is_none()
-                && !self.sas.values().any(|s| {
-                    s.inflight.as_ref().is_some_and(|i| {
-                        matches!(i.request, Request::CreateChild { spi_in, .. } if spi_in == spi)
-                    })
-                })
+                && !self.offered_spis.contains(&spi)
             {
                 return spi;
             }
@@ -692,209 +665,28 @@ impl Ike {
         });
     }
 
-    /// Queues a request; it goes out when the window is free.
-    pub(crate) fn request(&mut self, now: Instant, spi: u64, request: Request) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        sa.queue.push_back(request);
-        self.send_next(now, spi);
-    }
-
-    /// Queues a request without sending it: a request handler's own
-    /// requests go out after its response.
-    pub(crate) fn enqueue(&mut self, spi: u64, request: Request) {
-        if let Some(sa) = self.sas.get_mut(&spi) {
-            sa.queue.push_back(request);
-        }
-    }
-
-    /// Sends the next queued request if none is in flight (window 1).
-    pub(crate) fn send_next(&mut self, now: Instant, spi: u64) {
-        loop {
-            let Some(sa) = self.sas.get_mut(&spi) else {
-                return;
-            };
-            if sa.inflight.is_some() || sa.state != IkeState::Established {
-                return;
-            }
-            let Some(request) = sa.queue.pop_front() else {
-                return;
-            };
-            if self.send_request(now, spi, request) {
-                return;
-            }
-        }
-    }
-
-    /// Builds, seals and sends a request; false if it turned out moot.
-    fn send_request(&mut self, now: Instant, spi: u64, request: Request) -> bool {
-        let Some((exchange, payloads, path)) = self.build_request(spi, &request) else {
-            return false;
-        };
-        let cp = self.cfg.code_points;
-        let timeout = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return false;
-        };
-        let message_id = sa.next_message_id;
-        let Ok(bytes) = sa.seal_message(exchange, false, message_id, &payloads, &cp) else {
-            return false;
-        };
-        sa.next_message_id += 1;
-        sa.inflight = Some(Inflight {
-            message_id,
-            bytes: bytes.clone(),
-            path,
-            request,
-            retransmits: 0,
-            deadline: now + timeout,
-        });
-        self.stats.requests_sent += 1;
-        self.send(path, &bytes);
-        self.schedule(spi);
-        true
-    }
-
-    /// Retransmits with exponential back-off, from the SA's current
-    /// addresses (a retransmission may use another pair, REQ AM-3.2a);
-    /// past the limit the peer is dead.
-    fn retransmit(&mut self, now: Instant, spi: u64, ipsec: &mut Ipsec) {
-        let tries = self.cfg.retransmit_tries;
-        let base = self.cfg.retransmit_timeout;
-        let Some(sa) = self.sas.get(&spi) else {
-            return;
-        };
-        // Gone from our addresses: retransmit from another (REQ AM-3.2a).
-        let current = if self.pinned(sa) || self.local_addresses.contains(&sa.local.ip()) {
-            (sa.local, sa.remote)
-        } else {
-            self.next_path(sa).unwrap_or((sa.local, sa.remote))
-        };
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Some(inflight) = sa.inflight.as_mut() else {
-            return;
-        };
-        if inflight.retransmits >= tries {
-            match inflight.request {
-                // A failed path probe or RR check is not a dead peer.
-                Request::Probe { path: Some(_), .. } => {
-                    sa.inflight = None;
-                    self.send_next(now, spi);
-                }
-                _ => self.close(spi, CloseReason::Timeout, ipsec),
-            }
-            return;
-        }
-        inflight.retransmits += 1;
-        inflight.deadline = now + base * 2u32.saturating_pow(inflight.retransmits);
-        // Probes, checks and moves are tied to their path; the rest follow
-        // the SA.
-        if !matches!(
-            inflight.request,
-            Request::Probe { path: Some(_), .. }
-                | Request::UpdateSaAddresses { .. }
-                | Request::AddressUpdate { .. }
-        ) {
-            inflight.path = current;
-        }
-        let (path, bytes) = (inflight.path, inflight.bytes.clone());
-        self.stats.retransmits += 1;
-        self.send(path, &bytes);
-    }
-
-    pub(crate) fn schedule(&mut self, spi: u64) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let next = [sa.inflight.as_ref().map(|i| i.deadline), sa.expires]
-            .into_iter()
-            .flatten()
-            .min();
-        self.timers.reschedule(spi, sa.scheduled, next);
-        sa.scheduled = next;
-    }
-
-    /// Sends a response and caches it for a retransmitted request.
-    pub(crate) fn respond(
-        &mut self,
-        spi: u64,
-        exchange: ExchangeType,
-        message_id: u32,
-        path: (SocketAddr, SocketAddr),
-        payloads: &[IkePayload],
-    ) {
-        let cp = self.cfg.code_points;
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Ok(bytes) = sa.seal_message(exchange, true, message_id, payloads, &cp) else {
-            return;
-        };
-        sa.cached = Some(Cached {
-            message_id,
-            bytes: bytes.clone(),
-        });
-        self.stats.responses_sent += 1;
-        // Back where the request came from, from where it went (REQ AM-3.1a).
-        self.send(path, &bytes);
-    }
-
     /// Removes an IKE SA and its children.
-    pub(crate) fn close(&mut self, spi: u64, reason: CloseReason, ipsec: &mut Ipsec) {
-        let Some(sa) = self.sas.remove(&spi) else {
-            return;
-        };
-        self.timers.reschedule(spi, sa.scheduled, None);
+    fn close(&mut self, sa: IkeSa, reason: CloseReason, ipsec: &mut Ipsec) {
+        self.timers.reschedule(sa.ours, sa.scheduled, None);
         if !sa.initiator {
             self.half_open.remove(&sa.spi_i);
         }
+        if let Some(spi) = sa.offered_spi() {
+            self.offered_spis.remove(&spi);
+        }
         for c in &sa.children {
-            ipsec.sad.remove(c.inbound);
-            ipsec.sad.remove(c.outbound);
-            remove_policy(ipsec, c.outbound);
-            self.events.push_back(IkeEvent::ChildDown {
-                sa: IkeSaId(spi),
-                spi_in: c.spi_in,
-                spi_out: c.spi_out,
-            });
+            self.uninstall(sa.ours, c, ipsec);
         }
         self.events.push_back(IkeEvent::Closed {
-            sa: IkeSaId(spi),
+            sa: IkeSaId(sa.ours),
             reason,
         });
     }
 
-    pub(crate) fn forget_child(&mut self, spi: u64, spi_in: u32, ipsec: &mut Ipsec) {
-        let Some(sa) = self.sas.get_mut(&spi) else {
-            return;
-        };
-        let Some(i) = sa.children.iter().position(|c| c.spi_in == spi_in) else {
-            return;
-        };
-        let c = sa.children.remove(i);
-        ipsec.sad.remove(c.inbound);
-        ipsec.sad.remove(c.outbound);
-        remove_policy(ipsec, c.outbound);
-        self.events.push_back(IkeEvent::ChildDown {
-            sa: IkeSaId(spi),
-            spi_in: c.spi_in,
-            spi_out: c.spi_out,
-        });
-    }
-}
-
-/// Removes the SPD policy that sends through `outbound`.
-pub(crate) fn remove_policy(ipsec: &mut Ipsec, outbound: SaId) {
-    use crate::ipsec::Action;
-    if let Some(i) = ipsec
-        .spd
-        .policies()
-        .iter()
-        .position(|p| p.action == Action::Protect(vec![outbound]))
-    {
-        ipsec.spd.remove(i);
+    /// Closes the SA `spi`, if it is in the map.
+    fn close_spi(&mut self, spi: u64, reason: CloseReason, ipsec: &mut Ipsec) {
+        if let Some(sa) = self.sas.remove(&spi) {
+            self.close(sa, reason, ipsec);
+        }
     }
 }

@@ -371,6 +371,12 @@ fn has(p: &[IkePayload], t: NotifyType) -> bool {
     notify_types(p).contains(&t.into())
 }
 
+/// b's SA of an established pair, on (B, A) port 500.
+fn established_sa() -> IkeSa {
+    let (mut p, _, sb) = Pair::established(true);
+    p.b.ike.sas.remove(&sb.0).unwrap()
+}
+
 fn child_spis(p: &Pair, a: bool, sa: IkeSaId) -> Vec<(u32, u32)> {
     p.sa(a, sa)
         .children
@@ -386,8 +392,8 @@ fn child_spis(p: &Pair, a: bool, sa: IkeSaId) -> Vec<(u32, u32)> {
 #[test]
 fn psk_aes_gcm_handshake_installs_a_working_tunnel_child() {
     let (mut p, sa, sb) = Pair::established(true);
-    assert_eq!(p.sa(true, sa).state, IkeState::Established);
-    assert_eq!(p.sa(false, sb).state, IkeState::Established);
+    assert_eq!(p.sa(true, sa).state(), IkeState::Established);
+    assert_eq!(p.sa(false, sb).state(), IkeState::Established);
     let (ca, cb) = (child_spis(&p, true, sa), child_spis(&p, false, sb));
     assert_eq!(ca.len(), 1);
     assert_eq!(ca[0], (cb[0].1, cb[0].0), "SPIs mirror each other");
@@ -485,7 +491,7 @@ fn cookie_is_demanded_under_load_and_echoed() {
         .b
         .ike
         .sa_ids()
-        .all(|s| p.sa(false, s).state == IkeState::Established));
+        .all(|s| p.sa(false, s).state() == IkeState::Established));
 }
 
 // REQ IKE-BASE
@@ -1249,7 +1255,7 @@ fn peer_address_sets_come_with_ike_auth_in_preference_order() {
         .collect();
     assert_eq!(sources, [v6(A), v6(A2)], "the address in use first");
     // A repeated address reduces the set to one.
-    let mut sa_b = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    let mut sa_b = established_sa();
     sa_b.peer_addresses = vec![v6(A), v6(A2)];
     let s = |a: &str| {
         IkePayload::Notify(
@@ -1260,14 +1266,14 @@ fn peer_address_sets_come_with_ike_auth_in_preference_order() {
             .to_notify(true, &cp()),
         )
     };
-    mobility::learn_peer_address_set(&mut sa_b, &[s(A2), s(A2)], &cp());
+    addrmgmt::learn_peer_address_set(&mut sa_b, &[s(A2), s(A2)], &cp());
     assert_eq!(sa_b.peer_addresses, [v6(A2)]);
 }
 
 // REQ AM-3.3d
 #[test]
 fn mixed_notification_order_gives_association_hints() {
-    let mut sa = IkeSa::new(1, false, sock(B, 500), sock(A, 500));
+    let mut sa = established_sa();
     let n = |src: bool, a: &str| {
         IkePayload::Notify(
             PeerAddress {
@@ -1287,7 +1293,7 @@ fn mixed_notification_order_gives_association_hints() {
         n(false, d2),
         n(false, d3),
     ];
-    mobility::learn_peer_address_set(&mut sa, &msg, &cp());
+    addrmgmt::learn_peer_address_set(&mut sa, &msg, &cp());
     assert_eq!(
         sa.address_hints,
         vec![
@@ -1521,7 +1527,7 @@ fn mismatched_notifications_are_ignored_warned_and_counted() {
     assert_eq!(p.a.ike.stats().retransmits, before + 1);
     p.run_with(&mut tamper);
     assert!(
-        p.a.ike.sa(sa).unwrap().inflight.is_none(),
+        p.a.ike.sa(sa).unwrap().inflight().is_none(),
         "answered in the end"
     );
 }
@@ -1661,4 +1667,58 @@ fn mutated_messages_never_panic_and_are_counted() {
         .flat_map(|x| x.ike.stats().drops().map(|d| d.1))
         .sum();
     assert!(drops > n / 2, "{drops} of {n} counted as drops");
+}
+
+/// The owner index matches the children, and no proposed SPI is held.
+fn indices_in_step(n: &Node) {
+    let mut owners = std::collections::HashMap::new();
+    for id in n.ike.sa_ids() {
+        for c in &n.ike.sa(id).unwrap().children {
+            owners.insert(c.inbound, (id.0, c.spi_in));
+            owners.insert(c.outbound, (id.0, c.spi_in));
+        }
+    }
+    assert_eq!(n.ike.child_owners, owners);
+    assert!(n.ike.offered_spis.is_empty());
+}
+
+// The hash indices follow the children through creation, a rekey, an IKE
+// rekey that hands them over, a soft expiry, and deletion.
+#[test]
+fn the_child_index_follows_children_through_rekeys_and_deletes() {
+    let (mut p, sa, _) = Pair::established(true);
+    p.a.ike.create_child(p.now, sa, "net", &p.a.ipsec).unwrap();
+    p.run();
+    let old = child_spis(&p, true, sa)[0].0;
+    p.a.ike.rekey_child(p.now, sa, old, &p.a.ipsec).unwrap();
+    p.run();
+    p.a.ike.rekey_ike(p.now, sa).unwrap();
+    p.run();
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+    }
+    let na = p.only_sa(true);
+    let child = p.sa(true, na).children[0].clone();
+    let now = p.now;
+    let soft = IpsecEvent::SoftExpired {
+        sa: child.outbound,
+        spi: child.spi_out,
+    };
+    p.a.ike.handle_ipsec_event(now, soft, &mut p.a.ipsec);
+    p.run();
+    assert!(!child_spis(&p, true, na).contains(&(child.spi_in, child.spi_out)));
+    assert_eq!(
+        child_spis(&p, true, na).len(),
+        2,
+        "rekeyed through the index"
+    );
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+    }
+    p.a.ike.delete(p.now, na).unwrap();
+    p.run();
+    for n in [&p.a, &p.b] {
+        indices_in_step(n);
+        assert!(n.ike.child_owners.is_empty());
+    }
 }

@@ -447,7 +447,7 @@ impl Mn {
             let stranded = ike
                 .sa(sa)
                 .filter(|s| !addresses.contains(&s.local.ip()) && !follows(s))
-                .map(|s| s.state == IkeState::Established);
+                .map(|s| s.state() == IkeState::Established);
             match stranded {
                 _ if addresses.is_empty() => {}
                 Some(true) => {

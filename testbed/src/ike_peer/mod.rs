@@ -655,7 +655,7 @@ impl Peer {
                 .filter_map(|id| {
                     self.ike
                         .sa(id)
-                        .map(|s| (s.established_at.is_none(), s.established_at, id))
+                        .map(|s| (s.established_at().is_none(), s.established_at(), id))
                 })
                 .min()
                 .map(|(_, _, id)| id)
@@ -672,10 +672,10 @@ impl Peer {
         for id in ids {
             let Some(sa) = self.ike.sa(id) else { continue };
             let peer = sa
-                .peer
+                .peer()
                 .and_then(|i| self.ike.config().peers.get(i))
                 .map_or("-".to_string(), |p| p.id.to_string());
-            let state = match sa.state {
+            let state = match sa.state() {
                 IkeState::AwaitingInitResponse => "awaiting-init-response",
                 IkeState::AwaitingAuthRequest => "awaiting-auth-request",
                 IkeState::AwaitingAuthResponse => "awaiting-auth-response",
