@@ -273,6 +273,8 @@ impl Core {
                 src_port: local.port(),
                 dst_port: remote.port(),
             };
+            self.stats.ike_messages += 1;
+            self.stats.ike_bytes += d.bytes.len() as u64;
             return Some(PacketRepr::ipv6(
                 *local.ip(),
                 *remote.ip(),

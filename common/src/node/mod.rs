@@ -392,6 +392,10 @@ pub struct NodeStats {
     pub sent_direct: u64,
     /// Packets a home agent forwarded through a tunnel, both ways.
     pub forwarded: u64,
+    /// IKE messages sent (retransmissions included), and their UDP
+    /// payload bytes.
+    pub ike_messages: u64,
+    pub ike_bytes: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 

@@ -181,6 +181,8 @@ impl NodeStatus {
             ("sent_tunnelled", stats.sent_tunnelled),
             ("sent_direct", stats.sent_direct),
             ("forwarded", stats.forwarded),
+            ("ike_messages", stats.ike_messages),
+            ("ike_bytes", stats.ike_bytes),
             ("esp_sealed", ipsec.stats().sealed),
             ("esp_opened", ipsec.stats().opened),
         ]);
