@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use common::ike::{ChildConfig, Identity, IkeConfig, Mobility, PeerAuth, PeerConfig, TsSpec};
+use common::ike::{Identity, IkeConfig, Mobility, PeerAuth, PeerConfig};
+use common::io::ike_file::{correspondent_child, home_children};
 use common::ipsec::{
     Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Prefix, SaKeys,
     SaPairSpec, Selector,
@@ -225,36 +226,9 @@ pub const PSK: &[u8] = b"mip6 demo pre-shared key";
 
 /// The IKE configurations of the mobile node and the home agent
 /// (RFC 4877): the MN initiates with both children, the HA answers for
-/// its home prefix, each child's selectors mirrored.
+/// its home prefix, each child's selectors mirrored (the children the
+/// daemons' `ike:` sections build, `common::io::ike_file`).
 pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, IkeConfig) {
-    let mh = u8::from(common::wire::IpProtocol::Mobility);
-    let ts = |p: Prefix, protocol| TsSpec {
-        prefix: Some(p),
-        protocol,
-    };
-    let children = |mn_side: bool| {
-        let (local, remote) = if mn_side { (HOA, HA) } else { (HA, HOA) };
-        let mut c = vec![ChildConfig::new(
-            "home-signalling",
-            Mode::Transport,
-            ts(host(local), mh),
-            ts(host(remote), mh),
-        )];
-        if payload {
-            let (l, r) = if mn_side {
-                (host(HOA), Prefix::ANY)
-            } else {
-                (Prefix::ANY, host(HOA))
-            };
-            c.push(ChildConfig::new(
-                "home-payload",
-                Mode::Tunnel,
-                ts(l, 0),
-                ts(r, 0),
-            ));
-        }
-        c
-    };
     let mut mn = IkeConfig::new(Identity::Fqdn(MN_ID.into()), seed ^ 0x696b_656d);
     mn.mobility = mobility;
     mn.peers.push(PeerConfig {
@@ -262,7 +236,7 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
         id: Identity::Fqdn(HA_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![SocketAddr::new(IpAddr::V6(HA), common::ike::IKE_PORT)],
-        children: children(true),
+        children: home_children(HOA, HA, true, payload),
         local: None,
     });
     let mut ha = IkeConfig::new(Identity::Fqdn(HA_ID.into()), seed ^ 0x696b_6568);
@@ -278,7 +252,7 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
         id: Identity::Fqdn(MN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![],
-        children: children(false),
+        children: home_children(HOA, HA, false, payload),
         local: None,
     });
     (mn, ha)
@@ -291,23 +265,12 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
 /// and the correspondent, for the Mobility Header only (`signalling`,
 /// CN-5.5) or for everything between the two.
 pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
-    let protocol = if signalling {
-        u8::from(common::wire::IpProtocol::Mobility)
-    } else {
-        0
-    };
-    let ts = |a| TsSpec {
-        prefix: Some(host(a)),
-        protocol,
-    };
-    let child =
-        |local, remote| ChildConfig::new("cn-signalling", Mode::Transport, ts(local), ts(remote));
     let peer = PeerConfig {
         name: "cn".into(),
         id: Identity::Fqdn(CN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![SocketAddr::new(IpAddr::V6(CN), common::ike::IKE_PORT)],
-        children: vec![child(HOA, CN)],
+        children: vec![correspondent_child(HOA, CN, signalling)],
         local: Some(IpAddr::V6(HOA)),
     };
     let mut cn = IkeConfig::new(Identity::Fqdn(CN_ID.into()), seed ^ 0x696b_6563);
@@ -316,7 +279,7 @@ pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
         id: Identity::Fqdn(MN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![],
-        children: vec![child(CN, HOA)],
+        children: vec![correspondent_child(CN, HOA, signalling)],
         local: None,
     });
     (peer, cn)
