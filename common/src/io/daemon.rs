@@ -366,23 +366,32 @@ fn run<F: NodeFile>(args: &RunArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return refuse(F::ROLE, e),
     };
-    if let Some(dir) = &args.keylog {
-        let written = KeyLog::create(dir)
-            .and_then(|log| rows.iter().try_for_each(|r| log.append(KeyTable::Esp, r)));
-        if let Err(e) = written {
-            return refuse(F::ROLE, format!("--keylog {}: {e}", dir.display()));
+    // The static SAs' rows now; IKE's as it negotiates (the driver).
+    let keylog = match &args.keylog {
+        Some(dir) => {
+            let written = KeyLog::create(dir).and_then(|log| {
+                rows.iter()
+                    .try_for_each(|r| log.append(KeyTable::Esp, r))
+                    .map(|()| log)
+            });
+            match written {
+                Ok(log) => Some(log),
+                Err(e) => return refuse(F::ROLE, format!("--keylog {}: {e}", dir.display())),
+            }
         }
-    }
+        None => None,
+    };
     let rt = match runtime(F::ROLE) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let path = args.config.clone();
     rt.block_on(async move {
-        let driver = match Driver::open(engine, &setup).await {
+        let mut driver = match Driver::open(engine, &setup).await {
             Ok(d) => d,
             Err(e) => return refuse(F::ROLE, e),
         };
+        driver.set_keylog(keylog);
         let reload = move |_: &mut F::Engine| reloaded(&file, &path);
         match driver.run(reload).await {
             Ok(_) => ExitCode::SUCCESS,
@@ -489,6 +498,7 @@ fn bindings_json(reply: &Value) -> Value {
         "location": s.get("location"),
         "bindings": s.get("bindings").cloned().unwrap_or(Value::Array(vec![])),
         "binding_updates": s.get("binding_updates").cloned().unwrap_or(Value::Array(vec![])),
+        "ike": s.get("ike"),
     })
 }
 
@@ -560,6 +570,38 @@ pub fn render(reply: &Value, view: View) -> String {
                 text(&u["care_of"]),
                 text(&u["seq"])
             );
+        }
+    }
+    if let Some(sas) = s.get("ike").and_then(Value::as_array) {
+        let _ = writeln!(o, "\nIKE SAs ({}):", sas.len());
+        for a in sas {
+            let _ = writeln!(
+                o,
+                "  {} {} {} <-> {}  {}{}{}",
+                text(&a["spi"]),
+                text(&a["peer"]),
+                text(&a["local"]),
+                text(&a["remote"]),
+                text(&a["state"]),
+                if a["initiator"] == true {
+                    ", initiator"
+                } else {
+                    ""
+                },
+                if a["mobike"] == true { ", MOBIKE" } else { "" }
+            );
+            for c in rows(&a["children"]) {
+                let _ = writeln!(
+                    o,
+                    "    {:<16} {} in {} out {:<9} {} <-> {}",
+                    text(&c["name"]),
+                    text(&c["spi_in"]),
+                    text(&c["spi_out"]),
+                    text(&c["mode"]),
+                    text(&c["local"]),
+                    text(&c["remote"])
+                );
+            }
         }
     }
     if view == View::Bindings {
