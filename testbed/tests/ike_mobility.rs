@@ -13,6 +13,7 @@ use common::ike::{IkeDrop, Mobility};
 use common::ipsec::{Direction, Mode};
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
+use common::wire::{CodePoints, PacketRepr};
 use testbed::sim::{Flow, NodeId, Sim};
 use testbed::topology::{build, cn_ike, host, ike_configs, Keying, Setup, Topology, CN, HA, HOA};
 
@@ -35,8 +36,16 @@ fn setup(mobility: Mobility) -> Setup {
     s
 }
 
-/// A flow each way every 10 ms from 0.5 s; the node starts at home.
+/// [`start`], run to `until`.
 fn run(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
+    let (mut t, flows) = start(setup, moves, until);
+    t.sim.run_until(secs(until));
+    (t, flows)
+}
+
+/// A flow each way every 10 ms from 0.5 s to half a second before
+/// `until`, and the moves; the node starts at home.
+fn start(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
     let mut t = build(setup);
     let ms = Duration::from_millis(10);
     let flow = |from: NodeId, src, dst| Flow {
@@ -52,7 +61,6 @@ fn run(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
         let link = [t.home, t.access_a, t.access_b][usize::from(to)];
         t.move_mn(secs(at), Some(link));
     }
-    t.sim.run_until(secs(until));
     (t, [down, up])
 }
 
@@ -459,4 +467,142 @@ fn sas_keyed_over_a_care_of_address_do_not_survive_the_handoff() {
     let (n, paths) = arrived(&t, down, 6.0);
     assert!(n > 90, "{n}\n{log}");
     assert_eq!(paths, BTreeSet::from(["RouteOptimised".to_string()]));
+}
+
+/// The home agent's data-plane address, beside its IKE address.
+const HA_TUNNEL: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+
+// REQ TA-3b
+// REQ TA-5
+#[test]
+fn the_payload_sa_ends_at_the_home_agents_tunnel_address_and_follows_the_node() {
+    let mut s = setup(MOBIKE);
+    let (mut mn, mut ha) = ike_configs(s.seed, MOBIKE, true);
+    mn.tunnel_addresses = true;
+    ha.tunnel_addresses = true;
+    ha.peers[0].children[1].tunnel_address = Some(IpAddr::V6(HA_TUNNEL));
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    s.ha.tunnel_address = Some(HA_TUNNEL);
+    let (t, [down, up]) = run(&s, &[(2.0, 1), (5.0, 2)], 7.5);
+    let log = trace(&t.sim);
+    // IKE on the home agent's address, the tunnel on its other one; the
+    // node's side of both followed it to access B.
+    for (node, ours, theirs) in [(t.mn, COA_B, HA_TUNNEL), (t.ha, HA_TUNNEL, COA_B)] {
+        let (transport, tunnel) = addresses(&t, node);
+        assert_eq!(tunnel, BTreeSet::from([pair(ours, theirs)]), "{log}");
+        let home = if node == t.mn {
+            pair(HOA, HA)
+        } else {
+            pair(HA, HOA)
+        };
+        assert_eq!(transport, BTreeSet::from([home]));
+        let ike = t.sim.engine(node).unwrap().ike().unwrap();
+        let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+        let ike_ends = if node == t.mn {
+            (COA_B, HA)
+        } else {
+            (HA, COA_B)
+        };
+        assert_eq!(
+            (sa.local.ip(), sa.remote.ip()),
+            (IpAddr::V6(ike_ends.0), IpAddr::V6(ike_ends.1))
+        );
+    }
+    // On the wire: ESP to and from the tunnel address on access B.
+    let b = t.sim.captured(t.access_b);
+    let esp_with_tunnel = b
+        .iter()
+        .filter(|(_, f)| {
+            let p = PacketRepr::parse(f, &CodePoints::default());
+            p.is_ok_and(|p| {
+                let s = p.to_string();
+                s.contains(" ESP ") && s.contains(&HA_TUNNEL.to_string())
+            })
+        })
+        .count();
+    assert!(
+        esp_with_tunnel > 200,
+        "{esp_with_tunnel} ESP frames with {HA_TUNNEL}"
+    );
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 5.5);
+        assert!(n > 140, "flow {f}: {n}\n{log}");
+    }
+}
+
+/// Away on access A from 2 s, with R-MOBIKE ('R' from the node), the
+/// home agent's second address announced; at 3.5 s the home agent asks
+/// its mobile nodes to switch to `to`.
+fn switched(to: Ipv6Addr) -> (Topology, [u32; 2], usize) {
+    let r_mobike = Mobility::Mobike { r_mobike: true };
+    let mut s = setup(r_mobike);
+    let (mn, ha) = ike_configs(s.seed, r_mobike, true);
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    s.ha.tunnel_address = Some(HA_TUNNEL);
+    let (mut t, flows) = start(&s, &[(2.0, 1)], 5.5);
+    t.sim.run_until(secs(3.5));
+    let mut asked = 0;
+    t.sim.act(t.ha, |role, now| {
+        if let testbed::sim::Role::Ha(ha) = role {
+            asked = ha.switch_mobile_nodes(now, to);
+        }
+    });
+    t.sim.run_until(secs(5.5));
+    (t, flows, asked)
+}
+
+// REQ RM-4.2c
+// REQ RM-4.2d
+// REQ RM-4.2e
+#[test]
+fn the_node_follows_its_home_agent_to_an_announced_address_then_sends_a_bu() {
+    let (t, [down, up], asked) = switched(HA_TUNNEL);
+    let log = trace(&t.sim);
+    assert_eq!(asked, 1);
+    let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+    let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+    assert_eq!(sa.remote.ip(), IpAddr::V6(HA_TUNNEL), "{log}");
+    // The payload SA followed; the signalling SA, on the home agent's
+    // Mobile IPv6 address, did not.
+    let (transport, tunnel) = addresses(&t, t.mn);
+    assert_eq!(transport, BTreeSet::from([pair(HOA, HA)]));
+    assert_eq!(tunnel, BTreeSet::from([pair(COA_A, HA_TUNNEL)]), "{log}");
+    let (_, tunnel) = addresses(&t, t.ha);
+    assert_eq!(tunnel, BTreeSet::from([pair(HA_TUNNEL, COA_A)]), "{log}");
+    // Then a BU over the new path, acknowledged.
+    let after: Vec<_> = ike_lines(&t.sim, "mn", "BU seq")
+        .into_iter()
+        .filter(|(at, _)| *at > secs(3.5))
+        .collect();
+    assert_eq!(after.len(), 1, "{log}");
+    let acked = ike_lines(&t.sim, "mn", "BA from")
+        .into_iter()
+        .any(|(at, l)| at > after[0].0 && l.contains("status 0"));
+    assert!(acked, "{log}");
+    // The tunnel carries on through the new address.
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 4.0);
+        assert!(n > 90, "flow {f}: {n}\n{log}");
+    }
+}
+
+// REQ RM-4.2d
+#[test]
+fn the_node_refuses_a_switch_to_an_address_nobody_announced() {
+    let elsewhere = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+    let (t, [down, _], asked) = switched(elsewhere);
+    let log = trace(&t.sim);
+    assert_eq!(asked, 1);
+    assert_eq!(ike_lines(&t.sim, "mn", "switch to").len(), 1, "{log}");
+    let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+    let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+    assert_eq!(sa.remote.ip(), IpAddr::V6(HA));
+    assert!(ike_lines(&t.sim, "mn", "BU seq")
+        .iter()
+        .all(|(at, _)| *at < secs(3.5)));
+    // Nothing changed for the traffic.
+    let (n, _) = arrived(&t, down, 3.6);
+    assert!(n > 80, "{n}\n{log}");
 }

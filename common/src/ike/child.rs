@@ -394,7 +394,7 @@ impl Ike {
         ipsec: &mut Ipsec,
     ) -> Option<Child> {
         let c = self.cfg.peers[sa.peer()?].children.get(deal.config)?;
-        let (addresses, own_tunnel) = match mode {
+        let (addresses, fixed) = match mode {
             Mode::Tunnel => tunnel_addresses::outer(sa, c.tunnel_address, deal.peer_tunnel),
             // The packet's endpoints when they are single hosts (the proxy
             // case), else the peer addresses (AM-3.1b).
@@ -411,7 +411,7 @@ impl Ike {
                         sa.remote.ip()
                     },
                 },
-                false,
+                (false, false),
             ),
         };
         let selector = Selector {
@@ -455,7 +455,7 @@ impl Ike {
             encr: deal.encr,
             selector,
             addresses,
-            own_tunnel,
+            fixed,
             udp_encap: udp_encap.is_some(),
             nonces: (nonces.0.to_vec(), nonces.1.to_vec()),
             rekeyed_by: None,

@@ -5,7 +5,7 @@
 //! for registered home addresses (§10.4.1), and the bidirectional
 //! IPv6-in-IPv6 tunnel.
 
-use core::net::Ipv6Addr;
+use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
 use super::core::{Core, Received, Rx};
@@ -38,6 +38,10 @@ pub struct HaConfig {
     /// `proxy_policy` must hold the home prefix: the SAs for BU and BA
     /// have home-address selectors while IKE runs on a care-of address.
     pub ike: Option<IkeConfig>,
+    /// A second address on the home link for the data plane, which IKE
+    /// negotiates as the payload SA's tunnel end
+    /// (draft-arora-ipsecme-ikev2-alt-tunnel-addresses).
+    pub tunnel_address: Option<Ipv6Addr>,
     pub seed: u64,
     pub code_points: CodePoints,
 }
@@ -52,6 +56,7 @@ impl HaConfig {
             iface: 0,
             dad: Dad::Standard,
             ike: None,
+            tunnel_address: None,
             seed,
             code_points: CodePoints::default(),
         }
@@ -161,6 +166,10 @@ impl Ha {
                 self.core.send(now, &rx.repr);
                 return;
             }
+        }
+        // IKE on either of our addresses (after an R-MOBIKE switch).
+        if self.core.ike_input(now, &rx) {
+            return;
         }
         if h.dst != self.cfg.address {
             if !self.core.answer_echo(now, &rx) {
@@ -342,6 +351,23 @@ impl Ha {
         self.register(now, home, request);
     }
 
+    /// Asks every mobile node keyed by IKE to move its IKE SA and the SAs
+    /// that follow it to our address `to` (R-MOBIKE SWITCH_TO_IP_ADDRESS:
+    /// maintenance, another interface); returns how many were asked. Only
+    /// those that sent 'R' can be (REQ RM-4.2a).
+    pub fn switch_mobile_nodes(&mut self, now: Instant, to: Ipv6Addr) -> usize {
+        let Some(ike) = self.core.ike.as_mut() else {
+            return 0;
+        };
+        let sas: Vec<_> = ike.sa_ids().collect();
+        let asked = sas
+            .into_iter()
+            .filter(|sa| ike.request_switch(now, *sa, IpAddr::V6(to)).is_ok())
+            .count();
+        self.pump(now);
+        asked
+    }
+
     /// Whether the IKE SA that negotiated `sa` follows address changes.
     fn ike_follows(&self, sa: SaId) -> bool {
         let Some(ike) = self.core.ike.as_ref() else {
@@ -476,6 +502,9 @@ impl Engine for Ha {
                 let nd = self.core.link_up(now, iface, mac, self.cfg.dad)?;
                 if home {
                     nd.add_address(now, self.cfg.address, self.cfg.dad);
+                    if let Some(a) = self.cfg.tunnel_address {
+                        nd.add_address(now, a, self.cfg.dad);
+                    }
                     nd.add_on_link(self.cfg.home_prefix, 64);
                     // Still registered home addresses are defended again.
                     for a in self.cache.keys() {
@@ -483,6 +512,13 @@ impl Engine for Ha {
                     }
                 }
                 nd.solicit_routers(now);
+                // MOBIKE announces them (ADDITIONAL_*), so that a switch to
+                // the second is one the mobile node follows.
+                if let (true, Some(ike)) = (home, self.core.ike.as_mut()) {
+                    let ours = [Some(self.cfg.address), self.cfg.tunnel_address];
+                    let ours: Vec<IpAddr> = ours.into_iter().flatten().map(IpAddr::V6).collect();
+                    ike.set_local_addresses(now, &ours);
+                }
             }
             Command::LinkDown(iface) => self.core.link_down(iface)?,
         }

@@ -507,6 +507,20 @@ impl Mn {
                 }
             }
             IkeEvent::Closed { sa, .. } => self.ike_sas.retain(|_, s| *s != sa),
+            // The home agent switched us to another of its addresses
+            // (R-MOBIKE): a BU over the new path confirms the binding.
+            IkeEvent::Moved { sa, remote, .. }
+                if self.ike_sas.get(&self.cfg.home_agent) == Some(&sa)
+                    && remote.ip() != IpAddr::V6(self.cfg.home_agent) =>
+            {
+                let ha = self.cfg.home_agent;
+                if self.bul.get(&ha).is_some_and(|e| e.bound) {
+                    if let Some(e) = self.bul.get_mut(&ha) {
+                        e.backoff = INITIAL_BINDACK_TIMEOUT;
+                    }
+                    self.send_bu(now, ha);
+                }
+            }
             _ => {}
         }
     }
