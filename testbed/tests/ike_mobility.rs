@@ -606,3 +606,73 @@ fn the_node_refuses_a_switch_to_an_address_nobody_announced() {
     let (n, _) = arrived(&t, down, 3.6);
     assert!(n > 80, "{n}\n{log}");
 }
+
+/// The demo's setups in `mode`, keyed statically and by IKE with each
+/// mobility protocol (and alternate tunnel addresses).
+fn keyings(mode: RouteOptimisation) -> Vec<(&'static str, Setup)> {
+    let ike = |mobility, tunnel: bool| {
+        let mut s = Setup::new(1, mode);
+        s.keying = Keying::Ike {
+            mobility,
+            payload: true,
+        };
+        if tunnel {
+            let (mut mn, mut ha) = ike_configs(s.seed, mobility, true);
+            mn.tunnel_addresses = true;
+            ha.tunnel_addresses = true;
+            ha.peers[0].children[1].tunnel_address = Some(IpAddr::V6(HA_TUNNEL));
+            s.mn.ike = Some(mn);
+            s.ha.ike = Some(ha);
+            s.ha.tunnel_address = Some(HA_TUNNEL);
+        }
+        s
+    };
+    vec![
+        ("static keys", Setup::new(1, mode)),
+        ("IKE, MOBIKE", ike(MOBIKE, false)),
+        ("IKE, addrmgmt", ike(Mobility::AddrMgmt, false)),
+        ("IKE, MOBIKE, tunnel address", ike(MOBIKE, true)),
+    ]
+}
+
+/// Link up to the first correspondent packet over the path the node ends
+/// on (route optimised, or through the home agent's tunnel), for the move
+/// from access A to B — the first move pays the home agent's DAD — with
+/// each keying, against static keys in the same seed. IKE's updates run
+/// beside the BUs and add nothing to either path.
+#[test]
+fn ike_adds_no_round_trip_to_a_handoff() {
+    let (mn_cn, mn_ha, _) = Setup::new(1, RouteOptimisation::Ipsec).rtts();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut table = String::from(
+        "| keying | route optimised, A→B | × RTT(MN,CN) | tunnel via HA, A→B | × RTT(MN,HA) | IKE messages (RO run) |\n|---|---|---|---|---|---|\n",
+    );
+    let ro = keyings(RouteOptimisation::Ipsec);
+    let tunnel = keyings(RouteOptimisation::None);
+    let mut baseline = None;
+    for ((name, ro), (_, tunnel)) in ro.iter().zip(&tunnel) {
+        let (r, _) = testbed::demo::run(ro);
+        let (u, _) = testbed::demo::run(tunnel);
+        let at_b = |run: &testbed::demo::Run| run.handoffs[1].latency.map(ms).unwrap();
+        let (ro_ms, tunnel_ms) = (at_b(&r), at_b(&u));
+        let optimised: Vec<_> = r.handoffs.iter().map(|h| h.latency).collect();
+        match &baseline {
+            None => baseline = Some((optimised, tunnel_ms)),
+            Some((o, t)) => {
+                assert_eq!(&optimised, o, "{name}: route-optimised handoffs");
+                assert!(
+                    (tunnel_ms - t).abs() < 1e-6,
+                    "{name}: tunnel {tunnel_ms} ms, static {t} ms"
+                );
+            }
+        }
+        assert_eq!(r.ike_messages > 0, *name != "static keys");
+        table += &format!(
+            "| {name} | {ro_ms:.1} ms | {:.2} | {tunnel_ms:.1} ms | {:.2} | {} |\n",
+            ro_ms / ms(mn_cn),
+            tunnel_ms / ms(mn_ha),
+            r.ike_messages
+        );
+    }
+    eprintln!("{table}");
+}

@@ -15,7 +15,7 @@ use super::{
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
-use crate::ipsec::{Ipsec, SaId};
+use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, NdEvent, NdIface};
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
@@ -399,6 +399,7 @@ impl Ha {
             care_of: p.care_of,
             lifetime: granted,
         });
+        self.tunnel_to(home, p.care_of);
         self.ack(
             now,
             (home, p.care_of, p.seq),
@@ -406,6 +407,30 @@ impl Ha {
             lifetime_units(granted),
             p.k,
         );
+    }
+
+    /// The tunnel-mode SAs for `home` end at the care-of address it just
+    /// registered: the BU, authenticated under IPsec, says where the node
+    /// is, before IKE has moved its SAs (RFC 4877 lets the binding move
+    /// the tunnel; keys, sequence numbers and replay windows stay).
+    fn tunnel_to(&mut self, home: Ipv6Addr, care_of: Ipv6Addr) {
+        let sad = &mut self.core.ipsec.sad;
+        let hoa = Prefix::host(IpAddr::V6(home));
+        let stale: Vec<_> = sad
+            .iter()
+            .filter(|(_, s)| s.mode() == Mode::Tunnel && s.selector().remote == hoa)
+            .filter(|(_, s)| s.addresses().peer != IpAddr::V6(care_of))
+            .map(|(id, s)| (id, s.addresses().local))
+            .collect();
+        for (id, local) in stale {
+            let _ = sad.update_addresses(
+                id,
+                AddressPair {
+                    local,
+                    peer: IpAddr::V6(care_of),
+                },
+            );
+        }
     }
 
     /// The DAD of a first registration's home address is over.
