@@ -676,3 +676,42 @@ fn ike_adds_no_round_trip_to_a_handoff() {
     }
     eprintln!("{table}");
 }
+
+/// The data plane's lifetimes reach IKE through the engine: at the soft
+/// lifetime the mobile node rekeys its CHILD_SAs (RFC 7296 §2.8), the old
+/// ones go, and traffic goes on.
+// REQ MIP-HA-IPSEC
+#[test]
+fn a_soft_lifetime_rekeys_the_node_s_sas_through_ike() {
+    let mut s = setup(MOBIKE);
+    let (mut mn, ha) = ike_configs(s.seed, MOBIKE, true);
+    for c in &mut mn.peers[0].children {
+        c.lifetime = common::ipsec::Lifetime {
+            soft_time: Some(Duration::from_secs(3)),
+            hard_time: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+    }
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    // Up at 1.3 s: rekeyed from 4.3 s, before the new SAs' own soft limit.
+    let (t, [down, up]) = run(&s, &[(2.0, 1)], 7.0);
+    let log = trace(&t.sim);
+    let keyed = {
+        let mut t0 = build(&s);
+        t0.sim.run_until(secs(1.9));
+        spis(&t0, t0.mn)
+    };
+    // Two new children with new SPIs at each end; the old ones are gone.
+    let now = spis(&t, t.mn);
+    assert_eq!(now.len(), 4, "{log}");
+    assert!(now.is_disjoint(&keyed), "{now:?} {keyed:?}\n{log}");
+    assert_eq!(spis(&t, t.ha), now);
+    let downs = ike_lines(&t.sim, "mn", "CHILD_SA 0x");
+    assert_eq!(downs.len(), 2, "the old children went: {log}");
+    // Nothing was lost to the rekey after the handoff settled.
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 3.5);
+        assert_eq!(n, 300, "flow {f}\n{log}");
+    }
+}
