@@ -16,6 +16,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::ike::TsSpec;
+use common::ipsec::PortRange;
 use testbed::harness::netns::{
     is_root, resolve_program, run_bounded, Capture, Deadline, Netns, POLL_INTERVAL,
 };
@@ -84,14 +86,19 @@ fn child_config(child: &str) -> String {
 #[test]
 fn defaults_and_dynamic_selectors() {
     let s = config::parse(
-        &child_config("{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: dynamic, lifetime: 100 }"),
+        &child_config("{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }"),
         Path::new("."),
     )
     .unwrap();
     assert!(s.tun.is_none());
     assert!(s.ike.return_routability);
     let c = &s.ike.peers[0].children[0];
-    assert_eq!((c.local_ts.prefix, c.local_ts.protocol), (None, 135));
+    assert_eq!(
+        (c.local_ts.prefix, c.local_ts.protocol, c.local_ts.ports),
+        (None, 135, PortRange::ANY)
+    );
+    // BU and BA, as swanctl writes them.
+    assert_eq!(c.remote_ts, TsSpec::DYNAMIC.mh_types(5..=6));
     assert_eq!(c.lifetime.soft_time, Some(Duration::from_secs(100)));
     assert_eq!(c.lifetime.hard_time, Some(Duration::from_secs(110)));
 }
@@ -121,6 +128,10 @@ fn bad_values_are_errors_that_name_the_field() {
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[icmp]\" }"),
             "peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
+        ),
+        (
+            child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[135/6-5]\" }"),
+            "peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, esp_proposals: [aes] }"),
