@@ -225,20 +225,19 @@ pub const PSK: &[u8] = b"mip6 demo pre-shared key";
 
 /// The IKE configurations of the mobile node and the home agent
 /// (RFC 4877): the MN initiates with both children, the HA answers for
-/// its home prefix, each child's selectors mirrored.
+/// its home prefix, each child's selectors mirrored. The transport-mode
+/// signalling child is for BU and BA only: RFC 4877 protects those in
+/// transport mode with MH-type selectors (its SPD examples: MH, BU out,
+/// BAck in) and HoTI/HoT in the tunnel, as the static keys do.
 pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, IkeConfig) {
-    let mh = u8::from(common::wire::IpProtocol::Mobility);
-    let ts = |p: Prefix, protocol| TsSpec {
-        prefix: Some(p),
-        protocol,
-    };
+    let bu_ba = u8::from(MhType::BindingUpdate)..=u8::from(MhType::BindingAck);
     let children = |mn_side: bool| {
         let (local, remote) = if mn_side { (HOA, HA) } else { (HA, HOA) };
         let mut c = vec![ChildConfig::new(
             "home-signalling",
             Mode::Transport,
-            ts(host(local), mh),
-            ts(host(remote), mh),
+            TsSpec::prefix(host(local)).mh_types(bu_ba.clone()),
+            TsSpec::prefix(host(remote)).mh_types(bu_ba.clone()),
         )];
         if payload {
             let (l, r) = if mn_side {
@@ -249,8 +248,8 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
             c.push(ChildConfig::new(
                 "home-payload",
                 Mode::Tunnel,
-                ts(l, 0),
-                ts(r, 0),
+                TsSpec::prefix(l),
+                TsSpec::prefix(r),
             ));
         }
         c
@@ -288,17 +287,16 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
 /// address (draft-dupont-mipv6-cn-ipsec §5) with name identities
 /// (CN-5.3), and the mobile node's peer for it, pinned to the home
 /// address (CN-5.1): one transport-mode CHILD_SA between the home address
-/// and the correspondent, for the Mobility Header only (`signalling`,
-/// CN-5.5) or for everything between the two.
+/// and the correspondent, for BU and BA only (`signalling`, CN-5.5's
+/// default with a pre-shared key) or for everything between the two.
 pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
-    let protocol = if signalling {
-        u8::from(common::wire::IpProtocol::Mobility)
-    } else {
-        0
-    };
-    let ts = |a| TsSpec {
-        prefix: Some(host(a)),
-        protocol,
+    let ts = |a| {
+        let ts = TsSpec::prefix(host(a));
+        if signalling {
+            ts.mh_types(u8::from(MhType::BindingUpdate)..=u8::from(MhType::BindingAck))
+        } else {
+            ts
+        }
     };
     let child =
         |local, remote| ChildConfig::new("cn-signalling", Mode::Transport, ts(local), ts(remote));

@@ -104,6 +104,17 @@ fn addresses(t: &Topology, node: NodeId) -> (BTreeSet<Pair>, BTreeSet<Pair>) {
     (of(false), of(true))
 }
 
+/// The MH types of each of a node's transport-mode SAs.
+fn transport_mh_types(t: &Topology, node: NodeId) -> Vec<Vec<u8>> {
+    let ipsec = t.sim.engine(node).unwrap().ipsec();
+    ipsec
+        .sad
+        .iter()
+        .filter(|(_, s)| s.mode() == Mode::Transport)
+        .map(|(_, s)| s.selector().mh_types.clone())
+        .collect()
+}
+
 fn spis(t: &Topology, node: NodeId) -> BTreeSet<u32> {
     sad(t, node).into_iter().map(|x| x.0).collect()
 }
@@ -310,6 +321,8 @@ fn the_first_bu_waits_for_ike() {
     assert!(mn.entry(HA).unwrap().bound);
     let ha = t.sim.ha(t.ha).unwrap();
     assert_eq!(ha.binding(HOA).unwrap().care_of, COA_A);
+    // RFC 4877: the signalling SA is for BU and BA only.
+    assert_eq!(transport_mh_types(&t, t.ha), [[5, 6]; 2]);
     assert_eq!(
         t.sim
             .engine(t.ha)
@@ -341,6 +354,7 @@ fn trace(sim: &Sim) -> String {
 
 // REQ CN-5.1
 // REQ CN-5.3
+// REQ CN-5.5
 #[test]
 fn ike_with_the_correspondent_runs_over_the_home_address() {
     let (t, [down, up]) = run(&optimised(), &[(2.0, 1), (5.0, 2)], 7.5);
@@ -373,6 +387,8 @@ fn ike_with_the_correspondent_runs_over_the_home_address() {
     // The SA is suitable, and BUs under it bind without return routability.
     let (transport, _) = addresses(&t, t.cn);
     assert!(transport.contains(&pair(CN, HOA)), "{transport:?}");
+    // For BU and BA only, the default with a pre-shared key.
+    assert_eq!(transport_mh_types(&t, t.cn), [[5, 6]; 2]);
     let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
     assert_eq!(binding.care_of, Some(COA_B));
     assert!(binding.ipsec);

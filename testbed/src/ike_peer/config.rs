@@ -12,7 +12,7 @@ use common::ike::{
     ChildConfig, Identity, IkeConfig, Mobility, NatTraversal, PeerAuth, PeerConfig, TsSpec,
     IKE_PORT,
 };
-use common::ipsec::{Lifetime, Mode, Prefix};
+use common::ipsec::{Lifetime, Mode, PortRange, Prefix};
 use common::time::Duration;
 use serde::Deserialize;
 
@@ -334,23 +334,39 @@ fn child(c: &ChildEntry, at: &str) -> Result<ChildConfig, String> {
     Ok(child)
 }
 
-/// swanctl's syntax: `2001:db8::/32`, `dynamic`, either with `[PROTO]`
-/// (an IP protocol number) after it.
+/// swanctl's syntax: `2001:db8::/32` or `dynamic`, either with `[PROTO]`
+/// or `[PROTO/PORTS]` after it: an IP protocol number, then a port or a
+/// range `LOW-HIGH`. For the Mobility Header the ports carry the type in
+/// their high octet: BU and BA are `[135/1280-1791]`.
 fn traffic_selector(s: &str) -> Result<TsSpec, String> {
-    let (what, protocol) = match s.strip_suffix(']').and_then(|t| t.split_once('[')) {
-        Some((what, proto)) => (
-            what,
-            proto
+    let (what, protocol, ports) = match s.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((what, inner)) => {
+            let (protocol, ports) = inner.split_once('/').unwrap_or((inner, "0-65535"));
+            let protocol = protocol
                 .parse::<u8>()
-                .map_err(|_| format!("{s:?}: the protocol in [] must be a number 0-255"))?,
-        ),
-        None => (s, 0),
+                .map_err(|_| format!("{s:?}: the protocol in [] must be a number 0-255"))?;
+            let ports = port_range(ports).ok_or_else(|| {
+                format!("{s:?}: the ports after / must be N or LOW-HIGH, 0-65535, LOW <= HIGH")
+            })?;
+            (what, protocol, ports)
+        }
+        None => (s, 0, PortRange::ANY),
     };
     let prefix = match what {
         "dynamic" => None,
         p => Some(p.parse::<Prefix>()?),
     };
-    Ok(TsSpec { prefix, protocol })
+    Ok(TsSpec {
+        prefix,
+        protocol,
+        ports,
+    })
+}
+
+fn port_range(s: &str) -> Option<PortRange> {
+    let (low, high) = s.split_once('-').unwrap_or((s, s));
+    let (low, high) = (low.parse().ok()?, high.parse().ok()?);
+    (low <= high).then_some(PortRange { low, high })
 }
 
 fn tun(t: &TunEntry) -> Result<TunConfig, String> {
