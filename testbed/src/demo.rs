@@ -1,12 +1,13 @@
 //! The demo: on the [`topology`](crate::topology), a mobile node leaves
-//! home, moves on and comes back, once with return routability and once
-//! with IPsec route optimisation; what each handoff cost, and the reports.
+//! home, moves on and comes back, with return routability, with IPsec
+//! route optimisation on static keys, and with IPsec route optimisation
+//! keyed by IKEv2; what each handoff cost, and the reports.
 
 use common::node::RouteOptimisation;
 use common::time::{Duration, Instant};
 
 use crate::sim::{Flow, LinkId, Path};
-use crate::topology::{build, Setup, Topology, CN, HOA};
+use crate::topology::{build, Keying, Setup, Topology, CN, HOA};
 
 /// One handoff, measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,10 +24,16 @@ pub struct Handoff {
 
 #[derive(Clone)]
 pub struct Run {
+    /// What the run is called in reports and file names ([`name`]).
+    pub name: &'static str,
     pub mode: RouteOptimisation,
     pub handoffs: Vec<Handoff>,
     pub signalling_messages: u64,
     pub signalling_bytes: u64,
+    /// IKE messages (every node, retransmissions included) and their UDP
+    /// payload bytes.
+    pub ike_messages: u64,
+    pub ike_bytes: u64,
     /// Median ping RTT per phase: at home, through the home agent, route
     /// optimised.
     pub ping_home: Option<Duration>,
@@ -158,11 +165,13 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
     let ping_home = median(&|at, _| at < s(2.0));
     let ping_via_ha = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::Tunnelled);
     let ping_optimised = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::RouteOptimised);
-    let (mut messages, mut bytes) = (0, 0);
+    let (mut messages, mut bytes, mut ike_messages, mut ike_bytes) = (0, 0, 0, 0);
     for n in [t.mn, t.ha, t.cn] {
         if let Some(e) = sim.engine(n) {
             messages += e.stats().signalling_messages;
             bytes += e.stats().signalling_bytes;
+            ike_messages += e.stats().ike_messages;
+            ike_bytes += e.stats().ike_bytes;
         }
     }
     let timeline = sim
@@ -178,10 +187,13 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
         .map(|l| (l.at, format!("{:<6} {}", l.node, l.what)))
         .collect();
     let run = Run {
+        name: name(setup),
         mode: setup.mode,
         handoffs,
         signalling_messages: messages,
         signalling_bytes: bytes,
+        ike_messages,
+        ike_bytes,
         ping_home,
         ping_via_ha,
         ping_optimised,
@@ -192,6 +204,30 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
 
 fn ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
+}
+
+/// The demo's runs: return routability, IPsec route optimisation on static
+/// keys, and keyed by IKEv2 with MOBIKE.
+pub fn setups(seed: u64) -> [Setup; 3] {
+    let mut ike = Setup::new(seed, RouteOptimisation::Ipsec);
+    ike.keying = Keying::Ike {
+        mobility: common::ike::Mobility::Mobike { r_mobike: false },
+        payload: true,
+    };
+    [
+        Setup::new(seed, RouteOptimisation::ReturnRoutability),
+        Setup::new(seed, RouteOptimisation::Ipsec),
+        ike,
+    ]
+}
+
+/// A run's name: its mode, and `-ike` when IKEv2 keys it.
+pub fn name(setup: &Setup) -> &'static str {
+    match (setup.mode, setup.keying) {
+        (RouteOptimisation::Ipsec, Keying::Ike { .. }) => "ipsec-ike",
+        (RouteOptimisation::None, Keying::Ike { .. }) => "tunnel-ike",
+        (m, _) => mode_name(m),
+    }
 }
 
 pub fn mode_name(m: RouteOptimisation) -> &'static str {
@@ -211,12 +247,14 @@ pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) ->
         .map(|r| {
             let latency = r.away_latency().map(ms);
             serde_json::json!({
-                "mode": mode_name(r.mode),
+                "mode": r.name,
                 "handoff_latency_ms": latency,
                 "handoff_latency_rtt": latency.map(|l| l / ms(mn_cn)),
                 "packets_lost": r.away_lost(),
                 "signalling_messages": r.signalling_messages,
                 "signalling_bytes": r.signalling_bytes,
+                "ike_messages": r.ike_messages,
+                "ike_bytes": r.ike_bytes,
             })
         })
         .collect();
@@ -250,10 +288,14 @@ pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) ->
         ms(via_ha)
     );
     for r in runs {
-        let title = match r.mode {
-            RouteOptimisation::Ipsec => "IPsec route optimisation (draft-dupont-mipv6-cn-ipsec)",
-            RouteOptimisation::ReturnRoutability => "Return routability (RFC 6275 baseline)",
-            _ => mode_name(r.mode),
+        let title = match r.name {
+            "ipsec" => "IPsec route optimisation on static keys (draft-dupont-mipv6-cn-ipsec)",
+            "ipsec-ike" => {
+                "IPsec route optimisation keyed by IKEv2 (RFC 4877 with the home agent, \
+                 over the home address with the correspondent, MOBIKE)"
+            }
+            "rr" => "Return routability (RFC 6275 baseline)",
+            other => other,
         };
         let _ = writeln!(o, "== {title} ==");
         let _ = writeln!(
@@ -296,27 +338,29 @@ pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) ->
         }
         let _ = writeln!(
             o,
-            "   signalling: {} messages, {} bytes\n",
-            r.signalling_messages, r.signalling_bytes
+            "   signalling: {} messages, {} bytes; IKE: {} messages, {} bytes\n",
+            r.signalling_messages, r.signalling_bytes, r.ike_messages, r.ike_bytes
         );
     }
     let _ = writeln!(o, "Side by side (handoffs away from home, mean):");
     let _ = writeln!(
         o,
-        "   {:<6} {:>10} {:>8} {:>6} {:>10} {:>8}",
-        "mode", "latency", "x RTT", "lost", "messages", "bytes"
+        "   {:<9} {:>10} {:>8} {:>6} {:>10} {:>8} {:>5} {:>9}",
+        "mode", "latency", "x RTT", "lost", "messages", "bytes", "IKE", "IKE bytes"
     );
     for r in runs {
         let l = r.away_latency();
         let _ = writeln!(
             o,
-            "   {:<6} {:>10} {:>8} {:>6} {:>10} {:>8}",
-            mode_name(r.mode),
+            "   {:<9} {:>10} {:>8} {:>6} {:>10} {:>8} {:>5} {:>9}",
+            r.name,
             opt(l),
             l.map_or("-".into(), |l| format!("{:.2}", ms(l) / ms(mn_cn))),
             r.away_lost(),
             r.signalling_messages,
-            r.signalling_bytes
+            r.signalling_bytes,
+            r.ike_messages,
+            r.ike_bytes
         );
     }
     let _ = writeln!(o, "\npcaps (one per link; open in Wireshark):");

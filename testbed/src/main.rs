@@ -209,23 +209,37 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let dir = dir.unwrap_or_else(|| PathBuf::from("out/demo"));
             let mut runs = vec![];
             let mut pcaps = vec![];
-            let setups = [
-                RouteOptimisation::ReturnRoutability,
-                RouteOptimisation::Ipsec,
-            ]
-            .map(|mode| Setup::new(seed, mode));
+            let mut keylogs = vec![];
+            let setups = demo::setups(seed);
             for s in &setups {
                 let (r, t) = demo::run(s);
-                let prefix = format!("{}-", demo::mode_name(s.mode));
-                pcaps.extend(t.sim.write_pcaps(&dir, &prefix)?);
+                pcaps.extend(t.sim.write_pcaps(&dir, &format!("{}-", r.name))?);
+                let keys = dir.join(format!("wireshark-{}", r.name));
+                t.sim.write_keylog(&keys)?;
+                keylogs.push(keys);
                 runs.push(r);
             }
-            // The seed and the delays, the same in both.
-            let [_, setup] = &setups;
+            // The seed and the delays, the same in all.
+            let setup = &setups[0];
             if json {
-                writeln!(out, "{}", demo::report_json(setup, &runs, &pcaps)).map_err(stdout_err)?;
+                let mut v = demo::report_json(setup, &runs, &pcaps);
+                v["keylogs"] = serde_json::json!(keylogs
+                    .iter()
+                    .map(|k| k.display().to_string())
+                    .collect::<Vec<_>>());
+                writeln!(out, "{v}").map_err(stdout_err)?;
             } else {
                 write!(out, "{}", demo::report_text(setup, &runs, &pcaps)).map_err(stdout_err)?;
+                writeln!(out, "\ndecrypted (ESP and IKE) in Wireshark:").map_err(stdout_err)?;
+                for (r, k) in runs.iter().zip(&keylogs) {
+                    writeln!(
+                        out,
+                        "   WIRESHARK_CONFIG_DIR={} wireshark {}",
+                        k.display(),
+                        dir.join(format!("{}-cn.pcap", r.name)).display()
+                    )
+                    .map_err(stdout_err)?;
+                }
             }
         }
         Command::Samples { out: dir } => {

@@ -227,7 +227,8 @@ pub const PSK: &[u8] = b"mip6 demo pre-shared key";
 /// The IKE configurations of the mobile node and the home agent
 /// (RFC 4877): the MN initiates with both children, the HA answers for
 /// its home prefix, each child's selectors mirrored (the children the
-/// daemons' `ike:` sections build, `common::io::ike_file`).
+/// daemons' `ike:` sections build, `common::io::ike_file`: BU and BA in
+/// transport mode, the payload in the tunnel).
 pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, IkeConfig) {
     let mut mn = IkeConfig::new(Identity::Fqdn(MN_ID.into()), seed ^ 0x696b_656d);
     mn.mobility = mobility;
@@ -262,8 +263,8 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
 /// address (draft-dupont-mipv6-cn-ipsec §5) with name identities
 /// (CN-5.3), and the mobile node's peer for it, pinned to the home
 /// address (CN-5.1): one transport-mode CHILD_SA between the home address
-/// and the correspondent, for the Mobility Header only (`signalling`,
-/// CN-5.5) or for everything between the two.
+/// and the correspondent, for BU and BA only (`signalling`, CN-5.5's
+/// default with a pre-shared key) or for everything between the two.
 pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
     let peer = PeerConfig {
         name: "cn".into(),

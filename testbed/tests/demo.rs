@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use common::node::RouteOptimisation;
 use common::wire::CodePoints;
 use serde_json::Value;
-use testbed::demo::run;
+use testbed::demo::{name, run, setups};
 use testbed::tools::decode::packet_json;
 use testbed::tools::pcap::read_packets;
 use testbed::topology::Setup;
@@ -24,27 +24,27 @@ use testbed::topology::Setup;
 const PYTHON: &str = "/usr/bin/python3";
 const SCAPY_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scapy_demo.py");
 const SEED: u64 = 7;
-const MODES: [(RouteOptimisation, &str); 2] = [
-    (RouteOptimisation::ReturnRoutability, "rr"),
-    (RouteOptimisation::Ipsec, "ipsec"),
-];
+const MODES: [&str; 3] = ["rr", "ipsec", "ipsec-ike"];
 const LINKS: [&str; 4] = ["home", "cn", "access-a", "access-b"];
 
 /// The pcap names the demo writes, in the order it writes them.
 fn pcap_names() -> Vec<String> {
     MODES
         .iter()
-        .flat_map(|(_, m)| LINKS.iter().map(move |l| format!("{m}-{l}.pcap")))
+        .flat_map(|m| LINKS.iter().map(move |l| format!("{m}-{l}.pcap")))
         .collect()
 }
 
 /// Runs the demo through the library, as `testbed demo` does, writing the
-/// pcaps of `modes` into `dir`.
-fn write_demo(dir: &Path, seed: u64, modes: &[(RouteOptimisation, &str)]) -> Vec<PathBuf> {
+/// pcaps and key logs (`wireshark-<mode>/`) of `modes` into `dir`.
+fn write_demo(dir: &Path, seed: u64, modes: &[&str]) -> Vec<PathBuf> {
     let mut out = vec![];
-    for (mode, name) in modes {
-        let (_, t) = run(&Setup::new(seed, *mode));
-        out.extend(t.sim.write_pcaps(dir, &format!("{name}-")).unwrap());
+    for s in setups(seed).iter().filter(|s| modes.contains(&name(s))) {
+        let (r, t) = run(s);
+        out.extend(t.sim.write_pcaps(dir, &format!("{}-", r.name)).unwrap());
+        t.sim
+            .write_keylog(&dir.join(format!("wireshark-{}", r.name)))
+            .unwrap();
     }
     out
 }
@@ -141,7 +141,7 @@ fn demo_json_meets_the_issue_criteria() {
 
     let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort_unstable();
-    assert_eq!(keys, ["pcaps", "rtt_ms", "runs", "seed"]);
+    assert_eq!(keys, ["keylogs", "pcaps", "rtt_ms", "runs", "seed"]);
     assert_eq!(v["seed"].as_u64(), Some(SEED));
 
     let rtt = |k: &str| {
@@ -160,7 +160,7 @@ fn demo_json_meets_the_issue_criteria() {
 
     let runs = v["runs"].as_array().unwrap();
     let modes: Vec<&str> = runs.iter().map(|r| r["mode"].as_str().unwrap()).collect();
-    assert_eq!(modes, ["rr", "ipsec"]);
+    assert_eq!(modes, MODES);
     let mut latency = BTreeMap::new();
     for r in runs {
         let mode = r["mode"].as_str().unwrap();
@@ -171,6 +171,8 @@ fn demo_json_meets_the_issue_criteria() {
             [
                 "handoff_latency_ms",
                 "handoff_latency_rtt",
+                "ike_bytes",
+                "ike_messages",
                 "mode",
                 "packets_lost",
                 "signalling_bytes",
@@ -196,6 +198,9 @@ fn demo_json_meets_the_issue_criteria() {
             "{mode}: handoff {lat:.1} ms = {in_rtt:.3} RTT, {} lost, {messages} messages, {bytes} bytes",
             r["packets_lost"]
         );
+        // IKE runs only where it keys the SAs.
+        let ike = r["ike_messages"].as_u64().unwrap();
+        assert_eq!(ike > 0, mode == "ipsec-ike", "{mode}: {ike} IKE messages");
         latency.insert(mode, lat);
     }
     let (rr, ipsec) = (latency["rr"], latency["ipsec"]);
@@ -204,6 +209,13 @@ fn demo_json_meets_the_issue_criteria() {
     assert!(
         (ipsec / mn_cn - 1.0).abs() <= 0.05,
         "ipsec handoff {ipsec} ms is not within 5 % of the MN-CN RTT {mn_cn} ms"
+    );
+    // The IKE updates at each handoff run beside the BUs: they add no
+    // round trip to route optimisation.
+    let ike = latency["ipsec-ike"];
+    assert!(
+        (ike - ipsec).abs() < 1e-6,
+        "keyed by IKE {ike} ms, static keys {ipsec} ms"
     );
     // REQ MIP-BASE: return routability adds at least the home test's trip
     // through the home agent (MN-HA-CN-HA-MN) to that.
@@ -243,6 +255,7 @@ fn same_seed_same_pcaps() {
     let mut listed: Vec<String> = std::fs::read_dir(&again)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".pcap"))
         .collect();
     listed.sort_unstable();
     let mut want = pcap_names();
@@ -252,7 +265,7 @@ fn same_seed_same_pcaps() {
     // Another seed draws other SA keys: the BUs the mobile node protects
     // for the correspondent (SPI 0x200) are other bytes.
     let other = tools::scratch("demo-other-seed");
-    write_demo(&other, SEED + 1, &MODES[1..]);
+    write_demo(&other, SEED + 1, &["ipsec"]);
     let protected_bus = |dir: &Path| -> Vec<Vec<u8>> {
         let cp = CodePoints::default();
         read(&dir.join("ipsec-cn.pcap"))
@@ -360,4 +373,80 @@ fn scapy_parses_demo_mobility_messages() {
         assert!(!mine.is_empty(), "{name}: no Mobility Header");
         eprintln!("{name}: scapy agrees on {:?}", count(&theirs));
     }
+}
+
+/// tshark counts of `fields` over a pcap, opened with the key log in
+/// `keys` (a Wireshark configuration directory) or without.
+fn tshark_with_keys(
+    pcap: &Path,
+    keys: Option<&Path>,
+    fields: &[&str],
+) -> Vec<BTreeMap<u64, usize>> {
+    let mut args = vec!["-r".to_string(), pcap.display().to_string()];
+    for f in fields {
+        args.extend(["-e".to_string(), f.to_string()]);
+    }
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-n", "-T", "fields"]).args(&args);
+    match keys {
+        Some(k) => cmd.env("WIRESHARK_CONFIG_DIR", k),
+        // An empty directory: no keys, but no user profile either.
+        None => cmd.env("WIRESHARK_CONFIG_DIR", tools::scratch("demo-no-keys")),
+    };
+    let out = cmd.output().unwrap();
+    let mut h = vec![BTreeMap::new(); fields.len()];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for (h, column) in h.iter_mut().zip(line.split('\t')) {
+            for v in column.split(',').filter(|v| !v.is_empty()) {
+                *h.entry(tools::normalise(v).parse().unwrap()).or_default() += 1;
+            }
+        }
+    }
+    h
+}
+
+// REQ MIP-HA-IPSEC
+// REQ CN-5.1
+#[test]
+fn the_ike_run_opens_decrypted_with_its_key_log() {
+    if !tools::require("tshark", &["--version"]) {
+        return;
+    }
+    let keys = shared_pcaps().join("wireshark-ipsec-ike");
+    let (mut ids, mut bus, mut bus_clear) = (0, 0, 0);
+    for link in LINKS {
+        let pcap = shared_pcaps().join(format!("ipsec-ike-{link}.pcap"));
+        // Opened with the keys, nothing is malformed either.
+        let bad = Command::new("tshark")
+            .env("WIRESHARK_CONFIG_DIR", &keys)
+            .args([
+                "-n",
+                "-r",
+                pcap.to_str().unwrap(),
+                "--disable-protocol",
+                "thrift",
+            ])
+            .args(["-Y", "_ws.malformed || _ws.expert.severity >= 8388608"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&bad.stdout),
+            "",
+            "{link}: malformed with keys"
+        );
+        let with = tshark_with_keys(&pcap, Some(&keys), &["isakmp.typepayload", "mip6.mhtype"]);
+        let without = tshark_with_keys(&pcap, None, &["isakmp.typepayload", "mip6.mhtype"]);
+        // IDi (35) is inside SK: visible only with the IKE keys.
+        ids += with[0].get(&35).copied().unwrap_or(0);
+        assert_eq!(without[0].get(&35), None, "{link}: IDi without keys");
+        bus += with[1].get(&5).copied().unwrap_or(0);
+        bus_clear += without[1].get(&5).copied().unwrap_or(0);
+    }
+    // IKE_AUTH with the home agent and with the correspondent, each seen
+    // on the links it crossed.
+    assert!(ids >= 2, "{ids} IDi payloads decrypted");
+    // Every BU is under ESP keyed by IKE: none in the clear, at least one
+    // per peer and handoff decrypted.
+    assert_eq!(bus_clear, 0, "BUs in the clear");
+    assert!(bus >= 6, "{bus} BUs decrypted");
 }

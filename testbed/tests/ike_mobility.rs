@@ -13,6 +13,7 @@ use common::ike::{IkeDrop, Mobility};
 use common::ipsec::{Direction, Mode};
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
+use common::wire::{CodePoints, PacketRepr};
 use testbed::sim::{Flow, NodeId, Sim};
 use testbed::topology::{build, cn_ike, host, ike_configs, Keying, Setup, Topology, CN, HA, HOA};
 
@@ -35,8 +36,16 @@ fn setup(mobility: Mobility) -> Setup {
     s
 }
 
-/// A flow each way every 10 ms from 0.5 s; the node starts at home.
+/// [`start`], run to `until`.
 fn run(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
+    let (mut t, flows) = start(setup, moves, until);
+    t.sim.run_until(secs(until));
+    (t, flows)
+}
+
+/// A flow each way every 10 ms from 0.5 s to half a second before
+/// `until`, and the moves; the node starts at home.
+fn start(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
     let mut t = build(setup);
     let ms = Duration::from_millis(10);
     let flow = |from: NodeId, src, dst| Flow {
@@ -52,7 +61,6 @@ fn run(setup: &Setup, moves: &[(f64, u8)], until: f64) -> (Topology, [u32; 2]) {
         let link = [t.home, t.access_a, t.access_b][usize::from(to)];
         t.move_mn(secs(at), Some(link));
     }
-    t.sim.run_until(secs(until));
     (t, [down, up])
 }
 
@@ -94,6 +102,17 @@ fn addresses(t: &Topology, node: NodeId) -> (BTreeSet<Pair>, BTreeSet<Pair>) {
             .collect::<BTreeSet<_>>()
     };
     (of(false), of(true))
+}
+
+/// The MH types of each of a node's transport-mode SAs.
+fn transport_mh_types(t: &Topology, node: NodeId) -> Vec<Vec<u8>> {
+    let ipsec = t.sim.engine(node).unwrap().ipsec();
+    ipsec
+        .sad
+        .iter()
+        .filter(|(_, s)| s.mode() == Mode::Transport)
+        .map(|(_, s)| s.selector().mh_types.clone())
+        .collect()
 }
 
 fn spis(t: &Topology, node: NodeId) -> BTreeSet<u32> {
@@ -299,9 +318,11 @@ fn the_first_bu_waits_for_ike() {
     assert!(sent[0].0 >= up[0].0, "the BU after the SA: {sent:?} {up:?}");
     assert!(sent[0].1.ends_with("under ESP"), "{sent:?}");
     let mn = t.sim.mn(t.mn).unwrap();
-    assert!(mn.entry(HA).unwrap().bound);
+    assert!(mn.entry(HA).unwrap().is_bound());
     let ha = t.sim.ha(t.ha).unwrap();
     assert_eq!(ha.binding(HOA).unwrap().care_of, COA_A);
+    // RFC 4877: the signalling SA is for BU and BA only.
+    assert_eq!(transport_mh_types(&t, t.ha), [[5, 6]; 2]);
     assert_eq!(
         t.sim
             .engine(t.ha)
@@ -333,6 +354,7 @@ fn trace(sim: &Sim) -> String {
 
 // REQ CN-5.1
 // REQ CN-5.3
+// REQ CN-5.5
 #[test]
 fn ike_with_the_correspondent_runs_over_the_home_address() {
     let (t, [down, up]) = run(&optimised(), &[(2.0, 1), (5.0, 2)], 7.5);
@@ -365,6 +387,8 @@ fn ike_with_the_correspondent_runs_over_the_home_address() {
     // The SA is suitable, and BUs under it bind without return routability.
     let (transport, _) = addresses(&t, t.cn);
     assert!(transport.contains(&pair(CN, HOA)), "{transport:?}");
+    // For BU and BA only, the default with a pre-shared key.
+    assert_eq!(transport_mh_types(&t, t.cn), [[5, 6]; 2]);
     let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
     assert_eq!(binding.care_of, Some(COA_B));
     assert!(binding.ipsec);
@@ -539,4 +563,251 @@ fn sa_spi(reply: &serde_json::Value) -> String {
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// The home agent's data-plane address, beside its IKE address.
+const HA_TUNNEL: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
+
+// REQ TA-3b
+// REQ TA-5
+#[test]
+fn the_payload_sa_ends_at_the_home_agents_tunnel_address_and_follows_the_node() {
+    let mut s = setup(MOBIKE);
+    let (mut mn, mut ha) = ike_configs(s.seed, MOBIKE, true);
+    mn.tunnel_addresses = true;
+    ha.tunnel_addresses = true;
+    ha.peers[0].children[1].tunnel_address = Some(IpAddr::V6(HA_TUNNEL));
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    s.ha.tunnel_address = Some(HA_TUNNEL);
+    let (t, [down, up]) = run(&s, &[(2.0, 1), (5.0, 2)], 7.5);
+    let log = trace(&t.sim);
+    // IKE on the home agent's address, the tunnel on its other one; the
+    // node's side of both followed it to access B.
+    for (node, ours, theirs) in [(t.mn, COA_B, HA_TUNNEL), (t.ha, HA_TUNNEL, COA_B)] {
+        let (transport, tunnel) = addresses(&t, node);
+        assert_eq!(tunnel, BTreeSet::from([pair(ours, theirs)]), "{log}");
+        let home = if node == t.mn {
+            pair(HOA, HA)
+        } else {
+            pair(HA, HOA)
+        };
+        assert_eq!(transport, BTreeSet::from([home]));
+        let ike = t.sim.engine(node).unwrap().ike().unwrap();
+        let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+        let ike_ends = if node == t.mn {
+            (COA_B, HA)
+        } else {
+            (HA, COA_B)
+        };
+        assert_eq!(
+            (sa.local.ip(), sa.remote.ip()),
+            (IpAddr::V6(ike_ends.0), IpAddr::V6(ike_ends.1))
+        );
+    }
+    // On the wire: ESP to and from the tunnel address on access B.
+    let b = t.sim.captured(t.access_b);
+    let esp_with_tunnel = b
+        .iter()
+        .filter(|(_, f)| {
+            let p = PacketRepr::parse(f, &CodePoints::default());
+            p.is_ok_and(|p| {
+                let s = p.to_string();
+                s.contains(" ESP ") && s.contains(&HA_TUNNEL.to_string())
+            })
+        })
+        .count();
+    assert!(
+        esp_with_tunnel > 200,
+        "{esp_with_tunnel} ESP frames with {HA_TUNNEL}"
+    );
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 5.5);
+        assert!(n > 140, "flow {f}: {n}\n{log}");
+    }
+}
+
+/// Away on access A from 2 s, with R-MOBIKE ('R' from the node), the
+/// home agent's second address announced; at 3.5 s the home agent asks
+/// its mobile nodes to switch to `to`.
+fn switched(to: Ipv6Addr) -> (Topology, [u32; 2], usize) {
+    let r_mobike = Mobility::Mobike { r_mobike: true };
+    let mut s = setup(r_mobike);
+    let (mn, ha) = ike_configs(s.seed, r_mobike, true);
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    s.ha.tunnel_address = Some(HA_TUNNEL);
+    let (mut t, flows) = start(&s, &[(2.0, 1)], 5.5);
+    t.sim.run_until(secs(3.5));
+    let mut asked = 0;
+    t.sim.act(t.ha, |role, now| {
+        if let testbed::sim::Role::Ha(ha) = role {
+            asked = ha.switch_mobile_nodes(now, to);
+        }
+    });
+    t.sim.run_until(secs(5.5));
+    (t, flows, asked)
+}
+
+// REQ RM-4.2c
+// REQ RM-4.2d
+// REQ RM-4.2e
+#[test]
+fn the_node_follows_its_home_agent_to_an_announced_address_then_sends_a_bu() {
+    let (t, [down, up], asked) = switched(HA_TUNNEL);
+    let log = trace(&t.sim);
+    assert_eq!(asked, 1);
+    let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+    let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+    assert_eq!(sa.remote.ip(), IpAddr::V6(HA_TUNNEL), "{log}");
+    // The payload SA followed; the signalling SA, on the home agent's
+    // Mobile IPv6 address, did not.
+    let (transport, tunnel) = addresses(&t, t.mn);
+    assert_eq!(transport, BTreeSet::from([pair(HOA, HA)]));
+    assert_eq!(tunnel, BTreeSet::from([pair(COA_A, HA_TUNNEL)]), "{log}");
+    let (_, tunnel) = addresses(&t, t.ha);
+    assert_eq!(tunnel, BTreeSet::from([pair(HA_TUNNEL, COA_A)]), "{log}");
+    // Then a BU over the new path, acknowledged.
+    let after: Vec<_> = ike_lines(&t.sim, "mn", "BU seq")
+        .into_iter()
+        .filter(|(at, _)| *at > secs(3.5))
+        .collect();
+    assert_eq!(after.len(), 1, "{log}");
+    let acked = ike_lines(&t.sim, "mn", "BA from")
+        .into_iter()
+        .any(|(at, l)| at > after[0].0 && l.contains("status 0"));
+    assert!(acked, "{log}");
+    // The tunnel carries on through the new address.
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 4.0);
+        assert!(n > 90, "flow {f}: {n}\n{log}");
+    }
+}
+
+// REQ RM-4.2d
+#[test]
+fn the_node_refuses_a_switch_to_an_address_nobody_announced() {
+    let elsewhere = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 3);
+    let (t, [down, _], asked) = switched(elsewhere);
+    let log = trace(&t.sim);
+    assert_eq!(asked, 1);
+    assert_eq!(ike_lines(&t.sim, "mn", "switch to").len(), 1, "{log}");
+    let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+    let sa = ike.sa(ike.sa_ids().next().unwrap()).unwrap();
+    assert_eq!(sa.remote.ip(), IpAddr::V6(HA));
+    assert!(ike_lines(&t.sim, "mn", "BU seq")
+        .iter()
+        .all(|(at, _)| *at < secs(3.5)));
+    // Nothing changed for the traffic.
+    let (n, _) = arrived(&t, down, 3.6);
+    assert!(n > 80, "{n}\n{log}");
+}
+
+/// The demo's setups in `mode`, keyed statically and by IKE with each
+/// mobility protocol (and alternate tunnel addresses).
+fn keyings(mode: RouteOptimisation) -> Vec<(&'static str, Setup)> {
+    let ike = |mobility, tunnel: bool| {
+        let mut s = Setup::new(1, mode);
+        s.keying = Keying::Ike {
+            mobility,
+            payload: true,
+        };
+        if tunnel {
+            let (mut mn, mut ha) = ike_configs(s.seed, mobility, true);
+            mn.tunnel_addresses = true;
+            ha.tunnel_addresses = true;
+            ha.peers[0].children[1].tunnel_address = Some(IpAddr::V6(HA_TUNNEL));
+            s.mn.ike = Some(mn);
+            s.ha.ike = Some(ha);
+            s.ha.tunnel_address = Some(HA_TUNNEL);
+        }
+        s
+    };
+    vec![
+        ("static keys", Setup::new(1, mode)),
+        ("IKE, MOBIKE", ike(MOBIKE, false)),
+        ("IKE, addrmgmt", ike(Mobility::AddrMgmt, false)),
+        ("IKE, MOBIKE, tunnel address", ike(MOBIKE, true)),
+    ]
+}
+
+/// Link up to the first correspondent packet over the path the node ends
+/// on (route optimised, or through the home agent's tunnel), for the move
+/// from access A to B — the first move pays the home agent's DAD — with
+/// each keying, against static keys in the same seed. IKE's updates run
+/// beside the BUs and add nothing to either path.
+#[test]
+fn ike_adds_no_round_trip_to_a_handoff() {
+    let (mn_cn, mn_ha, _) = Setup::new(1, RouteOptimisation::Ipsec).rtts();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut table = String::from(
+        "| keying | route optimised, A→B | × RTT(MN,CN) | tunnel via HA, A→B | × RTT(MN,HA) | IKE messages (RO run) |\n|---|---|---|---|---|---|\n",
+    );
+    let ro = keyings(RouteOptimisation::Ipsec);
+    let tunnel = keyings(RouteOptimisation::None);
+    let mut baseline = None;
+    for ((name, ro), (_, tunnel)) in ro.iter().zip(&tunnel) {
+        let (r, _) = testbed::demo::run(ro);
+        let (u, _) = testbed::demo::run(tunnel);
+        let at_b = |run: &testbed::demo::Run| run.handoffs[1].latency.map(ms).unwrap();
+        let (ro_ms, tunnel_ms) = (at_b(&r), at_b(&u));
+        let optimised: Vec<_> = r.handoffs.iter().map(|h| h.latency).collect();
+        match &baseline {
+            None => baseline = Some((optimised, tunnel_ms)),
+            Some((o, t)) => {
+                assert_eq!(&optimised, o, "{name}: route-optimised handoffs");
+                assert!(
+                    (tunnel_ms - t).abs() < 1e-6,
+                    "{name}: tunnel {tunnel_ms} ms, static {t} ms"
+                );
+            }
+        }
+        assert_eq!(r.ike_messages > 0, *name != "static keys");
+        table += &format!(
+            "| {name} | {ro_ms:.1} ms | {:.2} | {tunnel_ms:.1} ms | {:.2} | {} |\n",
+            ro_ms / ms(mn_cn),
+            tunnel_ms / ms(mn_ha),
+            r.ike_messages
+        );
+    }
+    eprintln!("{table}");
+}
+
+/// The data plane's lifetimes reach IKE through the engine: at the soft
+/// lifetime the mobile node rekeys its CHILD_SAs (RFC 7296 §2.8), the old
+/// ones go, and traffic goes on.
+// REQ MIP-HA-IPSEC
+#[test]
+fn a_soft_lifetime_rekeys_the_node_s_sas_through_ike() {
+    let mut s = setup(MOBIKE);
+    let (mut mn, ha) = ike_configs(s.seed, MOBIKE, true);
+    for c in &mut mn.peers[0].children {
+        c.lifetime = common::ipsec::Lifetime {
+            soft_time: Some(Duration::from_secs(3)),
+            hard_time: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+    }
+    s.mn.ike = Some(mn);
+    s.ha.ike = Some(ha);
+    // Up at 1.3 s: rekeyed from 4.3 s, before the new SAs' own soft limit.
+    let (t, [down, up]) = run(&s, &[(2.0, 1)], 7.0);
+    let log = trace(&t.sim);
+    let keyed = {
+        let mut t0 = build(&s);
+        t0.sim.run_until(secs(1.9));
+        spis(&t0, t0.mn)
+    };
+    // Two new children with new SPIs at each end; the old ones are gone.
+    let now = spis(&t, t.mn);
+    assert_eq!(now.len(), 4, "{log}");
+    assert!(now.is_disjoint(&keyed), "{now:?} {keyed:?}\n{log}");
+    assert_eq!(spis(&t, t.ha), now);
+    let downs = ike_lines(&t.sim, "mn", "CHILD_SA 0x");
+    assert_eq!(downs.len(), 2, "the old children went: {log}");
+    // Nothing was lost to the rekey after the handoff settled.
+    for f in [down, up] {
+        let (n, _) = arrived(&t, f, 3.5);
+        assert_eq!(n, 300, "flow {f}\n{log}");
+    }
 }

@@ -16,8 +16,10 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::ike::TsSpec;
+use common::ipsec::PortRange;
 use testbed::harness::netns::{
-    is_root, resolve_program, run_bounded, Capture, Deadline, Netns, POLL_INTERVAL,
+    is_root, resolve_program, run_bounded, wait_until, Capture, Deadline, Netns, POLL_INTERVAL,
 };
 use testbed::harness::strongswan::{
     missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role,
@@ -100,14 +102,19 @@ fn defaults_and_dynamic_selectors() {
     let s = parse(
         "defaults",
         &child_config(
-        "{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: dynamic, lifetime: 100 }",
+        "{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }",
     ),
     )
     .unwrap();
     assert!(s.tun.is_none());
     assert!(s.ike.return_routability);
     let c = &s.ike.peers[0].children[0];
-    assert_eq!((c.local_ts.prefix, c.local_ts.protocol), (None, 135));
+    assert_eq!(
+        (c.local_ts.prefix, c.local_ts.protocol, c.local_ts.ports),
+        (None, 135, PortRange::ANY)
+    );
+    // BU and BA, as swanctl writes them.
+    assert_eq!(c.remote_ts, TsSpec::DYNAMIC.mh_types(5..=6));
     assert_eq!(c.lifetime.soft_time, Some(Duration::from_secs(100)));
     assert_eq!(c.lifetime.hard_time, Some(Duration::from_secs(110)));
 }
@@ -137,6 +144,10 @@ fn bad_values_are_errors_that_name_the_field_at_its_line_and_column() {
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[icmp]\" }"),
             ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
+        ),
+        (
+            child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[135/6-5]\" }"),
+            ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, esp_proposals: [aes] }"),
@@ -710,6 +721,155 @@ fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
     charon.terminate().unwrap();
     assert_eq!(field(&b.expect("event closed"), "reason"), "deleted");
     assert!(b.quit().success());
+}
+
+/// Sends one Mobility Header message, as raw `bytes` after the IPv6
+/// header (the kernel fills in the MH checksum), from `src` to `dst` in
+/// `ns`.
+fn send_mh(ns: &Netns, src: &str, dst: &str, bytes: &[u8]) {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 135)\n\
+         s.bind(('{src}', 0))\n\
+         s.sendto(bytes({bytes:?}), ('{dst}', 0))\n"
+    );
+    ns.check(&["python3", "-c", &script]).unwrap();
+}
+
+/// BU, seq 1, A, lifetime 100, padded to 16 octets with a PadN.
+const BU: [u8; 16] = [59, 1, 5, 0, 0, 0, 0, 1, 0x80, 0, 0, 100, 1, 2, 0, 0];
+/// HoTI, cookie 7.
+const HOTI: [u8; 16] = [59, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+
+/// The Mobility Header, types BU and BA only: the ports 1280-1791 of
+/// RFC 4301 §4.4.1.1, in swanctl's syntax (which has no MH-type form:
+/// `[135/5-6]` would be ports 5-6).
+const BU_BA: &str = "[135/1280-1791]";
+
+/// Our initiator against a charon responder, with selectors between the
+/// inner addresses for the Mobility Header: `charon_ts` and `our_ts`
+/// follow the prefixes, and we propose the ports `proposed`. The child
+/// is for BU/BA on both sides; a BU goes through it and a HoTI does not.
+fn bu_ba_child_with_charon(case: &str, charon_ts: &str, our_ts: &str, proposed: (u16, u16)) {
+    let mut missing = missing_prerequisites();
+    missing.extend(
+        resolve_program("python3")
+            .is_err()
+            .then(|| "python3".to_string()),
+    );
+    if !tools::prerequisites_met(&missing) {
+        return;
+    }
+    let dir = scratch(&format!("charon_mh_types/{case}"));
+    let (ns_a, ns_b) = two_namespaces();
+    ns_b.add_loopback_address(ip(B_INNER)).unwrap();
+    let mut cfg = CharonConfig::new(
+        Role::Responder,
+        "b.example",
+        "a.example",
+        Auth::Psk(PSK.to_string()),
+    );
+    cfg.children = vec![ChildConfig::tunnel(
+        "mip",
+        &format!("{B_INNER}/128{charon_ts}"),
+        &format!("{A_INNER}/128{charon_ts}"),
+    )];
+    let capture =
+        tshark_available().then(|| Capture::start(&ns_b, "vb", &dir.join("vb.pcap")).unwrap());
+    let charon = Charon::start(&ns_b, &dir.join("charon"), cfg).unwrap();
+    charon.load().unwrap();
+
+    // libipsec does tunnel mode only; the selectors are what matters.
+    let ts = |a: &str| format!("\"{a}/128{our_ts}\"");
+    let yaml = peer_yaml(
+        ("a", A_OUTER, A_INNER),
+        ("b", B_OUTER, B_INNER),
+        "  nat_traversal: on\n",
+    )
+    .replace(
+        &format!("local_ts: {A_INNER}/128"),
+        &format!("local_ts: {}", ts(A_INNER)),
+    )
+    .replace(
+        &format!("remote_ts: {B_INNER}/128"),
+        &format!("remote_ts: {}", ts(B_INNER)),
+    );
+    let a_yaml = dir.join("a.yaml");
+    std::fs::write(&a_yaml, yaml).unwrap();
+    let keys = dir.join("keys");
+    let mut a = Peer::start(
+        "a",
+        &ns_a,
+        &a_yaml,
+        &["--initiate", "b", "--keylog", &keys.to_string_lossy()],
+        &dir,
+    );
+    a.expect("event established");
+    a.expect("event child-up");
+    let sa = charon.wait_child_installed("mip", WAIT).unwrap();
+    let theirs = &sa.children[0];
+    assert_eq!(
+        theirs.local_ts,
+        [format!("{B_INNER}/128[mobility-header/1280-1791]")],
+        "{sa:?}"
+    );
+    assert_eq!(
+        theirs.remote_ts,
+        [format!("{A_INNER}/128[mobility-header/1280-1791]")],
+        "{sa:?}"
+    );
+
+    send_mh(&ns_a, A_INNER, B_INNER, &BU);
+    send_mh(&ns_a, A_INNER, B_INNER, &HOTI);
+    // The BU reaches charon's inbound SA (which libipsec then drops: its
+    // ip_packet.c skips the Mobility Header as an extension header, so
+    // the packet is "[59]" and matches no MH policy).
+    wait_until(WAIT, "the BU at charon", || {
+        charon.list_sas().is_ok_and(|sas| {
+            sas.iter()
+                .flat_map(|s| &s.children)
+                .any(|c| c.counter("packets-in") == Some(1))
+        })
+    })
+    .unwrap();
+    a.send("status");
+    let stats = a.expect("stats");
+    assert_eq!(field(&stats, "esp-sealed"), "1", "{stats}");
+    // The HoTI: no SA is for it, and what none protects is discarded.
+    assert_eq!(field(&stats, "esp-drops"), "PolicyDiscard:1", "{stats}");
+    a.expect("ok status");
+
+    if let Some(capture) = capture {
+        let pcap = capture.stop().unwrap();
+        // TSi and TSr of the IKE_AUTH request, then of the response.
+        let ports = |field| tshark_fields(&pcap, &keys, field, field);
+        let (low, high) = proposed;
+        assert_eq!(
+            ports("isakmp.ts.start_port"),
+            [format!("{low},{low}"), "1280,1280".to_string()]
+        );
+        assert_eq!(
+            ports("isakmp.ts.end_port"),
+            [format!("{high},{high}"), "1791,1791".to_string()]
+        );
+        let types = tshark_fields(&pcap, &keys, "esp", "mip6.mhtype");
+        assert_eq!(types, ["5"], "one ESP frame, a BU inside");
+        let malformed = tshark_fields(&pcap, &keys, "_ws.malformed", "frame.number");
+        assert!(malformed.is_empty(), "malformed frames: {malformed:?}");
+    }
+    assert!(a.quit().success());
+}
+
+// REQ CN-5.5
+#[test]
+fn our_bu_ba_child_is_narrowed_to_by_a_charon_responder_allowing_all_mh() {
+    bu_ba_child_with_charon("charon_any", "[135]", BU_BA, (1280, 1791));
+}
+
+// REQ CN-5.5
+#[test]
+fn a_charon_responder_for_bu_ba_narrows_our_mh_any_proposal() {
+    bu_ba_child_with_charon("ours_any", BU_BA, "[135]", (0, 65535));
 }
 
 /// Our two peers in ns a and ns b (declared first, so they stop before the

@@ -15,7 +15,9 @@ use super::payloads::{
 use super::sa::{Child, Established, IkeSa, Keyed, Phase, Request, Sk};
 use super::tunnel_addresses;
 use super::{keylog, ChildInfo, Ike, IkeDrop, IkeEvent, IkeSaId, KeyTable};
-use crate::ipsec::{Action, AddressPair, Ipsec, Mode, Prefix, SaId, SaKeys, SaPairSpec, Selector};
+use crate::ipsec::{
+    Action, AddressPair, Ipsec, Mode, PortRange, Prefix, SaId, SaKeys, SaPairSpec, Selector,
+};
 use crate::time::Instant;
 use crate::wire::ike::{IkePayload, Notify, NotifyType, Proposal, TrafficSelector, Transform};
 use crate::wire::IpProtocol;
@@ -23,8 +25,17 @@ use crate::wire::IpProtocol;
 /// Extended sequence numbers, a transform type (§3.3.2).
 const ESN: u8 = 5;
 
-fn ts_from(prefix: Prefix, protocol: u8) -> TrafficSelector {
-    let (start, end) = match prefix.addr {
+/// One side of a child's selectors, with `dynamic` resolved to an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Side {
+    prefix: Prefix,
+    protocol: u8,
+    ports: PortRange,
+}
+
+/// The first and last address of a prefix.
+fn range(prefix: Prefix) -> (IpAddr, IpAddr) {
+    match prefix.addr {
         IpAddr::V6(a) => {
             let mask = u128::MAX
                 .checked_shl(128 - u32::from(prefix.len.min(128)))
@@ -39,16 +50,20 @@ fn ts_from(prefix: Prefix, protocol: u8) -> TrafficSelector {
             let s = u32::from(a) & mask;
             (IpAddr::V4(s.into()), IpAddr::V4((s | !mask).into()))
         }
-    };
+    }
+}
+
+fn ts_from(side: Side) -> TrafficSelector {
+    let (start, end) = range(side.prefix);
     TrafficSelector {
-        ts_type: if prefix.addr.is_ipv6() {
+        ts_type: if side.prefix.addr.is_ipv6() {
             TrafficSelector::IPV6_ADDR_RANGE
         } else {
             TrafficSelector::IPV4_ADDR_RANGE
         },
-        ip_protocol: protocol,
-        start_port: 0,
-        end_port: u16::MAX,
+        ip_protocol: side.protocol,
+        start_port: side.ports.low,
+        end_port: side.ports.high,
         start_addr: start,
         end_addr: end,
     }
@@ -71,7 +86,7 @@ fn ts_prefix(ts: &TrafficSelector) -> Option<Prefix> {
         addr: ts.start_addr,
         len,
     };
-    (p.contains(ts.end_addr) && ts_from(p, 0).start_addr == ts.start_addr).then_some(p)
+    (p.contains(ts.end_addr) && range(p).0 == ts.start_addr).then_some(p)
 }
 
 fn intersect(a: Prefix, b: Prefix) -> Option<Prefix> {
@@ -84,22 +99,82 @@ fn intersect(a: Prefix, b: Prefix) -> Option<Prefix> {
     }
 }
 
-/// The first selector pair that narrows to within ours; protocol included.
-fn narrow(theirs: &[TrafficSelector], ours: (Prefix, u8)) -> Option<(Prefix, u8)> {
+/// The first of their selectors that narrows to within ours: the
+/// intersection of the prefixes, protocols and port ranges. (An OPAQUE
+/// range, start above end, intersects nothing.)
+fn narrow(theirs: &[TrafficSelector], ours: Side) -> Option<Side> {
     theirs.iter().find_map(|ts| {
-        let p = intersect(ts_prefix(ts)?, ours.0)?;
-        let proto = match (ts.ip_protocol, ours.1) {
+        let prefix = intersect(ts_prefix(ts)?, ours.prefix)?;
+        let protocol = match (ts.ip_protocol, ours.protocol) {
             (a, 0) => a,
             (0, b) => b,
             (a, b) if a == b => a,
             _ => return None,
         };
-        Some((p, proto))
+        let ports = PortRange {
+            low: ts.start_port.max(ours.ports.low),
+            high: ts.end_port.min(ours.ports.high),
+        };
+        (ports.low <= ports.high).then_some(Side {
+            prefix,
+            protocol,
+            ports,
+        })
     })
 }
 
-fn resolve(ts: TsSpec, ike: IpAddr) -> (Prefix, u8) {
-    (ts.prefix.unwrap_or(Prefix::host(ike)), ts.protocol)
+/// The MH types whose port (`t << 8`, RFC 7296 §3.13.1) is in `ports`.
+fn mh_types(ports: PortRange) -> impl Iterator<Item = u8> {
+    (ports.low.div_ceil(256)..=ports.high / 256).filter_map(|t| u8::try_from(t).ok())
+}
+
+/// What a narrowed pair installs, if it can be: one protocol for both
+/// sides, ports where the protocol has them, and for the Mobility Header
+/// the types. The SPD has one MH-type list for both directions: it gets
+/// what either side's range allows, so RFC 4877's "BU out, BAck in" as
+/// TSi BU and TSr BA installs [BU, BA] too.
+fn selector(local: Side, remote: Side) -> Option<Selector> {
+    let protocol = match (local.protocol, remote.protocol) {
+        (a, 0) | (0, a) => a,
+        (a, b) if a == b => a,
+        _ => return None,
+    };
+    let mut s = Selector {
+        protocol: (protocol != 0).then(|| IpProtocol::from(protocol)),
+        ..Selector::between(local.prefix, remote.prefix)
+    };
+    let any = |side: Side| side.ports == PortRange::ANY;
+    match s.protocol {
+        _ if any(local) && any(remote) => {}
+        // Ports mean nothing without a protocol, and ICMP type and code
+        // selectors are not installed.
+        None | Some(IpProtocol::Icmp | IpProtocol::Icmpv6) => return None,
+        // Either side allows every type: so does the SA.
+        Some(IpProtocol::Mobility) if any(local) || any(remote) => {}
+        Some(IpProtocol::Mobility) => {
+            s.mh_types = mh_types(local.ports)
+                .chain(mh_types(remote.ports))
+                .collect();
+            s.mh_types.sort_unstable();
+            s.mh_types.dedup();
+            if s.mh_types.is_empty() {
+                return None;
+            }
+        }
+        Some(_) => {
+            s.local_ports = local.ports;
+            s.remote_ports = remote.ports;
+        }
+    }
+    Some(s)
+}
+
+fn resolve(ts: TsSpec, ike: IpAddr) -> Side {
+    Side {
+        prefix: ts.prefix.unwrap_or(Prefix::host(ike)),
+        protocol: ts.protocol,
+        ports: ts.ports,
+    }
 }
 
 fn esp_proposal(proposals: &[Encr], spi: u32, number: u8) -> Proposal {
@@ -141,9 +216,10 @@ struct ChildDeal {
     encr: Encr,
     spi_in: u32,
     spi_out: u32,
-    /// Our side and the peer's, narrowed.
-    local: (Prefix, u8),
-    remote: (Prefix, u8),
+    /// Our side and the peer's, narrowed, and what they install.
+    local: Side,
+    remote: Side,
+    selector: Selector,
     peer_tunnel: Option<IpAddr>,
 }
 
@@ -159,12 +235,10 @@ impl Ike {
         let Some(c) = self.cfg.peers[peer].children.get(config) else {
             return Vec::new();
         };
-        let (l, lp) = resolve(c.local_ts, sa.local.ip());
-        let (r, rp) = resolve(c.remote_ts, sa.remote.ip());
         let mut p = vec![
             IkePayload::Sa(vec![esp_proposal(&c.proposals, spi_in, 1)]),
-            IkePayload::TsI(vec![ts_from(l, lp)]),
-            IkePayload::TsR(vec![ts_from(r, rp)]),
+            IkePayload::TsI(vec![ts_from(resolve(c.local_ts, sa.local.ip()))]),
+            IkePayload::TsR(vec![ts_from(resolve(c.remote_ts, sa.remote.ip()))]),
         ];
         p.extend(self.child_notifications(sa, c));
         p
@@ -242,11 +316,14 @@ impl Ike {
             ) else {
                 continue;
             };
+            let Some(selector) = selector(local, remote) else {
+                continue;
+            };
             if c.mode != mode {
                 no_proposal = true;
                 continue;
             }
-            if mode == Mode::Transport && !self.proxy_allowed(sa, remote.0) {
+            if mode == Mode::Transport && !self.proxy_allowed(sa, remote.prefix) {
                 continue;
             }
             let Some((_, encr, spi_out, _)) = choose_esp(payloads, &c.proposals) else {
@@ -260,6 +337,7 @@ impl Ike {
                 spi_out,
                 local,
                 remote,
+                selector,
                 peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
             });
             break;
@@ -283,8 +361,8 @@ impl Ike {
         let c = &self.cfg.peers[peer].children[deal.config];
         let mut out = vec![
             IkePayload::Sa(vec![esp_proposal(&[deal.encr], child.spi_in, 1)]),
-            IkePayload::TsI(vec![ts_from(deal.remote.0, deal.remote.1)]),
-            IkePayload::TsR(vec![ts_from(deal.local.0, deal.local.1)]),
+            IkePayload::TsI(vec![ts_from(deal.remote)]),
+            IkePayload::TsR(vec![ts_from(deal.local)]),
         ];
         out.extend(self.child_notifications(sa, c));
         Ok(out)
@@ -330,11 +408,16 @@ impl Ike {
             }
             return;
         };
-        let local = narrow(tsi, resolve(c.local_ts, sa.local.ip()));
-        let remote = narrow(tsr, resolve(c.remote_ts, sa.remote.ip()));
+        let narrowed = narrow(tsi, resolve(c.local_ts, sa.local.ip()))
+            .zip(narrow(tsr, resolve(c.remote_ts, sa.remote.ip())))
+            .and_then(|(l, r)| Some((l, r, selector(l, r)?)));
         let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
         let mode = c.mode;
-        let (Some(local), Some(remote)) = (local, remote) else {
+        // Selectors outside ours, or a peer that ignored USE_TRANSPORT_MODE
+        // and gave us a tunnel: refuse the child.
+        let Some((local, remote, selector)) =
+            narrowed.filter(|_| transport == (mode == Mode::Transport))
+        else {
             self.queue_request(
                 now,
                 sa,
@@ -345,18 +428,6 @@ impl Ike {
             );
             return;
         };
-        // A peer that ignored USE_TRANSPORT_MODE gave us a tunnel: refuse it.
-        if transport != (mode == Mode::Transport) {
-            self.queue_request(
-                now,
-                sa,
-                Request::Delete {
-                    ike: false,
-                    spis: vec![spi_in],
-                },
-            );
-            return;
-        }
         let deal = ChildDeal {
             config,
             encr,
@@ -364,6 +435,7 @@ impl Ike {
             spi_out,
             local,
             remote,
+            selector,
             peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
         };
         let len = encr.keymat_len();
@@ -394,30 +466,27 @@ impl Ike {
         ipsec: &mut Ipsec,
     ) -> Option<Child> {
         let c = self.cfg.peers[sa.peer()?].children.get(deal.config)?;
-        let (addresses, own_tunnel) = match mode {
+        let (addresses, fixed) = match mode {
             Mode::Tunnel => tunnel_addresses::outer(sa, c.tunnel_address, deal.peer_tunnel),
             // The packet's endpoints when they are single hosts (the proxy
             // case), else the peer addresses (AM-3.1b).
             Mode::Transport => (
                 AddressPair {
-                    local: if deal.local.0.is_host() {
-                        deal.local.0.addr
+                    local: if deal.local.prefix.is_host() {
+                        deal.local.prefix.addr
                     } else {
                         sa.local.ip()
                     },
-                    peer: if deal.remote.0.is_host() {
-                        deal.remote.0.addr
+                    peer: if deal.remote.prefix.is_host() {
+                        deal.remote.prefix.addr
                     } else {
                         sa.remote.ip()
                     },
                 },
-                false,
+                (false, false),
             ),
         };
-        let selector = Selector {
-            protocol: (deal.local.1 != 0).then(|| IpProtocol::from(deal.local.1)),
-            ..Selector::between(deal.local.0, deal.remote.0)
-        };
+        let selector = deal.selector.clone();
         let mut spec = SaPairSpec::new(
             addresses,
             mode,
@@ -455,7 +524,7 @@ impl Ike {
             encr: deal.encr,
             selector,
             addresses,
-            own_tunnel,
+            fixed,
             udp_encap: udp_encap.is_some(),
             nonces: (nonces.0.to_vec(), nonces.1.to_vec()),
             rekeyed_by: None,

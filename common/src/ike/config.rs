@@ -3,12 +3,13 @@
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
+use core::ops::RangeInclusive;
 
 use super::crypto::Encr;
-use crate::ipsec::{Lifetime, Mode, Prefix};
+use crate::ipsec::{Lifetime, Mode, PortRange, Prefix};
 use crate::time::Duration;
 use crate::wire::ike::Identification;
-use crate::wire::CodePoints;
+use crate::wire::{CodePoints, IpProtocol};
 
 /// An IKE identity. Addresses are deliberately not representable: peer
 /// addresses change and are never identities (REQ AM-2.1c, CN-5.3).
@@ -70,24 +71,49 @@ impl fmt::Debug for PeerAuth {
 }
 
 /// One side of a CHILD_SA's traffic selectors.
+///
+/// One `TsSpec` is one traffic selector, so only a contiguous port or
+/// MH-type range is representable; a set that is not one range (say BRR,
+/// BU and BA) would be one selector per range in TSi/TSr, narrowed one by
+/// one, with the union of their types installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TsSpec {
     /// `None` is strongSwan's "dynamic": the IKE address in use.
     pub prefix: Option<Prefix>,
     /// IP protocol, 0 for any.
     pub protocol: u8,
+    /// The selector's 16-bit port range (RFC 7296 §3.13.1): ports for
+    /// TCP, UDP and the like; for the Mobility Header the MH type in the
+    /// high octet (RFC 4301 §4.4.1.1), see [`TsSpec::mh_types`]. ANY for
+    /// protocols without ports.
+    pub ports: PortRange,
 }
 
 impl TsSpec {
     pub const DYNAMIC: TsSpec = TsSpec {
         prefix: None,
         protocol: 0,
+        ports: PortRange::ANY,
     };
 
     pub fn prefix(p: Prefix) -> Self {
         TsSpec {
             prefix: Some(p),
-            protocol: 0,
+            ..Self::DYNAMIC
+        }
+    }
+
+    /// Only the Mobility Header, of the types `types`: type `t` is the
+    /// port range `t << 8 ..= t << 8 | 0xff`, so BU and BA (5..=6) are
+    /// 0x0500..=0x06ff.
+    pub fn mh_types(self, types: RangeInclusive<u8>) -> Self {
+        TsSpec {
+            protocol: IpProtocol::Mobility.into(),
+            ports: PortRange {
+                low: u16::from(*types.start()) << 8,
+                high: u16::from(*types.end()) << 8 | 0xff,
+            },
+            ..self
         }
     }
 }

@@ -547,9 +547,17 @@ impl Ike {
     /// lifetime; move an SA and its siblings (REQ AM-D.1).
     pub fn handle_ipsec_event(&mut self, now: Instant, event: IpsecEvent, ipsec: &mut Ipsec) {
         match event {
+            // Both SAs of a pair reach it: one rekey per child.
             IpsecEvent::SoftExpired { sa, .. } => {
                 if let Some((ike, spi_in)) = self.child_of(sa) {
-                    let _ = self.rekey_child(now, IkeSaId(ike), spi_in, ipsec);
+                    let idle = self
+                        .sas
+                        .get(&ike)
+                        .and_then(|s| s.children.iter().find(|c| c.spi_in == spi_in))
+                        .is_some_and(|c| c.rekeyed_by.is_none());
+                    if idle {
+                        let _ = self.rekey_child(now, IkeSaId(ike), spi_in, ipsec);
+                    }
                 }
             }
             IpsecEvent::HardExpired { sa, .. } => {

@@ -7,7 +7,7 @@ use core::net::{IpAddr, SocketAddr};
 use super::addrmgmt::learn_peer_address_set;
 use super::mobike::learn_additional_addresses;
 use super::payloads::find_notify;
-use super::sa::{Deferred, IkeSa, Request};
+use super::sa::{Child, Deferred, IkeSa, Request};
 use super::{Ike, IkeEvent, IkeSaId, IkeState, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode};
 use crate::time::Instant;
@@ -89,15 +89,23 @@ impl Ike {
         children: &[u32],
         ipsec: &mut Ipsec,
     ) {
-        let new = AddressPair {
-            local: path.0.ip(),
-            peer: path.1.ip(),
-        };
         for c in sa
             .children
             .iter_mut()
             .filter(|c| children.contains(&c.spi_in))
         {
+            let new = AddressPair {
+                local: if c.fixed.0 {
+                    c.addresses.local
+                } else {
+                    path.0.ip()
+                },
+                peer: if c.fixed.1 {
+                    c.addresses.peer
+                } else {
+                    path.1.ip()
+                },
+            };
             // Keys, sequence numbers and replay windows stay (AM-C.1).
             if ipsec.sad.update_addresses(c.inbound, new).is_ok() {
                 c.addresses = new;
@@ -178,9 +186,15 @@ impl IkeSa {
             local: self.local.ip(),
             peer: self.remote.ip(),
         };
+        // A side the IKE SA gave follows it; a tunnel address stays.
+        let follows = |c: &&Child| {
+            (!c.fixed.0 && c.addresses.local == ike.local)
+                || (!c.fixed.1 && c.addresses.peer == ike.peer)
+        };
         self.children
             .iter()
-            .filter(|c| c.mode == Mode::Tunnel && !c.own_tunnel && c.addresses == ike)
+            .filter(|c| c.mode == Mode::Tunnel)
+            .filter(follows)
             .map(|c| c.spi_in)
             .collect()
     }

@@ -47,8 +47,10 @@ pub struct Child {
     pub selector: Selector,
     /// The outer ESP addresses (tunnel mode) or packet endpoints.
     pub addresses: AddressPair,
-    /// Outer addresses set by TUNNEL_ADDRESS: they stay when IKE moves.
-    pub own_tunnel: bool,
+    /// Which outer addresses, (ours, theirs), TUNNEL_ADDRESS set: those
+    /// stay when IKE moves, the others are the IKE SA's and follow it
+    /// (REQ TA-3b).
+    pub fixed: (bool, bool),
     /// ESP goes in UDP (RFC 3948) because a NAT was detected.
     pub udp_encap: bool,
     /// The nonces of the exchange that created it (§2.8.1 collisions).

@@ -3,15 +3,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::ops::RangeInclusive;
 use std::collections::VecDeque;
 
 use super::crypto::Encr;
+use super::payloads::payload_ts;
 use super::*;
-use crate::ipsec::{Inbound, Outbound};
+use crate::ipsec::{Action, Inbound, Outbound, PortRange};
 use crate::time::Duration;
 use crate::wire::ike::{IkeHeader, IkePayload, Notify, NotifyType, PeerAddress, TunnelAddress};
+use crate::wire::mh::{BaFlags, BaStatus, BuFlags, MhMessage, MhRepr};
 use crate::wire::packet::{PacketRepr, UdpPayload, UpperRepr};
-use crate::wire::{CodePoints, UdpRepr};
+use crate::wire::{CodePoints, IpProtocol, UdpRepr};
 
 fn v6(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -235,7 +238,6 @@ impl Pair {
     /// A UDP packet from `src` to `dst` through `from`'s SAs, opened by
     /// the other side: returns the outer (src, dst) and whether it opened.
     fn esp(&mut self, from_a: bool, src: &str, dst: &str) -> (IpAddr, IpAddr, bool) {
-        let now = self.now;
         let p = PacketRepr::ipv6(
             src.parse().unwrap(),
             dst.parse().unwrap(),
@@ -249,13 +251,19 @@ impl Pair {
             ),
         )
         .to_bytes(&cp());
+        self.esp_packet(from_a, &p)
+    }
+
+    /// [`Pair::esp`] with a packet of any kind.
+    fn esp_packet(&mut self, from_a: bool, p: &[u8]) -> (IpAddr, IpAddr, bool) {
+        let now = self.now;
         let mut out = Vec::new();
         let (s, r) = if from_a {
             (&mut self.a, &mut self.b)
         } else {
             (&mut self.b, &mut self.a)
         };
-        let Ok(Outbound::Protected { .. }) = s.ipsec.outbound(now, &p, &mut out) else {
+        let Ok(Outbound::Protected { .. }) = s.ipsec.outbound(now, p, &mut out) else {
             panic!("not protected");
         };
         let outer = crate::ipsec::Layout::parse(&out).unwrap();
@@ -623,6 +631,213 @@ fn transport_mode_is_asked_and_checked() {
     assert!(has(&auth[0].2, NotifyType::NO_PROPOSAL_CHOSEN));
     assert!(p.sa(true, sa).children.is_empty() && p.sa(false, sb).children.is_empty());
     assert!(p.a.ipsec.sad.is_empty());
+}
+
+// ------------------------------------------------------- MH type selectors
+
+/// A Mobility Header packet between two addresses.
+fn mh(src: &str, dst: &str, message: MhMessage) -> Vec<u8> {
+    let mh = MhRepr {
+        message,
+        options: Vec::new(),
+    };
+    PacketRepr::ipv6(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        Vec::new(),
+        UpperRepr::Mobility(mh),
+    )
+    .to_bytes(&cp())
+}
+
+fn binding_update() -> MhMessage {
+    MhMessage::BindingUpdate {
+        seq: 1,
+        flags: BuFlags(BuFlags::A),
+        lifetime: 100,
+    }
+}
+
+fn binding_ack() -> MhMessage {
+    MhMessage::BindingAck {
+        status: BaStatus::Accepted,
+        flags: BaFlags(0),
+        seq: 1,
+        lifetime: 100,
+    }
+}
+
+/// a and b with one transport child `mip` between their IKE addresses for
+/// the Mobility Header, of these types (`None`: every type).
+fn mh_configs(
+    a_types: Option<RangeInclusive<u8>>,
+    b_types: Option<RangeInclusive<u8>>,
+) -> (IkeConfig, IkeConfig) {
+    let (mut ca, mut cb) = configs(true);
+    for (c, types) in [(&mut ca, a_types), (&mut cb, b_types)] {
+        let ts = match types {
+            Some(t) => TsSpec::DYNAMIC.mh_types(t),
+            None => TsSpec {
+                protocol: IpProtocol::Mobility.into(),
+                ..TsSpec::DYNAMIC
+            },
+        };
+        c.peers[0].children = vec![ChildConfig::new("mip", Mode::Transport, ts, ts)];
+    }
+    (ca, cb)
+}
+
+/// (protocol, start port, end port) of each TSi and TSr in `payloads`.
+fn ts_ports(payloads: &[IkePayload]) -> Vec<(u8, u16, u16)> {
+    let (tsi, tsr) = payload_ts(payloads).unwrap();
+    tsi.iter()
+        .chain(tsr)
+        .map(|t| (t.ip_protocol, t.start_port, t.end_port))
+        .collect()
+}
+
+/// The MH types of every SA a node has.
+fn installed_mh_types(n: &Node) -> Vec<Vec<u8>> {
+    n.ipsec
+        .sad
+        .iter()
+        .map(|(_, s)| s.selector.mh_types.clone())
+        .collect()
+}
+
+const BU_BA_PORTS: (u8, u16, u16) = (135, 0x0500, 0x06ff);
+
+// REQ CN-5.5
+#[test]
+fn a_bu_ba_only_child_protects_bu_and_ba_and_not_a_hoti() {
+    let (ca, cb) = mh_configs(Some(5..=6), Some(5..=6));
+    let (mut p, _, _) = Pair::up(ca, cb);
+    // The types travel in the high octet of the ports (RFC 4301 §4.4.1.1).
+    let req = p.messages(0, ExchangeType::IKE_AUTH, false);
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    assert_eq!(ts_ports(&req[0].2), [BU_BA_PORTS; 2]);
+    assert_eq!(ts_ports(&resp[0].2), [BU_BA_PORTS; 2]);
+    for n in [&p.a, &p.b] {
+        assert_eq!(installed_mh_types(n), [[5, 6]; 2]);
+    }
+    assert!(p.esp_packet(true, &mh(A, B, binding_update())).2);
+    assert!(p.esp_packet(false, &mh(B, A, binding_ack())).2);
+    // A HoTI between the same addresses is not for this SA.
+    p.a.ipsec.spd.fallback = Action::Bypass;
+    let hoti = mh(A, B, MhMessage::HomeTestInit { cookie: 7 });
+    let mut out = Vec::new();
+    assert!(matches!(
+        p.a.ipsec.outbound(p.now, &hoti, &mut out),
+        Ok(Outbound::Clear)
+    ));
+}
+
+// REQ CN-2.5
+#[test]
+fn a_bu_ba_only_responder_narrows_mh_any_and_the_sa_is_suitable() {
+    let (ca, cb) = mh_configs(None, Some(5..=6));
+    let (p, sa, sb) = Pair::up(ca, cb);
+    let req = p.messages(0, ExchangeType::IKE_AUTH, false);
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    assert_eq!(ts_ports(&req[0].2), [(135, 0, u16::MAX); 2]);
+    assert_eq!(ts_ports(&resp[0].2), [BU_BA_PORTS; 2]);
+    // The initiator takes the narrower answer.
+    for n in [&p.a, &p.b] {
+        assert_eq!(installed_mh_types(n), [[5, 6]; 2]);
+    }
+    let (home, cn) = (A.parse().unwrap(), B.parse().unwrap());
+    let inbound = |a: bool, id| p.sa(a, id).children[0].inbound;
+    assert_eq!(
+        p.a.ipsec.check_suitable(inbound(true, sa), home, cn),
+        Ok(())
+    );
+    assert_eq!(
+        p.b.ipsec.check_suitable(inbound(false, sb), home, cn),
+        Ok(())
+    );
+}
+
+/// a and b with BU/BA children, b's IKE_AUTH response rewritten to carry
+/// the ports `ports` in TSi and TSr.
+fn answered_with_ports(ports: (u16, u16)) -> (Pair, IkeSaId) {
+    let (ca, cb) = mh_configs(Some(5..=6), Some(5..=6));
+    let mut p = Pair::new(ca, cb, &[A], &[B]);
+    let sa = p.a.ike.initiate(p.now, "b.example").unwrap();
+    // IKE_SA_INIT both ways and the IKE_AUTH request.
+    for _ in 0..3 {
+        p.flush_with(&mut |_| true);
+    }
+    let mut d = p.wire.pop_front().unwrap();
+    p.reseal(&mut d, |inner| {
+        for x in inner.iter_mut() {
+            if let IkePayload::TsI(t) | IkePayload::TsR(t) = x {
+                (t[0].start_port, t[0].end_port) = ports;
+            }
+        }
+    });
+    p.deliver(d);
+    p.run();
+    (p, sa)
+}
+
+// REQ CN-5.5
+#[test]
+fn mh_types_outside_ours_are_refused_by_responder_and_initiator() {
+    // b does only the return routability tests (HoTI … CoT).
+    let (ca, cb) = mh_configs(Some(5..=6), Some(1..=4));
+    let (p, sa, sb) = Pair::up(ca, cb);
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    assert!(has(&resp[0].2, NotifyType::TS_UNACCEPTABLE));
+    assert!(p.sa(true, sa).children.is_empty() && p.sa(false, sb).children.is_empty());
+    assert!(p.a.ipsec.sad.is_empty() && p.b.ipsec.sad.is_empty());
+    // An answer within ours is taken: BU only.
+    let (p, _) = answered_with_ports((0x0500, 0x05ff));
+    assert_eq!(installed_mh_types(&p.a), [[5]; 2]);
+    // One outside ours, HoTI, is deleted.
+    let (p, sa) = answered_with_ports((0x0100, 0x01ff));
+    assert!(p.sa(true, sa).children.is_empty());
+    assert!(p.a.ipsec.sad.is_empty() && p.b.ipsec.sad.is_empty());
+    let deletes = p.messages(0, ExchangeType::INFORMATIONAL, false);
+    assert!(deletes[0]
+        .2
+        .iter()
+        .any(|x| matches!(x, IkePayload::Delete { .. })));
+}
+
+// REQ IKE-BASE
+#[test]
+fn port_selectors_are_installed_and_icmp_type_ranges_refused() {
+    let with = |protocol: u8, ports| {
+        let (mut ca, mut cb) = configs(true);
+        for c in [&mut ca, &mut cb] {
+            let child = &mut c.peers[0].children[0];
+            for ts in [&mut child.local_ts, &mut child.remote_ts] {
+                (ts.protocol, ts.ports) = (protocol, ports);
+            }
+        }
+        Pair::up(ca, cb)
+    };
+    // The echo port, as Pair::esp sends.
+    let (mut p, sa, _) = with(17, PortRange::single(7));
+    let s = &p.sa(true, sa).children[0].selector;
+    assert_eq!(s.protocol, Some(IpProtocol::Udp));
+    assert_eq!(
+        (s.local_ports, s.remote_ports),
+        (PortRange::single(7), PortRange::single(7))
+    );
+    assert!(s.mh_types.is_empty());
+    assert!(p.esp(true, "2001:db8:a::1", "2001:db8:b::1").2);
+    // Echo requests only: not installable, so not accepted.
+    let (p, sa, _) = with(
+        58,
+        PortRange {
+            low: 0x8000,
+            high: 0x80ff,
+        },
+    );
+    let resp = p.messages(0, ExchangeType::IKE_AUTH, true);
+    assert!(has(&resp[0].2, NotifyType::TS_UNACCEPTABLE));
+    assert!(p.sa(true, sa).children.is_empty());
 }
 
 // ---------------------------------------------------------------- addrmgmt

@@ -39,17 +39,18 @@ pub(super) fn ours(sa: &IkeSa, c: &ChildConfig, cp: &CodePoints) -> Option<IkePa
 }
 
 /// A tunnel-mode child's outer addresses: the tunnel addresses unless a
-/// NAT is in the way (REQ TA-5, TA-6), else the IKE SA's; and whether
-/// they are its own, which stay when IKE moves.
+/// NAT is in the way (REQ TA-5, TA-6), else the IKE SA's; and which of
+/// them, (ours, theirs), are tunnel addresses, which stay when IKE moves.
 pub(super) fn outer(
     sa: &IkeSa,
     ours: Option<IpAddr>,
     theirs: Option<IpAddr>,
-) -> (AddressPair, bool) {
+) -> (AddressPair, (bool, bool)) {
     let alternate = sa.tunnel_addresses && !sa.nat();
+    let (ours, theirs) = (ours.filter(|_| alternate), theirs.filter(|_| alternate));
     let addresses = AddressPair {
-        local: ours.filter(|_| alternate).unwrap_or(sa.local.ip()),
-        peer: theirs.filter(|_| alternate).unwrap_or(sa.remote.ip()),
+        local: ours.unwrap_or(sa.local.ip()),
+        peer: theirs.unwrap_or(sa.remote.ip()),
     };
-    (addresses, alternate && (ours.is_some() || theirs.is_some()))
+    (addresses, (ours.is_some(), theirs.is_some()))
 }

@@ -29,10 +29,10 @@ use crate::ike::{
     ChildConfig, Identity, IkeConfig, Mobility, NatTraversal, PeerAuth, PeerConfig, TsSpec,
     IKE_PORT,
 };
-use crate::ipsec::{Lifetime, Mode, Prefix};
+use crate::ipsec::{Lifetime, Mode, PortRange, Prefix};
 use crate::node::RouteOptimisation;
 use crate::time::Duration;
-use crate::wire::IpProtocol;
+use crate::wire::mh::MhType;
 
 /// A scalar checked as it is read, kept as written (what a reload
 /// compares) beside its value.
@@ -103,25 +103,43 @@ impl Scalar for SocketAddr {
 }
 
 /// swanctl's syntax: `2001:db8::/32` or `dynamic` (the IKE address in
-/// use), either with `[PROTO]` (an IP protocol number) after it.
+/// use), either with `[PROTO]` or `[PROTO/PORTS]` after it: an IP protocol
+/// number, then a port or a range `LOW-HIGH`. For the Mobility Header the
+/// ports carry the type in their high octet: BU and BA are
+/// `[135/1280-1791]`.
 impl Scalar for TsSpec {
-    const EXPECTING: &'static str = "a prefix or dynamic, with [PROTO] after it or not";
+    const EXPECTING: &'static str =
+        "a prefix or dynamic, with [PROTO] or [PROTO/PORTS] after it or not";
     fn parse(s: &str) -> Result<TsSpec, String> {
-        let (what, protocol) = match s.strip_suffix(']').and_then(|t| t.split_once('[')) {
-            Some((what, proto)) => (
-                what,
-                proto
+        let (what, protocol, ports) = match s.strip_suffix(']').and_then(|t| t.split_once('[')) {
+            Some((what, inner)) => {
+                let (protocol, ports) = inner.split_once('/').unwrap_or((inner, "0-65535"));
+                let protocol = protocol
                     .parse::<u8>()
-                    .map_err(|_| format!("{s:?}: the protocol in [] must be a number 0-255"))?,
-            ),
-            None => (s, 0),
+                    .map_err(|_| format!("{s:?}: the protocol in [] must be a number 0-255"))?;
+                let ports = port_range(ports).ok_or_else(|| {
+                    format!("{s:?}: the ports after / must be N or LOW-HIGH, 0-65535, LOW <= HIGH")
+                })?;
+                (what, protocol, ports)
+            }
+            None => (s, 0, PortRange::ANY),
         };
         let prefix = match what {
             "dynamic" => None,
             p => Some(p.parse::<Prefix>()?),
         };
-        Ok(TsSpec { prefix, protocol })
+        Ok(TsSpec {
+            prefix,
+            protocol,
+            ports,
+        })
     }
+}
+
+fn port_range(s: &str) -> Option<PortRange> {
+    let (low, high) = s.split_once('-').unwrap_or((s, s));
+    let (low, high) = (low.parse().ok()?, high.parse().ok()?);
+    (low <= high).then_some(PortRange { low, high })
 }
 
 /// An identity's name: never an address (REQ AM-2.1c, CN-5.3).
@@ -306,58 +324,59 @@ pub enum Role<'a> {
     Correspondent { address: Ipv6Addr },
 }
 
-fn mh() -> u8 {
-    u8::from(IpProtocol::Mobility)
-}
-
 fn host(a: Ipv6Addr) -> Prefix {
     Prefix::host(IpAddr::V6(a))
 }
 
+/// The Mobility Header with BU or BA only: what RFC 4877 protects in
+/// transport mode (its SPD examples: MH, BU out, BAck in), and what a
+/// correspondent needs (REQ CN-5.5); HoTI/HoT go in the tunnel.
+fn bu_ba(p: Prefix) -> TsSpec {
+    TsSpec::prefix(p).mh_types(u8::from(MhType::BindingUpdate)..=u8::from(MhType::BindingAck))
+}
+
 /// RFC 4877's CHILD_SAs between a mobile node's home address and its
 /// home agent, from the mobile node's side (`mn_side`) or the agent's:
-/// `home-signalling`, transport mode, for the Mobility Header between the
-/// two; with `payload`, `home-payload`, tunnel mode, for everything from
-/// the home address.
+/// `home-signalling`, transport mode, for BU and BA between the two; with
+/// `payload`, `home-payload`, tunnel mode, for everything from the home
+/// address.
 pub fn home_children(
     home_address: Ipv6Addr,
     agent: Ipv6Addr,
     mn_side: bool,
     payload: bool,
 ) -> Vec<ChildConfig> {
-    let ts = |p, protocol| TsSpec {
-        prefix: Some(p),
-        protocol,
-    };
     let (mn, ha) = (host(home_address), host(agent));
     let swap = |a, b| if mn_side { (a, b) } else { (b, a) };
     let (l, r) = swap(mn, ha);
     let mut c = vec![ChildConfig::new(
         "home-signalling",
         Mode::Transport,
-        ts(l, mh()),
-        ts(r, mh()),
+        bu_ba(l),
+        bu_ba(r),
     )];
     if payload {
         let (l, r) = swap(mn, Prefix::ANY);
         c.push(ChildConfig::new(
             "home-payload",
             Mode::Tunnel,
-            ts(l, 0),
-            ts(r, 0),
+            TsSpec::prefix(l),
+            TsSpec::prefix(r),
         ));
     }
     c
 }
 
 /// The CHILD_SA between a home address and a correspondent, from `local`'s
-/// side (draft-dupont-mipv6-cn-ipsec §5): transport mode, for the
-/// Mobility Header only (`signalling`, REQ CN-5.5) or everything.
+/// side (draft-dupont-mipv6-cn-ipsec §5): transport mode, for BU and BA
+/// only (`signalling`, REQ CN-5.5) or everything.
 pub fn correspondent_child(local: Ipv6Addr, remote: Ipv6Addr, signalling: bool) -> ChildConfig {
-    let protocol = if signalling { mh() } else { 0 };
-    let ts = |a| TsSpec {
-        prefix: Some(host(a)),
-        protocol,
+    let ts = |a| {
+        if signalling {
+            bu_ba(host(a))
+        } else {
+            TsSpec::prefix(host(a))
+        }
     };
     ChildConfig::new("cn-signalling", Mode::Transport, ts(local), ts(remote))
 }
@@ -722,10 +741,10 @@ mod tests {
     fn children(p: &PeerConfig) -> Vec<(String, bool, String, String)> {
         let ts = |t: &TsSpec| {
             let p = t.prefix.map_or("dynamic".to_string(), |p| p.to_string());
-            if t.protocol == 0 {
-                p
-            } else {
-                format!("{p}[{}]", t.protocol)
+            match (t.protocol, t.ports == PortRange::ANY) {
+                (0, _) => p,
+                (proto, true) => format!("{p}[{proto}]"),
+                (proto, false) => format!("{p}[{proto}/{}-{}]", t.ports.low, t.ports.high),
             }
         };
         p.children
@@ -772,8 +791,8 @@ mod tests {
                 child(
                     "home-signalling",
                     true,
-                    "2001:db8:1::100/128[135]",
-                    "2001:db8:1::1/128[135]"
+                    "2001:db8:1::100/128[135/1280-1791]",
+                    "2001:db8:1::1/128[135/1280-1791]"
                 ),
                 child("home-payload", false, "2001:db8:1::100/128", "::/0"),
             ]
@@ -785,8 +804,8 @@ mod tests {
             [child(
                 "cn-signalling",
                 true,
-                "2001:db8:1::100/128[135]",
-                "2001:db8:3::1/128[135]"
+                "2001:db8:1::100/128[135/1280-1791]",
+                "2001:db8:3::1/128[135/1280-1791]"
             )]
         );
         let no_payload = HA_PEER.replace("psk: s,", "psk: s, payload: false,");
@@ -812,8 +831,8 @@ mod tests {
                 child(
                     "home-signalling",
                     true,
-                    "2001:db8:1::1/128[135]",
-                    "2001:db8:1::100/128[135]"
+                    "2001:db8:1::1/128[135/1280-1791]",
+                    "2001:db8:1::100/128[135/1280-1791]"
                 ),
                 child("home-payload", false, "::/0", "2001:db8:1::100/128"),
             ]
@@ -838,8 +857,8 @@ mod tests {
             [child(
                 "cn-signalling",
                 true,
-                "2001:db8:3::1/128[135]",
-                "2001:db8:1::100/128[135]"
+                "2001:db8:3::1/128[135/1280-1791]",
+                "2001:db8:1::100/128[135/1280-1791]"
             )]
         );
     }

@@ -452,6 +452,11 @@ impl Core {
             return None;
         }
         let bytes = repr.to_bytes(&self.cp);
+        self.send_bytes(now, bytes, is_signalling(repr))
+    }
+
+    /// [`Core::send`] for a packet already made.
+    fn send_bytes(&mut self, now: Instant, bytes: Vec<u8>, signalling: bool) -> Option<bool> {
         let sealed = self
             .ipsec
             .outbound_on(now, Path::Direct, &bytes, &mut self.scratch);
@@ -463,7 +468,7 @@ impl Core {
                 return None;
             }
         };
-        self.transmit(now, bytes, is_signalling(repr))?;
+        self.transmit(now, bytes, signalling)?;
         Some(protected)
     }
 
@@ -497,7 +502,10 @@ impl Core {
                 self.transmit(now, bytes, signalling)?;
                 Some(true)
             }
-            Ok(Outbound::Clear) => self.send(now, &encapsulate_bytes(src, dst, inner)),
+            Ok(Outbound::Clear) => {
+                let outer = encapsulate_bytes(src, dst, inner).to_bytes(&self.cp);
+                self.send_bytes(now, outer, signalling)
+            }
             Err(_) => {
                 self.drop(NodeDrop::Ipsec);
                 None

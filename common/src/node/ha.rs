@@ -5,19 +5,20 @@
 //! for registered home addresses (§10.4.1), and the bidirectional
 //! IPv6-in-IPv6 tunnel.
 
-use core::net::Ipv6Addr;
+use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
+use super::cache::{check_seq, BindingCache, CacheEntry};
 use super::core::{Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
+    lifetime_units, same_prefix64, units_lifetime, Command, CommandError, Engine, Event, Iface,
+    MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
-use crate::ipsec::{Ipsec, SaId};
+use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, NdEvent, NdIface};
-use crate::time::{Deadlines, Duration, Instant};
+use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
 
@@ -38,6 +39,10 @@ pub struct HaConfig {
     /// `proxy_policy` must hold the home prefix: the SAs for BU and BA
     /// have home-address selectors while IKE runs on a care-of address.
     pub ike: Option<IkeConfig>,
+    /// A second address on the home link for the data plane, which IKE
+    /// negotiates as the payload SA's tunnel end
+    /// (draft-arora-ipsecme-ikev2-alt-tunnel-addresses).
+    pub tunnel_address: Option<Ipv6Addr>,
     pub seed: u64,
     pub code_points: CodePoints,
 }
@@ -52,6 +57,7 @@ impl HaConfig {
             iface: 0,
             dad: Dad::Standard,
             ike: None,
+            tunnel_address: None,
             seed,
             code_points: CodePoints::default(),
         }
@@ -76,6 +82,16 @@ pub struct HomeBinding {
     pub expires: Instant,
 }
 
+impl CacheEntry for HomeBinding {
+    fn seq(&self) -> Option<u16> {
+        Some(self.seq)
+    }
+
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
 /// A first registration waiting for the DAD of its home address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
@@ -92,9 +108,8 @@ pub struct Ha {
     /// `cfg.mobile_nodes`, for a lookup per BU.
     served: HashSet<Ipv6Addr>,
     core: Core,
-    cache: HashMap<Ipv6Addr, HomeBinding>,
+    cache: BindingCache<HomeBinding>,
     pending: HashMap<Ipv6Addr, Pending>,
-    expiry: Deadlines<Ipv6Addr>,
 }
 
 impl Ha {
@@ -104,9 +119,8 @@ impl Ha {
             served: cfg.mobile_nodes.iter().copied().collect(),
             cfg,
             core,
-            cache: HashMap::new(),
+            cache: BindingCache::default(),
             pending: HashMap::new(),
-            expiry: Deadlines::default(),
         }
     }
 
@@ -116,7 +130,7 @@ impl Ha {
     }
 
     pub fn binding(&self, home: Ipv6Addr) -> Option<&HomeBinding> {
-        self.cache.get(&home)
+        self.cache.get(home)
     }
 
     pub fn bindings(&self) -> usize {
@@ -129,7 +143,7 @@ impl Ha {
             // Intercepted for a registered home address: into the tunnel,
             // untouched (RFC 6275 §10.4.1).
             Received::Foreign(dst) => {
-                match self.cache.get(&dst).map(|b| b.care_of) {
+                match self.cache.get(dst).map(|b| b.care_of) {
                     Some(care_of) => {
                         self.core.stats.forwarded += 1;
                         let ends = (self.cfg.address, care_of);
@@ -152,7 +166,7 @@ impl Ha {
             // Out of RFC 4877's payload SA, whose selectors tied the inner
             // source to the mobile node: forwarded if it is registered,
             // unless it is for us.
-            if !self.cache.contains_key(&h.src) {
+            if self.cache.get(h.src).is_none() {
                 self.core.drop(NodeDrop::TunnelSourceMismatch);
                 return;
             }
@@ -161,6 +175,10 @@ impl Ha {
                 self.core.send(now, &rx.repr);
                 return;
             }
+        }
+        // IKE on either of our addresses (after an R-MOBIKE switch).
+        if self.core.ike_input(now, &rx) {
+            return;
         }
         if h.dst != self.cfg.address {
             if !self.core.answer_echo(now, &rx) {
@@ -177,7 +195,7 @@ impl Ha {
                     crate::wire::IpRepr::V4(_) => None,
                 };
                 let registered = inner_src
-                    .and_then(|s| self.cache.get(&s))
+                    .and_then(|s| self.cache.get(s))
                     .is_some_and(|b| b.care_of == h.src);
                 if !registered {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
@@ -250,11 +268,11 @@ impl Ha {
             })
             .unwrap_or(src);
         let reply = (home, src, seq);
-        let existing = self.cache.get(&home).copied();
+        let registered = self.cache.get(home).is_some();
         let refusal = if !flags.has(BuFlags::H) {
             // We are no correspondent; a node registered here cannot turn its
             // registration into a correspondent one (§9.5.1).
-            Some(if existing.is_some() {
+            Some(if registered {
                 (
                     NodeDrop::RegistrationTypeChange,
                     BaStatus::RegistrationTypeChangeDisallowed,
@@ -284,21 +302,21 @@ impl Ha {
         // (RFC 4877 §4.5): the one the BU's SA belongs to follows the
         // care-of address by MOBIKE or addrmgmt.
         let k = flags.has(BuFlags::K) && rx.sa.is_some_and(|sa| self.ike_follows(sa));
-        let last = existing
-            .map(|b| b.seq)
+        // A first registration still in DAD holds its sequence number too.
+        let last = self
+            .cache
+            .last_seq(home)
             .or_else(|| self.pending.get(&home).map(|p| p.seq));
-        if let Some(last) = last {
-            if !seq_newer(seq, last) {
-                self.core.drop(NodeDrop::SequenceOutOfWindow);
-                self.ack(
-                    now,
-                    (home, src, last),
-                    BaStatus::SequenceNumberOutOfWindow,
-                    0,
-                    k,
-                );
-                return;
-            }
+        if let Err(last) = check_seq(seq, last) {
+            self.core.drop(NodeDrop::SequenceOutOfWindow);
+            self.ack(
+                now,
+                (home, src, last),
+                BaStatus::SequenceNumberOutOfWindow,
+                0,
+                k,
+            );
+            return;
         }
         if lifetime == 0 || care_of == home {
             self.pending.remove(&home);
@@ -308,13 +326,7 @@ impl Ha {
                     nd.learn(now, home, mac);
                 }
             }
-            if let Some(b) = self.cache.remove(&home) {
-                self.expiry.reschedule(home, Some(b.expires), None);
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Deregistered,
-                });
-            }
+            self.cache.deregister(home, &mut self.core);
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
@@ -324,7 +336,7 @@ impl Ha {
             lifetime,
             k,
         };
-        if existing.is_none() {
+        if !registered {
             // RFC 6275 §10.3.1: DAD for the home address first; the BA
             // waits for it (a retransmission only updates what it acks).
             let checking = self.pending.insert(home, request).is_some();
@@ -342,6 +354,23 @@ impl Ha {
         self.register(now, home, request);
     }
 
+    /// Asks every mobile node keyed by IKE to move its IKE SA and the SAs
+    /// that follow it to our address `to` (R-MOBIKE SWITCH_TO_IP_ADDRESS:
+    /// maintenance, another interface); returns how many were asked. Only
+    /// those that sent 'R' can be (REQ RM-4.2a).
+    pub fn switch_mobile_nodes(&mut self, now: Instant, to: Ipv6Addr) -> usize {
+        let Some(ike) = self.core.ike.as_mut() else {
+            return 0;
+        };
+        let sas: Vec<_> = ike.sa_ids().collect();
+        let asked = sas
+            .into_iter()
+            .filter(|sa| ike.request_switch(now, *sa, IpAddr::V6(to)).is_ok())
+            .count();
+        self.pump(now);
+        asked
+    }
+
     /// Whether the IKE SA that negotiated `sa` follows address changes.
     fn ike_follows(&self, sa: SaId) -> bool {
         let Some(ike) = self.core.ike.as_ref() else {
@@ -357,22 +386,20 @@ impl Ha {
     /// Accepts a home registration and acknowledges it.
     fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
         let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
-        let expires = now + granted;
-        let old = self.cache.insert(
+        self.cache.insert(
             home,
             HomeBinding {
                 care_of: p.care_of,
                 seq: p.seq,
-                expires,
+                expires: now + granted,
             },
         );
-        self.expiry
-            .reschedule(home, old.map(|b| b.expires), Some(expires));
         self.core.event(Event::BindingCached {
             home,
             care_of: p.care_of,
             lifetime: granted,
         });
+        self.tunnel_to(home, p.care_of);
         self.ack(
             now,
             (home, p.care_of, p.seq),
@@ -380,6 +407,30 @@ impl Ha {
             lifetime_units(granted),
             p.k,
         );
+    }
+
+    /// The tunnel-mode SAs for `home` end at the care-of address it just
+    /// registered: the BU, authenticated under IPsec, says where the node
+    /// is, before IKE has moved its SAs (RFC 4877 lets the binding move
+    /// the tunnel; keys, sequence numbers and replay windows stay).
+    fn tunnel_to(&mut self, home: Ipv6Addr, care_of: Ipv6Addr) {
+        let sad = &mut self.core.ipsec.sad;
+        let hoa = Prefix::host(IpAddr::V6(home));
+        let stale: Vec<_> = sad
+            .iter()
+            .filter(|(_, s)| s.mode() == Mode::Tunnel && s.selector().remote == hoa)
+            .filter(|(_, s)| s.addresses().peer != IpAddr::V6(care_of))
+            .map(|(id, s)| (id, s.addresses().local))
+            .collect();
+        for (id, local) in stale {
+            let _ = sad.update_addresses(
+                id,
+                AddressPair {
+                    local,
+                    peer: IpAddr::V6(care_of),
+                },
+            );
+        }
     }
 
     /// The DAD of a first registration's home address is over.
@@ -476,13 +527,23 @@ impl Engine for Ha {
                 let nd = self.core.link_up(now, iface, mac, self.cfg.dad)?;
                 if home {
                     nd.add_address(now, self.cfg.address, self.cfg.dad);
+                    if let Some(a) = self.cfg.tunnel_address {
+                        nd.add_address(now, a, self.cfg.dad);
+                    }
                     nd.add_on_link(self.cfg.home_prefix, 64);
                     // Still registered home addresses are defended again.
-                    for a in self.cache.keys() {
-                        nd.add_proxy(now, *a, false);
+                    for (a, _) in self.cache.iter() {
+                        nd.add_proxy(now, a, false);
                     }
                 }
                 nd.solicit_routers(now);
+                // MOBIKE announces them (ADDITIONAL_*), so that a switch to
+                // the second is one the mobile node follows.
+                if let (true, Some(ike)) = (home, self.core.ike.as_mut()) {
+                    let ours = [Some(self.cfg.address), self.cfg.tunnel_address];
+                    let ours: Vec<IpAddr> = ours.into_iter().flatten().map(IpAddr::V6).collect();
+                    ike.set_local_addresses(now, &ours);
+                }
             }
             Command::LinkDown(iface) => self.core.link_down(iface)?,
         }
@@ -493,15 +554,9 @@ impl Engine for Ha {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
-        while let Some(home) = self.expiry.pop_due(now) {
-            if self.cache.remove(&home).is_some() {
-                if let Some(nd) = self.core.link_mut(self.cfg.iface) {
-                    nd.remove_proxy(home);
-                }
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Expired,
-                });
+        for home in self.cache.expire(now, &mut self.core) {
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
             }
         }
     }
@@ -515,7 +570,7 @@ impl Engine for Ha {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.core.earliest(self.expiry.next())
+        self.core.earliest(self.cache.next_expiry())
     }
 
     fn stats(&self) -> &NodeStats {
@@ -529,7 +584,7 @@ impl Engine for Ha {
     fn status(&self, now: Instant) -> NodeStatus {
         let mut s = self.core.status("ha");
         let bound = self.cache.iter().map(|(home, b)| BindingStatus {
-            home: *home,
+            home,
             care_of: Some(b.care_of),
             seq: Some(b.seq),
             expires_in: seconds_until(now, b.expires),

@@ -817,14 +817,13 @@ impl Measured {
                 lost,
             });
         }
-        let (mut messages, mut bytes) = (0, 0);
+        let (mut messages, mut bytes, mut ike_messages, mut ike_bytes) = (0, 0, 0, 0);
         for s in statuses {
-            messages += s["status"]["counters"]["signalling_messages"]
-                .as_u64()
-                .unwrap_or(0);
-            bytes += s["status"]["counters"]["signalling_bytes"]
-                .as_u64()
-                .unwrap_or(0);
+            let counter = |k: &str| s["status"]["counters"][k].as_u64().unwrap_or(0);
+            messages += counter("signalling_messages");
+            bytes += counter("signalling_bytes");
+            ike_messages += counter("ike_messages");
+            ike_bytes += counter("ike_bytes");
         }
         let pings = parse_ping(ping);
         let median = |f: &dyn Fn(u64, Option<&str>) -> bool| {
@@ -838,10 +837,13 @@ impl Measured {
         };
         let (s2, s8) = (self.t0 + 2_000_000, self.t0 + 8_000_000);
         Run {
+            name: crate::demo::name(setup),
             mode: setup.mode,
             handoffs,
             signalling_messages: messages,
             signalling_bytes: bytes,
+            ike_messages,
+            ike_bytes,
             ping_home: median(&|at, _| at < s2),
             ping_via_ha: median(&|at, p| at >= s2 && at < s8 && p == Some("tunnelled")),
             ping_optimised: median(&|at, p| at >= s2 && at < s8 && p == Some("optimised")),

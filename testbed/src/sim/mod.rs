@@ -494,6 +494,16 @@ impl Sim {
         });
     }
 
+    /// Runs `f` on a host's role now (an operator's request, e.g. a home
+    /// agent's switch of its mobile nodes), then sends what it produced.
+    pub fn act(&mut self, node: NodeId, f: impl FnOnce(&mut Role, Instant)) {
+        let now = self.now;
+        if let Kind::Host { role, .. } = &mut self.nodes[node.0].kind {
+            f(role, now);
+        }
+        self.after(node);
+    }
+
     fn with_engine(&mut self, node: NodeId, f: impl FnOnce(&mut dyn Engine, Instant)) {
         let now = self.now;
         match &mut self.nodes[node.0].kind {

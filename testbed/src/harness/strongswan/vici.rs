@@ -139,9 +139,7 @@ impl Cursor<'_> {
                     self.eat('=')?;
                     if self.peek() == Some('[') {
                         self.eat('[')?;
-                        let end = self
-                            .rest()
-                            .find(']')
+                        let end = list_end(self.rest())
                             .ok_or_else(|| bad(format!("unclosed list after {key}")))?;
                         let items = self.rest()[..end]
                             .split_whitespace()
@@ -164,6 +162,22 @@ impl Cursor<'_> {
             }
         }
     }
+}
+
+/// Where the list that `s` starts inside ends: the first unmatched `]`,
+/// since selectors have brackets of their own
+/// (`2001:db8::1/128[mobility-header/1280-1791]`).
+fn list_end(s: &str) -> Option<usize> {
+    let mut depth = 0u32;
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' if depth == 0 => return Some(i),
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
 }
 
 fn short(s: &str) -> String {
@@ -300,5 +314,21 @@ mod tests {
         assert_eq!(c.local_ts, ["2001:db8:a::1/128"]);
         assert_eq!(c.counter("packets-in"), Some(0));
         assert!(c.encap);
+    }
+
+    #[test]
+    fn selectors_with_protocol_and_ports_parse() {
+        let raw = LIST_SAS_RAW.replace(
+            "remote-ts=[2001:db8:b::1/128]",
+            "remote-ts=[2001:db8:b::1/128[mobility-header/1280-1791] 2001:db8:c::/48[udp]]",
+        );
+        let c = &parse_list_sas(&raw).unwrap()[0].children[0];
+        assert_eq!(
+            c.remote_ts,
+            [
+                "2001:db8:b::1/128[mobility-header/1280-1791]",
+                "2001:db8:c::/48[udp]"
+            ]
+        );
     }
 }
