@@ -778,3 +778,53 @@ fn check_does_not_look_for_the_interface() {
     let got = cn(&["check", "--config", &f.to_string_lossy()]);
     assert_eq!(got.code, Some(0), "{}", got.stderr);
 }
+
+#[test]
+fn the_shipped_ike_configuration_passes_check() {
+    let p = Path::new(CONFIG_DIR).join("cn-ike.yaml");
+    let got = cn(&["check", "--config", &p.to_string_lossy()]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
+    assert!(got.stderr.is_empty(), "{:?}", got.stderr);
+}
+
+// REQ CN-5.3
+#[test]
+fn mistakes_in_the_ike_section_name_their_line_column_and_field() {
+    let dir = scratch("cn/check-ike");
+    let key = |name: &str| format!("{CONFIG_DIR}/ike/{name}");
+    let (cn_pub, mn_key) = (key("cn.pub.pem"), key("mn.key.pem"));
+    let m = |from, to, field, at| Mistake {
+        from,
+        to,
+        field,
+        at,
+    };
+    assert_mistakes_located(
+        BIN,
+        &dir,
+        "cn-ike.yaml",
+        &[
+            m(
+                "      home_address: 2001:db8:1::100\n",
+                "",
+                "ike.peers[0].home_address",
+                "name: mn",
+            ),
+            // Our key where the peer's belongs, and the other way round.
+            m("cn.key.pem", "cn.pub.pem", "ike.ed25519_key", &cn_pub),
+            m(
+                "mn.pub.pem",
+                "mn.key.pem",
+                "ike.peers[0].ed25519_pubkey",
+                &mn_key,
+            ),
+            m(
+                "{ fqdn: mn.example.org }",
+                "{ fqdn: mn.example.org, email: mn@example.org }",
+                "ike.peers[0].id",
+                "{ fqdn: mn.example.org, email",
+            ),
+        ],
+    );
+}

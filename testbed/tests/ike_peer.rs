@@ -75,19 +75,35 @@ fn the_example_parses() {
     assert_eq!(tun.routes[0].to_string(), "2001:db8:b::1/128");
 }
 
-const MINIMAL: &str = "id: { fqdn: a.example }\nlocal_addresses: [2001:db8:1::a]\n";
+const MINIMAL: &str = "local_addresses: [2001:db8:1::a]\nike:\n  id: { fqdn: a.example }\n";
 
+/// A file with one child, on line 8.
 fn child_config(child: &str) -> String {
     format!(
-        "{MINIMAL}peers:\n  - name: b\n    id: {{ email: b@example.org }}\n    psk: x\n    children:\n      - {child}\n"
+        "local_addresses: [2001:db8:1::a]\nike:\n  id: {{ fqdn: a.example }}\n  peers:\n    - name: b\n      id: {{ email: b@example.org }}\n      psk: x\n      children:\n        - {child}\n"
     )
+}
+
+/// `text` as file `name`, loaded; an error without the file's name in
+/// front.
+fn parse(name: &str, text: &str) -> Result<config::PeerSetup, String> {
+    let path = scratch(name).join("peer.yaml");
+    std::fs::write(&path, text).unwrap();
+    config::load(&path).map_err(|e| {
+        let e = e.to_string();
+        e.strip_prefix(&*path.to_string_lossy())
+            .unwrap_or_else(|| panic!("{e} does not start with the file"))
+            .to_string()
+    })
 }
 
 #[test]
 fn defaults_and_dynamic_selectors() {
-    let s = config::parse(
-        &child_config("{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }"),
-        Path::new("."),
+    let s = parse(
+        "defaults",
+        &child_config(
+        "{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }",
+    ),
     )
     .unwrap();
     assert!(s.tun.is_none());
@@ -105,53 +121,61 @@ fn defaults_and_dynamic_selectors() {
 
 #[test]
 fn unknown_fields_are_errors_that_say_where() {
-    let e = config::parse(&format!("{MINIMAL}colour: blue\n"), Path::new(".")).unwrap_err();
-    assert!(e.contains("unknown field `colour`"), "{e}");
-    let e = config::parse(
+    let e = parse("colour", &format!("{MINIMAL}colour: blue\n")).unwrap_err();
+    assert!(e.starts_with(":4:1: unknown field `colour`"), "{e}");
+    let e = parse(
+        "bogus",
         &child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, bogus: 1 }"),
-        Path::new("."),
     )
     .unwrap_err();
     assert!(
-        e.starts_with("peers[0].children[0]: unknown field `bogus`"),
+        e.starts_with(":9:61: ike.peers[0].children[0]: unknown field `bogus`"),
         "{e}"
     );
 }
 
 #[test]
-fn bad_values_are_errors_that_name_the_field() {
+fn bad_values_are_errors_that_name_the_field_at_its_line_and_column() {
     let cases = [
         (
             child_config("{ name: c, local_ts: 2001:db8::/129, remote_ts: dynamic }"),
-            "peers[0].children[0].local_ts: not an address or prefix: \"2001:db8::/129\"",
+            ":9:32: ike.peers[0].children[0].local_ts: not an address or prefix: \"2001:db8::/129\"",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[icmp]\" }"),
-            "peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
+            ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[135/6-5]\" }"),
-            "peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
+            ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, esp_proposals: [aes] }"),
-            "peers[0].children[0].esp_proposals: unknown \"aes\"",
+            ":9:77: ike.peers[0].children[0].esp_proposals[0]: unknown \"aes\"",
         ),
         (
-            "id: { fqdn: 2001:db8::1 }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
-            "id.fqdn: \"2001:db8::1\": an identity is a name, never an address",
+            child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, lifetime: 0 }"),
+            ":9:71: ike.peers[0].children[0].lifetime: invalid value: integer `0`, expected a nonzero",
         ),
         (
-            format!("{MINIMAL}peers:\n  - {{ name: b, id: {{ fqdn: b }} }}\n"),
-            "peers[0]: give exactly one of psk (not empty) and ed25519_pubkey",
+            "ike:\n  id: { fqdn: 2001:db8::1 }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
+            ":2:15: ike.id.fqdn: \"2001:db8::1\": an identity is a name, never an address",
+        ),
+        (
+            "ike:\n  id: { fqdn: a, email: a@b }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
+            ":2:7: ike.id: give only one of fqdn and email",
+        ),
+        (
+            format!("{MINIMAL}  peers:\n    - {{ name: b, id: {{ fqdn: b }} }}\n"),
+            ":5:9: ike.peers[0]: give exactly one of psk (not empty) and ed25519_pubkey",
         ),
         (
             format!("{MINIMAL}tun: {{ routes: [2001:db8:b::1/200] }}\n"),
-            "tun.routes[0]: not an address or prefix",
+            ":4:17: tun.routes[0]: not an address or prefix",
         ),
     ];
-    for (text, expected) in cases {
-        let e = config::parse(&text, Path::new(".")).unwrap_err();
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let e = parse(&format!("bad-value-{i}"), text).unwrap_err();
         assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
     }
 }
@@ -174,7 +198,7 @@ fn a_bad_config_exits_2_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.yaml: peers[0].children[0].local_ts"),
+        stderr.contains("bad.yaml:9:32: ike.peers[0].children[0].local_ts"),
         "{stderr}"
     );
 }
@@ -219,20 +243,21 @@ fn peer_yaml(
     extra: &str,
 ) -> String {
     format!(
-        "id: {{ fqdn: {us}.example }}
+        "ike:
+  id: {{ fqdn: {us}.example }}
+  proposals: [aes256gcm16]
+{extra}  peers:
+    - name: {them}
+      id: {{ fqdn: {them}.example }}
+      psk: \"{PSK}\"
+      addresses: [\"[{their_outer}]:500\"]
+      children:
+        - name: net6
+          mode: tunnel
+          local_ts: {inner}/128
+          remote_ts: {their_inner}/128
+          esp_proposals: [aes256gcm16]
 local_addresses: [{outer}]
-proposals: [aes256gcm16]
-{extra}peers:
-  - name: {them}
-    id: {{ fqdn: {them}.example }}
-    psk: \"{PSK}\"
-    addresses: [\"[{their_outer}]:500\"]
-    children:
-      - name: net6
-        mode: tunnel
-        local_ts: {inner}/128
-        remote_ts: {their_inner}/128
-        esp_proposals: [aes256gcm16]
 tun:
   name: ike0
   addresses: [{inner}/128]
@@ -586,7 +611,7 @@ fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
         peer_yaml(
             ("a", A_OUTER, A_INNER),
             ("b", B_OUTER, B_INNER),
-            "nat_traversal: on\n",
+            "  nat_traversal: on\n",
         ),
     )
     .unwrap();
@@ -660,7 +685,7 @@ fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
         peer_yaml(
             ("b", B_OUTER, B_INNER),
             ("a", A_OUTER, A_INNER),
-            "nat_traversal: on\n",
+            "  nat_traversal: on\n",
         ),
     )
     .unwrap();
@@ -759,7 +784,7 @@ fn bu_ba_child_with_charon(case: &str, charon_ts: &str, our_ts: &str, proposed: 
     let yaml = peer_yaml(
         ("a", A_OUTER, A_INNER),
         ("b", B_OUTER, B_INNER),
-        "nat_traversal: on\n",
+        "  nat_traversal: on\n",
     )
     .replace(
         &format!("local_ts: {A_INNER}/128"),
@@ -877,7 +902,7 @@ fn addrmgmt_moves_the_sas_to_the_initiators_new_address() {
         return;
     }
     let dir = scratch("addrmgmt");
-    let mut p = our_pair(&dir, "mobility: addrmgmt\n");
+    let mut p = our_pair(&dir, "  mobility: addrmgmt\n");
     p.ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
     p.a.send(&format!("addresses {A_MOVED}"));
     p.a.expect("ok addresses");
@@ -900,7 +925,7 @@ fn an_r_mobike_responder_switches_the_initiator_to_its_other_address() {
         return;
     }
     let dir = scratch("r_mobike");
-    let mut p = our_pair(&dir, "mobility: r-mobike\n");
+    let mut p = our_pair(&dir, "  mobility: r-mobike\n");
     p.ns_b.add_address("vb", &format!("{B_MOVED}/64")).unwrap();
     p.b.send(&format!("addresses {B_OUTER} {B_MOVED}"));
     p.b.expect("ok addresses");
