@@ -227,6 +227,7 @@ impl NodeStatus {
             ("forwarded", stats.forwarded),
             ("ike_messages", stats.ike_messages),
             ("ike_bytes", stats.ike_bytes),
+            ("errors_suppressed", stats.errors_suppressed),
             ("esp_sealed", ipsec.stats().sealed),
             ("esp_opened", ipsec.stats().opened),
         ]);

@@ -44,6 +44,20 @@ enum_with_unknown! {
     }
 }
 
+impl MhType {
+    /// The length of the message's fixed part, where its options start;
+    /// `None` for a type we do not know.
+    pub fn fixed_len(self) -> Option<usize> {
+        match self {
+            MhType::BindingRefreshRequest => Some(8),
+            MhType::BindingUpdate | MhType::BindingAck => Some(12),
+            MhType::HomeTestInit | MhType::CareOfTestInit => Some(16),
+            MhType::HomeTest | MhType::CareOfTest | MhType::BindingError => Some(24),
+            MhType::Unknown(_) => None,
+        }
+    }
+}
+
 enum_with_unknown! {
     /// Binding Acknowledgement status (RFC 6275 §6.1.8). The Annex A1
     /// "care-of address test required" status is a configurable code point
@@ -397,6 +411,17 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
     pub fn verify_checksum(&self, ph: &PseudoHeader) -> bool {
         ph.checksum(IpProtocol::Mobility.into(), self.buffer.as_ref()) == 0
     }
+
+    /// The offset of the field RFC 6275 §9.2 answers with an ICMPv6
+    /// Parameter Problem, code 0: a Payload Proto other than 59, else a
+    /// Header Len too short for the type. Call on a length-checked header.
+    pub fn parameter_problem(&self) -> Option<usize> {
+        if self.payload_proto() != u8::from(IpProtocol::NoNextHeader) {
+            return Some(field::PAYLOAD_PROTO);
+        }
+        let fixed = self.mh_type().fixed_len()?;
+        (self.total_len() < fixed).then_some(field::HEADER_LEN)
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> MhPacket<T> {
@@ -425,97 +450,55 @@ impl MhRepr {
             return Err(WireError::BadValue("mh payload proto"));
         }
         let b = p.buffer.as_ref();
-        let need = |n: usize| {
-            if b.len() < n {
-                Err(WireError::BadLength(
-                    "mobility header too short for its type",
-                ))
-            } else {
-                Ok(n)
-            }
-        };
+        // An unknown type has no fixed part we know of.
+        let opt_at = p.mh_type().fixed_len().unwrap_or(field::DATA);
+        if b.len() < opt_at {
+            return Err(WireError::BadLength(
+                "mobility header too short for its type",
+            ));
+        }
         let u64_at = |at: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[at..at + 8]);
             u64::from_be_bytes(a)
         };
-        // Each arm checks the fixed part's length and says where options start.
-        let (message, opt_at) = match p.mh_type() {
-            MhType::BindingRefreshRequest => (MhMessage::BindingRefreshRequest, need(8)?),
-            MhType::HomeTestInit => {
-                let at = need(16)?;
-                (MhMessage::HomeTestInit { cookie: u64_at(8) }, at)
-            }
-            MhType::CareOfTestInit => {
-                let at = need(16)?;
-                (MhMessage::CareOfTestInit { cookie: u64_at(8) }, at)
-            }
-            MhType::HomeTest => {
-                let at = need(24)?;
-                let (nonce_index, cookie, token) = (be16(b, 6), u64_at(8), u64_at(16));
-                (
-                    MhMessage::HomeTest {
-                        nonce_index,
-                        cookie,
-                        token,
-                    },
-                    at,
-                )
-            }
-            MhType::CareOfTest => {
-                let at = need(24)?;
-                let (nonce_index, cookie, token) = (be16(b, 6), u64_at(8), u64_at(16));
-                (
-                    MhMessage::CareOfTest {
-                        nonce_index,
-                        cookie,
-                        token,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingUpdate => {
-                let at = need(12)?;
-                let (seq, flags, lifetime) = (be16(b, 6), BuFlags(be16(b, 8)), be16(b, 10));
-                (
-                    MhMessage::BindingUpdate {
-                        seq,
-                        flags,
-                        lifetime,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingAck => {
-                let at = need(12)?;
-                let (status, flags) = (b[6].into(), BaFlags(b[7]));
-                let (seq, lifetime) = (be16(b, 8), be16(b, 10));
-                (
-                    MhMessage::BindingAck {
-                        status,
-                        flags,
-                        seq,
-                        lifetime,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingError => {
-                let at = need(24)?;
-                (
-                    MhMessage::BindingError {
-                        status: b[6],
-                        home_address: addr6(b, 8),
-                    },
-                    at,
-                )
-            }
+        let message = match p.mh_type() {
+            MhType::BindingRefreshRequest => MhMessage::BindingRefreshRequest,
+            MhType::HomeTestInit => MhMessage::HomeTestInit { cookie: u64_at(8) },
+            MhType::CareOfTestInit => MhMessage::CareOfTestInit { cookie: u64_at(8) },
+            MhType::HomeTest => MhMessage::HomeTest {
+                nonce_index: be16(b, 6),
+                cookie: u64_at(8),
+                token: u64_at(16),
+            },
+            MhType::CareOfTest => MhMessage::CareOfTest {
+                nonce_index: be16(b, 6),
+                cookie: u64_at(8),
+                token: u64_at(16),
+            },
+            MhType::BindingUpdate => MhMessage::BindingUpdate {
+                seq: be16(b, 6),
+                flags: BuFlags(be16(b, 8)),
+                lifetime: be16(b, 10),
+            },
+            MhType::BindingAck => MhMessage::BindingAck {
+                status: b[6].into(),
+                flags: BaFlags(b[7]),
+                seq: be16(b, 8),
+                lifetime: be16(b, 10),
+            },
+            MhType::BindingError => MhMessage::BindingError {
+                status: b[6],
+                home_address: addr6(b, 8),
+            },
             MhType::Unknown(mh_type) => {
-                let data = p.data().to_vec();
                 return Ok(MhRepr {
-                    message: MhMessage::Unknown { mh_type, data },
+                    message: MhMessage::Unknown {
+                        mh_type,
+                        data: p.data().to_vec(),
+                    },
                     options: vec![],
-                });
+                })
             }
         };
         let options = parse_options(&b[opt_at..], cp)?;
