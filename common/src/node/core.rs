@@ -442,32 +442,40 @@ impl Core {
     /// type, is dropped with an ICMPv6 Parameter Problem (code 0) pointing
     /// at the field. A bad checksum stays a silent discard.
     fn mh_parameter_problem(&mut self, now: Instant, bytes: &[u8]) -> bool {
+        let Ok(l) = Layout::parse(bytes) else {
+            return false;
+        };
+        if l.selectors.protocol != IpProtocol::Mobility {
+            return false;
+        }
+        let Some(Ok(mh)) = bytes.get(l.upper_offset..l.end).map(MhPacket::new_checked) else {
+            return false;
+        };
+        let Some(field) = mh.parameter_problem() else {
+            return false;
+        };
+        // The checksum's pseudo-header needs the HAO and routing header.
         let d = decode(bytes, &self.cp, false);
         let Some(
             repr @ PacketRepr {
                 ip: IpRepr::V6 { header, .. },
-                upper:
-                    UpperRepr::Raw {
-                        protocol: IpProtocol::Mobility,
-                        data,
-                    },
+                ..
             },
         ) = &d.repr
         else {
-            return false;
-        };
-        let Ok(mh) = MhPacket::new_checked(&data[..]) else {
-            return false;
-        };
-        let Some(field) = mh.parameter_problem() else {
             return false;
         };
         if !mh.verify_checksum(&repr.pseudo_header()) {
             return false;
         }
         self.drop(NodeDrop::BadMobilityHeader);
-        let pointer = bytes.len() - data.len() + field;
-        self.icmp_error(now, header, (PARAMETER_PROBLEM, 0), pointer, bytes);
+        self.icmp_error(
+            now,
+            header,
+            (PARAMETER_PROBLEM, 0),
+            l.upper_offset + field,
+            bytes,
+        );
         true
     }
 

@@ -224,8 +224,10 @@ pub enum MhOption {
     BindingAuthData([u8; 12]),
     /// Annex A1 cookie, opaque to everyone but the CN that made it.
     Cookie(Vec<u8>),
-    /// Any other option, kept as is.
-    Unknown { opt_type: u8, data: Vec<u8> },
+    /// Any other option, kept as is; `at` is where it started, modulo 8,
+    /// so that re-encoding keeps the alignment its rule (unknown to us)
+    /// asked for (e.g. RFC 3963's Mobile Network Prefix, 8n+4).
+    Unknown { opt_type: u8, data: Vec<u8>, at: u8 },
 }
 
 impl MhOption {
@@ -235,11 +237,11 @@ impl MhOption {
             MhOption::AlternateCareOfAddress(_) => (8, 6),
             MhOption::BindingAuthData(_) => (8, 2),
             MhOption::Cookie(_) => (8, 4),
-            MhOption::Unknown { .. } => (1, 0),
+            MhOption::Unknown { at, .. } => (8, usize::from(*at % 8)),
         }
     }
 
-    fn parse(t: u8, data: &[u8], cp: &CodePoints) -> Result<Self, WireError> {
+    fn parse(t: u8, data: &[u8], at: usize, cp: &CodePoints) -> Result<Self, WireError> {
         let exact = |n: usize, what| {
             if data.len() == n {
                 Ok(())
@@ -278,6 +280,7 @@ impl MhOption {
             _ => MhOption::Unknown {
                 opt_type: t,
                 data: data.to_vec(),
+                at: (at % 8) as u8,
             },
         })
     }
@@ -295,7 +298,7 @@ impl MhOption {
             }
             MhOption::BindingAuthData(a) => (opt::BINDING_AUTH_DATA, a.to_vec()),
             MhOption::Cookie(c) => (cp.mh_cookie_option, c.clone()),
-            MhOption::Unknown { opt_type, data } => (*opt_type, data.clone()),
+            MhOption::Unknown { opt_type, data, .. } => (*opt_type, data.clone()),
         };
         let body = &body[..body.len().min(255)];
         out.push(t);
@@ -449,6 +452,16 @@ impl MhRepr {
         if p.payload_proto() != u8::from(IpProtocol::NoNextHeader) {
             return Err(WireError::BadValue("mh payload proto"));
         }
+        Self::parse_message(p, cp)
+    }
+
+    /// [`MhRepr::parse`] whatever the Payload Proto: what a decoder shows
+    /// of a header it also reports as bad.
+    pub fn parse_message<T: AsRef<[u8]>>(
+        p: &MhPacket<T>,
+        cp: &CodePoints,
+    ) -> Result<Self, WireError> {
+        p.check_len()?;
         let b = p.buffer.as_ref();
         // An unknown type has no fixed part we know of.
         let opt_at = p.mh_type().fixed_len().unwrap_or(field::DATA);
@@ -501,7 +514,7 @@ impl MhRepr {
                 })
             }
         };
-        let options = parse_options(&b[opt_at..], cp)?;
+        let options = parse_options(b, opt_at, cp)?;
         let repr = MhRepr { message, options };
         // Tightly packed options grow when emit aligns them (up to 7 bytes
         // each); refuse what could not be re-emitted in 2048 bytes.
@@ -611,24 +624,25 @@ impl MhRepr {
     }
 }
 
-fn parse_options(mut b: &[u8], cp: &CodePoints) -> Result<Vec<MhOption>, WireError> {
+/// The options of header `mh` from offset `at` on.
+fn parse_options(mh: &[u8], mut at: usize, cp: &CodePoints) -> Result<Vec<MhOption>, WireError> {
     let mut out = Vec::new();
-    while let Some(&t) = b.first() {
+    while let Some(&t) = mh.get(at) {
         if t == opt::PAD1 {
-            b = &b[1..];
+            at += 1;
             continue;
         }
         let len = usize::from(
-            *b.get(1)
+            *mh.get(at + 1)
                 .ok_or(WireError::Truncated("mobility option length"))?,
         );
-        let data = b
-            .get(2..2 + len)
+        let data = mh
+            .get(at + 2..at + 2 + len)
             .ok_or(WireError::Truncated("mobility option data"))?;
         if t != opt::PADN {
-            out.push(MhOption::parse(t, data, cp)?);
+            out.push(MhOption::parse(t, data, at, cp)?);
         }
-        b = &b[2 + len..];
+        at += 2 + len;
     }
     Ok(out)
 }
@@ -705,7 +719,7 @@ impl fmt::Display for MhRepr {
                 MhOption::NonceIndices { home, care_of } => write!(f, " NI({home},{care_of})")?,
                 MhOption::BindingAuthData(a) => write!(f, " BAD({})", super::hex(a))?,
                 MhOption::Cookie(c) => write!(f, " Cookie({})", super::hex(c))?,
-                MhOption::Unknown { opt_type, data } => {
+                MhOption::Unknown { opt_type, data, .. } => {
                     write!(f, " opt{opt_type}({})", super::hex(data))?
                 }
             }
@@ -922,8 +936,8 @@ mod test {
                 .prop_map(|(home, care_of)| MhOption::NonceIndices { home, care_of }),
             any::<[u8; 12]>().prop_map(MhOption::BindingAuthData),
             prop::collection::vec(any::<u8>(), 1..40).prop_map(MhOption::Cookie),
-            (6u8..199, prop::collection::vec(any::<u8>(), 0..20))
-                .prop_map(|(opt_type, data)| MhOption::Unknown { opt_type, data }),
+            (6u8..199, prop::collection::vec(any::<u8>(), 0..20), 0u8..8)
+                .prop_map(|(opt_type, data, at)| MhOption::Unknown { opt_type, data, at }),
         ]
     }
 
