@@ -863,24 +863,15 @@ fn assert_pfs(child: &testbed::harness::strongswan::ChildSa, pfs: bool) {
     assert_eq!(group, pfs.then_some("CURVE_25519"), "{child:?}");
 }
 
-/// The ESP proposals of charon and the `pfs:` of our child for a case.
-fn esp_for(pfs: bool) -> (&'static str, &'static str) {
-    if pfs {
-        ("aes256gcm16-x25519", "          pfs: true\n")
-    } else {
-        ("aes256gcm16", "")
-    }
-}
-
-/// charon initiates at its default IKE proposals; the child and then
-/// the IKE SA are rekeyed by charon (`by_charon`) or by us, the child
-/// with PFS or without, and the pings go through after each.
-fn rekeys(case: &str, by_charon: bool, pfs: bool) {
-    if !tools::prerequisites_met(&missing_prerequisites()) {
-        return;
-    }
+/// charon initiates at its default IKE proposals and the ESP proposals
+/// `esp`; the child and then the IKE SA are rekeyed by charon
+/// (`by_charon`) or by us, the child with PFS when `esp` has X25519 (and
+/// our child `pfs: true`), and the pings go through after each. Returns
+/// charon's log.
+fn rekeys(case: &str, by_charon: bool, esp: &str) -> String {
     let dir = scratch(&format!("charon_rekeys/{case}"));
-    let (esp, ours) = esp_for(pfs);
+    let pfs = esp.contains("x25519");
+    let ours = if pfs { "          pfs: true\n" } else { "" };
     let mut c = charon_initiator(
         &dir,
         |cfg| {
@@ -932,31 +923,54 @@ fn rekeys(case: &str, by_charon: bool, pfs: bool) {
     let live = sa.children.iter().filter(|c| c.state == "INSTALLED");
     assert_eq!(live.count(), 1, "the child follows: {sa:?}");
     assert_pings(&c.ns_a, 3);
-    assert!(!c.charon.log().unwrap().contains("failed to establish"));
+    let log = c.charon.log().unwrap();
+    assert!(!log.contains("failed to establish"), "charon refused");
+    log
 }
 
 // REQ IKE-BASE
 #[test]
 fn charon_rekeys_the_child_with_pfs_and_the_ike_sa() {
-    rekeys("charon_pfs", true, true);
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_pfs", true, "aes256gcm16-x25519");
+    }
 }
 
 // REQ IKE-BASE
 #[test]
 fn charon_rekeys_the_child_without_pfs_and_the_ike_sa() {
-    rekeys("charon_no_pfs", true, false);
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_no_pfs", true, "aes256gcm16");
+    }
 }
 
 // REQ IKE-BASE
 #[test]
 fn we_rekey_the_child_with_pfs_and_the_ike_sa_with_charon() {
-    rekeys("ours_pfs", false, true);
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_pfs", false, "aes256gcm16-x25519");
+    }
 }
 
 // REQ IKE-BASE
 #[test]
 fn we_rekey_the_child_without_pfs_and_the_ike_sa_with_charon() {
-    rekeys("ours_no_pfs", false, false);
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_no_pfs", false, "aes256gcm16");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn charons_ecp256_ke_gets_invalid_ke_payload_and_its_retry_with_x25519_rekeys() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let log = rekeys("charon_ecp256", true, "aes256gcm16-ecp256-x25519");
+    assert!(
+        log.contains("peer didn't accept DH group ECP_256, it requested CURVE_25519"),
+        "{log}"
+    );
 }
 
 /// Ed25519 keys for a (charon) and b (ours), and b's file changed to

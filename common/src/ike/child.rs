@@ -199,17 +199,17 @@ fn esp_proposal(proposals: &[Encr], spi: u32, pfs: bool) -> Proposal {
 const DH_NONE: u16 = 0;
 
 /// One ESP proposal of the peer's and what we took from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct EspChoice {
-    pub number: u8,
-    pub encr: Encr,
+#[derive(Debug, Clone, Copy)]
+struct EspChoice {
+    number: u8,
+    encr: Encr,
     /// The peer's SPI.
-    pub spi: u32,
+    spi: u32,
     /// The D-H transform we selected, when the proposal has that type:
     /// X25519 (PFS) or NONE.
-    pub dh: Option<u16>,
+    dh: Option<u16>,
     /// Whether the proposal has the ESN type (we select "no ESN").
-    pub esn: bool,
+    esn: bool,
 }
 
 impl EspChoice {
@@ -240,12 +240,7 @@ impl EspChoice {
 
 /// Our choice among ESP proposals. `kex`: the exchange can carry a KE
 /// (CREATE_CHILD_SA; IKE_AUTH cannot, §1.2); `pfs`: we require one then.
-pub(super) fn choose_esp(
-    payloads: &[IkePayload],
-    ours: &[Encr],
-    kex: bool,
-    pfs: bool,
-) -> Option<EspChoice> {
+fn choose_esp(payloads: &[IkePayload], ours: &[Encr], kex: bool, pfs: bool) -> Option<EspChoice> {
     payloads.iter().find_map(|p| match p {
         IkePayload::Sa(props) => props.iter().find_map(|pr| {
             let spi = u32::from_be_bytes(pr.spi.as_slice().try_into().ok()?);
