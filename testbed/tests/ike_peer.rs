@@ -19,10 +19,11 @@ use std::time::Duration;
 use common::ike::TsSpec;
 use common::ipsec::PortRange;
 use testbed::harness::netns::{
-    is_root, resolve_program, run_bounded, wait_until, Capture, Deadline, Netns, POLL_INTERVAL,
+    is_root, resolve_program, run_bounded, wait_for, wait_until, Capture, Deadline, Netns,
+    POLL_INTERVAL,
 };
 use testbed::harness::strongswan::{
-    missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role,
+    missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Ed25519Key, Role,
 };
 use testbed::ike_peer::config;
 
@@ -66,6 +67,7 @@ fn the_example_parses() {
     assert_eq!(peer.addresses, ["[2001:db8:1::b]:500".parse().unwrap()]);
     let child = &peer.children[0];
     assert_eq!(child.name, "net6");
+    assert!(child.pfs);
     assert_eq!(
         child.local_ts.prefix.unwrap().to_string(),
         "2001:db8:a::1/128"
@@ -117,6 +119,7 @@ fn defaults_and_dynamic_selectors() {
     assert_eq!(c.remote_ts, TsSpec::DYNAMIC.mh_types(5..=6));
     assert_eq!(c.lifetime.soft_time, Some(Duration::from_secs(100)));
     assert_eq!(c.lifetime.hard_time, Some(Duration::from_secs(110)));
+    assert!(!c.pfs);
 }
 
 #[test]
@@ -242,6 +245,7 @@ fn peer_yaml(
     (them, their_outer, their_inner): (&str, &str, &str),
     extra: &str,
 ) -> String {
+    let their = sock(their_outer);
     format!(
         "ike:
   id: {{ fqdn: {us}.example }}
@@ -250,7 +254,7 @@ fn peer_yaml(
     - name: {them}
       id: {{ fqdn: {them}.example }}
       psk: \"{PSK}\"
-      addresses: [\"[{their_outer}]:500\"]
+      addresses: [\"{their}:500\"]
       children:
         - name: net6
           mode: tunnel
@@ -671,56 +675,473 @@ fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
     assert!(a.quit().success());
 }
 
-#[test]
-fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
-    if !tools::prerequisites_met(&missing_prerequisites()) {
-        return;
-    }
-    let dir = scratch("charon_initiator");
-    let (ns_a, ns_b) = two_namespaces();
-    ns_a.add_loopback_address(ip(A_INNER)).unwrap();
-    let b_yaml = dir.join("b.yaml");
-    std::fs::write(
-        &b_yaml,
-        peer_yaml(
-            ("b", B_OUTER, B_INNER),
-            ("a", A_OUTER, A_INNER),
-            "  nat_traversal: on\n",
-        ),
-    )
-    .unwrap();
-    let mut b = Peer::start("b", &ns_b, &b_yaml, &[], &dir);
-    let mut cfg = CharonConfig::new(
-        Role::Initiator,
-        "a.example",
-        "b.example",
-        Auth::Psk(PSK.to_string()),
-    );
-    cfg.remote_addrs = vec![ip(B_OUTER)];
-    cfg.children = vec![ChildConfig::tunnel(
-        "net6",
-        &format!("{A_INNER}/128"),
-        &format!("{B_INNER}/128"),
-    )];
-    let charon = Charon::start(&ns_a, &dir.join("charon"), cfg).unwrap();
-    charon.load().unwrap();
-    charon.initiate("net6").unwrap();
+/// IPv4 outer addresses, for the IKE SAs over IPv4.
+const A_OUTER4: &str = "192.0.2.1";
+const B_OUTER4: &str = "192.0.2.2";
+const A_MOVED4: &str = "192.0.2.3";
 
+/// A charon initiator in ns a and our responder in ns b, after charon
+/// initiated the child `net6` between the inner addresses and both sides
+/// have it installed. `tune` changes charon's configuration, `ours` b's
+/// file; `v4` runs IKE over the IPv4 outer addresses.
+struct CharonInitiator {
+    b: Peer,
+    charon: Charon,
+    /// b's child-up line.
+    child: String,
+    ns_a: Netns,
+    _ns_b: Netns,
+}
+
+fn charon_initiator(
+    dir: &Path,
+    tune: impl FnOnce(&mut CharonConfig),
+    ours: impl FnOnce(String) -> String,
+    v4: bool,
+) -> CharonInitiator {
+    let (ns_a, ns_b) = charon_namespaces(v4);
+    let mut b = our_peer_for_charon(&ns_b, dir, ours, v4, &[]);
+    let c = charon_start(&ns_a, dir, Role::Initiator, tune, v4);
+    c.initiate("net6").unwrap();
     let up = b.expect("event established");
     assert_eq!(field(&up, "peer"), "a.example");
     let child = b.expect("event child-up");
     assert_eq!(field(&child, "encap"), "yes", "{child}");
-    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    let sa = c.wait_child_installed("net6", WAIT).unwrap();
     assert_eq!(
         format!("{:#010x}", sa.children[0].spi_out),
         field(&child, "spi_in"),
         "{sa:?}"
     );
     assert_pings(&ns_a, 3);
+    CharonInitiator {
+        b,
+        charon: c,
+        child,
+        ns_a,
+        _ns_b: ns_b,
+    }
+}
 
-    charon.terminate().unwrap();
-    assert_eq!(field(&b.expect("event closed"), "reason"), "deleted");
-    assert!(b.quit().success());
+/// ns a and ns b, with charon's inner address on a's loopback and, for
+/// `v4`, the IPv4 outer addresses too.
+fn charon_namespaces(v4: bool) -> (Netns, Netns) {
+    let (ns_a, ns_b) = two_namespaces();
+    ns_a.add_loopback_address(ip(A_INNER)).unwrap();
+    if v4 {
+        ns_a.add_address("va", &format!("{A_OUTER4}/24")).unwrap();
+        ns_b.add_address("vb", &format!("{B_OUTER4}/24")).unwrap();
+        // So that removing the first address keeps the moved-to one.
+        ns_a.set_sysctl("net.ipv4.conf.va.promote_secondaries", "1")
+            .unwrap();
+    }
+    (ns_a, ns_b)
+}
+
+fn outer(v4: bool) -> (&'static str, &'static str) {
+    if v4 {
+        (A_OUTER4, B_OUTER4)
+    } else {
+        (A_OUTER, B_OUTER)
+    }
+}
+
+/// charon in ns a with child `net6` between the inner addresses, loaded.
+fn charon_start(
+    ns_a: &Netns,
+    dir: &Path,
+    role: Role,
+    tune: impl FnOnce(&mut CharonConfig),
+    v4: bool,
+) -> Charon {
+    let mut cfg = CharonConfig::new(role, "a.example", "b.example", Auth::Psk(PSK.to_string()));
+    if role == Role::Initiator {
+        cfg.remote_addrs = vec![ip(outer(v4).1)];
+    }
+    cfg.children = vec![ChildConfig::tunnel(
+        "net6",
+        &format!("{A_INNER}/128"),
+        &format!("{B_INNER}/128"),
+    )];
+    tune(&mut cfg);
+    let charon = Charon::start(ns_a, &dir.join("charon"), cfg).unwrap();
+    charon.load().unwrap();
+    charon
+}
+
+/// Our peer b in ns b, NAT traversal on for libipsec, its file changed
+/// by `ours`; `args` as for [`Peer::start`].
+fn our_peer_for_charon(
+    ns_b: &Netns,
+    dir: &Path,
+    ours: impl FnOnce(String) -> String,
+    v4: bool,
+    args: &[&str],
+) -> Peer {
+    let (a_outer, b_outer) = outer(v4);
+    let yaml = peer_yaml(
+        ("b", b_outer, B_INNER),
+        ("a", a_outer, A_INNER),
+        "  nat_traversal: on\n",
+    );
+    let b_yaml = dir.join("b.yaml");
+    std::fs::write(&b_yaml, ours(yaml)).unwrap();
+    Peer::start("b", ns_b, &b_yaml, args, dir)
+}
+
+#[test]
+fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_initiator");
+    let mut c = charon_initiator(&dir, |_| {}, |y| y, false);
+    c.charon.terminate().unwrap();
+    assert_eq!(field(&c.b.expect("event closed"), "reason"), "deleted");
+    assert!(c.b.quit().success());
+}
+
+/// The INSTALLED child `net6` of charon's established IKE SA.
+fn installed(charon: &Charon) -> testbed::harness::strongswan::ChildSa {
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    sa.children
+        .into_iter()
+        .find(|c| c.name == "net6" && c.state == "INSTALLED")
+        .unwrap()
+}
+
+/// charon at its default IKE proposals and the ESP proposals `esp` moves
+/// by MOBIKE to a new address (same family) and, libipsec being unable to
+/// move SAs, rekeys the child: the pings after the move go through the
+/// new child, both ways.
+fn charon_defaults_move(case: &str, esp: &str, v4: bool) {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch(&format!("charon_defaults_move/{case}"));
+    let mut c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.ike_proposals = "default".to_string();
+            cfg.esp_proposals = esp.to_string();
+        },
+        |y| y,
+        v4,
+    );
+    let (from, to, b_outer) = if v4 {
+        (format!("{A_OUTER4}/24"), A_MOVED4, B_OUTER4)
+    } else {
+        (format!("{A_OUTER}/64"), A_MOVED, B_OUTER)
+    };
+    let width = if v4 { 24 } else { 64 };
+    c.ns_a.add_address("va", &format!("{to}/{width}")).unwrap();
+    c.ns_a.del_address("va", &from).unwrap();
+    let [moved, rekeyed, down] =
+        c.b.expect_all(["event moved", "event child-up", "event child-down"]);
+    assert_eq!(field(&moved, "remote"), format!("{}:4500", sock(to)));
+    assert_eq!(field(&down, "spi_in"), field(&c.child, "spi_in"));
+    assert_eq!(field(&rekeyed, "outer"), format!("{b_outer}->{to}"));
+    assert_pings(&c.ns_a, 3);
+    let theirs = installed(&c.charon);
+    assert_eq!(
+        format!("{:#010x}", theirs.spi_out),
+        field(&rekeyed, "spi_in")
+    );
+    assert!(theirs.counter("packets-out") >= Some(3), "{theirs:?}");
+    assert!(theirs.counter("packets-in") >= Some(3), "{theirs:?}");
+    assert_pfs(&theirs, esp.contains("x25519"));
+    let log = c.charon.log().unwrap();
+    assert!(
+        !log.contains("failed to establish CHILD_SA"),
+        "charon refused"
+    );
+}
+
+/// Whether charon's child was made with X25519 (PFS).
+fn assert_pfs(child: &testbed::harness::strongswan::ChildSa, pfs: bool) {
+    let group = child.fields.get("dh-group").map(String::as_str);
+    assert_eq!(group, pfs.then_some("CURVE_25519"), "{child:?}");
+}
+
+/// charon initiates at its default IKE proposals and the ESP proposals
+/// `esp`; the child and then the IKE SA are rekeyed by charon
+/// (`by_charon`) or by us, the child with PFS when `esp` has X25519 (and
+/// our child `pfs: true`), and the pings go through after each. Returns
+/// charon's log.
+fn rekeys(case: &str, by_charon: bool, esp: &str) -> String {
+    let dir = scratch(&format!("charon_rekeys/{case}"));
+    let pfs = esp.contains("x25519");
+    let ours = if pfs { "          pfs: true\n" } else { "" };
+    let mut c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.ike_proposals = "default".to_string();
+            cfg.esp_proposals = esp.to_string();
+        },
+        |y| {
+            let esp = "esp_proposals: [aes256gcm16]\n";
+            y.replace(esp, &format!("{esp}{ours}"))
+        },
+        false,
+    );
+    let new_in = if by_charon {
+        let theirs = c.charon.rekey_child("net6", WAIT).unwrap();
+        format!("{:#010x}", theirs.spi_out)
+    } else {
+        c.b.send(&format!("rekey-child * {}", field(&c.child, "spi_in")));
+        c.b.expect("ok rekey-child");
+        String::new()
+    };
+    let [up, down] = c.b.expect_all(["event child-up", "event child-down"]);
+    assert_eq!(field(&down, "spi_in"), field(&c.child, "spi_in"));
+    if by_charon {
+        assert_eq!(field(&up, "spi_in"), new_in);
+    }
+    assert_pings(&c.ns_a, 3);
+    let theirs = installed(&c.charon);
+    assert_eq!(format!("{:#010x}", theirs.spi_out), field(&up, "spi_in"));
+    assert_pfs(&theirs, pfs);
+
+    let old = c.charon.wait_child_installed("net6", WAIT).unwrap();
+    if by_charon {
+        c.charon.rekey_ike(&old, WAIT).unwrap();
+    } else {
+        c.b.send("rekey-ike *");
+        c.b.expect("ok rekey-ike");
+    }
+    let [new_sa, closed] = c.b.expect_all(["event established", "event closed"]);
+    assert_eq!(field(&closed, "reason"), "rekeyed");
+    let ours = u64::from_str_radix(field(&new_sa, "sa"), 16).unwrap();
+    let sa = wait_for(WAIT, "charon's new IKE SA", || {
+        Ok(c.charon
+            .list_sas()?
+            .into_iter()
+            .find(|sa| sa.state == "ESTABLISHED" && (sa.spi_i == ours || sa.spi_r == ours)))
+    })
+    .unwrap();
+    assert_eq!(sa.fields["dh-group"], "CURVE_25519", "{sa:?}");
+    let live = sa.children.iter().filter(|c| c.state == "INSTALLED");
+    assert_eq!(live.count(), 1, "the child follows: {sa:?}");
+    assert_pings(&c.ns_a, 3);
+    let log = c.charon.log().unwrap();
+    assert!(!log.contains("failed to establish"), "charon refused");
+    log
+}
+
+// REQ IKE-BASE
+#[test]
+fn charon_rekeys_the_child_with_pfs_and_the_ike_sa() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_pfs", true, "aes256gcm16-x25519");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn charon_rekeys_the_child_without_pfs_and_the_ike_sa() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_no_pfs", true, "aes256gcm16");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn we_rekey_the_child_with_pfs_and_the_ike_sa_with_charon() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_pfs", false, "aes256gcm16-x25519");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn we_rekey_the_child_without_pfs_and_the_ike_sa_with_charon() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_no_pfs", false, "aes256gcm16");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn charons_ecp256_ke_gets_invalid_ke_payload_and_its_retry_with_x25519_rekeys() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let log = rekeys("charon_ecp256", true, "aes256gcm16-ecp256-x25519");
+    assert!(
+        log.contains("peer didn't accept DH group ECP_256, it requested CURVE_25519"),
+        "{log}"
+    );
+}
+
+/// Ed25519 keys for a (charon) and b (ours), and b's file changed to
+/// sign with b's and know a's.
+fn ed25519_keys(dir: &Path) -> (Auth, impl FnOnce(String) -> String) {
+    let keys = dir.join("keys");
+    let a = Ed25519Key::generate(&keys, "a").unwrap();
+    let b = Ed25519Key::generate(&keys, "b").unwrap();
+    let ours = format!("  ed25519_key: {}\n  peers:", b.private_pem.display());
+    let theirs = format!("ed25519_pubkey: {}", a.public_pem.display());
+    let auth = Auth::Ed25519 {
+        local: a,
+        remote_public_pem: b.public_pem,
+    };
+    (auth, move |y: String| {
+        y.replacen("  peers:", &ours, 1)
+            .replace(&format!("psk: \"{PSK}\""), &theirs)
+            .replace("[aes256gcm16]", "[chacha20poly1305]")
+    })
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_charon_initiator_and_our_responder_with_ed25519_and_chacha20_poly1305() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_ed25519_chacha");
+    let (auth, ours) = ed25519_keys(&dir);
+    let c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.auth = auth;
+            cfg.ike_proposals = "chacha20poly1305-prfsha256-x25519".to_string();
+            cfg.esp_proposals = "chacha20poly1305".to_string();
+        },
+        ours,
+        false,
+    );
+    let sa = c.charon.list_sas().unwrap().remove(0);
+    assert_eq!(sa.fields["encr-alg"], "CHACHA20_POLY1305");
+    assert_eq!(installed(&c.charon).fields["encr-alg"], "CHACHA20_POLY1305");
+    assert!(
+        c.charon
+            .log()
+            .unwrap()
+            .contains("authentication of 'b.example' with ED25519 successful"),
+        "we did not authenticate with Ed25519"
+    );
+}
+
+// REQ IKE-BASE
+#[test]
+fn our_initiator_and_a_charon_responder_with_ed25519_and_chacha20_poly1305() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_responder_ed25519_chacha");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let (auth, ours) = ed25519_keys(&dir);
+    let charon = charon_start(
+        &ns_a,
+        &dir,
+        Role::Responder,
+        |cfg| {
+            cfg.auth = auth;
+            cfg.ike_proposals = "chacha20poly1305-prfsha256-x25519".to_string();
+            cfg.esp_proposals = "chacha20poly1305".to_string();
+        },
+        false,
+    );
+    let mut b = our_peer_for_charon(&ns_b, &dir, ours, false, &["--initiate", "a"]);
+    b.expect("event established");
+    let child = b.expect("event child-up");
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    assert_eq!(sa.fields["encr-alg"], "CHACHA20_POLY1305");
+    let theirs = installed(&charon);
+    assert_eq!(theirs.fields["encr-alg"], "CHACHA20_POLY1305");
+    assert_eq!(format!("{:#010x}", theirs.spi_in), field(&child, "spi_out"));
+    assert!(charon
+        .log()
+        .unwrap()
+        .contains("authentication of 'b.example' with ED25519 successful"));
+    assert_pings(&ns_a, 3);
+}
+
+// REQ IKE-BASE
+#[test]
+fn our_responder_refuses_charons_aes_cbc_child_with_no_proposal_chosen() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_refused");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let mut b = our_peer_for_charon(&ns_b, &dir, |y| y, false, &[]);
+    let charon = charon_start(
+        &ns_a,
+        &dir,
+        Role::Initiator,
+        |cfg| cfg.esp_proposals = "aes256-sha256".to_string(),
+        false,
+    );
+    assert!(charon.initiate("net6").is_err(), "charon got a child");
+    let up = b.expect("event established");
+    let refused = b.expect("event child-refused");
+    assert_eq!(field(&refused, "sa"), field(&up, "sa"));
+    assert_eq!(field(&refused, "notify"), "NO_PROPOSAL_CHOSEN");
+    assert_eq!(field(&refused, "by"), "us");
+    let log = charon.log().unwrap();
+    assert!(
+        log.contains("received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built"),
+        "{log}"
+    );
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_charon_responder_refuses_our_chacha20_child_with_no_proposal_chosen() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_refuses");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let charon = charon_start(&ns_a, &dir, Role::Responder, |_| {}, false);
+    let mut b = our_peer_for_charon(
+        &ns_b,
+        &dir,
+        |y| {
+            y.replace(
+                "esp_proposals: [aes256gcm16]",
+                "esp_proposals: [chacha20poly1305]",
+            )
+        },
+        false,
+        &["--initiate", "a"],
+    );
+    let up = b.expect("event established");
+    let refused = b.expect("event child-refused");
+    assert_eq!(field(&refused, "sa"), field(&up, "sa"));
+    assert_eq!(field(&refused, "notify"), "NO_PROPOSAL_CHOSEN");
+    assert_eq!(field(&refused, "by"), "peer");
+    let log = charon.log().unwrap();
+    assert!(log.contains("no acceptable proposal found"), "{log}");
+    assert!(log.contains("N(NO_PROP)"), "{log}");
+}
+
+/// `[addr]` for IPv6, `addr` for IPv4, as a socket address prints.
+fn sock(a: &str) -> String {
+    if a.contains(':') {
+        format!("[{a}]")
+    } else {
+        a.to_string()
+    }
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_at_its_defaults_moves_by_mobike_over_ipv6_and_traffic_recovers() {
+    charon_defaults_move("v6", "default", false);
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_with_pfs_moves_by_mobike_and_rekeys_with_x25519() {
+    charon_defaults_move("pfs", "aes256gcm16-x25519", false);
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_at_its_defaults_moves_by_mobike_over_ipv4_and_traffic_recovers() {
+    charon_defaults_move("v4", "default", true);
 }
 
 /// Sends one Mobility Header message, as raw `bytes` after the IPv6

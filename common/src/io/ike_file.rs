@@ -298,6 +298,9 @@ pub struct ChildFile {
     pub tunnel_address: Option<IpAddr>,
     /// Rekey after this many seconds; the SA expires 10 % later.
     pub lifetime: Option<NonZeroU64>,
+    /// X25519 in CREATE_CHILD_SA, ours and the peer's (default false: we
+    /// still answer a peer that asks for it).
+    pub pfs: Option<bool>,
 }
 
 /// Who reads the section: what its peers may say, and what a peer
@@ -668,6 +671,7 @@ impl ChildFile {
             child.proposals = proposals(p, &format!("{at}.esp_proposals"))?;
         }
         child.tunnel_address = self.tunnel_address;
+        child.pfs = self.pfs.unwrap_or(false);
         if let Some(secs) = self.lifetime {
             let secs = secs.get();
             child.lifetime = Lifetime {

@@ -169,6 +169,7 @@ impl Event {
             | Event::Ike(
                 IkeEvent::SwitchRefused { .. }
                 | IkeEvent::AddressMismatch { .. }
+                | IkeEvent::ChildRefused { .. }
                 | IkeEvent::Closed {
                     reason: CloseReason::Timeout | CloseReason::NoProposalChosen,
                     ..
@@ -289,6 +290,14 @@ impl fmt::Display for Event {
                         f,
                         "{sa}: peer address notification does not match the header"
                     )
+                }
+                IkeEvent::ChildRefused {
+                    sa,
+                    notify,
+                    by_peer,
+                } => {
+                    let who = if *by_peer { "the peer" } else { "us" };
+                    write!(f, "{sa}: CHILD_SA refused by {who}: {notify:?}")
                 }
                 IkeEvent::Closed { sa, reason } => write!(f, "{sa} closed: {reason:?}"),
                 IkeEvent::KeyLog { table, .. } => write!(f, "key log row for {table:?}"),
