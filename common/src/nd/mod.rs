@@ -129,6 +129,10 @@ pub struct NdConfig {
     pub base_reachable_time: Duration,
     /// Between Router Solicitations while none is answered.
     pub rs_interval: Duration,
+    /// Neighbour cache entries at most (Linux's gc_thresh3): past it a
+    /// stale non-router entry makes room, or nothing new is cached, so a
+    /// flood from random on-link sources cannot grow it.
+    pub max_neighbors: usize,
 }
 
 impl Default for NdConfig {
@@ -139,6 +143,7 @@ impl Default for NdConfig {
             retrans_timer: RETRANS_TIMER,
             base_reachable_time: REACHABLE_TIME,
             rs_interval: RTR_SOLICITATION_INTERVAL,
+            max_neighbors: 1024,
         }
     }
 }
@@ -194,6 +199,9 @@ pub struct NdStats {
     pub unresolved: u64,
     /// NAs from others for an address of ours that is past DAD.
     pub conflicts: u64,
+    /// Stale entries evicted, or neighbours not cached, at
+    /// [`NdConfig::max_neighbors`].
+    pub cache_full: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -668,6 +676,9 @@ impl NdIface {
     /// source of a frame: RFC 6275 §10.3.2, a home agent answering a
     /// mobile node that came home).
     pub fn learn(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr) {
+        if !self.cache.contains_key(&addr) && !self.make_room() {
+            return;
+        }
         let e = self
             .cache
             .entry(addr)
@@ -711,6 +722,11 @@ impl NdIface {
                 Sent::Now
             }
             Some(e) => {
+                // RFC 4861 §7.2.2 would have the new packet replace the
+                // oldest; we keep the oldest, which is the signalling that
+                // started the exchange (replacing it let a node's 1 kHz
+                // flow push its BUs out at every handoff: 41 ms became
+                // 1.2 s in the demo).
                 if e.queue.len() >= QUEUE_PER_NEIGHBOR {
                     self.stats.unresolved += 1;
                     return Sent::Dropped;
@@ -726,6 +742,10 @@ impl NdIface {
                         self.frames.push_back(Frame { dst: mac, bytes });
                         return Sent::Now;
                     }
+                }
+                if !self.make_room() {
+                    self.stats.unresolved += 1;
+                    return Sent::Dropped;
                 }
                 let mut e = Neighbor::incomplete();
                 e.queue.push(bytes);
@@ -891,10 +911,36 @@ impl NdIface {
                 self.flush(now, addr);
             }
             None => {
-                let mut e = Neighbor::stale(mac);
-                e.is_router = router;
-                self.cache.insert(addr, e);
+                if self.make_room() {
+                    let mut e = Neighbor::stale(mac);
+                    e.is_router = router;
+                    self.cache.insert(addr, e);
+                }
             }
+        }
+    }
+
+    /// Whether a new entry fits: at the limit, the stale non-router entry
+    /// with the lowest address goes (deterministic, and nothing waits on
+    /// a stale entry).
+    fn make_room(&mut self) -> bool {
+        if self.cache.len() < self.cfg.max_neighbors {
+            return true;
+        }
+        self.stats.cache_full += 1;
+        let victim = self
+            .cache
+            .iter()
+            .filter(|(_, e)| e.state == NeighborState::Stale && !e.is_router)
+            .map(|(a, _)| *a)
+            .min();
+        match victim {
+            Some(a) => {
+                self.cache.remove(&a);
+                self.set_timer(Timer::Neighbor(a), None);
+                true
+            }
+            None => false,
         }
     }
 
