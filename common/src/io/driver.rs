@@ -485,6 +485,8 @@ impl<E: Engine> Driver<E> {
                 busy = true;
                 self.send(t);
             }
+            // The sockets take every group (all-multicast): nothing to program.
+            while self.engine.poll_membership().is_some() {}
             while let Some(e) = self.engine.poll_event() {
                 busy = true;
                 match e.severity() {
