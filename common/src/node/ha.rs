@@ -417,8 +417,8 @@ impl Ha {
         let sad = &mut self.core.ipsec.sad;
         let hoa = Prefix::host(IpAddr::V6(home));
         let stale: Vec<_> = sad
-            .iter()
-            .filter(|(_, s)| s.mode() == Mode::Tunnel && s.selector().remote == hoa)
+            .by_remote(hoa)
+            .filter(|(_, s)| s.mode() == Mode::Tunnel)
             .filter(|(_, s)| s.addresses().peer != IpAddr::V6(care_of))
             .map(|(id, s)| (id, s.addresses().local))
             .collect();
