@@ -177,6 +177,17 @@ pub enum NdEvent {
     RouterSolicited { from: Ipv6Addr },
 }
 
+/// A change of the multicast groups an interface listens to, as an MLD
+/// report would tell the link (RFC 3810): the solicited-node group of
+/// each address of ours (tentative ones too, RFC 4862 §5.4.2) and of each
+/// proxied one (RFC 6275 §10.4.1), all-routers on a router. All-nodes is
+/// never reported (RFC 3810 §6): every interface listens to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Join(Ipv6Addr),
+    Leave(Ipv6Addr),
+}
+
 /// Why an ND message was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NdDrop {
@@ -243,6 +254,9 @@ pub struct NdIface {
     due: HashMap<Timer, Instant>,
     frames: VecDeque<Frame>,
     events: VecDeque<NdEvent>,
+    /// How many of our and proxied addresses need each group.
+    groups: HashMap<Ipv6Addr, u32>,
+    membership: VecDeque<Membership>,
     rng: ChaCha20Rng,
     stats: NdStats,
     cp: CodePoints,
@@ -286,11 +300,16 @@ impl NdIface {
             due: HashMap::new(),
             frames: VecDeque::new(),
             events: VecDeque::new(),
+            groups: HashMap::new(),
+            membership: VecDeque::new(),
             rng: ChaCha20Rng::seed_from_u64(seed),
             stats: NdStats::default(),
             cp: CodePoints::default(),
         };
         nd.randomise_reachable_time();
+        if cfg.router {
+            nd.join(ALL_ROUTERS);
+        }
         let ll = nd.link_local;
         nd.add_address(now, ll, dad);
         nd
@@ -380,6 +399,29 @@ impl NdIface {
         self.events.pop_front()
     }
 
+    /// The next change of the groups we listen to ([`Membership`]).
+    pub fn poll_membership(&mut self) -> Option<Membership> {
+        self.membership.pop_front()
+    }
+
+    fn join(&mut self, group: Ipv6Addr) {
+        let n = self.groups.entry(group).or_default();
+        *n += 1;
+        if *n == 1 {
+            self.membership.push_back(Membership::Join(group));
+        }
+    }
+
+    fn leave(&mut self, group: Ipv6Addr) {
+        if let Some(n) = self.groups.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                self.groups.remove(&group);
+                self.membership.push_back(Membership::Leave(group));
+            }
+        }
+    }
+
     // ---- our addresses ----
 
     /// Adds `addr` and starts its DAD as `dad` says.
@@ -400,6 +442,7 @@ impl NdIface {
             state,
             probes: 0,
         });
+        self.join(solicited_node(addr));
         if dad != Dad::Off {
             self.dad_probe(now, addr);
         }
@@ -409,11 +452,14 @@ impl NdIface {
     pub fn add_quiet_address(&mut self, addr: Ipv6Addr) {
         match self.own_mut(addr) {
             Some(a) => a.state = AddrState::Quiet,
-            None => self.addrs.push(OwnAddr {
-                addr,
-                state: AddrState::Quiet,
-                probes: 0,
-            }),
+            None => {
+                self.addrs.push(OwnAddr {
+                    addr,
+                    state: AddrState::Quiet,
+                    probes: 0,
+                });
+                self.join(solicited_node(addr));
+            }
         }
     }
 
@@ -429,7 +475,11 @@ impl NdIface {
     }
 
     pub fn remove_address(&mut self, addr: Ipv6Addr) {
+        let before = self.addrs.len();
         self.addrs.retain(|a| a.addr != addr);
+        if self.addrs.len() < before {
+            self.leave(solicited_node(addr));
+        }
         self.set_timer(Timer::Dad(addr), None);
     }
 
@@ -541,6 +591,7 @@ impl NdIface {
         }
         if check {
             self.proxies.insert(address, Proxy::Checking { probes: 0 });
+            self.join(solicited_node(address));
             self.proxy_probe(now, address);
         } else {
             self.activate_proxy(now, address);
@@ -548,7 +599,9 @@ impl NdIface {
     }
 
     pub fn remove_proxy(&mut self, address: Ipv6Addr) {
-        self.proxies.remove(&address);
+        if self.proxies.remove(&address).is_some() {
+            self.leave(solicited_node(address));
+        }
         self.set_timer(Timer::Proxy(address), None);
     }
 
@@ -560,12 +613,15 @@ impl NdIface {
     }
 
     fn activate_proxy(&mut self, now: Instant, address: Ipv6Addr) {
-        self.proxies.insert(
+        let was = self.proxies.insert(
             address,
             Proxy::Active {
                 announcements: MAX_NEIGHBOR_ADVERTISEMENT,
             },
         );
+        if was.is_none() {
+            self.join(solicited_node(address));
+        }
         // A neighbour cache entry for the address (the mobile node when it
         // was home) must not catch our own packets for it.
         self.cache.remove(&address);
