@@ -805,3 +805,60 @@ fn a_lost_deregistration_ba_is_answered_133_and_the_node_takes_its_home_address_
     // And it deregistered with its correspondent.
     assert!(t.sim.cn(t.cn).unwrap().binding(HOA).is_none());
 }
+
+// REQ MIP-BASE
+#[test]
+fn a_full_binding_cache_refuses_with_130() {
+    let mut setup = Setup::new(15, RouteOptimisation::Ipsec);
+    setup.cn.max_bindings = 0;
+    let mut t = away(&setup);
+    t.sim.run_until(secs(2.5));
+    // RFC 6275 §9.5.2: no room, status 130; the node keeps going through
+    // its home agent.
+    assert_eq!(cn_drops(&t, NodeDrop::CacheFull), 1);
+    assert!(t.sim.cn(t.cn).unwrap().binding(HOA).is_none());
+    let e = t.sim.mn(t.mn).unwrap().entry(CN).unwrap();
+    assert!(!e.is_bound() && !e.is_waiting());
+    assert!(t.sim.mn(t.mn).unwrap().entry(HA).unwrap().is_bound());
+}
+
+// REQ MIP-BASE
+#[test]
+fn a_refusal_of_a_return_routability_bu_carries_its_authorisation() {
+    let mut t = away(&Setup::new(16, RouteOptimisation::ReturnRoutability));
+    t.sim.run_until(secs(2.5));
+    let bu = t
+        .sim
+        .captured(t.access_a)
+        .iter()
+        .find(|(_, b)| {
+            src_of(b) == COA_A
+                && dst_of(b) == CN
+                && matches!(
+                    PacketRepr::parse(b, &cp()).map(|p| p.upper),
+                    Ok(UpperRepr::Mobility(MhRepr {
+                        message: MhMessage::BindingUpdate { .. },
+                        ..
+                    }))
+                )
+        })
+        .map(|(_, b)| b.clone())
+        .expect("the RR BU");
+    // Replayed: its sequence number is no longer newer (135), and the BA
+    // is authorised with Kbm like an acceptance (RFC 6275 §9.5.4).
+    let from = t.sim.captured(t.cn_link).len();
+    t.sim.inject(t.access_a, bu);
+    t.sim.run_until(secs(3.0));
+    assert_eq!(cn_drops(&t, NodeDrop::SequenceOutOfWindow), 1);
+    let ba = t.sim.captured(t.cn_link)[from..]
+        .iter()
+        .find(|(_, b)| src_of(b) == CN && dst_of(b) == COA_A)
+        .map(|(_, b)| PacketRepr::parse(b, &cp()).unwrap())
+        .expect("a clear BA on the wire");
+    let ba = mh_of(&ba);
+    assert!(matches!(ba.message, MhMessage::BindingAck { status, .. } if u8::from(status) == 135));
+    assert!(ba
+        .options
+        .iter()
+        .any(|o| matches!(o, MhOption::BindingAuthData(_))));
+}

@@ -55,6 +55,9 @@ pub struct CnConfig {
     /// The longest lifetime granted to an IPsec-protected binding; the SA's
     /// own hard lifetime caps it further (REQ CN-4.7).
     pub max_lifetime: Duration,
+    /// Bindings at most: a BU for one more is refused with 130 (RFC 6275
+    /// §9.5.2), so no number of mobile nodes can grow the cache past it.
+    pub max_bindings: usize,
     /// The interface `address` is on.
     pub iface: u8,
     /// How `address` is checked on its link (RFC 4862 DAD).
@@ -76,6 +79,7 @@ impl CnConfig {
             keep_old_coa: false,
             return_routability: true,
             max_lifetime: units_lifetime(u16::MAX),
+            max_bindings: 1 << 21,
             iface: 0,
             dad: Dad::Standard,
             ike: None,
@@ -339,25 +343,26 @@ impl Cn {
             self.core.drop(NodeDrop::Unprotected);
             return;
         };
-        if let Err(last) = check_seq(seq, self.cache.last_seq(home)) {
-            self.core.drop(NodeDrop::SequenceOutOfWindow);
-            let r = Reply { seq: last, ..reply };
-            self.ack(
-                now,
-                &r,
-                BaStatus::SequenceNumberOutOfWindow.into(),
-                0,
-                vec![],
-            );
-            return;
-        }
+        // RFC 6275 §9.5.4: a BA to an RR BU carries its authorisation,
+        // refusals after the nonces checked out included.
         let options = match &authority {
             Authority::Rr(kbm) => Some((*kbm, care_of)),
             Authority::Ipsec => None,
         };
+        if let Err(last) = check_seq(seq, self.cache.last_seq(home)) {
+            self.core.drop(NodeDrop::SequenceOutOfWindow);
+            let r = Reply { seq: last, ..reply };
+            self.answer(now, &r, BaStatus::SequenceNumberOutOfWindow, 0, options);
+            return;
+        }
         if deregister {
             self.cache.deregister(home, &mut self.core);
-            self.accept_ack(now, &reply, 0, options);
+            self.answer(now, &reply, BaStatus::Accepted, 0, options);
+            return;
+        }
+        if self.cache.get(home).is_none() && self.cache.len() >= self.cfg.max_bindings {
+            self.core.drop(NodeDrop::CacheFull);
+            self.answer(now, &reply, BaStatus::InsufficientResources, 0, options);
             return;
         }
         if let Authority::Ipsec = authority {
@@ -408,7 +413,13 @@ impl Cn {
             to: care_of,
             ..reply
         };
-        self.accept_ack(now, &r, lifetime_units(granted), options);
+        self.answer(
+            now,
+            &r,
+            BaStatus::Accepted,
+            lifetime_units(granted),
+            options,
+        );
     }
 
     /// RFC 6275 §5.2.5, §9.5.1: the keygen tokens rebuild Kbm, which must
@@ -542,17 +553,20 @@ impl Cn {
 
     /// A successful BA; for return routability it carries the
     /// authenticator, under IPsec nothing (REQ CN-4.5, CN-4.6).
-    fn accept_ack(
+    /// A BA to an authorised BU: sent if asked for or a refusal,
+    /// authorised with Kbm after return routability.
+    fn answer(
         &mut self,
         now: Instant,
         reply: &Reply,
+        status: BaStatus,
         lifetime: u16,
         rr: Option<([u8; 20], Ipv6Addr)>,
     ) {
-        if !reply.ack {
+        if !reply.ack && status.is_accepted() {
             return;
         }
-        let mut mh = ba(BaStatus::Accepted.into(), reply.seq, lifetime, vec![]);
+        let mut mh = ba(status.into(), reply.seq, lifetime, vec![]);
         if let Some((kbm, care_of)) = rr {
             self.core
                 .authorise(&mut mh, &kbm, care_of, self.cfg.address);

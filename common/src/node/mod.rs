@@ -343,6 +343,8 @@ pub enum NodeDrop {
     NotRegistered,
     /// A BU that would change the kind of registration (139).
     RegistrationTypeChange,
+    /// A BU for one binding more than the cache may hold (130).
+    CacheFull,
     /// A tunnelled packet whose outer source is not the registered care-of
     /// address (RFC 6275 §10.4.5), or not the home agent.
     TunnelSourceMismatch,
@@ -365,7 +367,7 @@ pub enum NodeDrop {
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 24] = [
+    pub const ALL: [NodeDrop; 25] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -382,6 +384,7 @@ impl NodeDrop {
         NodeDrop::NotOurMobileNode,
         NodeDrop::NotRegistered,
         NodeDrop::RegistrationTypeChange,
+        NodeDrop::CacheFull,
         NodeDrop::TunnelSourceMismatch,
         NodeDrop::Unsolicited,
         NodeDrop::UnknownMhType,
