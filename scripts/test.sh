@@ -32,8 +32,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -p common --locked          # the core alone: no I/O dependency
-# The simulator scale bench at 10 nodes and the flood bench at 1 packet a
-# millisecond, in the test profile (`cargo test` runs a bench binary
+# The simulator scale bench at 10 nodes, the flood bench at 1 packet a
+# millisecond and the loss bench at 2 seeds, in the test profile (`cargo test` runs a bench binary
 # without `--bench`), so they keep building and running.
-cargo test -p testbed --bench sim --bench flood --locked
+cargo test -p testbed --bench sim --bench flood --bench loss --locked
 cargo test --workspace --locked

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod flood;
 pub mod harness;
 pub mod ike_peer;
+pub mod loss;
 pub mod real;
 pub mod router;
 pub mod sim;

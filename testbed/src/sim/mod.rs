@@ -379,6 +379,16 @@ impl Sim {
         self.links[link.0].model.stats
     }
 
+    /// `link`'s delay, jitter, loss and MTU.
+    pub fn link_params(&self, link: LinkId) -> LinkParams {
+        self.links[link.0].model.params
+    }
+
+    /// Changes `link`'s delay, jitter, loss and MTU from now on.
+    pub fn set_link_params(&mut self, link: LinkId, params: LinkParams) {
+        self.links[link.0].model.params = params;
+    }
+
     pub fn role(&self, node: NodeId) -> Option<&Role> {
         match &self.nodes[node.0].kind {
             Kind::Host { role, .. } => Some(role),
