@@ -318,7 +318,7 @@ fn the_first_bu_waits_for_ike() {
     assert!(sent[0].0 >= up[0].0, "the BU after the SA: {sent:?} {up:?}");
     assert!(sent[0].1.ends_with("under ESP"), "{sent:?}");
     let mn = t.sim.mn(t.mn).unwrap();
-    assert!(mn.entry(HA).unwrap().bound);
+    assert!(mn.entry(HA).unwrap().is_bound());
     let ha = t.sim.ha(t.ha).unwrap();
     assert_eq!(ha.binding(HOA).unwrap().care_of, COA_A);
     // RFC 4877: the signalling SA is for BU and BA only.

@@ -471,7 +471,7 @@ fn duplicate_home_address_gets_ba_134() {
     );
     // A refusal ends the registration attempt: no retransmission.
     let e = mn(&t).entry(HA).unwrap();
-    assert!(!e.bound && !e.waiting);
+    assert!(!e.is_bound() && !e.is_waiting());
     assert_eq!(trace_at(&t, "mn", "to 2001:db8:1::1 under ESP").len(), 1);
 }
 

@@ -382,7 +382,10 @@ fn mobile_node_ignores_authorization_data_in_a_ba_under_ipsec() {
     t.sim.inject(t.access_a, ba);
     t.sim.run_until(secs(1.035));
     let e = t.sim.mn(t.mn).unwrap().entry(CN).unwrap();
-    assert!(e.bound && !e.waiting, "accepted the BA with a BAD");
+    assert!(
+        e.is_bound() && !e.is_waiting(),
+        "accepted the BA with a BAD"
+    );
     let mn = t.sim.engine(t.mn).unwrap().stats();
     assert_eq!(mn.dropped(NodeDrop::Unprotected), 0);
     assert_eq!(mn.dropped(NodeDrop::BadAuthorization), 0);

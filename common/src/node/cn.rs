@@ -4,20 +4,20 @@
 //! §5.2, §9) as the baseline.
 
 use core::net::Ipv6Addr;
-use std::collections::HashMap;
 
+use super::cache::{check_seq, BindingCache, CacheEntry};
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
 use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
 use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, seq_newer, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
+    lifetime_units, units_lifetime, Command, CommandError, Engine, Event, Iface, MacAddr, NodeDrop,
+    NodeStats, NodeStatus, Transmit,
 };
 use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
 use crate::nd::{Dad, NdEvent, NdIface};
-use crate::time::{Deadlines, Duration, Instant};
+use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, PacketRepr, UpperRepr};
 
@@ -105,6 +105,16 @@ struct Entry {
     secrets: Option<CookieSecrets>,
 }
 
+impl CacheEntry for Entry {
+    fn seq(&self) -> Option<u16> {
+        self.binding.seq
+    }
+
+    fn expires(&self) -> Instant {
+        self.binding.expires
+    }
+}
+
 /// How a BU was authorised.
 enum Authority {
     Ipsec,
@@ -114,8 +124,7 @@ enum Authority {
 pub struct Cn {
     cfg: CnConfig,
     core: Core,
-    cache: HashMap<Ipv6Addr, Entry>,
-    expiry: Deadlines<Ipv6Addr>,
+    cache: BindingCache<Entry>,
     cookies: CookieSecrets,
     rr: RrResponder,
 }
@@ -128,15 +137,14 @@ impl Cn {
         Cn {
             cfg,
             core,
-            cache: HashMap::new(),
-            expiry: Deadlines::default(),
+            cache: BindingCache::default(),
             cookies,
             rr,
         }
     }
 
     pub fn binding(&self, home: Ipv6Addr) -> Option<&Binding> {
-        self.cache.get(&home).map(|e| &e.binding)
+        self.cache.get(home).map(|e| &e.binding)
     }
 
     pub fn bindings(&self) -> usize {
@@ -155,7 +163,7 @@ impl Cn {
             crate::wire::IpRepr::V6 { header, .. } => header.dst,
             crate::wire::IpRepr::V4(_) => return,
         };
-        match self.cache.get(&dst).and_then(|e| e.binding.care_of) {
+        match self.cache.get(dst).and_then(|e| e.binding.care_of) {
             Some(coa) => {
                 add_type2(&mut repr, coa);
                 self.core.stats.sent_route_optimised += 1;
@@ -201,7 +209,7 @@ impl Cn {
             });
             let by_cache = self
                 .cache
-                .get(&home)
+                .get(home)
                 .is_some_and(|e| e.binding.care_of == Some(h.src));
             if !(by_sa || by_cache) {
                 self.core.drop(NodeDrop::HaoUnverified);
@@ -332,32 +340,24 @@ impl Cn {
             self.core.drop(NodeDrop::Unprotected);
             return;
         };
-        if let Some(last) = self.cache.get(&home).and_then(|e| e.binding.seq) {
-            if !seq_newer(seq, last) {
-                self.core.drop(NodeDrop::SequenceOutOfWindow);
-                let r = Reply { seq: last, ..reply };
-                self.ack(
-                    now,
-                    &r,
-                    BaStatus::SequenceNumberOutOfWindow.into(),
-                    0,
-                    vec![],
-                );
-                return;
-            }
+        if let Err(last) = check_seq(seq, self.cache.last_seq(home)) {
+            self.core.drop(NodeDrop::SequenceOutOfWindow);
+            let r = Reply { seq: last, ..reply };
+            self.ack(
+                now,
+                &r,
+                BaStatus::SequenceNumberOutOfWindow.into(),
+                0,
+                vec![],
+            );
+            return;
         }
         let options = match &authority {
             Authority::Rr(kbm) => Some((*kbm, care_of)),
             Authority::Ipsec => None,
         };
         if deregister {
-            if let Some(e) = self.cache.remove(&home) {
-                self.expiry.reschedule(home, Some(e.binding.expires), None);
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Deregistered,
-                });
-            }
+            self.cache.deregister(home, &mut self.core);
             self.accept_ack(now, &reply, 0, options);
             return;
         }
@@ -370,7 +370,7 @@ impl Cn {
                 self.ack(now, &reply, BaStatus::ReasonUnspecified.into(), 0, vec![]);
                 return;
             }
-            let current = self.cache.get(&home).and_then(|e| e.binding.care_of);
+            let current = self.cache.get(home).and_then(|e| e.binding.care_of);
             let test = real_alternate
                 || (self.cfg.coa_test == CoaTestPolicy::Always && current != Some(care_of));
             if test && !self.coa_test(now, &reply, care_of, options_cookie(options_of(rx))) {
@@ -391,26 +391,15 @@ impl Cn {
         let granted = units_lifetime(lifetime).min(cap);
         let granted = units_lifetime(lifetime_units(granted));
         let expires = now + granted;
-        let ipsec = matches!(authority, Authority::Ipsec);
-        let entry = self.cache.entry(home).or_insert_with(|| Entry {
-            binding: Binding {
-                care_of: None,
-                seq: None,
-                expires,
-                testing: None,
-                ipsec,
-            },
-            secrets: None,
-        });
-        let old = entry.binding.expires;
-        entry.binding = Binding {
+        let secrets = self.cache.get_mut(home).and_then(|e| e.secrets.take());
+        let binding = Binding {
             care_of: Some(care_of),
             seq: Some(seq),
             expires,
             testing: None,
-            ipsec,
+            ipsec: matches!(authority, Authority::Ipsec),
         };
-        self.expiry.reschedule(home, Some(old), Some(expires));
+        self.cache.insert(home, Entry { binding, secrets });
         self.core.event(Event::BindingCached {
             home,
             care_of,
@@ -484,7 +473,7 @@ impl Cn {
                     CookieMethod::Global => self.cookies.check(now, &c, care_of, Some(home), me),
                     CookieMethod::PerBinding => self
                         .cache
-                        .get(&home)
+                        .get(home)
                         .and_then(|e| e.secrets.as_ref())
                         .map_or(Err(CookieError::Stale), |s| {
                             s.check(now, &c, care_of, None, me)
@@ -504,7 +493,8 @@ impl Cn {
         }
         let rotation = self.cfg.cookie_rotation;
         let keep_old = self.cfg.keep_old_coa;
-        let entry = self.cache.entry(home).or_insert_with(|| Entry {
+        // Without a binding yet, the entry lives as long as the cookie.
+        let entry = self.cache.get_or_insert_with(home, || Entry {
             binding: Binding {
                 care_of: None,
                 seq: None,
@@ -514,10 +504,6 @@ impl Cn {
             },
             secrets: None,
         });
-        if entry.binding.seq.is_none() {
-            let e = entry.binding.expires;
-            self.expiry.reschedule(home, Some(e), Some(e));
-        }
         // REQ CN-A1.7: the new address is not used while it is tested, and
         // by default neither is the old one.
         entry.binding.testing = Some(care_of);
@@ -686,14 +672,7 @@ impl Engine for Cn {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
-        while let Some(home) = self.expiry.pop_due(now) {
-            if self.cache.remove(&home).is_some() {
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Expired,
-                });
-            }
-        }
+        self.cache.expire(now, &mut self.core);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -705,7 +684,7 @@ impl Engine for Cn {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.core.earliest(self.expiry.next())
+        self.core.earliest(self.cache.next_expiry())
     }
 
     fn stats(&self) -> &NodeStats {
@@ -722,7 +701,7 @@ impl Engine for Cn {
             .cache
             .iter()
             .map(|(home, e)| BindingStatus {
-                home: *home,
+                home,
                 care_of: e.binding.care_of,
                 seq: e.binding.seq,
                 expires_in: seconds_until(now, e.binding.expires),

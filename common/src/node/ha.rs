@@ -8,16 +8,17 @@
 use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
+use super::cache::{check_seq, BindingCache, CacheEntry};
 use super::core::{Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, same_prefix64, seq_newer, units_lifetime, Command, CommandError, Engine, Event,
-    Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Removal, Transmit,
+    lifetime_units, same_prefix64, units_lifetime, Command, CommandError, Engine, Event, Iface,
+    MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, NdEvent, NdIface};
-use crate::time::{Deadlines, Duration, Instant};
+use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
 
@@ -81,6 +82,16 @@ pub struct HomeBinding {
     pub expires: Instant,
 }
 
+impl CacheEntry for HomeBinding {
+    fn seq(&self) -> Option<u16> {
+        Some(self.seq)
+    }
+
+    fn expires(&self) -> Instant {
+        self.expires
+    }
+}
+
 /// A first registration waiting for the DAD of its home address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
@@ -97,9 +108,8 @@ pub struct Ha {
     /// `cfg.mobile_nodes`, for a lookup per BU.
     served: HashSet<Ipv6Addr>,
     core: Core,
-    cache: HashMap<Ipv6Addr, HomeBinding>,
+    cache: BindingCache<HomeBinding>,
     pending: HashMap<Ipv6Addr, Pending>,
-    expiry: Deadlines<Ipv6Addr>,
 }
 
 impl Ha {
@@ -109,9 +119,8 @@ impl Ha {
             served: cfg.mobile_nodes.iter().copied().collect(),
             cfg,
             core,
-            cache: HashMap::new(),
+            cache: BindingCache::default(),
             pending: HashMap::new(),
-            expiry: Deadlines::default(),
         }
     }
 
@@ -121,7 +130,7 @@ impl Ha {
     }
 
     pub fn binding(&self, home: Ipv6Addr) -> Option<&HomeBinding> {
-        self.cache.get(&home)
+        self.cache.get(home)
     }
 
     pub fn bindings(&self) -> usize {
@@ -134,7 +143,7 @@ impl Ha {
             // Intercepted for a registered home address: into the tunnel,
             // untouched (RFC 6275 §10.4.1).
             Received::Foreign(dst) => {
-                match self.cache.get(&dst).map(|b| b.care_of) {
+                match self.cache.get(dst).map(|b| b.care_of) {
                     Some(care_of) => {
                         self.core.stats.forwarded += 1;
                         let ends = (self.cfg.address, care_of);
@@ -157,7 +166,7 @@ impl Ha {
             // Out of RFC 4877's payload SA, whose selectors tied the inner
             // source to the mobile node: forwarded if it is registered,
             // unless it is for us.
-            if !self.cache.contains_key(&h.src) {
+            if self.cache.get(h.src).is_none() {
                 self.core.drop(NodeDrop::TunnelSourceMismatch);
                 return;
             }
@@ -186,7 +195,7 @@ impl Ha {
                     crate::wire::IpRepr::V4(_) => None,
                 };
                 let registered = inner_src
-                    .and_then(|s| self.cache.get(&s))
+                    .and_then(|s| self.cache.get(s))
                     .is_some_and(|b| b.care_of == h.src);
                 if !registered {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
@@ -259,11 +268,11 @@ impl Ha {
             })
             .unwrap_or(src);
         let reply = (home, src, seq);
-        let existing = self.cache.get(&home).copied();
+        let registered = self.cache.get(home).is_some();
         let refusal = if !flags.has(BuFlags::H) {
             // We are no correspondent; a node registered here cannot turn its
             // registration into a correspondent one (§9.5.1).
-            Some(if existing.is_some() {
+            Some(if registered {
                 (
                     NodeDrop::RegistrationTypeChange,
                     BaStatus::RegistrationTypeChangeDisallowed,
@@ -293,21 +302,21 @@ impl Ha {
         // (RFC 4877 §4.5): the one the BU's SA belongs to follows the
         // care-of address by MOBIKE or addrmgmt.
         let k = flags.has(BuFlags::K) && rx.sa.is_some_and(|sa| self.ike_follows(sa));
-        let last = existing
-            .map(|b| b.seq)
+        // A first registration still in DAD holds its sequence number too.
+        let last = self
+            .cache
+            .last_seq(home)
             .or_else(|| self.pending.get(&home).map(|p| p.seq));
-        if let Some(last) = last {
-            if !seq_newer(seq, last) {
-                self.core.drop(NodeDrop::SequenceOutOfWindow);
-                self.ack(
-                    now,
-                    (home, src, last),
-                    BaStatus::SequenceNumberOutOfWindow,
-                    0,
-                    k,
-                );
-                return;
-            }
+        if let Err(last) = check_seq(seq, last) {
+            self.core.drop(NodeDrop::SequenceOutOfWindow);
+            self.ack(
+                now,
+                (home, src, last),
+                BaStatus::SequenceNumberOutOfWindow,
+                0,
+                k,
+            );
+            return;
         }
         if lifetime == 0 || care_of == home {
             self.pending.remove(&home);
@@ -317,13 +326,7 @@ impl Ha {
                     nd.learn(now, home, mac);
                 }
             }
-            if let Some(b) = self.cache.remove(&home) {
-                self.expiry.reschedule(home, Some(b.expires), None);
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Deregistered,
-                });
-            }
+            self.cache.deregister(home, &mut self.core);
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
@@ -333,7 +336,7 @@ impl Ha {
             lifetime,
             k,
         };
-        if existing.is_none() {
+        if !registered {
             // RFC 6275 §10.3.1: DAD for the home address first; the BA
             // waits for it (a retransmission only updates what it acks).
             let checking = self.pending.insert(home, request).is_some();
@@ -383,17 +386,14 @@ impl Ha {
     /// Accepts a home registration and acknowledges it.
     fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
         let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
-        let expires = now + granted;
-        let old = self.cache.insert(
+        self.cache.insert(
             home,
             HomeBinding {
                 care_of: p.care_of,
                 seq: p.seq,
-                expires,
+                expires: now + granted,
             },
         );
-        self.expiry
-            .reschedule(home, old.map(|b| b.expires), Some(expires));
         self.core.event(Event::BindingCached {
             home,
             care_of: p.care_of,
@@ -532,8 +532,8 @@ impl Engine for Ha {
                     }
                     nd.add_on_link(self.cfg.home_prefix, 64);
                     // Still registered home addresses are defended again.
-                    for a in self.cache.keys() {
-                        nd.add_proxy(now, *a, false);
+                    for (a, _) in self.cache.iter() {
+                        nd.add_proxy(now, a, false);
                     }
                 }
                 nd.solicit_routers(now);
@@ -554,15 +554,9 @@ impl Engine for Ha {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
-        while let Some(home) = self.expiry.pop_due(now) {
-            if self.cache.remove(&home).is_some() {
-                if let Some(nd) = self.core.link_mut(self.cfg.iface) {
-                    nd.remove_proxy(home);
-                }
-                self.core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Expired,
-                });
+        for home in self.cache.expire(now, &mut self.core) {
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
             }
         }
     }
@@ -576,7 +570,7 @@ impl Engine for Ha {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        self.core.earliest(self.expiry.next())
+        self.core.earliest(self.cache.next_expiry())
     }
 
     fn stats(&self) -> &NodeStats {
@@ -590,7 +584,7 @@ impl Engine for Ha {
     fn status(&self, now: Instant) -> NodeStatus {
         let mut s = self.core.status("ha");
         let bound = self.cache.iter().map(|(home, b)| BindingStatus {
-            home: *home,
+            home,
             care_of: Some(b.care_of),
             seq: Some(b.seq),
             expires_in: seconds_until(now, b.expires),

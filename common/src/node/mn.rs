@@ -130,6 +130,31 @@ struct Ba<'a> {
     options: &'a [MhOption],
 }
 
+/// What a binding update list entry waits for, with its timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BulState {
+    /// Nothing; a BU for the same care-of address goes at `refresh`.
+    Idle { refresh: Option<Instant> },
+    /// A BU is due once IKE has keyed BU and BA with the peer.
+    AwaitingKeys,
+    /// A BU, or HoTI and CoTI, went and is not answered yet; it goes
+    /// again at `retransmit` (`None`: the node had no address to send
+    /// from when it was due).
+    AwaitingReply { retransmit: Option<Instant> },
+}
+
+/// What the peer holds for the mobile node, as far as the node knows.
+/// Apart from [`BulState`]: a binding stays in use while it is refreshed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Registration {
+    Unregistered,
+    /// A binding, but not known to be for `care_of`: made before a move,
+    /// or disowned by a Binding Error. Coming home deregisters it.
+    Stale,
+    /// A binding for `care_of`.
+    Bound,
+}
+
 /// One binding update list entry (RFC 6275 §11.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulEntry {
@@ -140,21 +165,15 @@ pub struct BulEntry {
     /// The care-of address the last BU asked for (the home address to
     /// deregister).
     pub care_of: Ipv6Addr,
-    /// The peer accepted `care_of`.
-    pub bound: bool,
-    /// Waiting for a BA (or a HoT/CoT) until the timer.
-    pub waiting: bool,
-    timer: Option<Instant>,
+    state: BulState,
+    registration: Registration,
     backoff: Duration,
+    /// The last return routability run; replies to it count until the next.
     rr: Option<ReturnRoutability>,
     /// Kbm of the last RR BU, to check the BA.
     kbm: Option<[u8; 20]>,
     /// Annex A1 cookie to echo in the next BU.
     cookie: Option<Vec<u8>>,
-    /// The peer holds a binding for us (so returning home deregisters).
-    registered: bool,
-    /// The next BU waits for IKE to key BU/BA with the peer.
-    awaiting_keys: bool,
     /// The IKE peer configured at its address.
     ike_peer: Option<String>,
 }
@@ -497,7 +516,7 @@ impl Mn {
                 let waiting: Vec<Ipv6Addr> = self
                     .bul
                     .iter()
-                    .filter(|(_, e)| e.awaiting_keys)
+                    .filter(|(_, e)| e.state == BulState::AwaitingKeys)
                     .map(|(p, _)| *p)
                     .collect();
                 for peer in waiting {
@@ -514,7 +533,7 @@ impl Mn {
                     && remote.ip() != IpAddr::V6(self.cfg.home_agent) =>
             {
                 let ha = self.cfg.home_agent;
-                if self.bul.get(&ha).is_some_and(|e| e.bound) {
+                if self.bul.get(&ha).is_some_and(BulEntry::is_bound) {
                     if let Some(e) = self.bul.get_mut(&ha) {
                         e.backoff = INITIAL_BINDACK_TIMEOUT;
                     }
@@ -576,7 +595,7 @@ impl Mn {
             let registered = self
                 .bul
                 .get(&self.cfg.home_agent)
-                .is_some_and(|e| e.registered);
+                .is_some_and(BulEntry::is_registered);
             if let Some(nd) = self.core.link_mut(iface) {
                 if registered {
                     nd.add_quiet_address(home);
@@ -597,18 +616,18 @@ impl Mn {
             && self
                 .bul
                 .get(&self.cfg.home_agent)
-                .is_some_and(|e| e.registered);
+                .is_some_and(BulEntry::is_registered);
         let peers: Vec<Ipv6Addr> = self.bul.keys().copied().collect();
         for peer in peers {
             let Some(e) = self.bul.get_mut(&peer) else {
                 continue;
             };
-            e.bound = false;
+            e.unbind();
             e.cookie = None;
             e.care_of = target;
-            let first = !e.registered;
+            let first = !e.is_registered();
             match e.mode {
-                None if care_of.is_some() || e.registered => {
+                None if care_of.is_some() || e.is_registered() => {
                     e.backoff = if first {
                         INITIAL_BINDACK_TIMEOUT_FIRST_REG
                     } else {
@@ -617,15 +636,12 @@ impl Mn {
                     self.send_bu(now, peer);
                 }
                 Some(RouteOptimisation::Ipsec)
-                    if care_of.is_some() || (e.registered && !home_pending) =>
+                    if care_of.is_some() || (e.is_registered() && !home_pending) =>
                 {
                     e.backoff = INITIAL_BINDACK_TIMEOUT;
                     self.send_bu(now, peer);
                 }
-                _ => {
-                    e.waiting = false;
-                    e.timer = None;
-                }
+                _ => e.state = BulState::Idle { refresh: None },
             }
         }
         if care_of.is_none() && !home_pending {
@@ -640,14 +656,14 @@ impl Mn {
         let peers: Vec<(Ipv6Addr, Option<RouteOptimisation>)> = self
             .bul
             .iter()
-            .filter(|(_, e)| e.registered && e.mode.is_some())
+            .filter(|(_, e)| e.is_registered() && e.mode.is_some())
             .map(|(a, e)| (*a, e.mode))
             .collect();
         for (peer, mode) in peers {
             match mode {
                 Some(RouteOptimisation::ReturnRoutability) => self.start_rr(now, peer),
                 Some(RouteOptimisation::Ipsec)
-                    if !self.bul.get(&peer).is_some_and(|e| e.waiting) =>
+                    if !self.bul.get(&peer).is_some_and(BulEntry::is_waiting) =>
                 {
                     if let Some(e) = self.bul.get_mut(&peer) {
                         e.backoff = INITIAL_BINDACK_TIMEOUT;
@@ -678,13 +694,10 @@ impl Mn {
         let deregister = e.care_of == home;
         let rr = e.mode == Some(RouteOptimisation::ReturnRoutability);
         if !rr && !keyed {
-            e.waiting = true;
-            e.timer = None;
-            e.awaiting_keys = true;
+            e.state = BulState::AwaitingKeys;
             self.start_ike(now, peer);
             return;
         }
-        e.awaiting_keys = false;
         // RR: Kbm from the keygen tokens; only the home one to deregister.
         let authority = match (rr, &e.rr) {
             (false, _) => None,
@@ -698,8 +711,9 @@ impl Mn {
             (true, None) => return,
         };
         e.seq = e.seq.wrapping_add(1);
-        e.waiting = true;
-        e.timer = Some(now + e.backoff);
+        e.state = BulState::AwaitingReply {
+            retransmit: Some(now + e.backoff),
+        };
         let mut flags = BuFlags::A;
         if e.mode.is_none() {
             flags |= BuFlags::H;
@@ -767,8 +781,9 @@ impl Mn {
             return;
         };
         e.backoff = INITIAL_BINDACK_TIMEOUT;
-        e.timer = Some(now + e.backoff);
-        e.waiting = true;
+        e.state = BulState::AwaitingReply {
+            retransmit: Some(now + e.backoff),
+        };
         let hoti = PacketRepr::ipv6(
             home,
             peer,
@@ -839,7 +854,7 @@ impl Mn {
             Location::Away { care_of: coa, .. } => {
                 let optimised = self.bul.get(&dst).is_some_and(|e| {
                     e.mode == Some(RouteOptimisation::Triangular)
-                        || (e.mode.is_some() && e.bound && e.care_of == coa)
+                        || (e.mode.is_some() && e.is_bound() && e.care_of == coa)
                 });
                 if optimised {
                     add_home_address_option(&mut repr, coa);
@@ -968,7 +983,7 @@ impl Mn {
                 token,
             } if !via_home => self.test_reply(now, src, cookie, (nonce_index, token), false),
             MhMessage::BindingRefreshRequest => {
-                if self.bul.get(&src).is_some_and(|e| e.bound) {
+                if self.bul.get(&src).is_some_and(BulEntry::is_bound) {
                     self.refresh(now, src);
                 } else {
                     self.core.drop(NodeDrop::Unsolicited);
@@ -985,7 +1000,7 @@ impl Mn {
                 };
                 match self.bul.get_mut(&src) {
                     Some(e) if registers(e.mode) => {
-                        e.bound = false;
+                        e.unbind();
                         self.refresh(now, src);
                     }
                     _ => self.core.drop(NodeDrop::Unsolicited),
@@ -1010,7 +1025,7 @@ impl Mn {
             return;
         };
         let out_of_window = status == u8::from(BaStatus::SequenceNumberOutOfWindow);
-        if !e.waiting || (seq != e.seq && !out_of_window) {
+        if !e.is_waiting() || (seq != e.seq && !out_of_window) {
             self.core.drop(NodeDrop::Unsolicited);
             return;
         }
@@ -1041,10 +1056,17 @@ impl Mn {
         };
         let is_home_agent = e.mode.is_none();
         if status < 128 {
-            e.waiting = false;
-            e.bound = e.care_of != home;
-            let deregistered = e.registered && !e.bound;
-            e.registered = e.bound;
+            let bound = e.care_of != home;
+            let deregistered = e.is_registered() && !bound;
+            e.registration = if bound {
+                Registration::Bound
+            } else {
+                Registration::Unregistered
+            };
+            e.state = BulState::Idle {
+                refresh: bound.then(|| now + granted.mul_f64(0.9)),
+            };
+            e.cookie = None;
             if let (true, true, Location::Home(h)) = (is_home_agent, deregistered, self.location) {
                 // RFC 6275 §11.5.5: the home agent let go; the home
                 // address is ours on the link again.
@@ -1055,12 +1077,7 @@ impl Mn {
                 }
                 self.deregister_correspondents(now);
             }
-            let Some(e) = self.bul.get_mut(&peer) else {
-                return;
-            };
-            e.timer = e.bound.then(|| now + granted.mul_f64(0.9));
-            e.cookie = None;
-            if is_home_agent && e.bound {
+            if is_home_agent && bound {
                 let rr_peers: Vec<Ipv6Addr> = self
                     .bul
                     .iter()
@@ -1090,8 +1107,7 @@ impl Mn {
         } else if (136..=138).contains(&status) {
             self.start_rr(now, peer);
         } else {
-            e.waiting = false;
-            e.timer = None;
+            e.state = BulState::Idle { refresh: None };
         }
     }
 
@@ -1127,7 +1143,7 @@ impl Mn {
             r.care_of = Some(token);
         }
         let ready = r.home.is_some() && (r.care_of.is_some() || at_home);
-        if ready && e.waiting {
+        if ready && e.is_waiting() {
             e.backoff = INITIAL_BINDACK_TIMEOUT;
             self.send_bu(now, peer);
         }
@@ -1152,10 +1168,17 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
-        e.timer = None;
-        if !e.waiting {
-            self.refresh(now, peer);
-            return;
+        match e.state {
+            BulState::Idle { .. } => {
+                e.state = BulState::Idle { refresh: None };
+                self.refresh(now, peer);
+                return;
+            }
+            // It has no timer: IKE brings the BU.
+            BulState::AwaitingKeys => return,
+            BulState::AwaitingReply { .. } => {
+                e.state = BulState::AwaitingReply { retransmit: None };
+            }
         }
         // RFC 6275 §11.8: retransmit, doubling the wait up to 32 s.
         e.backoff = (e.backoff * 2).min(MAX_BINDACK_TIMEOUT);
@@ -1168,7 +1191,9 @@ impl Mn {
             self.start_rr(now, peer);
             if let Some(e) = self.bul.get_mut(&peer) {
                 e.backoff = backoff;
-                e.timer = Some(now + backoff);
+                e.state = BulState::AwaitingReply {
+                    retransmit: Some(now + backoff),
+                };
             }
         } else {
             self.send_bu(now, peer);
@@ -1182,16 +1207,44 @@ impl BulEntry {
             mode,
             seq: 0,
             care_of: home,
-            bound: false,
-            waiting: false,
-            timer: None,
+            state: BulState::Idle { refresh: None },
+            registration: Registration::Unregistered,
             backoff: INITIAL_BINDACK_TIMEOUT,
             rr: None,
             kbm: None,
             cookie: None,
-            registered: false,
-            awaiting_keys: false,
             ike_peer: None,
+        }
+    }
+
+    /// The peer holds a binding for `care_of`: packets to it may be route
+    /// optimised.
+    pub fn is_bound(&self) -> bool {
+        self.registration == Registration::Bound
+    }
+
+    /// A BA, HoT or CoT is due, or a BU waits for IKE.
+    pub fn is_waiting(&self) -> bool {
+        !matches!(self.state, BulState::Idle { .. })
+    }
+
+    /// The peer holds a binding for us, so coming home deregisters it.
+    fn is_registered(&self) -> bool {
+        self.registration != Registration::Unregistered
+    }
+
+    /// The node moved, or the peer disowned the binding.
+    fn unbind(&mut self) {
+        if self.registration == Registration::Bound {
+            self.registration = Registration::Stale;
+        }
+    }
+
+    fn timer(&self) -> Option<Instant> {
+        match self.state {
+            BulState::Idle { refresh } => refresh,
+            BulState::AwaitingKeys => None,
+            BulState::AwaitingReply { retransmit } => retransmit,
         }
     }
 }
@@ -1243,7 +1296,7 @@ impl Engine for Mn {
         let due: Vec<Ipv6Addr> = self
             .bul
             .iter()
-            .filter(|(_, e)| e.timer.is_some_and(|t| t <= now))
+            .filter(|(_, e)| e.timer().is_some_and(|t| t <= now))
             .map(|(a, _)| *a)
             .collect();
         for peer in due {
@@ -1260,7 +1313,7 @@ impl Engine for Mn {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.bul.values().filter_map(|e| e.timer).min();
+        let own = self.bul.values().filter_map(BulEntry::timer).min();
         self.core.earliest(own)
     }
 
@@ -1293,8 +1346,8 @@ impl Engine for Mn {
                 },
                 care_of: e.care_of,
                 seq: e.seq,
-                bound: e.bound,
-                waiting: e.waiting,
+                bound: e.is_bound(),
+                waiting: e.is_waiting(),
             })
             .collect();
         s

@@ -11,6 +11,7 @@
 //! Everything a peer can get wrong is counted in [`NodeStats`] by
 //! [`NodeDrop`] reason (IPsec drops in detail in [`Ipsec::stats`]).
 
+mod cache;
 pub mod cn;
 pub mod cookie;
 mod core;
