@@ -40,6 +40,10 @@ pub struct Run {
     pub ping_via_ha: Option<Duration>,
     pub ping_optimised: Option<Duration>,
     pub timeline: Vec<(Instant, String)>,
+    /// The measured flow to the mobile node (the simulator's number), and
+    /// when each of its packets that never arrived was sent.
+    pub down_flow: Option<u32>,
+    pub down_lost: Vec<Instant>,
 }
 
 impl Run {
@@ -216,23 +220,10 @@ fn measure(
                 .map(|a| a.at.saturating_duration_since(*at))
                 .next()
         });
-        let mut lost = 0;
-        for (f, stream) in flows {
-            let got: std::collections::HashSet<u64> = sim
-                .arrivals
-                .iter()
-                .filter(|a| a.flow == *f)
-                .map(|a| a.seq)
-                .collect();
-            // Seq n left at the start plus n intervals.
-            lost += (0..sim.flow_sent(*f))
-                .filter(|seq| {
-                    let sent =
-                        stream.start + stream.interval * u32::try_from(*seq).unwrap_or(u32::MAX);
-                    sent >= *at && sent < next && !got.contains(seq)
-                })
-                .count() as u64;
-        }
+        let lost = flows
+            .iter()
+            .map(|f| lost_of(sim, f).filter(|t| *t >= *at && *t < next).count() as u64)
+            .sum();
         handoffs.push(Handoff {
             at: *at,
             to,
@@ -288,6 +279,8 @@ fn measure(
     Run {
         name,
         mode,
+        down_flow: down.map(|(f, _)| *f),
+        down_lost: down.map_or(vec![], |f| lost_of(sim, f).collect()),
         handoffs,
         signalling_messages: messages,
         signalling_bytes: bytes,
@@ -298,6 +291,23 @@ fn measure(
         ping_optimised,
         timeline,
     }
+}
+
+/// When each packet of a flow that never arrived was sent.
+fn lost_of<'a>(
+    sim: &'a crate::sim::Sim,
+    (f, stream): &'a (u32, Stream),
+) -> impl Iterator<Item = Instant> + 'a {
+    let got: std::collections::BTreeSet<u64> = sim
+        .arrivals
+        .iter()
+        .filter(|a| a.flow == *f)
+        .map(|a| a.seq)
+        .collect();
+    // Seq n left at the start plus n intervals.
+    (0..sim.flow_sent(*f))
+        .filter(move |seq| !got.contains(seq))
+        .map(|seq| stream.start + stream.interval * u32::try_from(seq).unwrap_or(u32::MAX))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -364,27 +374,29 @@ pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) ->
     })
 }
 
-/// The demo's timeline, for people.
-pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> String {
-    use std::fmt::Write;
+/// The demo's delays and round trips, in two lines.
+pub fn intro(setup: &Setup) -> String {
     let (mn_cn, mn_ha, via_ha) = setup.rtts();
-    let mut o = String::new();
-    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
-    let _ = writeln!(
-        o,
-        "Mobile IPv6 demo, seed {}: home agent {} ms away, correspondent {} ms, access links {} ms",
+    format!(
+        "Mobile IPv6 demo, seed {}: home agent {} ms away, correspondent {} ms, access links {} ms\n\
+         Round trips: MN-CN {:.1} ms, MN-HA {:.1} ms, MN-HA-CN-HA-MN {:.1} ms\n",
         setup.seed,
         ms(setup.home_delay),
         ms(setup.cn_delay),
-        ms(setup.access_delay)
-    );
-    let _ = writeln!(
-        o,
-        "Round trips: MN-CN {:.1} ms, MN-HA {:.1} ms, MN-HA-CN-HA-MN {:.1} ms\n",
+        ms(setup.access_delay),
         ms(mn_cn),
         ms(mn_ha),
         ms(via_ha)
-    );
+    )
+}
+
+/// The demo's timeline, for people.
+pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> String {
+    use std::fmt::Write;
+    let (mn_cn, _, _) = setup.rtts();
+    let mut o = intro(setup);
+    o.push('\n');
+    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
     for r in runs {
         let title = match r.name {
             "ipsec" => "IPsec route optimisation on static keys (draft-dupont-mipv6-cn-ipsec)",

@@ -5,6 +5,8 @@
 //!   built on it; [`demo`], the demo scenario, what it measures and its
 //!   reports (`testbed demo`); [`router`], the IPv6 router the simulator
 //!   and the real demo share.
+//! - **The pictures**: [`pictures`], sequence diagrams, delay plots and
+//!   the demo's `report.html`.
 //! - **The packet tools**: [`tools`], decoding for people and test oracles
 //!   (`testbed decode`), pcap files, and the reference packet set
 //!   (`testbed samples`).
@@ -19,6 +21,7 @@
 pub mod demo;
 pub mod harness;
 pub mod ike_peer;
+pub mod pictures;
 pub mod real;
 pub mod router;
 pub mod sim;

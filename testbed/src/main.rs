@@ -11,6 +11,7 @@ use common::node::RouteOptimisation;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
+use testbed::pictures::report::{Played, Report};
 use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
@@ -208,6 +209,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("out/demo"));
             let mut runs = vec![];
+            let mut topologies = vec![];
             let mut pcaps = vec![];
             let mut keylogs = vec![];
             let setups = demo::setups(seed);
@@ -218,28 +220,58 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 t.sim.write_keylog(&keys)?;
                 keylogs.push(keys);
                 runs.push(r);
+                topologies.push(t);
             }
             // The seed and the delays, the same in all.
             let setup = &setups[0];
+            let mut v = demo::report_json(setup, &runs, &pcaps);
+            v["keylogs"] = serde_json::json!(keylogs
+                .iter()
+                .map(|k| k.display().to_string())
+                .collect::<Vec<_>>());
+            let commands: Vec<String> = runs
+                .iter()
+                .zip(&keylogs)
+                .map(|(r, k)| {
+                    format!(
+                        "WIRESHARK_CONFIG_DIR={} wireshark {}",
+                        k.display(),
+                        dir.join(format!("{}-cn.pcap", r.name)).display()
+                    )
+                })
+                .collect();
+            let played: Vec<Played> = runs
+                .iter()
+                .zip(&topologies)
+                .map(|(run, t)| Played {
+                    run,
+                    sim: &t.sim,
+                    net: &t.network,
+                    layout: &t.layout,
+                })
+                .collect();
+            let mut report = Report::new(
+                &format!("Mobile IPv6 demo, seed {seed}"),
+                &demo::intro(setup),
+                &played,
+                demo::timeline().end,
+            );
+            report.pcaps = pcaps
+                .iter()
+                .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .collect();
+            report.commands.clone_from(&commands);
+            report.summary = v.clone();
+            let page = report.write(&dir)?;
             if json {
-                let mut v = demo::report_json(setup, &runs, &pcaps);
-                v["keylogs"] = serde_json::json!(keylogs
-                    .iter()
-                    .map(|k| k.display().to_string())
-                    .collect::<Vec<_>>());
                 writeln!(out, "{v}").map_err(stdout_err)?;
             } else {
                 write!(out, "{}", demo::report_text(setup, &runs, &pcaps)).map_err(stdout_err)?;
                 writeln!(out, "\ndecrypted (ESP and IKE) in Wireshark:").map_err(stdout_err)?;
-                for (r, k) in runs.iter().zip(&keylogs) {
-                    writeln!(
-                        out,
-                        "   WIRESHARK_CONFIG_DIR={} wireshark {}",
-                        k.display(),
-                        dir.join(format!("{}-cn.pcap", r.name)).display()
-                    )
-                    .map_err(stdout_err)?;
+                for c in &commands {
+                    writeln!(out, "   {c}").map_err(stdout_err)?;
                 }
+                writeln!(out, "\npictures: {}", page.display()).map_err(stdout_err)?;
             }
         }
         Command::Samples { out: dir } => {
