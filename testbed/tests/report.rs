@@ -219,6 +219,52 @@ fn the_drawn_handoff_interval_is_the_json_latency() {
     }
 }
 
+#[test]
+fn the_path_pictures_trace_the_packets_the_way_each_mode_sends_them() {
+    let html = page();
+    let routes: Vec<(String, String, String)> = svgs(&html)
+        .iter()
+        .filter(|s| s.contains("class=\"paths\""))
+        .map(|s| {
+            let doc = roxmltree::Document::parse(s).unwrap();
+            let r = doc.root_element();
+            let a = |k| r.attribute(k).unwrap().to_string();
+            (a("data-run"), a("data-phase"), a("data-route"))
+        })
+        .collect();
+    let phases: Vec<(&str, &str)> = routes.iter().map(|r| (&r.0[..], &r.1[..])).collect();
+    let want: Vec<(&str, &str)> = RUNS
+        .iter()
+        .flat_map(|r| {
+            [
+                "at home, direct",
+                "through the home agent, tunnelled",
+                "route optimised",
+            ]
+            .map(|p| (*r, p))
+        })
+        .collect();
+    assert_eq!(phases, want);
+    for (run, phase, route) in &routes {
+        let ok = match &phase[..] {
+            "at home, direct" => route == "CN>cn>router>home>MN",
+            // Return routability waits for the home agent's binding
+            // first; with IPsec the correspondent is bound before the
+            // tunnel is, and no packet goes through it.
+            "through the home agent, tunnelled" if run == "rr" => {
+                route.starts_with("CN>cn>router>home>HA>home>router>access-")
+                    && route.ends_with(">MN")
+            }
+            "through the home agent, tunnelled" => route.is_empty(),
+            _ => {
+                let access = route.strip_prefix("CN>cn>router>access-");
+                access.is_some_and(|a| a.ends_with(">MN") && a.len() == 4)
+            }
+        };
+        assert!(ok, "{run}, {phase}: {route}");
+    }
+}
+
 /// The tshark fields that tell each drawn type, and the value for it.
 const TYPES: [(&str, &str, &str); 11] = [
     ("BU", "mip6.mhtype", "5"),

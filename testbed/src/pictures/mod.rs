@@ -9,6 +9,7 @@ use common::wire::esp::EspOpener;
 use common::wire::packet::decode_with;
 use common::wire::{CodePoints, FieldValue};
 
+pub mod paths;
 pub mod plot;
 pub mod report;
 pub mod sequence;

@@ -220,7 +220,7 @@ impl Report {
                 .map(|p| (p.run.clone(), p.sequences()))
                 .collect(),
             plot: delay_plot(&series, end),
-            paths: vec![],
+            paths: played.iter().flat_map(super::paths::panels).collect(),
             pcaps: vec![],
             commands: vec![],
             summary: json!({}),
