@@ -12,6 +12,7 @@ use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
 use testbed::pictures::report::{Played, Report};
+use testbed::pictures::{keyring_from_esp_sa, sequence};
 use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
@@ -67,6 +68,29 @@ enum Command {
         #[arg(long)]
         real: bool,
     },
+    /// Draw a capture as a sequence diagram (SVG): a lifeline per address,
+    /// every packet an arrow at its capture time, signalling labelled
+    /// (type, sequence number, status, ESP, the section it follows), data
+    /// faint. ESP opens with the keys given; IKE is labelled from its
+    /// clear header (exchange, message ID, request or response).
+    Sequence {
+        /// The capture (raw IP, Ethernet or Linux cooked link types).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// An ESP SA, as for `decode --sa`; may be repeated.
+        #[arg(long = "sa", value_name = "SPEC")]
+        sas: Vec<String>,
+        /// A Wireshark configuration directory whose `esp_sa` table holds
+        /// the keys (the demo's `wireshark-<run>/`, the interop tests').
+        #[arg(long)]
+        keylog: Option<PathBuf>,
+        /// Name a lifeline, `ADDR=LABEL`; may be repeated.
+        #[arg(long = "name", value_name = "ADDR=LABEL")]
+        names: Vec<String>,
+        /// Where to write the SVG.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
     /// Kernel traffic for the real demo (UDP flows, a TCP stream of known
     /// bytes); prints one JSON line.
     #[command(subcommand)]
@@ -96,6 +120,9 @@ enum CliError {
     /// A `--sa` the keyring refuses.
     #[error("--sa {spec}: {reason}")]
     Sa { spec: String, reason: String },
+    /// A `--name` that is not `ADDR=LABEL`.
+    #[error("--name {0}: want ADDR=LABEL with an IP address")]
+    Name(String),
     /// Reading or writing packets, with the file if there is one.
     #[error(transparent)]
     Tools(#[from] tools::Error),
@@ -273,6 +300,60 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 }
                 writeln!(out, "\npictures: {}", page.display()).map_err(stdout_err)?;
             }
+        }
+        Command::Sequence {
+            pcap,
+            sas,
+            keylog,
+            names,
+            out: svg,
+        } => {
+            let mut keys = match &keylog {
+                Some(dir) => {
+                    let path = dir.join(common::keylog::KeyTable::Esp.file_name());
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| tools::Error::from(e).in_file(&path))?;
+                    keyring_from_esp_sa(&text)
+                }
+                None => EspKeyring::default(),
+            };
+            for spec in &sas {
+                keys.add_spec(spec).map_err(|reason| CliError::Sa {
+                    spec: spec.clone(),
+                    reason,
+                })?;
+            }
+            let names = names
+                .iter()
+                .map(|n| {
+                    let (a, l) = n.split_once('=').ok_or_else(|| CliError::Name(n.clone()))?;
+                    let a = a.parse().map_err(|_| CliError::Name(n.clone()))?;
+                    Ok((a, l.to_string()))
+                })
+                .collect::<Result<Vec<_>, CliError>>()?;
+            let in_file = |e: tools::Error| e.in_file(&pcap);
+            let file = File::open(&pcap).map_err(|e| in_file(e.into()))?;
+            let packets = read_packets(file).map_err(in_file)?;
+            let title = pcap
+                .file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+            let keys = (!keys.is_empty()).then_some(&keys as &dyn EspOpener);
+            let seq = sequence::from_capture(&title, &packets, keys, &names);
+            std::fs::write(&svg, seq.svg()).map_err(|e| tools::Error::from(e).in_file(&svg))?;
+            let mut kinds = std::collections::BTreeMap::new();
+            for a in seq.arrows.iter().filter(|a| !a.msg.is_data()) {
+                *kinds.entry(a.msg.kind).or_insert(0) += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            writeln!(
+                out,
+                "wrote {}: {} lifelines, {} packets; signalling: {}",
+                svg.display(),
+                seq.lanes.len(),
+                seq.arrows.len(),
+                kinds.join(", ")
+            )
+            .map_err(stdout_err)?;
         }
         Command::Samples { out: dir } => {
             std::fs::create_dir_all(&dir).map_err(|e| tools::Error::from(e).in_file(&dir))?;

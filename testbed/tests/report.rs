@@ -342,6 +342,51 @@ fn each_diagram_draws_every_message_tshark_counts() {
 }
 
 #[test]
+fn testbed_sequence_draws_every_message_of_a_capture() {
+    if !tools::require("tshark", &["--version"]) {
+        return;
+    }
+    let dir = &shared().0;
+    let pcap = dir.join("ipsec-ike-access-a.pcap");
+    let keys = dir.join("wireshark-ipsec-ike");
+    let svg = dir.join("access-a.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["sequence", "--pcap", pcap.to_str().unwrap()])
+        .args(["--keylog", keys.to_str().unwrap()])
+        .args(["--name", "2001:db8:2::100=MN", "--name", "2001:db8:1::1=HA"])
+        .args(["-o", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let d = Diagram::parse(&text);
+    let frames = tshark_types(&pcap, &keys);
+    let nd = [("RA", "134"), ("NS", "135"), ("NA", "136")].map(|(k, v)| (k, "icmpv6.type", v));
+    for (kind, field, value) in TYPES.into_iter().chain(nd) {
+        let want = frames
+            .iter()
+            .filter(|(_, f, x)| f == field && x == value)
+            .count();
+        assert_eq!(d.kinds.get(kind).copied().unwrap_or(0), want, "{kind}");
+    }
+    // Every ESP frame opened with the key log: none drawn as opaque ESP.
+    assert_eq!(d.kinds.get("ESP"), None);
+    assert!(d.kinds["INFORMATIONAL"] > 0 && d.kinds["BU"] > 0);
+    // The named lifelines come first.
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let lanes: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text") && n.attribute("font-weight") == Some("bold"))
+        .filter_map(|n| n.text())
+        .collect();
+    assert_eq!(lanes[1..3], ["MN (2001:db8:2::100)", "HA (2001:db8:1::1)"]);
+}
+
+#[test]
 fn the_same_seed_gives_the_same_report() {
     let dir = tools::scratch("report-again");
     demo(&dir);

@@ -339,9 +339,10 @@ pub fn ends(b: &[u8]) -> Option<(IpAddr, IpAddr)> {
     }
 }
 
-/// The diagram of a capture: a lifeline per address (outer header), in
-/// order of appearance, named from `names` where given; each packet an
-/// arrow at its capture time (one capture point: sent and arrived alike).
+/// The diagram of a capture: a lifeline per address (outer header), the
+/// named ones first in the order of `names`, then in order of
+/// appearance, every multicast group on one; each packet an arrow at its
+/// capture time (one capture point: sent and arrived alike).
 pub fn from_capture(
     title: &str,
     packets: &[(u64, Vec<u8>)],
@@ -349,12 +350,16 @@ pub fn from_capture(
     names: &[(IpAddr, String)],
 ) -> Sequence {
     let cp = CodePoints::default();
-    let mut addrs: Vec<IpAddr> = vec![];
-    let mut lane = |a: IpAddr| match addrs.iter().position(|x| *x == a) {
-        Some(i) => i,
-        None => {
-            addrs.push(a);
-            addrs.len() - 1
+    let mut addrs: Vec<IpAddr> = names.iter().map(|n| n.0).collect();
+    let group = IpAddr::V6(Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0));
+    let mut lane = |a: IpAddr| {
+        let a = if a.is_multicast() { group } else { a };
+        match addrs.iter().position(|x| *x == a) {
+            Some(i) => i,
+            None => {
+                addrs.push(a);
+                addrs.len() - 1
+            }
         }
     };
     let mut arrows = vec![];
@@ -371,24 +376,18 @@ pub fn from_capture(
     }
     let lanes = addrs
         .iter()
-        .map(|a| {
-            names
-                .iter()
-                .find(|(x, _)| x == a)
-                .map_or_else(|| a.to_string(), |(_, n)| format!("{n} ({a})"))
+        .map(|a| match names.iter().find(|(x, _)| x == a) {
+            Some((_, n)) => format!("{n} ({a})"),
+            None if *a == group => "multicast".into(),
+            None => a.to_string(),
         })
         .collect();
-    let start = packets
-        .first()
-        .map_or(Instant::ZERO, |p| Instant::from_micros(p.0));
-    let end = packets
-        .last()
-        .map_or(Instant::ZERO, |p| Instant::from_micros(p.0));
+    let times = || packets.iter().map(|p| Instant::from_micros(p.0));
     Sequence {
         title: title.into(),
         lanes,
-        start,
-        end,
+        start: times().min().unwrap_or(Instant::ZERO),
+        end: times().max().unwrap_or(Instant::ZERO),
         arrows,
         intervals: vec![],
         marks: vec![],
