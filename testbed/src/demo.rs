@@ -15,7 +15,8 @@ pub struct Handoff {
     pub at: Instant,
     pub to: String,
     /// Link up to the first correspondent packet over the path the node
-    /// should end on (route optimised away, direct at home).
+    /// should end on (route optimised away, direct at home); `None` if
+    /// none came before the next move.
     pub latency: Option<Duration>,
     /// Flow packets (both ways) sent from the move until the next one that
     /// never arrived.
@@ -216,7 +217,7 @@ fn measure(
         let latency = down.and_then(|(down, _)| {
             sim.arrivals
                 .iter()
-                .filter(|a| a.flow == *down && a.at >= *at && a.path == want)
+                .filter(|a| a.flow == *down && a.at >= *at && a.at < next && a.path == want)
                 .map(|a| a.at.saturating_duration_since(*at))
                 .next()
         });
@@ -347,25 +348,26 @@ pub fn mode_name(m: RouteOptimisation) -> &'static str {
     }
 }
 
+/// One run's figures in `--json`; the latency in round trips MN↔CN
+/// where that is known.
+pub fn run_json(r: &Run, mn_cn: Option<Duration>) -> serde_json::Value {
+    let latency = r.away_latency().map(ms);
+    serde_json::json!({
+        "mode": r.name,
+        "handoff_latency_ms": latency,
+        "handoff_latency_rtt": latency.zip(mn_cn).map(|(l, rtt)| l / ms(rtt)),
+        "packets_lost": r.away_lost(),
+        "signalling_messages": r.signalling_messages,
+        "signalling_bytes": r.signalling_bytes,
+        "ike_messages": r.ike_messages,
+        "ike_bytes": r.ike_bytes,
+    })
+}
+
 /// The demo's `--json` object.
 pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> serde_json::Value {
     let (mn_cn, mn_ha, via_ha) = setup.rtts();
-    let runs: Vec<serde_json::Value> = runs
-        .iter()
-        .map(|r| {
-            let latency = r.away_latency().map(ms);
-            serde_json::json!({
-                "mode": r.name,
-                "handoff_latency_ms": latency,
-                "handoff_latency_rtt": latency.map(|l| l / ms(mn_cn)),
-                "packets_lost": r.away_lost(),
-                "signalling_messages": r.signalling_messages,
-                "signalling_bytes": r.signalling_bytes,
-                "ike_messages": r.ike_messages,
-                "ike_bytes": r.ike_bytes,
-            })
-        })
-        .collect();
+    let runs: Vec<serde_json::Value> = runs.iter().map(|r| run_json(r, Some(mn_cn))).collect();
     serde_json::json!({
         "seed": setup.seed,
         "rtt_ms": { "mn_cn": ms(mn_cn), "mn_ha": ms(mn_ha), "via_ha": ms(via_ha) },

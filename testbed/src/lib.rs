@@ -5,6 +5,8 @@
 //!   built on it; [`demo`], the demo scenario, what it measures and its
 //!   reports (`testbed demo`); [`router`], the IPv6 router the simulator
 //!   and the real demo share.
+//! - **Scenario files**: [`scenario`], networks and timelines as YAML
+//!   (`testbed run FILE`).
 //! - **The pictures**: [`pictures`], sequence diagrams, delay plots and
 //!   the demo's `report.html`.
 //! - **The packet tools**: [`tools`], decoding for people and test oracles
@@ -24,6 +26,7 @@ pub mod ike_peer;
 pub mod pictures;
 pub mod real;
 pub mod router;
+pub mod scenario;
 pub mod sim;
 pub mod tools;
 pub mod topology;

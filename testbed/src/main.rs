@@ -91,6 +91,18 @@ enum Command {
         #[arg(short = 'o', long = "out")]
         out: PathBuf,
     },
+    /// Play a scenario file (testbed/scenarios/*.yaml) in the simulator:
+    /// each run's pcaps and key log, report.html and report.json.
+    Run {
+        /// The scenario.
+        file: PathBuf,
+        /// Where it all goes (default out/<file name without .yaml>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Kernel traffic for the real demo (UDP flows, a TCP stream of known
     /// bytes); prints one JSON line.
     #[command(subcommand)]
@@ -120,6 +132,9 @@ enum CliError {
     /// A `--sa` the keyring refuses.
     #[error("--sa {spec}: {reason}")]
     Sa { spec: String, reason: String },
+    /// A scenario file that does not read or check.
+    #[error(transparent)]
+    Scenario(#[from] common::io::daemon::FileError),
     /// A `--name` that is not `ADDR=LABEL`.
     #[error("--name {0}: want ADDR=LABEL with an IP address")]
     Name(String),
@@ -354,6 +369,47 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 kinds.join(", ")
             )
             .map_err(stdout_err)?;
+        }
+        Command::Run {
+            file,
+            out: dir,
+            json,
+        } => {
+            let scenario = testbed::scenario::read(&file)?;
+            let dir = dir.unwrap_or_else(|| {
+                let stem = file.file_stem().unwrap_or_default();
+                PathBuf::from("out").join(stem)
+            });
+            let (runs, summary) = testbed::scenario::write(&scenario, &dir)?;
+            if json {
+                writeln!(out, "{summary}").map_err(stdout_err)?;
+            } else {
+                writeln!(out, "{}", scenario.title).map_err(stdout_err)?;
+                for r in &runs {
+                    writeln!(out, "== {} ==", r.name).map_err(stdout_err)?;
+                    for h in &r.handoffs {
+                        let lat = h.latency.map_or("never".into(), |l| {
+                            format!("{:.1} ms", l.as_micros() as f64 / 1000.0)
+                        });
+                        writeln!(
+                            out,
+                            "   {:>7.3} s handoff to {:<8}: latency {lat}, {} packets lost",
+                            h.at.total_micros() as f64 / 1e6,
+                            h.to,
+                            h.lost
+                        )
+                        .map_err(stdout_err)?;
+                    }
+                    writeln!(
+                        out,
+                        "   signalling: {} messages, {} bytes; IKE: {} messages, {} bytes",
+                        r.signalling_messages, r.signalling_bytes, r.ike_messages, r.ike_bytes
+                    )
+                    .map_err(stdout_err)?;
+                }
+                writeln!(out, "\npictures: {}", dir.join("report.html").display())
+                    .map_err(stdout_err)?;
+            }
         }
         Command::Samples { out: dir } => {
             std::fs::create_dir_all(&dir).map_err(|e| tools::Error::from(e).in_file(&dir))?;

@@ -7,7 +7,8 @@
 
 mod tools;
 
-use std::collections::BTreeMap;
+use tools::pictures::{assert_arrows_are_tsharks, svgs, tshark_types, Diagram, TYPES};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -43,97 +44,12 @@ fn shared() -> &'static (PathBuf, Value) {
     })
 }
 
-/// Every `<svg>…</svg>` of the page, each parsed on its own.
-fn svgs(html: &str) -> Vec<String> {
-    let mut out = vec![];
-    let mut rest = html;
-    while let Some(i) = rest.find("<svg") {
-        let j = rest[i..].find("</svg>").unwrap() + i + "</svg>".len();
-        out.push(rest[i..j].to_string());
-        rest = &rest[j..];
-    }
-    out
-}
-
-/// A sequence diagram: its title, time axis (µs, y) and elements.
-struct Diagram {
-    title: String,
-    knots: Vec<(f64, f64)>,
-    kinds: BTreeMap<String, usize>,
-    latency_rects: Vec<(f64, f64)>,
-}
-
-impl Diagram {
-    fn parse(svg: &str) -> Diagram {
-        let doc = roxmltree::Document::parse(svg).unwrap();
-        let root = doc.root_element();
-        let knots = root
-            .attribute("data-axis")
-            .unwrap()
-            .split(' ')
-            .map(|k| {
-                let (t, y) = k.split_once(':').unwrap();
-                (t.parse().unwrap(), y.parse().unwrap())
-            })
-            .collect();
-        let title = root
-            .descendants()
-            .find(|n| n.has_tag_name("text"))
-            .and_then(|n| n.text())
-            .unwrap()
-            .to_string();
-        let mut kinds = BTreeMap::new();
-        let mut latency_rects = vec![];
-        for n in root.descendants() {
-            if n.attribute("class") == Some("msg") {
-                *kinds
-                    .entry(n.attribute("data-kind").unwrap().to_string())
-                    .or_default() += 1;
-            }
-            if n.attribute("class") == Some("latency") {
-                let y: f64 = n.attribute("y").unwrap().parse().unwrap();
-                let h: f64 = n.attribute("height").unwrap().parse().unwrap();
-                latency_rects.push((y, y + h));
-            }
-        }
-        Diagram {
-            title,
-            knots,
-            kinds,
-            latency_rects,
-        }
-    }
-
-    /// The time (µs) at height `y`, from the axis the diagram was drawn on.
-    fn time(&self, y: f64) -> f64 {
-        let i = self.knots.iter().position(|k| k.1 >= y).unwrap();
-        if i == 0 {
-            return self.knots[0].0;
-        }
-        let ((t0, y0), (t1, y1)) = (self.knots[i - 1], self.knots[i]);
-        t0 + (y - y0) / (y1 - y0) * (t1 - t0)
-    }
-
-    fn window(&self) -> (u64, u64) {
-        let (a, b) = (self.knots[0].0, self.knots.last().unwrap().0);
-        (a as u64, b as u64)
-    }
-
-    fn run(&self) -> &str {
-        self.title.split(':').next().unwrap()
-    }
-}
-
 fn page() -> String {
     std::fs::read_to_string(shared().0.join("report.html")).unwrap()
 }
 
 fn diagrams() -> Vec<Diagram> {
-    svgs(&page())
-        .iter()
-        .filter(|s| s.contains("class=\"sequence\""))
-        .map(|s| Diagram::parse(s))
-        .collect()
+    tools::pictures::diagrams(&shared().0)
 }
 
 #[test]
@@ -217,6 +133,9 @@ fn the_drawn_handoff_interval_is_the_json_latency() {
             "{run}: drawn {mean} ms, json {json} ms"
         );
     }
+    // Every handoff's, home-coming ones too, against report.json.
+    let drawn = tools::pictures::assert_intervals_are_the_latencies(&shared().0);
+    assert_eq!(drawn, RUNS.len() * 3);
 }
 
 #[test]
@@ -265,79 +184,12 @@ fn the_path_pictures_trace_the_packets_the_way_each_mode_sends_them() {
     }
 }
 
-/// The tshark fields that tell each drawn type, and the value for it.
-const TYPES: [(&str, &str, &str); 11] = [
-    ("BU", "mip6.mhtype", "5"),
-    ("BA", "mip6.mhtype", "6"),
-    ("HoTI", "mip6.mhtype", "1"),
-    ("CoTI", "mip6.mhtype", "2"),
-    ("HoT", "mip6.mhtype", "3"),
-    ("CoT", "mip6.mhtype", "4"),
-    ("RS", "icmpv6.type", "133"),
-    ("IKE_SA_INIT", "isakmp.exchangetype", "34"),
-    ("IKE_AUTH", "isakmp.exchangetype", "35"),
-    ("CREATE_CHILD_SA", "isakmp.exchangetype", "36"),
-    ("INFORMATIONAL", "isakmp.exchangetype", "37"),
-];
-
-/// (µs, field, value) of every frame of `pcap` that has one of `TYPES`'
-/// fields, as tshark with the run's keys sees them.
-fn tshark_types(pcap: &Path, keys: &Path) -> Vec<(u64, String, String)> {
-    let mut cmd = Command::new("tshark");
-    cmd.env("WIRESHARK_CONFIG_DIR", keys)
-        .args(["-n", "-r", pcap.to_str().unwrap(), "-T", "fields"])
-        .args(["-e", "frame.time_epoch"]);
-    let fields = ["mip6.mhtype", "icmpv6.type", "isakmp.exchangetype"];
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success());
-    let mut v = vec![];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let cols: Vec<&str> = line.split('\t').collect();
-        let us = (cols[0].parse::<f64>().unwrap() * 1e6).round() as u64;
-        for (f, c) in fields.iter().zip(&cols[1..]) {
-            // One count per frame, as the diagram draws one arrow a frame.
-            if let Some(x) = c.split(',').find(|x| !x.is_empty()) {
-                v.push((us, f.to_string(), x.to_string()));
-            }
-        }
-    }
-    v
-}
-
 #[test]
 fn each_diagram_draws_every_message_tshark_counts() {
     if !tools::require("tshark", &["--version"]) {
         return;
     }
-    let dir = &shared().0;
-    let ds = diagrams();
-    let mut total = 0;
-    for run in RUNS {
-        let keys = dir.join(format!("wireshark-{run}"));
-        let frames: Vec<(u64, String, String)> = LINKS
-            .iter()
-            .flat_map(|l| tshark_types(&dir.join(format!("{run}-{l}.pcap")), &keys))
-            .collect();
-        for d in ds.iter().filter(|d| d.run() == run) {
-            let (a, b) = d.window();
-            for (kind, field, value) in TYPES {
-                let want = frames
-                    .iter()
-                    .filter(|(t, f, x)| *t >= a && *t < b && f == field && x == value)
-                    .count();
-                let got = d.kinds.get(kind).copied().unwrap_or(0);
-                assert_eq!(got, want, "{}: {kind} arrows", d.title);
-                total += got;
-            }
-            // Every handoff away is bound: a BU and a BA at least.
-            if !d.title.contains("to home") {
-                assert!(d.kinds["BU"] >= 2 && d.kinds["BA"] >= 2, "{}", d.title);
-            }
-        }
-    }
+    let total = assert_arrows_are_tsharks(&shared().0, &LINKS);
     assert!(total > 50, "{total} arrows counted");
 }
 
