@@ -251,3 +251,85 @@ fn the_same_seed_gives_the_same_report() {
         assert!(std::fs::read(dir.join(f)).unwrap() == before, "{f} differs");
     }
 }
+
+/// Headless Chromium draws `page` into `png`, `width`×`height` pixels;
+/// returns the lines it logged about the page's console (`CONSOLE`).
+fn chromium(page: &Path, png: &Path, (width, height): (u32, u32)) -> Vec<String> {
+    let profile = tools::scratch("report-chromium-profile");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `png_stats.py` says of a PNG: size, colours, share of pixels
+/// unlike the background.
+fn png_stats(png: &Path) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/png_stats.py");
+    let out = Command::new("/usr/bin/python3")
+        .args([script, png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn chromium_draws_the_report_with_no_console_message() {
+    if !tools::require("chromium", &["--version"]) {
+        return;
+    }
+    let dir = tools::scratch("report-chromium");
+    // The checks catch what they look for: a script error is logged, a
+    // blank page is blank.
+    let bad = dir.join("bad.html");
+    std::fs::write(
+        &bad,
+        "<html><body><script>console.error('x'); nope();</script></body></html>",
+    )
+    .unwrap();
+    let logged = chromium(&bad, &dir.join("bad.png"), (400, 300));
+    assert_eq!(logged.len(), 2, "{logged:?}");
+    let blank = png_stats(&dir.join("bad.png"));
+    assert_eq!(blank["not_background"].as_f64(), Some(0.0), "{blank}");
+
+    let page = shared().0.join("report.html");
+    let png = shared().0.join("report.png");
+    let logged = chromium(&page, &png, (1300, 4000));
+    assert!(logged.is_empty(), "{logged:?}");
+    let s = png_stats(&png);
+    assert_eq!(
+        (s["width"].as_u64(), s["height"].as_u64()),
+        (Some(1300), Some(4000))
+    );
+    // Text, lifelines, arrows, bars in several colours over a good part
+    // of the page.
+    assert!(s["not_background"].as_f64().unwrap() > 0.03, "{s}");
+    assert!(s["colours"].as_u64().unwrap() > 50, "{s}");
+}

@@ -66,9 +66,9 @@ fn trace(p: &Played, keys: &EspKeyring, a: &Arrival) -> Vec<Hop> {
     hops.into_iter().map(|(_, f, l, t)| (f, l, t)).collect()
 }
 
-const W: f64 = 420.0;
+const W: f64 = 400.0;
 const H: f64 = 380.0;
-const CX: f64 = 210.0;
+const CX: f64 = 200.0;
 const CY: f64 = 200.0;
 
 /// Where link `i` of `n` sits, and the unit vector out from the router.
