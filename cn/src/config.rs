@@ -4,7 +4,8 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, FieldError, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, Seeds, TunFile};
+use common::io::ike_file::{IkeFile, Role};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Cn, CnConfig, CoaTestPolicy, CookieMethod};
@@ -21,6 +22,9 @@ pub struct CnFile {
     /// Static IPsec keys (the format of config/ipsec/cn.yaml), relative to
     /// this file.
     pub ipsec: Option<PathBuf>,
+    /// IKEv2 with mobile nodes over their home addresses
+    /// (draft-dupont-mipv6-cn-ipsec §5; config/cn-ike.yaml).
+    pub ike: Option<IkeFile>,
     /// The Annex A1 care-of address test: `alternate-only` (what the Annex
     /// requires), `always` (every new care-of address too) or `off`.
     #[serde(default)]
@@ -81,7 +85,7 @@ impl NodeFile for CnFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Cn, Setup), FieldError> {
+    fn build(&self, ipsec: Ipsec, base: &Path, seeds: Seeds) -> Result<(Cn, Setup), FieldError> {
         if self.cookie_rotation == 0 {
             return Err(FieldError::new(
                 "cookie_rotation",
@@ -89,7 +93,14 @@ impl NodeFile for CnFile {
                 "must be at least 1 second",
             ));
         }
-        let mut cfg = CnConfig::new(self.address, self.seed.unwrap_or(seed));
+        let seeds = seeds.or_fixed(self.seed);
+        let mut cfg = CnConfig::new(self.address, seeds.node);
+        if let Some(ike) = &self.ike {
+            let role = Role::Correspondent {
+                address: self.address,
+            };
+            cfg.ike = Some(ike.build(role, base, seeds.ike)?);
+        }
         cfg.coa_test = match self.coa_test {
             CoaTest::Off => CoaTestPolicy::Off,
             CoaTest::AlternateOnly => CoaTestPolicy::AlternateOnly,

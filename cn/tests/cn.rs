@@ -211,20 +211,51 @@ fn the_correspondent_refuses_what_a_scapy_peer_sends_and_says_why() {
     assert_ba_131(&lab, &ba, 9);
 
     // An unknown Mobility Header type: Binding Error status 2 to the
-    // source; with no HAO the engine fills the Home Address field with
-    // the packet's source address.
+    // source; with no HAO the Home Address field is unspecified (RFC 6275
+    // §9.3.3).
     let since = lab.peer.mark("pe0");
     lab.send(json!({"kind": "mh", "src": COA.to_string(), "dst": CN.to_string(), "mhtype": 99}));
     let be = lab.reply(since, "MIP6MH_BE");
     lab.assert_from_cn(&be, COA);
     let m = wire_layer(&be, "MIP6MH_BE").unwrap();
     assert_eq!(m["status"], 2, "{m}");
-    assert_eq!(addr(&m["ha"]), COA, "Home Address field: {m}");
+    assert_eq!(
+        addr(&m["ha"]),
+        Ipv6Addr::UNSPECIFIED,
+        "Home Address field: {m}"
+    );
     assert!(
         wire_layer(&be, "IPv6ExtHdrRouting").is_none(),
         "{}",
         summary(&be)
     );
+
+    // RFC 6275 §9.2: a BU whose Payload Proto is not 59, and a BU in 8
+    // bytes (Header Len 0, a BU needs 12), each get an ICMPv6 Parameter
+    // Problem, code 0, pointing at the field: byte 40 + 24 (the HAO's
+    // Destination Options header) and byte 40 + 1.
+    for (spec, pointer) in [
+        (
+            json!({"kind": "bu", "src": COA.to_string(), "dst": CN.to_string(),
+                   "hoa": HOME.to_string(), "seq": 1, "flags": "A", "nh": 6}),
+            64,
+        ),
+        (
+            json!({"kind": "mh", "src": COA.to_string(), "dst": CN.to_string(), "mhtype": 5}),
+            41,
+        ),
+    ] {
+        let since = lab.peer.mark("pe0");
+        lab.send(spec);
+        let pp = lab.reply(since, "ICMPv6ParamProblem");
+        lab.assert_from_cn(&pp, COA);
+        let m = wire_layer(&pp, "ICMPv6ParamProblem").unwrap();
+        assert_eq!(
+            (m["code"].clone(), m["ptr"].clone()),
+            (json!(0), json!(pointer)),
+            "{m}"
+        );
+    }
 
     // UDP with a Home Address option nothing vouches for (no SA, no
     // binding): dropped, and Binding Error status 1 to the source with the
@@ -246,6 +277,7 @@ fn the_correspondent_refuses_what_a_scapy_peer_sends_and_says_why() {
     let s = lab.cn.status().unwrap();
     assert_eq!(drops(&s, "HomeRegistrationNotSupported"), 2, "{s}");
     assert_eq!(drops(&s, "UnknownMhType"), 1, "{s}");
+    assert_eq!(drops(&s, "BadMobilityHeader"), 2, "{s}");
     assert_eq!(drops(&s, "HaoUnverified"), 1, "{s}");
     assert_eq!(s["driver"]["tun_sent"], 0, "{s}");
     assert_eq!(s["status"]["counters"]["delivered_route_optimised"], 0);
@@ -777,4 +809,54 @@ fn check_does_not_look_for_the_interface() {
     );
     let got = cn(&["check", "--config", &f.to_string_lossy()]);
     assert_eq!(got.code, Some(0), "{}", got.stderr);
+}
+
+#[test]
+fn the_shipped_ike_configuration_passes_check() {
+    let p = Path::new(CONFIG_DIR).join("cn-ike.yaml");
+    let got = cn(&["check", "--config", &p.to_string_lossy()]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
+    assert!(got.stderr.is_empty(), "{:?}", got.stderr);
+}
+
+// REQ CN-5.3
+#[test]
+fn mistakes_in_the_ike_section_name_their_line_column_and_field() {
+    let dir = scratch("cn/check-ike");
+    let key = |name: &str| format!("{CONFIG_DIR}/ike/{name}");
+    let (cn_pub, mn_key) = (key("cn.pub.pem"), key("mn.key.pem"));
+    let m = |from, to, field, at| Mistake {
+        from,
+        to,
+        field,
+        at,
+    };
+    assert_mistakes_located(
+        BIN,
+        &dir,
+        "cn-ike.yaml",
+        &[
+            m(
+                "      home_address: 2001:db8:1::100\n",
+                "",
+                "ike.peers[0].home_address",
+                "name: mn",
+            ),
+            // Our key where the peer's belongs, and the other way round.
+            m("cn.key.pem", "cn.pub.pem", "ike.ed25519_key", &cn_pub),
+            m(
+                "mn.pub.pem",
+                "mn.key.pem",
+                "ike.peers[0].ed25519_pubkey",
+                &mn_key,
+            ),
+            m(
+                "{ fqdn: mn.example.org }",
+                "{ fqdn: mn.example.org, email: mn@example.org }",
+                "ike.peers[0].id",
+                "{ fqdn: mn.example.org, email",
+            ),
+        ],
+    );
 }

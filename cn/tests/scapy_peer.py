@@ -39,9 +39,10 @@ A SPEC is {"kind": ..., "dst_mac"?, "src_mac"?, ...}:
   ra   src, dst?, hlim?, router_lifetime?, prefixes: [{prefix, len?, L?, A?}]
   ns   src, target, dst?, slla? (bool), hlim?
   na   src, dst, target, R?, S?, O?, tlla?
-  bu   src, dst, hoa?, seq, flags ("AH"), lifetime (4 s units), alt_coa?, spi?
+  bu   src, dst, hoa?, seq, flags ("AH"), lifetime (4 s units), alt_coa?, spi?, nh?
   ba   src, dst, home? (a type 2 routing header), seq, status?, lifetime?, spi?
-  mh   src, dst, hoa?, mhtype (a generic Mobility Header of that type)
+  mh   src, dst, hoa?, mhtype (a generic 8-byte Mobility Header of that type), nh?
+       (nh: the Payload Proto, 59 unless given)
   udp  src, dst, hoa?, sport, dport, payload (hex)
   echo src, dst, hoa?, type ("request", "reply"), id, seq, data (hex)
 Any of these but raw takes outer_src and outer_dst: IPv6-in-IPv6 around it
@@ -336,7 +337,7 @@ def build(link, spec):
         opts = []
         if spec.get("alt_coa"):
             opts.append(MIP6OptAltCoA(acoa=spec["alt_coa"]))
-        mh = MIP6MH_BU(seq=spec["seq"], flags=spec.get("flags", "A"),
+        mh = MIP6MH_BU(nh=spec.get("nh", 59), seq=spec["seq"], flags=spec.get("flags", "A"),
                        mhtime=spec.get("lifetime", 100), options=opts)
         pkt = IPv6(src=spec["src"], dst=spec["dst"]) / with_hao(spec, mh)
     elif kind == "ba":
@@ -346,7 +347,7 @@ def build(link, spec):
             mh = IPv6ExtHdrRouting(type=2, segleft=1, addresses=[spec["home"]]) / mh
         pkt = IPv6(src=spec["src"], dst=spec["dst"]) / mh
     elif kind == "mh":
-        mh = MIP6MH_Generic(mhtype=spec["mhtype"], res=0, msg=b"\x00\x00")
+        mh = MIP6MH_Generic(nh=spec.get("nh", 59), mhtype=spec["mhtype"], res=0, msg=b"\x00\x00")
         pkt = IPv6(src=spec["src"], dst=spec["dst"]) / with_hao(spec, mh)
     elif kind == "echo":
         cls = ICMPv6EchoRequest if spec.get("type", "request") == "request" else ICMPv6EchoReply

@@ -59,7 +59,11 @@ fn mh_option() -> impl Strategy<Value = MhOption> {
         any::<(u16, u16)>().prop_map(|(home, care_of)| MhOption::NonceIndices { home, care_of }),
         any::<[u8; 12]>().prop_map(MhOption::BindingAuthData),
         prop::collection::vec(any::<u8>(), 1..40).prop_map(MhOption::Cookie),
-        (6..100u8, bytes(12)).prop_map(|(opt_type, data)| MhOption::Unknown { opt_type, data }),
+        (6..100u8, bytes(12), 0..8u8).prop_map(|(opt_type, data, at)| MhOption::Unknown {
+            opt_type,
+            data,
+            at
+        }),
     ]
 }
 

@@ -3,7 +3,8 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, FieldError, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, Seeds, TunFile};
+use common::io::ike_file::{IkeFile, Role};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Ha, HaConfig};
@@ -28,6 +29,8 @@ pub struct HaFile {
     /// Static IPsec keys for the BUs and BAs of each mobile node (RFC
     /// 3776), relative to this file.
     pub ipsec: Option<PathBuf>,
+    /// IKEv2 with the mobile nodes (RFC 4877; config/ha-ike.yaml).
+    pub ike: Option<IkeFile>,
     #[serde(default)]
     pub tun: TunFile,
     /// The control socket (default /run/mip6/ha.sock).
@@ -69,7 +72,7 @@ impl NodeFile for HaFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Ha, Setup), FieldError> {
+    fn build(&self, ipsec: Ipsec, base: &Path, seeds: Seeds) -> Result<(Ha, Setup), FieldError> {
         let prefix = prefix64(&self.home_prefix)?;
         if !common::node::same_prefix64(prefix, self.address) {
             return Err(FieldError::new(
@@ -92,12 +95,17 @@ impl NodeFile for HaFile {
                 format!("{m} is not on the home prefix {}", self.home_prefix),
             ));
         }
-        let mut cfg = HaConfig::new(
-            self.address,
-            self.mobile_nodes.clone(),
-            self.seed.unwrap_or(seed),
-        );
+        let seeds = seeds.or_fixed(self.seed);
+        let mut cfg = HaConfig::new(self.address, self.mobile_nodes.clone(), seeds.node);
         cfg.home_prefix = prefix;
+        if let Some(ike) = &self.ike {
+            let role = Role::HomeAgent {
+                address: self.address,
+                home_prefix: prefix,
+                mobile_nodes: &self.mobile_nodes,
+            };
+            cfg.ike = Some(ike.build(role, base, seeds.ike)?);
+        }
         cfg.max_lifetime = Duration::from_secs(self.max_lifetime);
         let setup = Setup {
             links: vec![self.interface.clone()],

@@ -869,3 +869,50 @@ fn the_shipped_configuration_passes_check() {
     assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
     assert!(got.stderr.is_empty(), "{:?}", got.stderr);
 }
+
+#[test]
+fn the_shipped_ike_configuration_passes_check() {
+    let p = Path::new(CONFIG_DIR).join("ha-ike.yaml");
+    let got = ha(&["check", "--config", &p.to_string_lossy()]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
+    assert!(got.stderr.is_empty(), "{:?}", got.stderr);
+}
+
+// REQ MIP-HA-IPSEC
+#[test]
+fn mistakes_in_the_ike_section_name_their_line_column_and_field() {
+    let dir = scratch("ha/check-ike");
+    let m = |from, to, field, at| Mistake {
+        from,
+        to,
+        field,
+        at,
+    };
+    assert_mistakes_located(
+        BIN,
+        &dir,
+        "ha-ike.yaml",
+        &[
+            m(
+                "home_address: 2001:db8:1::100",
+                "home_address: 2001:db8:1::200",
+                "ike.peers[0].home_address",
+                "2001:db8:1::200",
+            ),
+            m("psk:", "pks:", "ike.peers[0]", "pks:"),
+            m(
+                "psk: \"an example secret: choose your own\"",
+                "psk: \"\"",
+                "ike.peers[0]",
+                "name: mn",
+            ),
+            m(
+                "home_address: 2001:db8:1::100",
+                "addresses: [2001:db8:1::100]",
+                "ike.peers[0].addresses",
+                "2001:db8:1::100]",
+            ),
+        ],
+    );
+}

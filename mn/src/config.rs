@@ -4,7 +4,8 @@
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
 
-use common::io::daemon::{self, FieldError, NodeFile, TunFile};
+use common::io::daemon::{self, FieldError, NodeFile, Seeds, TunFile};
+use common::io::ike_file::{IkeFile, Role};
 use common::io::Setup;
 use common::ipsec::Ipsec;
 use common::node::{Correspondent, Mn, MnConfig, RouteOptimisation};
@@ -31,6 +32,8 @@ pub struct MnFile {
     /// Static IPsec keys (the format of config/ipsec/mn.yaml), relative to
     /// this file.
     pub ipsec: Option<PathBuf>,
+    /// IKEv2 with the home agent and correspondents (config/mn-ike.yaml).
+    pub ike: Option<IkeFile>,
     #[serde(default)]
     pub tun: TunFile,
     /// The control socket (default /run/mip6/mn.sock).
@@ -81,7 +84,7 @@ impl NodeFile for MnFile {
         self.control.as_deref()
     }
 
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Mn, Setup), FieldError> {
+    fn build(&self, ipsec: Ipsec, base: &Path, seeds: Seeds) -> Result<(Mn, Setup), FieldError> {
         if self.interfaces.is_empty() {
             return Err(FieldError::new(
                 "interfaces",
@@ -96,11 +99,8 @@ impl NodeFile for MnFile {
                 format!("at most {} interfaces", common::node::MAX_LINKS),
             ));
         }
-        let mut cfg = MnConfig::new(
-            self.home_address,
-            self.home_agent,
-            self.seed.unwrap_or(seed),
-        );
+        let seeds = seeds.or_fixed(self.seed);
+        let mut cfg = MnConfig::new(self.home_address, self.home_agent, seeds.node);
         cfg.home_lifetime = Duration::from_secs(self.home_lifetime);
         cfg.correspondent_lifetime = Duration::from_secs(self.correspondent_lifetime);
         cfg.correspondents = self
@@ -116,6 +116,19 @@ impl NodeFile for MnFile {
                 },
             })
             .collect();
+        if let Some(ike) = &self.ike {
+            let correspondents: Vec<_> = cfg
+                .correspondents
+                .iter()
+                .map(|c| (c.address, c.mode))
+                .collect();
+            let role = Role::MobileNode {
+                home_address: self.home_address,
+                home_agent: self.home_agent,
+                correspondents: &correspondents,
+            };
+            cfg.ike = Some(ike.build(role, base, seeds.ike)?);
+        }
         let setup = Setup {
             links: self.interfaces.clone(),
             stack: daemon::stack(&self.tun, &[self.home_address]),

@@ -615,3 +615,69 @@ fn the_shipped_configuration_passes_check() {
     assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
     assert!(got.stderr.is_empty(), "{:?}", got.stderr);
 }
+
+#[test]
+fn the_shipped_ike_configuration_passes_check() {
+    let p = Path::new(CONFIG_DIR).join("mn-ike.yaml");
+    let got = mn(&["check", "--config", &p.to_string_lossy()]);
+    assert_eq!(got.code, Some(0), "{}", got.stderr);
+    assert!(got.stdout.contains("is good"), "{:?}", got.stdout);
+    assert!(got.stderr.is_empty(), "{:?}", got.stderr);
+}
+
+// REQ CN-5.3
+#[test]
+fn mistakes_in_the_ike_section_name_their_line_column_and_field() {
+    let dir = scratch("mn/check-ike");
+    let none = format!("{CONFIG_DIR}/ike/none.pem");
+    let m = |from, to, field, at| Mistake {
+        from,
+        to,
+        field,
+        at,
+    };
+    assert_mistakes_located(
+        BIN,
+        &dir,
+        "mn-ike.yaml",
+        &[
+            m(
+                "mobility: mobike",
+                "mobility: mobyke",
+                "ike.mobility",
+                "mobyke",
+            ),
+            // An identity is a name, never an address.
+            m(
+                "id: { fqdn: mn.example.org }",
+                "id: { fqdn: 2001:db8:1::100 }",
+                "ike.id.fqdn",
+                "2001:db8:1::100 }",
+            ),
+            m(
+                "addresses: [2001:db8:3::1]",
+                "addresses: [2001:db8:5::1]",
+                "ike.peers[1].addresses",
+                "2001:db8:5::1",
+            ),
+            m(
+                "addresses: [2001:db8:1::1]",
+                "addresses: [2001:db8:1::1/64]",
+                "ike.peers[0].addresses[0]",
+                "2001:db8:1::1/64",
+            ),
+            m(
+                "cn.pub.pem",
+                "none.pem",
+                "ike.peers[1].ed25519_pubkey",
+                &none,
+            ),
+            m(
+                "payload: true",
+                "payload: yes please",
+                "ike.peers[0].payload",
+                "yes please",
+            ),
+        ],
+    );
+}

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::ipsec::EspKeyring;
-use common::node::RouteOptimisation;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
@@ -17,7 +16,6 @@ use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
 use testbed::tools::samples::samples;
-use testbed::topology::Setup;
 
 #[derive(Parser)]
 #[command(version, about = "Testbed and packet tools for the Mobile IPv6 stack")]
@@ -438,7 +436,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     out.flush().map_err(stdout_err)
 }
 
-/// `testbed demo --real`: both modes in namespaces, then the simulator
+/// `testbed demo --real`: the demo's runs in namespaces, then the simulator
 /// with the same setups for the comparison line.
 fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
     use testbed::real::demo as real;
@@ -450,14 +448,10 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let setups = [
-        RouteOptimisation::ReturnRoutability,
-        RouteOptimisation::Ipsec,
-    ]
-    .map(|mode| Setup::new(seed, mode));
+    let setups = demo::setups(seed);
     let mut reals = vec![];
     for s in &setups {
-        match real::run(s, &bins, &dir.join(demo::mode_name(s.mode))) {
+        match real::run(s, &bins, &dir.join(demo::name(s))) {
             Ok(r) => reals.push(r),
             Err(e @ (real::Error::NotRoot | real::Error::NotBuilt(_))) => {
                 eprintln!("testbed demo --real: {e}");
@@ -470,7 +464,8 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
         }
     }
     let simulated: Vec<demo::Run> = setups.iter().map(|s| demo::run(s).0).collect();
-    let [_, setup] = &setups;
+    // The seed and the delays, the same in all.
+    let [_, setup, _] = &setups;
     let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
     let pcaps: Vec<PathBuf> = reals.iter().flat_map(|r| r.pcaps.clone()).collect();
     let (mn_cn, _, _) = setup.rtts();
@@ -480,7 +475,7 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
         v["tcp"] = serde_json::json!(reals
             .iter()
             .map(|r| serde_json::json!({
-                "mode": demo::mode_name(r.run.mode),
+                "mode": r.run.name,
                 "sent_bytes": r.tcp_sent.0,
                 "received_bytes": r.tcp_received.0,
                 "sent_sha256": r.tcp_sent.1,

@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use common::ike::{ChildConfig, Identity, IkeConfig, Mobility, PeerAuth, PeerConfig, TsSpec};
+use common::ike::{Identity, IkeConfig, Mobility, PeerAuth, PeerConfig};
+use common::io::ike_file::{correspondent_child, home_children};
 use common::ipsec::{
     Action, AddressPair, Algorithm, EspCipher, EspKeyring, Ipsec, Lifetime, Mode, Prefix, SaKeys,
     SaPairSpec, Selector,
@@ -284,35 +285,10 @@ pub const PSK: &[u8] = b"mip6 demo pre-shared key";
 
 /// The IKE configurations of the mobile node and the home agent
 /// (RFC 4877): the MN initiates with both children, the HA answers for
-/// its home prefix, each child's selectors mirrored. The transport-mode
-/// signalling child is for BU and BA only: RFC 4877 protects those in
-/// transport mode with MH-type selectors (its SPD examples: MH, BU out,
-/// BAck in) and HoTI/HoT in the tunnel, as the static keys do.
+/// its home prefix, each child's selectors mirrored (the children the
+/// daemons' `ike:` sections build, `common::io::ike_file`: BU and BA in
+/// transport mode, the payload in the tunnel).
 pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, IkeConfig) {
-    let bu_ba = u8::from(MhType::BindingUpdate)..=u8::from(MhType::BindingAck);
-    let children = |mn_side: bool| {
-        let (local, remote) = if mn_side { (HOA, HA) } else { (HA, HOA) };
-        let mut c = vec![ChildConfig::new(
-            "home-signalling",
-            Mode::Transport,
-            TsSpec::prefix(host(local)).mh_types(bu_ba.clone()),
-            TsSpec::prefix(host(remote)).mh_types(bu_ba.clone()),
-        )];
-        if payload {
-            let (l, r) = if mn_side {
-                (host(HOA), Prefix::ANY)
-            } else {
-                (Prefix::ANY, host(HOA))
-            };
-            c.push(ChildConfig::new(
-                "home-payload",
-                Mode::Tunnel,
-                TsSpec::prefix(l),
-                TsSpec::prefix(r),
-            ));
-        }
-        c
-    };
     let mut mn = IkeConfig::new(Identity::Fqdn(MN_ID.into()), seed ^ 0x696b_656d);
     mn.mobility = mobility;
     mn.peers.push(PeerConfig {
@@ -320,7 +296,7 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
         id: Identity::Fqdn(HA_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![SocketAddr::new(IpAddr::V6(HA), common::ike::IKE_PORT)],
-        children: children(true),
+        children: home_children(HOA, HA, true, payload),
         local: None,
     });
     let mut ha = IkeConfig::new(Identity::Fqdn(HA_ID.into()), seed ^ 0x696b_6568);
@@ -336,7 +312,7 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
         id: Identity::Fqdn(MN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![],
-        children: children(false),
+        children: home_children(HOA, HA, false, payload),
         local: None,
     });
     (mn, ha)
@@ -349,22 +325,12 @@ pub fn ike_configs(seed: u64, mobility: Mobility, payload: bool) -> (IkeConfig, 
 /// and the correspondent, for BU and BA only (`signalling`, CN-5.5's
 /// default with a pre-shared key) or for everything between the two.
 pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
-    let ts = |a| {
-        let ts = TsSpec::prefix(host(a));
-        if signalling {
-            ts.mh_types(u8::from(MhType::BindingUpdate)..=u8::from(MhType::BindingAck))
-        } else {
-            ts
-        }
-    };
-    let child =
-        |local, remote| ChildConfig::new("cn-signalling", Mode::Transport, ts(local), ts(remote));
     let peer = PeerConfig {
         name: "cn".into(),
         id: Identity::Fqdn(CN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![SocketAddr::new(IpAddr::V6(CN), common::ike::IKE_PORT)],
-        children: vec![child(HOA, CN)],
+        children: vec![correspondent_child(HOA, CN, signalling)],
         local: Some(IpAddr::V6(HOA)),
     };
     let mut cn = IkeConfig::new(Identity::Fqdn(CN_ID.into()), seed ^ 0x696b_6563);
@@ -373,7 +339,7 @@ pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
         id: Identity::Fqdn(MN_ID.into()),
         auth: PeerAuth::Psk(PSK.to_vec()),
         addresses: vec![],
-        children: vec![child(CN, HOA)],
+        children: vec![correspondent_child(CN, HOA, signalling)],
         local: None,
     });
     (peer, cn)

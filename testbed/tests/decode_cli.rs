@@ -159,3 +159,35 @@ fn a_bad_sa_spec_is_a_clear_error() {
         "testbed: --sa spi=1,enc=aes128gcm16,enc-key=00: aes128gcm16 needs a 20-byte key, got 1"
     );
 }
+
+// scapy 2.5: the same BU with options=[AltCoA, MIP6OptMobNetPrefix(prefix=
+// "2001:db8:99::", plen=48)]: RFC 3963's option, 8n+4 aligned, which we do
+// not model.
+const BU_MNP: &str = "6000000000503c4020010db800020000000000000000001020010db8000300000000000000000001870201020000c91020010db80001000000000000000001003b0605007ae60007800000640100031020010db8000200000000000000000010010200000612003020010db8009900000000000000000000";
+
+// REQ MIP-BASE
+#[test]
+fn an_option_we_do_not_model_keeps_its_alignment_and_bytes() {
+    let v = run(&["decode", "--reencode", "--hex", BU_MNP], "");
+    assert_eq!(v[0]["errors"], serde_json::json!([]));
+    assert_eq!(v[0]["fields"]["mip6.unknown_option.type"], 6);
+    assert_eq!(v[0]["reencoded"], BU_MNP);
+}
+
+// scapy 2.5: MIP6MH_BU(nh=6, seq=7, flags="A", mhtime=100,
+// options=[AltCoA]) behind the HAO: a Payload Proto of TCP.
+const BU_PROTO_6: &str = "6000000000383c4020010db800020000000000000000001020010db8000300000000000000000001870201020000c91020010db800010000000000000000010006030500e5970007800000640100031020010db8000200000000000000000010";
+
+// REQ MIP-BASE
+#[test]
+fn a_bad_payload_proto_is_reported_and_the_message_still_shown() {
+    let v = run(&["decode", "--hex", BU_PROTO_6], "");
+    assert_eq!(
+        v[0]["errors"],
+        serde_json::json!(["bad value: mh payload proto"])
+    );
+    let f = &v[0]["fields"];
+    assert_eq!(f["mip6.proto"], 6);
+    assert_eq!(f["mip6.bu.seqnr"], 7);
+    assert_eq!(f["mip6.acoa.acoa"], "2001:db8:2::10");
+}

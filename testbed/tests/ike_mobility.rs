@@ -485,6 +485,86 @@ fn sas_keyed_over_a_care_of_address_do_not_survive_the_handoff() {
     assert_eq!(paths, BTreeSet::from(["RouteOptimised".to_string()]));
 }
 
+/// A node's status as its control socket sends it, with IKE's SAs.
+fn status_reply(t: &Topology, node: NodeId) -> serde_json::Value {
+    let e = t.sim.engine(node).unwrap();
+    let status = e.status(t.sim.now()).with_ike(e.ike());
+    serde_json::json!({ "status": status, "driver": {}, "links": ["x"], "stack": "mip6" })
+}
+
+// REQ MIP-HA-IPSEC
+// REQ CN-5.1
+#[test]
+fn status_shows_each_ike_sa_with_its_peer_addresses_and_children() {
+    let (t, _) = run(&optimised(), &[(2.0, 1), (5.0, 2)], 7.5);
+    let ha = status_reply(&t, t.ha);
+    let sas = ha["status"]["ike"].as_array().unwrap();
+    assert_eq!(sas.len(), 1, "{ha}");
+    let sa = &sas[0];
+    assert_eq!(sa["peer"], "mn.example.org");
+    assert_eq!(sa["peer_name"], "mn");
+    // MOBIKE floated IKE to the NAT-T port (RFC 4555 §3.2).
+    assert_eq!(sa["local"], format!("[{HA}]:4500"));
+    assert_eq!(
+        sa["remote"],
+        format!("[{COA_B}]:4500"),
+        "followed the care-of address"
+    );
+    assert_eq!(
+        (
+            sa["state"].as_str(),
+            sa["initiator"].as_bool(),
+            sa["mobike"].as_bool()
+        ),
+        (Some("established"), Some(false), Some(true))
+    );
+    let children: Vec<(String, String, String, String)> = sa["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap().to_string();
+            (s("name"), s("mode"), s("local"), s("remote"))
+        })
+        .collect();
+    let child = |n: &str, m: &str, l: Ipv6Addr, r: Ipv6Addr| {
+        (n.to_string(), m.to_string(), l.to_string(), r.to_string())
+    };
+    assert_eq!(
+        children,
+        [
+            child("home-signalling", "transport", HA, HOA),
+            child("home-payload", "tunnel", HA, COA_B),
+        ]
+    );
+    // The correspondent's IKE SA is with the home address.
+    let cn = status_reply(&t, t.cn);
+    let sa = &cn["status"]["ike"][0];
+    let remote: std::net::SocketAddr = sa["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), IpAddr::V6(HOA), "{cn}");
+    assert_eq!(sa["children"][0]["name"], "cn-signalling");
+    // For people: a line per SA and per child, in `bindings` too.
+    let text = common::io::daemon::render(&ha, common::io::daemon::View::Bindings);
+    let spi = sa_spi(&ha);
+    assert!(
+        text.contains(&format!(
+            "IKE SAs (1):\n  {spi} mn.example.org [{HA}]:4500 <-> [{COA_B}]:4500  established, MOBIKE\n    home-signalling  0x"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("out tunnel    {HA} <-> {COA_B}\n")),
+        "{text}"
+    );
+}
+
+fn sa_spi(reply: &serde_json::Value) -> String {
+    reply["status"]["ike"][0]["spi"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// The home agent's data-plane address, beside its IKE address.
 const HA_TUNNEL: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 2);
 

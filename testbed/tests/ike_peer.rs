@@ -19,10 +19,11 @@ use std::time::Duration;
 use common::ike::TsSpec;
 use common::ipsec::PortRange;
 use testbed::harness::netns::{
-    is_root, resolve_program, run_bounded, wait_until, Capture, Deadline, Netns, POLL_INTERVAL,
+    is_root, resolve_program, run_bounded, wait_for, wait_until, Capture, Deadline, Netns,
+    POLL_INTERVAL,
 };
 use testbed::harness::strongswan::{
-    missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Role,
+    missing_prerequisites, Auth, Charon, CharonConfig, ChildConfig, Ed25519Key, Role,
 };
 use testbed::ike_peer::config;
 
@@ -66,6 +67,7 @@ fn the_example_parses() {
     assert_eq!(peer.addresses, ["[2001:db8:1::b]:500".parse().unwrap()]);
     let child = &peer.children[0];
     assert_eq!(child.name, "net6");
+    assert!(child.pfs);
     assert_eq!(
         child.local_ts.prefix.unwrap().to_string(),
         "2001:db8:a::1/128"
@@ -75,19 +77,35 @@ fn the_example_parses() {
     assert_eq!(tun.routes[0].to_string(), "2001:db8:b::1/128");
 }
 
-const MINIMAL: &str = "id: { fqdn: a.example }\nlocal_addresses: [2001:db8:1::a]\n";
+const MINIMAL: &str = "local_addresses: [2001:db8:1::a]\nike:\n  id: { fqdn: a.example }\n";
 
+/// A file with one child, on line 8.
 fn child_config(child: &str) -> String {
     format!(
-        "{MINIMAL}peers:\n  - name: b\n    id: {{ email: b@example.org }}\n    psk: x\n    children:\n      - {child}\n"
+        "local_addresses: [2001:db8:1::a]\nike:\n  id: {{ fqdn: a.example }}\n  peers:\n    - name: b\n      id: {{ email: b@example.org }}\n      psk: x\n      children:\n        - {child}\n"
     )
+}
+
+/// `text` as file `name`, loaded; an error without the file's name in
+/// front.
+fn parse(name: &str, text: &str) -> Result<config::PeerSetup, String> {
+    let path = scratch(name).join("peer.yaml");
+    std::fs::write(&path, text).unwrap();
+    config::load(&path).map_err(|e| {
+        let e = e.to_string();
+        e.strip_prefix(&*path.to_string_lossy())
+            .unwrap_or_else(|| panic!("{e} does not start with the file"))
+            .to_string()
+    })
 }
 
 #[test]
 fn defaults_and_dynamic_selectors() {
-    let s = config::parse(
-        &child_config("{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }"),
-        Path::new("."),
+    let s = parse(
+        "defaults",
+        &child_config(
+        "{ name: mh, mode: transport, local_ts: \"dynamic[135]\", remote_ts: \"dynamic[135/1280-1791]\", lifetime: 100 }",
+    ),
     )
     .unwrap();
     assert!(s.tun.is_none());
@@ -101,57 +119,66 @@ fn defaults_and_dynamic_selectors() {
     assert_eq!(c.remote_ts, TsSpec::DYNAMIC.mh_types(5..=6));
     assert_eq!(c.lifetime.soft_time, Some(Duration::from_secs(100)));
     assert_eq!(c.lifetime.hard_time, Some(Duration::from_secs(110)));
+    assert!(!c.pfs);
 }
 
 #[test]
 fn unknown_fields_are_errors_that_say_where() {
-    let e = config::parse(&format!("{MINIMAL}colour: blue\n"), Path::new(".")).unwrap_err();
-    assert!(e.contains("unknown field `colour`"), "{e}");
-    let e = config::parse(
+    let e = parse("colour", &format!("{MINIMAL}colour: blue\n")).unwrap_err();
+    assert!(e.starts_with(":4:1: unknown field `colour`"), "{e}");
+    let e = parse(
+        "bogus",
         &child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, bogus: 1 }"),
-        Path::new("."),
     )
     .unwrap_err();
     assert!(
-        e.starts_with("peers[0].children[0]: unknown field `bogus`"),
+        e.starts_with(":9:61: ike.peers[0].children[0]: unknown field `bogus`"),
         "{e}"
     );
 }
 
 #[test]
-fn bad_values_are_errors_that_name_the_field() {
+fn bad_values_are_errors_that_name_the_field_at_its_line_and_column() {
     let cases = [
         (
             child_config("{ name: c, local_ts: 2001:db8::/129, remote_ts: dynamic }"),
-            "peers[0].children[0].local_ts: not an address or prefix: \"2001:db8::/129\"",
+            ":9:32: ike.peers[0].children[0].local_ts: not an address or prefix: \"2001:db8::/129\"",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[icmp]\" }"),
-            "peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
+            ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[icmp]\": the protocol in [] must be a number 0-255",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: \"dynamic[135/6-5]\" }"),
-            "peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
+            ":9:52: ike.peers[0].children[0].remote_ts: \"dynamic[135/6-5]\": the ports after / must be N or LOW-HIGH",
         ),
         (
             child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, esp_proposals: [aes] }"),
-            "peers[0].children[0].esp_proposals: unknown \"aes\"",
+            ":9:77: ike.peers[0].children[0].esp_proposals[0]: unknown \"aes\"",
         ),
         (
-            "id: { fqdn: 2001:db8::1 }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
-            "id.fqdn: \"2001:db8::1\": an identity is a name, never an address",
+            child_config("{ name: c, local_ts: dynamic, remote_ts: dynamic, lifetime: 0 }"),
+            ":9:71: ike.peers[0].children[0].lifetime: invalid value: integer `0`, expected a nonzero",
         ),
         (
-            format!("{MINIMAL}peers:\n  - {{ name: b, id: {{ fqdn: b }} }}\n"),
-            "peers[0]: give exactly one of psk (not empty) and ed25519_pubkey",
+            "ike:\n  id: { fqdn: 2001:db8::1 }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
+            ":2:15: ike.id.fqdn: \"2001:db8::1\": an identity is a name, never an address",
+        ),
+        (
+            "ike:\n  id: { fqdn: a, email: a@b }\nlocal_addresses: [2001:db8:1::a]\n".to_string(),
+            ":2:7: ike.id: give only one of fqdn and email",
+        ),
+        (
+            format!("{MINIMAL}  peers:\n    - {{ name: b, id: {{ fqdn: b }} }}\n"),
+            ":5:9: ike.peers[0]: give exactly one of psk (not empty) and ed25519_pubkey",
         ),
         (
             format!("{MINIMAL}tun: {{ routes: [2001:db8:b::1/200] }}\n"),
-            "tun.routes[0]: not an address or prefix",
+            ":4:17: tun.routes[0]: not an address or prefix",
         ),
     ];
-    for (text, expected) in cases {
-        let e = config::parse(&text, Path::new(".")).unwrap_err();
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let e = parse(&format!("bad-value-{i}"), text).unwrap_err();
         assert!(e.starts_with(expected), "{e}\nexpected: {expected}");
     }
 }
@@ -174,7 +201,7 @@ fn a_bad_config_exits_2_naming_the_field() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.yaml: peers[0].children[0].local_ts"),
+        stderr.contains("bad.yaml:9:32: ike.peers[0].children[0].local_ts"),
         "{stderr}"
     );
 }
@@ -218,21 +245,23 @@ fn peer_yaml(
     (them, their_outer, their_inner): (&str, &str, &str),
     extra: &str,
 ) -> String {
+    let their = sock(their_outer);
     format!(
-        "id: {{ fqdn: {us}.example }}
+        "ike:
+  id: {{ fqdn: {us}.example }}
+  proposals: [aes256gcm16]
+{extra}  peers:
+    - name: {them}
+      id: {{ fqdn: {them}.example }}
+      psk: \"{PSK}\"
+      addresses: [\"{their}:500\"]
+      children:
+        - name: net6
+          mode: tunnel
+          local_ts: {inner}/128
+          remote_ts: {their_inner}/128
+          esp_proposals: [aes256gcm16]
 local_addresses: [{outer}]
-proposals: [aes256gcm16]
-{extra}peers:
-  - name: {them}
-    id: {{ fqdn: {them}.example }}
-    psk: \"{PSK}\"
-    addresses: [\"[{their_outer}]:500\"]
-    children:
-      - name: net6
-        mode: tunnel
-        local_ts: {inner}/128
-        remote_ts: {their_inner}/128
-        esp_proposals: [aes256gcm16]
 tun:
   name: ike0
   addresses: [{inner}/128]
@@ -586,7 +615,7 @@ fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
         peer_yaml(
             ("a", A_OUTER, A_INNER),
             ("b", B_OUTER, B_INNER),
-            "nat_traversal: on\n",
+            "  nat_traversal: on\n",
         ),
     )
     .unwrap();
@@ -646,56 +675,473 @@ fn our_initiator_and_a_charon_responder_ping_through_the_child_sa() {
     assert!(a.quit().success());
 }
 
-#[test]
-fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
-    if !tools::prerequisites_met(&missing_prerequisites()) {
-        return;
-    }
-    let dir = scratch("charon_initiator");
-    let (ns_a, ns_b) = two_namespaces();
-    ns_a.add_loopback_address(ip(A_INNER)).unwrap();
-    let b_yaml = dir.join("b.yaml");
-    std::fs::write(
-        &b_yaml,
-        peer_yaml(
-            ("b", B_OUTER, B_INNER),
-            ("a", A_OUTER, A_INNER),
-            "nat_traversal: on\n",
-        ),
-    )
-    .unwrap();
-    let mut b = Peer::start("b", &ns_b, &b_yaml, &[], &dir);
-    let mut cfg = CharonConfig::new(
-        Role::Initiator,
-        "a.example",
-        "b.example",
-        Auth::Psk(PSK.to_string()),
-    );
-    cfg.remote_addrs = vec![ip(B_OUTER)];
-    cfg.children = vec![ChildConfig::tunnel(
-        "net6",
-        &format!("{A_INNER}/128"),
-        &format!("{B_INNER}/128"),
-    )];
-    let charon = Charon::start(&ns_a, &dir.join("charon"), cfg).unwrap();
-    charon.load().unwrap();
-    charon.initiate("net6").unwrap();
+/// IPv4 outer addresses, for the IKE SAs over IPv4.
+const A_OUTER4: &str = "192.0.2.1";
+const B_OUTER4: &str = "192.0.2.2";
+const A_MOVED4: &str = "192.0.2.3";
 
+/// A charon initiator in ns a and our responder in ns b, after charon
+/// initiated the child `net6` between the inner addresses and both sides
+/// have it installed. `tune` changes charon's configuration, `ours` b's
+/// file; `v4` runs IKE over the IPv4 outer addresses.
+struct CharonInitiator {
+    b: Peer,
+    charon: Charon,
+    /// b's child-up line.
+    child: String,
+    ns_a: Netns,
+    _ns_b: Netns,
+}
+
+fn charon_initiator(
+    dir: &Path,
+    tune: impl FnOnce(&mut CharonConfig),
+    ours: impl FnOnce(String) -> String,
+    v4: bool,
+) -> CharonInitiator {
+    let (ns_a, ns_b) = charon_namespaces(v4);
+    let mut b = our_peer_for_charon(&ns_b, dir, ours, v4, &[]);
+    let c = charon_start(&ns_a, dir, Role::Initiator, tune, v4);
+    c.initiate("net6").unwrap();
     let up = b.expect("event established");
     assert_eq!(field(&up, "peer"), "a.example");
     let child = b.expect("event child-up");
     assert_eq!(field(&child, "encap"), "yes", "{child}");
-    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    let sa = c.wait_child_installed("net6", WAIT).unwrap();
     assert_eq!(
         format!("{:#010x}", sa.children[0].spi_out),
         field(&child, "spi_in"),
         "{sa:?}"
     );
     assert_pings(&ns_a, 3);
+    CharonInitiator {
+        b,
+        charon: c,
+        child,
+        ns_a,
+        _ns_b: ns_b,
+    }
+}
 
-    charon.terminate().unwrap();
-    assert_eq!(field(&b.expect("event closed"), "reason"), "deleted");
-    assert!(b.quit().success());
+/// ns a and ns b, with charon's inner address on a's loopback and, for
+/// `v4`, the IPv4 outer addresses too.
+fn charon_namespaces(v4: bool) -> (Netns, Netns) {
+    let (ns_a, ns_b) = two_namespaces();
+    ns_a.add_loopback_address(ip(A_INNER)).unwrap();
+    if v4 {
+        ns_a.add_address("va", &format!("{A_OUTER4}/24")).unwrap();
+        ns_b.add_address("vb", &format!("{B_OUTER4}/24")).unwrap();
+        // So that removing the first address keeps the moved-to one.
+        ns_a.set_sysctl("net.ipv4.conf.va.promote_secondaries", "1")
+            .unwrap();
+    }
+    (ns_a, ns_b)
+}
+
+fn outer(v4: bool) -> (&'static str, &'static str) {
+    if v4 {
+        (A_OUTER4, B_OUTER4)
+    } else {
+        (A_OUTER, B_OUTER)
+    }
+}
+
+/// charon in ns a with child `net6` between the inner addresses, loaded.
+fn charon_start(
+    ns_a: &Netns,
+    dir: &Path,
+    role: Role,
+    tune: impl FnOnce(&mut CharonConfig),
+    v4: bool,
+) -> Charon {
+    let mut cfg = CharonConfig::new(role, "a.example", "b.example", Auth::Psk(PSK.to_string()));
+    if role == Role::Initiator {
+        cfg.remote_addrs = vec![ip(outer(v4).1)];
+    }
+    cfg.children = vec![ChildConfig::tunnel(
+        "net6",
+        &format!("{A_INNER}/128"),
+        &format!("{B_INNER}/128"),
+    )];
+    tune(&mut cfg);
+    let charon = Charon::start(ns_a, &dir.join("charon"), cfg).unwrap();
+    charon.load().unwrap();
+    charon
+}
+
+/// Our peer b in ns b, NAT traversal on for libipsec, its file changed
+/// by `ours`; `args` as for [`Peer::start`].
+fn our_peer_for_charon(
+    ns_b: &Netns,
+    dir: &Path,
+    ours: impl FnOnce(String) -> String,
+    v4: bool,
+    args: &[&str],
+) -> Peer {
+    let (a_outer, b_outer) = outer(v4);
+    let yaml = peer_yaml(
+        ("b", b_outer, B_INNER),
+        ("a", a_outer, A_INNER),
+        "  nat_traversal: on\n",
+    );
+    let b_yaml = dir.join("b.yaml");
+    std::fs::write(&b_yaml, ours(yaml)).unwrap();
+    Peer::start("b", ns_b, &b_yaml, args, dir)
+}
+
+#[test]
+fn a_charon_initiator_and_our_responder_ping_through_the_child_sa() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_initiator");
+    let mut c = charon_initiator(&dir, |_| {}, |y| y, false);
+    c.charon.terminate().unwrap();
+    assert_eq!(field(&c.b.expect("event closed"), "reason"), "deleted");
+    assert!(c.b.quit().success());
+}
+
+/// The INSTALLED child `net6` of charon's established IKE SA.
+fn installed(charon: &Charon) -> testbed::harness::strongswan::ChildSa {
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    sa.children
+        .into_iter()
+        .find(|c| c.name == "net6" && c.state == "INSTALLED")
+        .unwrap()
+}
+
+/// charon at its default IKE proposals and the ESP proposals `esp` moves
+/// by MOBIKE to a new address (same family) and, libipsec being unable to
+/// move SAs, rekeys the child: the pings after the move go through the
+/// new child, both ways.
+fn charon_defaults_move(case: &str, esp: &str, v4: bool) {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch(&format!("charon_defaults_move/{case}"));
+    let mut c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.ike_proposals = "default".to_string();
+            cfg.esp_proposals = esp.to_string();
+        },
+        |y| y,
+        v4,
+    );
+    let (from, to, b_outer) = if v4 {
+        (format!("{A_OUTER4}/24"), A_MOVED4, B_OUTER4)
+    } else {
+        (format!("{A_OUTER}/64"), A_MOVED, B_OUTER)
+    };
+    let width = if v4 { 24 } else { 64 };
+    c.ns_a.add_address("va", &format!("{to}/{width}")).unwrap();
+    c.ns_a.del_address("va", &from).unwrap();
+    let [moved, rekeyed, down] =
+        c.b.expect_all(["event moved", "event child-up", "event child-down"]);
+    assert_eq!(field(&moved, "remote"), format!("{}:4500", sock(to)));
+    assert_eq!(field(&down, "spi_in"), field(&c.child, "spi_in"));
+    assert_eq!(field(&rekeyed, "outer"), format!("{b_outer}->{to}"));
+    assert_pings(&c.ns_a, 3);
+    let theirs = installed(&c.charon);
+    assert_eq!(
+        format!("{:#010x}", theirs.spi_out),
+        field(&rekeyed, "spi_in")
+    );
+    assert!(theirs.counter("packets-out") >= Some(3), "{theirs:?}");
+    assert!(theirs.counter("packets-in") >= Some(3), "{theirs:?}");
+    assert_pfs(&theirs, esp.contains("x25519"));
+    let log = c.charon.log().unwrap();
+    assert!(
+        !log.contains("failed to establish CHILD_SA"),
+        "charon refused"
+    );
+}
+
+/// Whether charon's child was made with X25519 (PFS).
+fn assert_pfs(child: &testbed::harness::strongswan::ChildSa, pfs: bool) {
+    let group = child.fields.get("dh-group").map(String::as_str);
+    assert_eq!(group, pfs.then_some("CURVE_25519"), "{child:?}");
+}
+
+/// charon initiates at its default IKE proposals and the ESP proposals
+/// `esp`; the child and then the IKE SA are rekeyed by charon
+/// (`by_charon`) or by us, the child with PFS when `esp` has X25519 (and
+/// our child `pfs: true`), and the pings go through after each. Returns
+/// charon's log.
+fn rekeys(case: &str, by_charon: bool, esp: &str) -> String {
+    let dir = scratch(&format!("charon_rekeys/{case}"));
+    let pfs = esp.contains("x25519");
+    let ours = if pfs { "          pfs: true\n" } else { "" };
+    let mut c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.ike_proposals = "default".to_string();
+            cfg.esp_proposals = esp.to_string();
+        },
+        |y| {
+            let esp = "esp_proposals: [aes256gcm16]\n";
+            y.replace(esp, &format!("{esp}{ours}"))
+        },
+        false,
+    );
+    let new_in = if by_charon {
+        let theirs = c.charon.rekey_child("net6", WAIT).unwrap();
+        format!("{:#010x}", theirs.spi_out)
+    } else {
+        c.b.send(&format!("rekey-child * {}", field(&c.child, "spi_in")));
+        c.b.expect("ok rekey-child");
+        String::new()
+    };
+    let [up, down] = c.b.expect_all(["event child-up", "event child-down"]);
+    assert_eq!(field(&down, "spi_in"), field(&c.child, "spi_in"));
+    if by_charon {
+        assert_eq!(field(&up, "spi_in"), new_in);
+    }
+    assert_pings(&c.ns_a, 3);
+    let theirs = installed(&c.charon);
+    assert_eq!(format!("{:#010x}", theirs.spi_out), field(&up, "spi_in"));
+    assert_pfs(&theirs, pfs);
+
+    let old = c.charon.wait_child_installed("net6", WAIT).unwrap();
+    if by_charon {
+        c.charon.rekey_ike(&old, WAIT).unwrap();
+    } else {
+        c.b.send("rekey-ike *");
+        c.b.expect("ok rekey-ike");
+    }
+    let [new_sa, closed] = c.b.expect_all(["event established", "event closed"]);
+    assert_eq!(field(&closed, "reason"), "rekeyed");
+    let ours = u64::from_str_radix(field(&new_sa, "sa"), 16).unwrap();
+    let sa = wait_for(WAIT, "charon's new IKE SA", || {
+        Ok(c.charon
+            .list_sas()?
+            .into_iter()
+            .find(|sa| sa.state == "ESTABLISHED" && (sa.spi_i == ours || sa.spi_r == ours)))
+    })
+    .unwrap();
+    assert_eq!(sa.fields["dh-group"], "CURVE_25519", "{sa:?}");
+    let live = sa.children.iter().filter(|c| c.state == "INSTALLED");
+    assert_eq!(live.count(), 1, "the child follows: {sa:?}");
+    assert_pings(&c.ns_a, 3);
+    let log = c.charon.log().unwrap();
+    assert!(!log.contains("failed to establish"), "charon refused");
+    log
+}
+
+// REQ IKE-BASE
+#[test]
+fn charon_rekeys_the_child_with_pfs_and_the_ike_sa() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_pfs", true, "aes256gcm16-x25519");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn charon_rekeys_the_child_without_pfs_and_the_ike_sa() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("charon_no_pfs", true, "aes256gcm16");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn we_rekey_the_child_with_pfs_and_the_ike_sa_with_charon() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_pfs", false, "aes256gcm16-x25519");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn we_rekey_the_child_without_pfs_and_the_ike_sa_with_charon() {
+    if tools::prerequisites_met(&missing_prerequisites()) {
+        rekeys("ours_no_pfs", false, "aes256gcm16");
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn charons_ecp256_ke_gets_invalid_ke_payload_and_its_retry_with_x25519_rekeys() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let log = rekeys("charon_ecp256", true, "aes256gcm16-ecp256-x25519");
+    assert!(
+        log.contains("peer didn't accept DH group ECP_256, it requested CURVE_25519"),
+        "{log}"
+    );
+}
+
+/// Ed25519 keys for a (charon) and b (ours), and b's file changed to
+/// sign with b's and know a's.
+fn ed25519_keys(dir: &Path) -> (Auth, impl FnOnce(String) -> String) {
+    let keys = dir.join("keys");
+    let a = Ed25519Key::generate(&keys, "a").unwrap();
+    let b = Ed25519Key::generate(&keys, "b").unwrap();
+    let ours = format!("  ed25519_key: {}\n  peers:", b.private_pem.display());
+    let theirs = format!("ed25519_pubkey: {}", a.public_pem.display());
+    let auth = Auth::Ed25519 {
+        local: a,
+        remote_public_pem: b.public_pem,
+    };
+    (auth, move |y: String| {
+        y.replacen("  peers:", &ours, 1)
+            .replace(&format!("psk: \"{PSK}\""), &theirs)
+            .replace("[aes256gcm16]", "[chacha20poly1305]")
+    })
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_charon_initiator_and_our_responder_with_ed25519_and_chacha20_poly1305() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_ed25519_chacha");
+    let (auth, ours) = ed25519_keys(&dir);
+    let c = charon_initiator(
+        &dir,
+        |cfg| {
+            cfg.auth = auth;
+            cfg.ike_proposals = "chacha20poly1305-prfsha256-x25519".to_string();
+            cfg.esp_proposals = "chacha20poly1305".to_string();
+        },
+        ours,
+        false,
+    );
+    let sa = c.charon.list_sas().unwrap().remove(0);
+    assert_eq!(sa.fields["encr-alg"], "CHACHA20_POLY1305");
+    assert_eq!(installed(&c.charon).fields["encr-alg"], "CHACHA20_POLY1305");
+    assert!(
+        c.charon
+            .log()
+            .unwrap()
+            .contains("authentication of 'b.example' with ED25519 successful"),
+        "we did not authenticate with Ed25519"
+    );
+}
+
+// REQ IKE-BASE
+#[test]
+fn our_initiator_and_a_charon_responder_with_ed25519_and_chacha20_poly1305() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_responder_ed25519_chacha");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let (auth, ours) = ed25519_keys(&dir);
+    let charon = charon_start(
+        &ns_a,
+        &dir,
+        Role::Responder,
+        |cfg| {
+            cfg.auth = auth;
+            cfg.ike_proposals = "chacha20poly1305-prfsha256-x25519".to_string();
+            cfg.esp_proposals = "chacha20poly1305".to_string();
+        },
+        false,
+    );
+    let mut b = our_peer_for_charon(&ns_b, &dir, ours, false, &["--initiate", "a"]);
+    b.expect("event established");
+    let child = b.expect("event child-up");
+    let sa = charon.wait_child_installed("net6", WAIT).unwrap();
+    assert_eq!(sa.fields["encr-alg"], "CHACHA20_POLY1305");
+    let theirs = installed(&charon);
+    assert_eq!(theirs.fields["encr-alg"], "CHACHA20_POLY1305");
+    assert_eq!(format!("{:#010x}", theirs.spi_in), field(&child, "spi_out"));
+    assert!(charon
+        .log()
+        .unwrap()
+        .contains("authentication of 'b.example' with ED25519 successful"));
+    assert_pings(&ns_a, 3);
+}
+
+// REQ IKE-BASE
+#[test]
+fn our_responder_refuses_charons_aes_cbc_child_with_no_proposal_chosen() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_refused");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let mut b = our_peer_for_charon(&ns_b, &dir, |y| y, false, &[]);
+    let charon = charon_start(
+        &ns_a,
+        &dir,
+        Role::Initiator,
+        |cfg| cfg.esp_proposals = "aes256-sha256".to_string(),
+        false,
+    );
+    assert!(charon.initiate("net6").is_err(), "charon got a child");
+    let up = b.expect("event established");
+    let refused = b.expect("event child-refused");
+    assert_eq!(field(&refused, "sa"), field(&up, "sa"));
+    assert_eq!(field(&refused, "notify"), "NO_PROPOSAL_CHOSEN");
+    assert_eq!(field(&refused, "by"), "us");
+    let log = charon.log().unwrap();
+    assert!(
+        log.contains("received NO_PROPOSAL_CHOSEN notify, no CHILD_SA built"),
+        "{log}"
+    );
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_charon_responder_refuses_our_chacha20_child_with_no_proposal_chosen() {
+    if !tools::prerequisites_met(&missing_prerequisites()) {
+        return;
+    }
+    let dir = scratch("charon_refuses");
+    let (ns_a, ns_b) = charon_namespaces(false);
+    let charon = charon_start(&ns_a, &dir, Role::Responder, |_| {}, false);
+    let mut b = our_peer_for_charon(
+        &ns_b,
+        &dir,
+        |y| {
+            y.replace(
+                "esp_proposals: [aes256gcm16]",
+                "esp_proposals: [chacha20poly1305]",
+            )
+        },
+        false,
+        &["--initiate", "a"],
+    );
+    let up = b.expect("event established");
+    let refused = b.expect("event child-refused");
+    assert_eq!(field(&refused, "sa"), field(&up, "sa"));
+    assert_eq!(field(&refused, "notify"), "NO_PROPOSAL_CHOSEN");
+    assert_eq!(field(&refused, "by"), "peer");
+    let log = charon.log().unwrap();
+    assert!(log.contains("no acceptable proposal found"), "{log}");
+    assert!(log.contains("N(NO_PROP)"), "{log}");
+}
+
+/// `[addr]` for IPv6, `addr` for IPv4, as a socket address prints.
+fn sock(a: &str) -> String {
+    if a.contains(':') {
+        format!("[{a}]")
+    } else {
+        a.to_string()
+    }
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_at_its_defaults_moves_by_mobike_over_ipv6_and_traffic_recovers() {
+    charon_defaults_move("v6", "default", false);
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_with_pfs_moves_by_mobike_and_rekeys_with_x25519() {
+    charon_defaults_move("pfs", "aes256gcm16-x25519", false);
+}
+
+// REQ MOBIKE
+#[test]
+fn charon_at_its_defaults_moves_by_mobike_over_ipv4_and_traffic_recovers() {
+    charon_defaults_move("v4", "default", true);
 }
 
 /// Sends one Mobility Header message, as raw `bytes` after the IPv6
@@ -759,7 +1205,7 @@ fn bu_ba_child_with_charon(case: &str, charon_ts: &str, our_ts: &str, proposed: 
     let yaml = peer_yaml(
         ("a", A_OUTER, A_INNER),
         ("b", B_OUTER, B_INNER),
-        "nat_traversal: on\n",
+        "  nat_traversal: on\n",
     )
     .replace(
         &format!("local_ts: {A_INNER}/128"),
@@ -877,7 +1323,7 @@ fn addrmgmt_moves_the_sas_to_the_initiators_new_address() {
         return;
     }
     let dir = scratch("addrmgmt");
-    let mut p = our_pair(&dir, "mobility: addrmgmt\n");
+    let mut p = our_pair(&dir, "  mobility: addrmgmt\n");
     p.ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
     p.a.send(&format!("addresses {A_MOVED}"));
     p.a.expect("ok addresses");
@@ -900,7 +1346,7 @@ fn an_r_mobike_responder_switches_the_initiator_to_its_other_address() {
         return;
     }
     let dir = scratch("r_mobike");
-    let mut p = our_pair(&dir, "mobility: r-mobike\n");
+    let mut p = our_pair(&dir, "  mobility: r-mobike\n");
     p.ns_b.add_address("vb", &format!("{B_MOVED}/64")).unwrap();
     p.b.send(&format!("addresses {B_OUTER} {B_MOVED}"));
     p.b.expect("ok addresses");

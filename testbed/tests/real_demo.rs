@@ -9,15 +9,17 @@ mod tools;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+use common::ike::Mobility;
 use common::node::RouteOptimisation;
 use common::time::Duration;
 use common::wire::packet::UdpPayload;
 use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
 use testbed::real::demo::{self as real, Bins, RealRun};
 use testbed::tools::pcap::read_packets;
-use testbed::topology::{Setup, CN, HA, HOA};
+use testbed::topology::{Keying, Setup, CN, HA, HOA};
 
 fn prerequisites() -> Option<Bins> {
     let mut missing = vec![];
@@ -43,11 +45,14 @@ fn prerequisites() -> Option<Bins> {
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn run(mode: RouteOptimisation, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
+    run_setup(Setup::new(1, mode), name)
+}
+
+fn run_setup(setup: Setup, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
     let _one = ONE_AT_A_TIME
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bins = prerequisites()?;
-    let setup = Setup::new(1, mode);
     let dir = tools::scratch(name);
     let r = real::run(&setup, &bins, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
     Some((r, setup, dir))
@@ -164,13 +169,40 @@ fn assert_pings_both_ways(dir: &Path) {
     }
 }
 
-/// tshark opens every capture without a malformed packet, and with the
-/// daemons' key log it finds the BUs and BAs inside ESP.
+/// The daemons' key log as tshark options: the preferences, and a
+/// `-o uat:TABLE:ROW` for every row.
+fn keylog_options(dir: &Path) -> Vec<String> {
+    let mut o = vec![];
+    let prefs = fs::read_to_string(dir.join("preferences")).unwrap();
+    for table in ["preferences", "esp_sa", "ikev2_decryption_table"] {
+        let Ok(text) = fs::read_to_string(dir.join(table)) else {
+            continue;
+        };
+        for l in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            o.push("-o".to_string());
+            o.push(if table == "preferences" {
+                l.replacen(": ", ":", 1)
+            } else {
+                format!("uat:{table}:{l}")
+            });
+        }
+    }
+    assert!(!prefs.is_empty());
+    o
+}
+
+/// tshark opens every capture, decrypted with the daemons' key log,
+/// without a malformed packet, and finds the BUs and BAs inside ESP.
 fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
+    let keys = keylog_options(&r.keylog);
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let mut mh = BTreeMap::new();
     for pcap in &r.pcaps {
         let p = pcap.to_string_lossy();
-        tools::assert_nothing_malformed(&p, &[]);
+        tools::assert_nothing_malformed(&p, &keys);
         let env = format!("WIRESHARK_CONFIG_DIR={}", r.keylog.display());
         let out = std::process::Command::new("env")
             .args([
@@ -280,4 +312,128 @@ fn triangular_on_real_links_goes_straight_up_and_home_down() {
         assert_eq!(p.rh2_down, 0, "{link}: no binding at the correspondent");
     }
     assert_pings_both_ways(&dir);
+}
+
+const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
+const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
+
+/// tshark's values of `field` in `pcap` (decrypted with `keys`), one a
+/// line.
+fn tshark_values(pcap: &Path, keys: &[String], filter: &str, field: &str) -> Vec<String> {
+    let mut args: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let p = pcap.to_string_lossy();
+    args.extend(["-n", "-r", &p, "-Y", filter, "-T", "fields", "-e", field]);
+    tools::tshark(&args)
+        .lines()
+        .flat_map(|l| l.split(','))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+// REQ CN-5.1
+// REQ MIP-HA-IPSEC
+#[test]
+fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
+    let mut setup = Setup::new(1, RouteOptimisation::Ipsec);
+    setup.keying = Keying::Ike {
+        mobility: Mobility::Mobike { r_mobike: false },
+        payload: true,
+    };
+    let Some((r, setup, dir)) = run_setup(setup, "real-ipsec-ike") else {
+        return;
+    };
+    let (mn_cn, _, _) = setup.rtts();
+    // A TCP stream of known bytes survived both handoffs and the return home.
+    assert_eq!(r.tcp_sent.0, 1_600_000);
+    assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
+    // Route optimised after each move away, within 1.5 MN-CN round trips:
+    // IKE with the correspondent ran once, at home, and the home agent's
+    // IKE SA moves in place.
+    for h in r.run.handoffs.iter().filter(|h| h.to != "home") {
+        let l = h.latency.expect("a route-optimised packet after each move");
+        assert!(
+            l >= mn_cn && l < mn_cn.mul_f64(1.5),
+            "handoff to {} {l:?} against RTT {mn_cn:?}",
+            h.to
+        );
+    }
+    for link in ["access-a", "access-b"] {
+        let p = paths(&dir.join(format!("{link}.pcap")));
+        assert!(p.rh2_down > 500 && p.hao_up > 500, "{link}: {p:?}");
+    }
+    assert_pings_both_ways(&dir);
+    // The home agent's IKE SA followed the care-of address by MOBIKE, one
+    // move per handoff, then came home.
+    let ha_log = fs::read_to_string(dir.join("ha.log")).unwrap();
+    let moved: Vec<&str> = ha_log
+        .lines()
+        .filter(|l| l.contains(" moved to "))
+        .collect();
+    assert_eq!(moved.len(), 3, "{moved:#?}");
+    for (line, coa) in moved.iter().zip([COA_A, COA_B, HOA]) {
+        assert!(line.contains(&format!("<-> [{coa}]:")), "{line}");
+    }
+    let ha = &r.statuses["ha"]["status"]["ike"];
+    assert_eq!(ha.as_array().unwrap().len(), 1, "{ha}");
+    assert_eq!(ha[0]["peer"], "mn.example.org");
+    assert_eq!(ha[0]["mobike"], true, "{ha}");
+    let names: Vec<&str> = ha[0]["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["home-signalling", "home-payload"], "{ha}");
+    // The correspondent's IKE SA is with the home address, and never moved.
+    let cn = &r.statuses["cn"]["status"]["ike"];
+    assert_eq!(cn.as_array().unwrap().len(), 1, "{cn}");
+    assert_eq!(cn[0]["peer"], "mn.example.org");
+    let remote: SocketAddr = cn[0]["remote"].as_str().unwrap().parse().unwrap();
+    assert_eq!(remote.ip(), IpAddr::V6(HOA), "{cn}");
+    let cn_log = fs::read_to_string(dir.join("cn.log")).unwrap();
+    assert!(!cn_log.contains(" moved to "), "{cn_log}");
+    // No key material in the logs: it went to the key log.
+    for role in ["ha", "cn", "mn"] {
+        let log = fs::read_to_string(dir.join(format!("{role}.log"))).unwrap();
+        assert!(!log.contains("key log"), "{role}.log");
+    }
+    // With the key log tshark opens IKE_AUTH (the identities inside SK)
+    // and the BUs and BAs inside ESP; without it, neither.
+    let keys = keylog_options(&r.keylog);
+    let ids = |pcap: &str, keys: &[String]| {
+        let mut v = tshark_values(&dir.join(pcap), keys, "isakmp", "isakmp.id.data.fqdn");
+        v.sort();
+        v.dedup();
+        v
+    };
+    // At home the node keyed both: the home agent and, over the home
+    // address, the correspondent.
+    assert_eq!(
+        ids("home.pcap", &keys),
+        ["cn.example.org", "ha.example.org", "mn.example.org"]
+    );
+    assert_eq!(ids("cn.pcap", &keys), ["cn.example.org", "mn.example.org"]);
+    // MOBIKE's UPDATE_SA_ADDRESSES (16400) from each care-of address.
+    for link in ["access-a", "access-b"] {
+        let pcap = dir.join(format!("{link}.pcap"));
+        let notify = |keys: &[String]| {
+            tshark_values(&pcap, keys, "isakmp", "isakmp.notify.msgtype")
+                .contains(&"16400".to_string())
+        };
+        assert!(notify(&keys) && !notify(&[]), "{link}");
+    }
+    assert!(ids("home.pcap", &[]).is_empty());
+    let mh = assert_captures_decode(&r);
+    for link in ["home", "cn", "access-a", "access-b"] {
+        assert!(mh[link] >= 2, "{link}: {mh:?}");
+        let plain = tools::tshark(&[
+            "-n",
+            "-r",
+            &dir.join(format!("{link}.pcap")).to_string_lossy(),
+            "-Y",
+            "mipv6",
+        ]);
+        assert_eq!(plain.lines().count(), 0, "{link} without keys: {plain}");
+    }
 }

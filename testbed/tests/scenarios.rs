@@ -748,3 +748,60 @@ fn mobile_node_sends_alternate_coa_only_under_esp_and_no_rr_options() {
         Some(MhOption::BindingAuthData(_))
     ));
 }
+
+/// When the home agent's first ESP packet to the home address on the home
+/// link left after `after`: the BA to the node's deregistration.
+fn dereg_ba_time(t: &Topology, after: Instant) -> Instant {
+    t.sim
+        .captured(t.home)
+        .iter()
+        .find(|(at, b)| {
+            let p = common::wire::Ipv6Packet::new_checked(&b[..]).unwrap();
+            *at > after
+                && (p.src_addr(), p.dst_addr()) == (HA, HOA)
+                && p.next_header() == common::wire::IpProtocol::Esp
+        })
+        .map(|(at, _)| *at)
+        .expect("a BA to the deregistration")
+}
+
+// REQ MIP-BASE
+#[test]
+fn a_lost_deregistration_ba_is_answered_133_and_the_node_takes_its_home_address_back() {
+    let setup = Setup::new(1, RouteOptimisation::Ipsec);
+    let home_at = secs(3.0);
+    let mut first = away(&setup);
+    first.sim.capture(first.home);
+    first.move_mn(home_at, Some(first.home));
+    first.sim.run_until(secs(6.0));
+    let ba_at = dereg_ba_time(&first, home_at);
+
+    // The same run, but the home link loses that BA: the node resends
+    // its deregistration, for which the agent now holds nothing.
+    let mut t = away(&setup);
+    t.move_mn(home_at, Some(t.home));
+    t.sim.set_link_at(
+        Instant::from_micros(ba_at.total_micros() - 1),
+        t.home,
+        false,
+    );
+    t.sim
+        .set_link_at(ba_at + Duration::from_millis(50), t.home, true);
+    t.sim.run_until(ba_at + Duration::from_secs(3));
+    let ha = t.sim.engine(t.ha).unwrap();
+    // RFC 6275 §10.3.2: 133, and counted.
+    assert_eq!(ha.stats().dropped(NodeDrop::NotRegistered), 1);
+    assert!(t.sim.ha(t.ha).unwrap().binding(HOA).is_none());
+    // The node takes 133 to a deregistration as done: no retransmission
+    // left, and its home address is in use on the home link again.
+    let mn = t.sim.mn(t.mn).unwrap();
+    let e = mn.entry(HA).unwrap();
+    assert!(!e.is_waiting() && !e.is_bound());
+    let home_iface = t.mn_iface(t.home).unwrap();
+    assert_eq!(
+        mn.interface(home_iface).unwrap().state(HOA),
+        Some(common::nd::AddrState::Preferred)
+    );
+    // And it deregistered with its correspondent.
+    assert!(t.sim.cn(t.cn).unwrap().binding(HOA).is_none());
+}

@@ -225,6 +225,42 @@ pub fn assert_refused(what: &str, got: &Cli, needles: &[&str]) {
     assert!(got.stdout.is_empty(), "{what}: stdout {:?}", got.stdout);
 }
 
+/// One edit of a shipped example's `ike:` section for a `check` that
+/// must fail: `from` becomes `to`, and the one line names the field and
+/// where `at` first is in the edited section.
+pub struct Mistake<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub field: &'a str,
+    pub at: &'a str,
+}
+
+/// `BIN check` refuses each mistake in config/`example` in one line
+/// starting `FILE:LINE:COLUMN:` of the mistake's `at`, with its field, and
+/// exit 2 (key files are found in config/ike/ as the example says).
+pub fn assert_mistakes_located(bin: &str, dir: &Path, example: &str, mistakes: &[Mistake<'_>]) {
+    let text = fs::read_to_string(Path::new(CONFIG_DIR).join(example)).unwrap();
+    let text = text.replace(" ike/", &format!(" {CONFIG_DIR}/ike/"));
+    for (i, m) in mistakes.iter().enumerate() {
+        assert!(text.contains(m.from), "{example} has no {:?}", m.from);
+        let edited = text.replacen(m.from, m.to, 1);
+        let (line, col) = edited
+            .lines()
+            .enumerate()
+            .skip_while(|(_, l)| !l.starts_with("ike:"))
+            .find_map(|(n, l)| l.find(m.at).map(|c| (n + 1, c + 1)))
+            .unwrap_or_else(|| panic!("{:?} is not in the edited file", m.at));
+        let path = write(dir, &format!("mistake-{i}.yaml"), &edited);
+        let path = path.to_string_lossy();
+        let got = cli(bin, &["check", "--config", &path]);
+        assert_refused(
+            &format!("{example}: {:?} for {:?}", m.to, m.from),
+            &got,
+            &[&format!("{path}:{line}:{col}: {}:", m.field)],
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------
 // A daemon.
 

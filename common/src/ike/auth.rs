@@ -131,7 +131,7 @@ impl Ike {
         p.push(IkePayload::IdR(self.cfg.peers[peer].id.payload()));
         p.push(auth);
         if let Some((config, spi_in)) = first_child {
-            p.extend(self.child_payloads(sa, peer, config, spi_in));
+            p.extend(self.child_payloads(sa, peer, config, spi_in, false));
         }
         p.extend(self.mobility_payloads(sa));
         Some(p)
@@ -302,9 +302,12 @@ impl Ike {
         };
         let mut out = vec![id, auth];
         if payload_ts(payloads).is_some() {
-            match self.accept_child(now, sa, payloads, None, (&ni, &nr), None, ipsec) {
+            match self.accept_child(now, sa, payloads, None, (&ni, &nr), false, ipsec) {
                 Ok(p) => out.extend(p),
-                Err(n) => out.push(notify(n, Vec::new())),
+                Err(n) => {
+                    self.child_refused(sa, &n, false);
+                    out.push(n);
+                }
             }
         }
         out.extend(self.mobility_payloads(sa));

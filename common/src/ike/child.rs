@@ -177,34 +177,99 @@ fn resolve(ts: TsSpec, ike: IpAddr) -> Side {
     }
 }
 
-fn esp_proposal(proposals: &[Encr], spi: u32, number: u8) -> Proposal {
+/// Our offer: every encryption transform, X25519 when `pfs`, no ESN.
+fn esp_proposal(proposals: &[Encr], spi: u32, pfs: bool) -> Proposal {
     let mut transforms: Vec<Transform> = proposals
         .iter()
         .map(|e| Transform::new(ENCR, e.transform_id(), e.key_length_attr()))
         .collect();
+    if pfs {
+        transforms.push(Transform::new(DH, crypto::DH_CURVE25519, None));
+    }
     transforms.push(Transform::new(ESN, 0, None));
     Proposal {
-        number,
+        number: 1,
         protocol: PROTO_ESP,
         spi: spi.to_be_bytes().to_vec(),
         transforms,
     }
 }
 
-/// Our choice among ESP proposals: (number, encr, peer SPI, with DH).
-fn choose_esp(payloads: &[IkePayload], ours: &[Encr]) -> Option<(u8, Encr, u32, bool)> {
+/// Diffie-Hellman group NONE (§3.3.2).
+const DH_NONE: u16 = 0;
+
+/// One ESP proposal of the peer's and what we took from it.
+#[derive(Debug, Clone, Copy)]
+struct EspChoice {
+    number: u8,
+    encr: Encr,
+    /// The peer's SPI.
+    spi: u32,
+    /// The D-H transform we selected, when the proposal has that type:
+    /// X25519 (PFS) or NONE.
+    dh: Option<u16>,
+    /// Whether the proposal has the ESN type (we select "no ESN").
+    esn: bool,
+}
+
+impl EspChoice {
+    /// The accepted proposal: the peer's number and one transform of each
+    /// type it offered (§3.3).
+    fn proposal(&self, spi: u32) -> Proposal {
+        let mut transforms = vec![Transform::new(
+            ENCR,
+            self.encr.transform_id(),
+            self.encr.key_length_attr(),
+        )];
+        transforms.extend(self.dh.map(|g| Transform::new(DH, g, None)));
+        if self.esn {
+            transforms.push(Transform::new(ESN, 0, None));
+        }
+        Proposal {
+            number: self.number,
+            protocol: PROTO_ESP,
+            spi: spi.to_be_bytes().to_vec(),
+            transforms,
+        }
+    }
+
+    fn pfs(&self) -> bool {
+        self.dh == Some(crypto::DH_CURVE25519)
+    }
+}
+
+/// Our choice among ESP proposals. `kex`: the exchange can carry a KE
+/// (CREATE_CHILD_SA; IKE_AUTH cannot, §1.2); `pfs`: we require one then.
+fn choose_esp(payloads: &[IkePayload], ours: &[Encr], kex: bool, pfs: bool) -> Option<EspChoice> {
     payloads.iter().find_map(|p| match p {
         IkePayload::Sa(props) => props.iter().find_map(|pr| {
             let spi = u32::from_be_bytes(pr.spi.as_slice().try_into().ok()?);
-            let no_esn =
-                !pr.transforms.iter().any(|t| t.transform_type == ESN) || has_transform(pr, ESN, 0);
-            if pr.protocol != PROTO_ESP || !no_esn {
+            let has = |ty| pr.transforms.iter().any(|t| t.transform_type == ty);
+            if pr.protocol != PROTO_ESP || has(ESN) && !has_transform(pr, ESN, 0) {
                 return None;
             }
             let theirs: Vec<Encr> = offered(pr).collect();
-            let e = ours.iter().find(|e| theirs.contains(e))?;
-            let dh = has_transform(pr, DH, crypto::DH_CURVE25519);
-            Some((pr.number, *e, spi, dh))
+            let encr = *ours.iter().find(|e| theirs.contains(e))?;
+            let none = has_transform(pr, DH, DH_NONE);
+            let dh = match (has(DH), kex) {
+                (false, true) if pfs => return None,
+                (false, _) => None,
+                // No KE can answer it: NONE if offered, else the type is
+                // left out as the RFC says to send it.
+                (true, false) => none.then_some(DH_NONE),
+                (true, true) if has_transform(pr, DH, crypto::DH_CURVE25519) => {
+                    Some(crypto::DH_CURVE25519)
+                }
+                (true, true) if none && !pfs => Some(DH_NONE),
+                (true, true) => return None,
+            };
+            Some(EspChoice {
+                number: pr.number,
+                encr,
+                spi,
+                dh,
+                esn: has(ESN),
+            })
         }),
         _ => None,
     })
@@ -224,19 +289,21 @@ struct ChildDeal {
 }
 
 impl Ike {
-    /// SA, TSi, TSr and mode/tunnel notifications for one child.
+    /// SA, TSi, TSr and mode/tunnel notifications for one child; `pfs`
+    /// offers X25519 (never in IKE_AUTH, §1.2).
     pub(super) fn child_payloads(
         &self,
         sa: &IkeSa,
         peer: usize,
         config: usize,
         spi_in: u32,
+        pfs: bool,
     ) -> Vec<IkePayload> {
         let Some(c) = self.cfg.peers[peer].children.get(config) else {
             return Vec::new();
         };
         let mut p = vec![
-            IkePayload::Sa(vec![esp_proposal(&c.proposals, spi_in, 1)]),
+            IkePayload::Sa(vec![esp_proposal(&c.proposals, spi_in, pfs)]),
             IkePayload::TsI(vec![ts_from(resolve(c.local_ts, sa.local.ip()))]),
             IkePayload::TsR(vec![ts_from(resolve(c.remote_ts, sa.remote.ip()))]),
         ];
@@ -253,14 +320,15 @@ impl Ike {
         p
     }
 
-    /// A CREATE_CHILD_SA request for a new child, or a rekey of `rekey`.
+    /// A CREATE_CHILD_SA request for a new child, or a rekey of `rekey`;
+    /// with `dh`, PFS.
     pub(super) fn create_child_payloads(
         &self,
         sa: &IkeSa,
         peer: usize,
         config: usize,
         spi_in: u32,
-        nonce: &[u8],
+        (nonce, dh): (&[u8], Option<&Dh>),
         rekey: Option<u32>,
     ) -> Vec<IkePayload> {
         let mut p = Vec::new();
@@ -270,11 +338,12 @@ impl Ike {
             n.spi = old.to_be_bytes().to_vec();
             p.push(IkePayload::Notify(n));
         }
-        let mut child = self.child_payloads(sa, peer, config, spi_in);
-        // SA first, then the nonce (§1.3.1).
+        let mut child = self.child_payloads(sa, peer, config, spi_in, dh.is_some());
+        // SA, Ni, [KEi], then the rest (§1.3.1).
         let rest = child.split_off(usize::from(!child.is_empty()));
         p.extend(child);
         p.push(IkePayload::Nonce(nonce.to_vec()));
+        p.extend(dh.map(ke_payload));
         p.extend(rest);
         if self.cfg.mobility == Mobility::AddrMgmt {
             p.extend(self.peer_address_notifications(sa.local, sa.remote));
@@ -283,7 +352,9 @@ impl Ike {
     }
 
     /// Responder side of a CHILD_SA: chooses, installs, and returns the
-    /// response payloads (without nonce and KE).
+    /// response payloads (SA, [KEr], TSi, TSr, ...: no nonce), or the
+    /// notification that refuses it. `kex`: in CREATE_CHILD_SA, where a
+    /// proposal with X25519 is answered with PFS.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn accept_child(
         &mut self,
@@ -292,12 +363,15 @@ impl Ike {
         payloads: &[IkePayload],
         rekey: Option<String>,
         nonces: (&[u8], &[u8]),
-        shared: Option<&[u8]>,
+        kex: bool,
         ipsec: &mut Ipsec,
-    ) -> Result<Vec<IkePayload>, NotifyType> {
+    ) -> Result<Vec<IkePayload>, IkePayload> {
+        let refuse = |t| notify(t, Vec::new());
         let cp = self.cfg.code_points;
-        let peer = sa.peer().ok_or(NotifyType::CHILD_SA_NOT_FOUND)?;
-        let (tsi, tsr) = payload_ts(payloads).ok_or(NotifyType::TS_UNACCEPTABLE)?;
+        let peer = sa
+            .peer()
+            .ok_or_else(|| refuse(NotifyType::CHILD_SA_NOT_FOUND))?;
+        let (tsi, tsr) = payload_ts(payloads).ok_or_else(|| refuse(NotifyType::TS_UNACCEPTABLE))?;
         let transport = has_notify(payloads, NotifyType::USE_TRANSPORT_MODE);
         let mode = if transport {
             Mode::Transport
@@ -326,46 +400,83 @@ impl Ike {
             if mode == Mode::Transport && !self.proxy_allowed(sa, remote.prefix) {
                 continue;
             }
-            let Some((_, encr, spi_out, _)) = choose_esp(payloads, &c.proposals) else {
+            let Some(choice) = choose_esp(payloads, &c.proposals, kex, c.pfs) else {
                 no_proposal = true;
                 continue;
             };
-            deal = Some(ChildDeal {
-                config: i,
-                encr,
-                spi_in: 0,
-                spi_out,
-                local,
-                remote,
-                selector,
-                peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
-            });
+            deal = Some((
+                choice,
+                ChildDeal {
+                    config: i,
+                    encr: choice.encr,
+                    spi_in: 0,
+                    spi_out: choice.spi,
+                    local,
+                    remote,
+                    selector,
+                    peer_tunnel: tunnel_addresses::theirs(payloads, &cp),
+                },
+            ));
             break;
         }
-        let Some(mut deal) = deal else {
-            return Err(if no_proposal {
+        let Some((choice, mut deal)) = deal else {
+            return Err(refuse(if no_proposal {
                 NotifyType::NO_PROPOSAL_CHOSEN
             } else {
                 NotifyType::TS_UNACCEPTABLE
-            });
+            }));
+        };
+        // PFS: their KE must be of the group we chose (§1.3.1).
+        let dh = choice.pfs().then(|| Dh::generate(&mut self.rng));
+        let shared = match (&dh, payload_ke(payloads)) {
+            (None, _) => None,
+            (Some(dh), Some((crypto::DH_CURVE25519, ke))) => Some(
+                dh.shared(ke)
+                    .map_err(|_| refuse(NotifyType::INVALID_SYNTAX))?,
+            ),
+            (Some(_), _) => {
+                return Err(notify(
+                    NotifyType::INVALID_KE_PAYLOAD,
+                    crypto::DH_CURVE25519.to_be_bytes().to_vec(),
+                ))
+            }
         };
         deal.spi_in = self.fresh_esp_spi(ipsec);
         let len = deal.encr.keymat_len();
-        let sk_d = &sa.established().ok_or(NotifyType::CHILD_SA_NOT_FOUND)?.sk_d;
-        let km = crypto::child_keymat(sk_d, shared, nonces.0, nonces.1, 2 * len);
+        let sk_d = &sa
+            .established()
+            .ok_or_else(|| refuse(NotifyType::CHILD_SA_NOT_FOUND))?
+            .sk_d;
+        let km = crypto::child_keymat(
+            sk_d,
+            shared.as_ref().map(|s| &s[..]),
+            nonces.0,
+            nonces.1,
+            2 * len,
+        );
         // Initiator-to-responder keys come first (§2.17): ours are inbound.
         let (key_in, key_out) = km.split_at(len);
         let child = self
             .install(now, sa, &deal, mode, (key_in, key_out), nonces, ipsec)
-            .ok_or(NotifyType::NO_PROPOSAL_CHOSEN)?;
+            .ok_or_else(|| refuse(NotifyType::NO_PROPOSAL_CHOSEN))?;
         let c = &self.cfg.peers[peer].children[deal.config];
-        let mut out = vec![
-            IkePayload::Sa(vec![esp_proposal(&[deal.encr], child.spi_in, 1)]),
-            IkePayload::TsI(vec![ts_from(deal.remote)]),
-            IkePayload::TsR(vec![ts_from(deal.local)]),
-        ];
+        let mut out = vec![IkePayload::Sa(vec![choice.proposal(child.spi_in)])];
+        out.extend(dh.as_ref().map(ke_payload));
+        out.push(IkePayload::TsI(vec![ts_from(deal.remote)]));
+        out.push(IkePayload::TsR(vec![ts_from(deal.local)]));
         out.extend(self.child_notifications(sa, c));
         Ok(out)
+    }
+
+    /// Reports a child refused by notification `n`.
+    pub(super) fn child_refused(&mut self, sa: &IkeSa, n: &IkePayload, by_peer: bool) {
+        if let IkePayload::Notify(n) = n {
+            self.events.push_back(IkeEvent::ChildRefused {
+                sa: IkeSaId(sa.ours),
+                notify: n.notify_type.into(),
+                by_peer,
+            });
+        }
     }
 
     /// The proxy case: a transport-mode TSi other than the peer's own
@@ -389,7 +500,7 @@ impl Ike {
         spi_in: u32,
         rekey: Option<u32>,
         nonces: (&[u8], &[u8]),
-        shared: Option<&[u8]>,
+        dh: Option<&Dh>,
         payloads: &[IkePayload],
         ipsec: &mut Ipsec,
     ) {
@@ -400,9 +511,20 @@ impl Ike {
         else {
             return;
         };
-        let (Some((_, encr, spi_out, _)), Some((tsi, tsr))) =
-            (choose_esp(payloads, &c.proposals), payload_ts(payloads))
+        let choice = choose_esp(payloads, &c.proposals, dh.is_some(), dh.is_some());
+        // With PFS offered, the answer has X25519 and the peer's share.
+        let shared = match (choice.map(|ch| ch.pfs()), dh, payload_ke(payloads)) {
+            (Some(false), None, _) => Some(None),
+            (Some(true), Some(dh), Some((crypto::DH_CURVE25519, ke))) => {
+                dh.shared(ke).ok().map(Some)
+            }
+            _ => None,
+        };
+        let (Some(choice), Some(shared), Some((tsi, tsr))) = (choice, shared, payload_ts(payloads))
         else {
+            if let Some(n) = payloads.iter().find(|p| is_error(p)) {
+                self.child_refused(sa, n, true);
+            }
             if let Some(old) = rekey {
                 clear_rekey(sa, old);
             }
@@ -428,11 +550,12 @@ impl Ike {
             );
             return;
         };
+        let encr = choice.encr;
         let deal = ChildDeal {
             config,
             encr,
             spi_in,
-            spi_out,
+            spi_out: choice.spi,
             local,
             remote,
             selector,
@@ -442,7 +565,13 @@ impl Ike {
         let Some(e) = sa.established() else {
             return;
         };
-        let km = crypto::child_keymat(&e.sk_d, shared, nonces.0, nonces.1, 2 * len);
+        let km = crypto::child_keymat(
+            &e.sk_d,
+            shared.as_ref().map(|s| &s[..]),
+            nonces.0,
+            nonces.1,
+            2 * len,
+        );
         let (key_out, key_in) = km.split_at(len);
         let Some(child) = self.install(now, sa, &deal, mode, (key_in, key_out), nonces, ipsec)
         else {
@@ -718,23 +847,6 @@ impl Ike {
         if ike_rekey {
             return self.on_rekey_ike(now, sa, &ni, nr, payloads);
         }
-        // PFS when the proposal carries a DH group.
-        let mut ke_out = None;
-        let mut shared = None;
-        if let Some((group, ke)) = payload_ke(payloads) {
-            if group != crypto::DH_CURVE25519 {
-                return vec![notify(
-                    NotifyType::INVALID_KE_PAYLOAD,
-                    crypto::DH_CURVE25519.to_be_bytes().to_vec(),
-                )];
-            }
-            let dh = Dh::generate(&mut self.rng);
-            let Ok(s) = dh.shared(ke) else {
-                return vec![notify(NotifyType::INVALID_SYNTAX, Vec::new())];
-            };
-            shared = Some(s);
-            ke_out = Some(dh.public());
-        }
         let rekey_of = payloads.iter().find_map(|p| match p {
             IkePayload::Notify(n)
                 if NotifyType::from(n.notify_type) == NotifyType::REKEY_SA
@@ -762,12 +874,15 @@ impl Ike {
             payloads,
             old.as_ref().map(|o| o.1.clone()),
             (&ni, &nr),
-            shared.as_ref().map(|s| &s[..]),
+            true,
             ipsec,
         );
         let mut out = match accepted {
             Ok(p) => p,
-            Err(n) => return vec![notify(n, Vec::new())],
+            Err(n) => {
+                self.child_refused(sa, &n, false);
+                return vec![n];
+            }
         };
         if let Some((old_in, _)) = old {
             let new_in = sa.children.last().map(|c| c.spi_in);
@@ -776,16 +891,8 @@ impl Ike {
                 o.rekeyed_by = new_in;
             }
         }
-        // SA, Nr, [KE], TSi, TSr (§1.3.1).
-        let rest = out.split_off(1);
-        out.push(IkePayload::Nonce(nr));
-        if let Some(k) = ke_out {
-            out.push(IkePayload::Ke {
-                group: crypto::DH_CURVE25519,
-                data: k.to_vec(),
-            });
-        }
-        out.extend(rest);
+        // SA, Nr, [KEr], TSi, TSr (§1.3.1).
+        out.insert(1, IkePayload::Nonce(nr));
         out
     }
 
@@ -828,10 +935,7 @@ impl Ike {
         vec![
             IkePayload::Sa(vec![proposal]),
             IkePayload::Nonce(nr),
-            IkePayload::Ke {
-                group: crypto::DH_CURVE25519,
-                data: dh.public().to_vec(),
-            },
+            ke_payload(&dh),
         ]
     }
 }
@@ -841,11 +945,20 @@ pub(super) fn rekey_ike_payloads(encr: Encr, spi: u64, nonce: &[u8], dh: &Dh) ->
     vec![
         IkePayload::Sa(vec![ike_proposal(&[encr], spi.to_be_bytes().to_vec())]),
         IkePayload::Nonce(nonce.to_vec()),
-        IkePayload::Ke {
-            group: crypto::DH_CURVE25519,
-            data: dh.public().to_vec(),
-        },
+        ke_payload(dh),
     ]
+}
+
+/// An error notification (types below 16384, §3.10.1).
+pub(super) fn is_error(p: &IkePayload) -> bool {
+    matches!(p, IkePayload::Notify(n) if n.notify_type < 16384)
+}
+
+fn ke_payload(dh: &Dh) -> IkePayload {
+    IkePayload::Ke {
+        group: crypto::DH_CURVE25519,
+        data: dh.public().to_vec(),
+    }
 }
 
 /// Our rekey of `old` failed: it may be rekeyed again.

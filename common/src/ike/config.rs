@@ -126,6 +126,10 @@ pub struct ChildConfig {
     pub remote_ts: TsSpec,
     /// In order of preference.
     pub proposals: Vec<Encr>,
+    /// Perfect forward secrecy: our CREATE_CHILD_SA requests carry an
+    /// X25519 KE, and a peer's must too. Without it we still answer a
+    /// peer that asks for PFS with it.
+    pub pfs: bool,
     /// Soft limits start a rekey; hard limits end the SA.
     pub lifetime: Lifetime,
     /// Our outer tunnel address when it differs from the IKE address
@@ -141,6 +145,7 @@ impl ChildConfig {
             local_ts,
             remote_ts,
             proposals: Encr::ALL.to_vec(),
+            pfs: false,
             lifetime: Lifetime::default(),
             tunnel_address: None,
         }

@@ -62,7 +62,7 @@ use self::sa::Request;
 use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
 pub use crate::keylog::KeyTable;
 use crate::time::{Deadlines, Instant};
-use crate::wire::ike::{ExchangeType, IkeRepr};
+use crate::wire::ike::{ExchangeType, IkeRepr, NotifyType};
 
 /// The NAT-T port (RFC 3948); IKE there starts with four zero octets.
 pub const NATT_PORT: u16 = 4500;
@@ -164,6 +164,13 @@ pub enum IkeEvent {
     /// A peer address notification disagreed with the header (REQ AM-3.3e).
     AddressMismatch {
         sa: IkeSaId,
+    },
+    /// A CHILD_SA was not made: the error notification we answered a
+    /// peer's request with, or the peer answered ours with.
+    ChildRefused {
+        sa: IkeSaId,
+        notify: NotifyType,
+        by_peer: bool,
     },
     Closed {
         sa: IkeSaId,
@@ -390,7 +397,7 @@ impl Ike {
             .iter()
             .position(|c| c.name == child)
             .ok_or_else(|| IkeError::NoSuchChild(child.to_string()))?;
-        let request = self.child_request(config, None, ipsec);
+        let request = self.child_request(peer, config, None, ipsec);
         self.request(now, sa.0, request);
         Ok(())
     }
@@ -414,7 +421,7 @@ impl Ike {
             .iter()
             .position(|c| c.name == child.name)
             .ok_or_else(|| IkeError::NoSuchChild(child.name.clone()))?;
-        let request = self.child_request(config, Some(spi_in), ipsec);
+        let request = self.child_request(peer, config, Some(spi_in), ipsec);
         self.with_sa(sa.0, |ike, sa| {
             if let Some(c) = sa.children.iter_mut().find(|c| c.spi_in == spi_in) {
                 c.rekeyed_by = Some(0);
@@ -644,12 +651,20 @@ impl Ike {
         }
     }
 
-    fn child_request(&mut self, config: usize, rekey: Option<u32>, ipsec: &Ipsec) -> Request {
+    fn child_request(
+        &mut self,
+        peer: usize,
+        config: usize,
+        rekey: Option<u32>,
+        ipsec: &Ipsec,
+    ) -> Request {
+        let pfs = self.cfg.peers[peer].children[config].pfs;
         Request::CreateChild {
             config,
             spi_in: self.fresh_esp_spi(ipsec),
             nonce: self.nonce(),
             rekey,
+            dh: pfs.then(|| Dh::generate(&mut self.rng)),
         }
     }
 

@@ -68,6 +68,8 @@ pub(super) enum Request {
         nonce: Vec<u8>,
         /// The inbound SPI of the child it replaces.
         rekey: Option<u32>,
+        /// Our X25519 share when the child's config asks for PFS.
+        dh: Option<Dh>,
     },
     RekeyIke {
         spi: u64,

@@ -11,7 +11,9 @@ use super::payloads::payload_ts;
 use super::*;
 use crate::ipsec::{Action, Inbound, Outbound, PortRange};
 use crate::time::Duration;
-use crate::wire::ike::{IkeHeader, IkePayload, Notify, NotifyType, PeerAddress, TunnelAddress};
+use crate::wire::ike::{
+    IkeHeader, IkePayload, Notify, NotifyType, PeerAddress, Transform, TunnelAddress,
+};
 use crate::wire::mh::{BaFlags, BaStatus, BuFlags, MhMessage, MhRepr};
 use crate::wire::packet::{PacketRepr, UdpPayload, UpperRepr};
 use crate::wire::{CodePoints, IpProtocol, UdpRepr};
@@ -588,6 +590,157 @@ fn create_rekey_and_delete_children_then_rekey_and_delete_the_ike_sa() {
     p.run();
     assert!(p.a.ike.sa_ids().next().is_none() && p.b.ike.sa_ids().next().is_none());
     assert!(p.a.ipsec.sad.is_empty() && p.b.ipsec.sad.is_empty());
+}
+
+/// An established pair whose child `net` has `pfs` on both sides, and
+/// a's rekey request of it taken off the wire, b's child SPIs before it.
+fn rekey_request(pfs: bool) -> (Pair, Datagram, Vec<(u32, u32)>) {
+    let (mut ca, mut cb) = configs(true);
+    ca.peers[0].children[0].pfs = pfs;
+    cb.peers[0].children[0].pfs = pfs;
+    let (mut p, sa, sb) = Pair::up(ca, cb);
+    let old = child_spis(&p, true, sa)[0].0;
+    p.a.ike.rekey_child(p.now, sa, old, &p.a.ipsec).unwrap();
+    p.collect();
+    let d = p.wire.pop_front().unwrap();
+    let before = child_spis(&p, false, sb);
+    (p, d, before)
+}
+
+fn transforms(p: &[IkePayload]) -> Vec<(u8, Vec<(u8, u16)>)> {
+    p.iter()
+        .find_map(|x| match x {
+            IkePayload::Sa(props) => Some(
+                props
+                    .iter()
+                    .map(|pr| {
+                        let t = pr.transforms.iter();
+                        (pr.number, t.map(|t| (t.transform_type, t.id)).collect())
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap()
+}
+
+fn ke_group(p: &[IkePayload]) -> Option<u16> {
+    p.iter().find_map(|x| match x {
+        IkePayload::Ke { group, .. } => Some(*group),
+        _ => None,
+    })
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_child_rekey_answer_echoes_the_chosen_proposal_number_and_each_transform_type() {
+    for pfs in [false, true] {
+        let (mut p, mut d, _) = rekey_request(pfs);
+        let ours = transforms(&p.opened(&d).1);
+        let dh: Vec<(u8, u16)> = pfs.then_some((4, 31)).into_iter().collect();
+        assert_eq!(
+            ours,
+            [(
+                1,
+                [vec![(1, 20), (1, 20), (1, 28)], dh.clone(), vec![(5, 0)]].concat()
+            )],
+            "pfs {pfs}: our offer"
+        );
+        // Proposal 1 is AES-CBC, which we lack; proposal 2 is ours, with
+        // the D-H type widened by a group we lack (and NONE without PFS).
+        p.reseal(&mut d, |inner| {
+            for x in inner.iter_mut() {
+                if let IkePayload::Sa(props) = x {
+                    let mut cbc = props[0].clone();
+                    cbc.transforms = vec![Transform::new(1, 12, Some(256))];
+                    props[0].number = 2;
+                    let dh_at = props[0].transforms.len() - 1;
+                    let extra = if pfs { 19 } else { 0 };
+                    props[0]
+                        .transforms
+                        .insert(dh_at, Transform::new(4, extra, None));
+                    props.insert(0, cbc);
+                }
+            }
+        });
+        p.deliver(d);
+        p.collect();
+        let resp = p.messages(0, ExchangeType::CREATE_CHILD_SA, true);
+        let answer = &resp.last().unwrap().2;
+        let dh = if pfs { (4, 31) } else { (4, 0) };
+        assert_eq!(
+            transforms(answer),
+            [(2, vec![(1, 20), dh, (5, 0)])],
+            "pfs {pfs}: one proposal, numbered as theirs, one transform per type"
+        );
+        assert_eq!(ke_group(answer), pfs.then_some(31), "pfs {pfs}");
+        p.run();
+        let sa = p.only_sa(true);
+        assert_eq!(child_spis(&p, true, sa).len(), 1, "pfs {pfs}: rekeyed");
+        assert!(p.esp(true, "2001:db8:a::1", "2001:db8:b::1").2, "pfs {pfs}");
+        assert!(
+            p.esp(false, "2001:db8:b::1", "2001:db8:a::1").2,
+            "pfs {pfs}"
+        );
+    }
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_ke_of_another_group_than_the_chosen_one_gets_invalid_ke_payload() {
+    let (mut p, mut d, before) = rekey_request(true);
+    // Offer 19 and 31, send a KE of 19: we choose 31.
+    p.reseal(&mut d, |inner| {
+        for x in inner.iter_mut() {
+            match x {
+                IkePayload::Sa(props) => props[0].transforms.insert(1, Transform::new(4, 19, None)),
+                IkePayload::Ke { group, data } => {
+                    *group = 19;
+                    data.resize(64, 1);
+                }
+                _ => {}
+            }
+        }
+    });
+    p.deliver(d);
+    p.collect();
+    let resp = p.messages(0, ExchangeType::CREATE_CHILD_SA, true);
+    let answer = &resp.last().unwrap().2;
+    let [IkePayload::Notify(n)] = answer.as_slice() else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(n.notify_type, u16::from(NotifyType::INVALID_KE_PAYLOAD));
+    assert_eq!(n.data, 31u16.to_be_bytes());
+    let sb = p.only_sa(false);
+    assert_eq!(child_spis(&p, false, sb), before, "nothing installed");
+    assert_eq!(p.b.ipsec.sad.len(), 2);
+}
+
+// REQ IKE-BASE
+#[test]
+fn a_responder_configured_for_pfs_refuses_a_rekey_without_it() {
+    let (ca, mut cb) = configs(true);
+    cb.peers[0].children[0].pfs = true;
+    let (mut p, sa, sb) = Pair::up(ca, cb);
+    let before = child_spis(&p, false, sb);
+    let old = child_spis(&p, true, sa)[0].0;
+    p.a.ike.rekey_child(p.now, sa, old, &p.a.ipsec).unwrap();
+    p.run();
+    let resp = p.messages(0, ExchangeType::CREATE_CHILD_SA, true);
+    assert!(has(&resp[0].2, NotifyType::NO_PROPOSAL_CHOSEN), "{resp:?}");
+    assert_eq!(child_spis(&p, false, sb), before);
+    assert_eq!(
+        child_spis(&p, true, sa),
+        [(old, before[0].0)],
+        "a keeps its child"
+    );
+    for (a, id) in [(false, sb), (true, sa)] {
+        assert!(p.events(a).contains(&IkeEvent::ChildRefused {
+            sa: id,
+            notify: NotifyType::NO_PROPOSAL_CHOSEN,
+            by_peer: a,
+        }));
+    }
 }
 
 // REQ IKE-BASE

@@ -8,7 +8,7 @@
 
 use core::net::SocketAddr;
 
-use super::child::{clear_rekey, rekey_ike_payloads};
+use super::child::{clear_rekey, is_error, rekey_ike_payloads};
 use super::config::Mobility;
 use super::informational::delete_payloads;
 use super::payloads::{payload_nonce, PROTO_IKE};
@@ -95,9 +95,17 @@ impl Ike {
                 spi_in,
                 nonce,
                 rekey,
+                dh,
             } => (
                 ExchangeType::CREATE_CHILD_SA,
-                self.create_child_payloads(sa, peer, *config, *spi_in, nonce, *rekey),
+                self.create_child_payloads(
+                    sa,
+                    peer,
+                    *config,
+                    *spi_in,
+                    (nonce, dh.as_ref()),
+                    *rekey,
+                ),
                 current,
             ),
             Request::RekeyIke { spi, nonce, dh } => (
@@ -375,8 +383,12 @@ impl Ike {
                 spi_in,
                 nonce,
                 rekey,
+                dh,
             } => {
                 let Some(nr) = payload_nonce(payloads).map(<[u8]>::to_vec) else {
+                    if let Some(n) = payloads.iter().find(|p| is_error(p)) {
+                        self.child_refused(sa, n, true);
+                    }
                     if let Some(old) = rekey {
                         clear_rekey(sa, old);
                     }
@@ -389,7 +401,7 @@ impl Ike {
                     spi_in,
                     rekey,
                     (&nonce, &nr),
-                    None,
+                    dh.as_ref(),
                     payloads,
                     ipsec,
                 );

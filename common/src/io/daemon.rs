@@ -113,49 +113,88 @@ pub trait NodeFile: DeserializeOwned + Serialize + PartialEq {
     /// The static keys file, relative to the configuration file.
     fn ipsec(&self) -> Option<&Path>;
     fn control(&self) -> Option<&Path>;
-    /// Checks the values and builds the engine, with `ipsec` and an RNG
-    /// `seed`, and what the driver must open.
-    fn build(&self, ipsec: Ipsec, seed: u64) -> Result<(Self::Engine, Setup), FieldError>;
+    /// Checks the values and builds the engine, with `ipsec` and RNG
+    /// `seeds` (files such as keys are relative to `base`), and what the
+    /// driver must open.
+    fn build(
+        &self,
+        ipsec: Ipsec,
+        base: &Path,
+        seeds: Seeds,
+    ) -> Result<(Self::Engine, Setup), FieldError>;
 }
 
-/// A value the builder refuses: the top-level field, the value as written
-/// (to find its line), and why.
+/// A value the builder refuses: the field (`home_prefix`, or a path
+/// such as `ike.peers[0].psk`), the value as written (to find its line),
+/// and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
-    pub field: &'static str,
+    pub field: String,
     pub value: Option<String>,
     pub message: String,
 }
 
 impl FieldError {
-    pub fn new(field: &'static str, value: Option<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        value: Option<String>,
+        message: impl Into<String>,
+    ) -> Self {
         FieldError {
-            field,
+            field: field.into(),
             value,
             message: message.into(),
         }
     }
+
+    /// The mistake in `path`, at its line and column when they can be
+    /// found: `FILE:LINE:COLUMN: FIELD: MESSAGE`.
+    pub fn in_file(&self, path: &Path) -> FileError {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let at = locate(&text, &self.field, self.value.as_deref())
+            .map(|(l, c)| format!(":{l}:{c}"))
+            .unwrap_or_default();
+        FileError(format!(
+            "{}{at}: {}: {}",
+            path.display(),
+            self.field,
+            self.message
+        ))
+    }
 }
 
-/// `line:column` (from 1) of a top-level `field`'s value in YAML `text`:
-/// where `value` first appears from the field's line on, else just after
-/// the key.
+/// `line:column` (from 1) of `field` in YAML `text`. The field is a
+/// top-level key, or a path under one (`ike.peers[0].psk`): from that
+/// key's line on, where `value` first appears, else the path's last key,
+/// else just after the top-level key.
 fn locate(text: &str, field: &str, value: Option<&str>) -> Option<(usize, usize)> {
+    let top = field.split(['.', '[']).next().unwrap_or(field);
     let lines: Vec<&str> = text.lines().collect();
     let at = lines
         .iter()
-        .position(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
-    if let Some(v) = value {
-        for (i, l) in lines.iter().enumerate().skip(at) {
-            if let Some(c) = l.find(v) {
-                return Some((i + 1, c + 1));
-            }
-        }
+        .position(|l| l.strip_prefix(top).is_some_and(|r| r.starts_with(':')))?;
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .enumerate()
+            .skip(at)
+            .filter(|(_, l)| !l.trim_start().starts_with('#'))
+            .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+    };
+    if let Some(found) = value.and_then(find) {
+        return Some(found);
+    }
+    let last = field.rsplit('.').next().and_then(|k| k.split('[').next());
+    if let Some(found) = last
+        .filter(|k| *k != top)
+        .and_then(|k| find(&format!("{k}:")))
+    {
+        return Some(found);
     }
     let key = lines[at];
-    let col = key[field.len() + 1..]
+    let col = key[top.len() + 1..]
         .find(|c: char| !c.is_whitespace())
-        .map_or(field.len() + 2, |c| field.len() + 2 + c);
+        .map_or(top.len() + 2, |c| top.len() + 2 + c);
     Some((at + 1, col))
 }
 
@@ -206,39 +245,65 @@ fn static_keys<F: NodeFile>(file: &F, path: &Path) -> Result<(Ipsec, Vec<String>
 
 fn load<F: NodeFile>(
     path: &Path,
-    seed: u64,
+    seeds: Seeds,
 ) -> Result<(F, F::Engine, Setup, Vec<String>), FileError> {
     let file: F = read_yaml(path)?;
     let (ipsec, rows) = static_keys(&file, path)?;
-    let (engine, mut setup) = file.build(ipsec, seed).map_err(|e| {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        let at = locate(&text, e.field, e.value.as_deref())
-            .map(|(l, c)| format!(":{l}:{c}"))
-            .unwrap_or_default();
-        FileError(format!(
-            "{}{at}: {}: {}",
-            path.display(),
-            e.field,
-            e.message
-        ))
-    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let (engine, mut setup) = file
+        .build(ipsec, base, seeds)
+        .map_err(|e| e.in_file(path))?;
     if setup.control.is_none() {
         setup.control = Some(default_control(F::ROLE));
     }
     Ok((file, engine, setup, rows))
 }
 
-/// The engine's RNG seed, from the kernel.
-fn random_seed() -> u64 {
-    let mut b = [0u8; 8];
+/// The engines' RNG seeds: the node's, and IKE's 32 octets for its SPIs,
+/// nonces and DH keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seeds {
+    pub node: u64,
+    pub ike: [u8; 32],
+}
+
+impl Seeds {
+    /// Fresh from the kernel, or all from the file's `seed` (labs that
+    /// want the same nonces every run).
+    pub fn or_fixed(self, fixed: Option<u64>) -> Seeds {
+        match fixed {
+            Some(n) => Seeds {
+                node: n,
+                ike: crate::ike::seed_from(n ^ 0x696b_6500),
+            },
+            None => self,
+        }
+    }
+
+    fn random() -> Seeds {
+        let b = random_bytes::<40>();
+        let mut ike = [0; 32];
+        ike.copy_from_slice(&b[8..]);
+        Seeds {
+            node: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            ike,
+        }
+    }
+}
+
+/// `N` random octets from the kernel.
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
     // Without /dev/urandom the seed is weaker, never absent.
     if fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut b))
         .is_err()
     {
-        b = u64::from(std::process::id()).to_le_bytes();
+        for (i, x) in std::process::id().to_le_bytes().iter().enumerate() {
+            b[i % N] ^= x;
+        }
     }
-    u64::from_le_bytes(b)
+    b
 }
 
 fn init_logging(verbose: u8) {
@@ -266,7 +331,13 @@ fn refuse(role: &str, what: impl std::fmt::Display) -> ExitCode {
 /// `action` for role `F`.
 pub fn main<F: NodeFile>(action: Action) -> ExitCode {
     match action {
-        Action::Check { config } => match load::<F>(&config, 0) {
+        Action::Check { config } => match load::<F>(
+            &config,
+            Seeds {
+                node: 0,
+                ike: [0; 32],
+            },
+        ) {
             Ok(_) => {
                 println!("{}: {} is good", F::ROLE, config.display());
                 ExitCode::SUCCESS
@@ -291,27 +362,36 @@ fn runtime(role: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
 
 fn run<F: NodeFile>(args: &RunArgs) -> ExitCode {
     init_logging(args.verbose);
-    let (file, engine, setup, rows) = match load::<F>(&args.config, random_seed()) {
+    let (file, engine, setup, rows) = match load::<F>(&args.config, Seeds::random()) {
         Ok(x) => x,
         Err(e) => return refuse(F::ROLE, e),
     };
-    if let Some(dir) = &args.keylog {
-        let written = KeyLog::create(dir)
-            .and_then(|log| rows.iter().try_for_each(|r| log.append(KeyTable::Esp, r)));
-        if let Err(e) = written {
-            return refuse(F::ROLE, format!("--keylog {}: {e}", dir.display()));
+    // The static SAs' rows now; IKE's as it negotiates (the driver).
+    let keylog = match &args.keylog {
+        Some(dir) => {
+            let written = KeyLog::create(dir).and_then(|log| {
+                rows.iter()
+                    .try_for_each(|r| log.append(KeyTable::Esp, r))
+                    .map(|()| log)
+            });
+            match written {
+                Ok(log) => Some(log),
+                Err(e) => return refuse(F::ROLE, format!("--keylog {}: {e}", dir.display())),
+            }
         }
-    }
+        None => None,
+    };
     let rt = match runtime(F::ROLE) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     let path = args.config.clone();
     rt.block_on(async move {
-        let driver = match Driver::open(engine, &setup).await {
+        let mut driver = match Driver::open(engine, &setup).await {
             Ok(d) => d,
             Err(e) => return refuse(F::ROLE, e),
         };
+        driver.set_keylog(keylog);
         let reload = move |_: &mut F::Engine| reloaded(&file, &path);
         match driver.run(reload).await {
             Ok(_) => ExitCode::SUCCESS,
@@ -418,6 +498,7 @@ fn bindings_json(reply: &Value) -> Value {
         "location": s.get("location"),
         "bindings": s.get("bindings").cloned().unwrap_or(Value::Array(vec![])),
         "binding_updates": s.get("binding_updates").cloned().unwrap_or(Value::Array(vec![])),
+        "ike": s.get("ike"),
     })
 }
 
@@ -489,6 +570,38 @@ pub fn render(reply: &Value, view: View) -> String {
                 text(&u["care_of"]),
                 text(&u["seq"])
             );
+        }
+    }
+    if let Some(sas) = s.get("ike").and_then(Value::as_array) {
+        let _ = writeln!(o, "\nIKE SAs ({}):", sas.len());
+        for a in sas {
+            let _ = writeln!(
+                o,
+                "  {} {} {} <-> {}  {}{}{}",
+                text(&a["spi"]),
+                text(&a["peer"]),
+                text(&a["local"]),
+                text(&a["remote"]),
+                text(&a["state"]),
+                if a["initiator"] == true {
+                    ", initiator"
+                } else {
+                    ""
+                },
+                if a["mobike"] == true { ", MOBIKE" } else { "" }
+            );
+            for c in rows(&a["children"]) {
+                let _ = writeln!(
+                    o,
+                    "    {:<16} {} in {} out {:<9} {} <-> {}",
+                    text(&c["name"]),
+                    text(&c["spi_in"]),
+                    text(&c["spi_out"]),
+                    text(&c["mode"]),
+                    text(&c["local"]),
+                    text(&c["remote"])
+                );
+            }
         }
     }
     if view == View::Bindings {
@@ -593,5 +706,14 @@ mod tests {
         assert_eq!(locate(text, "rotation", None), Some((5, 13)));
         assert_eq!(locate(text, "address", Some("nowhere")), Some((1, 10)));
         assert_eq!(locate(text, "absent", None), None);
+    }
+
+    #[test]
+    fn locate_follows_a_path_under_a_top_level_key() {
+        let text = "id: x\nike:\n  # children: a comment\n  peers:\n    - name: ha\n      children: []\n    - name: cn\n";
+        // The value first, then the path's last key, then the top key.
+        assert_eq!(locate(text, "ike.peers[1]", Some("name: cn")), Some((7, 7)));
+        assert_eq!(locate(text, "ike.peers[0].children", None), Some((6, 7)));
+        assert_eq!(locate(text, "ike.proposals", None), Some((2, 5)));
     }
 }

@@ -27,8 +27,10 @@ use super::netlink::{Ipv6Address, Ipv6Route, LinkEvent, LinkEvents, Netlink, Net
 use super::packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket};
 use super::sysctl::{SysctlError, Sysctls};
 use super::tun::{self, Installed, Tun, TunError};
-use super::Clock;
-use crate::node::{Command, Engine, Iface, MacAddr, NodeStatus, Severity, Transmit};
+use super::{Clock, KeyLog};
+use crate::ike::IkeEvent;
+use crate::keylog::KeyTable;
+use crate::node::{Command, Engine, Event, Iface, MacAddr, NodeStatus, Severity, Transmit};
 use crate::time::Duration;
 
 /// Big enough for any frame or TUN packet.
@@ -168,6 +170,8 @@ pub struct Driver<E> {
     tasks: Vec<JoinHandle<()>>,
     stats: DriverStats,
     setup: Setup,
+    /// Where IKE's key-log rows go.
+    keylog: Option<KeyLog>,
 }
 
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13) in the effective set.
@@ -253,6 +257,7 @@ impl<E: Engine> Driver<E> {
             tasks: Vec::new(),
             stats: DriverStats::default(),
             setup: setup.clone(),
+            keylog: None,
         };
         if let Err(e) = driver.start_tasks(setup.control.as_deref()) {
             driver.restore().await;
@@ -342,6 +347,11 @@ impl<E: Engine> Driver<E> {
                 .push(tokio::spawn(serve_control(listener, self.tx.clone())));
         }
         Ok(())
+    }
+
+    /// Appends every key-log row IKE emits to `log` (Wireshark's tables).
+    pub fn set_keylog(&mut self, log: Option<KeyLog>) {
+        self.keylog = log;
     }
 
     pub fn engine(&self) -> &E {
@@ -465,7 +475,11 @@ impl<E: Engine> Driver<E> {
     fn control(&mut self, line: &str) -> String {
         let reply = match serde_json::from_str::<Request>(line) {
             Ok(Request::Status) => Reply::Status {
-                status: Box::new(self.engine.status(self.clock.now())),
+                status: Box::new(
+                    self.engine
+                        .status(self.clock.now())
+                        .with_ike(self.engine.ike()),
+                ),
                 driver: self.stats.clone(),
                 links: self.links.iter().map(|l| l.name.clone()).collect(),
                 stack: self.tun.name().to_string(),
@@ -487,6 +501,11 @@ impl<E: Engine> Driver<E> {
             }
             while let Some(e) = self.engine.poll_event() {
                 busy = true;
+                // Key material goes to the key log, never to the log.
+                if let Event::Ike(IkeEvent::KeyLog { table, row }) = &e {
+                    self.key_row(*table, row);
+                    continue;
+                }
                 match e.severity() {
                     Severity::Info => tracing::info!("{e}"),
                     Severity::Warning => tracing::warn!("{e}"),
@@ -496,6 +515,16 @@ impl<E: Engine> Driver<E> {
             if !busy {
                 return;
             }
+        }
+    }
+
+    fn key_row(&mut self, table: KeyTable, row: &str) {
+        let Some(log) = &self.keylog else {
+            return;
+        };
+        if let Err(e) = log.append(table, row) {
+            tracing::warn!("key log {}: {e}", log.dir().display());
+            self.drop_reason("keylog-error");
         }
     }
 

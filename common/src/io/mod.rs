@@ -23,6 +23,7 @@
 pub mod clock;
 pub mod daemon;
 pub mod driver;
+pub mod ike_file;
 pub mod keylog;
 pub mod netlink;
 pub mod packet;

@@ -214,7 +214,7 @@ impl Cn {
             if !(by_sa || by_cache) {
                 self.core.drop(NodeDrop::HaoUnverified);
                 self.core
-                    .binding_error(now, self.cfg.address, h.src, home, BE_UNKNOWN_BINDING);
+                    .binding_error(now, self.cfg.address, h.src, hao, BE_UNKNOWN_BINDING);
                 return;
             }
         }
@@ -270,9 +270,8 @@ impl Cn {
             } => self.binding_update(now, rx, src, hao, seq, flags, lifetime, &mh.options),
             MhMessage::Unknown { .. } => {
                 self.core.drop(NodeDrop::UnknownMhType);
-                let home = hao.unwrap_or(src);
                 self.core
-                    .binding_error(now, me, src, home, BE_UNKNOWN_MH_TYPE);
+                    .binding_error(now, me, src, hao, BE_UNKNOWN_MH_TYPE);
             }
             _ => self.core.drop(NodeDrop::Unsolicited),
         }

@@ -13,12 +13,12 @@ use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Tra
 use crate::ike::{Datagram, Ike, IkeConfig, IkeEvent, IKE_PORT, NATT_PORT};
 use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
 use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::checksum::PseudoHeader;
-use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST};
-use crate::wire::mh::{MhMessage, MhOption, MhRepr};
+use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST, PARAMETER_PROBLEM};
+use crate::wire::mh::{MhMessage, MhOption, MhPacket, MhRepr};
 use crate::wire::nd::{NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
-use crate::wire::packet::UdpPayload;
+use crate::wire::packet::{decode, UdpPayload};
 use crate::wire::{
     CodePoints, ExtHeaderRepr, Icmpv6Repr, IpProtocol, IpRepr, Ipv6OptionRepr, Ipv6Packet,
     Ipv6Repr, MacAddr, NdRepr, PacketRepr, RoutingRepr, UdpRepr, UpperRepr,
@@ -83,6 +83,43 @@ pub(crate) struct Core {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
+    errors: ErrorBudget,
+}
+
+/// RFC 4443 §2.4(f)'s token bucket for the error messages a node sends,
+/// which RFC 6275 §9.3.3 applies to Binding Errors too: a flood of bad
+/// packets gets at most `ERRORS_PER_SECOND` answers a second.
+#[derive(Debug, Clone, Copy)]
+struct ErrorBudget {
+    tokens: u32,
+    refilled: Instant,
+}
+
+const ERRORS_PER_SECOND: u32 = 10;
+
+impl ErrorBudget {
+    fn take(&mut self, now: Instant) -> bool {
+        let tick = 1_000_000 / u64::from(ERRORS_PER_SECOND);
+        let elapsed = now.saturating_duration_since(self.refilled).as_micros();
+        let earned = u64::try_from(elapsed).unwrap_or(u64::MAX) / tick;
+        if earned >= u64::from(ERRORS_PER_SECOND) {
+            self.tokens = ERRORS_PER_SECOND;
+            self.refilled = now;
+        } else if earned > 0 {
+            // Keep the fraction of a tick already earned.
+            self.tokens = (self.tokens + earned as u32).min(ERRORS_PER_SECOND);
+            self.refilled += Duration::from_micros(earned * tick);
+        }
+        let ok = self.tokens > 0;
+        self.tokens = self.tokens.saturating_sub(1);
+        ok
+    }
+}
+
+/// Neither multicast nor unspecified: an address an error may come from
+/// or go to.
+fn is_unicast(a: Ipv6Addr) -> bool {
+    !a.is_multicast() && !a.is_unspecified()
 }
 
 impl Core {
@@ -98,6 +135,10 @@ impl Core {
             out: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            errors: ErrorBudget {
+                tokens: ERRORS_PER_SECOND,
+                refilled: Instant::ZERO,
+            },
         }
     }
 
@@ -388,10 +429,87 @@ impl Core {
                 bytes,
             }),
             Err(_) => {
-                self.drop(NodeDrop::Malformed);
+                if !self.mh_parameter_problem(now, &bytes) {
+                    self.drop(NodeDrop::Malformed);
+                }
                 None
             }
         }
+    }
+
+    /// RFC 6275 §9.2: a Mobility Header whose checksum verifies but whose
+    /// Payload Proto is not 59, or whose Header Len is too short for its
+    /// type, is dropped with an ICMPv6 Parameter Problem (code 0) pointing
+    /// at the field. A bad checksum stays a silent discard.
+    fn mh_parameter_problem(&mut self, now: Instant, bytes: &[u8]) -> bool {
+        let Ok(l) = Layout::parse(bytes) else {
+            return false;
+        };
+        if l.selectors.protocol != IpProtocol::Mobility {
+            return false;
+        }
+        let Some(Ok(mh)) = bytes.get(l.upper_offset..l.end).map(MhPacket::new_checked) else {
+            return false;
+        };
+        let Some(field) = mh.parameter_problem() else {
+            return false;
+        };
+        // The checksum's pseudo-header needs the HAO and routing header.
+        let d = decode(bytes, &self.cp, false);
+        let Some(
+            repr @ PacketRepr {
+                ip: IpRepr::V6 { header, .. },
+                ..
+            },
+        ) = &d.repr
+        else {
+            return false;
+        };
+        if !mh.verify_checksum(&repr.pseudo_header()) {
+            return false;
+        }
+        self.drop(NodeDrop::BadMobilityHeader);
+        self.icmp_error(
+            now,
+            header,
+            (PARAMETER_PROBLEM, 0),
+            l.upper_offset + field,
+            bytes,
+        );
+        true
+    }
+
+    /// An ICMPv6 error (RFC 4443 §2.4) about `invoking`, from the address
+    /// it was sent to: never about a packet to a multicast group or from
+    /// an address that is not unicast (§2.4(e)), and rate-limited.
+    fn icmp_error(
+        &mut self,
+        now: Instant,
+        invoking_header: &Ipv6Repr,
+        (msg_type, code): (u8, u8),
+        pointer: usize,
+        invoking: &[u8],
+    ) {
+        let (src, dst) = (invoking_header.dst, invoking_header.src);
+        if !is_unicast(src) || !is_unicast(dst) || !self.errors.take(now) {
+            self.stats.errors_suppressed += 1;
+            return;
+        }
+        // The whole error fits the minimum MTU (RFC 4443 §2.4(c)).
+        let room = 1280 - 40 - 8;
+        let mut body = (pointer as u32).to_be_bytes().to_vec();
+        body.extend_from_slice(&invoking[..invoking.len().min(room)]);
+        let repr = PacketRepr::ipv6(
+            src,
+            dst,
+            vec![],
+            UpperRepr::Icmpv6(Icmpv6Repr {
+                msg_type,
+                code,
+                body,
+            }),
+        );
+        self.send(now, &repr);
     }
 
     /// Parses a packet from the node's own stack.
@@ -550,19 +668,26 @@ impl Core {
         self.send(now, &repr)
     }
 
-    /// A Binding Error (RFC 6275 §9.3.1, §6.1.9) to `to` about `home`.
+    /// A Binding Error (RFC 6275 §9.3.3) from `src` to `to`, the source of
+    /// the offending packet, which must be unicast; its Home Address is
+    /// that packet's Home Address option, or unspecified if it had none.
+    /// Rate-limited with the ICMPv6 errors.
     pub fn binding_error(
         &mut self,
         now: Instant,
         src: Ipv6Addr,
         to: Ipv6Addr,
-        home: Ipv6Addr,
+        hao: Option<Ipv6Addr>,
         status: u8,
     ) {
+        if !is_unicast(to) || !self.errors.take(now) {
+            self.stats.errors_suppressed += 1;
+            return;
+        }
         let mh = MhRepr {
             message: MhMessage::BindingError {
                 status,
-                home_address: home,
+                home_address: hao.unwrap_or(Ipv6Addr::UNSPECIFIED),
             },
             options: vec![],
         };

@@ -230,9 +230,9 @@ impl Ha {
                 }
                 MhMessage::Unknown { .. } => {
                     self.core.drop(NodeDrop::UnknownMhType);
-                    let home = rx.home_address_option().unwrap_or(h.src);
+                    let hao = rx.home_address_option();
                     self.core
-                        .binding_error(now, self.cfg.address, h.src, home, 2);
+                        .binding_error(now, self.cfg.address, h.src, hao, 2);
                 }
                 _ => self.core.drop(NodeDrop::Unsolicited),
             },
@@ -319,7 +319,13 @@ impl Ha {
             return;
         }
         if lifetime == 0 || care_of == home {
-            self.pending.remove(&home);
+            // RFC 6275 §10.3.2: nothing to deregister is a refusal (133);
+            // a registration still in DAD is withdrawn.
+            if self.pending.remove(&home).is_none() && !registered {
+                self.core.drop(NodeDrop::NotRegistered);
+                self.ack(now, reply, BaStatus::NotHomeAgentForThisMobileNode, 0, k);
+                return;
+            }
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
                 if let Some(mac) = home_mac {

@@ -1055,7 +1055,12 @@ impl Mn {
             return;
         };
         let is_home_agent = e.mode.is_none();
-        if status < 128 {
+        // RFC 6275 §10.3.2: 133 to a deregistration says the agent holds
+        // no registration (it took one whose BA was lost): done all the same.
+        let nothing_to_deregister = is_home_agent
+            && e.care_of == home
+            && status == u8::from(BaStatus::NotHomeAgentForThisMobileNode);
+        if status < 128 || nothing_to_deregister {
             let bound = e.care_of != home;
             let deregistered = e.is_registered() && !bound;
             e.registration = if bound {

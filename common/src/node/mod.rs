@@ -169,6 +169,7 @@ impl Event {
             | Event::Ike(
                 IkeEvent::SwitchRefused { .. }
                 | IkeEvent::AddressMismatch { .. }
+                | IkeEvent::ChildRefused { .. }
                 | IkeEvent::Closed {
                     reason: CloseReason::Timeout | CloseReason::NoProposalChosen,
                     ..
@@ -290,6 +291,14 @@ impl fmt::Display for Event {
                         "{sa}: peer address notification does not match the header"
                     )
                 }
+                IkeEvent::ChildRefused {
+                    sa,
+                    notify,
+                    by_peer,
+                } => {
+                    let who = if *by_peer { "the peer" } else { "us" };
+                    write!(f, "{sa}: CHILD_SA refused by {who}: {notify:?}")
+                }
                 IkeEvent::Closed { sa, reason } => write!(f, "{sa} closed: {reason:?}"),
                 IkeEvent::KeyLog { table, .. } => write!(f, "key log row for {table:?}"),
             },
@@ -329,6 +338,9 @@ pub enum NodeDrop {
     NotHomeSubnet,
     /// A home registration for a node this home agent does not serve (133).
     NotOurMobileNode,
+    /// A deregistration for which the home agent holds no registration
+    /// (133, RFC 6275 §10.3.2).
+    NotRegistered,
     /// A BU that would change the kind of registration (139).
     RegistrationTypeChange,
     /// A tunnelled packet whose outer source is not the registered care-of
@@ -347,10 +359,13 @@ pub enum NodeDrop {
     NdInvalid,
     /// A home registration whose home address another node uses (BA 134).
     DuplicateHomeAddress,
+    /// A Mobility Header with a Payload Proto other than 59 or a Header
+    /// Len too short for its type (ICMPv6 Parameter Problem, RFC 6275 §9.2).
+    BadMobilityHeader,
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 22] = [
+    pub const ALL: [NodeDrop; 24] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -365,6 +380,7 @@ impl NodeDrop {
         NodeDrop::Unprotected,
         NodeDrop::NotHomeSubnet,
         NodeDrop::NotOurMobileNode,
+        NodeDrop::NotRegistered,
         NodeDrop::RegistrationTypeChange,
         NodeDrop::TunnelSourceMismatch,
         NodeDrop::Unsolicited,
@@ -373,6 +389,7 @@ impl NodeDrop {
         NodeDrop::Unresolved,
         NodeDrop::NdInvalid,
         NodeDrop::DuplicateHomeAddress,
+        NodeDrop::BadMobilityHeader,
     ];
 }
 
@@ -397,6 +414,9 @@ pub struct NodeStats {
     /// payload bytes.
     pub ike_messages: u64,
     pub ike_bytes: u64,
+    /// ICMPv6 errors and Binding Errors not sent: over the rate limit, or
+    /// about a packet from or to an address that is not unicast.
+    pub errors_suppressed: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 

@@ -1,14 +1,15 @@
 //! What an engine is doing, as plain data for people and scripts: the
 //! interfaces with their addresses, routers and neighbours, the binding
-//! cache or the binding update list, the SAs, and every counter. A daemon's
-//! control socket sends it as JSON; its CLI prints it.
+//! cache or the binding update list, the SAs, IKE's SAs, and every
+//! counter. A daemon's control socket sends it as JSON; its CLI prints it.
 
-use core::net::{IpAddr, Ipv6Addr};
+use core::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{NodeDrop, NodeStats};
+use crate::ike::{Ike, IkeState};
 use crate::ipsec::{Direction, Ipsec, Mode};
 use crate::nd::{AddrState, NdIface, NeighborState};
 use crate::time::Instant;
@@ -29,6 +30,9 @@ pub struct NodeStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub binding_updates: Vec<UpdateStatus>,
     pub sas: Vec<SaStatus>,
+    /// IKE's SAs, when the node keys by IKEv2.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ike: Option<Vec<IkeSaStatus>>,
     pub counters: BTreeMap<&'static str, u64>,
     /// Drops by reason: the engine's, and IPsec's under `ipsec/`.
     pub drops: BTreeMap<String, u64>,
@@ -91,6 +95,49 @@ pub struct SaStatus {
     pub bytes: u64,
     /// The last sequence number sent or the highest received.
     pub sequence: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IkeSaStatus {
+    /// Our SPI, what the SA is found by.
+    pub spi: String,
+    /// The peer's identity, once IKE_AUTH named it, and its name in the
+    /// configuration.
+    pub peer: Option<String>,
+    pub peer_name: Option<String>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: &'static str,
+    pub initiator: bool,
+    /// Both sides sent MOBIKE_SUPPORTED (RFC 4555).
+    pub mobike: bool,
+    pub children: Vec<ChildSaStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildSaStatus {
+    pub name: String,
+    pub spi_in: String,
+    pub spi_out: String,
+    pub mode: &'static str,
+    pub local: IpAddr,
+    pub remote: IpAddr,
+}
+
+fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Transport => "transport",
+        Mode::Tunnel => "tunnel",
+    }
+}
+
+fn ike_state(s: IkeState) -> &'static str {
+    match s {
+        IkeState::AwaitingInitResponse => "awaiting IKE_SA_INIT response",
+        IkeState::AwaitingAuthRequest => "awaiting IKE_AUTH request",
+        IkeState::AwaitingAuthResponse => "awaiting IKE_AUTH response",
+        IkeState::Established => "established",
+    }
 }
 
 fn addr_state(s: AddrState) -> &'static str {
@@ -157,10 +204,7 @@ impl NodeStatus {
                         Direction::Inbound => "in",
                         Direction::Outbound => "out",
                     },
-                    mode: match sa.mode() {
-                        Mode::Transport => "transport",
-                        Mode::Tunnel => "tunnel",
-                    },
+                    mode: mode_name(sa.mode()),
                     local: a.local,
                     peer: a.peer,
                     algorithm: sa.algorithm().to_string(),
@@ -183,6 +227,7 @@ impl NodeStatus {
             ("forwarded", stats.forwarded),
             ("ike_messages", stats.ike_messages),
             ("ike_bytes", stats.ike_bytes),
+            ("errors_suppressed", stats.errors_suppressed),
             ("esp_sealed", ipsec.stats().sealed),
             ("esp_opened", ipsec.stats().opened),
         ]);
@@ -198,9 +243,54 @@ impl NodeStatus {
             bindings: vec![],
             binding_updates: vec![],
             sas,
+            ike: None,
             counters,
             drops,
         }
+    }
+
+    /// With `ike`'s SAs and their children, and its drops under `ike/`
+    /// (the engines' `status` leaves them to the caller).
+    pub fn with_ike(mut self, ike: Option<&Ike>) -> Self {
+        let Some(ike) = ike else {
+            return self;
+        };
+        let peers = &ike.config().peers;
+        let mut sas: Vec<IkeSaStatus> = ike
+            .sa_ids()
+            .filter_map(|id| ike.sa(id))
+            .map(|sa| {
+                let peer = sa.peer().and_then(|i| peers.get(i));
+                IkeSaStatus {
+                    spi: format!("{:016x}", sa.ours),
+                    peer: peer.map(|p| p.id.to_string()),
+                    peer_name: peer.map(|p| p.name.clone()),
+                    local: sa.local,
+                    remote: sa.remote,
+                    state: ike_state(sa.state()),
+                    initiator: sa.initiator,
+                    mobike: sa.mobike,
+                    children: sa
+                        .children
+                        .iter()
+                        .map(|c| ChildSaStatus {
+                            name: c.name.clone(),
+                            spi_in: format!("{:#010x}", c.spi_in),
+                            spi_out: format!("{:#010x}", c.spi_out),
+                            mode: mode_name(c.mode),
+                            local: c.addresses.local,
+                            remote: c.addresses.peer,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        sas.sort_by(|a, b| a.spi.cmp(&b.spi));
+        self.ike = Some(sas);
+        for (r, n) in ike.stats().drops() {
+            self.drops.insert(format!("ike/{r:?}"), n);
+        }
+        self
     }
 }
 

@@ -13,7 +13,7 @@ use crate::ipsec::{
 use crate::nd::AddrState;
 use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::{NaFlags, PrefixInfo, RouterAdvert};
-use crate::wire::{CodePoints, ExtHeaderRepr, NdRepr, PacketRepr, UpperRepr};
+use crate::wire::{CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, NdRepr, PacketRepr, UpperRepr};
 
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
@@ -346,4 +346,203 @@ fn sequence_numbers_compare_modulo_2_16() {
     assert!(!seq_newer(0x8000, 0));
     assert!(!seq_newer(5, 5));
     assert!(!seq_newer(4, 5));
+}
+
+/// IPsec that lets everything through in the clear.
+fn open_ipsec() -> Ipsec {
+    let mut ipsec = Ipsec::default();
+    ipsec.spd.fallback = crate::ipsec::Action::Bypass;
+    ipsec
+}
+
+/// A packet from `COA` to `dst` holding `mh` as its Mobility Header,
+/// the checksum made right (`good`) or wrong, after `ext`.
+fn mh_to(dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>, mut mh: Vec<u8>, good: bool) -> Vec<u8> {
+    let mut repr = PacketRepr::ipv6(
+        COA,
+        dst,
+        ext,
+        UpperRepr::Raw {
+            protocol: IpProtocol::Mobility,
+            data: vec![],
+        },
+    );
+    crate::wire::mh::MhPacket::new_unchecked(&mut mh[..]).fill_checksum(&repr.pseudo_header());
+    if !good {
+        mh[4] ^= 0xff;
+    }
+    repr.upper = UpperRepr::Raw {
+        protocol: IpProtocol::Mobility,
+        data: mh,
+    };
+    repr.to_bytes(&CodePoints::default())
+}
+
+/// [`mh_to`] the home agent.
+fn mh_packet(ext: Vec<ExtHeaderRepr>, mh: Vec<u8>, good: bool) -> Vec<u8> {
+    mh_to(HA, ext, mh, good)
+}
+
+/// A BU's Mobility Header, 16 bytes: seq 1, A and H, lifetime 100, a
+/// PadN; `proto` as its Payload Proto.
+fn bu_mh(proto: u8) -> Vec<u8> {
+    vec![proto, 1, 5, 0, 0, 0, 0, 1, 0xc0, 0, 0, 100, 1, 2, 0, 0]
+}
+
+/// The ICMPv6 Parameter Problems among `sent`: (code, pointer, the start
+/// of the invoking packet they quote), each checked to come from the
+/// agent to the care-of address.
+fn parameter_problems(sent: &[Transmit]) -> Vec<(u8, u32, Vec<u8>)> {
+    sent.iter()
+        .filter_map(|t| {
+            let p = PacketRepr::parse(&t.bytes, &CodePoints::default()).ok()?;
+            let IpRepr::V6 { header, .. } = &p.ip else {
+                return None;
+            };
+            match p.upper {
+                UpperRepr::Icmpv6(i) if i.msg_type == crate::wire::icmpv6::PARAMETER_PROBLEM => {
+                    assert_eq!((header.src, header.dst), (HA, COA));
+                    assert!(t.bytes.len() <= 1280);
+                    let pointer = u32::from_be_bytes(i.body[..4].try_into().unwrap());
+                    Some((i.code, pointer, i.body[4..].to_vec()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+// REQ MIP-BASE
+#[test]
+fn a_bad_payload_proto_or_header_len_gets_a_parameter_problem_pointing_at_it() {
+    let (mut ha, now) = home_agent(open_ipsec());
+    let hao = || vec![ExtHeaderRepr::home_address(HOA)];
+    // (packet, the field's offset from the IPv6 header's first byte)
+    let cases = [
+        // Payload Proto 6 (TCP), no extension header: byte 40.
+        (mh_packet(vec![], bu_mh(6), true), 40),
+        // Behind a Destination Options header with the HAO (24 bytes).
+        (mh_packet(hao(), bu_mh(6), true), 64),
+        // A BU in 8 bytes (Header Len 0) where it needs 12: Header Len.
+        (mh_packet(hao(), vec![59, 0, 5, 0, 0, 0, 0, 1], true), 65),
+    ];
+    for (i, (bytes, pointer)) in cases.iter().enumerate() {
+        ha.handle_packet(now, Iface::Link(0), Some(ROUTER_MAC), bytes);
+        let sent = drain(&mut ha);
+        assert_eq!(
+            parameter_problems(&sent),
+            vec![(0, *pointer, bytes.clone())],
+            "case {i}"
+        );
+        assert_eq!(
+            ha.stats().dropped(NodeDrop::BadMobilityHeader),
+            i as u64 + 1
+        );
+    }
+    // A bad checksum is discarded without a word (RFC 6275 §9.2), and a
+    // well-formed MH of an unknown type is a Binding Error's business.
+    let bad_sum = mh_packet(vec![], bu_mh(6), false);
+    ha.handle_packet(now, Iface::Link(0), Some(ROUTER_MAC), &bad_sum);
+    assert!(drain(&mut ha).is_empty());
+    assert_eq!(ha.stats().dropped(NodeDrop::Malformed), 1);
+    assert_eq!(ha.stats().dropped(NodeDrop::BadMobilityHeader), 3);
+}
+
+// REQ MIP-BASE
+#[test]
+fn errors_are_rate_limited_and_never_sent_about_multicast() {
+    let (mut ha, now) = home_agent(open_ipsec());
+    let bad = mh_packet(vec![], bu_mh(6), true);
+    for _ in 0..50 {
+        ha.handle_packet(now, Iface::Link(0), Some(ROUTER_MAC), &bad);
+    }
+    let burst = parameter_problems(&drain(&mut ha)).len();
+    assert_eq!(burst, 10, "the bucket holds 10");
+    // The bucket refills at 10 a second: 5 more after half a second.
+    let later = now + crate::time::Duration::from_millis(500);
+    for _ in 0..50 {
+        ha.handle_packet(later, Iface::Link(0), Some(ROUTER_MAC), &bad);
+    }
+    assert_eq!(parameter_problems(&drain(&mut ha)).len(), 5);
+    assert_eq!(ha.stats().dropped(NodeDrop::BadMobilityHeader), 100);
+    assert_eq!(ha.stats().errors_suppressed, 85);
+    // To all nodes: dropped and counted, never answered (RFC 4443 §2.4(e)).
+    let to_group = mh_to(crate::nd::ALL_NODES, vec![], bu_mh(6), true);
+    let far = later + crate::time::Duration::from_secs(10);
+    ha.handle_packet(far, Iface::Link(0), Some(ROUTER_MAC), &to_group);
+    assert!(parameter_problems(&drain(&mut ha)).is_empty());
+    assert_eq!(ha.stats().dropped(NodeDrop::BadMobilityHeader), 101);
+    assert_eq!(ha.stats().errors_suppressed, 86);
+}
+
+/// The Binding Errors among `sent`: (status, Home Address field).
+fn binding_errors(sent: &[Transmit]) -> Vec<(u8, Ipv6Addr)> {
+    sent.iter()
+        .filter_map(|t| {
+            match PacketRepr::parse(&t.bytes, &CodePoints::default())
+                .ok()?
+                .upper
+            {
+                UpperRepr::Mobility(MhRepr {
+                    message:
+                        MhMessage::BindingError {
+                            status,
+                            home_address,
+                        },
+                    ..
+                }) => Some((status, home_address)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+// REQ MIP-BASE
+#[test]
+fn a_binding_errors_home_address_is_the_packets_hao_or_unspecified() {
+    let (mut ha, now) = home_agent(open_ipsec());
+    // An unknown MH type (status 2), RFC 6275 §9.3.3: with no HAO the
+    // field is unspecified, never the packet's source.
+    let unknown = vec![59, 1, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    ha.handle_packet(
+        now,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &mh_packet(vec![], unknown.clone(), true),
+    );
+    assert_eq!(
+        binding_errors(&drain(&mut ha)),
+        vec![(2, Ipv6Addr::UNSPECIFIED)]
+    );
+}
+
+// REQ MIP-BASE
+#[test]
+fn a_deregistration_with_nothing_registered_gets_133() {
+    let (mut mn, ha_ipsec) = wide_pair();
+    let (mut ha, now) = home_agent(ha_ipsec);
+    // RFC 6275 §10.3.2: a BU with lifetime 0 for a home address this agent
+    // serves but holds no registration for.
+    let mh = MhRepr {
+        message: MhMessage::BindingUpdate {
+            seq: 3,
+            flags: BuFlags(BuFlags::A | BuFlags::H),
+            lifetime: 0,
+        },
+        options: vec![],
+    };
+    let p = PacketRepr::ipv6(
+        COA,
+        HA,
+        vec![ExtHeaderRepr::home_address(HOA)],
+        UpperRepr::Mobility(mh),
+    )
+    .to_bytes(&CodePoints::default());
+    let mut bu = vec![];
+    mn.outbound(Instant::ZERO, &p, &mut bu).unwrap();
+    ha.handle_packet(now, Iface::Link(0), Some(ROUTER_MAC), &bu);
+    let sent = drain(&mut ha);
+    assert_eq!(statuses(&sent, &mut mn), vec![(133, Some(ROUTER_MAC))]);
+    assert_eq!(ha.stats().dropped(NodeDrop::NotRegistered), 1);
+    assert!(ha.binding(HOA).is_none());
 }

@@ -44,6 +44,20 @@ enum_with_unknown! {
     }
 }
 
+impl MhType {
+    /// The length of the message's fixed part, where its options start;
+    /// `None` for a type we do not know.
+    pub fn fixed_len(self) -> Option<usize> {
+        match self {
+            MhType::BindingRefreshRequest => Some(8),
+            MhType::BindingUpdate | MhType::BindingAck => Some(12),
+            MhType::HomeTestInit | MhType::CareOfTestInit => Some(16),
+            MhType::HomeTest | MhType::CareOfTest | MhType::BindingError => Some(24),
+            MhType::Unknown(_) => None,
+        }
+    }
+}
+
 enum_with_unknown! {
     /// Binding Acknowledgement status (RFC 6275 §6.1.8). The Annex A1
     /// "care-of address test required" status is a configurable code point
@@ -210,8 +224,10 @@ pub enum MhOption {
     BindingAuthData([u8; 12]),
     /// Annex A1 cookie, opaque to everyone but the CN that made it.
     Cookie(Vec<u8>),
-    /// Any other option, kept as is.
-    Unknown { opt_type: u8, data: Vec<u8> },
+    /// Any other option, kept as is; `at` is where it started, modulo 8,
+    /// so that re-encoding keeps the alignment its rule (unknown to us)
+    /// asked for (e.g. RFC 3963's Mobile Network Prefix, 8n+4).
+    Unknown { opt_type: u8, data: Vec<u8>, at: u8 },
 }
 
 impl MhOption {
@@ -221,11 +237,11 @@ impl MhOption {
             MhOption::AlternateCareOfAddress(_) => (8, 6),
             MhOption::BindingAuthData(_) => (8, 2),
             MhOption::Cookie(_) => (8, 4),
-            MhOption::Unknown { .. } => (1, 0),
+            MhOption::Unknown { at, .. } => (8, usize::from(*at % 8)),
         }
     }
 
-    fn parse(t: u8, data: &[u8], cp: &CodePoints) -> Result<Self, WireError> {
+    fn parse(t: u8, data: &[u8], at: usize, cp: &CodePoints) -> Result<Self, WireError> {
         let exact = |n: usize, what| {
             if data.len() == n {
                 Ok(())
@@ -264,6 +280,7 @@ impl MhOption {
             _ => MhOption::Unknown {
                 opt_type: t,
                 data: data.to_vec(),
+                at: (at % 8) as u8,
             },
         })
     }
@@ -281,7 +298,7 @@ impl MhOption {
             }
             MhOption::BindingAuthData(a) => (opt::BINDING_AUTH_DATA, a.to_vec()),
             MhOption::Cookie(c) => (cp.mh_cookie_option, c.clone()),
-            MhOption::Unknown { opt_type, data } => (*opt_type, data.clone()),
+            MhOption::Unknown { opt_type, data, .. } => (*opt_type, data.clone()),
         };
         let body = &body[..body.len().min(255)];
         out.push(t);
@@ -397,6 +414,17 @@ impl<T: AsRef<[u8]>> MhPacket<T> {
     pub fn verify_checksum(&self, ph: &PseudoHeader) -> bool {
         ph.checksum(IpProtocol::Mobility.into(), self.buffer.as_ref()) == 0
     }
+
+    /// The offset of the field RFC 6275 §9.2 answers with an ICMPv6
+    /// Parameter Problem, code 0: a Payload Proto other than 59, else a
+    /// Header Len too short for the type. Call on a length-checked header.
+    pub fn parameter_problem(&self) -> Option<usize> {
+        if self.payload_proto() != u8::from(IpProtocol::NoNextHeader) {
+            return Some(field::PAYLOAD_PROTO);
+        }
+        let fixed = self.mh_type().fixed_len()?;
+        (self.total_len() < fixed).then_some(field::HEADER_LEN)
+    }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> MhPacket<T> {
@@ -424,101 +452,69 @@ impl MhRepr {
         if p.payload_proto() != u8::from(IpProtocol::NoNextHeader) {
             return Err(WireError::BadValue("mh payload proto"));
         }
+        Self::parse_message(p, cp)
+    }
+
+    /// [`MhRepr::parse`] whatever the Payload Proto: what a decoder shows
+    /// of a header it also reports as bad.
+    pub fn parse_message<T: AsRef<[u8]>>(
+        p: &MhPacket<T>,
+        cp: &CodePoints,
+    ) -> Result<Self, WireError> {
+        p.check_len()?;
         let b = p.buffer.as_ref();
-        let need = |n: usize| {
-            if b.len() < n {
-                Err(WireError::BadLength(
-                    "mobility header too short for its type",
-                ))
-            } else {
-                Ok(n)
-            }
-        };
+        // An unknown type has no fixed part we know of.
+        let opt_at = p.mh_type().fixed_len().unwrap_or(field::DATA);
+        if b.len() < opt_at {
+            return Err(WireError::BadLength(
+                "mobility header too short for its type",
+            ));
+        }
         let u64_at = |at: usize| {
             let mut a = [0u8; 8];
             a.copy_from_slice(&b[at..at + 8]);
             u64::from_be_bytes(a)
         };
-        // Each arm checks the fixed part's length and says where options start.
-        let (message, opt_at) = match p.mh_type() {
-            MhType::BindingRefreshRequest => (MhMessage::BindingRefreshRequest, need(8)?),
-            MhType::HomeTestInit => {
-                let at = need(16)?;
-                (MhMessage::HomeTestInit { cookie: u64_at(8) }, at)
-            }
-            MhType::CareOfTestInit => {
-                let at = need(16)?;
-                (MhMessage::CareOfTestInit { cookie: u64_at(8) }, at)
-            }
-            MhType::HomeTest => {
-                let at = need(24)?;
-                let (nonce_index, cookie, token) = (be16(b, 6), u64_at(8), u64_at(16));
-                (
-                    MhMessage::HomeTest {
-                        nonce_index,
-                        cookie,
-                        token,
-                    },
-                    at,
-                )
-            }
-            MhType::CareOfTest => {
-                let at = need(24)?;
-                let (nonce_index, cookie, token) = (be16(b, 6), u64_at(8), u64_at(16));
-                (
-                    MhMessage::CareOfTest {
-                        nonce_index,
-                        cookie,
-                        token,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingUpdate => {
-                let at = need(12)?;
-                let (seq, flags, lifetime) = (be16(b, 6), BuFlags(be16(b, 8)), be16(b, 10));
-                (
-                    MhMessage::BindingUpdate {
-                        seq,
-                        flags,
-                        lifetime,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingAck => {
-                let at = need(12)?;
-                let (status, flags) = (b[6].into(), BaFlags(b[7]));
-                let (seq, lifetime) = (be16(b, 8), be16(b, 10));
-                (
-                    MhMessage::BindingAck {
-                        status,
-                        flags,
-                        seq,
-                        lifetime,
-                    },
-                    at,
-                )
-            }
-            MhType::BindingError => {
-                let at = need(24)?;
-                (
-                    MhMessage::BindingError {
-                        status: b[6],
-                        home_address: addr6(b, 8),
-                    },
-                    at,
-                )
-            }
+        let message = match p.mh_type() {
+            MhType::BindingRefreshRequest => MhMessage::BindingRefreshRequest,
+            MhType::HomeTestInit => MhMessage::HomeTestInit { cookie: u64_at(8) },
+            MhType::CareOfTestInit => MhMessage::CareOfTestInit { cookie: u64_at(8) },
+            MhType::HomeTest => MhMessage::HomeTest {
+                nonce_index: be16(b, 6),
+                cookie: u64_at(8),
+                token: u64_at(16),
+            },
+            MhType::CareOfTest => MhMessage::CareOfTest {
+                nonce_index: be16(b, 6),
+                cookie: u64_at(8),
+                token: u64_at(16),
+            },
+            MhType::BindingUpdate => MhMessage::BindingUpdate {
+                seq: be16(b, 6),
+                flags: BuFlags(be16(b, 8)),
+                lifetime: be16(b, 10),
+            },
+            MhType::BindingAck => MhMessage::BindingAck {
+                status: b[6].into(),
+                flags: BaFlags(b[7]),
+                seq: be16(b, 8),
+                lifetime: be16(b, 10),
+            },
+            MhType::BindingError => MhMessage::BindingError {
+                status: b[6],
+                home_address: addr6(b, 8),
+            },
             MhType::Unknown(mh_type) => {
-                let data = p.data().to_vec();
                 return Ok(MhRepr {
-                    message: MhMessage::Unknown { mh_type, data },
+                    message: MhMessage::Unknown {
+                        mh_type,
+                        data: p.data().to_vec(),
+                    },
                     options: vec![],
-                });
+                })
             }
         };
-        let options = parse_options(&b[opt_at..], cp)?;
+        let options = parse_options(b, opt_at, cp)?;
         let repr = MhRepr { message, options };
         // Tightly packed options grow when emit aligns them (up to 7 bytes
         // each); refuse what could not be re-emitted in 2048 bytes.
@@ -628,24 +624,25 @@ impl MhRepr {
     }
 }
 
-fn parse_options(mut b: &[u8], cp: &CodePoints) -> Result<Vec<MhOption>, WireError> {
+/// The options of header `mh` from offset `at` on.
+fn parse_options(mh: &[u8], mut at: usize, cp: &CodePoints) -> Result<Vec<MhOption>, WireError> {
     let mut out = Vec::new();
-    while let Some(&t) = b.first() {
+    while let Some(&t) = mh.get(at) {
         if t == opt::PAD1 {
-            b = &b[1..];
+            at += 1;
             continue;
         }
         let len = usize::from(
-            *b.get(1)
+            *mh.get(at + 1)
                 .ok_or(WireError::Truncated("mobility option length"))?,
         );
-        let data = b
-            .get(2..2 + len)
+        let data = mh
+            .get(at + 2..at + 2 + len)
             .ok_or(WireError::Truncated("mobility option data"))?;
         if t != opt::PADN {
-            out.push(MhOption::parse(t, data, cp)?);
+            out.push(MhOption::parse(t, data, at, cp)?);
         }
-        b = &b[2 + len..];
+        at += 2 + len;
     }
     Ok(out)
 }
@@ -722,7 +719,7 @@ impl fmt::Display for MhRepr {
                 MhOption::NonceIndices { home, care_of } => write!(f, " NI({home},{care_of})")?,
                 MhOption::BindingAuthData(a) => write!(f, " BAD({})", super::hex(a))?,
                 MhOption::Cookie(c) => write!(f, " Cookie({})", super::hex(c))?,
-                MhOption::Unknown { opt_type, data } => {
+                MhOption::Unknown { opt_type, data, .. } => {
                     write!(f, " opt{opt_type}({})", super::hex(data))?
                 }
             }
@@ -939,8 +936,8 @@ mod test {
                 .prop_map(|(home, care_of)| MhOption::NonceIndices { home, care_of }),
             any::<[u8; 12]>().prop_map(MhOption::BindingAuthData),
             prop::collection::vec(any::<u8>(), 1..40).prop_map(MhOption::Cookie),
-            (6u8..199, prop::collection::vec(any::<u8>(), 0..20))
-                .prop_map(|(opt_type, data)| MhOption::Unknown { opt_type, data }),
+            (6u8..199, prop::collection::vec(any::<u8>(), 0..20), 0u8..8)
+                .prop_map(|(opt_type, data, at)| MhOption::Unknown { opt_type, data, at }),
         ]
     }
 

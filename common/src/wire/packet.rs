@@ -511,7 +511,12 @@ impl Decoder<'_> {
             self.num("mip6.csum", be16(b, 4));
         }
         let p = MhPacket::new_checked(b)?;
-        let mh = MhRepr::parse(&p, self.cp)?;
+        // Shown as far as it goes: a bad Payload Proto is reported, and the
+        // message and its options still decode.
+        let mh = MhRepr::parse_message(&p, self.cp)?;
+        if p.payload_proto() != u8::from(IpProtocol::NoNextHeader) {
+            self.error(WireError::BadValue("mh payload proto"));
+        }
         if !p.verify_checksum(ph) {
             self.error(WireError::BadChecksum("mobility header"));
         }
@@ -609,7 +614,7 @@ impl Decoder<'_> {
                         self.bytes("mip6.cookie.mac", &k.mac);
                     }
                 }
-                MhOption::Unknown { opt_type, data } => {
+                MhOption::Unknown { opt_type, data, .. } => {
                     self.num("mip6.unknown_option.type", *opt_type);
                     self.bytes("mip6.unknown_option.data", data);
                 }

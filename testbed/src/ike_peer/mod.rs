@@ -72,8 +72,8 @@ const HELP: &str =
   switch SA ADDR         R-MOBIKE: ask the initiator to move to our ADDR
   status | quit
 SA is the 16 hex digits of an event's sa=, or * for the oldest.
-Events on stdout: ready; event established|child-up|child-down|moved|switch-refused|
-address-mismatch|closed|keylog key=value...";
+Events on stdout: ready; event established|child-up|child-down|child-refused|moved|
+switch-refused|address-mismatch|closed|keylog key=value...";
 
 /// How long to sleep when neither engine has a deadline.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -548,6 +548,15 @@ impl Peer {
             IkeEvent::AddressMismatch { sa } => {
                 format!("event address-mismatch sa={}", hex(sa))
             }
+            IkeEvent::ChildRefused {
+                sa,
+                notify,
+                by_peer,
+            } => format!(
+                "event child-refused sa={} notify={notify:?} by={}",
+                hex(sa),
+                if by_peer { "peer" } else { "us" }
+            ),
             IkeEvent::Closed { sa, reason } => {
                 format!(
                     "event closed sa={} reason={}",

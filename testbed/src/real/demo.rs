@@ -28,6 +28,7 @@ use std::process::{ChildStdin, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as WallDuration;
 
+use common::ike::Mobility;
 use common::node::RouteOptimisation;
 use common::time::{Duration, Instant};
 use common::wire::packet::UdpPayload;
@@ -41,7 +42,10 @@ use crate::demo::{Handoff, Run};
 use crate::harness::netns::{check_bounded, is_root, Netns, Process, Signal};
 use crate::sim::{parse_flow, FLOW_PORT};
 use crate::tools::pcap::read_packets;
-use crate::topology::{CnSa, Setup, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
+use crate::topology::{
+    CnSa, Keying, Setup, ACCESS_A, ACCESS_B, CN, CN_ID, CN_PREFIX, HA, HA_ID, HOA, HOME_PREFIX,
+    MN_ID, PSK,
+};
 
 /// Set by SIGINT or SIGTERM: the run stops at its next step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -133,6 +137,8 @@ pub struct RealRun {
     pub pcaps: Vec<PathBuf>,
     /// The Wireshark configuration directory with the daemons' keys.
     pub keylog: PathBuf,
+    /// Each daemon's `status --json` at the end (`ha`, `cn`, `mn`).
+    pub statuses: BTreeMap<&'static str, Value>,
 }
 
 /// Stops the run at the next step on SIGINT or SIGTERM, so every
@@ -384,6 +390,54 @@ pub fn router_yaml(setup: &Setup, dir: &Path, capture: bool) -> String {
     )
 }
 
+/// The `ike:` sections of the mobile node, home agent and correspondent
+/// for the simulator's IKE keying (`topology::ike_configs`, `cn_ike`):
+/// the same identities and pre-shared key, the children the daemons build
+/// for their roles, or with triangular routing one child for everything
+/// between the home address and the correspondent, written out.
+fn ike_sections(mobility: Mobility, payload: bool, cn_sa: CnSa) -> [String; 3] {
+    let mobility = match mobility {
+        Mobility::Mobike { r_mobike: false } => "mobike",
+        Mobility::Mobike { r_mobike: true } => "r-mobike",
+        Mobility::AddrMgmt => "addrmgmt",
+        Mobility::Off => "off",
+    };
+    let psk = String::from_utf8_lossy(PSK);
+    let head =
+        |id: &str| format!("ike:\n  id: {{ fqdn: {id} }}\n  mobility: {mobility}\n  peers:\n");
+    let peer = |name: &str, id: &str, rest: &str| {
+        format!("    - {{ name: {name}, id: {{ fqdn: {id} }}, psk: \"{psk}\", {rest} }}\n")
+    };
+    let all = |l: Ipv6Addr, r: Ipv6Addr| {
+        format!(
+            "children: [{{ name: cn-signalling, mode: transport, local_ts: \"{l}/128\", remote_ts: \"{r}/128\" }}]"
+        )
+    };
+    let mut mn = head(MN_ID)
+        + &peer(
+            "ha",
+            HA_ID,
+            &format!("addresses: [\"{HA}\"], payload: {payload}"),
+        );
+    let ha = head(HA_ID) + &peer("mn", MN_ID, &format!("home_address: \"{HOA}\""));
+    let mut cn = String::new();
+    if cn_sa != CnSa::None {
+        let (mn_side, cn_side) = match cn_sa {
+            CnSa::All => (
+                format!("addresses: [\"{CN}\"], {}", all(HOA, CN)),
+                all(CN, HOA),
+            ),
+            _ => (
+                format!("addresses: [\"{CN}\"]"),
+                format!("home_address: \"{HOA}\""),
+            ),
+        };
+        mn += &peer("cn", CN_ID, &mn_side);
+        cn = head(CN_ID) + &peer("mn", MN_ID, &cn_side);
+    }
+    [mn, ha, cn]
+}
+
 /// Writes every configuration file of a run into `dir`: the router's,
 /// the three daemons' and their static keys.
 pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Error> {
@@ -391,8 +445,16 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
     let mut rng = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
     let (ha_keys, cn_keys, tunnel_keys) =
         (key_pair(&mut rng), key_pair(&mut rng), key_pair(&mut rng));
-    let (mn_ha, ha_mn) = between((HOA, HA), 0x100, &ha_keys, BU_BA);
-    let (mut mn, mut ha) = (vec![mn_ha], vec![ha_mn]);
+    let ike = match setup.keying {
+        Keying::Static => None,
+        Keying::Ike { mobility, payload } => Some((mobility, payload)),
+    };
+    let (mut mn, mut ha) = (vec![], vec![]);
+    if ike.is_none() {
+        let (mn_ha, ha_mn) = between((HOA, HA), 0x100, &ha_keys, BU_BA);
+        mn.push(mn_ha);
+        ha.push(ha_mn);
+    }
     let cn_selector = match setup.cn_sa {
         CnSa::None => None,
         CnSa::Signalling => Some(BU_BA),
@@ -400,7 +462,8 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
         CnSa::All => Some(""),
     };
     let mut cn = vec![];
-    if let Some(sel) = cn_selector {
+    // As the simulator: with IKE keying, IKE keys the correspondent too.
+    if let (Some(sel), None) = (cn_selector, ike) {
         let (mn_cn, cn_mn) = between((HOA, CN), 0x200, &cn_keys, sel);
         mn.push(mn_cn);
         cn.push(cn_mn);
@@ -424,6 +487,17 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
         mn.push(mn_tun);
         ha.push(ha_tun);
     }
+    let [mn_ike, ha_ike, cn_ike] = match ike {
+        Some((mobility, payload)) => ike_sections(mobility, payload, setup.cn_sa),
+        None => Default::default(),
+    };
+    let keys = |pairs: &[Sa<'_>], role: &str| {
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("ipsec: {role}-keys.yaml\n")
+        }
+    };
     let control = |role: &str| dir.join(format!("{role}.sock"));
     let files = [
         ("mn-keys.yaml", keys_yaml(&mn)),
@@ -433,7 +507,8 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
             "ha.yaml",
             format!(
                 "address: {HA}\nhome_prefix: {HOME_PREFIX}/64\ninterface: ha0\n\
-                 mobile_nodes: [{HOA}]\nipsec: ha-keys.yaml\ncontrol: {}\nseed: {}\n",
+                 mobile_nodes: [{HOA}]\n{}{ha_ike}control: {}\nseed: {}\n",
+                keys(&ha, "ha"),
                 control("ha").display(),
                 setup.seed ^ 2
             ),
@@ -441,12 +516,8 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
         (
             "cn.yaml",
             format!(
-                "address: {CN}\ninterface: cn0\n{}control: {}\nseed: {}\n",
-                if cn.is_empty() {
-                    ""
-                } else {
-                    "ipsec: cn-keys.yaml\n"
-                },
+                "address: {CN}\ninterface: cn0\n{}{cn_ike}control: {}\nseed: {}\n",
+                keys(&cn, "cn"),
                 control("cn").display(),
                 setup.seed ^ 3
             ),
@@ -456,10 +527,11 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
             format!(
                 "home_address: {HOA}\nhome_agent: {HA}\ninterfaces: [mn-home, mn-a, mn-b]\n\
                  correspondents: [{{ address: \"{CN}\", mode: {} }}]\nhome_lifetime: {}\n\
-                 correspondent_lifetime: {}\nipsec: mn-keys.yaml\ncontrol: {}\nseed: {}\n",
+                 correspondent_lifetime: {}\n{}{mn_ike}control: {}\nseed: {}\n",
                 mode_name(setup.mode),
                 setup.mn.home_lifetime.as_secs(),
                 setup.mn.correspondent_lifetime.as_secs(),
+                keys(&mn, "mn"),
                 control("mn").display(),
                 setup.seed ^ 1
             ),
@@ -666,10 +738,11 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
         moves.push((started, port, to.to_string()));
     }
     wait_until_wall(&rt, at(10.0))?;
-    let statuses: Vec<Value> = [(&bins.ha, "ha"), (&bins.cn, "cn"), (&bins.mn, "mn")]
-        .iter()
-        .filter_map(|(b, r)| status(b, r, dir))
-        .collect();
+    let statuses: BTreeMap<&'static str, Value> =
+        [(&bins.ha, "ha"), (&bins.cn, "cn"), (&bins.mn, "mn")]
+            .into_iter()
+            .filter_map(|(b, r)| Some((r, status(b, r, dir)?)))
+            .collect();
     for p in [&mut down, &mut up, &mut mn_recv, &mut cn_recv] {
         p.wait_exit(WallDuration::from_secs(5))?;
     }
@@ -702,7 +775,7 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
     let measured = Measured::read(dir, t0, &moves)?;
     let run = measured.run(
         setup,
-        &statuses,
+        statuses.values(),
         &ping.output(),
         &[dir.join("ha.log"), dir.join("cn.log"), dir.join("mn.log")],
     );
@@ -715,6 +788,7 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
             .map(|l| dir.join(format!("{l}.pcap")))
             .collect(),
         keylog,
+        statuses,
     })
 }
 
@@ -786,7 +860,13 @@ impl Measured {
         })
     }
 
-    fn run(&self, setup: &Setup, statuses: &[Value], ping: &str, logs: &[PathBuf]) -> Run {
+    fn run<'a>(
+        &self,
+        setup: &Setup,
+        statuses: impl Iterator<Item = &'a Value>,
+        ping: &str,
+        logs: &[PathBuf],
+    ) -> Run {
         let rel = |us: u64| Instant::from_micros(us.saturating_sub(self.t0));
         let end = self.t0 + 10_000_000;
         let mut handoffs = vec![];
@@ -985,7 +1065,7 @@ pub fn compare_text(real: &[RealRun], simulated: &[Run], rtt_mn_cn: Duration) ->
         let _ = writeln!(
             o,
             "   {} TCP stream: {} bytes sent, {} received, SHA-256 {}",
-            mode_name(r.run.mode),
+            r.run.name,
             r.tcp_sent.0,
             r.tcp_received.0,
             if ok {
@@ -999,9 +1079,9 @@ pub fn compare_text(real: &[RealRun], simulated: &[Run], rtt_mn_cn: Duration) ->
         o,
         "\nReal against simulated (handoffs away from home, mean):"
     );
-    let sims: BTreeMap<&str, &Run> = simulated.iter().map(|r| (mode_name(r.mode), r)).collect();
+    let sims: BTreeMap<&str, &Run> = simulated.iter().map(|r| (r.name, r)).collect();
     for r in real {
-        let m = mode_name(r.run.mode);
+        let m = r.run.name;
         let (Some(real), Some(sim)) = (
             r.run.away_latency(),
             sims.get(m).and_then(|s| s.away_latency()),
@@ -1010,7 +1090,7 @@ pub fn compare_text(real: &[RealRun], simulated: &[Run], rtt_mn_cn: Duration) ->
         };
         let _ = writeln!(
             o,
-            "   {m:<6} real {:.1} ms ({:.2} RTT), simulated {:.1} ms ({:.2} RTT): {:+.1} %",
+            "   {m:<9} real {:.1} ms ({:.2} RTT), simulated {:.1} ms ({:.2} RTT): {:+.1} %",
             ms(real),
             ms(real) / ms(rtt_mn_cn),
             ms(sim),

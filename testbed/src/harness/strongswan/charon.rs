@@ -250,6 +250,19 @@ impl Charon {
         })
     }
 
+    /// Starts a rekey of the IKE SA (`swanctl --rekey --ike CONNECTION`,
+    /// which returns before it is done) and waits up to `timeout` until
+    /// an ESTABLISHED one with SPIs other than `old`'s replaced it.
+    pub fn rekey_ike(&self, old: &IkeSa, timeout: Duration) -> Result<IkeSa> {
+        let conn = self.config.connection.clone();
+        self.swanctl_ok(&["--rekey", "--ike", &conn])?;
+        wait_for(timeout, "IKE SA rekeyed", || {
+            Ok(self.list_sas()?.into_iter().find(|sa| {
+                sa.state == "ESTABLISHED" && (sa.spi_i, sa.spi_r) != (old.spi_i, old.spi_r)
+            }))
+        })
+    }
+
     /// The IKE SAs and their CHILD SAs (`swanctl --list-sas --raw`).
     pub fn list_sas(&self) -> Result<Vec<IkeSa>> {
         let raw = self.swanctl_ok(&["--list-sas", "--raw"])?;
