@@ -49,7 +49,8 @@ enum Command {
     /// Run the built-in topology (home link with HA, a correspondent, two
     /// access networks, one mobile node that moves away and back) twice,
     /// with return routability and with IPsec route optimisation, in the
-    /// simulator; print the timeline and write a pcap per link.
+    /// simulator; print the timeline, write a pcap per link and
+    /// report.html (sequence diagrams, paths, delays) with report.json.
     Demo {
         /// Where the pcaps go (default out/demo, out/real with --real).
         #[arg(long)]

@@ -90,8 +90,9 @@ pub fn classify(bytes: &[u8], cp: &CodePoints, keys: Option<&dyn EspOpener>) -> 
         let flags = num("isakmp.flags").unwrap_or(0);
         let dir = if flags & 0x20 != 0 { "resp" } else { "req" };
         let id = num("isakmp.messageid").unwrap_or(0);
+        // MOBIKE's updates ride in INFORMATIONAL, but inside SK.
         let reference = if x == 37 {
-            "RFC 4555 / RFC 7296 §1.4"
+            "RFC 7296 §1.4"
         } else {
             "RFC 7296 §1.2"
         };

@@ -145,6 +145,7 @@ impl Played<'_> {
                 arrows: self.arrows(&keys, start, end),
                 intervals,
                 marks: vec![(h.at, format!("link up on {}", h.to))],
+                origin: Instant::ZERO,
             });
         }
         out

@@ -39,6 +39,9 @@ pub struct Sequence {
     pub intervals: Vec<Interval>,
     /// Moments across every lifeline (a link coming up).
     pub marks: Vec<(Instant, String)>,
+    /// Time zero of the tick labels: the run's start in the simulator, the
+    /// first packet of a capture (whose clock is the wall's).
+    pub origin: Instant,
 }
 
 const LANE: f64 = 180.0;
@@ -50,6 +53,7 @@ const TOP: f64 = 60.0;
 /// second of waiting.
 const GAP_MS: f64 = 40.0;
 const BREAK_PX: f64 = 36.0;
+const MIN_PX: f64 = 16.0;
 
 /// The time axis: linear between knots (µs, y).
 struct Axis {
@@ -82,7 +86,12 @@ impl Axis {
         let mut knots = vec![(t[0], TOP)];
         for (w, gap) in t.windows(2).zip(gaps()) {
             let y = knots.last().map_or(TOP, |k| k.1);
-            let dy = if gap <= GAP_MS { gap * scale } else { BREAK_PX };
+            // Events close in time still get a label's height apart.
+            let dy = if gap <= GAP_MS {
+                (gap * scale).max(MIN_PX)
+            } else {
+                BREAK_PX
+            };
             knots.push((w[1], y + dy));
         }
         Axis { knots, scale }
@@ -145,7 +154,7 @@ impl Sequence {
             esc(&self.title)
         );
         // Ticks about every 60 px on the linear stretches, in seconds
-        // since the start of the run; a zigzag across each break.
+        // since the origin; a zigzag across each break.
         let step_us = (tick_step(60.0 / ax.scale, 1.0) * 1000.0).round().max(1.0) as u64;
         let breaks: Vec<(u64, u64)> = ax.breaks().collect();
         let mut t = self.start.total_micros().div_ceil(step_us) * step_us;
@@ -159,7 +168,7 @@ impl Sequence {
                     width - 10.0,
                     LEFT - 64.0,
                     y + 4.0,
-                    t as f64 / 1e6
+                    t.saturating_sub(self.origin.total_micros()) as f64 / 1e6
                 );
             }
             t += step_us;
@@ -383,10 +392,12 @@ pub fn from_capture(
         })
         .collect();
     let times = || packets.iter().map(|p| Instant::from_micros(p.0));
+    let start = times().min().unwrap_or(Instant::ZERO);
     Sequence {
         title: title.into(),
         lanes,
-        start: times().min().unwrap_or(Instant::ZERO),
+        start,
+        origin: start,
         end: times().max().unwrap_or(Instant::ZERO),
         arrows,
         intervals: vec![],
