@@ -34,4 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -p common --locked          # the core alone: no I/O dependency
+# The simulator scale bench at 10 nodes, in the test profile (`cargo test`
+# runs a bench binary without `--bench`): it builds, runs and checks.
+cargo test -p testbed --bench sim --locked
 cargo test --workspace --locked

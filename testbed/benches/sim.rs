@@ -1,6 +1,11 @@
-//! Simulator speed with many mobile nodes on the move: virtual seconds
-//! simulated per wall-clock second (criterion's elements/s), with 1 000
-//! mobile nodes and, as the baseline measured in the same run, with 10.
+//! Simulator speed at scale: `n` mobile nodes, each doing [`HANDOFFS`]
+//! handoffs with IPsec route optimisation and a UDP flow both ways. Every
+//! size runs once, in a process of its own (so its memory is its own),
+//! and the table gives the wall time, virtual seconds per wall second,
+//! the cost per node against the first size of the same run (1 = linear),
+//! and the memory per node: the growth of VmRSS while the world is built
+//! (engines, SAs, schedule) and VmHWM at the end of the run (with what
+//! the run recorded: arrivals, trace), over `n`, from /proc/self/status.
 //!
 //! The topology is the demo's (home link with the home agent, correspondent
 //! link, two access links, one router) with `n` mobile nodes. One home agent
@@ -10,16 +15,19 @@
 //! `i * PERIOD / n`, then moves to the other access link every `PERIOD`;
 //! each node sends one UDP packet a second to the correspondent, which
 //! sends one a second back to its home address. Building the topology is
-//! not timed; running `VIRTUAL_SECS` of it is.
+//! not timed; running it is. Every run checks that every node is bound
+//! at the home agent and the correspondent and that the flows arrived.
 //!
 //! ```text
-//! cargo bench -p testbed --bench sim
+//! cargo bench -p testbed --bench sim                     # 1 000 and 10 000 nodes
+//! cargo bench -p testbed --bench sim -- 1000 10000 100000
+//! cargo test -p testbed --bench sim                      # smoke: 10 nodes, checked
 //! ```
 
 #![allow(clippy::unwrap_used, reason = "bench setup")]
 
 use std::net::Ipv6Addr;
-use std::time::Duration as WallDuration;
+use std::process::Command;
 
 use common::ipsec::{Action, EspKeyring, Ipsec, Selector};
 use common::node::{
@@ -27,16 +35,17 @@ use common::node::{
 };
 use common::time::{Duration, Instant};
 use common::wire::MhType;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use testbed::sim::{Flow, LinkParams, NodeId, Role, Sim};
 use testbed::topology::{host, transport_pair, ACCESS_A, ACCESS_B, CN, CN_PREFIX, HA, HOME_PREFIX};
 
-/// Virtual time each run simulates.
-const VIRTUAL_SECS: u64 = 60;
+/// Access-link changes of every node after its first attachment.
+const HANDOFFS: u32 = 10;
 /// Every node changes access link this often.
 const PERIOD: Duration = Duration::from_secs(4);
+/// Virtual time each run simulates: the last handoff has a period to settle.
+const VIRTUAL_SECS: u64 = PERIOD.as_secs() * (HANDOFFS as u64 + 1);
 /// Each direction of every node's flow sends this often.
 const FLOW_INTERVAL: Duration = Duration::from_secs(1);
 const SEED: u64 = 42;
@@ -145,9 +154,10 @@ fn build(n: usize) -> World {
 }
 
 impl World {
-    /// Every node registered with the home agent and the correspondent, and
-    /// most flow packets arrived.
+    /// Every node attached and handed off as planned, registered with the
+    /// home agent and the correspondent, and most flow packets arrived.
     fn check(&self) {
+        assert_eq!(self.sim.link_ups.len(), self.n * (HANDOFFS as usize + 1));
         let ha = self.sim.ha(self.ha).unwrap();
         let cn = self.sim.cn(self.cn).unwrap();
         assert_eq!(ha.bindings(), self.n);
@@ -160,28 +170,95 @@ impl World {
     }
 }
 
-fn sim(c: &mut Criterion) {
-    let mut g = c.benchmark_group("sim");
-    g.sample_size(10)
-        .throughput(Throughput::Elements(VIRTUAL_SECS));
-    for n in [10, 1000] {
-        g.bench_function(format!("mobile_nodes_{n}"), |b| {
-            b.iter_custom(|iters| {
-                let mut total = WallDuration::ZERO;
-                for _ in 0..iters {
-                    let mut w = build(n);
-                    #[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
-                    let start = std::time::Instant::now();
-                    w.sim.run_until(Instant::from_secs(VIRTUAL_SECS));
-                    total += start.elapsed();
-                    w.check();
-                }
-                total
-            })
-        });
-    }
-    g.finish();
+/// What one size's process reports.
+struct Report {
+    n: usize,
+    wall_s: f64,
+    built_kib: u64,
+    peak_kib: u64,
 }
 
-criterion_group!(benches, sim);
-criterion_main!(benches);
+/// A field of /proc/self/status, in kB.
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Builds and runs `n` nodes here, checks the outcome, and prints the
+/// report on one line: n, wall seconds, KiB built, KiB peak.
+fn one(n: usize) {
+    let before = status_kib("VmRSS:");
+    let mut w = build(n);
+    let built = status_kib("VmRSS:") - before;
+    #[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
+    let start = std::time::Instant::now();
+    w.sim.run_until(Instant::from_secs(VIRTUAL_SECS));
+    let wall = start.elapsed().as_secs_f64();
+    w.check();
+    println!("{n} {wall} {built} {}", status_kib("VmHWM:") - before);
+}
+
+/// Runs `n` nodes in a child process.
+fn spawn(n: usize) -> Report {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args(["--one", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Report {
+        n: f[0].parse().unwrap(),
+        wall_s: f[1].parse().unwrap(),
+        built_kib: f[2].parse().unwrap(),
+        peak_kib: f[3].parse().unwrap(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, n] = &args[..] {
+        if flag == "--one" {
+            return one(n.parse().unwrap());
+        }
+    }
+    // `cargo test` runs a bench without `--bench`: a smoke run, checked.
+    if !args.iter().any(|a| a == "--bench") {
+        let r = spawn(10);
+        println!(
+            "smoke: 10 mobile nodes, {VIRTUAL_SECS} virtual s in {:.3} s",
+            r.wall_s
+        );
+        return;
+    }
+    let mut sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    if sizes.is_empty() {
+        sizes = vec![1000, 10_000];
+    }
+    println!("{HANDOFFS} handoffs a node, {VIRTUAL_SECS} virtual s; memory from VmRSS/VmHWM");
+    println!("| mobile nodes | wall s | virtual s per wall s | node-s per wall s | wall per node × the first | bytes per node built | bytes per node at peak |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut first = None;
+    for n in sizes {
+        let r = spawn(n);
+        let per_node = r.wall_s / r.n as f64;
+        let base = *first.get_or_insert(per_node);
+        let v = VIRTUAL_SECS as f64;
+        println!(
+            "| {} | {:.3} | {:.1} | {:.0} | {:.2} | {} | {} |",
+            r.n,
+            r.wall_s,
+            v / r.wall_s,
+            v * r.n as f64 / r.wall_s,
+            per_node / base,
+            r.built_kib * 1024 / r.n as u64,
+            r.peak_kib * 1024 / r.n as u64,
+        );
+    }
+}

@@ -21,6 +21,7 @@
 //!   router`), with the simulator's link model and router.
 
 pub mod demo;
+pub mod flood;
 pub mod harness;
 pub mod ike_peer;
 pub mod pictures;

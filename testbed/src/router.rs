@@ -10,7 +10,7 @@
 
 use std::net::Ipv6Addr;
 
-use common::nd::{Dad, NdConfig, NdEvent, NdIface, Sent, ALL_NODES};
+use common::nd::{Dad, Membership, NdConfig, NdEvent, NdIface, Sent, ALL_NODES};
 use common::node::{same_prefix64, Iface, Transmit};
 use common::time::{Duration, Instant};
 use common::wire::nd::{PrefixInfo, RouterAdvert, NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
@@ -224,6 +224,14 @@ impl Router {
         let nd = self.ports.iter().filter_map(|p| p.nd.poll_timeout());
         let solicited = self.ports.iter().filter_map(|p| p.solicited);
         nd.chain(solicited).chain([self.next_ra]).min()
+    }
+
+    /// The next change of a port's multicast groups.
+    pub fn poll_membership(&mut self) -> Option<(u8, Membership)> {
+        self.ports
+            .iter_mut()
+            .enumerate()
+            .find_map(|(i, p)| p.nd.poll_membership().map(|m| (i as u8, m)))
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {

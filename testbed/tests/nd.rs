@@ -1103,3 +1103,78 @@ fn duplicate_care_of_address_is_replaced_and_rebound() {
         (Some(care_of), Some(care_of))
     );
 }
+
+/// A link delivers a solicited-node NS only to the interfaces that listen
+/// to that group (an address of theirs maps to it: two hosts whose
+/// addresses share the low 24 bits share the group), and an all-nodes RA
+/// to every interface. Deliveries are counted by each receiver's ND.
+#[test]
+fn multicast_reaches_only_listeners_and_all_nodes_reaches_everybody() {
+    use testbed::sim::{LinkParams, Sim};
+    let prefix = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
+    let a = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+    let b = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0xaa, 0, 0, 1);
+    let c = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 2);
+    assert_eq!(solicited_node(a), solicited_node(b));
+    assert_ne!(solicited_node(a), solicited_node(c));
+    let mut sim = Sim::new(7);
+    let lan = sim.add_link("lan", prefix, LinkParams::delay(Duration::from_millis(1)));
+    let hosts: Vec<NodeId> = [a, b, c]
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let cn = Cn::new(CnConfig::new(*addr, i as u64), Ipsec::default(), sim.now());
+            sim.add_host(&format!("h{i}"), Role::Cn(Box::new(cn)), &[Some(lan)])
+        })
+        .collect();
+    // DAD over.
+    sim.run_for(Duration::from_secs(5));
+    let received = |sim: &Sim| -> Vec<u64> {
+        let nd = |h: &NodeId| {
+            sim.engine(*h)
+                .unwrap()
+                .interface(0)
+                .unwrap()
+                .stats()
+                .received
+        };
+        hosts.iter().map(nd).collect()
+    };
+    let (me, my_mac) = station();
+    let start = received(&sim);
+    let delta = |sim: &Sim| -> Vec<u64> {
+        received(sim)
+            .iter()
+            .zip(&start)
+            .map(|(n, s)| n - s)
+            .collect()
+    };
+
+    sim.inject(lan, ns(c, me, my_mac).to_bytes(&cp()));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(delta(&sim), [0, 0, 1], "an NS for c reaches c alone");
+
+    sim.inject(lan, ns(a, me, my_mac).to_bytes(&cp()));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(delta(&sim), [1, 1, 1], "an NS for a reaches a and b");
+
+    let ra = RouterAdvert {
+        hop_limit: 64,
+        flags: 0,
+        router_lifetime: 1800,
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_ll: Some(my_mac),
+        mtu: None,
+        prefixes: vec![PrefixInfo::slaac(prefix)],
+        advertisement_interval: None,
+    };
+    let ra = nd_packet(me, ALL_NODES, &NdRepr::RouterAdvert(ra));
+    sim.inject(lan, ra.to_bytes(&cp()));
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        delta(&sim),
+        [2, 2, 2],
+        "an RA to all nodes reaches everybody"
+    );
+}

@@ -499,6 +499,8 @@ impl<E: Engine> Driver<E> {
                 busy = true;
                 self.send(t);
             }
+            // The sockets take every group (all-multicast): nothing to program.
+            while self.engine.poll_membership().is_some() {}
             while let Some(e) = self.engine.poll_event() {
                 busy = true;
                 // Key material goes to the key log, never to the log.

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::crypto::{Algorithm, EspCipher, KeyLengthError};
 use super::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
-use super::spd::{Direction, Selector};
+use super::spd::{Direction, Prefix, Selector};
 use crate::time::{Duration, Instant};
 
 /// A handle on an SA in the [`Sad`]; never reused.
@@ -238,6 +238,9 @@ pub struct Sad {
     inbound: HashMap<u32, SaId>,
     /// Each SA's next lifetime deadline, earliest first.
     deadlines: BTreeSet<(Instant, SaId)>,
+    /// The SAs by the remote side of their selector: a home agent finds a
+    /// mobile node's among 100 000 nodes' without a scan.
+    by_remote: HashMap<Prefix, Vec<SaId>>,
     next_id: u32,
     next_bundle: u32,
 }
@@ -298,6 +301,8 @@ impl Sad {
             sa(spec.outbound.spi, Direction::Outbound, cout, id_in),
         );
         self.inbound.insert(spec.inbound.spi, id_in);
+        let remote = self.by_remote.entry(spec.selector.remote).or_default();
+        remote.extend([id_in, id_out]);
         self.reschedule(id_in);
         self.reschedule(id_out);
         Ok((id_in, id_out))
@@ -338,6 +343,13 @@ impl Sad {
         self.sas.iter().map(|(id, sa)| (*id, sa))
     }
 
+    /// The SAs whose selector's remote side is `remote`.
+    pub fn by_remote(&self, remote: Prefix) -> impl Iterator<Item = (SaId, &Sa)> {
+        let ids = self.by_remote.get(&remote).map_or(&[][..], Vec::as_slice);
+        ids.iter()
+            .filter_map(|id| self.sas.get(id).map(|sa| (*id, sa)))
+    }
+
     /// Removes one SA (its pair stays until removed too).
     pub fn remove(&mut self, id: SaId) -> Option<Sa> {
         let sa = self.sas.remove(&id)?;
@@ -346,6 +358,12 @@ impl Sad {
         }
         if sa.direction == Direction::Inbound {
             self.inbound.remove(&sa.spi);
+        }
+        if let Some(ids) = self.by_remote.get_mut(&sa.selector.remote) {
+            ids.retain(|i| *i != id);
+            if ids.is_empty() {
+                self.by_remote.remove(&sa.selector.remote);
+            }
         }
         Some(sa)
     }

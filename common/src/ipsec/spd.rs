@@ -6,7 +6,7 @@
 
 use core::fmt;
 use core::net::IpAddr;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::layout::PacketSelectors;
 use super::sad::SaId;
@@ -251,22 +251,27 @@ pub struct Policy {
 /// Policies whose remote side is a single address are indexed by it, so a
 /// node with a policy per peer (a home agent or correspondent with 100 000
 /// mobile nodes) looks up in the time of the few that can match, in order.
+/// The index holds keys, a policy's position plus `front`: adding at
+/// either end (what key management does) leaves every other key as it is.
 #[derive(Debug, Clone)]
 pub struct Spd {
-    policies: Vec<Policy>,
+    policies: VecDeque<Policy>,
     pub fallback: Action,
-    by_remote: HashMap<IpAddr, Vec<usize>>,
+    /// The key of the first policy.
+    front: i64,
+    by_remote: HashMap<IpAddr, VecDeque<i64>>,
     /// Policies with a wider remote side, in order.
-    wide: Vec<usize>,
+    wide: VecDeque<i64>,
 }
 
 impl Default for Spd {
     fn default() -> Self {
         Spd {
-            policies: Vec::new(),
+            policies: VecDeque::new(),
             fallback: Action::Discard,
+            front: 0,
             by_remote: HashMap::new(),
-            wide: Vec::new(),
+            wide: VecDeque::new(),
         }
     }
 }
@@ -274,40 +279,55 @@ impl Default for Spd {
 impl Spd {
     /// Adds a policy after the existing ones.
     pub fn push(&mut self, p: Policy) {
-        self.policies.push(p);
-        self.index(self.policies.len() - 1);
+        let key = self.front + self.policies.len() as i64;
+        self.list(&p).push_back(key);
+        self.policies.push_back(p);
     }
 
     /// Adds a policy ahead of `index` (0: first).
     pub fn insert(&mut self, index: usize, p: Policy) {
-        self.policies.insert(index.min(self.policies.len()), p);
-        self.reindex();
+        match index {
+            0 => {
+                self.front -= 1;
+                let key = self.front;
+                self.list(&p).push_front(key);
+                self.policies.push_front(p);
+            }
+            i if i >= self.policies.len() => self.push(p),
+            i => {
+                self.policies.insert(i, p);
+                self.reindex();
+            }
+        }
     }
 
     pub fn remove(&mut self, index: usize) -> Option<Policy> {
-        let p = (index < self.policies.len()).then(|| self.policies.remove(index));
+        let p = self.policies.remove(index);
         self.reindex();
         p
     }
 
-    pub fn policies(&self) -> &[Policy] {
+    pub fn policies(&self) -> &VecDeque<Policy> {
         &self.policies
     }
 
-    fn index(&mut self, i: usize) {
-        let remote = self.policies[i].selector.remote;
+    /// The index list `p` belongs in.
+    fn list(&mut self, p: &Policy) -> &mut VecDeque<i64> {
+        let remote = p.selector.remote;
         if remote.is_host() {
-            self.by_remote.entry(remote.addr).or_default().push(i);
+            self.by_remote.entry(remote.addr).or_default()
         } else {
-            self.wide.push(i);
+            &mut self.wide
         }
     }
 
     fn reindex(&mut self) {
         self.by_remote.clear();
         self.wide.clear();
-        for i in 0..self.policies.len() {
-            self.index(i);
+        self.front = 0;
+        let policies = std::mem::take(&mut self.policies);
+        for p in policies {
+            self.push(p);
         }
     }
 
@@ -328,10 +348,8 @@ impl Spd {
             Direction::Outbound => p.dst,
             Direction::Inbound => p.src,
         };
-        let exact = self
-            .by_remote
-            .get(&remote)
-            .map_or(&[][..], |v| v.as_slice());
+        let none = VecDeque::new();
+        let exact = self.by_remote.get(&remote).unwrap_or(&none);
         // Merge the two ordered lists, so the first match is still first.
         let (mut a, mut b) = (exact.iter().peekable(), self.wide.iter().peekable());
         loop {
@@ -341,7 +359,8 @@ impl Spd {
                 (Some(_), None) => a.next(),
                 (None, None) => return None,
             };
-            if let Some(pol) = i.and_then(|i| self.policies.get(*i)) {
+            let at = i.and_then(|k| usize::try_from(k - self.front).ok());
+            if let Some(pol) = at.and_then(|i| self.policies.get(i)) {
                 if pol.selector.matches(p, dir) && eligible(&pol.action) {
                     return Some(&pol.action);
                 }
@@ -380,7 +399,7 @@ mod test {
         };
         let mut spd = Spd::default();
         spd.push(Policy {
-            selector: udp_to_cn,
+            selector: udp_to_cn.clone(),
             action: Action::Discard,
         });
         spd.push(Policy {
@@ -420,6 +439,33 @@ mod test {
             spd.lookup(&sel(HOA, CN, IpProtocol::Udp), out),
             &Action::Bypass
         );
+        // Keys below the first one, at the back, and renumbered in the middle.
+        spd.insert(
+            0,
+            Policy {
+                selector: udp_to_cn,
+                action: Action::Discard,
+            },
+        );
+        spd.push(Policy {
+            selector: Selector::between(hoa, cn),
+            action: Action::Discard,
+        });
+        let tcp = sel(HOA, CN, IpProtocol::Tcp);
+        assert_eq!(
+            spd.lookup(&sel(HOA, CN, IpProtocol::Udp), out),
+            &Action::Discard
+        );
+        assert_eq!(spd.lookup(&tcp, out), &Action::Bypass);
+        spd.insert(
+            1,
+            Policy {
+                selector: Selector::between(hoa, cn),
+                action: Action::Protect(vec![]),
+            },
+        );
+        assert_eq!(spd.lookup(&tcp, out), &Action::Protect(vec![]));
+        assert_eq!(spd.policies().len(), 6);
     }
 
     // REQ CN-5.5: a policy can restrict protection to mobility signalling,

@@ -208,6 +208,74 @@ fn address_resolution_queues_then_delivers_and_confirms() {
 }
 
 #[test]
+fn a_full_resolution_queue_keeps_the_oldest_packets() {
+    let (x, y) = (a("2001:db8::1"), a("2001:db8::2"));
+    let mut bus = Bus::new(vec![host(1, Dad::Off), host(2, Dad::Off)]);
+    bus.nodes[0].add_address(Instant::ZERO, x, Dad::Off);
+    bus.nodes[1].add_address(Instant::ZERO, y, Dad::Off);
+    let now = bus.now;
+    for port in 1..=5 {
+        let mut p = PacketRepr::parse(&udp(x, y), &CodePoints::default()).unwrap();
+        if let UpperRepr::Udp(u, _) = &mut p.upper {
+            u.src_port = port;
+        }
+        let p = p.to_bytes(&CodePoints::default());
+        let want = if port <= 3 {
+            Sent::Queued
+        } else {
+            Sent::Dropped
+        };
+        assert_eq!(bus.nodes[0].send(now, y, x, p), want);
+    }
+    bus.run_for(Duration::from_millis(10));
+    // The first three, which start the exchanges, are kept.
+    let ports: Vec<u16> = bus.data[1]
+        .iter()
+        .filter_map(|p| match &p.upper {
+            UpperRepr::Udp(u, _) => Some(u.src_port),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ports, [1, 2, 3]);
+    assert_eq!(bus.nodes[0].stats().unresolved, 2);
+}
+
+#[test]
+fn the_neighbour_cache_stays_at_its_limit_and_keeps_its_router() {
+    let cfg = NdConfig {
+        max_neighbors: 4,
+        ..NdConfig::default()
+    };
+    let mut nd = NdIface::new(Instant::ZERO, cfg, MacAddr::local(1), Dad::Off, 1);
+    let x = a("2001:db8::1");
+    nd.add_address(Instant::ZERO, x, Dad::Off);
+    let mut ra = advert(a("2001:db8::"));
+    ra.source_ll = Some(MacAddr::local(9));
+    let router_ll = a("fe80::9");
+    nd.handle(
+        Instant::ZERO,
+        router_ll,
+        ALL_NODES,
+        255,
+        &NdRepr::RouterAdvert(ra),
+    )
+    .unwrap();
+    // A flood of solicitations from random on-link sources, each with
+    // its link-layer address.
+    for i in 0..100u16 {
+        let src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, 1000 - i);
+        let ns = NdRepr::NeighborSolicit {
+            target: x,
+            source_ll: Some(MacAddr::local(100 + u64::from(i))),
+        };
+        let _ = nd.handle(Instant::ZERO, src, solicited_node(x), 255, &ns);
+    }
+    assert_eq!(nd.neighbors().count(), 4);
+    assert!(nd.neighbor(router_ll).is_some_and(|e| e.is_router));
+    assert_eq!(nd.stats().cache_full, 97);
+}
+
+#[test]
 fn unanswered_resolution_gives_up_after_three_and_counts() {
     let x = a("2001:db8::1");
     let mut bus = Bus::new(vec![host(1, Dad::Off)]);

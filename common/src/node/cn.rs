@@ -16,7 +16,7 @@ use super::{
 };
 use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
-use crate::nd::{Dad, NdEvent, NdIface};
+use crate::nd::{Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, CoaTestCookie, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, PacketRepr, UpperRepr};
@@ -680,6 +680,10 @@ impl Engine for Cn {
 
     fn poll_event(&mut self) -> Option<Event> {
         self.core.poll_event()
+    }
+
+    fn poll_membership(&mut self) -> Option<(u8, Membership)> {
+        self.core.poll_membership()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -12,7 +12,7 @@ use rand_core::{RngCore, SeedableRng};
 use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Transmit};
 use crate::ike::{Datagram, Ike, IkeConfig, IkeEvent, IKE_PORT, NATT_PORT};
 use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
-use crate::nd::{Dad, NdConfig, NdDrop, NdEvent, NdIface, Sent};
+use crate::nd::{Dad, Membership, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::{Duration, Instant};
 use crate::wire::checksum::PseudoHeader;
 use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST, PARAMETER_PROBLEM};
@@ -342,6 +342,15 @@ impl Core {
     }
 
     /// Call [`Core::pump_ike`] first: IPsec's events go through it.
+    /// The next change of an interface's multicast groups.
+    pub fn poll_membership(&mut self) -> Option<(u8, Membership)> {
+        self.links.iter_mut().enumerate().find_map(|(i, l)| {
+            l.as_mut()
+                .and_then(NdIface::poll_membership)
+                .map(|m| (i as u8, m))
+        })
+    }
+
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }

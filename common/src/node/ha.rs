@@ -17,7 +17,7 @@ use super::{
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
-use crate::nd::{Dad, NdEvent, NdIface};
+use crate::nd::{Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
@@ -423,8 +423,8 @@ impl Ha {
         let sad = &mut self.core.ipsec.sad;
         let hoa = Prefix::host(IpAddr::V6(home));
         let stale: Vec<_> = sad
-            .iter()
-            .filter(|(_, s)| s.mode() == Mode::Tunnel && s.selector().remote == hoa)
+            .by_remote(hoa)
+            .filter(|(_, s)| s.mode() == Mode::Tunnel)
             .filter(|(_, s)| s.addresses().peer != IpAddr::V6(care_of))
             .map(|(id, s)| (id, s.addresses().local))
             .collect();
@@ -573,6 +573,10 @@ impl Engine for Ha {
 
     fn poll_event(&mut self) -> Option<Event> {
         self.core.poll_event()
+    }
+
+    fn poll_membership(&mut self) -> Option<(u8, Membership)> {
+        self.core.poll_membership()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

@@ -26,7 +26,7 @@ use super::{
 };
 use crate::ike::{Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
-use crate::nd::{AddrState, Dad, NdEvent, NdIface};
+use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
@@ -1315,6 +1315,10 @@ impl Engine for Mn {
 
     fn poll_event(&mut self) -> Option<Event> {
         self.core.poll_event()
+    }
+
+    fn poll_membership(&mut self) -> Option<(u8, Membership)> {
+        self.core.poll_membership()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {

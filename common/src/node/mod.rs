@@ -32,7 +32,7 @@ pub use cookie::CookieMethod;
 
 use crate::ike::{CloseReason, Ike, IkeEvent};
 use crate::ipsec::{Ipsec, IpsecEvent};
-use crate::nd::{NdEvent, NdIface};
+use crate::nd::{Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 pub use crate::wire::MacAddr;
 
@@ -451,6 +451,11 @@ pub trait Engine {
     /// Poll after every `handle_*` call until `None`.
     fn poll_transmit(&mut self) -> Option<Transmit>;
     fn poll_event(&mut self) -> Option<Event>;
+    /// A change of the multicast groups interface `i` listens to, for the
+    /// driver's link-layer filter (the simulator's links deliver group
+    /// frames only to listeners). Carrier lost or found starts the
+    /// interface's groups afresh: a filter forgets them on `LinkDown`.
+    fn poll_membership(&mut self) -> Option<(u8, Membership)>;
     fn poll_timeout(&self) -> Option<Instant>;
     fn stats(&self) -> &NodeStats;
     /// Neighbor Discovery state of interface `iface`, while it has carrier.

@@ -1,10 +1,14 @@
 //! The link model: what a link does to a packet sent on it (capture, MTU,
 //! loss, delay and jitter: [`LinkModel::fate`], which the real router
-//! process runs too) and which of its interfaces receive it.
+//! process runs too) and which of its interfaces receive it: the one with
+//! the destination MAC, every other one for all-nodes and broadcast, and
+//! for any other group MAC only those that listen to it (the engines
+//! report their groups, as MLD would to a snooping switch).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv6Addr;
 
+use common::nd::ALL_NODES;
 use common::time::{Duration, Instant};
 use common::wire::MacAddr;
 use rand_core::RngCore;
@@ -55,6 +59,15 @@ pub struct Port {
 }
 
 impl Port {
+    const MIN: Port = Port {
+        node: NodeId(0),
+        iface: 0,
+    };
+    const MAX: Port = Port {
+        node: NodeId(usize::MAX),
+        iface: u8::MAX,
+    };
+
     /// Every simulated interface's MAC: locally administered, from the
     /// node and interface numbers.
     pub fn mac(self) -> MacAddr {
@@ -157,9 +170,15 @@ pub(super) struct Link {
     pub(super) name: String,
     pub(super) prefix: Ipv6Addr,
     pub(super) model: LinkModel,
-    /// The interfaces attached, by MAC (an Ethernet segment: unicast frames
-    /// go to their MAC, multicast to everybody else).
-    pub(super) members: HashMap<MacAddr, Port>,
+    /// The interfaces attached, by MAC (where unicast frames go).
+    members: HashMap<MacAddr, Port>,
+    /// The same, in order: where all-nodes and broadcast frames go.
+    ports: BTreeSet<Port>,
+    /// Who listens to each group MAC ...
+    listeners: BTreeSet<(MacAddr, Port)>,
+    /// ... and for how many of its groups (two may share a MAC), by
+    /// interface, to forget them all when it leaves.
+    joined: HashMap<Port, HashMap<MacAddr, u32>>,
     pub(super) capture: Option<Vec<(Instant, Vec<u8>)>>,
     /// Who sent each captured frame and who got it when (same index).
     pub(super) hops: Vec<Hop>,
@@ -181,15 +200,54 @@ impl Link {
             prefix,
             model: LinkModel::new(params),
             members: HashMap::new(),
+            ports: BTreeSet::new(),
+            listeners: BTreeSet::new(),
+            joined: HashMap::new(),
             capture: None,
             hops: vec![],
         }
     }
 
+    /// The interfaces attached, in order.
+    pub(super) fn ports(&self) -> impl Iterator<Item = &Port> {
+        self.ports.iter()
+    }
+
+    pub(super) fn attach(&mut self, port: Port) {
+        self.members.insert(port.mac(), port);
+        self.ports.insert(port);
+    }
+
+    /// Takes `port` off the link, with the groups it listened to.
+    pub(super) fn detach(&mut self, port: Port) {
+        self.members.remove(&port.mac());
+        self.ports.remove(&port);
+        for mac in self.joined.remove(&port).unwrap_or_default().into_keys() {
+            self.listeners.remove(&(mac, port));
+        }
+    }
+
+    /// `port` now listens to (`join`) or left a group with MAC `mac`.
+    pub(super) fn membership(&mut self, port: Port, mac: MacAddr, join: bool) {
+        let groups = self.joined.entry(port).or_default();
+        let n = groups.entry(mac).or_default();
+        if join {
+            *n += 1;
+            self.listeners.insert((mac, port));
+        } else {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                groups.remove(&mac);
+                self.listeners.remove(&(mac, port));
+            }
+        }
+    }
+
     /// Carries a frame to `dst` that `from` sent at `now`: its fate
     /// ([`LinkModel::fate`], with the capture), then the interface with
-    /// that MAC, or every other one for a group MAC. Returns when the
-    /// frame arrives and where; None when the link dropped it (counted).
+    /// that MAC, or every other one that listens for a group MAC. Returns
+    /// when the frame arrives and where, in order; None when the link
+    /// dropped it or nobody has the MAC (counted).
     pub(super) fn carry(
         &mut self,
         now: Instant,
@@ -229,21 +287,26 @@ impl Link {
         let Fate::Arrives(at) = fate else {
             return None;
         };
-        let mut to: Vec<Port> = if dst.is_multicast() {
-            self.members
-                .values()
+        let everybody = dst == MacAddr::ipv6_multicast(ALL_NODES) || dst.0[..2] != [0x33, 0x33];
+        let to: Vec<Port> = if !dst.is_multicast() {
+            self.members.get(&dst).copied().into_iter().collect()
+        } else if everybody {
+            self.ports
+                .iter()
                 .copied()
                 .filter(|m| Some(*m) != from)
                 .collect()
         } else {
-            self.members.get(&dst).copied().into_iter().collect()
+            self.listeners
+                .range((dst, Port::MIN)..=(dst, Port::MAX))
+                .map(|(_, p)| *p)
+                .filter(|m| Some(*m) != from)
+                .collect()
         };
         if to.is_empty() {
             self.model.stats.unreachable += 1;
             return None;
         }
-        // Deterministic order, whatever the map's.
-        to.sort();
         Some((at, to))
     }
 }

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use common::ike::IkeEvent;
 use common::keylog::{self, KeyTable};
+use common::nd::Membership;
 use common::node::{Cn, Command, Engine, Event, Ha, Iface, Mn, Transmit};
 use common::time::{Duration, Instant};
 use common::wire::icmpv6::{Icmpv6Repr, ECHO_REPLY, ECHO_REQUEST};
@@ -164,8 +165,10 @@ pub fn parse_flow(p: &[u8]) -> Option<(u32, u64, u64)> {
 }
 
 enum Ev {
+    /// A frame reaches every interface of `to`, in order: one event and
+    /// one copy of the bytes however many listen.
     Arrive {
-        port: Port,
+        to: Vec<Port>,
         link: LinkId,
         src_mac: MacAddr,
         bytes: Vec<u8>,
@@ -299,7 +302,7 @@ impl Sim {
                     node: id,
                     iface: i as u8,
                 };
-                self.links[l.0].members.insert(port.mac(), port);
+                self.links[l.0].attach(port);
                 RouterLink {
                     prefix: self.links[l.0].prefix,
                     mac: port.mac(),
@@ -351,11 +354,8 @@ impl Sim {
         if addr.is_multicast() {
             return Some(MacAddr::ipv6_multicast(addr));
         }
-        let members = &self.links[link.0].members;
         let mut router = None;
-        let mut ports: Vec<&Port> = members.values().collect();
-        ports.sort();
-        for p in ports {
+        for p in self.links[link.0].ports() {
             match &self.nodes[p.node.0].kind {
                 Kind::Host { role, .. } => {
                     let owns = role
@@ -550,11 +550,15 @@ impl Sim {
     fn dispatch(&mut self, ev: Ev) {
         match ev {
             Ev::Arrive {
-                port,
+                to,
                 link,
                 src_mac,
                 bytes,
-            } => self.arrive(port, link, src_mac, &bytes),
+            } => {
+                for port in to {
+                    self.arrive(port, link, src_mac, &bytes);
+                }
+            }
             Ev::Wake(node) => {
                 if self.nodes[node.0].wake == Some(self.now) {
                     self.nodes[node.0].wake = None;
@@ -622,7 +626,7 @@ impl Sim {
             return;
         }
         if let Some(l) = from {
-            self.links[l.0].members.remove(&port.mac());
+            self.links[l.0].detach(port);
             if let Kind::Host { ifaces, .. } = &mut self.nodes[port.node.0].kind {
                 ifaces[usize::from(port.iface)] = None;
             }
@@ -649,7 +653,7 @@ impl Sim {
             }
             ifaces[i] = Some(link);
         }
-        self.links[link.0].members.insert(port.mac(), port);
+        self.links[link.0].attach(port);
         self.command(
             port.node,
             Command::LinkUp {
@@ -686,6 +690,7 @@ impl Sim {
 
     /// Drains what a node produced and re-arms its timer.
     fn after(&mut self, node: NodeId) {
+        self.memberships(node);
         loop {
             let (tx, ev) = match &mut self.nodes[node.0].kind {
                 Kind::Host { role, .. } => {
@@ -724,6 +729,26 @@ impl Sim {
         }
     }
 
+    /// Hands the groups `node` joined and left to its links' filters.
+    fn memberships(&mut self, node: NodeId) {
+        loop {
+            let kind = &mut self.nodes[node.0].kind;
+            let m = match kind {
+                Kind::Host { role, .. } => role.engine().poll_membership(),
+                Kind::Router { router, .. } => router.poll_membership(),
+            };
+            let Some((iface, m)) = m else { break };
+            let (group, join) = match m {
+                Membership::Join(g) => (g, true),
+                Membership::Leave(g) => (g, false),
+            };
+            if let Some(l) = kind.link_of(iface) {
+                let port = Port { node, iface };
+                self.links[l.0].membership(port, MacAddr::ipv6_multicast(group), join);
+            }
+        }
+    }
+
     fn trace_line(&mut self, node: &str, what: String) {
         self.trace.push(TraceLine {
             at: self.now,
@@ -755,17 +780,15 @@ impl Sim {
             return;
         };
         let src_mac = from.map_or(INJECTOR_MAC, Port::mac);
-        for port in to {
-            self.schedule(
-                at,
-                Ev::Arrive {
-                    port,
-                    link,
-                    src_mac,
-                    bytes: bytes.clone(),
-                },
-            );
-        }
+        self.schedule(
+            at,
+            Ev::Arrive {
+                to,
+                link,
+                src_mac,
+                bytes,
+            },
+        );
     }
 
     fn arrive(&mut self, port: Port, link: LinkId, src_mac: MacAddr, bytes: &[u8]) {
