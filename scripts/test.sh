@@ -34,7 +34,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -p common --locked          # the core alone: no I/O dependency
-# The simulator scale bench at 10 nodes, in the test profile (`cargo test`
-# runs a bench binary without `--bench`): it builds, runs and checks.
-cargo test -p testbed --bench sim --locked
+# The simulator scale bench at 10 nodes and the flood bench at 1 packet a
+# millisecond, in the test profile (`cargo test` runs a bench binary
+# without `--bench`), so they keep building and running.
+cargo test -p testbed --bench sim --bench flood --locked
 cargo test --workspace --locked
