@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need (Debian: tshark, scapy with the cryptography
-# module its IPsec layer uses, iproute2) and runs the
+# module its IPsec layer uses, iproute2, strongSwan, chromium) and runs the
 # whole suite. Used by the README and by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,8 @@ command -v swanctl >/dev/null || need+=(strongswan-swanctl)  # swanctl + vici
 command -v openssl >/dev/null || need+=(openssl)  # Ed25519 keys
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)
+# Renders the demo's report.html to PNG (testbed/tests/report.rs)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     export DEBIAN_FRONTEND=noninteractive

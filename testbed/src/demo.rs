@@ -6,8 +6,8 @@
 use common::node::RouteOptimisation;
 use common::time::{Duration, Instant};
 
-use crate::sim::{Flow, LinkId, Path};
-use crate::topology::{build, Keying, Setup, Topology, CN, HOA};
+use crate::sim::{Flow, LinkId, NodeId, Path};
+use crate::topology::{build, Keying, Layout, Network, Setup, Topology};
 
 /// One handoff, measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,7 +15,8 @@ pub struct Handoff {
     pub at: Instant,
     pub to: String,
     /// Link up to the first correspondent packet over the path the node
-    /// should end on (route optimised away, direct at home).
+    /// should end on (route optimised away, direct at home); `None` if
+    /// none came before the next move.
     pub latency: Option<Duration>,
     /// Flow packets (both ways) sent from the move until the next one that
     /// never arrived.
@@ -40,6 +41,10 @@ pub struct Run {
     pub ping_via_ha: Option<Duration>,
     pub ping_optimised: Option<Duration>,
     pub timeline: Vec<(Instant, String)>,
+    /// The measured flow to the mobile node (the simulator's number), and
+    /// when each of its packets that never arrived was sent.
+    pub down_flow: Option<u32>,
+    pub down_lost: Vec<Instant>,
 }
 
 impl Run {
@@ -64,87 +69,162 @@ impl Run {
     }
 }
 
-/// The scenario: home until 2 s, access A at 2 s, access B at 5 s, home at
+/// Who sends a flow or a ping: the mobile node (from its home address)
+/// or a correspondent (an index into [`Network::cns`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Mn,
+    Cn(usize),
+}
+
+/// Packets every `interval` from `start` until `until`, `from` one end
+/// `to` the other: UDP flow datagrams or echo requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stream {
+    pub from: End,
+    pub to: End,
+    pub start: Instant,
+    pub interval: Duration,
+    pub until: Instant,
+}
+
+/// What happens in a run: the mobile node's moves (when, and to which
+/// link, an index into [`Network::links`]), the UDP flows and pings, and
+/// when it ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    pub moves: Vec<(Instant, usize)>,
+    pub flows: Vec<Stream>,
+    pub pings: Vec<Stream>,
+    pub end: Instant,
+}
+
+/// The demo's: home until 2 s, access A at 2 s, access B at 5 s, home at
 /// 8 s, end at 10 s; UDP both ways every millisecond and a ping every
 /// 50 ms between the home address and the correspondent.
+pub fn timeline() -> Timeline {
+    let s = |x: f64| Instant::from_micros((x * 1e6) as u64);
+    let every = |from, to, start, interval| Stream {
+        from,
+        to,
+        start: s(start),
+        interval,
+        until: s(9.5),
+    };
+    let ms = Duration::from_millis(1);
+    Timeline {
+        moves: vec![(s(2.0), 2), (s(5.0), 3), (s(8.0), 0)],
+        flows: vec![
+            every(End::Cn(0), End::Mn, 1.0, ms),
+            every(End::Mn, End::Cn(0), 1.0, ms),
+        ],
+        pings: vec![every(End::Mn, End::Cn(0), 0.5, ms * 50)],
+        end: s(10.0),
+    }
+}
+
+/// Runs the demo's timeline on the [`topology`](crate::topology) of
+/// `setup`.
 pub fn run(setup: &Setup) -> (Run, Topology) {
     let mut t = build(setup);
-    let s = |x: f64| Instant::from_micros((x * 1e6) as u64);
-    let end = s(10.0);
-    let ms = Duration::from_millis(1);
-    let down = t.sim.flow(
-        s(1.0),
-        Flow {
-            from: t.cn,
-            src: CN,
-            dst: HOA,
-            interval: ms,
-            until: s(9.5),
-        },
-    );
-    let up = t.sim.flow(
-        s(1.0),
-        Flow {
-            from: t.mn,
-            src: HOA,
-            dst: CN,
-            interval: ms,
-            until: s(9.5),
-        },
-    );
-    t.sim
-        .ping(s(0.5), t.mn, HOA, CN, Duration::from_millis(50), s(9.5));
-    let moves = [(2.0, t.access_a), (5.0, t.access_b), (8.0, t.home)];
-    for (at, to) in moves {
-        t.move_mn(s(at), Some(to));
-    }
-    t.sim.run_until(end);
+    let run = play(&mut t.sim, &t.network, &t.layout, &timeline(), name(setup));
+    (run, t)
+}
 
-    let sim = &t.sim;
+/// The node and address of one end.
+fn end(net: &Network, layout: &Layout, e: End) -> (NodeId, std::net::Ipv6Addr) {
+    match e {
+        End::Mn => (layout.mn, net.mn.home_address),
+        End::Cn(i) => (layout.cns[i], net.cns[i].config.address),
+    }
+}
+
+/// Schedules `timeline` on a built network, runs it to its end and
+/// measures it: each handoff's latency on the first flow to the mobile
+/// node (link up to its first packet over the path the node should end
+/// on, route optimised away or direct at home), the flow packets lost,
+/// the signalling, the pings.
+pub fn play(
+    sim: &mut crate::sim::Sim,
+    net: &Network,
+    layout: &Layout,
+    timeline: &Timeline,
+    name: &'static str,
+) -> Run {
+    let flows: Vec<(u32, Stream)> = timeline
+        .flows
+        .iter()
+        .map(|f| {
+            let ((node, src), (_, dst)) = (end(net, layout, f.from), end(net, layout, f.to));
+            let flow = Flow {
+                from: node,
+                src,
+                dst,
+                interval: f.interval,
+                until: f.until,
+            };
+            (sim.flow(f.start, flow), *f)
+        })
+        .collect();
+    for p in &timeline.pings {
+        let ((node, src), (_, dst)) = (end(net, layout, p.from), end(net, layout, p.to));
+        sim.ping(p.start, node, src, dst, p.interval, p.until);
+    }
+    for (at, to) in &timeline.moves {
+        layout.move_mn(sim, *at, Some(layout.links[*to]));
+    }
+    sim.run_until(timeline.end);
+    measure(sim, net, layout, timeline, &flows, name)
+}
+
+fn measure(
+    sim: &crate::sim::Sim,
+    net: &Network,
+    layout: &Layout,
+    timeline: &Timeline,
+    flows: &[(u32, Stream)],
+    name: &'static str,
+) -> Run {
+    let end = timeline.end;
+    let home = layout.links[net.ha_link];
+    let down = flows.iter().find(|(_, f)| f.to == End::Mn);
+    let cn_address = |e: End| match e {
+        End::Cn(i) => Some(net.cns[i].config.address),
+        End::Mn => None,
+    };
+    // The mode of the correspondent the measured flow comes from.
+    let mode = down
+        .and_then(|(_, f)| cn_address(f.from))
+        .and_then(|a| net.mn.correspondents.iter().find(|c| c.address == a))
+        .map_or(RouteOptimisation::None, |c| c.mode);
     let ups: Vec<(Instant, LinkId)> = sim
         .link_ups
         .iter()
-        .filter(|(_, p, _)| p.node == t.mn)
+        .filter(|(_, p, _)| p.node == layout.mn)
         .map(|(at, _, l)| (*at, *l))
         .collect();
     let mut handoffs = vec![];
     for (i, (at, link)) in ups.iter().enumerate() {
         let next = ups.get(i + 1).map_or(end, |u| u.0);
         let to = sim.link_name(*link).to_string();
-        let want = if *link == t.home {
+        let want = if *link == home {
             Path::Direct
+        } else if mode == RouteOptimisation::None {
+            Path::Tunnelled
         } else {
             Path::RouteOptimised
         };
-        let want = if setup.mode == RouteOptimisation::None && *link != t.home {
-            Path::Tunnelled
-        } else {
-            want
-        };
-        let latency = sim
-            .arrivals
+        let latency = down.and_then(|(down, _)| {
+            sim.arrivals
+                .iter()
+                .filter(|a| a.flow == *down && a.at >= *at && a.at < next && a.path == want)
+                .map(|a| a.at.saturating_duration_since(*at))
+                .next()
+        });
+        let lost = flows
             .iter()
-            .filter(|a| a.flow == down && a.at >= *at && a.path == want)
-            .map(|a| a.at.saturating_duration_since(*at))
-            .next();
-        let mut lost = 0;
-        for f in [down, up] {
-            let sent_in: Vec<u64> = (0..sim.flow_sent(f)).collect();
-            let got: std::collections::HashSet<u64> = sim
-                .arrivals
-                .iter()
-                .filter(|a| a.flow == f)
-                .map(|a| a.seq)
-                .collect();
-            // Flow packets go every millisecond from 1 s: seq n left at 1 s + n ms.
-            lost += sent_in
-                .iter()
-                .filter(|seq| {
-                    let sent = s(1.0) + ms * u32::try_from(**seq).unwrap_or(u32::MAX);
-                    sent >= *at && sent < next && !got.contains(seq)
-                })
-                .count() as u64;
-        }
+            .map(|f| lost_of(sim, f).filter(|t| *t >= *at && *t < next).count() as u64)
+            .sum();
         handoffs.push(Handoff {
             at: *at,
             to,
@@ -152,6 +232,13 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
             lost,
         });
     }
+    // Away from the first move until the node is next moved home.
+    let left = timeline.moves.first().map_or(end, |m| m.0);
+    let back = timeline
+        .moves
+        .iter()
+        .find(|(at, to)| *at > left && *to == net.ha_link)
+        .map_or(end, |m| m.0);
     let median = |f: &dyn Fn(Instant, Path) -> bool| {
         let mut v: Vec<Duration> = sim
             .pings
@@ -162,11 +249,15 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
         v.sort();
         v.get(v.len() / 2).copied()
     };
-    let ping_home = median(&|at, _| at < s(2.0));
-    let ping_via_ha = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::Tunnelled);
-    let ping_optimised = median(&|at, p| at >= s(2.0) && at < s(8.0) && p == Path::RouteOptimised);
+    let away = |at: Instant| at >= left && at < back;
+    let ping_home = median(&|at, _| at < left);
+    let ping_via_ha = median(&|at, p| away(at) && p == Path::Tunnelled);
+    let ping_optimised = median(&|at, p| away(at) && p == Path::RouteOptimised);
     let (mut messages, mut bytes, mut ike_messages, mut ike_bytes) = (0, 0, 0, 0);
-    for n in [t.mn, t.ha, t.cn] {
+    let nodes = [layout.mn, layout.ha]
+        .into_iter()
+        .chain(layout.cns.iter().copied());
+    for n in nodes {
         if let Some(e) = sim.engine(n) {
             messages += e.stats().signalling_messages;
             bytes += e.stats().signalling_bytes;
@@ -186,9 +277,11 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
         })
         .map(|l| (l.at, format!("{:<6} {}", l.node, l.what)))
         .collect();
-    let run = Run {
-        name: name(setup),
-        mode: setup.mode,
+    Run {
+        name,
+        mode,
+        down_flow: down.map(|(f, _)| *f),
+        down_lost: down.map_or(vec![], |f| lost_of(sim, f).collect()),
         handoffs,
         signalling_messages: messages,
         signalling_bytes: bytes,
@@ -198,8 +291,24 @@ pub fn run(setup: &Setup) -> (Run, Topology) {
         ping_via_ha,
         ping_optimised,
         timeline,
-    };
-    (run, t)
+    }
+}
+
+/// When each packet of a flow that never arrived was sent.
+fn lost_of<'a>(
+    sim: &'a crate::sim::Sim,
+    (f, stream): &'a (u32, Stream),
+) -> impl Iterator<Item = Instant> + 'a {
+    let got: std::collections::BTreeSet<u64> = sim
+        .arrivals
+        .iter()
+        .filter(|a| a.flow == *f)
+        .map(|a| a.seq)
+        .collect();
+    // Seq n left at the start plus n intervals.
+    (0..sim.flow_sent(*f))
+        .filter(move |seq| !got.contains(seq))
+        .map(|seq| stream.start + stream.interval * u32::try_from(seq).unwrap_or(u32::MAX))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -239,25 +348,26 @@ pub fn mode_name(m: RouteOptimisation) -> &'static str {
     }
 }
 
+/// One run's figures in `--json`; the latency in round trips MN↔CN
+/// where that is known.
+pub fn run_json(r: &Run, mn_cn: Option<Duration>) -> serde_json::Value {
+    let latency = r.away_latency().map(ms);
+    serde_json::json!({
+        "mode": r.name,
+        "handoff_latency_ms": latency,
+        "handoff_latency_rtt": latency.zip(mn_cn).map(|(l, rtt)| l / ms(rtt)),
+        "packets_lost": r.away_lost(),
+        "signalling_messages": r.signalling_messages,
+        "signalling_bytes": r.signalling_bytes,
+        "ike_messages": r.ike_messages,
+        "ike_bytes": r.ike_bytes,
+    })
+}
+
 /// The demo's `--json` object.
 pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> serde_json::Value {
     let (mn_cn, mn_ha, via_ha) = setup.rtts();
-    let runs: Vec<serde_json::Value> = runs
-        .iter()
-        .map(|r| {
-            let latency = r.away_latency().map(ms);
-            serde_json::json!({
-                "mode": r.name,
-                "handoff_latency_ms": latency,
-                "handoff_latency_rtt": latency.map(|l| l / ms(mn_cn)),
-                "packets_lost": r.away_lost(),
-                "signalling_messages": r.signalling_messages,
-                "signalling_bytes": r.signalling_bytes,
-                "ike_messages": r.ike_messages,
-                "ike_bytes": r.ike_bytes,
-            })
-        })
-        .collect();
+    let runs: Vec<serde_json::Value> = runs.iter().map(|r| run_json(r, Some(mn_cn))).collect();
     serde_json::json!({
         "seed": setup.seed,
         "rtt_ms": { "mn_cn": ms(mn_cn), "mn_ha": ms(mn_ha), "via_ha": ms(via_ha) },
@@ -266,27 +376,29 @@ pub fn report_json(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) ->
     })
 }
 
-/// The demo's timeline, for people.
-pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> String {
-    use std::fmt::Write;
+/// The demo's delays and round trips, in two lines.
+pub fn intro(setup: &Setup) -> String {
     let (mn_cn, mn_ha, via_ha) = setup.rtts();
-    let mut o = String::new();
-    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
-    let _ = writeln!(
-        o,
-        "Mobile IPv6 demo, seed {}: home agent {} ms away, correspondent {} ms, access links {} ms",
+    format!(
+        "Mobile IPv6 demo, seed {}: home agent {} ms away, correspondent {} ms, access links {} ms\n\
+         Round trips: MN-CN {:.1} ms, MN-HA {:.1} ms, MN-HA-CN-HA-MN {:.1} ms\n",
         setup.seed,
         ms(setup.home_delay),
         ms(setup.cn_delay),
-        ms(setup.access_delay)
-    );
-    let _ = writeln!(
-        o,
-        "Round trips: MN-CN {:.1} ms, MN-HA {:.1} ms, MN-HA-CN-HA-MN {:.1} ms\n",
+        ms(setup.access_delay),
         ms(mn_cn),
         ms(mn_ha),
         ms(via_ha)
-    );
+    )
+}
+
+/// The demo's timeline, for people.
+pub fn report_text(setup: &Setup, runs: &[Run], pcaps: &[std::path::PathBuf]) -> String {
+    use std::fmt::Write;
+    let (mn_cn, _, _) = setup.rtts();
+    let mut o = intro(setup);
+    o.push('\n');
+    let opt = |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{:.1} ms", ms(d)));
     for r in runs {
         let title = match r.name {
             "ipsec" => "IPsec route optimisation on static keys (draft-dupont-mipv6-cn-ipsec)",

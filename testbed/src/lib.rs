@@ -4,7 +4,12 @@
 //!   that drives the `common` engines; [`topology`], the demo topology
 //!   built on it; [`demo`], the demo scenario, what it measures and its
 //!   reports (`testbed demo`); [`router`], the IPv6 router the simulator
-//!   and the real demo share.
+//!   and the real demo share; [`flood`] and [`loss`], the demo's node
+//!   under floods from random addresses and over lossy links.
+//! - **Scenario files**: [`scenario`], networks and timelines as YAML
+//!   (`testbed run FILE`).
+//! - **The pictures**: [`pictures`], sequence diagrams, delay plots and
+//!   the demo's `report.html`.
 //! - **The packet tools**: [`tools`], decoding for people and test oracles
 //!   (`testbed decode`), pcap files, and the reference packet set
 //!   (`testbed samples`).
@@ -21,8 +26,10 @@ pub mod flood;
 pub mod harness;
 pub mod ike_peer;
 pub mod loss;
+pub mod pictures;
 pub mod real;
 pub mod router;
+pub mod scenario;
 pub mod sim;
 pub mod tools;
 pub mod topology;

@@ -10,6 +10,8 @@ use common::ipsec::EspKeyring;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
+use testbed::pictures::report::{Played, Report};
+use testbed::pictures::{keyring_from_esp_sa, sequence};
 use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
@@ -47,7 +49,8 @@ enum Command {
     /// Run the built-in topology (home link with HA, a correspondent, two
     /// access networks, one mobile node that moves away and back) twice,
     /// with return routability and with IPsec route optimisation, in the
-    /// simulator; print the timeline and write a pcap per link.
+    /// simulator; print the timeline, write a pcap per link and
+    /// report.html (sequence diagrams, paths, delays) with report.json.
     Demo {
         /// Where the pcaps go (default out/demo, out/real with --real).
         #[arg(long)]
@@ -63,6 +66,41 @@ enum Command {
         /// TCP from the kernel; then compare with the simulator.
         #[arg(long)]
         real: bool,
+    },
+    /// Draw a capture as a sequence diagram (SVG): a lifeline per address,
+    /// every packet an arrow at its capture time, signalling labelled
+    /// (type, sequence number, status, ESP, the section it follows), data
+    /// faint. ESP opens with the keys given; IKE is labelled from its
+    /// clear header (exchange, message ID, request or response).
+    Sequence {
+        /// The capture (raw IP, Ethernet or Linux cooked link types).
+        #[arg(long)]
+        pcap: PathBuf,
+        /// An ESP SA, as for `decode --sa`; may be repeated.
+        #[arg(long = "sa", value_name = "SPEC")]
+        sas: Vec<String>,
+        /// A Wireshark configuration directory whose `esp_sa` table holds
+        /// the keys (the demo's `wireshark-<run>/`, the interop tests').
+        #[arg(long)]
+        keylog: Option<PathBuf>,
+        /// Name a lifeline, `ADDR=LABEL`; may be repeated.
+        #[arg(long = "name", value_name = "ADDR=LABEL")]
+        names: Vec<String>,
+        /// Where to write the SVG.
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+    },
+    /// Play a scenario file (testbed/scenarios/*.yaml) in the simulator:
+    /// each run's pcaps and key log, report.html and report.json.
+    Run {
+        /// The scenario.
+        file: PathBuf,
+        /// Where it all goes (default out/<file name without .yaml>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Kernel traffic for the real demo (UDP flows, a TCP stream of known
     /// bytes); prints one JSON line.
@@ -93,6 +131,12 @@ enum CliError {
     /// A `--sa` the keyring refuses.
     #[error("--sa {spec}: {reason}")]
     Sa { spec: String, reason: String },
+    /// A scenario file that does not read or check.
+    #[error(transparent)]
+    Scenario(#[from] common::io::daemon::FileError),
+    /// A `--name` that is not `ADDR=LABEL`.
+    #[error("--name {0}: want ADDR=LABEL with an IP address")]
+    Name(String),
     /// Reading or writing packets, with the file if there is one.
     #[error(transparent)]
     Tools(#[from] tools::Error),
@@ -206,6 +250,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("out/demo"));
             let mut runs = vec![];
+            let mut topologies = vec![];
             let mut pcaps = vec![];
             let mut keylogs = vec![];
             let setups = demo::setups(seed);
@@ -216,28 +261,153 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 t.sim.write_keylog(&keys)?;
                 keylogs.push(keys);
                 runs.push(r);
+                topologies.push(t);
             }
             // The seed and the delays, the same in all.
             let setup = &setups[0];
+            let mut v = demo::report_json(setup, &runs, &pcaps);
+            v["keylogs"] = serde_json::json!(keylogs
+                .iter()
+                .map(|k| k.display().to_string())
+                .collect::<Vec<_>>());
+            let commands: Vec<String> = runs
+                .iter()
+                .zip(&keylogs)
+                .map(|(r, k)| {
+                    format!(
+                        "WIRESHARK_CONFIG_DIR={} wireshark {}",
+                        k.display(),
+                        dir.join(format!("{}-cn.pcap", r.name)).display()
+                    )
+                })
+                .collect();
+            let played: Vec<Played> = runs
+                .iter()
+                .zip(&topologies)
+                .map(|(run, t)| Played {
+                    run,
+                    sim: &t.sim,
+                    net: &t.network,
+                    layout: &t.layout,
+                })
+                .collect();
+            let mut report = Report::new(
+                &format!("Mobile IPv6 demo, seed {seed}"),
+                &demo::intro(setup),
+                &played,
+                demo::timeline().end,
+            );
+            report.pcaps = pcaps
+                .iter()
+                .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+                .collect();
+            report.commands.clone_from(&commands);
+            report.summary = v.clone();
+            let page = report.write(&dir)?;
             if json {
-                let mut v = demo::report_json(setup, &runs, &pcaps);
-                v["keylogs"] = serde_json::json!(keylogs
-                    .iter()
-                    .map(|k| k.display().to_string())
-                    .collect::<Vec<_>>());
                 writeln!(out, "{v}").map_err(stdout_err)?;
             } else {
                 write!(out, "{}", demo::report_text(setup, &runs, &pcaps)).map_err(stdout_err)?;
                 writeln!(out, "\ndecrypted (ESP and IKE) in Wireshark:").map_err(stdout_err)?;
-                for (r, k) in runs.iter().zip(&keylogs) {
+                for c in &commands {
+                    writeln!(out, "   {c}").map_err(stdout_err)?;
+                }
+                writeln!(out, "\npictures: {}", page.display()).map_err(stdout_err)?;
+            }
+        }
+        Command::Sequence {
+            pcap,
+            sas,
+            keylog,
+            names,
+            out: svg,
+        } => {
+            let mut keys = match &keylog {
+                Some(dir) => {
+                    let path = dir.join(common::keylog::KeyTable::Esp.file_name());
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| tools::Error::from(e).in_file(&path))?;
+                    keyring_from_esp_sa(&text)
+                }
+                None => EspKeyring::default(),
+            };
+            for spec in &sas {
+                keys.add_spec(spec).map_err(|reason| CliError::Sa {
+                    spec: spec.clone(),
+                    reason,
+                })?;
+            }
+            let names = names
+                .iter()
+                .map(|n| {
+                    let (a, l) = n.split_once('=').ok_or_else(|| CliError::Name(n.clone()))?;
+                    let a = a.parse().map_err(|_| CliError::Name(n.clone()))?;
+                    Ok((a, l.to_string()))
+                })
+                .collect::<Result<Vec<_>, CliError>>()?;
+            let in_file = |e: tools::Error| e.in_file(&pcap);
+            let file = File::open(&pcap).map_err(|e| in_file(e.into()))?;
+            let packets = read_packets(file).map_err(in_file)?;
+            let title = pcap
+                .file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+            let keys = (!keys.is_empty()).then_some(&keys as &dyn EspOpener);
+            let seq = sequence::from_capture(&title, &packets, keys, &names);
+            std::fs::write(&svg, seq.svg()).map_err(|e| tools::Error::from(e).in_file(&svg))?;
+            let mut kinds = std::collections::BTreeMap::new();
+            for a in seq.arrows.iter().filter(|a| !a.msg.is_data()) {
+                *kinds.entry(a.msg.kind).or_insert(0) += 1;
+            }
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            writeln!(
+                out,
+                "wrote {}: {} lifelines, {} packets; signalling: {}",
+                svg.display(),
+                seq.lanes.len(),
+                seq.arrows.len(),
+                kinds.join(", ")
+            )
+            .map_err(stdout_err)?;
+        }
+        Command::Run {
+            file,
+            out: dir,
+            json,
+        } => {
+            let scenario = testbed::scenario::read(&file)?;
+            let dir = dir.unwrap_or_else(|| {
+                let stem = file.file_stem().unwrap_or_default();
+                PathBuf::from("out").join(stem)
+            });
+            let (runs, summary) = testbed::scenario::write(&scenario, &dir)?;
+            if json {
+                writeln!(out, "{summary}").map_err(stdout_err)?;
+            } else {
+                writeln!(out, "{}", scenario.title).map_err(stdout_err)?;
+                for r in &runs {
+                    writeln!(out, "== {} ==", r.name).map_err(stdout_err)?;
+                    for h in &r.handoffs {
+                        let lat = h.latency.map_or("never".into(), |l| {
+                            format!("{:.1} ms", l.as_micros() as f64 / 1000.0)
+                        });
+                        writeln!(
+                            out,
+                            "   {:>7.3} s handoff to {:<8}: latency {lat}, {} packets lost",
+                            h.at.total_micros() as f64 / 1e6,
+                            h.to,
+                            h.lost
+                        )
+                        .map_err(stdout_err)?;
+                    }
                     writeln!(
                         out,
-                        "   WIRESHARK_CONFIG_DIR={} wireshark {}",
-                        k.display(),
-                        dir.join(format!("{}-cn.pcap", r.name)).display()
+                        "   signalling: {} messages, {} bytes; IKE: {} messages, {} bytes",
+                        r.signalling_messages, r.signalling_bytes, r.ike_messages, r.ike_bytes
                     )
                     .map_err(stdout_err)?;
                 }
+                writeln!(out, "\npictures: {}", dir.join("report.html").display())
+                    .map_err(stdout_err)?;
             }
         }
         Command::Samples { out: dir } => {

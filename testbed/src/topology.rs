@@ -102,6 +102,58 @@ impl Setup {
     }
 }
 
+/// A link to build; every link is captured.
+#[derive(Debug, Clone)]
+pub struct LinkSpec {
+    pub name: String,
+    pub prefix: Ipv6Addr,
+    pub params: LinkParams,
+}
+
+/// A correspondent to build: its link (an index into
+/// [`Network::links`]), its engine, and the pair it shares with the
+/// mobile node.
+#[derive(Debug, Clone)]
+pub struct CnSpec {
+    pub name: String,
+    pub link: usize,
+    pub config: CnConfig,
+    pub sa: CnSa,
+}
+
+/// Any network of the demo's kind: links, one router on all of them, a
+/// home agent, correspondents and one mobile node. [`build_network`]
+/// puts it into a [`Sim`]; [`Setup::network`] is the demo's.
+#[derive(Debug, Clone)]
+pub struct Network {
+    pub seed: u64,
+    pub links: Vec<LinkSpec>,
+    pub ra_interval: Duration,
+    pub ha_link: usize,
+    pub ha: HaConfig,
+    pub cns: Vec<CnSpec>,
+    /// The link of each of the mobile node's interfaces, by interface
+    /// number (one per link it visits); it starts on the first.
+    pub mn_links: Vec<usize>,
+    pub mn: MnConfig,
+    pub keying: Keying,
+    /// Hard lifetime of every SA.
+    pub sa_lifetime: Duration,
+}
+
+/// Where [`build_network`] put each part of a [`Network`] (the same
+/// order: `links[i]` is `Network::links[i]`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub links: Vec<LinkId>,
+    pub router: NodeId,
+    pub ha: NodeId,
+    pub cns: Vec<NodeId>,
+    pub mn: NodeId,
+    /// The link of each of the mobile node's interfaces.
+    pub mn_links: Vec<LinkId>,
+}
+
 pub struct Topology {
     pub sim: Sim,
     pub router: NodeId,
@@ -114,6 +166,9 @@ pub struct Topology {
     pub access_b: LinkId,
     /// Every SA key of the run, to open captured ESP (`decode_with`).
     pub keyring: EspKeyring,
+    /// What was built, and where.
+    pub network: Network,
+    pub layout: Layout,
 }
 
 /// The mobile node's interfaces: one per link it visits, as in the real
@@ -125,28 +180,32 @@ pub const MN_ACCESS_B_IFACE: u8 = 2;
 impl Topology {
     /// The mobile node's interface on `link`.
     pub fn mn_iface(&self, link: LinkId) -> Option<u8> {
-        [
-            (self.home, MN_HOME_IFACE),
-            (self.access_a, MN_ACCESS_A_IFACE),
-            (self.access_b, MN_ACCESS_B_IFACE),
-        ]
-        .into_iter()
-        .find(|(l, _)| *l == link)
-        .map(|(_, i)| i)
+        self.layout.mn_iface(link)
+    }
+
+    /// See [`Layout::move_mn`].
+    pub fn move_mn(&mut self, at: Instant, to: Option<LinkId>) {
+        self.layout.move_mn(&mut self.sim, at, to);
+    }
+}
+
+impl Layout {
+    /// The mobile node's interface on `link`.
+    pub fn mn_iface(&self, link: LinkId) -> Option<u8> {
+        let i = self.mn_links.iter().position(|l| *l == link)?;
+        u8::try_from(i).ok()
     }
 
     /// At `at`, the mobile node loses carrier on every link but `to`, and
     /// gains it on `to` (break before make); `None`: on none.
-    pub fn move_mn(&mut self, at: Instant, to: Option<LinkId>) {
-        for link in [self.home, self.access_a, self.access_b] {
-            if Some(link) != to {
-                if let Some(i) = self.mn_iface(link) {
-                    self.sim.move_at(at, self.mn, i, None);
-                }
+    pub fn move_mn(&self, sim: &mut Sim, at: Instant, to: Option<LinkId>) {
+        for (i, link) in self.mn_links.iter().enumerate() {
+            if Some(*link) != to {
+                sim.move_at(at, self.mn, i as u8, None);
             }
         }
         if let Some(i) = to.and_then(|l| self.mn_iface(l)) {
-            self.sim.move_at(at, self.mn, i, to);
+            sim.move_at(at, self.mn, i, to);
         }
     }
 }
@@ -286,88 +345,165 @@ pub fn cn_ike(seed: u64, signalling: bool) -> (PeerConfig, IkeConfig) {
     (peer, cn)
 }
 
+impl Setup {
+    /// The demo's network: the home link (the home agent's, and where the
+    /// mobile node starts), the correspondent's link, access A and B.
+    pub fn network(&self) -> Network {
+        let link = |name: &str, prefix, delay| LinkSpec {
+            name: name.into(),
+            prefix,
+            params: LinkParams::delay(delay),
+        };
+        Network {
+            seed: self.seed,
+            links: vec![
+                link("home", HOME_PREFIX, self.home_delay),
+                link("cn", CN_PREFIX, self.cn_delay),
+                link("access-a", ACCESS_A, self.access_delay),
+                link("access-b", ACCESS_B, self.access_delay),
+            ],
+            ra_interval: Duration::from_secs(1),
+            ha_link: 0,
+            ha: self.ha.clone(),
+            cns: vec![CnSpec {
+                name: "cn".into(),
+                link: 1,
+                config: self.cn.clone(),
+                sa: self.cn_sa,
+            }],
+            mn_links: vec![0, 2, 3],
+            mn: self.mn.clone(),
+            keying: self.keying,
+            sa_lifetime: self.sa_lifetime,
+        }
+    }
+}
+
 pub fn build(setup: &Setup) -> Topology {
-    let mut sim = Sim::new(setup.seed);
-    let mut keys = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
+    let network = setup.network();
+    let (sim, layout, keyring) = build_network(&network);
+    Topology {
+        sim,
+        router: layout.router,
+        mn: layout.mn,
+        ha: layout.ha,
+        cn: layout.cns[0],
+        home: layout.links[0],
+        cn_link: layout.links[1],
+        access_a: layout.links[2],
+        access_b: layout.links[3],
+        keyring,
+        network,
+        layout,
+    }
+}
+
+/// Builds `net` in a new simulator: the static SA pairs (or the IKE
+/// configurations), the links (each captured), the router, the home
+/// agent, the correspondents and the mobile node, in that order, so a
+/// seed gives the same run. Returns every static key too, to open
+/// captured ESP. Link and correspondent indices must be in range, and IKE
+/// runs at the demo's addresses ([`ike_configs`], [`cn_ike`] with the
+/// correspondent at [`CN`]); the scenario reader checks both.
+pub fn build_network(net: &Network) -> (Sim, Layout, EspKeyring) {
+    let mut sim = Sim::new(net.seed);
+    let mut keys = ChaCha20Rng::seed_from_u64(net.seed ^ 0x6b65_7973);
     let mut keyring = EspKeyring::default();
     let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
-    let (mut mn_ipsec, mut ha_ipsec, mut cn_ipsec) =
-        (Ipsec::default(), Ipsec::default(), Ipsec::default());
-    for i in [&mut mn_ipsec, &mut ha_ipsec, &mut cn_ipsec] {
+    let ipsec = || {
+        let mut i = Ipsec::default();
         i.spd.fallback = Action::Bypass;
-    }
-    let (mut mn_cfg, mut ha_cfg) = (setup.mn.clone(), setup.ha.clone());
-    match setup.keying {
+        i
+    };
+    let (mut mn_ipsec, mut ha_ipsec) = (ipsec(), ipsec());
+    let (mut mn_cfg, mut ha_cfg) = (net.mn.clone(), net.ha.clone());
+    let (hoa, ha_addr) = (mn_cfg.home_address, mn_cfg.home_agent);
+    match net.keying {
         // RFC 3776: BU and BA between the home address and the home agent.
         Keying::Static => transport_pair(
             &mut keys,
             (&mut keyring, &mut sim.keylog),
-            (&mut mn_ipsec, HOA),
-            (&mut ha_ipsec, HA),
-            Selector::mobility(host(HOA), host(HA), &bu_ba),
+            (&mut mn_ipsec, hoa),
+            (&mut ha_ipsec, ha_addr),
+            Selector::mobility(host(hoa), host(ha_addr), &bu_ba),
             0x100,
-            setup.sa_lifetime,
+            net.sa_lifetime,
         ),
         // Either side's own IKE configuration, if the setup has one, wins.
         Keying::Ike { mobility, payload } => {
-            let (mn, ha) = ike_configs(setup.seed, mobility, payload);
+            let (mn, ha) = ike_configs(net.seed, mobility, payload);
             mn_cfg.ike.get_or_insert(mn);
             ha_cfg.ike.get_or_insert(ha);
         }
     }
-    let mut cn_cfg = setup.cn.clone();
-    let cn_selector = match setup.cn_sa {
-        CnSa::None => None,
-        CnSa::Signalling => Some(Selector::mobility(host(HOA), host(CN), &bu_ba)),
-        CnSa::All => Some(Selector::between(host(HOA), host(CN))),
-    };
-    if let (Keying::Ike { .. }, Some(_)) = (setup.keying, &cn_selector) {
-        let (peer, cn) = cn_ike(setup.seed, setup.cn_sa == CnSa::Signalling);
-        if let Some(ike) = mn_cfg.ike.as_mut() {
-            if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
-                ike.peers.push(peer);
+    let mut cns = vec![];
+    for (i, spec) in net.cns.iter().enumerate() {
+        let (mut cn_ipsec, mut cn_cfg) = (ipsec(), spec.config.clone());
+        let cn = cn_cfg.address;
+        let selector = match spec.sa {
+            CnSa::None => None,
+            CnSa::Signalling => Some(Selector::mobility(host(hoa), host(cn), &bu_ba)),
+            CnSa::All => Some(Selector::between(host(hoa), host(cn))),
+        };
+        if let (Keying::Ike { .. }, Some(_)) = (net.keying, &selector) {
+            let signalling = spec.sa == CnSa::Signalling;
+            let (peer, cn_ike) = cn_ike(net.seed, signalling);
+            if let Some(ike) = mn_cfg.ike.as_mut() {
+                if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
+                    ike.peers.push(peer);
+                }
             }
+            cn_cfg.ike.get_or_insert(cn_ike);
+        } else if let Some(sel) = selector {
+            transport_pair(
+                &mut keys,
+                (&mut keyring, &mut sim.keylog),
+                (&mut mn_ipsec, hoa),
+                (&mut cn_ipsec, cn),
+                sel,
+                0x200 + 0x100 * i as u32,
+                net.sa_lifetime,
+            );
         }
-        cn_cfg.ike.get_or_insert(cn);
-    } else if let Some(sel) = cn_selector {
-        transport_pair(
-            &mut keys,
-            (&mut keyring, &mut sim.keylog),
-            (&mut mn_ipsec, HOA),
-            (&mut cn_ipsec, CN),
-            sel,
-            0x200,
-            setup.sa_lifetime,
-        );
+        cns.push((cn_cfg, cn_ipsec));
     }
-    let home = sim.add_link("home", HOME_PREFIX, LinkParams::delay(setup.home_delay));
-    let cn_link = sim.add_link("cn", CN_PREFIX, LinkParams::delay(setup.cn_delay));
-    let access_a = sim.add_link("access-a", ACCESS_A, LinkParams::delay(setup.access_delay));
-    let access_b = sim.add_link("access-b", ACCESS_B, LinkParams::delay(setup.access_delay));
-    for l in [home, cn_link, access_a, access_b] {
-        sim.capture(l);
+    let links: Vec<LinkId> = net
+        .links
+        .iter()
+        .map(|l| sim.add_link(&l.name, l.prefix, l.params))
+        .collect();
+    for l in &links {
+        sim.capture(*l);
     }
-    let router = sim.add_router(
-        "router",
-        &[home, cn_link, access_a, access_b],
-        Duration::from_secs(1),
-    );
+    let router = sim.add_router("router", &links, net.ra_interval);
     let ha = Ha::new(ha_cfg, ha_ipsec);
-    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(home)]);
-    let cn = Cn::new(cn_cfg, cn_ipsec, Instant::ZERO);
-    let cn = sim.add_host("cn", Role::Cn(Box::new(cn)), &[Some(cn_link)]);
+    let ha = sim.add_host("ha", Role::Ha(Box::new(ha)), &[Some(links[net.ha_link])]);
+    let cns = net
+        .cns
+        .iter()
+        .zip(cns)
+        .map(|(spec, (cfg, ipsec))| {
+            let cn = Cn::new(cfg, ipsec, Instant::ZERO);
+            sim.add_host(
+                &spec.name,
+                Role::Cn(Box::new(cn)),
+                &[Some(links[spec.link])],
+            )
+        })
+        .collect();
+    let mn_links: Vec<LinkId> = net.mn_links.iter().map(|i| links[*i]).collect();
+    let start: Vec<Option<LinkId>> = (0..mn_links.len())
+        .map(|i| (i == 0).then_some(mn_links[0]))
+        .collect();
     let mn = Mn::new(mn_cfg, mn_ipsec);
-    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), &[Some(home), None, None]);
-    Topology {
-        sim,
+    let mn = sim.add_host("mn", Role::Mn(Box::new(mn)), &start);
+    let layout = Layout {
+        links,
         router,
-        mn,
         ha,
-        cn,
-        home,
-        cn_link,
-        access_a,
-        access_b,
-        keyring,
-    }
+        cns,
+        mn,
+        mn_links,
+    };
+    (sim, layout, keyring)
 }

@@ -271,6 +271,7 @@ fn charon_to_charon_psk_aes_gcm_tunnel_decrypted_by_tshark() {
     assert!(rekey.iter().all(|f| !f[2].is_empty()), "{rekey:?}");
     let malformed: Vec<_> = frames.iter().filter(|f| !f[6].is_empty()).collect();
     assert!(malformed.is_empty(), "malformed frames: {malformed:?}");
+    assert_sequence_draws_tsharks_ike(&pcap, &frames);
     // The verbose dissection says the same, with a verified ICV.
     let verbose = tshark(&pcap, &rows, &["-V", "-Y", "esp"]).unwrap();
     let verbose = String::from_utf8_lossy(&verbose.stdout);
@@ -282,6 +283,51 @@ fn charon_to_charon_psk_aes_gcm_tunnel_decrypted_by_tshark() {
         started.elapsed(),
         ping.lines().last().unwrap_or_default()
     );
+}
+
+/// `testbed sequence` on charon's capture, with the key log `tshark`
+/// wrote beside it: as many arrows of each IKE exchange as tshark counts
+/// (`frames`: its fields, the exchange type second), and every ESP frame
+/// opened.
+fn assert_sequence_draws_tsharks_ike(pcap: &std::path::Path, frames: &[Vec<&str>]) {
+    let svg = pcap.with_extension("svg");
+    let mut keys = pcap.as_os_str().to_owned();
+    keys.push(".wireshark");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["sequence", "--pcap", pcap.to_str().unwrap(), "--keylog"])
+        .arg(&keys)
+        .args(["--name", &format!("{A_OUTER}=charon-a")])
+        .args(["--name", &format!("{B_OUTER}=charon-b")])
+        .args(["-o", svg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let drawn = |kind: &str| {
+        doc.descendants()
+            .filter(|n| {
+                n.attribute("class") == Some("msg") && n.attribute("data-kind") == Some(kind)
+            })
+            .count()
+    };
+    let mut total = 0;
+    for (kind, code) in [
+        ("IKE_SA_INIT", "34"),
+        ("IKE_AUTH", "35"),
+        ("CREATE_CHILD_SA", "36"),
+        ("INFORMATIONAL", "37"),
+    ] {
+        let want = frames.iter().filter(|f| f[1] == code).count();
+        assert_eq!(drawn(kind), want, "{kind} arrows");
+        total += want;
+    }
+    assert!(total >= 6, "{total} IKE messages");
+    assert_eq!(drawn("ESP"), 0, "ESP left opaque");
 }
 
 #[test]

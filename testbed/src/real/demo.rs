@@ -928,6 +928,8 @@ impl Measured {
             ping_via_ha: median(&|at, p| at >= s2 && at < s8 && p == Some("tunnelled")),
             ping_optimised: median(&|at, p| at >= s2 && at < s8 && p == Some("optimised")),
             timeline: timeline(logs, self.t0),
+            down_flow: None,
+            down_lost: vec![],
         }
     }
 }

@@ -180,6 +180,16 @@ pub(super) struct Link {
     /// interface, to forget them all when it leaves.
     joined: HashMap<Port, HashMap<MacAddr, u32>>,
     pub(super) capture: Option<Vec<(Instant, Vec<u8>)>>,
+    /// Who sent each captured frame and who got it when (same index).
+    pub(super) hops: Vec<Hop>,
+}
+
+/// The ends of a captured frame: the sender, and when it arrived and at
+/// which nodes (`None`: dropped, or nobody on the link had its MAC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hop {
+    pub from: Option<NodeId>,
+    pub arrived: Option<(Instant, Vec<NodeId>)>,
 }
 
 impl Link {
@@ -194,6 +204,7 @@ impl Link {
             listeners: BTreeSet::new(),
             joined: HashMap::new(),
             capture: None,
+            hops: vec![],
         }
     }
 
@@ -246,11 +257,33 @@ impl Link {
         draws: Draws,
     ) -> Option<(Instant, Vec<Port>)> {
         let capture = &mut self.capture;
+        let mut captured = false;
         let fate = self.model.fate(now, bytes, draws, |at, b| {
             if let Some(c) = capture {
                 c.push((at, b.to_vec()));
+                captured = true;
             }
         });
+        let carried = self.deliver(fate, from, dst);
+        if captured {
+            self.hops.push(Hop {
+                from: from.map(|p| p.node),
+                arrived: carried
+                    .as_ref()
+                    .map(|(at, to)| (*at, to.iter().map(|p| p.node).collect())),
+            });
+        }
+        carried
+    }
+
+    /// Where a frame of this fate goes: the interface with `dst`, or every
+    /// other one for a group MAC.
+    fn deliver(
+        &mut self,
+        fate: Fate,
+        from: Option<Port>,
+        dst: MacAddr,
+    ) -> Option<(Instant, Vec<Port>)> {
         let Fate::Arrives(at) = fate else {
             return None;
         };

@@ -33,7 +33,7 @@ mod link;
 
 use crate::router::{Router, RouterLink};
 use link::Link;
-pub use link::{Draws, Fate, LinkId, LinkModel, LinkParams, LinkStats, Port};
+pub use link::{Draws, Fate, Hop, LinkId, LinkModel, LinkParams, LinkStats, Port};
 
 /// The source MAC of frames [`Sim::inject`] puts on a link.
 pub const INJECTOR_MAC: MacAddr = MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -278,6 +278,11 @@ impl Sim {
     /// What `link` carried so far, if it is captured.
     pub fn captured(&self, link: LinkId) -> &[(Instant, Vec<u8>)] {
         self.links[link.0].capture.as_deref().unwrap_or(&[])
+    }
+
+    /// The ends of each frame of [`Sim::captured`], in the same order.
+    pub fn hops(&self, link: LinkId) -> &[Hop] {
+        &self.links[link.0].hops
     }
 
     /// Record every packet sent on `link`, for [`Sim::write_pcaps`].

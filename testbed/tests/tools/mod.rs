@@ -6,6 +6,8 @@
     reason = "each test binary uses its own part of these helpers"
 )]
 
+pub mod pictures;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
