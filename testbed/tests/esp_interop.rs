@@ -199,6 +199,7 @@ fn flip(mut p: Vec<u8>) -> Vec<u8> {
     p
 }
 
+// REQ ESP: RFC 4303 §2, §3.3 as scapy's SecurityAssociation reads them.
 #[test]
 fn scapy_decrypts_and_verifies_our_esp() {
     if !tools::require(PYTHON, &["-c", "import cryptography, scapy.layers.ipsec"]) {
@@ -233,6 +234,7 @@ fn scapy_decrypts_and_verifies_our_esp() {
     eprintln!("scapy verified {} of our ESP packets", answers.len());
 }
 
+// REQ ESP: RFC 4303 §3.4 on scapy's packets.
 #[test]
 fn we_decrypt_and_verify_scapys_esp() {
     if !tools::require(PYTHON, &["-c", "import cryptography, scapy.layers.ipsec"]) {
@@ -304,6 +306,7 @@ fn esp_sa_row(alg: Algorithm) -> String {
     }
 }
 
+// REQ ESP: the ICV and trailer (RFC 4303 §2.7, §2.8) as tshark checks them.
 #[test]
 fn tshark_verifies_our_icvs_and_dissects_the_inner_packets() {
     if !tools::require("tshark", &["--version"]) {
