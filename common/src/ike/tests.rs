@@ -1791,6 +1791,37 @@ fn a_newer_move_cancels_a_pending_update_and_retransmissions_use_the_new_address
     assert_eq!(p.sa(false, sb).remote, sock(A3, IKE_PORT));
 }
 
+// REQ AM-2.1d
+#[test]
+fn a_transient_pseudo_nat_does_not_move_the_sa() {
+    // draft-dupont-ikev2-addrmgmt §2.1.1: an on-path attacker rewrites the
+    // source of one authenticated request, hoping the responder "detects a
+    // NAT" and moves the SA (and its traffic) to the attacker's address.
+    // With NAT traversal off on IPv6, and addresses changed only by
+    // authenticated updates after the return-routability check, nothing
+    // moves: the answer goes back where the request came from, the SA
+    // stays.
+    for addrmgmt in [false, true] {
+        let (mut p, sa, sb) = if addrmgmt {
+            am_pair(false, &[A])
+        } else {
+            Pair::established(true)
+        };
+        let before = p.sa(false, sb).remote;
+        p.a.ike.liveness(p.now, sa).unwrap();
+        p.step(&mut |d| {
+            d.local.set_ip(A3.parse().unwrap());
+            true
+        });
+        assert_eq!(p.sa(false, sb).remote, before, "{addrmgmt}");
+        let moved =
+            p.b.events
+                .iter()
+                .any(|e| matches!(e, IkeEvent::Moved { .. }));
+        assert!(!moved, "{addrmgmt}: {:?}", p.b.events);
+    }
+}
+
 // REQ AM-3.3a
 #[test]
 fn peer_address_notifications_outside_sk_are_refused() {
