@@ -470,24 +470,31 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
     let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
     let pcaps: Vec<PathBuf> = reals.iter().flat_map(|r| r.pcaps.clone()).collect();
     let (mn_cn, _, _) = setup.rtts();
+    let mut v = demo::report_json(setup, &runs, &pcaps);
+    v["real"] = serde_json::json!(true);
+    v["tcp"] = serde_json::json!(reals
+        .iter()
+        .map(|r| serde_json::json!({
+            "mode": r.run.name,
+            "sent_bytes": r.tcp_sent.0,
+            "received_bytes": r.tcp_received.0,
+            "sent_sha256": r.tcp_sent.1,
+            "received_sha256": r.tcp_received.1,
+        }))
+        .collect::<Vec<_>>());
+    v["simulated"] = demo::report_json(setup, &simulated, &[])["runs"].clone();
+    v["keylogs"] = serde_json::json!(reals
+        .iter()
+        .map(|r| r.keylog.display().to_string())
+        .collect::<Vec<_>>());
+    let page = match testbed::real::report::write(dir, setup, &reals, v.clone()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("testbed demo --real: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if json {
-        let mut v = demo::report_json(setup, &runs, &pcaps);
-        v["real"] = serde_json::json!(true);
-        v["tcp"] = serde_json::json!(reals
-            .iter()
-            .map(|r| serde_json::json!({
-                "mode": r.run.name,
-                "sent_bytes": r.tcp_sent.0,
-                "received_bytes": r.tcp_received.0,
-                "sent_sha256": r.tcp_sent.1,
-                "received_sha256": r.tcp_received.1,
-            }))
-            .collect::<Vec<_>>());
-        v["simulated"] = demo::report_json(setup, &simulated, &[])["runs"].clone();
-        v["keylogs"] = serde_json::json!(reals
-            .iter()
-            .map(|r| r.keylog.display().to_string())
-            .collect::<Vec<_>>());
         println!("{v}");
     } else {
         print!("{}", demo::report_text(setup, &runs, &pcaps));
@@ -502,6 +509,7 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
                     .unwrap_or_default()
             );
         }
+        println!("\npictures: {}", page.display());
     }
     ExitCode::SUCCESS
 }

@@ -229,6 +229,67 @@ fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
     mh
 }
 
+/// The run's `report.html`, as `testbed demo --real` writes it: its SVGs
+/// parse, a diagram per handoff, each with as many arrows of every
+/// signalling type as tshark counts in the four captures over its window
+/// (BUs and BAs to the correspondent opened with the key log, none left
+/// as opaque ESP), the drawn latencies are the JSON's, and a delay plot
+/// with every flow packet a dot or a lost tick.
+fn assert_report_draws_the_captures(r: &RealRun, setup: &Setup, dir: &Path) {
+    let out = dir;
+    let summary = serde_json::json!({ "real": true });
+    let page = testbed::real::report::write(out, setup, std::slice::from_ref(r), summary).unwrap();
+    let html = fs::read_to_string(page).unwrap();
+    let svgs = tools::pictures::svgs(&html);
+    for s in &svgs {
+        roxmltree::Document::parse(s).unwrap();
+    }
+    let ds = tools::pictures::diagrams(out);
+    assert_eq!(ds.len(), r.run.handoffs.len());
+    let counted =
+        tools::pictures::assert_arrows_are_tsharks_in(out, |_| (r.pcaps.clone(), r.keylog.clone()));
+    assert!(counted > 10, "{counted} arrows counted");
+    for d in &ds {
+        let n = |k: &str| d.kinds.get(k).copied().unwrap_or(0);
+        assert!(n("BU") >= 2 && n("BA") >= 2, "{}: {:?}", d.title, d.kinds);
+        assert_eq!(n("ESP"), 0, "{}: ESP left closed", d.title);
+    }
+    assert_eq!(
+        tools::pictures::assert_intervals_are_the_latencies(out),
+        r.run
+            .handoffs
+            .iter()
+            .filter(|h| h.latency.is_some())
+            .count()
+    );
+    let plot = svgs
+        .iter()
+        .find(|s| s.contains("class=\"delay-plot\""))
+        .unwrap();
+    let doc = roxmltree::Document::parse(plot).unwrap();
+    let count = |class: &str| -> u64 {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .map(|n| n.attribute("data-count").unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    assert_eq!(count("delays") + count("lost"), 8500);
+    for l in ["home", "cn", "access-a", "access-b"] {
+        // Linked by their names beside the page.
+        assert!(html.contains(&format!("<a href=\"{l}.pcap\">")), "{l}");
+    }
+    let js: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(js["real"], true);
+    assert_eq!(
+        js["pictures"]["runs"][0]["handoffs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
 // REQ MIP-BASE
 // REQ CN-4.1
 // REQ CN-3.1
@@ -263,6 +324,7 @@ fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
         assert!(p.rh2_down > 500 && p.hao_up > 500, "{link}: {p:?}");
     }
     assert_pings_both_ways(&dir);
+    assert_report_draws_the_captures(&r, &setup, &dir);
     // The BUs and BAs to the correspondent are under ESP: tshark sees them
     // only with the key log.
     let mh = assert_captures_decode(&r);

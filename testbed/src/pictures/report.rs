@@ -102,53 +102,12 @@ impl Played<'_> {
         out
     }
 
-    /// One diagram per handoff: from just before the link comes up until
-    /// the last binding or IKE message of the handoff has arrived (and
-    /// the latency is over), before the next move.
+    /// One diagram per handoff ([`handoff_sequences`]).
     pub fn sequences(&self) -> Vec<Sequence> {
         let keys = self.keyring();
-        let run = self.run;
-        let mut out = vec![];
-        for (i, h) in run.handoffs.iter().enumerate() {
-            let next = run
-                .handoffs
-                .get(i + 1)
-                .map_or(Instant::from_micros(u64::MAX / 2), |n| n.at);
-            let limit = next.min(h.at + Duration::from_secs(2));
-            let start = Instant::from_micros(h.at.total_micros().saturating_sub(1000));
-            let burst = self
-                .arrows(&keys, h.at, limit)
-                .into_iter()
-                .filter(|a| !a.msg.is_data() && !matches!(a.msg.kind, "RS" | "RA" | "NS" | "NA"))
-                .filter_map(|a| a.arrived)
-                .max();
-            let latency_end = h.latency.map(|l| h.at + l);
-            let last = burst.max(latency_end).unwrap_or(h.at);
-            let margin = last.saturating_duration_since(start) / 20 + Duration::from_millis(2);
-            let end = (last + margin).min(next);
-            let intervals = latency_end
-                .map(|e| Interval {
-                    from: h.at,
-                    to: e,
-                    label: format!(
-                        "handoff latency {:.1} ms",
-                        e.saturating_duration_since(h.at).as_micros() as f64 / 1000.0
-                    ),
-                })
-                .into_iter()
-                .collect();
-            out.push(Sequence {
-                title: format!("{}: handoff to {} at {:.3} s", run.name, h.to, secs(h.at)),
-                lanes: self.lanes(),
-                start,
-                end,
-                arrows: self.arrows(&keys, start, end),
-                intervals,
-                marks: vec![(h.at, format!("link up on {}", h.to))],
-                origin: Instant::ZERO,
-            });
-        }
-        out
+        handoff_sequences(self.run, &self.lanes(), Instant::ZERO, |from, to| {
+            self.arrows(&keys, from, to)
+        })
     }
 
     /// The CN→MN packets of the measured flow.
@@ -161,21 +120,82 @@ impl Played<'_> {
             .filter(|a| Some(a.flow) == run.down_flow)
             .map(|a| (a.sent, a.at.saturating_duration_since(a.sent)))
             .collect();
-        let handoffs = run
-            .handoffs
-            .iter()
-            .filter_map(|h| {
-                let l = h.latency?;
-                Some((h.at, h.at + l, format!("to {}: {:.1} ms", h.to, ms(l))))
-            })
-            .collect();
         Series {
             name: run.name.into(),
             points,
             lost: run.down_lost.clone(),
-            handoffs,
+            handoffs: handoff_spans(run),
         }
     }
+}
+
+/// One diagram per handoff of `run`, its arrows from `arrows(from, to)`
+/// (every frame sent in `[from, to)`) on a clock whose time zero of the
+/// run is `origin` (the simulator's zero, or a capture's wall clock):
+/// from just before the link comes up until the last binding or IKE
+/// message of the handoff has arrived (and the latency is over), before
+/// the next move.
+pub fn handoff_sequences(
+    run: &Run,
+    lanes: &[String],
+    origin: Instant,
+    arrows: impl Fn(Instant, Instant) -> Vec<Arrow>,
+) -> Vec<Sequence> {
+    let mut out = vec![];
+    for (i, h) in run.handoffs.iter().enumerate() {
+        let at = origin + (h.at - Instant::ZERO);
+        let next = run
+            .handoffs
+            .get(i + 1)
+            .map_or(Instant::from_micros(u64::MAX / 2), |n| {
+                origin + (n.at - Instant::ZERO)
+            });
+        let limit = next.min(at + Duration::from_secs(2));
+        let start = Instant::from_micros(at.total_micros().saturating_sub(1000));
+        let burst = arrows(at, limit)
+            .into_iter()
+            .filter(|a| !a.msg.is_data() && !matches!(a.msg.kind, "RS" | "RA" | "NS" | "NA"))
+            .filter_map(|a| a.arrived)
+            .max();
+        let latency_end = h.latency.map(|l| at + l);
+        let last = burst.max(latency_end).unwrap_or(at);
+        let margin = last.saturating_duration_since(start) / 20 + Duration::from_millis(2);
+        let end = (last + margin).min(next);
+        let intervals = latency_end
+            .map(|e| Interval {
+                from: at,
+                to: e,
+                label: format!(
+                    "handoff latency {:.1} ms",
+                    e.saturating_duration_since(at).as_micros() as f64 / 1000.0
+                ),
+            })
+            .into_iter()
+            .collect();
+        out.push(Sequence {
+            title: format!("{}: handoff to {} at {:.3} s", run.name, h.to, secs(h.at)),
+            lanes: lanes.to_vec(),
+            start,
+            end,
+            arrows: arrows(start, end),
+            intervals,
+            marks: vec![(at, format!("link up on {}", h.to))],
+            origin,
+        });
+    }
+    out
+}
+
+/// Each handoff of `run` with a latency, for the delay plot: from link
+/// up to the latency's end.
+pub fn handoff_spans(run: &Run) -> Vec<(Instant, Instant, String)> {
+    run.handoffs
+        .iter()
+        .filter_map(|h| {
+            let l = h.latency?;
+            Some((h.at, h.at + l, format!("to {}: {:.1} ms", h.to, ms(l))))
+        })
+        .collect()
 }
 
 fn secs(t: Instant) -> f64 {
@@ -213,15 +233,35 @@ impl Report {
     /// `end`.
     pub fn new(title: &str, intro: &str, played: &[Played], end: Instant) -> Report {
         let series: Vec<Series> = played.iter().map(Played::series).collect();
-        Report {
-            title: title.into(),
-            intro: intro.into(),
-            runs: played
+        let mut r = Report::from_parts(
+            title,
+            intro,
+            played
                 .iter()
                 .map(|p| (p.run.clone(), p.sequences()))
                 .collect(),
-            plot: delay_plot(&series, end),
-            paths: played.iter().flat_map(super::paths::panels).collect(),
+            &series,
+            end,
+        );
+        r.paths = played.iter().flat_map(super::paths::panels).collect();
+        r
+    }
+
+    /// A report of runs whose diagrams are drawn, with the delay plot of
+    /// `series` up to `end`.
+    pub fn from_parts(
+        title: &str,
+        intro: &str,
+        runs: Vec<(Run, Vec<Sequence>)>,
+        series: &[Series],
+        end: Instant,
+    ) -> Report {
+        Report {
+            title: title.into(),
+            intro: intro.into(),
+            runs,
+            plot: delay_plot(series, end),
+            paths: vec![],
             pcaps: vec![],
             commands: vec![],
             summary: json!({}),

@@ -139,6 +139,14 @@ pub struct RealRun {
     pub keylog: PathBuf,
     /// Each daemon's `status --json` at the end (`ha`, `cn`, `mn`).
     pub statuses: BTreeMap<&'static str, Value>,
+    /// The run's time zero on the wall clock (the pcaps' clock).
+    pub t0: Instant,
+    /// Send time (from t0) and one-way delay of each CN→MN flow packet
+    /// that arrived; the lost ones are `run.down_lost`.
+    pub down: Vec<(Instant, Duration)>,
+    /// The link-local address of every interface and whose it is
+    /// (`MN`, `router`, `HA`, `CN`): the captures' link-local sources.
+    pub link_locals: Vec<(Ipv6Addr, &'static str)>,
 }
 
 /// Stops the run at the next step on SIGINT or SIGTERM, so every
@@ -608,6 +616,7 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
     write_configs(setup, dir, extras)?;
     let keylog = dir.join("wireshark");
     let hosts = build_hosts()?;
+    let link_locals = link_locals(&hosts)?;
     let (router, _router_stdin) = start_router(&hosts, bins, dir)?;
     // The router brings its ports up; the node starts at home, with no
     // carrier on its access interfaces.
@@ -789,7 +798,34 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
             .collect(),
         keylog,
         statuses,
+        t0: Instant::from_micros(t0),
+        down: measured.down(),
+        link_locals,
     })
+}
+
+/// Each interface's link-local address, from its MAC (the kernel's and
+/// our router's are both EUI-64), with the node it is on.
+fn link_locals(hosts: &Hosts) -> Result<Vec<(Ipv6Addr, &'static str)>, Error> {
+    let mut out = vec![];
+    for (ns, who) in [
+        (&hosts.mn, "MN"),
+        (&hosts.rt, "router"),
+        (&hosts.ha, "HA"),
+        (&hosts.cn, "CN"),
+    ] {
+        let links = ns.check(&["ip", "-o", "link", "show"])?;
+        for l in links.lines() {
+            let mac = l
+                .split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1);
+            if let Some(mac) = mac.and_then(|m| m.parse().ok()) {
+                out.push((common::nd::link_local(mac), who));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// What the wire and the logs say, before it is turned into a [`Run`].
@@ -800,6 +836,8 @@ struct Measured {
     /// (flow 0) and the correspondent from the node (flow 1): seq to
     /// arrival time.
     arrivals: [HashMap<u64, u64>; 2],
+    /// Flow 0's (sent, arrived) as its payload stamped and the receiver saw.
+    down_times: Vec<(u64, u64)>,
     /// The senders' first send times (seq n leaves n ms later).
     first_sent: [u64; 2],
     sent: [u64; 2],
@@ -812,13 +850,17 @@ struct Measured {
 impl Measured {
     fn read(dir: &Path, t0: u64, moves: &[(u64, String)]) -> Result<Measured, Error> {
         let mut arrivals = [HashMap::new(), HashMap::new()];
+        let mut down_times = vec![];
         for (i, name) in ["mn-udp-recv", "cn-udp-recv"].iter().enumerate() {
             let p = dir.join(format!("{name}.arrivals"));
             let text = fs::read_to_string(&p).map_err(io_at(&p))?;
             for l in text.lines() {
                 let f: Vec<u64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
-                if let [_, seq, _, at] = f[..] {
+                if let [_, seq, sent, at] = f[..] {
                     arrivals[i].insert(seq, at);
+                    if i == 0 {
+                        down_times.push((sent, at));
+                    }
                 }
             }
         }
@@ -853,11 +895,26 @@ impl Measured {
             t0,
             moves: moves.to_vec(),
             arrivals,
+            down_times,
             first_sent,
             sent,
             route_optimised,
             echo_paths,
         })
+    }
+
+    /// Flow 0's packets for the delay plot: send time from t0, delay.
+    fn down(&self) -> Vec<(Instant, Duration)> {
+        let mut v: Vec<(Instant, Duration)> = self
+            .down_times
+            .iter()
+            .map(|(sent, at)| {
+                let delay = Duration::from_micros(at.saturating_sub(*sent));
+                (Instant::from_micros(sent.saturating_sub(self.t0)), delay)
+            })
+            .collect();
+        v.sort();
+        v
     }
 
     fn run<'a>(
@@ -929,7 +986,11 @@ impl Measured {
             ping_optimised: median(&|at, p| at >= s2 && at < s8 && p == Some("optimised")),
             timeline: timeline(logs, self.t0),
             down_flow: None,
-            down_lost: vec![],
+            // The schedule's send times of flow 0's missing packets.
+            down_lost: (0..self.sent[0])
+                .filter(|seq| !self.arrivals[0].contains_key(seq))
+                .map(|seq| rel(self.first_sent[0] + seq * 1000))
+                .collect(),
         }
     }
 }

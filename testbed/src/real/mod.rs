@@ -17,5 +17,6 @@
 pub mod config;
 pub mod demo;
 pub mod fabric;
+pub mod report;
 pub mod router;
 pub mod traffic;

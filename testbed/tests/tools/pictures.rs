@@ -2,7 +2,7 @@
 //! diagram's arrows and time axis, and what tshark counts to compare.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Every `<svg>…</svg>` of the page, each parsed on its own.
@@ -143,16 +143,29 @@ pub fn diagrams(dir: &Path) -> Vec<Diagram> {
 /// run's pcaps (`<run>-<link>.pcap`, keys in `wireshark-<run>/`), and a
 /// BU in every handoff away. Returns the arrows counted.
 pub fn assert_arrows_are_tsharks(dir: &Path, links: &[&str]) -> usize {
+    assert_arrows_are_tsharks_in(dir, |run| {
+        let pcaps = links
+            .iter()
+            .map(|l| dir.join(format!("{run}-{l}.pcap")))
+            .collect();
+        (pcaps, dir.join(format!("wireshark-{run}")))
+    })
+}
+
+/// [`assert_arrows_are_tsharks`] with each run's pcaps and key log
+/// directory from `files(run)`.
+pub fn assert_arrows_are_tsharks_in(
+    dir: &Path,
+    files: impl Fn(&str) -> (Vec<PathBuf>, PathBuf),
+) -> usize {
     let ds = diagrams(dir);
     let mut runs: Vec<&str> = ds.iter().map(Diagram::run).collect();
     runs.dedup();
     let mut total = 0;
     for run in runs {
-        let keys = dir.join(format!("wireshark-{run}"));
-        let frames: Vec<(u64, String, String)> = links
-            .iter()
-            .flat_map(|l| tshark_types(&dir.join(format!("{run}-{l}.pcap")), &keys))
-            .collect();
+        let (pcaps, keys) = files(run);
+        let frames: Vec<(u64, String, String)> =
+            pcaps.iter().flat_map(|p| tshark_types(p, &keys)).collect();
         for d in ds.iter().filter(|d| d.run() == run) {
             let (a, b) = d.window();
             for (kind, field, value) in TYPES {
