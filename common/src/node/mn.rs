@@ -879,9 +879,6 @@ impl Mn {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
-        if h.dst.is_multicast() {
-            return;
-        }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA with the home agent, whose
             // selectors it passed.

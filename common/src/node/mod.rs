@@ -362,10 +362,13 @@ pub enum NodeDrop {
     /// A Mobility Header with a Payload Proto other than 59 or a Header
     /// Len too short for its type (ICMPv6 Parameter Problem, RFC 6275 §9.2).
     BadMobilityHeader,
+    /// A multicast packet other than Neighbor Discovery: the engines run
+    /// no MLD and join no other group.
+    Multicast,
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 24] = [
+    pub const ALL: [NodeDrop; 25] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -390,6 +393,7 @@ impl NodeDrop {
         NodeDrop::NdInvalid,
         NodeDrop::DuplicateHomeAddress,
         NodeDrop::BadMobilityHeader,
+        NodeDrop::Multicast,
     ];
 }
 
