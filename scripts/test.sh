@@ -39,3 +39,17 @@ cargo build -p common --locked          # the core alone: no I/O dependency
 # without `--bench`), so they keep building and running.
 cargo test -p testbed --bench sim --bench flood --bench loss --locked
 cargo test --workspace --locked
+# The fuzz targets keep building and running (issue 14): a plain build,
+# without cargo-fuzz or its sanitizer (the instrumented release build
+# alone takes minutes), into the workspace's target directory so the
+# dependencies built above are reused; each binary runs its committed
+# seeds and mutations of them up to 2 000 runs, and the harness's own test.
+fuzz=(--manifest-path fuzz/Cargo.toml --locked)
+CARGO_TARGET_DIR=target cargo build "${fuzz[@]}" --bins
+CARGO_TARGET_DIR=target cargo test "${fuzz[@]}" --lib
+for f in fuzz/fuzz_targets/*.rs; do
+  t=$(basename "$f" .rs)
+  d=target/fuzz-smoke/$t
+  rm -rf "$d" && mkdir -p "$d"
+  "target/debug/$t" -runs=2000 "$d" "fuzz/seeds/$t" 2>"$d.log" || { tail -40 "$d.log"; exit 1; }
+done

@@ -4,7 +4,8 @@
 #![no_main]
 
 use common::ipsec::{
-    Action, AddressPair, Algorithm, Inbound, Ipsec, Layout, Mode, Outbound, Policy, SaKeys, SaPairSpec, Selector,
+    Action, AddressPair, Algorithm, Inbound, Ipsec, Layout, Mode, Outbound, Policy, SaKeys,
+    SaPairSpec, Selector,
 };
 use common::time::Instant;
 use common::wire::IpProtocol;
@@ -22,8 +23,14 @@ fn node(mode: Mode, local: &str, peer: &str, spi_in: u32, spi_out: u32) -> Ipsec
         mode,
         Algorithm::Aes128Gcm16,
         Selector::any(),
-        SaKeys { spi: spi_in, key: key(spi_in) },
-        SaKeys { spi: spi_out, key: key(spi_out) },
+        SaKeys {
+            spi: spi_in,
+            key: key(spi_in),
+        },
+        SaKeys {
+            spi: spi_out,
+            key: key(spi_out),
+        },
     );
     let mut ipsec = Ipsec::default();
     let (_, out) = ipsec.sad.add_pair(Instant::ZERO, &spec).unwrap();
@@ -35,7 +42,11 @@ fn node(mode: Mode, local: &str, peer: &str, spi_in: u32, spi_out: u32) -> Ipsec
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mode = if data.first().is_some_and(|b| b & 1 == 1) { Mode::Tunnel } else { Mode::Transport };
+    let mode = if data.first().is_some_and(|b| b & 1 == 1) {
+        Mode::Tunnel
+    } else {
+        Mode::Transport
+    };
     let mut a = node(mode, "2001:db8:2::10", "2001:db8:1::1", 0x202, 0x201);
     let mut b = node(mode, "2001:db8:1::1", "2001:db8:2::10", 0x201, 0x202);
     let mut out = Vec::new();
@@ -49,7 +60,9 @@ fuzz_target!(|data: &[u8]| {
         }
         let end = layout.end;
         match b.inbound(Instant::ZERO, &wire, &mut out) {
-            Ok(Inbound::Decrypted { .. }) => assert_eq!(&out[..], &data[..end], "round trip changed the packet"),
+            Ok(Inbound::Decrypted { .. }) => {
+                assert_eq!(&out[..], &data[..end], "round trip changed the packet")
+            }
             other => panic!("sealed packet did not open: {other:?}"),
         }
     }

@@ -614,6 +614,44 @@ fn return_routability_baseline_binds_and_deregisters() {
 
 // REQ MIP-BASE
 #[test]
+fn a_second_care_of_test_is_counted_and_keeps_the_token() {
+    let mut t = away(&Setup::new(14, RouteOptimisation::ReturnRoutability));
+    t.sim.run_until(secs(2.5));
+    // The CoT the correspondent sent, again with another token (found by
+    // the engine_mn fuzz target: it was taken silently, token replaced).
+    let mut cot = t
+        .sim
+        .captured(t.cn_link)
+        .iter()
+        .filter_map(|(_, b)| PacketRepr::parse(b, &cp()).ok())
+        .find(|p| {
+            matches!(&p.upper, UpperRepr::Mobility(m)
+                if matches!(m.message, MhMessage::CareOfTest { .. }))
+        })
+        .unwrap();
+    if let UpperRepr::Mobility(MhRepr {
+        message: MhMessage::CareOfTest { token, .. },
+        ..
+    }) = &mut cot.upper
+    {
+        *token ^= 1;
+    }
+    let cot = cot.to_bytes(&cp());
+    let mn = |t: &Topology| {
+        t.sim
+            .engine(t.mn)
+            .unwrap()
+            .stats()
+            .dropped(NodeDrop::Unsolicited)
+    };
+    let before = mn(&t);
+    t.sim.inject(t.access_a, cot);
+    t.sim.run_until(secs(2.6));
+    assert_eq!(mn(&t), before + 1);
+}
+
+// REQ MIP-BASE
+#[test]
 fn binding_update_back_off_doubles_to_32_seconds() {
     let mut t = build(&Setup::new(15, RouteOptimisation::None));
     t.sim.set_link_at(secs(0.5), t.home, false);

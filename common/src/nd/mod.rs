@@ -195,6 +195,10 @@ pub enum NdDrop {
     Invalid,
     /// A message a node in our role does not take (an RS at a host).
     NotForRole,
+    /// An NS for a target we do not answer for, an NA about nobody we
+    /// resolve, or our own NA reflected back: RFC 4861 discards these
+    /// silently; we count them.
+    NotOurs,
 }
 
 /// Counters.
@@ -205,7 +209,13 @@ pub struct NdStats {
     pub ns_sent: u64,
     pub na_sent: u64,
     pub received: u64,
+    /// Messages acted on: each received one is accepted or counted as a drop.
+    pub accepted: u64,
     pub invalid: u64,
+    /// Messages our role does not take ([`NdDrop::NotForRole`]).
+    pub not_for_role: u64,
+    /// Messages about nobody we know ([`NdDrop::NotOurs`]).
+    pub not_ours: u64,
     /// Packets dropped: no resolution, or a full resolution queue.
     pub unresolved: u64,
     /// NAs from others for an address of ours that is past DAD.
@@ -1030,8 +1040,11 @@ impl NdIface {
                 target_ll,
             } => self.on_na(now, dst, *flags, *target, *target_ll),
         };
-        if r == Err(NdDrop::Invalid) {
-            self.stats.invalid += 1;
+        match r {
+            Err(NdDrop::Invalid) => self.stats.invalid += 1,
+            Err(NdDrop::NotForRole) => self.stats.not_for_role += 1,
+            Err(NdDrop::NotOurs) => self.stats.not_ours += 1,
+            Ok(()) => self.stats.accepted += 1,
         }
         r
     }
@@ -1133,40 +1146,38 @@ impl NdIface {
         if dad && (sll.is_some() || dst != solicited_node(target)) {
             return Err(NdDrop::Invalid);
         }
+        let own = self.own(target).map(|a| a.state);
+        let proxy = self.proxies.get(&target).copied();
+        // §7.2.3: only a solicitation for one of our targets may create
+        // or update a cache entry (else any station fills the cache).
+        if (own, proxy) == (None, None) {
+            return Err(NdDrop::NotOurs);
+        }
         if let Some(m) = sll {
             self.heard_from(now, src, m, false);
         }
-        let own = self.own(target).map(|a| a.state);
-        let proxy = self.proxies.get(&target).copied();
-        let (override_, answer) = match (own, proxy) {
+        let override_ = match (own, proxy) {
             // RFC 4862 §5.4.3: someone else probes an address we are
             // still checking: it is a duplicate.
             (Some(AddrState::Tentative | AddrState::Optimistic), _) if dad => {
                 self.duplicate(target);
                 return Ok(());
             }
-            (Some(AddrState::Tentative | AddrState::Duplicate | AddrState::Quiet), _) => {
-                return Ok(())
-            }
             // RFC 4429 §3.3: answer, without overriding.
-            (Some(AddrState::Optimistic), _) => (false, true),
-            (Some(AddrState::Preferred), _) => (true, true),
-            (None, Some(Proxy::Checking { .. })) => {
-                if dad {
-                    // Another node checking the same home address.
-                    self.proxy_duplicate(target);
-                }
+            (Some(AddrState::Optimistic), _) => false,
+            (Some(AddrState::Preferred), _) => true,
+            // Another node checking the same home address.
+            (None, Some(Proxy::Checking { .. })) if dad => {
+                self.proxy_duplicate(target);
                 return Ok(());
             }
             // RFC 6275 §10.4.1: the home agent answers for the home
             // address, DAD probes included; a proxy's answers never
             // override (RFC 4861 §7.2.8), its announcements did.
-            (None, Some(Proxy::Active { .. })) => (false, true),
-            (None, None) => (false, false),
+            (None, Some(Proxy::Active { .. })) => false,
+            // Not one we answer for (yet): §7.2.3 discards it.
+            _ => return Err(NdDrop::NotOurs),
         };
-        if !answer {
-            return Ok(());
-        }
         // §7.2.4: solicited unicast answer, or to all nodes for a DAD probe.
         let (to, solicited) = if dad { (ALL_NODES, false) } else { (src, true) };
         let proxy = proxy.is_some();
@@ -1224,7 +1235,7 @@ impl NdIface {
         }
         if tll == Some(self.mac) {
             // Our own announcement, reflected back.
-            return Ok(());
+            return Err(NdDrop::NotOurs);
         }
         match self.own(target).map(|a| a.state) {
             Some(AddrState::Tentative | AddrState::Optimistic) => {
@@ -1263,7 +1274,7 @@ impl NdIface {
         }
         // Appendix C.
         let Some(e) = self.cache.get_mut(&target) else {
-            return Ok(());
+            return Err(NdDrop::NotOurs);
         };
         let was_router = e.is_router;
         if e.state == NeighborState::Incomplete {

@@ -704,3 +704,32 @@ fn mobile_node_home_again_reaches_its_home_agent_then_announces() {
         MAX_NEIGHBOR_ADVERTISEMENT as usize
     );
 }
+
+#[test]
+fn messages_for_another_role_are_counted_not_ignored() {
+    let (mut h, mut r) = (host(2, Dad::Optimistic), router(1));
+    let rs = NdRepr::RouterSolicit { source_ll: None };
+    let got = h.handle(Instant::ZERO, a("fe80::9"), ALL_ROUTERS, 255, &rs);
+    assert_eq!(got, Err(NdDrop::NotForRole));
+    let ra = NdRepr::RouterAdvert(advert(a("2001:db8:2::")));
+    let got = r.handle(Instant::ZERO, a("fe80::9"), ALL_NODES, 255, &ra);
+    assert_eq!(got, Err(NdDrop::NotForRole));
+    assert_eq!((h.stats().not_for_role, r.stats().not_for_role), (1, 1));
+}
+
+#[test]
+fn solicitation_for_a_target_not_ours_is_counted_and_caches_nobody() {
+    let mut h = host(2, Dad::Optimistic);
+    let ns = NdRepr::NeighborSolicit {
+        target: a("2001:db8:2::77"),
+        source_ll: Some(MacAddr::local(9)),
+    };
+    let got = h.handle(Instant::ZERO, a("fe80::9"), a("ff02::1:ff00:77"), 255, &ns);
+    assert_eq!(got, Err(NdDrop::NotOurs));
+    assert_eq!(
+        h.neighbors().count(),
+        0,
+        "§7.2.3: no entry from an NS for another"
+    );
+    assert_eq!(h.stats().not_ours, 1);
+}

@@ -187,9 +187,6 @@ impl Cn {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
-        if h.dst.is_multicast() {
-            return;
-        }
         if h.dst != self.cfg.address {
             if !self.core.answer_echo(now, &rx) {
                 self.core.drop(NodeDrop::NotForUs);

@@ -379,10 +379,15 @@ impl Core {
         if !(ours || dst.is_multicast()) {
             return Received::Foreign(dst);
         }
-        match self.decrypt_parse(now, bytes, Path::Direct) {
-            Some(rx) => Received::Packet(rx),
-            None => Received::Dropped,
+        let Some(rx) = self.decrypt_parse(now, bytes, Path::Direct) else {
+            return Received::Dropped;
+        };
+        // Counted here, not ignored in each engine.
+        if rx.header().is_some_and(|h| h.dst.is_multicast()) {
+            self.drop(NodeDrop::Multicast);
+            return Received::Dropped;
         }
+        Received::Packet(rx)
     }
 
     fn neighbor_discovery(&mut self, now: Instant, iface: u8, bytes: &[u8]) {

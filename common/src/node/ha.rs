@@ -159,9 +159,6 @@ impl Ha {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
-        if h.dst.is_multicast() {
-            return;
-        }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA, whose selectors tied the inner
             // source to the mobile node: forwarded if it is registered,

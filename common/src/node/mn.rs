@@ -879,9 +879,6 @@ impl Mn {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
-        if h.dst.is_multicast() {
-            return;
-        }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA with the home agent, whose
             // selectors it passed.
@@ -1133,20 +1130,19 @@ impl Mn {
             self.core.drop(NodeDrop::Unsolicited);
             return;
         };
-        let expected = if home_test {
-            r.home_cookie
+        let (expected, slot) = if home_test {
+            (r.home_cookie, &mut r.home)
         } else {
-            r.care_of_cookie
+            (r.care_of_cookie, &mut r.care_of)
         };
-        if cookie != expected {
+        // Only the first answer to a test: a duplicate (a replay, or a
+        // forgery by whoever saw the cookie) must not change the token
+        // a BU was or will be built with.
+        if cookie != expected || slot.is_some() {
             self.core.drop(NodeDrop::Unsolicited);
             return;
         }
-        if home_test {
-            r.home = Some(token);
-        } else {
-            r.care_of = Some(token);
-        }
+        *slot = Some(token);
         let ready = r.home.is_some() && (r.care_of.is_some() || at_home);
         if ready && e.is_waiting() {
             e.backoff = INITIAL_BINDACK_TIMEOUT;

@@ -364,6 +364,9 @@ pub enum NodeDrop {
     /// A Mobility Header with a Payload Proto other than 59 or a Header
     /// Len too short for its type (ICMPv6 Parameter Problem, RFC 6275 §9.2).
     BadMobilityHeader,
+    /// A multicast packet other than Neighbor Discovery: the engines run
+    /// no MLD and join no other group.
+    Multicast,
 }
 
 impl NodeDrop {
@@ -393,6 +396,7 @@ impl NodeDrop {
         NodeDrop::NdInvalid,
         NodeDrop::DuplicateHomeAddress,
         NodeDrop::BadMobilityHeader,
+        NodeDrop::Multicast,
     ];
 }
 

@@ -546,3 +546,31 @@ fn a_deregistration_with_nothing_registered_gets_133() {
     assert_eq!(ha.stats().dropped(NodeDrop::NotRegistered), 1);
     assert!(ha.binding(HOA).is_none());
 }
+
+#[test]
+fn multicast_other_than_nd_is_counted_not_ignored() {
+    let (mut ha, now) = home_agent(open_ipsec());
+    let udp = crate::wire::UdpRepr {
+        src_port: 9,
+        dst_port: 9,
+    };
+    let data = crate::wire::packet::UdpPayload::Raw(vec![1, 2, 3]);
+    let p = PacketRepr::ipv6(
+        STRANGER,
+        crate::nd::ALL_NODES,
+        vec![],
+        UpperRepr::Udp(udp, data),
+    );
+    let before = ha.stats().clone();
+    ha.handle_packet(
+        now,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &p.to_bytes(&CodePoints::default()),
+    );
+    assert!(drain(&mut ha).is_empty());
+    assert_eq!(
+        ha.stats().dropped(NodeDrop::Multicast),
+        before.dropped(NodeDrop::Multicast) + 1
+    );
+}
