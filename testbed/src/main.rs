@@ -47,9 +47,11 @@ enum Command {
         sas: Vec<String>,
     },
     /// Run the built-in topology (home link with HA, a correspondent, two
-    /// access networks, one mobile node that moves away and back) twice,
-    /// with return routability and with IPsec route optimisation, in the
-    /// simulator; print the timeline, write a pcap per link and
+    /// access networks, one mobile node that moves away and back) three
+    /// times, with return routability, IPsec route optimisation on static
+    /// keys and keyed by IKEv2, in the simulator (`--real`: in network
+    /// namespaces with the daemons); print the timeline, write a pcap per
+    /// link and
     /// report.html (sequence diagrams, paths, delays) with report.json.
     Demo {
         /// Where the pcaps go (default out/demo, out/real with --real).

@@ -370,7 +370,7 @@ pub enum NodeDrop {
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 25] = [
+    pub const ALL: [NodeDrop; 26] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
