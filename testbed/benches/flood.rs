@@ -6,7 +6,6 @@
 //! millisecond at each victim (default 100: 1.2 M packets in 6 s).
 
 use common::ike::IkeDrop;
-use common::node::NodeDrop;
 use testbed::flood::{scenario, Outcome};
 
 fn ms(d: Option<common::time::Duration>) -> String {
@@ -18,18 +17,6 @@ fn row(name: &str, o: &Outcome, wall: f64) {
     let ike = |n| t.sim.engine(n).and_then(|e| e.ike());
     let sas = |n| ike(n).map_or(0, |i| i.sa_ids().count());
     let cookies = |n| ike(n).map_or(0, |i| i.stats().dropped(IkeDrop::Cookie));
-    let refused = |n| {
-        t.sim.engine(n).map_or(0, |e| {
-            [
-                NodeDrop::Unprotected,
-                NodeDrop::BadAuthorization,
-                NodeDrop::HaoUnverified,
-            ]
-            .into_iter()
-            .map(|r| e.stats().dropped(r))
-            .sum::<u64>()
-        })
-    };
     let up = |p| {
         o.ike_up(p).map_or("-".into(), |at| {
             format!("{:.3}", at.total_micros() as f64 / 1e6)
@@ -49,8 +36,8 @@ fn row(name: &str, o: &Outcome, wall: f64) {
         sas(t.ha),
         cookies(t.cn),
         cookies(t.ha),
-        refused(t.cn),
-        refused(t.ha),
+        o.bus_refused(t.cn),
+        o.bus_refused(t.ha),
     );
 }
 

@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use common::ike::{Identity, Ike, IkeConfig, PeerAuth, PeerConfig, IKE_PORT};
 use common::nd::nd_packet;
+use common::node::{NodeDrop, MAX_LINKS};
 use common::time::Instant;
 use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
 use common::wire::nd::solicited_node;
@@ -195,10 +196,25 @@ impl Outcome {
             .map(|(_, at)| *at)
     }
 
+    /// The flood's BUs `node` refused: unprotected, without valid
+    /// authorisation, or with a HAO nothing vouches for.
+    pub fn bus_refused(&self, node: NodeId) -> u64 {
+        self.t.sim.engine(node).map_or(0, |e| {
+            [
+                NodeDrop::Unprotected,
+                NodeDrop::BadAuthorization,
+                NodeDrop::HaoUnverified,
+            ]
+            .into_iter()
+            .map(|r| e.stats().dropped(r))
+            .sum()
+        })
+    }
+
     /// Entries in `node`'s neighbour caches.
     pub fn neighbours(&self, node: NodeId) -> usize {
         self.t.sim.engine(node).map_or(0, |e| {
-            (0..16)
+            (0..MAX_LINKS as u8)
                 .filter_map(|i| e.interface(i))
                 .map(|i| i.neighbors().count())
                 .sum()

@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use common::ike::IkeDrop;
-use common::node::NodeDrop;
 use common::time::Duration;
 use testbed::flood::scenario;
 
@@ -56,14 +55,7 @@ fn a_flood_from_random_addresses_leaves_state_bounded_and_the_node_served() {
         // No binding for anyone but the mobile node; every flood BU refused.
         let s = e.status(t.sim.now());
         assert!(s.bindings.len() <= 1, "{}", s.bindings.len());
-        let refused: u64 = [
-            NodeDrop::Unprotected,
-            NodeDrop::BadAuthorization,
-            NodeDrop::HaoUnverified,
-        ]
-        .into_iter()
-        .map(|r| e.stats().dropped(r))
-        .sum();
+        let refused = flooded.bus_refused(node);
         assert!(refused >= 1900, "{:?}", e.stats());
         // 2000 solicitations from random on-link sources: the neighbour
         // cache holds its limit.

@@ -69,11 +69,17 @@ fn wide_pair() -> (Ipsec, Ipsec) {
 }
 
 fn home_bu(mn: &mut Ipsec, home: Ipv6Addr, seq: u16, flags: u16) -> Vec<u8> {
+    home_bu_for(mn, home, seq, flags, 100)
+}
+
+/// A home registration from `COA` for `home`, sealed with `mn`'s SA,
+/// lifetime in 4 s units (0: a deregistration).
+fn home_bu_for(mn: &mut Ipsec, home: Ipv6Addr, seq: u16, flags: u16, lifetime: u16) -> Vec<u8> {
     let mh = MhRepr {
         message: MhMessage::BindingUpdate {
             seq,
             flags: BuFlags(flags),
-            lifetime: 100,
+            lifetime,
         },
         options: vec![MhOption::AlternateCareOfAddress(COA)],
     };
@@ -523,23 +529,7 @@ fn a_deregistration_with_nothing_registered_gets_133() {
     let (mut ha, now) = home_agent(ha_ipsec);
     // RFC 6275 §10.3.2: a BU with lifetime 0 for a home address this agent
     // serves but holds no registration for.
-    let mh = MhRepr {
-        message: MhMessage::BindingUpdate {
-            seq: 3,
-            flags: BuFlags(BuFlags::A | BuFlags::H),
-            lifetime: 0,
-        },
-        options: vec![],
-    };
-    let p = PacketRepr::ipv6(
-        COA,
-        HA,
-        vec![ExtHeaderRepr::home_address(HOA)],
-        UpperRepr::Mobility(mh),
-    )
-    .to_bytes(&CodePoints::default());
-    let mut bu = vec![];
-    mn.outbound(Instant::ZERO, &p, &mut bu).unwrap();
+    let bu = home_bu_for(&mut mn, HOA, 3, BuFlags::A | BuFlags::H, 0);
     ha.handle_packet(now, Iface::Link(0), Some(ROUTER_MAC), &bu);
     let sent = drain(&mut ha);
     assert_eq!(statuses(&sent, &mut mn), vec![(133, Some(ROUTER_MAC))]);
