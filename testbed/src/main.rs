@@ -11,7 +11,7 @@ use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 use testbed::demo;
 use testbed::pictures::report::{Played, Report};
-use testbed::pictures::{keyring_from_esp_sa, sequence};
+use testbed::pictures::{sequence, Keys};
 use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
@@ -73,7 +73,9 @@ enum Command {
     /// every packet an arrow at its capture time, signalling labelled
     /// (type, sequence number, status, ESP, the section it follows), data
     /// faint. ESP opens with the keys given; IKE is labelled from its
-    /// clear header (exchange, message ID, request or response).
+    /// clear header (exchange, message ID, request or response) and, with
+    /// its SA's keys, from what its SK payload holds (identities, the
+    /// MOBIKE and addrmgmt notifications, deletes).
     Sequence {
         /// The capture (raw IP, Ethernet or Linux cooked link types).
         #[arg(long)]
@@ -81,8 +83,9 @@ enum Command {
         /// An ESP SA, as for `decode --sa`; may be repeated.
         #[arg(long = "sa", value_name = "SPEC")]
         sas: Vec<String>,
-        /// A Wireshark configuration directory whose `esp_sa` table holds
-        /// the keys (the demo's `wireshark-<run>/`, the interop tests').
+        /// A Wireshark configuration directory whose `esp_sa` and
+        /// `ikev2_decryption_table` hold the keys (the demo's
+        /// `wireshark-<run>/`, the daemons' `--keylog`, the interop tests').
         #[arg(long)]
         keylog: Option<PathBuf>,
         /// Name a lifeline, `ADDR=LABEL`; may be repeated.
@@ -325,16 +328,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
             out: svg,
         } => {
             let mut keys = match &keylog {
-                Some(dir) => {
-                    let path = dir.join(common::keylog::KeyTable::Esp.file_name());
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| tools::Error::from(e).in_file(&path))?;
-                    keyring_from_esp_sa(&text)
-                }
-                None => EspKeyring::default(),
+                Some(dir) => Keys::from_dir(dir)?,
+                None => Keys::default(),
             };
             for spec in &sas {
-                keys.add_spec(spec).map_err(|reason| CliError::Sa {
+                keys.esp.add_spec(spec).map_err(|reason| CliError::Sa {
                     spec: spec.clone(),
                     reason,
                 })?;
@@ -353,8 +351,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             let title = pcap
                 .file_name()
                 .map_or(String::new(), |f| f.to_string_lossy().into_owned());
-            let keys = (!keys.is_empty()).then_some(&keys as &dyn EspOpener);
-            let seq = sequence::from_capture(&title, &packets, keys, &names);
+            let seq = sequence::from_capture(&title, &packets, &keys, &names);
             std::fs::write(&svg, seq.svg()).map_err(|e| tools::Error::from(e).in_file(&svg))?;
             let mut kinds = std::collections::BTreeMap::new();
             for a in seq.arrows.iter().filter(|a| !a.msg.is_data()) {

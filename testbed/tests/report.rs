@@ -236,6 +236,96 @@ fn testbed_sequence_draws_every_message_of_a_capture() {
         .filter_map(|n| n.text())
         .collect();
     assert_eq!(lanes[1..3], ["MN (2001:db8:2::100)", "HA (2001:db8:1::1)"]);
+    // IKE opened with the key log's IKE SAs: every MOBIKE address update
+    // tshark finds inside SK is labelled as one.
+    let titles = msg_titles(&doc);
+    let updates = titles
+        .iter()
+        .filter(|t| t.starts_with("INFORMATIONAL") && t.contains("UPDATE_SA_ADDRESSES"))
+        .count();
+    assert_eq!(
+        updates,
+        tshark_count(&pcap, &keys, "isakmp.notify.msgtype == 16400")
+    );
+    assert!(updates > 0);
+    assert!(titles.iter().any(|t| t.contains("liveness")), "{titles:?}");
+}
+
+/// The `<title>` of every signalling arrow of a diagram.
+fn msg_titles(doc: &roxmltree::Document) -> Vec<String> {
+    doc.descendants()
+        .filter(|n| n.attribute("class") == Some("msg"))
+        .filter_map(|n| n.children().find(|c| c.has_tag_name("title")))
+        .filter_map(|t| t.text().map(str::to_string))
+        .collect()
+}
+
+/// Frames of `pcap` matching `filter`, as tshark with the keys sees them.
+fn tshark_count(pcap: &Path, keys: &Path, filter: &str) -> usize {
+    let out = Command::new("tshark")
+        .env("WIRESHARK_CONFIG_DIR", keys)
+        .args(["-n", "-r", pcap.to_str().unwrap(), "-Y", filter])
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn testbed_sequence_names_what_ike_says_inside_sk() {
+    if !tools::require("tshark", &["--version"]) {
+        return;
+    }
+    let dir = &shared().0;
+    let pcap = dir.join("ipsec-ike-home.pcap");
+    let keys = dir.join("wireshark-ipsec-ike");
+    let svg = dir.join("home.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .args(["sequence", "--pcap", pcap.to_str().unwrap()])
+        .args([
+            "--keylog",
+            keys.to_str().unwrap(),
+            "-o",
+            svg.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    let titles = msg_titles(&doc);
+    let with = |what: &str| titles.iter().filter(|t| t.contains(what)).count();
+    // The identities of IKE_AUTH, as tshark decrypts them.
+    for id in ["mn.example.org", "ha.example.org", "cn.example.org"] {
+        let filter = format!("isakmp.id.data.fqdn == \"{id}\"");
+        assert_eq!(
+            with(&format!("={id}")),
+            tshark_count(&pcap, &keys, &filter),
+            "{id}"
+        );
+    }
+    assert!(with("IDi=mn.example.org") >= 2, "{titles:?}");
+    // Each update names its section; the return routability check of RFC
+    // 4555 its own.
+    let updates = with("UPDATE_SA_ADDRESSES");
+    assert_eq!(
+        updates,
+        tshark_count(&pcap, &keys, "isakmp.notify.msgtype == 16400")
+    );
+    assert_eq!(
+        with("UPDATE_SA_ADDRESSES COOKIE2 NO_ADDITIONAL_ADDRESSES · RFC 4555 §3.5"),
+        updates
+    );
+    assert_eq!(
+        with("INFORMATIONAL #"),
+        tshark_count(&pcap, &keys, "isakmp.exchangetype == 37")
+    );
+    let cookie2_only = titles
+        .iter()
+        .filter(|t| t.contains("COOKIE2 · RFC 4555 §3.7"))
+        .count();
+    assert!(cookie2_only > 0, "{titles:?}");
 }
 
 #[test]

@@ -328,6 +328,30 @@ fn assert_sequence_draws_tsharks_ike(pcap: &std::path::Path, frames: &[Vec<&str>
     }
     assert!(total >= 6, "{total} IKE messages");
     assert_eq!(drawn("ESP"), 0, "ESP left opaque");
+    // charon's IKE SA keys open its SK payloads: each IKE_AUTH names its
+    // identity, each rekey says so.
+    let titles = |kind: &str| -> Vec<String> {
+        doc.descendants()
+            .filter(|n| {
+                n.attribute("class") == Some("msg") && n.attribute("data-kind") == Some(kind)
+            })
+            .filter_map(|n| n.children().find(|c| c.has_tag_name("title"))?.text())
+            .map(str::to_string)
+            .collect()
+    };
+    let auth = titles("IKE_AUTH");
+    assert!(
+        auth.iter()
+            .all(|t| t.contains(" IDi") || t.contains(" IDr")),
+        "{auth:?}"
+    );
+    let rekeys = titles("CREATE_CHILD_SA");
+    let requests: Vec<_> = rekeys.iter().filter(|t| t.contains(" req ")).collect();
+    assert!(!requests.is_empty(), "{rekeys:?}");
+    assert!(
+        requests.iter().all(|t| t.contains("REKEY_SA")),
+        "{rekeys:?}"
+    );
 }
 
 #[test]

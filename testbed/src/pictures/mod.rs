@@ -4,10 +4,14 @@
 //! `report.html` that holds them ([`report`]). Output depends on the run
 //! only (no wall clock, no hash-map order), so a seed gives the same file.
 
+use std::path::Path;
+
+use common::ike::crypto::{Encr, SkCipher};
 use common::ipsec::{Algorithm, EspCipher, EspKeyring};
-use common::wire::esp::EspOpener;
-use common::wire::packet::decode_with;
-use common::wire::{CodePoints, FieldValue};
+use common::keylog::KeyTable;
+use common::wire::ike::{Identification, NotifyType};
+use common::wire::packet::{decode_with, UdpPayload};
+use common::wire::{CodePoints, FieldValue, IkePayload, IkeRepr, UpperRepr};
 
 pub mod paths;
 pub mod plot;
@@ -33,9 +37,10 @@ impl Message {
 }
 
 /// Classifies an IPv6 packet from its decoded fields (Wireshark's names,
-/// so the diagram counts what tshark counts), opening ESP with `keys`.
-pub fn classify(bytes: &[u8], cp: &CodePoints, keys: Option<&dyn EspOpener>) -> Message {
-    let d = decode_with(bytes, cp, true, keys);
+/// so the diagram counts what tshark counts), opening ESP and IKE's SK
+/// payloads with `keys`.
+pub fn classify(bytes: &[u8], cp: &CodePoints, keys: &Keys) -> Message {
+    let d = decode_with(bytes, cp, true, (!keys.esp.is_empty()).then_some(&keys.esp));
     let num = |name: &str| {
         d.fields.get(name).into_iter().last().and_then(|v| match v {
             FieldValue::Num(n) => Some(*n),
@@ -90,13 +95,19 @@ pub fn classify(bytes: &[u8], cp: &CodePoints, keys: Option<&dyn EspOpener>) -> 
         let flags = num("isakmp.flags").unwrap_or(0);
         let dir = if flags & 0x20 != 0 { "resp" } else { "req" };
         let id = num("isakmp.messageid").unwrap_or(0);
-        // MOBIKE's updates ride in INFORMATIONAL, but inside SK.
-        let reference = if x == 37 {
-            "RFC 7296 §1.4"
-        } else {
-            "RFC 7296 §1.2"
+        let inner = d
+            .repr
+            .as_ref()
+            .and_then(|r| match &r.upper {
+                UpperRepr::Udp(_, UdpPayload::Ike(ike)) => Some(ike),
+                _ => None,
+            })
+            .and_then(|ike| keys.open_ike(ike, cp));
+        let (what, reference) = match &inner {
+            Some(payloads) => ike_summary(x, payloads, cp),
+            None => (String::new(), exchange_section(x)),
         };
-        return msg(kind, format!(" #{id} {dir}"), reference);
+        return msg(kind, format!(" #{id} {dir}{what}"), reference);
     }
     // The ND messages; an ICMPv6 error or echo is data.
     if let Some(t) = num("icmpv6.type") {
@@ -155,6 +166,202 @@ pub fn keyring_from_esp_sa(text: &str) -> EspKeyring {
         }
     }
     ring
+}
+
+/// The section of RFC 7296 an exchange type follows.
+fn exchange_section(exchange: u64) -> &'static str {
+    match exchange {
+        36 => "RFC 7296 §1.3",
+        37 => "RFC 7296 §1.4",
+        _ => "RFC 7296 §1.2",
+    }
+}
+
+/// What an IKE message's opened SK payload says, for its label (the
+/// identities, the notifications by name, deletes, the addrmgmt update),
+/// and the section its exchange follows.
+fn ike_summary(exchange: u64, payloads: &[IkePayload], cp: &CodePoints) -> (String, &'static str) {
+    let notify_name = |t: u16| -> String {
+        let drafts = [
+            (cp.notify_peer_address_source, "PEER_ADDRESS_SOURCE"),
+            (
+                cp.notify_peer_address_destination,
+                "PEER_ADDRESS_DESTINATION",
+            ),
+            (cp.notify_switch_to_ip_address, "SWITCH_TO_IP_ADDRESS"),
+            (
+                cp.notify_different_tunnel_address_supported,
+                "DIFFERENT_TUNNEL_ADDRESS_SUPPORTED",
+            ),
+            (cp.notify_tunnel_address, "TUNNEL_ADDRESS"),
+            (cp.notify_peer_address_mismatch, "PEER_ADDRESS_MISMATCH"),
+        ];
+        match drafts.iter().find(|(c, _)| *c == t) {
+            Some((_, n)) => (*n).to_string(),
+            None => NotifyType::from(t).to_string(),
+        }
+    };
+    let id = |side: &str, i: &Identification| match i.id_type {
+        Identification::FQDN | Identification::RFC822_ADDR => {
+            format!("{side}={}", String::from_utf8_lossy(&i.data))
+        }
+        _ => side.to_string(),
+    };
+    let mut parts: Vec<String> = vec![];
+    for p in payloads {
+        let part = match p {
+            IkePayload::IdI(i) => id("IDi", i),
+            IkePayload::IdR(i) => id("IDr", i),
+            IkePayload::Notify(n) => notify_name(n.notify_type),
+            IkePayload::Delete { .. } => "D".into(),
+            IkePayload::PeerAddressUpdate { .. } => "PEER_ADDRESS_UPDATE".into(),
+            _ => continue,
+        };
+        // Which NAT a packet crossed is not what a picture is about.
+        if part.starts_with("NAT_DETECTION") {
+            continue;
+        }
+        if !parts.contains(&part) {
+            parts.push(part);
+        }
+    }
+    if exchange == 37 && payloads.is_empty() {
+        return (" liveness".into(), "RFC 7296 §2.4");
+    }
+    // The section of what the message is for, the most specific first.
+    let informational = exchange == 37;
+    let sections = [
+        ("UPDATE_SA_ADDRESSES", true, "RFC 4555 §3.5"),
+        (
+            "PEER_ADDRESS_UPDATE",
+            true,
+            "draft-dupont-ikev2-addrmgmt §3.4",
+        ),
+        (
+            "PEER_ADDRESS_SOURCE",
+            true,
+            "draft-dupont-ikev2-addrmgmt §3.3",
+        ),
+        (
+            "PEER_ADDRESS_DESTINATION",
+            true,
+            "draft-dupont-ikev2-addrmgmt §3.3",
+        ),
+        (
+            "SWITCH_TO_IP_ADDRESS",
+            true,
+            "draft-smyslov-ipsecme-ikev2-r-mobike §4.2",
+        ),
+        (
+            "TUNNEL_ADDRESS",
+            true,
+            "draft-arora-ipsecme-ikev2-alt-tunnel-addresses §7.2",
+        ),
+        ("REKEY_SA", true, "RFC 7296 §1.3.3"),
+        ("D", true, "RFC 7296 §1.4.1"),
+        ("ADDITIONAL_IP6_ADDRESS", informational, "RFC 4555 §3.6"),
+        ("ADDITIONAL_IP4_ADDRESS", informational, "RFC 4555 §3.6"),
+        ("NO_ADDITIONAL_ADDRESSES", informational, "RFC 4555 §3.6"),
+        ("COOKIE2", informational, "RFC 4555 §3.7"),
+    ];
+    let reference = sections
+        .iter()
+        .find(|(name, applies, _)| *applies && parts.iter().any(|p| p == name))
+        .map_or(exchange_section(exchange), |s| s.2);
+    // A label, not a dissection: the first few, and how many more.
+    let mut text = parts.iter().take(4).fold(String::new(), |s, p| s + " " + p);
+    if parts.len() > 4 {
+        text += &format!(" +{}", parts.len() - 4);
+    }
+    (text, reference)
+}
+
+/// The keys a picture opens packets with: ESP SAs and IKE SAs, as
+/// Wireshark's `esp_sa` and `ikev2_decryption_table` hold them.
+#[derive(Debug, Default)]
+pub struct Keys {
+    pub esp: EspKeyring,
+    /// (SPIi, SPIr) and the initiator's and responder's SK_e.
+    ike: Vec<((u64, u64), SkCipher, SkCipher)>,
+}
+
+impl Keys {
+    /// From the two tables' text (either may be empty).
+    pub fn from_tables(esp_sa: &str, ikev2: &str) -> Keys {
+        Keys {
+            esp: keyring_from_esp_sa(esp_sa),
+            ike: ike_keys_from_table(ikev2),
+        }
+    }
+
+    /// From a Wireshark configuration directory; a table it lacks is empty.
+    pub fn from_dir(dir: &Path) -> Result<Keys, crate::tools::Error> {
+        let read = |t: KeyTable| {
+            let path = dir.join(t.file_name());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok(text),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.is_dir() => {
+                    Ok(String::new())
+                }
+                Err(e) => Err(crate::tools::Error::from(e).in_file(&path)),
+            }
+        };
+        Ok(Keys::from_tables(
+            &read(KeyTable::Esp)?,
+            &read(KeyTable::Ikev2)?,
+        ))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.esp.is_empty() && self.ike.is_empty()
+    }
+
+    /// The payloads inside `ike`'s SK payload, if we have its SA's key
+    /// and the ICV holds.
+    fn open_ike(&self, ike: &IkeRepr, cp: &CodePoints) -> Option<Vec<IkePayload>> {
+        let [IkePayload::Sk { first_inner, data }] = ike.payloads.as_slice() else {
+            return None;
+        };
+        let h = &ike.header;
+        let (_, i, r) = self.ike.iter().find(|k| k.0 == (h.spi_i, h.spi_r))?;
+        let sk = if h.initiator() { i } else { r };
+        // Our decoder keeps every octet: the message emits as it came.
+        let mut bytes = Vec::with_capacity(ike.buffer_len(cp));
+        ike.emit(&mut bytes, cp);
+        let aad = bytes.get(..bytes.len().checked_sub(data.len())?)?;
+        let plain = sk.open(aad, data).ok()?;
+        IkeRepr::parse_inner(*first_inner, &plain, cp).ok()
+    }
+}
+
+/// The rows of `ikev2_decryption_table` whose algorithm is an AEAD we
+/// have (AES-GCM-16 of 128 or 256 bits, no integrity algorithm); others
+/// are skipped.
+fn ike_keys_from_table(text: &str) -> Vec<((u64, u64), SkCipher, SkCipher)> {
+    let mut out = vec![];
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let cols: Vec<&str> = line.split(',').map(|c| c.trim_matches('"')).collect();
+        let [spi_i, spi_r, sk_ei, sk_er, encr, _, _, _] = cols[..] else {
+            continue;
+        };
+        let encr = match encr {
+            e if e.starts_with("AES-GCM-128 with 16") => Encr::Aes128Gcm16,
+            e if e.starts_with("AES-GCM-256 with 16") => Encr::Aes256Gcm16,
+            _ => continue,
+        };
+        let spi = |s: &str| u64::from_str_radix(s, 16).ok();
+        let key = |k: &str| {
+            hex::decode(k)
+                .ok()
+                .and_then(|k| SkCipher::new(encr, &k).ok())
+        };
+        if let (Some(a), Some(b), Some(ei), Some(er)) =
+            (spi(spi_i), spi(spi_r), key(sk_ei), key(sk_er))
+        {
+            out.push(((a, b), ei, er));
+        }
+    }
+    out
 }
 
 /// Escapes text for SVG and HTML.

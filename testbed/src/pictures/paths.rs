@@ -82,7 +82,7 @@ fn link_pos(i: usize, n: usize) -> ((f64, f64), (f64, f64)) {
 /// The panels of one run, one per phase: a packet of the measured flow
 /// on that path, or a note that none went that way.
 pub fn panels(p: &Played) -> Vec<String> {
-    let keys = p.keyring();
+    let keys = p.keys().esp;
     let mut out = vec![];
     for (path, phase) in PHASES {
         // The middle one: clear of a phase's first packets, which may

@@ -5,7 +5,6 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use common::ipsec::EspKeyring;
 use common::keylog::KeyTable;
 use common::time::{Duration, Instant};
 use common::wire::CodePoints;
@@ -13,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::plot::{delay_plot, Series};
 use super::sequence::{Arrow, Interval, Sequence};
-use super::{classify, esc, keyring_from_esp_sa};
+use super::{classify, esc, Keys};
 use crate::demo::Run;
 use crate::sim::{NodeId, Sim};
 use crate::topology::{Layout, Network};
@@ -45,22 +44,25 @@ impl Played<'_> {
     }
 
     /// Every key of the run, static or negotiated, from its key log.
-    pub fn keyring(&self) -> EspKeyring {
-        let rows: Vec<&str> = self
-            .sim
-            .keylog
-            .iter()
-            .filter(|(t, _)| *t == KeyTable::Esp)
-            .map(|(_, r)| r.as_str())
-            .collect();
-        keyring_from_esp_sa(&rows.join("\n"))
+    pub fn keys(&self) -> Keys {
+        let rows = |table: KeyTable| {
+            let rows: Vec<&str> = self
+                .sim
+                .keylog
+                .iter()
+                .filter(|(t, _)| *t == table)
+                .map(|(_, r)| r.as_str())
+                .collect();
+            rows.join("\n")
+        };
+        Keys::from_tables(&rows(KeyTable::Esp), &rows(KeyTable::Ikev2))
     }
 
     /// Every captured frame sent in `[from, to)` on any link, as arrows:
     /// to the node that got it (the mobile node first, of a multicast
     /// one), or if it was lost, to the router, or from it to the mobile
     /// node; router discovery only to or from the mobile node.
-    fn arrows(&self, keys: &EspKeyring, from: Instant, to: Instant) -> Vec<Arrow> {
+    fn arrows(&self, keys: &Keys, from: Instant, to: Instant) -> Vec<Arrow> {
         let cp = CodePoints::default();
         let mut out = vec![];
         for link in &self.layout.links {
@@ -76,7 +78,7 @@ impl Played<'_> {
                     }
                     None => (None, None),
                 };
-                let msg = classify(bytes, &cp, Some(keys));
+                let msg = classify(bytes, &cp, keys);
                 // Router discovery of the mobile node only: the other
                 // links' advertisements would fill the page.
                 let mn = self.layout.mn;
@@ -104,7 +106,7 @@ impl Played<'_> {
 
     /// One diagram per handoff ([`handoff_sequences`]).
     pub fn sequences(&self) -> Vec<Sequence> {
-        let keys = self.keyring();
+        let keys = self.keys();
         handoff_sequences(self.run, &self.lanes(), Instant::ZERO, |from, to| {
             self.arrows(&keys, from, to)
         })

@@ -5,10 +5,9 @@ use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use common::time::Instant;
-use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
 
-use super::{classify, esc, tick_step, Message};
+use super::{classify, esc, tick_step, Keys, Message};
 
 /// One packet between two lifelines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,13 +297,11 @@ impl Sequence {
         } else {
             format!(r##"<polygon points="{head}" fill="{colour}"/>"##)
         };
+        // In ms since the origin, as the ticks.
+        let ms = |t: Instant| t.saturating_duration_since(self.origin).as_micros() as f64 / 1000.0;
         let when = match a.arrived {
-            Some(t) => format!(
-                "sent {:.3} ms, arrived {:.3} ms",
-                a.sent.total_micros() as f64 / 1000.0,
-                t.total_micros() as f64 / 1000.0
-            ),
-            None => format!("sent {:.3} ms, lost", a.sent.total_micros() as f64 / 1000.0),
+            Some(t) => format!("sent {:.3} ms, arrived {:.3} ms", ms(a.sent), ms(t)),
+            None => format!("sent {:.3} ms, lost", ms(a.sent)),
         };
         let (lx, half) = ((x1 + x2) / 2.0, 3.0 * a.msg.label.chars().count() as f64);
         let mut ly = (y1 + y2) / 2.0 - 3.0;
@@ -355,7 +352,7 @@ pub fn ends(b: &[u8]) -> Option<(IpAddr, IpAddr)> {
 pub fn from_capture(
     title: &str,
     packets: &[(u64, Vec<u8>)],
-    keys: Option<&dyn EspOpener>,
+    keys: &Keys,
     names: &[(IpAddr, String)],
 ) -> Sequence {
     let cp = CodePoints::default();

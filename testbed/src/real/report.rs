@@ -19,7 +19,7 @@ use super::demo::RealRun;
 use crate::pictures::plot::Series;
 use crate::pictures::report::{handoff_sequences, handoff_spans, Report};
 use crate::pictures::sequence::{ends, Arrow, Sequence};
-use crate::pictures::{classify, keyring_from_esp_sa, Message};
+use crate::pictures::{classify, Keys, Message};
 use crate::tools::pcap::read_packets;
 use crate::topology::{Setup, ACCESS_A, ACCESS_B, CN, HA, HOA};
 
@@ -146,10 +146,9 @@ fn read_frames(real: &RealRun) -> Result<Vec<(u64, usize, Vec<u8>)>, crate::tool
 
 /// The diagrams of one real run, ESP opened with its key log.
 fn sequences(real: &RealRun, setup: &Setup) -> Result<Vec<Sequence>, crate::tools::Error> {
-    let esp_sa = real.keylog.join("esp_sa");
-    let keys = keyring_from_esp_sa(&std::fs::read_to_string(&esp_sa).unwrap_or_default());
+    let keys = Keys::from_dir(&real.keylog)?;
     let cp = CodePoints::default();
-    let classified = |b: &[u8]| classify(b, &cp, Some(&keys));
+    let classified = |b: &[u8]| classify(b, &cp, &keys);
     let captured = Captured {
         real,
         frames: read_frames(real)?,
