@@ -260,18 +260,18 @@ fn drops(status: &Value) -> String {
 }
 
 fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
-    let (rt, mn, cn, ha) = (&hosts.rt, &hosts.mn, &hosts.cn, &hosts.ha);
+    let (rt, mn, cn, ha) = (&hosts.rt, &hosts.mn, &hosts.cns[0], &hosts.ha);
     rt.set_sysctl("net.ipv6.conf.all.forwarding", "1")
         .map_err(err)?;
     for (dev, prefix) in [
-        ("r-mna", ACCESS_A),
-        ("r-cn", CN_PREFIX),
+        ("r-mn1", ACCESS_A),
+        ("r-cn0", CN_PREFIX),
         ("r-ha", HOME_PREFIX),
     ] {
         rt.add_address(dev, &format!("{}/64", router_on(prefix)))
             .map_err(err)?;
     }
-    mn.add_address("mn-a", &format!("{KERNEL_COA}/64"))
+    mn.add_address("mn1", &format!("{KERNEL_COA}/64"))
         .map_err(err)?;
     ip(
         mn,
@@ -317,8 +317,8 @@ fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
             &router_on(HOME_PREFIX).to_string(),
         ],
     )?;
-    ip(rt, &["-6", "rule", "add", "iif", "r-mna", "table", "100"])?;
-    ip(rt, &["-6", "rule", "add", "iif", "r-cn", "table", "100"])?;
+    ip(rt, &["-6", "rule", "add", "iif", "r-mn1", "table", "100"])?;
+    ip(rt, &["-6", "rule", "add", "iif", "r-cn0", "table", "100"])?;
     ip(
         rt,
         &[
@@ -361,15 +361,16 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
                 esp_tunnel: esp,
                 capture: false,
             };
-            real::write_configs(&undelayed(mode), dir, extras).map_err(err)?;
+            real::write_configs(&undelayed(mode).network(), dir, extras).map_err(err)?;
         }
         _ => {
             fs::create_dir_all(dir).map_err(err)?;
-            let router = real::router_yaml(&undelayed(RouteOptimisation::None), dir, false);
+            let router =
+                real::router_yaml(&undelayed(RouteOptimisation::None).network(), dir, false);
             fs::write(dir.join("router.yaml"), router).map_err(err)?;
         }
     }
-    let hosts = real::build_hosts().map_err(err)?;
+    let hosts = real::build_hosts(&undelayed(RouteOptimisation::None).network()).map_err(err)?;
     let mut env = Env {
         server: None,
         procs: vec![],
@@ -383,19 +384,19 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
         Scenario::Kernel | Scenario::KernelViaHa | Scenario::KernelTxOff => {
             kernel_hosts(&env.hosts, path == Scenario::KernelViaHa)?;
             if path == Scenario::KernelTxOff {
-                tx_off(&env.hosts.mn, "mn-a")?;
-                tx_off(&env.hosts.cn, "cn0")?;
+                tx_off(&env.hosts.mn, "mn1")?;
+                tx_off(&env.hosts.cns[0], "cn0")?;
             }
         }
         Scenario::Router => {
             let (router, stdin) = real::start_router(&env.hosts, bins, dir).map_err(err)?;
             env.procs.push(("router", router));
             env.router_stdin = Some(stdin);
-            let (mn, cn) = (&env.hosts.mn, &env.hosts.cn);
-            mn.add_address("mn-a", &format!("{KERNEL_COA}/64"))
+            let (mn, cn) = (&env.hosts.mn, &env.hosts.cns[0]);
+            mn.add_address("mn1", &format!("{KERNEL_COA}/64"))
                 .map_err(err)?;
             cn.add_address("cn0", &format!("{CN}/64")).map_err(err)?;
-            for (ns, dev, port) in [(mn, "mn-a", "r-mna"), (cn, "cn0", "r-cn")] {
+            for (ns, dev, port) in [(mn, "mn1", "r-mn1"), (cn, "cn0", "r-cn0")] {
                 tx_off(ns, dev)?;
                 let ll = router_link_local(&env.hosts.rt, port)?.to_string();
                 ip(
@@ -409,10 +410,10 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             env.procs.push(("router", router));
             env.router_stdin = Some(stdin);
             // Away from the start: only access A has carrier.
-            real::carrier(&env.hosts.rt, &["r-mnh", "r-mnb"], &[]).map_err(err)?;
+            real::carrier(&env.hosts.rt, &["r-mn0", "r-mn2"], &[]).map_err(err)?;
             for (role, ns, bin) in [
                 ("ha", &env.hosts.ha, &bins.ha),
-                ("cn", &env.hosts.cn, &bins.cn),
+                ("cn", &env.hosts.cns[0], &bins.cn),
                 ("mn", &env.hosts.mn, &bins.mn),
             ] {
                 let config = dir.join(format!("{role}.yaml"));
@@ -484,7 +485,7 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             .map_err(err)?;
     }
     let server = real::spawn(
-        &env.hosts.cn,
+        &env.hosts.cns[0],
         Path::new("iperf3"),
         &["-s", "-B", &CN.to_string(), "-p", PORT, "--forceflush"],
         dir,
@@ -945,7 +946,13 @@ fn main() -> ExitCode {
         let t = now();
         let setup = Setup::new(1, mode);
         let (sim, _) = testbed::demo::run(&setup);
-        let real = real::run(&setup, &bins, &out.join(format!("demo-{name}")));
+        let real = real::run(
+            &setup.network(),
+            &testbed::demo::timeline(),
+            testbed::demo::name(&setup),
+            &bins,
+            &out.join(format!("demo-{name}")),
+        );
         eprintln!("   ({:.1} s)", t.elapsed().as_secs_f64());
         handoffs.push((mode, setup, sim, real));
     }

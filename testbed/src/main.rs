@@ -2,20 +2,22 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use common::ipsec::EspKeyring;
 use common::wire::esp::EspOpener;
 use common::wire::CodePoints;
-use testbed::demo;
+use testbed::demo::{self, Timeline};
 use testbed::pictures::report::{Played, Report};
 use testbed::pictures::{sequence, Keys};
+use testbed::real::demo::RealRun;
 use testbed::tools;
 use testbed::tools::decode::{packet_json, parse_hex};
 use testbed::tools::pcap::{read_packets, PcapWriter};
 use testbed::tools::samples::samples;
+use testbed::topology::Network;
 
 #[derive(Parser)]
 #[command(version, about = "Testbed and packet tools for the Mobile IPv6 stack")]
@@ -100,12 +102,19 @@ enum Command {
     Run {
         /// The scenario.
         file: PathBuf,
-        /// Where it all goes (default out/<file name without .yaml>).
+        /// Where it all goes (default out/<file name without .yaml>, with
+        /// --real out/real-<name>).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Print one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
+        /// On real links instead (root): network namespaces, the ha, cn
+        /// and mn daemons, our router process, kernel ping, UDP and TCP;
+        /// the same report from the router's captures, and the simulator
+        /// beside it for comparison.
+        #[arg(long)]
+        real: bool,
     },
     /// Kernel traffic for the real demo (UDP flows, a TCP stream of known
     /// bytes); prints one JSON line.
@@ -183,6 +192,26 @@ fn main() -> ExitCode {
     {
         let dir = out.clone().unwrap_or_else(|| PathBuf::from("out/real"));
         return real_demo(&dir, *seed, *json);
+    }
+    if let Command::Run {
+        real: true,
+        file,
+        out,
+        json,
+    } = &cli.command
+    {
+        let scenario = match testbed::scenario::read(file) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("testbed: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let dir = out.clone().unwrap_or_else(|| {
+            let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+            PathBuf::from("out").join(format!("real-{stem}"))
+        });
+        return real_scenario(&scenario, &dir, *json);
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,6 +401,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             file,
             out: dir,
             json,
+            real: _,
         } => {
             let scenario = testbed::scenario::read(&file)?;
             let dir = dir.unwrap_or_else(|| {
@@ -382,29 +412,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if json {
                 writeln!(out, "{summary}").map_err(stdout_err)?;
             } else {
-                writeln!(out, "{}", scenario.title).map_err(stdout_err)?;
-                for r in &runs {
-                    writeln!(out, "== {} ==", r.name).map_err(stdout_err)?;
-                    for h in &r.handoffs {
-                        let lat = h.latency.map_or("never".into(), |l| {
-                            format!("{:.1} ms", l.as_micros() as f64 / 1000.0)
-                        });
-                        writeln!(
-                            out,
-                            "   {:>7.3} s handoff to {:<8}: latency {lat}, {} packets lost",
-                            h.at.total_micros() as f64 / 1e6,
-                            h.to,
-                            h.lost
-                        )
-                        .map_err(stdout_err)?;
-                    }
-                    writeln!(
-                        out,
-                        "   signalling: {} messages, {} bytes; IKE: {} messages, {} bytes",
-                        r.signalling_messages, r.signalling_bytes, r.ike_messages, r.ike_bytes
-                    )
-                    .map_err(stdout_err)?;
-                }
+                write!(out, "{}", runs_text(&scenario.title, &runs)).map_err(stdout_err)?;
                 writeln!(out, "\npictures: {}", dir.join("report.html").display())
                     .map_err(stdout_err)?;
             }
@@ -436,40 +444,69 @@ fn run(cli: Cli) -> Result<(), CliError> {
     out.flush().map_err(stdout_err)
 }
 
-/// `testbed demo --real`: the demo's runs in namespaces, then the simulator
-/// with the same setups for the comparison line.
-fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
+/// The scenario's runs as text: each handoff's latency and losses, the
+/// signalling.
+fn runs_text(title: &str, runs: &[demo::Run]) -> String {
+    use std::fmt::Write as _;
+    let mut o = format!("{title}\n");
+    for r in runs {
+        let _ = writeln!(o, "== {} ==", r.name);
+        for h in &r.handoffs {
+            let lat = h.latency.map_or("never".into(), |l| {
+                format!("{:.1} ms", l.as_micros() as f64 / 1000.0)
+            });
+            let _ = writeln!(
+                o,
+                "   {:>7.3} s handoff to {:<8}: latency {lat}, {} packets lost",
+                h.at.total_micros() as f64 / 1e6,
+                h.to,
+                h.lost
+            );
+        }
+        let _ = writeln!(
+            o,
+            "   signalling: {} messages, {} bytes; IKE: {} messages, {} bytes",
+            r.signalling_messages, r.signalling_bytes, r.ike_messages, r.ike_bytes
+        );
+    }
+    o
+}
+
+/// Plays each named network of `plans` on `timeline` in namespaces, its
+/// files under `dir/<name>/`; on failure, the exit code (2: cannot run
+/// here).
+fn real_runs(
+    plans: &[(&'static str, Network)],
+    timeline: &Timeline,
+    dir: &Path,
+    what: &str,
+) -> Result<Vec<RealRun>, ExitCode> {
     use testbed::real::demo as real;
     real::catch_interrupts();
-    let bins = match real::Bins::beside_me() {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("testbed demo --real: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let setups = demo::setups(seed);
+    let bins = real::Bins::beside_me().map_err(|e| {
+        eprintln!("{what}: {e}");
+        ExitCode::from(2)
+    })?;
     let mut reals = vec![];
-    for s in &setups {
-        match real::run(s, &bins, &dir.join(demo::name(s))) {
+    for (name, net) in plans {
+        match real::run(net, timeline, name, &bins, &dir.join(name)) {
             Ok(r) => reals.push(r),
             Err(e @ (real::Error::NotRoot | real::Error::NotBuilt(_))) => {
-                eprintln!("testbed demo --real: {e}");
-                return ExitCode::from(2);
+                eprintln!("{what}: {e}");
+                return Err(ExitCode::from(2));
             }
             Err(e) => {
-                eprintln!("testbed demo --real: {e}");
-                return ExitCode::FAILURE;
+                eprintln!("{what}: {e}");
+                return Err(ExitCode::FAILURE);
             }
         }
     }
-    let simulated: Vec<demo::Run> = setups.iter().map(|s| demo::run(s).0).collect();
-    // The seed and the delays, the same in all.
-    let [_, setup, _] = &setups;
-    let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
-    let pcaps: Vec<PathBuf> = reals.iter().flat_map(|r| r.pcaps.clone()).collect();
-    let (mn_cn, _, _) = setup.rtts();
-    let mut v = demo::report_json(setup, &runs, &pcaps);
+    Ok(reals)
+}
+
+/// What real runs add to the JSON: `real`, each run's TCP stream, the key
+/// logs, and the simulated runs beside them.
+fn real_json(v: &mut serde_json::Value, reals: &[RealRun], simulated: serde_json::Value) {
     v["real"] = serde_json::json!(true);
     v["tcp"] = serde_json::json!(reals
         .iter()
@@ -481,34 +518,142 @@ fn real_demo(dir: &std::path::Path, seed: u64, json: bool) -> ExitCode {
             "received_sha256": r.tcp_received.1,
         }))
         .collect::<Vec<_>>());
-    v["simulated"] = demo::report_json(setup, &simulated, &[])["runs"].clone();
+    v["simulated"] = simulated;
     v["keylogs"] = serde_json::json!(reals
         .iter()
         .map(|r| r.keylog.display().to_string())
         .collect::<Vec<_>>());
-    let page = match testbed::real::report::write(dir, setup, &reals, v.clone()) {
+}
+
+/// The Wireshark command of each real run, and where the pictures are.
+fn real_tail(reals: &[RealRun], page: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for r in reals {
+        let _ = writeln!(
+            o,
+            "\n   decrypted in Wireshark: WIRESHARK_CONFIG_DIR={} wireshark {}",
+            r.keylog.display(),
+            r.pcaps
+                .first()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+    }
+    let _ = writeln!(o, "\npictures: {}", page.display());
+    o
+}
+
+/// `testbed demo --real`: the demo's runs in namespaces, then the simulator
+/// with the same setups for the comparison line.
+fn real_demo(dir: &Path, seed: u64, json: bool) -> ExitCode {
+    let setups = demo::setups(seed);
+    let plans: Vec<(&'static str, Network)> = setups
+        .iter()
+        .map(|s| (demo::name(s), s.network()))
+        .collect();
+    let reals = match real_runs(&plans, &demo::timeline(), dir, "testbed demo --real") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let simulated: Vec<demo::Run> = setups.iter().map(|s| demo::run(s).0).collect();
+    // The seed and the delays, the same in all.
+    let [_, setup, _] = &setups;
+    let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
+    let pcaps: Vec<PathBuf> = reals.iter().flat_map(|r| r.pcaps.clone()).collect();
+    let (mn_cn, _, _) = setup.rtts();
+    let mut v = demo::report_json(setup, &runs, &pcaps);
+    let sims = demo::report_json(setup, &simulated, &[])["runs"].clone();
+    real_json(&mut v, &reals, sims);
+    let title = format!("Mobile IPv6 demo on real links, seed {}", setup.seed);
+    let page =
+        match testbed::real::report::write(dir, &title, &demo::intro(setup), &reals, v.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("testbed demo --real: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    if json {
+        println!("{v}");
+    } else {
+        print!("{}", demo::report_text(setup, &runs, &pcaps));
+        print!(
+            "{}",
+            testbed::real::demo::compare_text(&reals, &simulated, mn_cn)
+        );
+        print!("{}", real_tail(&reals, &page));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `testbed run --real FILE`: the scenario's runs in namespaces, then in
+/// the simulator for the comparison.
+fn real_scenario(s: &testbed::scenario::Scenario, dir: &Path, json: bool) -> ExitCode {
+    let reals = match real_runs(&s.runs, &s.timeline, dir, "testbed run --real") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let simulated: Vec<demo::Run> = s
+        .runs
+        .iter()
+        .map(|(name, net)| {
+            let (mut sim, layout, _) = testbed::topology::build_network(net);
+            demo::play(&mut sim, net, &layout, &s.timeline, name)
+        })
+        .collect();
+    let runs: Vec<demo::Run> = reals.iter().map(|r| r.run.clone()).collect();
+    let list = |p: Vec<String>| serde_json::json!(p);
+    let mut v = serde_json::json!({
+        "scenario": s.title,
+        "seed": s.runs.first().map(|r| r.1.seed),
+        "runs": runs.iter().map(|r| demo::run_json(r, None)).collect::<Vec<_>>(),
+        "pcaps": list(reals.iter().flat_map(|r| &r.pcaps).map(|p| p.display().to_string()).collect()),
+    });
+    let sims = serde_json::json!(simulated
+        .iter()
+        .map(|r| demo::run_json(r, None))
+        .collect::<Vec<_>>());
+    real_json(&mut v, &reals, sims);
+    let links: Vec<String> = s.runs.first().map_or(vec![], |(_, net)| {
+        net.links
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} ms",
+                    l.name,
+                    l.params.delay.as_micros() as f64 / 1000.0
+                )
+            })
+            .collect()
+    });
+    let title = format!("{} (real links)", s.title);
+    let intro = format!("Links: {}.", links.join(", "));
+    let page = match testbed::real::report::write(dir, &title, &intro, &reals, v.clone()) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("testbed demo --real: {e}");
+            eprintln!("testbed run --real: {e}");
             return ExitCode::FAILURE;
         }
     };
     if json {
         println!("{v}");
     } else {
-        print!("{}", demo::report_text(setup, &runs, &pcaps));
-        print!("{}", real::compare_text(&reals, &simulated, mn_cn));
-        for r in &reals {
-            println!(
-                "\n   decrypted in Wireshark: WIRESHARK_CONFIG_DIR={} wireshark {}",
-                r.keylog.display(),
-                r.pcaps
-                    .first()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
+        print!("{}", runs_text(&title, &runs));
+        // The round trip between the node's first foreign link and the
+        // first correspondent, the latencies' yardstick.
+        let rtt = s.runs.first().and_then(|(_, net)| {
+            let away = net.mn_links.iter().find(|l| **l != net.ha_link)?;
+            let cn = net.cns.first()?;
+            Some((net.links[*away].params.delay + net.links[cn.link].params.delay) * 2)
+        });
+        if let Some(rtt) = rtt {
+            print!(
+                "{}",
+                testbed::real::demo::compare_text(&reals, &simulated, rtt)
             );
         }
-        println!("\npictures: {}", page.display());
+        print!("{}", real_tail(&reals, &page));
     }
     ExitCode::SUCCESS
 }

@@ -54,7 +54,15 @@ fn run_setup(setup: Setup, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bins = prerequisites()?;
     let dir = tools::scratch(name);
-    let r = real::run(&setup, &bins, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let net = setup.network();
+    let r = real::run(
+        &net,
+        &testbed::demo::timeline(),
+        testbed::demo::name(&setup),
+        &bins,
+        &dir,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
     Some((r, setup, dir))
 }
 
@@ -163,7 +171,7 @@ fn replies_per_phase(log: &Path) -> [usize; 4] {
 }
 
 fn assert_pings_both_ways(dir: &Path) {
-    for log in ["ping.log", "ping-cn.log"] {
+    for log in ["ping-mn-cn.log", "ping-cn-mn.log"] {
         let n = replies_per_phase(&dir.join(log));
         assert!(n.iter().all(|c| *c > 5), "{log}: replies per phase {n:?}");
     }
@@ -229,6 +237,38 @@ fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
     mh
 }
 
+/// The path panels of a real report on the demo's topology, one packet
+/// of the correspondent's flow per phase traced through the captures:
+/// direct at home, route optimised away; through the home agent with
+/// return routability, which waits for the home registration first (with
+/// IPsec a packet may be caught in flight by the home agent, or none).
+/// Returns how many panels there are.
+fn assert_paths_traced(html: &str) -> usize {
+    let routes: Vec<(String, String, String)> = tools::pictures::svgs(html)
+        .iter()
+        .filter(|s| s.contains("class=\"paths\""))
+        .map(|s| {
+            let doc = roxmltree::Document::parse(s).unwrap();
+            let a = |k| doc.root_element().attribute(k).unwrap().to_string();
+            (a("data-run"), a("data-phase"), a("data-route"))
+        })
+        .collect();
+    let via_ha =
+        |r: &str| r.starts_with("CN>cn>router>home>HA>home>router>access-") && r.ends_with(">MN");
+    for (run, phase, route) in &routes {
+        let ok = match &phase[..] {
+            "at home, direct" => route == "CN>cn>router>home>MN",
+            "through the home agent, tunnelled" if run == "rr" => via_ha(route),
+            "through the home agent, tunnelled" => route.is_empty() || via_ha(route),
+            _ => route
+                .strip_prefix("CN>cn>router>access-")
+                .is_some_and(|a| a.ends_with(">MN") && a.len() == 4),
+        };
+        assert!(ok, "{run}, {phase}: {route}");
+    }
+    routes.len()
+}
+
 /// The run's `report.html`, as `testbed demo --real` writes it: its SVGs
 /// parse, a diagram per handoff, each with as many arrows of every
 /// signalling type as tshark counts in the four captures over its window
@@ -238,7 +278,9 @@ fn assert_captures_decode(r: &RealRun) -> BTreeMap<String, usize> {
 fn assert_report_draws_the_captures(r: &RealRun, setup: &Setup, dir: &Path) {
     let out = dir;
     let summary = serde_json::json!({ "real": true });
-    let page = testbed::real::report::write(out, setup, std::slice::from_ref(r), summary).unwrap();
+    let intro = testbed::demo::intro(setup);
+    let page = testbed::real::report::write(out, "real", &intro, std::slice::from_ref(r), summary)
+        .unwrap();
     let html = fs::read_to_string(page).unwrap();
     let svgs = tools::pictures::svgs(&html);
     for s in &svgs {
@@ -274,6 +316,7 @@ fn assert_report_draws_the_captures(r: &RealRun, setup: &Setup, dir: &Path) {
             .sum()
     };
     assert_eq!(count("delays") + count("lost"), 8500);
+    assert_eq!(assert_paths_traced(&html), 3);
     for l in ["home", "cn", "access-a", "access-b"] {
         // Linked by their names beside the page.
         assert!(html.contains(&format!("<a href=\"{l}.pcap\">")), "{l}");
@@ -497,5 +540,90 @@ fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
             "mipv6",
         ]);
         assert_eq!(plain.lines().count(), 0, "{link} without keys: {plain}");
+    }
+}
+
+/// `testbed run --real` plays every shipped scenario in namespaces (two
+/// correspondents, the cookie test, a lossy access link with jitter, a
+/// fast mover, the demo): each run's TCP stream arrives whole, a handoff
+/// the simulator completes completes here too, IKE runs key by IKE, and
+/// the report draws, per handoff, as many arrows of each signalling type
+/// as tshark counts in that run's captures, the intervals its latencies.
+#[test]
+fn every_shipped_scenario_runs_on_real_links() {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(bins) = prerequisites() else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 5);
+    for file in files {
+        let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let out = tools::scratch(&format!("real-scenario-{stem}"));
+        let o = std::process::Command::new(&bins.testbed)
+            .args(["run", "--real", "--json", "--out"])
+            .arg(&out)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{stem}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let runs = v["runs"].as_array().unwrap();
+        assert!(!runs.is_empty(), "{stem}");
+        for t in v["tcp"].as_array().unwrap() {
+            assert!(t["sent_bytes"].as_u64().unwrap() > 0, "{stem}: {t}");
+            assert_eq!(t["sent_bytes"], t["received_bytes"], "{stem}: {t}");
+            assert_eq!(t["sent_sha256"], t["received_sha256"], "{stem}: {t}");
+        }
+        for (real, sim) in runs.iter().zip(v["simulated"].as_array().unwrap()) {
+            assert_eq!(real["mode"], sim["mode"]);
+            assert_eq!(
+                real["handoff_latency_ms"].is_number(),
+                sim["handoff_latency_ms"].is_number(),
+                "{stem}: real {real}, simulated {sim}"
+            );
+            let ike = real["mode"].as_str().unwrap().ends_with("-ike");
+            assert_eq!(
+                real["ike_messages"].as_u64().unwrap() > 0,
+                ike,
+                "{stem}: {real}"
+            );
+        }
+        let ds = tools::pictures::diagrams(&out);
+        let report: serde_json::Value =
+            serde_json::from_str(&fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+        let handoffs: usize = report["pictures"]["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["handoffs"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(ds.len(), handoffs, "{stem}");
+        let counted = tools::pictures::assert_arrows_are_tsharks_in(&out, |run| {
+            let dir = out.join(run);
+            let pcaps = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+                .collect();
+            (pcaps, dir.join("wireshark"))
+        });
+        assert!(counted > 10, "{stem}: {counted} arrows");
+        tools::pictures::assert_intervals_are_the_latencies(&out);
+        if stem == "demo" {
+            let html = fs::read_to_string(out.join("report.html")).unwrap();
+            assert_eq!(assert_paths_traced(&html), 9, "three runs, three phases");
+        }
     }
 }

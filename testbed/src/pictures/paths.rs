@@ -7,12 +7,14 @@
 use std::fmt::Write;
 
 use common::ipsec::EspKeyring;
+use common::time::Duration;
 use common::wire::packet::{decode_with, UdpPayload};
 use common::wire::{CodePoints, UpperRepr};
 
 use super::esc;
 use super::report::Played;
-use crate::sim::{parse_flow, Arrival, LinkId, NodeId, Path};
+use crate::sim::{parse_flow, Arrival, NodeId, Path};
+use crate::topology::Network;
 
 /// The phases, as the panels name them.
 pub const PHASES: [(Path, &str); 3] = [
@@ -23,7 +25,7 @@ pub const PHASES: [(Path, &str); 3] = [
 
 /// (flow, seq) of the flow datagram inside a packet, tunnelled or in
 /// ESP as it may be.
-fn flow_of(bytes: &[u8], cp: &CodePoints, keys: &EspKeyring) -> Option<(u32, u64)> {
+pub fn flow_of(bytes: &[u8], cp: &CodePoints, keys: &EspKeyring) -> Option<(u32, u64)> {
     fn udp(u: &UpperRepr) -> Option<(u32, u64)> {
         match u {
             UpperRepr::Udp(_, UdpPayload::Raw(p)) => parse_flow(p).map(|(f, s, _)| (f, s)),
@@ -39,14 +41,39 @@ fn flow_of(bytes: &[u8], cp: &CodePoints, keys: &EspKeyring) -> Option<(u32, u64
         .find_map(udp)
 }
 
-/// One hop of a traced packet: sender, link, receiver.
-type Hop = (NodeId, LinkId, NodeId);
+/// A node of a panel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Router,
+    Ha,
+    /// An index into [`Network::cns`].
+    Cn(usize),
+    Mn,
+}
+
+/// One hop of a traced packet: sender, link (an index into
+/// [`Network::links`]), receiver.
+pub type Hop = (Node, usize, Node);
+
+/// A packet of the measured flow on one phase's path: the hops that
+/// carried it, in order, and its one-way delay.
+pub struct Sample {
+    pub hops: Vec<Hop>,
+    pub one_way: Duration,
+}
 
 /// The hops that carried `a`, in order.
 fn trace(p: &Played, keys: &EspKeyring, a: &Arrival) -> Vec<Hop> {
     let cp = CodePoints::default();
+    let ly = p.layout;
+    let node = |n: NodeId| match ly.cns.iter().position(|c| *c == n) {
+        Some(i) => Node::Cn(i),
+        None if n == ly.ha => Node::Ha,
+        None if n == ly.mn => Node::Mn,
+        None => Node::Router,
+    };
     let mut hops = vec![];
-    for link in &p.layout.links {
+    for (l, link) in ly.links.iter().enumerate() {
         let frames = p.sim.captured(*link).iter().zip(p.sim.hops(*link));
         for ((sent, bytes), hop) in frames {
             if *sent < a.sent || *sent > a.at {
@@ -57,7 +84,7 @@ fn trace(p: &Played, keys: &EspKeyring, a: &Arrival) -> Vec<Hop> {
             };
             if flow_of(bytes, &cp, keys) == Some((a.flow, a.seq)) {
                 if let Some(to) = to.first() {
-                    hops.push((*sent, from, *link, *to));
+                    hops.push((*sent, node(from), l, node(*to)));
                 }
             }
         }
@@ -93,28 +120,36 @@ pub fn panels(p: &Played) -> Vec<String> {
             .iter()
             .filter(|a| Some(a.flow) == p.run.down_flow && a.path == path)
             .collect();
-        let a = on.get(on.len() / 2).copied();
-        out.push(panel(p, a.map(|a| (a, trace(p, &keys, a))), phase));
+        let sample = on.get(on.len() / 2).map(|a| Sample {
+            hops: trace(p, &keys, a),
+            one_way: a.at.saturating_duration_since(a.sent),
+        });
+        out.push(panel(p.run.name, p.net, sample.as_ref(), phase));
     }
     out
 }
 
-fn panel(p: &Played, sample: Option<(&Arrival, Vec<Hop>)>, phase: &str) -> String {
-    let hops = sample.as_ref().map_or(&[][..], |s| &s.1[..]);
-    let ly = p.layout;
-    let n = ly.links.len();
-    let link_index = |l: LinkId| ly.links.iter().position(|x| *x == l).unwrap_or(0);
+/// The panel of one phase of run `run` on `net`: its topology, and the
+/// hops of `sample` if a packet went that way.
+pub fn panel(run: &str, net: &Network, sample: Option<&Sample>, phase: &str) -> String {
+    let hops = sample.map_or(&[][..], |s| &s.hops[..]);
+    let n = net.links.len();
     // Hosts: the home agent, the correspondents, and the mobile node on
     // the link the packet found it on.
     let mn_link = hops
         .iter()
         .rev()
-        .find(|h| h.2 == ly.mn)
-        .map_or(ly.mn_links[0], |h| h.1);
-    let mut hosts: Vec<(NodeId, usize)> = vec![(ly.ha, p.net.ha_link)];
-    hosts.extend(ly.cns.iter().zip(&p.net.cns).map(|(c, s)| (*c, s.link)));
-    hosts.push((ly.mn, link_index(mn_link)));
-    let pos = |node: NodeId| -> (f64, f64) {
+        .find(|h| h.2 == Node::Mn)
+        .map_or(net.mn_links.first().copied().unwrap_or(0), |h| h.1);
+    let mut hosts: Vec<(Node, usize)> = vec![(Node::Ha, net.ha_link)];
+    hosts.extend(
+        net.cns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (Node::Cn(i), c.link)),
+    );
+    hosts.push((Node::Mn, mn_link));
+    let pos = |node: Node| -> (f64, f64) {
         let Some(k) = hosts.iter().position(|h| h.0 == node) else {
             return (CX, CY);
         };
@@ -126,11 +161,12 @@ fn panel(p: &Played, sample: Option<(&Arrival, Vec<Hop>)>, phase: &str) -> Strin
         let ((x, y), u) = link_pos(l, n);
         (x + 60.0 * u.0 - spread * u.1, y + 60.0 * u.1 + spread * u.0)
     };
-    let name = |node: NodeId| -> String {
-        if node == ly.router {
-            "router".into()
-        } else {
-            p.sim.name(node).to_uppercase()
+    let name = |node: Node| -> String {
+        match node {
+            Node::Router => "router".into(),
+            Node::Ha => "HA".into(),
+            Node::Cn(i) => net.cns[i].name.to_uppercase(),
+            Node::Mn => "MN".into(),
         }
     };
     let route: Vec<String> = hops
@@ -146,34 +182,34 @@ fn panel(p: &Played, sample: Option<(&Arrival, Vec<Hop>)>, phase: &str) -> Strin
         .into_iter()
         .chain(
             hops.iter()
-                .map(|h| format!("{}>{}", p.sim.link_name(h.1), name(h.2))),
+                .map(|h| format!("{}>{}", net.links[h.1].name, name(h.2))),
         )
         .collect();
     let mut o = String::new();
     let _ = write!(
         o,
         r##"<svg xmlns="http://www.w3.org/2000/svg" class="paths" width="{W}" height="{H}" viewBox="0 0 {W} {H}" data-run="{}" data-phase="{}" data-route="{}" font-family="sans-serif" font-size="11">"##,
-        esc(p.run.name),
+        esc(run),
         esc(phase),
         esc(&hops_attr.join(">"))
     );
-    let caption = match &sample {
-        Some((a, _)) => format!(
+    let caption = match sample {
+        Some(s) => format!(
             "{} · {} hops · {:.1} ms one way",
             route.join(" → "),
             hops.len(),
-            a.at.saturating_duration_since(a.sent).as_micros() as f64 / 1000.0
+            s.one_way.as_micros() as f64 / 1000.0
         ),
         None => "no CN→MN packet went this way in this run".into(),
     };
     let _ = write!(
         o,
         r##"<text x="8" y="16" font-weight="bold">{}: {}</text><text x="8" y="32" fill="#555">{}</text>"##,
-        esc(p.run.name),
+        esc(run),
         esc(phase),
         esc(&caption)
     );
-    for (i, spec) in p.net.links.iter().enumerate() {
+    for (i, spec) in net.links.iter().enumerate() {
         let ((x, y), u) = link_pos(i, n);
         let d = spec.params.delay.as_micros() as f64 / 1000.0;
         let loss = if spec.params.loss > 0.0 {
@@ -204,7 +240,7 @@ fn panel(p: &Played, sample: Option<(&Arrival, Vec<Hop>)>, phase: &str) -> Strin
     // The hops, each a little aside from the last, so a link crossed
     // twice (into the home agent and out) shows twice.
     for (k, (from, link, to)) in hops.iter().enumerate() {
-        let ((lx, lyy), _) = link_pos(link_index(*link), n);
+        let ((lx, lyy), _) = link_pos(*link, n);
         let off = (k as f64 - (hops.len() as f64 - 1.0) / 2.0) * 5.0;
         let (a, b) = (pos(*from), pos(*to));
         let (ax, ay, bx, by) = (a.0 + off, a.1 + off, b.0 + off, b.1 + off);
@@ -225,7 +261,7 @@ fn panel(p: &Played, sample: Option<(&Arrival, Vec<Hop>)>, phase: &str) -> Strin
             k + 1
         );
     }
-    let mut nodes = vec![ly.router];
+    let mut nodes = vec![Node::Router];
     nodes.extend(hosts.iter().map(|h| h.0));
     for node in nodes {
         let (x, y) = pos(node);

@@ -293,7 +293,7 @@ impl Report {
         if !self.paths.is_empty() {
             o.push_str(
                 "<h2>Where the CN→MN packets go</h2>\n<p>The path of one packet of the \
-                 correspondent's flow in each phase, hop by hop, as the simulator carried it.</p>\
+                 correspondent's flow in each phase, hop by hop, as the captures show it.</p>\
                  <div class=\"panels\">",
             );
             for p in &self.paths {

@@ -303,7 +303,9 @@ impl Sequence {
             Some(t) => format!("sent {:.3} ms, arrived {:.3} ms", ms(a.sent), ms(t)),
             None => format!("sent {:.3} ms, lost", ms(a.sent)),
         };
-        let (lx, half) = ((x1 + x2) / 2.0, 3.0 * a.msg.label.chars().count() as f64);
+        let half = 3.0 * a.msg.label.chars().count() as f64;
+        // A long label on a short arrow stays on the page.
+        let lx = ((x1 + x2) / 2.0).max(half + 4.0);
         let mut ly = (y1 + y2) / 2.0 - 3.0;
         for _ in 0..8 {
             let hit = labels

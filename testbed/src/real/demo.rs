@@ -1,11 +1,12 @@
-//! `testbed demo --real`: the demo topology as network namespaces and veth
-//! pairs, with the real `ha`, `cn` and `mn` daemons in them, our router
-//! process between the links (the simulator's link model and router, on
-//! the wire), and kernel applications doing the talking: a ping from the
-//! mobile node to the correspondent every 50 ms, a UDP flow each way every
-//! millisecond, and a TCP stream of known bytes that must survive both
-//! handoffs and the return home. The mobile node moves only as a real node
-//! does: the router side of its veth loses carrier, another gains it.
+//! `testbed demo --real` and `testbed run --real FILE`: a network of the
+//! simulator's kind (the demo's, or a scenario file's) as network
+//! namespaces and veth pairs, with the real `ha`, `cn` and `mn` daemons in
+//! them, our router process between the links (the simulator's link model
+//! and router, on the wire: delay, jitter, loss, MTU), and kernel
+//! applications playing the timeline: the UDP flows, the pings (each
+//! answered by one back), and a TCP stream of known bytes that must
+//! survive every handoff. The mobile node moves only as a real node does:
+//! the router side of its veth loses carrier, another gains it.
 //!
 //! What comes out has the simulated demo's shape (timeline, side-by-side
 //! table, `--json`), measured on the wire: handoff latency from carrier up
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as WallDuration;
 
 use common::ike::Mobility;
-use common::node::RouteOptimisation;
+use common::node::{CoaTestPolicy, CookieMethod, RouteOptimisation};
 use common::time::{Duration, Instant};
 use common::wire::packet::UdpPayload;
 use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
@@ -38,22 +39,17 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use super::traffic::wall_micros;
-use crate::demo::{Handoff, Run};
+use crate::demo::{End, Handoff, Run, Stream, Timeline};
 use crate::harness::netns::{check_bounded, is_root, Netns, Process, Signal};
 use crate::sim::{parse_flow, FLOW_PORT};
 use crate::tools::pcap::read_packets;
-use crate::topology::{
-    CnSa, Keying, Setup, ACCESS_A, ACCESS_B, CN, CN_ID, CN_PREFIX, HA, HA_ID, HOA, HOME_PREFIX,
-    MN_ID, PSK,
-};
+use crate::topology::{CnSa, Keying, Network, CN_ID, HA_ID, MN_ID, PSK};
 
 /// Set by SIGINT or SIGTERM: the run stops at its next step.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// TCP port of the demo's stream.
+/// TCP port of the stream of known bytes.
 const TCP_PORT: u16 = 5001;
-/// Bytes of the TCP stream, sent evenly from 1 s to 9 s.
-const TCP_BYTES: u64 = 1_600_000;
 
 /// Why the real demo could not run or finish.
 #[derive(Debug, thiserror::Error)]
@@ -137,16 +133,21 @@ pub struct RealRun {
     pub pcaps: Vec<PathBuf>,
     /// The Wireshark configuration directory with the daemons' keys.
     pub keylog: PathBuf,
-    /// Each daemon's `status --json` at the end (`ha`, `cn`, `mn`).
-    pub statuses: BTreeMap<&'static str, Value>,
+    /// Each daemon's `status --json` at the end (`ha`, each
+    /// correspondent by name, `mn`).
+    pub statuses: BTreeMap<String, Value>,
     /// The run's time zero on the wall clock (the pcaps' clock).
     pub t0: Instant,
     /// Send time (from t0) and one-way delay of each CN→MN flow packet
     /// that arrived; the lost ones are `run.down_lost`.
     pub down: Vec<(Instant, Duration)>,
-    /// The link-local address of every interface and whose it is
-    /// (`MN`, `router`, `HA`, `CN`): the captures' link-local sources.
-    pub link_locals: Vec<(Ipv6Addr, &'static str)>,
+    /// The link-local address of every interface and whose lifeline it
+    /// is on (`MN`, `router`, `HA`, a correspondent's name in capitals):
+    /// the captures' link-local sources.
+    pub link_locals: Vec<(Ipv6Addr, String)>,
+    /// What ran, and when the run ended (from t0).
+    pub net: Network,
+    pub end: Instant,
 }
 
 /// Stops the run at the next step on SIGINT or SIGTERM, so every
@@ -311,14 +312,25 @@ fn keys_yaml(pairs: &[Sa<'_>]) -> String {
 pub struct Hosts {
     pub rt: Netns,
     pub ha: Netns,
-    pub cn: Netns,
+    /// One per correspondent, in [`Network::cns`] order.
+    pub cns: Vec<Netns>,
     pub mn: Netns,
 }
 
-/// Router-side port of each of the mobile node's links, in the order of
-/// its interfaces (home, access A, access B), and the node's side.
-const MN_PORTS: [&str; 3] = ["r-mnh", "r-mna", "r-mnb"];
-const MN_DEVICES: [&str; 3] = ["mn-home", "mn-a", "mn-b"];
+/// The router's port to the mobile node's interface `i` (one per link it
+/// visits, in [`Network::mn_links`] order), the node's device, and the
+/// router's port to correspondent `i`.
+fn mn_port(i: usize) -> String {
+    format!("r-mn{i}")
+}
+
+fn mn_device(i: usize) -> String {
+    format!("mn{i}")
+}
+
+fn cn_port(i: usize) -> String {
+    format!("r-cn{i}")
+}
 
 /// Sets `down` then `up` in the router's namespace in one `ip -batch`.
 pub fn carrier(rt: &Netns, down: &[&str], up: &[&str]) -> Result<(), Error> {
@@ -350,17 +362,23 @@ fn carrier_up(log: &str, device: &str, after: u64) -> Option<u64> {
         .find(|t| *t >= after)
 }
 
-pub fn build_hosts() -> Result<Hosts, Error> {
+pub fn build_hosts(net: &Network) -> Result<Hosts, Error> {
     let h = Hosts {
         rt: Netns::new("rt")?,
         ha: Netns::new("ha")?,
-        cn: Netns::new("cn")?,
+        cns: net
+            .cns
+            .iter()
+            .map(|_| Netns::new("cn"))
+            .collect::<Result<_, _>>()?,
         mn: Netns::new("mn")?,
     };
     Netns::veth_pair(&h.ha, "ha0", &h.rt, "r-ha")?;
-    Netns::veth_pair(&h.cn, "cn0", &h.rt, "r-cn")?;
-    for (dev, port) in MN_DEVICES.iter().zip(MN_PORTS) {
-        Netns::veth_pair(&h.mn, dev, &h.rt, port)?;
+    for (i, ns) in h.cns.iter().enumerate() {
+        Netns::veth_pair(ns, "cn0", &h.rt, &cn_port(i))?;
+    }
+    for i in 0..net.mn_links.len() {
+        Netns::veth_pair(&h.mn, &mn_device(i), &h.rt, &mn_port(i))?;
     }
     Ok(h)
 }
@@ -376,40 +394,58 @@ pub struct Extras {
     pub capture: bool,
 }
 
-/// The router's file: the demo's four links with `setup`'s delays.
-pub fn router_yaml(setup: &Setup, dir: &Path, capture: bool) -> String {
+/// The router's file: `net`'s links with their delay, jitter, loss and
+/// MTU, each with the ports of the nodes on it.
+pub fn router_yaml(net: &Network, dir: &Path, capture: bool) -> String {
     let ms = |d: Duration| d.as_micros() as f64 / 1000.0;
-    let pcaps = if capture {
-        format!("pcap_dir: {}\n", dir.display())
-    } else {
-        String::new()
-    };
-    format!(
-        "ra_interval_ms: 1000\nseed: {}\n{pcaps}links:\n\
-         \x20 - {{ name: home, prefix: \"{HOME_PREFIX}/64\", delay_ms: {}, ports: [r-ha, r-mnh] }}\n\
-         \x20 - {{ name: cn, prefix: \"{CN_PREFIX}/64\", delay_ms: {}, ports: [r-cn] }}\n\
-         \x20 - {{ name: access-a, prefix: \"{ACCESS_A}/64\", delay_ms: {}, ports: [r-mna] }}\n\
-         \x20 - {{ name: access-b, prefix: \"{ACCESS_B}/64\", delay_ms: {}, ports: [r-mnb] }}\n",
-        setup.seed,
-        ms(setup.home_delay),
-        ms(setup.cn_delay),
-        ms(setup.access_delay),
-        ms(setup.access_delay),
-    )
+    let mut s = format!(
+        "ra_interval_ms: {}\nseed: {}\n",
+        net.ra_interval.as_micros() / 1000,
+        net.seed
+    );
+    if capture {
+        let _ = writeln!(s, "pcap_dir: {}", dir.display());
+    }
+    s.push_str("links:\n");
+    for (l, link) in net.links.iter().enumerate() {
+        let mut ports = vec![];
+        if l == net.ha_link {
+            ports.push("r-ha".to_string());
+        }
+        let cns = net.cns.iter().enumerate().filter(|(_, c)| c.link == l);
+        ports.extend(cns.map(|(i, _)| cn_port(i)));
+        let mns = net.mn_links.iter().enumerate().filter(|(_, m)| **m == l);
+        ports.extend(mns.map(|(i, _)| mn_port(i)));
+        let p = &link.params;
+        let _ = writeln!(
+            s,
+            "  - {{ name: {}, prefix: \"{}/64\", delay_ms: {}, jitter_ms: {}, loss: {}, mtu: {}, ports: [{}] }}",
+            link.name,
+            link.prefix,
+            ms(p.delay),
+            ms(p.jitter),
+            p.loss,
+            p.mtu,
+            ports.join(", ")
+        );
+    }
+    s
 }
 
-/// The `ike:` sections of the mobile node, home agent and correspondent
-/// for the simulator's IKE keying (`topology::ike_configs`, `cn_ike`):
-/// the same identities and pre-shared key, the children the daemons build
-/// for their roles, or with triangular routing one child for everything
-/// between the home address and the correspondent, written out.
-fn ike_sections(mobility: Mobility, payload: bool, cn_sa: CnSa) -> [String; 3] {
+/// The `ike:` sections of the mobile node, home agent and each
+/// correspondent for the simulator's IKE keying (`topology::ike_configs`,
+/// `cn_ike`): the same identities and pre-shared key, the children the
+/// daemons build for their roles, or with triangular routing one child
+/// for everything between the home address and the correspondent,
+/// written out; no section for a correspondent with no SA.
+fn ike_sections(net: &Network, mobility: Mobility, payload: bool) -> (String, String, Vec<String>) {
     let mobility = match mobility {
         Mobility::Mobike { r_mobike: false } => "mobike",
         Mobility::Mobike { r_mobike: true } => "r-mobike",
         Mobility::AddrMgmt => "addrmgmt",
         Mobility::Off => "off",
     };
+    let (hoa, ha) = (net.mn.home_address, net.ha.address);
     let psk = String::from_utf8_lossy(PSK);
     let head =
         |id: &str| format!("ike:\n  id: {{ fqdn: {id} }}\n  mobility: {mobility}\n  peers:\n");
@@ -425,62 +461,73 @@ fn ike_sections(mobility: Mobility, payload: bool, cn_sa: CnSa) -> [String; 3] {
         + &peer(
             "ha",
             HA_ID,
-            &format!("addresses: [\"{HA}\"], payload: {payload}"),
+            &format!("addresses: [\"{ha}\"], payload: {payload}"),
         );
-    let ha = head(HA_ID) + &peer("mn", MN_ID, &format!("home_address: \"{HOA}\""));
-    let mut cn = String::new();
-    if cn_sa != CnSa::None {
-        let (mn_side, cn_side) = match cn_sa {
+    let ha = head(HA_ID) + &peer("mn", MN_ID, &format!("home_address: \"{hoa}\""));
+    let mut cns = vec![];
+    for c in &net.cns {
+        let cn = c.config.address;
+        let (mn_side, cn_side) = match c.sa {
+            CnSa::None => {
+                cns.push(String::new());
+                continue;
+            }
             CnSa::All => (
-                format!("addresses: [\"{CN}\"], {}", all(HOA, CN)),
-                all(CN, HOA),
+                format!("addresses: [\"{cn}\"], {}", all(hoa, cn)),
+                all(cn, hoa),
             ),
-            _ => (
-                format!("addresses: [\"{CN}\"]"),
-                format!("home_address: \"{HOA}\""),
+            CnSa::Signalling => (
+                format!("addresses: [\"{cn}\"]"),
+                format!("home_address: \"{hoa}\""),
             ),
         };
-        mn += &peer("cn", CN_ID, &mn_side);
-        cn = head(CN_ID) + &peer("mn", MN_ID, &cn_side);
+        mn += &peer(&c.name, CN_ID, &mn_side);
+        cns.push(head(CN_ID) + &peer("mn", MN_ID, &cn_side));
     }
-    [mn, ha, cn]
+    (mn, ha, cns)
 }
 
 /// Writes every configuration file of a run into `dir`: the router's,
-/// the three daemons' and their static keys.
-pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Error> {
+/// the daemons' (`ha.yaml`, `mn.yaml`, one `<name>.yaml` per
+/// correspondent) and their static keys.
+pub fn write_configs(net: &Network, dir: &Path, extras: Extras) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(io_at(dir))?;
-    let mut rng = ChaCha20Rng::seed_from_u64(setup.seed ^ 0x6b65_7973);
-    let (ha_keys, cn_keys, tunnel_keys) =
-        (key_pair(&mut rng), key_pair(&mut rng), key_pair(&mut rng));
-    let ike = match setup.keying {
+    let mut rng = ChaCha20Rng::seed_from_u64(net.seed ^ 0x6b65_7973);
+    let ha_keys = key_pair(&mut rng);
+    let cn_keys: Vec<_> = net.cns.iter().map(|_| key_pair(&mut rng)).collect();
+    let tunnel_keys = key_pair(&mut rng);
+    let (hoa, ha_address) = (net.mn.home_address, net.ha.address);
+    let ike = match net.keying {
         Keying::Static => None,
         Keying::Ike { mobility, payload } => Some((mobility, payload)),
     };
     let (mut mn, mut ha) = (vec![], vec![]);
     if ike.is_none() {
-        let (mn_ha, ha_mn) = between((HOA, HA), 0x100, &ha_keys, BU_BA);
+        let (mn_ha, ha_mn) = between((hoa, ha_address), 0x100, &ha_keys, BU_BA);
         mn.push(mn_ha);
         ha.push(ha_mn);
     }
-    let cn_selector = match setup.cn_sa {
-        CnSa::None => None,
-        CnSa::Signalling => Some(BU_BA),
-        // Triangular routing: everything between the two.
-        CnSa::All => Some(""),
-    };
-    let mut cn = vec![];
-    // As the simulator: with IKE keying, IKE keys the correspondent too.
-    if let (Some(sel), None) = (cn_selector, ike) {
-        let (mn_cn, cn_mn) = between((HOA, CN), 0x200, &cn_keys, sel);
-        mn.push(mn_cn);
-        cn.push(cn_mn);
+    let mut cn_pairs: Vec<Vec<Sa<'_>>> = net.cns.iter().map(|_| vec![]).collect();
+    for (i, c) in net.cns.iter().enumerate() {
+        let selector = match c.sa {
+            CnSa::None => None,
+            CnSa::Signalling => Some(BU_BA),
+            // Triangular routing: everything between the two.
+            CnSa::All => Some(""),
+        };
+        // As the simulator: with IKE keying, IKE keys the correspondents too.
+        if let (Some(sel), None) = (selector, ike) {
+            let spi = 0x200 + 0x10 * u32::try_from(i).unwrap_or(0);
+            let (mn_cn, cn_mn) = between((hoa, c.config.address), spi, &cn_keys[i], sel);
+            mn.push(mn_cn);
+            cn_pairs[i].push(cn_mn);
+        }
     }
     if extras.esp_tunnel {
         // The care-of address changes; the pair's addresses are not on
         // the wire in transport mode.
         let (mn_tun, ha_tun) = mirrored(
-            (HOA, HA),
+            (hoa, ha_address),
             0x300,
             &tunnel_keys,
             [
@@ -488,16 +535,20 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
                 "remote: \"::/0\", protocol: 41",
             ],
             [
-                format!("remote: \"{HA}\", protocol: 41"),
-                format!("local: \"{HA}\", protocol: 41"),
+                format!("remote: \"{ha_address}\", protocol: 41"),
+                format!("local: \"{ha_address}\", protocol: 41"),
             ],
         );
         mn.push(mn_tun);
         ha.push(ha_tun);
     }
-    let [mn_ike, ha_ike, cn_ike] = match ike {
-        Some((mobility, payload)) => ike_sections(mobility, payload, setup.cn_sa),
-        None => Default::default(),
+    let (mn_ike, ha_ike, cn_ike) = match ike {
+        Some((mobility, payload)) => ike_sections(net, mobility, payload),
+        None => (
+            String::new(),
+            String::new(),
+            vec![String::new(); net.cns.len()],
+        ),
     };
     let keys = |pairs: &[Sa<'_>], role: &str| {
         if pairs.is_empty() {
@@ -507,45 +558,76 @@ pub fn write_configs(setup: &Setup, dir: &Path, extras: Extras) -> Result<(), Er
         }
     };
     let control = |role: &str| dir.join(format!("{role}.sock"));
-    let files = [
-        ("mn-keys.yaml", keys_yaml(&mn)),
-        ("ha-keys.yaml", keys_yaml(&ha)),
-        ("cn-keys.yaml", keys_yaml(&cn)),
-        (
-            "ha.yaml",
+    let interfaces: Vec<String> = (0..net.mn_links.len()).map(mn_device).collect();
+    let correspondents: Vec<String> = net
+        .mn
+        .correspondents
+        .iter()
+        .map(|c| {
             format!(
-                "address: {HA}\nhome_prefix: {HOME_PREFIX}/64\ninterface: ha0\n\
-                 mobile_nodes: [{HOA}]\n{}{ha_ike}control: {}\nseed: {}\n",
+                "{{ address: \"{}\", mode: {} }}",
+                c.address,
+                mode_name(c.mode)
+            )
+        })
+        .collect();
+    let mut files = vec![
+        ("mn-keys.yaml".to_string(), keys_yaml(&mn)),
+        ("ha-keys.yaml".to_string(), keys_yaml(&ha)),
+        (
+            "ha.yaml".to_string(),
+            format!(
+                "address: {ha_address}\nhome_prefix: {}/64\ninterface: ha0\n\
+                 mobile_nodes: [{hoa}]\n{}{ha_ike}control: {}\nseed: {}\n",
+                net.links[net.ha_link].prefix,
                 keys(&ha, "ha"),
                 control("ha").display(),
-                setup.seed ^ 2
+                net.seed ^ 2
             ),
         ),
         (
-            "cn.yaml",
+            "mn.yaml".to_string(),
             format!(
-                "address: {CN}\ninterface: cn0\n{}{cn_ike}control: {}\nseed: {}\n",
-                keys(&cn, "cn"),
-                control("cn").display(),
-                setup.seed ^ 3
-            ),
-        ),
-        (
-            "mn.yaml",
-            format!(
-                "home_address: {HOA}\nhome_agent: {HA}\ninterfaces: [mn-home, mn-a, mn-b]\n\
-                 correspondents: [{{ address: \"{CN}\", mode: {} }}]\nhome_lifetime: {}\n\
+                "home_address: {hoa}\nhome_agent: {ha_address}\ninterfaces: [{}]\n\
+                 correspondents: [{}]\nhome_lifetime: {}\n\
                  correspondent_lifetime: {}\n{}{mn_ike}control: {}\nseed: {}\n",
-                mode_name(setup.mode),
-                setup.mn.home_lifetime.as_secs(),
-                setup.mn.correspondent_lifetime.as_secs(),
+                interfaces.join(", "),
+                correspondents.join(", "),
+                net.mn.home_lifetime.as_secs(),
+                net.mn.correspondent_lifetime.as_secs(),
                 keys(&mn, "mn"),
                 control("mn").display(),
-                setup.seed ^ 1
+                net.seed ^ 1
             ),
         ),
-        ("router.yaml", router_yaml(setup, dir, extras.capture)),
+        (
+            "router.yaml".to_string(),
+            router_yaml(net, dir, extras.capture),
+        ),
     ];
+    for ((c, pairs), ike) in net.cns.iter().zip(&cn_pairs).zip(&cn_ike) {
+        let coa_test = match c.config.coa_test {
+            CoaTestPolicy::Off => "off",
+            CoaTestPolicy::AlternateOnly => "alternate-only",
+            CoaTestPolicy::Always => "always",
+        };
+        let cookie = match c.config.cookie_method {
+            CookieMethod::Global => "global",
+            CookieMethod::PerBinding => "per-binding",
+        };
+        files.push((format!("{}-keys.yaml", c.name), keys_yaml(pairs)));
+        files.push((
+            format!("{}.yaml", c.name),
+            format!(
+                "address: {}\ninterface: cn0\ncoa_test: {coa_test}\ncookie_method: {cookie}\n\
+                 {}{ike}control: {}\nseed: {}\n",
+                c.config.address,
+                keys(pairs, &c.name),
+                control(&c.name).display(),
+                c.config.seed
+            ),
+        ));
+    }
     for (name, text) in files {
         let p = dir.join(name);
         fs::write(&p, text).map_err(io_at(&p))?;
@@ -599,8 +681,43 @@ pub fn spawn(
     Ok(ns.spawn(&bin.to_string_lossy(), args, &[("RUST_LOG", "info")], &log)?)
 }
 
-/// One run of the demo in `setup.mode`, its files under `dir`.
-pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
+/// The node and address of one end of a stream, and its name in file
+/// names (`mn` or the correspondent's).
+fn end_of<'a>(net: &'a Network, hosts: &'a Hosts, e: End) -> (&'a Netns, Ipv6Addr, &'a str) {
+    match e {
+        End::Mn => (&hosts.mn, net.mn.home_address, "mn"),
+        End::Cn(i) => (&hosts.cns[i], net.cns[i].config.address, &net.cns[i].name),
+    }
+}
+
+/// How many packets a stream sends: one every interval from its start,
+/// until its end.
+fn count(s: &Stream) -> u64 {
+    let span = s.until.saturating_duration_since(s.start).as_micros();
+    u64::try_from(span / s.interval.as_micros().max(1)).unwrap_or(u64::MAX)
+}
+
+/// What happens when, on the wall clock, in a run.
+enum Step {
+    Flow(usize),
+    Ping(usize),
+    Tcp,
+    Move(usize),
+}
+
+/// One run in namespaces: `net` and `timeline` as the simulator plays
+/// them ([`crate::demo::play`]), on real links. Beyond the timeline, a
+/// ping from the mobile node is answered by one back to it (so both
+/// directions are seen in every phase), and a TCP stream of known bytes
+/// goes from the node to the first correspondent while the flows run.
+/// Its files go under `dir`.
+pub fn run(
+    net: &Network,
+    timeline: &Timeline,
+    name: &'static str,
+    bins: &Bins,
+    dir: &Path,
+) -> Result<RealRun, Error> {
     if !is_root() {
         return Err(Error::NotRoot);
     }
@@ -613,14 +730,16 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
         esp_tunnel: false,
         capture: true,
     };
-    write_configs(setup, dir, extras)?;
+    write_configs(net, dir, extras)?;
     let keylog = dir.join("wireshark");
-    let hosts = build_hosts()?;
-    let link_locals = link_locals(&hosts)?;
+    let hosts = build_hosts(net)?;
+    let link_locals = link_locals(&hosts, net)?;
     let (router, _router_stdin) = start_router(&hosts, bins, dir)?;
-    // The router brings its ports up; the node starts at home, with no
-    // carrier on its access interfaces.
-    carrier(&hosts.rt, &MN_PORTS[1..], &[])?;
+    let ports: Vec<String> = (0..net.mn_links.len()).map(mn_port).collect();
+    // The router brings its ports up; the node starts on its first link,
+    // with no carrier on the others.
+    let others: Vec<&str> = ports.iter().skip(1).map(String::as_str).collect();
+    carrier(&hosts.rt, &others, &[])?;
     let daemon = |ns: &Netns, bin: &Path, role: &str| {
         let config = dir.join(format!("{role}.yaml"));
         spawn(
@@ -637,136 +756,216 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
             role,
         )
     };
+    let end_us = timeline.end.total_micros();
     let t0 = wall_micros();
-    let mut daemons = [
-        daemon(&hosts.ha, &bins.ha, "ha")?,
-        daemon(&hosts.cn, &bins.cn, "cn")?,
-        daemon(&hosts.mn, &bins.mn, "mn")?,
-    ];
-    let at = |s: f64| t0 + (s * 1e6) as u64;
-    // The correspondent's and home agent's DAD takes a second, as in the
-    // simulator; the traffic starts after it, as there.
-    wait_until_wall(&rt, at(0.5))?;
-    // A ping every 50 ms each way, so both directions are seen in every
-    // phase.
-    let ping_to = |ns: &Netns, to: Ipv6Addr, name: &str| {
-        let to = to.to_string();
-        let args = ["-6", "-n", "-D", "-i", "0.05", "-c", "180", "-W", "1", &to];
-        spawn(ns, Path::new("/usr/bin/ping"), &args, dir, name)
-    };
-    let ping = ping_to(&hosts.mn, CN, "ping")?;
-    let _ping_back = ping_to(&hosts.cn, HOA, "ping-cn")?;
-    let recv = |ns: &Netns, name: &str| {
-        let out = dir.join(format!("{name}.arrivals"));
-        spawn(
-            ns,
-            &bins.testbed,
-            &[
-                "traffic",
-                "udp-recv",
-                "--for-ms",
-                "10000",
-                "--out",
-                &out.to_string_lossy(),
-            ],
-            dir,
-            name,
-        )
-    };
-    let mut mn_recv = recv(&hosts.mn, "mn-udp-recv")?;
-    let mut cn_recv = recv(&hosts.cn, "cn-udp-recv")?;
-    let mut tcp_recv = spawn(
-        &hosts.cn,
-        &bins.testbed,
-        &[
-            "traffic",
-            "tcp-recv",
-            "--port",
-            &TCP_PORT.to_string(),
-            "--timeout-ms",
-            "30000",
-        ],
-        dir,
-        "tcp-recv",
-    )?;
-    wait_until_wall(&rt, at(1.0))?;
-    for d in &mut daemons {
-        if !d.is_running() {
-            return Err(failed(
-                format!("{} stopped", d.exe().display()),
-                d.output().lines().last().unwrap_or("no output"),
-            ));
+    let mut daemons = vec![daemon(&hosts.ha, &bins.ha, "ha")?];
+    for (c, ns) in net.cns.iter().zip(&hosts.cns) {
+        daemons.push(daemon(ns, &bins.cn, &c.name)?);
+    }
+    daemons.push(daemon(&hosts.mn, &bins.mn, "mn")?);
+    let at = |t: Instant| t0 + t.total_micros();
+    // A receiver on every end a flow goes to, for the whole run.
+    let mut receivers = vec![];
+    let mut ends: Vec<End> = vec![];
+    for f in &timeline.flows {
+        if !ends.contains(&f.to) {
+            ends.push(f.to);
         }
     }
-    let send = |ns: &Netns, to: Ipv6Addr, flow: u32, name: &str| {
-        spawn(
+    for e in ends {
+        let (ns, _, who) = end_of(net, &hosts, e);
+        let out = dir.join(format!("{who}-udp-recv.arrivals"));
+        let for_ms = (end_us / 1000).to_string();
+        let args = [
+            "traffic",
+            "udp-recv",
+            "--for-ms",
+            &for_ms,
+            "--out",
+            &out.to_string_lossy(),
+        ];
+        receivers.push(spawn(
             ns,
+            &bins.testbed,
+            &args,
+            dir,
+            &format!("{who}-udp-recv"),
+        )?);
+    }
+    // The TCP stream: 200 bytes a millisecond from the first flow's start
+    // until half a second before the last one's end.
+    let tcp_span = timeline
+        .flows
+        .iter()
+        .map(|f| f.start)
+        .min()
+        .zip(timeline.flows.iter().map(|f| f.until).max())
+        .filter(|_| !net.cns.is_empty());
+    let mut tcp_recv = match tcp_span {
+        Some(_) => Some(spawn(
+            &hosts.cns[0],
             &bins.testbed,
             &[
                 "traffic",
-                "udp-send",
-                "--to",
-                &format!("[{to}]:{FLOW_PORT}"),
-                "--flow",
-                &flow.to_string(),
-                "--count",
-                "8500",
+                "tcp-recv",
+                "--port",
+                &TCP_PORT.to_string(),
+                "--timeout-ms",
+                &(end_us / 1000 + 20_000).to_string(),
             ],
             dir,
-            name,
-        )
+            "tcp-recv",
+        )?),
+        None => None,
     };
-    let mut down = send(&hosts.cn, HOA, 0, "cn-udp-send")?;
-    let mut up = send(&hosts.mn, CN, 1, "mn-udp-send")?;
-    let mut tcp_send = spawn(
-        &hosts.mn,
-        &bins.testbed,
-        &[
-            "traffic",
-            "tcp-send",
-            "--to",
-            &format!("[{CN}]:{TCP_PORT}"),
-            "--bytes",
-            &TCP_BYTES.to_string(),
-            "--for-ms",
-            "8000",
-        ],
-        dir,
-        "tcp-send",
-    )?;
-    // Moves: carrier off on every other link of the node and on on the
-    // new one, in one netlink batch; the node's log says when it saw the
-    // carrier come up, which is when its handoff starts (as the
-    // simulator's link-up).
-    let mut moves = vec![];
-    for (when, port, to) in [(2.0, 1, "access-a"), (5.0, 2, "access-b"), (8.0, 0, "home")] {
+    let mut steps: Vec<(Instant, Step)> = vec![];
+    steps.extend(
+        timeline
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.start, Step::Flow(i))),
+    );
+    steps.extend(
+        timeline
+            .pings
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.start, Step::Ping(i))),
+    );
+    steps.extend(tcp_span.map(|(start, _)| (start, Step::Tcp)));
+    steps.extend(
+        timeline
+            .moves
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.0, Step::Move(i))),
+    );
+    steps.sort_by_key(|s| s.0);
+    let (mut senders, mut pings, mut tcp_send, mut moves) = (vec![], vec![], None, vec![]);
+    for (when, step) in steps {
         wait_until_wall(&rt, at(when))?;
-        let others: Vec<&str> = (0..3).filter(|i| *i != port).map(|i| MN_PORTS[i]).collect();
-        let started = wall_micros();
-        carrier(&hosts.rt, &others, &[MN_PORTS[port]])?;
-        moves.push((started, port, to.to_string()));
+        for d in &mut daemons {
+            if !d.is_running() {
+                return Err(failed(
+                    format!("{} stopped", d.exe().display()),
+                    d.output().lines().last().unwrap_or("no output"),
+                ));
+            }
+        }
+        match step {
+            Step::Flow(i) => {
+                let f = &timeline.flows[i];
+                let ((ns, _, from), (_, to, _)) =
+                    (end_of(net, &hosts, f.from), end_of(net, &hosts, f.to));
+                let args = [
+                    "traffic",
+                    "udp-send",
+                    "--to",
+                    &format!("[{to}]:{FLOW_PORT}"),
+                    "--flow",
+                    &i.to_string(),
+                    "--every-us",
+                    &f.interval.as_micros().to_string(),
+                    "--count",
+                    &count(f).to_string(),
+                ];
+                let log = format!("flow{i}-{from}-udp-send");
+                senders.push(spawn(ns, &bins.testbed, &args, dir, &log)?);
+            }
+            Step::Ping(i) => {
+                let p = &timeline.pings[i];
+                let interval = format!("{}", p.interval.as_micros() as f64 / 1e6);
+                let count = count(p).to_string();
+                // And one back, from the far end.
+                for (from, to) in [(p.from, p.to), (p.to, p.from)] {
+                    let ((ns, _, a), (_, dst, b)) =
+                        (end_of(net, &hosts, from), end_of(net, &hosts, to));
+                    let dst = dst.to_string();
+                    let args = [
+                        "-6", "-n", "-D", "-i", &interval, "-c", &count, "-W", "1", &dst,
+                    ];
+                    let ping = spawn(
+                        ns,
+                        Path::new("/usr/bin/ping"),
+                        &args,
+                        dir,
+                        &format!("ping-{a}-{b}"),
+                    )?;
+                    pings.push((from, ping));
+                }
+            }
+            Step::Tcp => {
+                let Some((start, until)) = tcp_span else {
+                    continue;
+                };
+                let for_ms =
+                    (until.saturating_duration_since(start).as_micros() / 1000).saturating_sub(500);
+                let cn = net.cns[0].config.address;
+                tcp_send = Some(spawn(
+                    &hosts.mn,
+                    &bins.testbed,
+                    &[
+                        "traffic",
+                        "tcp-send",
+                        "--to",
+                        &format!("[{cn}]:{TCP_PORT}"),
+                        "--bytes",
+                        &(for_ms * 200).to_string(),
+                        "--for-ms",
+                        &for_ms.to_string(),
+                    ],
+                    dir,
+                    "tcp-send",
+                )?);
+            }
+            // Carrier off on every other link of the node and on on the
+            // new one, in one netlink batch; the node's log says when it
+            // saw the carrier come up, which is when its handoff starts
+            // (as the simulator's link-up).
+            Step::Move(i) => {
+                let to = timeline.moves[i].1;
+                let Some(port) = net.mn_links.iter().position(|l| *l == to) else {
+                    return Err(failed(
+                        "a move",
+                        format!("link {to} is not the mobile node's"),
+                    ));
+                };
+                let others: Vec<&str> = (0..ports.len())
+                    .filter(|p| *p != port)
+                    .map(|p| ports[p].as_str())
+                    .collect();
+                let started = wall_micros();
+                carrier(&hosts.rt, &others, &[&ports[port]])?;
+                moves.push((started, port, net.links[to].name.clone()));
+            }
+        }
     }
-    wait_until_wall(&rt, at(10.0))?;
-    let statuses: BTreeMap<&'static str, Value> =
-        [(&bins.ha, "ha"), (&bins.cn, "cn"), (&bins.mn, "mn")]
-            .into_iter()
-            .filter_map(|(b, r)| Some((r, status(b, r, dir)?)))
-            .collect();
-    for p in [&mut down, &mut up, &mut mn_recv, &mut cn_recv] {
+    wait_until_wall(&rt, at(timeline.end))?;
+    let mut roles = vec![("ha".to_string(), &bins.ha)];
+    roles.extend(net.cns.iter().map(|c| (c.name.clone(), &bins.cn)));
+    roles.push(("mn".to_string(), &bins.mn));
+    let statuses: BTreeMap<String, Value> = roles
+        .iter()
+        .filter_map(|(r, b)| Some((r.clone(), status(b, r, dir)?)))
+        .collect();
+    for p in senders.iter_mut().chain(&mut receivers) {
         p.wait_exit(WallDuration::from_secs(5))?;
     }
-    tcp_send.wait_exit(WallDuration::from_secs(15))?;
-    tcp_recv.wait_exit(WallDuration::from_secs(15))?;
-    let _ = ping.output();
+    for p in tcp_send.iter_mut().chain(&mut tcp_recv) {
+        p.wait_exit(WallDuration::from_secs(15))?;
+    }
     drop(daemons);
     let mut router = router;
     let _ = router.stop(Signal::Term, WallDuration::from_secs(5));
-    let tcp = |p: &Process| -> (u64, String) {
+    let tcp = |p: Option<&Process>| -> (u64, String) {
         let v: Value = p
-            .output()
-            .lines()
-            .rev()
-            .find_map(|l| serde_json::from_str(l).ok())
+            .and_then(|p| {
+                p.output()
+                    .lines()
+                    .rev()
+                    .find_map(|l| serde_json::from_str(l).ok())
+            })
             .unwrap_or(Value::Null);
         (
             v["bytes"].as_u64().unwrap_or(0),
@@ -777,43 +976,59 @@ pub fn run(setup: &Setup, bins: &Bins, dir: &Path) -> Result<RealRun, Error> {
     let moves: Vec<(u64, String)> = moves
         .into_iter()
         .map(|(started, port, to)| {
-            let up = carrier_up(&mn_log, MN_DEVICES[port], started).unwrap_or(started);
+            let up = carrier_up(&mn_log, &mn_device(port), started).unwrap_or(started);
             (up, to)
         })
         .collect();
-    let measured = Measured::read(dir, t0, &moves)?;
-    let run = measured.run(
-        setup,
-        statuses.values(),
-        &ping.output(),
-        &[dir.join("ha.log"), dir.join("cn.log"), dir.join("mn.log")],
-    );
+    // The pings of the mobile node are the ones measured, as in the
+    // simulator's table.
+    let ping_out: String = pings
+        .iter()
+        .filter(|(from, _)| *from == End::Mn)
+        .map(|(_, p)| p.output())
+        .collect();
+    let measured = Measured::read(net, timeline, dir, t0, &moves)?;
+    let mut logs = vec![dir.join("ha.log")];
+    logs.extend(net.cns.iter().map(|c| dir.join(format!("{}.log", c.name))));
+    logs.push(dir.join("mn.log"));
+    let run = measured.run(net, timeline, name, statuses.values(), &ping_out, &logs);
     Ok(RealRun {
         run,
-        tcp_sent: tcp(&tcp_send),
-        tcp_received: tcp(&tcp_recv),
-        pcaps: ["home", "cn", "access-a", "access-b"]
+        tcp_sent: tcp(tcp_send.as_ref()),
+        tcp_received: tcp(tcp_recv.as_ref()),
+        pcaps: net
+            .links
             .iter()
-            .map(|l| dir.join(format!("{l}.pcap")))
+            .map(|l| dir.join(format!("{}.pcap", l.name)))
             .collect(),
         keylog,
         statuses,
         t0: Instant::from_micros(t0),
         down: measured.down(),
         link_locals,
+        net: net.clone(),
+        end: timeline.end,
     })
 }
 
 /// Each interface's link-local address, from its MAC (the kernel's and
-/// our router's are both EUI-64), with the node it is on.
-fn link_locals(hosts: &Hosts) -> Result<Vec<(Ipv6Addr, &'static str)>, Error> {
+/// our router's are both EUI-64), with the lifeline it is on (`MN`,
+/// `router`, `HA`, a correspondent's name in capitals).
+fn link_locals(hosts: &Hosts, net: &Network) -> Result<Vec<(Ipv6Addr, String)>, Error> {
     let mut out = vec![];
-    for (ns, who) in [
-        (&hosts.mn, "MN"),
-        (&hosts.rt, "router"),
-        (&hosts.ha, "HA"),
-        (&hosts.cn, "CN"),
-    ] {
+    let mut who: Vec<(&Netns, String)> = vec![
+        (&hosts.mn, "MN".into()),
+        (&hosts.rt, "router".into()),
+        (&hosts.ha, "HA".into()),
+    ];
+    who.extend(
+        hosts
+            .cns
+            .iter()
+            .zip(&net.cns)
+            .map(|(ns, c)| (ns, c.name.to_uppercase())),
+    );
+    for (ns, who) in who {
         let links = ns.check(&["ip", "-o", "link", "show"])?;
         for l in links.lines() {
             let mac = l
@@ -821,7 +1036,7 @@ fn link_locals(hosts: &Hosts) -> Result<Vec<(Ipv6Addr, &'static str)>, Error> {
                 .skip_while(|w| *w != "link/ether")
                 .nth(1);
             if let Some(mac) = mac.and_then(|m| m.parse().ok()) {
-                out.push((common::nd::link_local(mac), who));
+                out.push((common::nd::link_local(mac), who.clone()));
             }
         }
     }
@@ -832,78 +1047,118 @@ fn link_locals(hosts: &Hosts) -> Result<Vec<(Ipv6Addr, &'static str)>, Error> {
 struct Measured {
     t0: u64,
     moves: Vec<(u64, String)>,
-    /// The flow packets the mobile node got from the correspondent
-    /// (flow 0) and the correspondent from the node (flow 1): seq to
-    /// arrival time.
-    arrivals: [HashMap<u64, u64>; 2],
-    /// Flow 0's (sent, arrived) as its payload stamped and the receiver saw.
+    /// The measured flow (the first to the mobile node), as in the
+    /// simulator.
+    down: Option<usize>,
+    /// Per flow: seq to arrival time.
+    arrivals: Vec<HashMap<u64, u64>>,
+    /// The measured flow's (sent, arrived) as its payload stamped and the
+    /// receiver saw.
     down_times: Vec<(u64, u64)>,
-    /// The senders' first send times (seq n leaves n ms later).
-    first_sent: [u64; 2],
-    sent: [u64; 2],
-    /// Flow-0 sequence numbers seen with a type 2 routing header, per link.
+    /// Per flow: the sender's first send time, how many it sent, the
+    /// interval in µs (seq n leaves n intervals after the first).
+    sent: Vec<(u64, u64, u64)>,
+    /// The measured flow's sequence numbers seen per link with a type 2
+    /// routing header, and tunnelled from the home agent.
     route_optimised: HashMap<String, HashSet<u64>>,
-    /// ICMPv6 echo replies to the home address by path: (seq, tunnelled?).
+    tunnelled: HashMap<String, HashSet<u64>>,
+    /// ICMPv6 echo replies to the home address on a foreign link, by path.
     echo_paths: HashMap<u16, &'static str>,
 }
 
 impl Measured {
-    fn read(dir: &Path, t0: u64, moves: &[(u64, String)]) -> Result<Measured, Error> {
-        let mut arrivals = [HashMap::new(), HashMap::new()];
+    fn read(
+        net: &Network,
+        timeline: &Timeline,
+        dir: &Path,
+        t0: u64,
+        moves: &[(u64, String)],
+    ) -> Result<Measured, Error> {
+        let down = timeline.flows.iter().position(|f| f.to == End::Mn);
+        let mut arrivals = vec![HashMap::new(); timeline.flows.len()];
         let mut down_times = vec![];
-        for (i, name) in ["mn-udp-recv", "cn-udp-recv"].iter().enumerate() {
-            let p = dir.join(format!("{name}.arrivals"));
+        let mut receivers: Vec<&str> = vec![];
+        for f in &timeline.flows {
+            let who = match f.to {
+                End::Mn => "mn",
+                End::Cn(i) => &net.cns[i].name,
+            };
+            if !receivers.contains(&who) {
+                receivers.push(who);
+            }
+        }
+        for who in receivers {
+            let p = dir.join(format!("{who}-udp-recv.arrivals"));
             let text = fs::read_to_string(&p).map_err(io_at(&p))?;
             for l in text.lines() {
                 let f: Vec<u64> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
-                if let [_, seq, sent, at] = f[..] {
-                    arrivals[i].insert(seq, at);
-                    if i == 0 {
+                if let [flow, seq, sent, at] = f[..] {
+                    let Some(a) = usize::try_from(flow).ok().and_then(|f| arrivals.get_mut(f))
+                    else {
+                        continue;
+                    };
+                    a.insert(seq, at);
+                    if usize::try_from(flow).ok() == down {
                         down_times.push((sent, at));
                     }
                 }
             }
         }
-        let mut first_sent = [0; 2];
-        let mut sent = [0; 2];
-        for (i, name) in ["cn-udp-send", "mn-udp-send"].iter().enumerate() {
-            let p = dir.join(format!("{name}.log"));
+        let mut sent = vec![];
+        for (i, f) in timeline.flows.iter().enumerate() {
+            let from = match f.from {
+                End::Mn => "mn",
+                End::Cn(c) => &net.cns[c].name,
+            };
+            let p = dir.join(format!("flow{i}-{from}-udp-send.log"));
             let text = fs::read_to_string(&p).map_err(io_at(&p))?;
             let v: Value = text
                 .lines()
                 .rev()
                 .find_map(|l| serde_json::from_str(l).ok())
                 .unwrap_or(Value::Null);
-            first_sent[i] = v["first_us"].as_u64().unwrap_or(0);
-            sent[i] = v["sent"].as_u64().unwrap_or(0);
+            sent.push((
+                v["first_us"].as_u64().unwrap_or(0),
+                v["sent"].as_u64().unwrap_or(0),
+                u64::try_from(f.interval.as_micros()).unwrap_or(u64::MAX),
+            ));
         }
         let cp = CodePoints::default();
-        let mut route_optimised: HashMap<String, HashSet<u64>> = HashMap::new();
+        let (mut route_optimised, mut tunnelled) = (HashMap::new(), HashMap::new());
         let mut echo_paths = HashMap::new();
-        for link in ["home", "cn", "access-a", "access-b"] {
-            let p = dir.join(format!("{link}.pcap"));
+        let home = &net.links[net.ha_link].name;
+        for link in &net.links {
+            let p = dir.join(format!("{}.pcap", link.name));
             let Ok(f) = fs::File::open(&p) else { continue };
             let packets = read_packets(f).map_err(|e| failed(p.display().to_string(), e))?;
+            let mut seen = Seen {
+                down: down.and_then(|d| u32::try_from(d).ok()),
+                foreign: link.name != *home,
+                route_optimised: route_optimised.entry(link.name.clone()).or_default(),
+                tunnelled: tunnelled.entry(link.name.clone()).or_default(),
+                echo_paths: &mut echo_paths,
+            };
             for (_, bytes) in packets {
-                let Ok(repr) = PacketRepr::parse(&bytes, &cp) else {
-                    continue;
-                };
-                classify(link, &repr, &mut route_optimised, &mut echo_paths);
+                if let Ok(repr) = PacketRepr::parse(&bytes, &cp) {
+                    seen.note(&repr);
+                }
             }
         }
         Ok(Measured {
             t0,
             moves: moves.to_vec(),
+            down,
             arrivals,
             down_times,
-            first_sent,
             sent,
             route_optimised,
+            tunnelled,
             echo_paths,
         })
     }
 
-    /// Flow 0's packets for the delay plot: send time from t0, delay.
+    /// The measured flow's packets for the delay plot: send time from t0,
+    /// delay.
     fn down(&self) -> Vec<(Instant, Duration)> {
         let mut v: Vec<(Instant, Duration)> = self
             .down_times
@@ -917,36 +1172,60 @@ impl Measured {
         v
     }
 
+    /// Seqs of flow `f` that never arrived, with their send times.
+    fn lost(&self, f: usize) -> impl Iterator<Item = u64> + '_ {
+        let (first, sent, every) = self.sent[f];
+        (0..sent)
+            .filter(move |seq| !self.arrivals[f].contains_key(seq))
+            .map(move |seq| first + seq * every)
+    }
+
     fn run<'a>(
         &self,
-        setup: &Setup,
+        net: &Network,
+        timeline: &Timeline,
+        name: &'static str,
         statuses: impl Iterator<Item = &'a Value>,
         ping: &str,
         logs: &[PathBuf],
     ) -> Run {
         let rel = |us: u64| Instant::from_micros(us.saturating_sub(self.t0));
-        let end = self.t0 + 10_000_000;
+        let end = self.t0 + timeline.end.total_micros();
+        let home = &net.links[net.ha_link].name;
+        // The mode of the correspondent the measured flow comes from.
+        let mode = self
+            .down
+            .and_then(|d| match timeline.flows[d].from {
+                End::Cn(i) => Some(net.cns[i].config.address),
+                End::Mn => None,
+            })
+            .and_then(|a| net.mn.correspondents.iter().find(|c| c.address == a))
+            .map_or(RouteOptimisation::None, |c| c.mode);
         let mut handoffs = vec![];
         for (i, (at, to)) in self.moves.iter().enumerate() {
             let next = self.moves.get(i + 1).map_or(end, |m| m.0);
-            let ro = self.route_optimised.get(to);
-            let latency = self.arrivals[0]
-                .iter()
-                .filter(|(seq, t)| {
-                    **t >= *at && (to == "home" || ro.is_some_and(|r| r.contains(seq)))
-                })
-                .map(|(_, t)| *t)
-                .min()
-                .map(|t| Duration::from_micros(t - at));
-            let mut lost = 0;
-            for f in 0..2 {
-                lost += (0..self.sent[f])
-                    .filter(|seq| {
-                        let sent = self.first_sent[f] + seq * 1000;
-                        sent >= *at && sent < next && !self.arrivals[f].contains_key(seq)
+            // The path the node should end on: direct at home, else route
+            // optimised, or tunnelled without route optimisation.
+            let on_path = if mode == RouteOptimisation::None {
+                self.tunnelled.get(to)
+            } else {
+                self.route_optimised.get(to)
+            };
+            let latency = self.down.and_then(|d| {
+                self.arrivals[d]
+                    .iter()
+                    .filter(|(seq, t)| {
+                        **t >= *at
+                            && **t < next
+                            && (to == home || on_path.is_some_and(|r| r.contains(seq)))
                     })
-                    .count() as u64;
-            }
+                    .map(|(_, t)| *t)
+                    .min()
+                    .map(|t| Duration::from_micros(t - at))
+            });
+            let lost = (0..self.sent.len())
+                .map(|f| self.lost(f).filter(|t| *t >= *at && *t < next).count() as u64)
+                .sum();
             handoffs.push(Handoff {
                 at: rel(*at),
                 to: to.clone(),
@@ -972,70 +1251,89 @@ impl Measured {
             v.sort();
             v.get(v.len() / 2).copied()
         };
-        let (s2, s8) = (self.t0 + 2_000_000, self.t0 + 8_000_000);
+        // Away from the first move until the node is next moved home, as
+        // the simulator's table.
+        let left = timeline.moves.first().map_or(timeline.end, |m| m.0);
+        let back = timeline
+            .moves
+            .iter()
+            .find(|(at, to)| *at > left && *to == net.ha_link)
+            .map_or(timeline.end, |m| m.0);
+        let (left, back) = (self.t0 + left.total_micros(), self.t0 + back.total_micros());
+        let away = |at: u64| at >= left && at < back;
         Run {
-            name: crate::demo::name(setup),
-            mode: setup.mode,
+            name,
+            mode,
             handoffs,
             signalling_messages: messages,
             signalling_bytes: bytes,
             ike_messages,
             ike_bytes,
-            ping_home: median(&|at, _| at < s2),
-            ping_via_ha: median(&|at, p| at >= s2 && at < s8 && p == Some("tunnelled")),
-            ping_optimised: median(&|at, p| at >= s2 && at < s8 && p == Some("optimised")),
-            timeline: timeline(logs, self.t0),
-            down_flow: None,
-            // The schedule's send times of flow 0's missing packets.
-            down_lost: (0..self.sent[0])
-                .filter(|seq| !self.arrivals[0].contains_key(seq))
-                .map(|seq| rel(self.first_sent[0] + seq * 1000))
-                .collect(),
+            ping_home: median(&|at, _| at < left),
+            ping_via_ha: median(&|at, p| away(at) && p == Some("tunnelled")),
+            ping_optimised: median(&|at, p| away(at) && p == Some("optimised")),
+            timeline: self::timeline(logs, self.t0),
+            // The flow number is its index, as `traffic udp-send --flow`.
+            down_flow: self.down.and_then(|d| u32::try_from(d).ok()),
+            // The schedule's send times of the measured flow's missing
+            // packets.
+            down_lost: self
+                .down
+                .map_or(vec![], |d| self.lost(d).map(rel).collect()),
         }
     }
 }
 
-/// Notes route-optimised flow packets and the path of echo replies.
-fn classify(
-    link: &str,
-    repr: &PacketRepr,
-    route_optimised: &mut HashMap<String, HashSet<u64>>,
-    echo_paths: &mut HashMap<u16, &'static str>,
-) {
-    let type2 = |r: &PacketRepr| match &r.ip {
-        IpRepr::V6 { ext, .. } => ext
-            .iter()
-            .any(|e| matches!(e, ExtHeaderRepr::Routing(RoutingRepr::Type2 { .. }))),
-        IpRepr::V4(_) => false,
-    };
-    let (inner, tunnelled) = match &repr.upper {
-        UpperRepr::Tunnel(inner) => (&**inner, true),
-        _ => (repr, false),
-    };
-    match &inner.upper {
-        UpperRepr::Udp(_, UdpPayload::Raw(d)) => {
-            if let Some((0, seq, _)) = parse_flow(d) {
-                if type2(inner) {
-                    route_optimised
-                        .entry(link.to_string())
-                        .or_default()
-                        .insert(seq);
+/// What one link's capture says of the measured flow and the echo
+/// replies.
+struct Seen<'a> {
+    down: Option<u32>,
+    /// A link the mobile node visits away from home.
+    foreign: bool,
+    route_optimised: &'a mut HashSet<u64>,
+    tunnelled: &'a mut HashSet<u64>,
+    echo_paths: &'a mut HashMap<u16, &'static str>,
+}
+
+impl Seen<'_> {
+    /// Notes route-optimised and tunnelled packets of the measured flow,
+    /// and the path of echo replies.
+    fn note(&mut self, repr: &PacketRepr) {
+        let type2 = |r: &PacketRepr| match &r.ip {
+            IpRepr::V6 { ext, .. } => ext
+                .iter()
+                .any(|e| matches!(e, ExtHeaderRepr::Routing(RoutingRepr::Type2 { .. }))),
+            IpRepr::V4(_) => false,
+        };
+        let (inner, tunnelled) = match &repr.upper {
+            UpperRepr::Tunnel(inner) => (&**inner, true),
+            _ => (repr, false),
+        };
+        match &inner.upper {
+            UpperRepr::Udp(_, UdpPayload::Raw(d)) => {
+                if let Some((flow, seq, _)) = parse_flow(d) {
+                    if Some(flow) == self.down && type2(inner) {
+                        self.route_optimised.insert(seq);
+                    }
+                    if Some(flow) == self.down && tunnelled {
+                        self.tunnelled.insert(seq);
+                    }
                 }
             }
-        }
-        UpperRepr::Icmpv6(i) if i.msg_type == common::wire::icmpv6::ECHO_REPLY => {
-            if let (Some((_, seq)), true) = (i.echo(), link.starts_with("access")) {
-                let path = if tunnelled {
-                    "tunnelled"
-                } else if type2(inner) {
-                    "optimised"
-                } else {
-                    return;
-                };
-                echo_paths.insert(seq, path);
+            UpperRepr::Icmpv6(i) if i.msg_type == common::wire::icmpv6::ECHO_REPLY => {
+                if let (Some((_, seq)), true) = (i.echo(), self.foreign) {
+                    let path = if tunnelled {
+                        "tunnelled"
+                    } else if type2(inner) {
+                        "optimised"
+                    } else {
+                        return;
+                    };
+                    self.echo_paths.insert(seq, path);
+                }
             }
+            _ => {}
         }
-        _ => {}
     }
 }
 

@@ -35,14 +35,14 @@ pub fn wall_micros() -> u64 {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Traffic {
-    /// Sends `count` UDP datagrams to `to`, one every `every_ms`.
+    /// Sends `count` UDP datagrams to `to`, one every `every_us`.
     UdpSend {
         #[arg(long)]
         to: SocketAddr,
         #[arg(long, default_value_t = 0)]
         flow: u32,
-        #[arg(long, default_value_t = 1)]
-        every_ms: u64,
+        #[arg(long, default_value_t = 1000)]
+        every_us: u64,
         #[arg(long)]
         count: u64,
     },
@@ -88,9 +88,9 @@ pub fn run(t: &Traffic) -> io::Result<String> {
                 Traffic::UdpSend {
                     to,
                     flow,
-                    every_ms,
+                    every_us,
                     count,
-                } => udp_send(*to, *flow, *every_ms, *count).await,
+                } => udp_send(*to, *flow, *every_us, *count).await,
                 Traffic::UdpRecv { port, for_ms, out } => udp_recv(*port, *for_ms, out).await,
                 Traffic::TcpSend {
                     to,
@@ -103,9 +103,9 @@ pub fn run(t: &Traffic) -> io::Result<String> {
         })
 }
 
-async fn udp_send(to: SocketAddr, flow: u32, every_ms: u64, count: u64) -> io::Result<String> {
+async fn udp_send(to: SocketAddr, flow: u32, every_us: u64, count: u64) -> io::Result<String> {
     let socket = UdpSocket::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0)).await?;
-    let every = Duration::from_millis(every_ms.max(1));
+    let every = Duration::from_micros(every_us.max(1));
     let start = tokio::time::Instant::now();
     let first = wall_micros();
     let mut errors = 0u64;
