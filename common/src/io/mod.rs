@@ -27,6 +27,7 @@ pub mod ike_file;
 pub mod keylog;
 pub mod netlink;
 pub mod packet;
+pub mod store;
 pub mod sysctl;
 pub mod tun;
 pub mod udp;
@@ -36,6 +37,7 @@ pub use driver::{Driver, DriverError, Reply, Request, Setup, Stack};
 pub use keylog::KeyLog;
 pub use netlink::{LinkEvent, LinkEvents, LinkInfo, Netlink, NetlinkError};
 pub use packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket, Received};
+pub use store::{Store, StoreError};
 pub use sysctl::{SysctlError, Sysctls};
 pub use tun::{Installed, Tun, TunError};
 

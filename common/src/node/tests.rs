@@ -108,9 +108,17 @@ fn nd_bytes(src: Ipv6Addr, dst: Ipv6Addr, msg: &NdRepr) -> Vec<u8> {
 /// A home agent on its link, with a router there, past the DAD of its
 /// own address.
 fn home_agent(ipsec: Ipsec) -> (Ha, Instant) {
+    start(new_home_agent(ipsec))
+}
+
+fn new_home_agent(ipsec: Ipsec) -> Ha {
     let mut cfg = HaConfig::new(HA, vec![HOA], 1);
     cfg.home_prefix = HA;
-    let mut ha = Ha::new(cfg, ipsec);
+    Ha::new(cfg, ipsec)
+}
+
+/// `ha` on its link, as [`home_agent`].
+fn start(mut ha: Ha) -> (Ha, Instant) {
     let t0 = Instant::ZERO;
     ha.handle_command(
         t0,
@@ -562,5 +570,133 @@ fn multicast_other_than_nd_is_counted_not_ignored() {
     assert_eq!(
         ha.stats().dropped(NodeDrop::Multicast),
         before.dropped(NodeDrop::Multicast) + 1
+    );
+}
+
+/// What a store holds after `records`: the latest of each binding and the
+/// highest mark of each SPI, as `common::io::store` keeps them.
+fn stored(held: &mut Vec<Persist>, records: impl IntoIterator<Item = Persist>) {
+    for r in records {
+        match r {
+            Persist::Bound { home, .. } | Persist::Unbound { home } => {
+                held.retain(|h| !matches!(h, Persist::Bound { home: x, .. } if *x == home));
+                if matches!(r, Persist::Bound { .. }) {
+                    held.push(r);
+                }
+            }
+            Persist::SequenceMark { spi, mark } => {
+                let old = held.iter_mut().find_map(|h| match h {
+                    Persist::SequenceMark { spi: s, mark: m } if *s == spi => Some(m),
+                    _ => None,
+                });
+                match old {
+                    Some(m) => *m = (*m).max(mark),
+                    None => held.push(r),
+                }
+            }
+        }
+    }
+}
+
+// issue 14.4: the acknowledged binding and the BA counter come back, so
+// the restarted agent tunnels at once and its ESP passes the node's
+// anti-replay window.
+#[test]
+fn an_acknowledged_binding_and_the_esp_counter_survive_a_restart() {
+    let (mut mn, ha_ipsec) = wide_pair();
+    let mut ha = new_home_agent(ha_ipsec);
+    ha.restore(Instant::ZERO, &[]).unwrap();
+    let (mut ha, t) = start(ha);
+    let mut store = vec![];
+    ha.handle_packet(
+        t,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &home_bu(&mut mn, HOA, 1, BuFlags::A | BuFlags::H),
+    );
+    let t = t + crate::nd::RETRANS_TIMER;
+    ha.handle_timeout(t);
+    // What is to be stored is there before the BA is taken.
+    let kept: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        statuses(&drain(&mut ha), &mut mn),
+        vec![(0, Some(ROUTER_MAC))]
+    );
+    let bound = ha.binding(HOA).copied().unwrap();
+    assert!(kept.contains(&Persist::Bound {
+        home: HOA,
+        care_of: COA,
+        seq: 1,
+        expires: bound.expires,
+    }));
+    let ba_spi = 2;
+    let sent = ha
+        .ipsec()
+        .sad
+        .iter()
+        .find(|(_, s)| s.spi() == ba_spi)
+        .unwrap()
+        .1
+        .sequence();
+    assert!(kept.contains(&Persist::SequenceMark {
+        spi: ba_spi,
+        mark: sent + crate::ipsec::SEQUENCE_SKIP,
+    }));
+    stored(&mut store, kept);
+    // kill -9: a new agent with the same keys, before any packet.
+    let mut ha = new_home_agent(wide_pair().1);
+    ha.restore(t, &store).unwrap();
+    assert_eq!(ha.binding(HOA), Some(&bound));
+    let (mut ha, t) = start(ha);
+    assert_eq!(ha.binding(HOA), Some(&bound));
+    // The home address is defended again, and the old BU is old.
+    let old = home_bu(&mut mn, HOA, 1, BuFlags::A | BuFlags::H);
+    ha.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &old);
+    assert_eq!(
+        statuses(&drain(&mut ha), &mut mn),
+        vec![(135, Some(ROUTER_MAC))]
+    );
+    assert_eq!(ha.stats().dropped(NodeDrop::SequenceOutOfWindow), 1);
+    // That BA went out past the stored mark, which the node's window took.
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 0);
+    let next: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        next,
+        vec![Persist::SequenceMark {
+            spi: ba_spi,
+            mark: sent + 2 * crate::ipsec::SEQUENCE_SKIP + 1,
+        }]
+    );
+}
+
+// issue 14.4: a binding that expired while the agent was down, or whose
+// node it no longer serves, is not restored and is reported gone.
+#[test]
+fn a_binding_expired_or_no_longer_served_is_dropped_from_the_store() {
+    let t = Instant::from_secs(100);
+    let gone = [
+        Persist::Bound {
+            home: HOA,
+            care_of: COA,
+            seq: 4,
+            expires: t,
+        },
+        Persist::Bound {
+            home: STRANGER,
+            care_of: COA,
+            seq: 4,
+            expires: t + Duration::from_secs(60),
+        },
+    ];
+    let mut ha = new_home_agent(wide_pair().1);
+    ha.restore(t, &gone).unwrap();
+    assert_eq!(ha.bindings(), 0);
+    let reported: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        reported,
+        vec![
+            Persist::Unbound { home: HOA },
+            Persist::Unbound { home: STRANGER }
+        ]
     );
 }
