@@ -23,6 +23,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+use std::process::ChildStdin;
 use std::time::Duration;
 
 use common::io::{Clock, Store};
@@ -38,6 +39,9 @@ const BA_SPI: u32 = 0x101;
 const TUNNEL_SPI: u32 = 0x301;
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// One namespace test at a time: the figures are measured, on 2 cores.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn prerequisites() -> Option<Bins> {
     let mut missing = vec![];
@@ -63,12 +67,12 @@ fn status(bin: &Path, role: &str, dir: &Path) -> testbed::harness::Result<Value>
     })
 }
 
-/// The mobile node's entry for the home agent: (care-of, seq, bound).
-fn home_update(mn: &Value) -> Option<(Ipv6Addr, u16, bool)> {
+/// The mobile node's entry for `peer`: (care-of, seq, bound).
+fn update(mn: &Value, peer: Ipv6Addr) -> Option<(Ipv6Addr, u16, bool)> {
     let u = mn["status"]["binding_updates"]
         .as_array()?
         .iter()
-        .find(|u| u["peer"].as_str() == Some(&HA.to_string()))?;
+        .find(|u| u["peer"].as_str() == Some(&peer.to_string()))?;
     Some((
         u["care_of"].as_str()?.parse().ok()?,
         u16::try_from(u["seq"].as_u64()?).ok()?,
@@ -124,43 +128,129 @@ fn mark(marks: &[(u32, u64)], spi: u32) -> u64 {
     marks.iter().find(|(s, _)| *s == spi).map_or(0, |m| m.1)
 }
 
-struct Run<'a> {
-    hosts: &'a Hosts,
-    bins: &'a Bins,
-    dir: &'a Path,
+/// The real demo's namespaces, router and files, for one test.
+struct Run {
+    _router: (Process, ChildStdin),
+    hosts: Hosts,
+    bins: Bins,
+    dir: PathBuf,
     /// The next access link: true for A.
     to_a: bool,
-    /// Home agents started so far (each logs to its own file).
+    /// Daemons started so far (each logs to its own file).
     started: usize,
+    /// Held until the namespaces are gone (fields drop in order).
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
-impl Run<'_> {
-    fn mn(&self) -> testbed::harness::Result<Value> {
-        status(&self.bins.mn, "mn", self.dir)
+impl Run {
+    /// The demo's files for `mode` with ESP on the tunnel, short home and
+    /// correspondent links, and `store: ROLE.db` for `role`; the node has
+    /// carrier on access B only (its first move is to A).
+    fn new(name: &str, mode: RouteOptimisation, role: &str) -> Option<Run> {
+        let one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bins = prerequisites()?;
+        let dir = tools::scratch(name);
+        let mut setup = Setup::new(1, mode);
+        setup.home_delay = common::time::Duration::from_millis(5);
+        setup.cn_delay = common::time::Duration::from_millis(5);
+        let extras = Extras {
+            esp_tunnel: true,
+            capture: false,
+        };
+        real::write_configs(&setup.network(), &dir, extras).unwrap();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join(format!("{role}.yaml")))
+            .unwrap();
+        writeln!(file, "store: {role}.db").unwrap();
+        let hosts = real::build_hosts(&setup.network()).unwrap();
+        let router = real::start_router(&hosts, &bins, &dir).unwrap();
+        real::carrier(&hosts.rt, &["r-mn0", "r-mn1"], &[]).unwrap();
+        Some(Run {
+            _router: router,
+            hosts,
+            bins,
+            dir,
+            to_a: true,
+            started: 0,
+            _one: one,
+        })
     }
 
-    fn start_ha(&mut self) -> Process {
+    fn mn(&self) -> testbed::harness::Result<Value> {
+        status(&self.bins.mn, "mn", &self.dir)
+    }
+
+    fn status(&self, role: &str) -> Value {
+        let bin = match role {
+            "ha" => &self.bins.ha,
+            "cn" => &self.bins.cn,
+            _ => &self.bins.mn,
+        };
+        status(bin, role, &self.dir).unwrap()
+    }
+
+    /// Starts `role`'s daemon (`ha`, `cn` or `mn`).
+    fn start(&mut self, role: &str) -> Process {
         self.started += 1;
-        let config = self.dir.join("ha.yaml");
+        let (ns, bin) = match role {
+            "ha" => (&self.hosts.ha, &self.bins.ha),
+            "cn" => (&self.hosts.cns[0], &self.bins.cn),
+            _ => (&self.hosts.mn, &self.bins.mn),
+        };
+        let config = self.dir.join(format!("{role}.yaml"));
         real::spawn(
-            &self.hosts.ha,
-            &self.bins.ha,
+            ns,
+            bin,
             &["run", "--config", &config.to_string_lossy()],
-            self.dir,
-            &format!("ha-{}", self.started),
+            &self.dir,
+            &format!("{role}-{}", self.started),
         )
         .unwrap()
     }
 
+    /// A ping from the correspondent to the home address every 10 ms,
+    /// `ping -D`'s log the returned process's.
+    fn ping_home(&self, name: &str) -> Process {
+        let args = [
+            "-6",
+            "-n",
+            "-D",
+            "-i",
+            "0.01",
+            "-c",
+            "1500",
+            "-W",
+            "1",
+            &HOA.to_string(),
+        ];
+        real::spawn(
+            &self.hosts.cns[0],
+            Path::new("/usr/bin/ping"),
+            &args,
+            &self.dir,
+            name,
+        )
+        .unwrap()
+    }
+
+    /// The next move: the router port to bring up, the one to put down,
+    /// and the new link's prefix.
+    fn next_link(&mut self) -> (&'static str, &'static str, Ipv6Addr) {
+        self.to_a = !self.to_a;
+        if self.to_a {
+            ("r-mn2", "r-mn1", ACCESS_B)
+        } else {
+            ("r-mn1", "r-mn2", ACCESS_A)
+        }
+    }
+
     /// Carrier to the other access link; returns its prefix.
     fn switch(&mut self) -> Ipv6Addr {
-        let (port, other, prefix) = if self.to_a {
-            ("r-mn1", "r-mn2", ACCESS_A)
-        } else {
-            ("r-mn2", "r-mn1", ACCESS_B)
-        };
-        self.to_a = !self.to_a;
-        real::carrier(&self.hosts.rt, &[other], &[port]).unwrap();
+        let (up, down, prefix) = self.next_link();
+        real::carrier(&self.hosts.rt, &[down], &[up]).unwrap();
         prefix
     }
 
@@ -168,7 +258,7 @@ impl Run<'_> {
     /// has its BA).
     fn sent_from(&self, prefix: Ipv6Addr, bound: bool) -> (Ipv6Addr, u16) {
         wait_for(WAIT, "the mobile node's BU from its new link", || {
-            Ok(home_update(&self.mn()?)
+            Ok(update(&self.mn()?, HA)
                 .filter(|(coa, _, b)| on_prefix(*coa, prefix) && (*b || !bound))
                 .map(|(coa, seq, _)| (coa, seq)))
         })
@@ -185,52 +275,15 @@ impl Run<'_> {
 // issue 14.4
 #[test]
 fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without_a_bu() {
-    let Some(bins) = prerequisites() else {
+    let Some(mut run) = Run::new("real_restart_ha", RouteOptimisation::None, "ha") else {
         return;
     };
-    let dir: PathBuf = tools::scratch("real_restart");
-    let mut setup = Setup::new(1, RouteOptimisation::None);
-    setup.home_delay = common::time::Duration::from_millis(5);
-    setup.cn_delay = common::time::Duration::from_millis(5);
-    let extras = Extras {
-        esp_tunnel: true,
-        capture: false,
-    };
-    real::write_configs(&setup.network(), &dir, extras).unwrap();
-    let store = dir.join("ha.db");
-    let mut ha_yaml = fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("ha.yaml"))
-        .unwrap();
-    writeln!(ha_yaml, "store: ha.db").unwrap();
-    let hosts = real::build_hosts(&setup.network()).unwrap();
-    let (_router, _router_stdin) = real::start_router(&hosts, &bins, &dir).unwrap();
-    // Away from the start: only access B has carrier; the first move is to A.
-    real::carrier(&hosts.rt, &["r-mn0", "r-mn1"], &[]).unwrap();
-    let mut ha = vec![];
-    let mut run = Run {
-        hosts: &hosts,
-        bins: &bins,
-        dir: &dir,
-        to_a: true,
-        started: 0,
-    };
-    ha.push(run.start_ha());
-    let daemon = |ns, bin: &Path, role: &str| {
-        let config = dir.join(format!("{role}.yaml"));
-        real::spawn(
-            ns,
-            bin,
-            &["run", "--config", &config.to_string_lossy()],
-            &dir,
-            role,
-        )
-        .unwrap()
-    };
-    let _cn = daemon(&hosts.cns[0], &bins.cn, "cn");
-    let _mn = daemon(&hosts.mn, &bins.mn, "mn");
+    let store = run.dir.join("ha.db");
+    let mut ha = vec![run.start("ha")];
+    let _cn = run.start("cn");
+    let _mn = run.start("mn");
     wait_for(WAIT, "the first home registration", || {
-        Ok(home_update(&run.mn()?).filter(|u| u.2))
+        Ok(update(&run.mn()?, HA).filter(|u| u.2))
     })
     .unwrap();
 
@@ -240,14 +293,16 @@ fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without
     for _ in 0..5 {
         run.handoff(false);
     }
-    let ha_before = status(&bins.ha, "ha", &dir).unwrap();
-    let prefix = std::thread::scope(|s| {
-        let switched = s.spawn(|| run.switch());
+    let ha_before = run.status("ha");
+    let (up, down, prefix) = run.next_link();
+    let rt = &run.hosts.rt;
+    std::thread::scope(|s| {
+        let switched = s.spawn(move || real::carrier(rt, &[down], &[up]));
         ha[0].stop(Signal::Kill, WAIT).unwrap();
-        switched.join().unwrap()
+        switched.join().unwrap().unwrap();
     });
     let (last_coa, last_sent) = run.sent_from(prefix, false);
-    let acked = home_update(&run.mn().unwrap()) == Some((last_coa, last_sent, true));
+    let acked = update(&run.mn().unwrap(), HA) == Some((last_coa, last_sent, true));
     let (bindings, marks1) = read_store(&store);
     eprintln!(
         "killed with BU {last_sent} {}; the store holds {bindings:?}",
@@ -274,9 +329,9 @@ fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without
         assert!(mark(&marks1, spi) >= sa(&ha_before, spi, "out", "sequence"));
     }
     // Restarted, it takes the node's retransmission (or already holds it).
-    ha.push(run.start_ha());
+    ha.push(run.start("ha"));
     wait_for(WAIT, "the node bound again after the first restart", || {
-        Ok(home_update(&run.mn()?).filter(|u| u.2))
+        Ok(update(&run.mn()?, HA).filter(|u| u.2))
     })
     .unwrap();
 
@@ -286,12 +341,12 @@ fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without
         run.handoff(false);
     }
     run.handoff(true);
-    hosts.cns[0]
+    run.hosts.cns[0]
         .wait_ping(IpAddr::V6(CN), IpAddr::V6(HOA), WAIT)
         .unwrap();
     let (coa, seq) = run.handoff(true);
     let mn_before = run.mn().unwrap();
-    let ha_before = status(&bins.ha, "ha", &dir).unwrap();
+    let ha_before = run.status("ha");
     ha[1].stop(Signal::Kill, WAIT).unwrap();
     let (bindings, marks2) = read_store(&store);
     // (1) Exactly the acknowledged binding; the marks only grew, and cover
@@ -302,30 +357,12 @@ fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without
         assert!(mark(&marks2, spi) >= sa(&ha_before, spi, "out", "sequence"));
     }
     // The correspondent pings the home address from before the restart.
-    let ping = real::spawn(
-        &hosts.cns[0],
-        Path::new("/usr/bin/ping"),
-        &[
-            "-6",
-            "-n",
-            "-D",
-            "-i",
-            "0.01",
-            "-c",
-            "1500",
-            "-W",
-            "1",
-            &HOA.to_string(),
-        ],
-        &dir,
-        "ping-restart",
-    )
-    .unwrap();
+    let ping = run.ping_home("ping-restart");
     let restarted = wall_micros();
-    ha.push(run.start_ha());
+    ha.push(run.start("ha"));
     // (2) The binding is there as soon as the agent answers.
     let ha_after = wait_for(WAIT, "the restarted agent's status", || {
-        Ok(real::status(&bins.ha, "ha", &dir))
+        Ok(real::status(&run.bins.ha, "ha", &run.dir))
     })
     .unwrap();
     let answered = wall_micros();
@@ -352,14 +389,14 @@ fn a_home_agent_killed_in_a_bu_storm_restarts_from_its_store_and_tunnels_without
     .unwrap();
     let mn_after = run.mn().unwrap();
     // ...with no BU from the node meanwhile.
-    assert_eq!(home_update(&mn_after), Some((coa, seq, true)));
+    assert_eq!(update(&mn_after, HA), Some((coa, seq, true)));
     assert_eq!(
         counter(&mn_after, "signalling_messages"),
         counter(&mn_before, "signalling_messages")
     );
     // (4) The agent's ESP resumed past its mark, and the node's window
     // took it.
-    let ha_now = status(&bins.ha, "ha", &dir).unwrap();
+    let ha_now = run.status("ha");
     let stored = mark(&marks2, TUNNEL_SPI);
     assert!(stored > sa(&mn_before, TUNNEL_SPI, "in", "sequence"));
     assert!(sa(&ha_now, TUNNEL_SPI, "out", "sequence") > stored);
@@ -390,4 +427,93 @@ fn first_reply_after(log: &str, after: u64) -> Option<u64> {
             Some(s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?)
         })
         .find(|t| *t >= after)
+}
+
+/// The correspondent's outbound SA: its BAs (the real demo's keys).
+const CN_BA_SPI: u32 = 0x201;
+
+impl Run {
+    /// Carrier to the other access link, then waits until the node is
+    /// bound there with the home agent and the correspondent.
+    fn handoff_bound_with_both(&mut self) -> Value {
+        let prefix = self.switch();
+        wait_for(WAIT, "the node bound with the HA and the CN", || {
+            let mn = self.mn()?;
+            let bound = |peer| update(&mn, peer).is_some_and(|u| u.2 && on_prefix(u.0, prefix));
+            Ok((bound(HA) && bound(CN)).then_some(mn.clone()))
+        })
+        .unwrap()
+    }
+}
+
+// issue 14.4: the same for the correspondent's cache, under IPsec route
+// optimisation.
+#[test]
+fn a_correspondent_restarted_from_its_store_keeps_route_optimisation_and_its_bas_pass() {
+    let Some(mut run) = Run::new("real_restart_cn", RouteOptimisation::Ipsec, "cn") else {
+        return;
+    };
+    let store = run.dir.join("cn.db");
+    let _ha = run.start("ha");
+    let mut cn = vec![run.start("cn")];
+    let _mn = run.start("mn");
+    let mut mn_before = Value::Null;
+    for _ in 0..4 {
+        mn_before = run.handoff_bound_with_both();
+    }
+    let (coa, seq, _) = update(&mn_before, CN).unwrap();
+    let cn_before = run.status("cn");
+    cn[0].stop(Signal::Kill, WAIT).unwrap();
+    // (1) The store holds the binding the node has, and a mark above every
+    // BA sent (and so above the node's window).
+    let (bindings, marks) = read_store(&store);
+    assert_eq!(bindings, vec![(HOA, coa, seq)]);
+    let stored = mark(&marks, CN_BA_SPI);
+    assert!(stored >= sa(&cn_before, CN_BA_SPI, "out", "sequence"));
+    assert!(stored > sa(&mn_before, CN_BA_SPI, "in", "sequence"));
+    let restarted = wall_micros();
+    cn.push(run.start("cn"));
+    // (2) The binding is there as soon as it answers, and (3) its ping to
+    // the home address goes straight to the care-of address and is
+    // answered with the home address option it verifies against that
+    // binding, with no BU from the node.
+    let cn_after = wait_for(WAIT, "the restarted correspondent's status", || {
+        Ok(real::status(&run.bins.cn, "cn", &run.dir))
+    })
+    .unwrap();
+    let answered = wall_micros();
+    let listed = &cn_after["status"]["bindings"][0];
+    assert_eq!(listed["home"], HOA.to_string().as_str());
+    assert_eq!(listed["care_of"], coa.to_string().as_str());
+    assert_eq!(listed["seq"], u64::from(seq));
+    let ping = run.ping_home("ping-cn-restart");
+    let first_reply = wait_for(WAIT, "an echo reply after the restart", || {
+        Ok(first_reply_after(&ping.output(), restarted))
+    })
+    .unwrap();
+    let mn_after = run.mn().unwrap();
+    assert_eq!(update(&mn_after, CN), Some((coa, seq, true)));
+    assert_eq!(
+        counter(&mn_after, "signalling_messages"),
+        counter(&mn_before, "signalling_messages")
+    );
+    let cn_now = run.status("cn");
+    assert!(counter(&cn_now, "sent_route_optimised") > 0);
+    assert!(counter(&cn_now, "delivered_route_optimised") > 0);
+    // (4) The next handoff's BA comes past the mark, and the node's
+    // window takes it.
+    let mn_moved = run.handoff_bound_with_both();
+    assert!(sa(&mn_moved, CN_BA_SPI, "in", "sequence") > stored);
+    let drops = &mn_moved["status"]["drops"];
+    for reason in ["ipsec/Replayed", "ipsec/OutsideWindow"] {
+        assert!(drops.get(reason).is_none(), "the node dropped {drops}");
+    }
+    let ms = |t: u64| (t - restarted) as f64 / 1000.0;
+    eprintln!(
+        "CN restart: binding in its status after {:.1} ms, first route-optimised echo reply \
+         after {:.1} ms, 0 BUs; BA SA mark {stored}, the node's window now at {}",
+        ms(answered),
+        ms(first_reply),
+        sa(&mn_moved, CN_BA_SPI, "in", "sequence")
+    );
 }

@@ -6,9 +6,9 @@
 //! IPv6-in-IPv6 tunnel.
 
 use core::net::{IpAddr, Ipv6Addr};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
-use super::cache::{check_seq, BindingCache, CacheEntry};
+use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::core::{Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
@@ -111,7 +111,7 @@ pub struct Ha {
     cache: BindingCache<HomeBinding>,
     pending: HashMap<Ipv6Addr, Pending>,
     /// Binding changes for the store, once [`Engine::restore`] was called.
-    persist: Option<VecDeque<Persist>>,
+    journal: Journal,
 }
 
 impl Ha {
@@ -123,7 +123,7 @@ impl Ha {
             core,
             cache: BindingCache::default(),
             pending: HashMap::new(),
-            persist: None,
+            journal: Journal::default(),
         }
     }
 
@@ -333,7 +333,7 @@ impl Ha {
                 }
             }
             self.cache.deregister(home, &mut self.core);
-            self.keep(Persist::Unbound { home });
+            self.journal.record(Persist::Unbound { home });
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
@@ -403,7 +403,7 @@ impl Ha {
             },
         );
         // Ahead of the BA: a binding acknowledged is a binding stored.
-        self.keep(Persist::Bound {
+        self.journal.record(Persist::Bound {
             home,
             care_of: p.care_of,
             seq: p.seq,
@@ -445,12 +445,6 @@ impl Ha {
                     peer: IpAddr::V6(care_of),
                 },
             );
-        }
-    }
-
-    fn keep(&mut self, p: Persist) {
-        if let Some(q) = &mut self.persist {
-            q.push_back(p);
         }
     }
 
@@ -579,7 +573,7 @@ impl Engine for Ha {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
             }
-            self.keep(Persist::Unbound { home });
+            self.journal.record(Persist::Unbound { home });
         }
     }
 
@@ -646,7 +640,7 @@ impl Engine for Ha {
     /// SAs; a binding that expired meanwhile, or for a node no longer
     /// served, is reported gone.
     fn restore(&mut self, now: Instant, saved: &[Persist]) -> Result<(), CommandError> {
-        self.persist = Some(VecDeque::new());
+        self.journal.start();
         let mut marks = vec![];
         for p in saved {
             match *p {
@@ -672,7 +666,7 @@ impl Engine for Ha {
                         lifetime: expires - now,
                     });
                 }
-                Persist::Bound { home, .. } => self.keep(Persist::Unbound { home }),
+                Persist::Bound { home, .. } => self.journal.record(Persist::Unbound { home }),
                 Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
                 Persist::Unbound { .. } => {}
             }
@@ -682,10 +676,6 @@ impl Engine for Ha {
     }
 
     fn poll_persist(&mut self) -> Option<Persist> {
-        if let Some(p) = self.persist.as_mut().and_then(VecDeque::pop_front) {
-            return Some(p);
-        }
-        let (spi, mark) = self.core.ipsec.poll_sequence_mark()?;
-        Some(Persist::SequenceMark { spi, mark })
+        self.journal.poll(&mut self.core.ipsec)
     }
 }

@@ -13,7 +13,9 @@ use crate::ipsec::{
 use crate::nd::AddrState;
 use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::{NaFlags, PrefixInfo, RouterAdvert};
-use crate::wire::{CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, NdRepr, PacketRepr, UpperRepr};
+use crate::wire::{
+    CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, MhType, NdRepr, PacketRepr, UpperRepr,
+};
 
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
@@ -699,4 +701,148 @@ fn a_binding_expired_or_no_longer_served_is_dropped_from_the_store() {
             Persist::Unbound { home: STRANGER }
         ]
     );
+}
+
+const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+/// The correspondent's outbound SA: its BAs.
+const CN_BA_SPI: u32 = 0x202;
+
+/// The mobile node's and the correspondent's suitable pair (BU/BA
+/// between the home address and the correspondent, draft §2).
+fn cn_pair() -> (Ipsec, Ipsec) {
+    let make = |local: Ipv6Addr, peer: Ipv6Addr, spis: (u32, u32)| {
+        let sel = Selector::mobility(
+            Prefix::host(local.into()),
+            Prefix::host(peer.into()),
+            &[MhType::BindingUpdate.into(), MhType::BindingAck.into()],
+        );
+        let keys = |spi: u32| SaKeys {
+            spi,
+            key: vec![spi as u8; 20],
+        };
+        let spec = SaPairSpec::new(
+            AddressPair {
+                local: local.into(),
+                peer: peer.into(),
+            },
+            Mode::Transport,
+            Algorithm::Aes128Gcm16,
+            sel,
+            keys(spis.0),
+            keys(spis.1),
+        );
+        let mut ipsec = Ipsec::default();
+        ipsec.spd.fallback = crate::ipsec::Action::Bypass;
+        ipsec.add_protected_pair(Instant::ZERO, &spec).unwrap();
+        ipsec
+    };
+    (
+        make(HOA, CN, (CN_BA_SPI, 0x201)),
+        make(CN, HOA, (0x201, CN_BA_SPI)),
+    )
+}
+
+/// A correspondent restored from `saved`, on its link with a router,
+/// past its DAD.
+fn correspondent(ipsec: Ipsec, saved: &[Persist]) -> (Cn, Instant) {
+    let mut cn = Cn::new(CnConfig::new(CN, 3), ipsec, Instant::ZERO);
+    cn.restore(Instant::ZERO, saved).unwrap();
+    cn.handle_command(
+        Instant::ZERO,
+        Command::LinkUp {
+            iface: 0,
+            mac: HA_MAC,
+        },
+    )
+    .unwrap();
+    let mut ra = RouterAdvert {
+        hop_limit: 64,
+        flags: 0,
+        router_lifetime: 1800,
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_ll: Some(ROUTER_MAC),
+        mtu: None,
+        prefixes: vec![PrefixInfo::slaac(CN)],
+        advertisement_interval: None,
+    };
+    ra.prefixes[0].prefix = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
+    let ra = nd_bytes(ROUTER_LL, crate::nd::ALL_NODES, &NdRepr::RouterAdvert(ra));
+    cn.handle_packet(Instant::ZERO, Iface::Link(0), Some(ROUTER_MAC), &ra);
+    let now = Instant::from_secs(2);
+    cn.handle_timeout(now);
+    std::iter::from_fn(|| cn.poll_transmit()).for_each(drop);
+    (cn, now)
+}
+
+/// A correspondent BU from `COA` for `HOA`, under the suitable SA.
+fn cn_bu(mn: &mut Ipsec, seq: u16) -> Vec<u8> {
+    let mh = MhRepr {
+        message: MhMessage::BindingUpdate {
+            seq,
+            flags: BuFlags(BuFlags::A),
+            lifetime: 100,
+        },
+        options: vec![],
+    };
+    let p = PacketRepr::ipv6(
+        COA,
+        CN,
+        vec![ExtHeaderRepr::home_address(HOA)],
+        UpperRepr::Mobility(mh),
+    )
+    .to_bytes(&CodePoints::default());
+    let mut out = vec![];
+    mn.outbound(Instant::ZERO, &p, &mut out).unwrap();
+    out
+}
+
+/// The correspondent's BA statuses the mobile node's IPsec lets through.
+fn cn_statuses(cn: &mut Cn, mn: &mut Ipsec) -> Vec<(u8, Option<MacAddr>)> {
+    let sent: Vec<Transmit> = std::iter::from_fn(|| cn.poll_transmit()).collect();
+    statuses(&sent, mn)
+}
+
+// issue 14.4: the correspondent's IPsec binding and BA counter come back;
+// without the counter the node's anti-replay window drops its next BA.
+#[test]
+fn a_correspondents_ipsec_binding_and_ba_counter_survive_a_restart() {
+    let (mut mn, cn_ipsec) = cn_pair();
+    let (mut cn, t) = correspondent(cn_ipsec, &[]);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 1));
+    let kept: Vec<Persist> = std::iter::from_fn(|| cn.poll_persist()).collect();
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![(0, Some(ROUTER_MAC))]);
+    let expires = cn.binding(HOA).unwrap().expires;
+    let mark = 1 + crate::ipsec::SEQUENCE_SKIP;
+    assert_eq!(
+        kept,
+        vec![
+            Persist::Bound {
+                home: HOA,
+                care_of: COA,
+                seq: 1,
+                expires,
+            },
+            Persist::SequenceMark {
+                spi: CN_BA_SPI,
+                mark,
+            },
+        ]
+    );
+    // Restarted without the marks, as before the store: its next BA
+    // reuses number 1, and the node drops it as a replay.
+    let bindings_only = &kept[..1];
+    let (mut cn, t) = correspondent(cn_pair().1, bindings_only);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 2));
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![]);
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 1);
+    // Restarted from the store: the binding, authorised by IPsec, and a BA
+    // past the mark, which the node takes.
+    let (mut cn, t) = correspondent(cn_pair().1, &kept);
+    let restored = cn.binding(HOA).unwrap();
+    assert_eq!((restored.care_of, restored.seq), (Some(COA), Some(1)));
+    assert!(restored.ipsec);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 3));
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![(0, Some(ROUTER_MAC))]);
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 1);
 }
