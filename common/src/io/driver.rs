@@ -369,9 +369,9 @@ impl<E: Engine> Driver<E> {
     /// Gives the engine back what `store` kept of an earlier run and from
     /// now on keeps in it what the engine reports, each batch committed
     /// before the packets queued with it leave. Call before
-    /// [`Driver::run`]. Returns how many bindings came back; on an error
-    /// the host is put back, as when the driver stops.
-    pub async fn keep(&mut self, store: Store) -> Result<usize, DriverError> {
+    /// [`Driver::run`]. On an error the host is put back, as when the
+    /// driver stops.
+    pub async fn keep(&mut self, store: Store) -> Result<(), DriverError> {
         let kept = self.keep_in(store);
         if kept.is_err() {
             self.restore().await;
@@ -379,11 +379,9 @@ impl<E: Engine> Driver<E> {
         kept
     }
 
-    fn keep_in(&mut self, mut store: Store) -> Result<usize, DriverError> {
+    fn keep_in(&mut self, mut store: Store) -> Result<(), DriverError> {
         let now = self.clock.now();
         let saved = store.load(&self.clock)?;
-        let bound = |p: &&Persist| matches!(p, Persist::Bound { expires, .. } if *expires > now);
-        let restored = saved.iter().filter(bound).count();
         self.engine
             .restore(now, &saved)
             .map_err(DriverError::Keep)?;
@@ -395,13 +393,14 @@ impl<E: Engine> Driver<E> {
             .collect();
         store.retain_sequences(|spi| live.contains(&spi))?;
         tracing::info!(
-            "store {}: {restored} bindings restored, {} outbound SA counters kept",
+            "store {}: {} records given back, {} outbound SA counters kept",
             store.path().display(),
+            saved.len(),
             live.len()
         );
         self.store = Some(store);
         self.persist()?;
-        Ok(restored)
+        Ok(())
     }
 
     /// Commits what the engine reported to keep, in one transaction.

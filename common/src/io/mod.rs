@@ -10,8 +10,9 @@
 //! traffic reaches the kernel's TCP/UDP through a TUN device ([`tun`])
 //! carrying the home address, configured over rtnetlink ([`netlink`]). No
 //! XFRM, no kernel MIP6, no ip6tnl: everything Mobile IPv6 does lives in the
-//! sans-IO engines, and this module only moves bytes and reads the one
-//! clock ([`clock`]). Namespaces are the test harness's business, never
+//! sans-IO engines, and this module only moves bytes, reads the one
+//! clock ([`clock`]) and keeps what an engine must not lose in a restart
+//! ([`store`]). Namespaces are the test harness's business, never
 //! created here.
 //!
 //! Every piece is small and stands alone, for the driver that owns the
