@@ -12,8 +12,11 @@
 //! holds exactly that binding; restarted, the agent shows it before any
 //! BU from the node, and a ping from the correspondent to the home address
 //! is answered through the tunnel without one, its ESP accepted by the
-//! node's anti-replay window. Needs root, ping and the daemons built next
-//! to `testbed`; skipped otherwise (under CI=true that is a failure).
+//! node's anti-replay window. The same for the correspondent under IPsec
+//! route optimisation; and an agent whose store is locked by another
+//! program stops before the BA of a binding it could not keep. Needs
+//! root, ping and the daemons built next to `testbed`; skipped otherwise
+//! (under CI=true that is a failure).
 
 #![allow(clippy::unwrap_used, reason = "a test fails loudly on a setup error")]
 
@@ -516,4 +519,36 @@ fn a_correspondent_restarted_from_its_store_keeps_route_optimisation_and_its_bas
         ms(first_reply),
         sa(&mn_moved, CN_BA_SPI, "in", "sequence")
     );
+}
+
+// issue 14.4: the BA waits for the commit. With the store locked by
+// another program (as `sqlite3 ha.db` would), the agent's commit of a
+// new binding fails after store::BUSY; it stops without its BA, and the
+// store keeps the binding before.
+#[test]
+fn a_home_agent_that_cannot_commit_a_binding_stops_without_its_ba() {
+    let Some(mut run) = Run::new("real_restart_locked", RouteOptimisation::None, "ha") else {
+        return;
+    };
+    let store = run.dir.join("ha.db");
+    let mut ha = vec![run.start("ha")];
+    let _cn = run.start("cn");
+    let _mn = run.start("mn");
+    let (coa1, seq1) = run.handoff(true);
+    let other = rusqlite::Connection::open(&store).unwrap();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let prefix = run.switch();
+    let status = ha[0].wait_exit(WAIT).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = ha[0].output();
+    assert!(log.contains("database is locked"), "{log}");
+    let (coa2, seq2) = run.sent_from(prefix, false);
+    assert_eq!(update(&run.mn().unwrap(), HA), Some((coa2, seq2, false)));
+    assert!(common::node::seq_newer(seq2, seq1));
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(other);
+    assert_eq!(read_store(&store).0, vec![(HOA, coa1, seq1)]);
+    // Started again, it takes the node's retransmission.
+    ha.push(run.start("ha"));
+    run.sent_from(prefix, true);
 }

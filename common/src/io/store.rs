@@ -10,7 +10,10 @@
 //! number, expiry in µs of the wall clock, so a lifetime keeps running
 //! while the node is down) and `sequences` (outbound SPI → the highest
 //! sequence mark, which only grows); `user_version` is the format.
-//! Opening runs SQLite's `quick_check` and reads every record back; a file
+//! A commit waits at most [`BUSY`] for another program that holds the file
+//! (`sqlite3` reading it), then fails: the daemon stops rather than send
+//! what it could not keep. Opening runs SQLite's `quick_check` and reads
+//! every record back; a file
 //! that is not a store of this format, or a record that does not decode,
 //! is refused with an error that names the file and the record, never a
 //! panic.
@@ -26,6 +29,8 @@ use super::Clock;
 use crate::node::Persist;
 
 const VERSION: i64 = 1;
+/// How long a commit waits for the file's lock.
+pub const BUSY: std::time::Duration = std::time::Duration::from_secs(1);
 const SCHEMA: &str = "
     CREATE TABLE bindings (
         home BLOB PRIMARY KEY,
@@ -40,8 +45,16 @@ const SCHEMA: &str = "
 /// Why a store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// At the start: the file cannot be opened or read.
     #[error("store {path}: {source} (move the file away to start with an empty store)")]
-    Db {
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A commit failed: what it held must not be relied on.
+    #[error("store {path}: {source}")]
+    Write {
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
@@ -61,7 +74,10 @@ impl Store {
     /// Opens the store at `path`, creating an empty one if there is none,
     /// and checks it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Connection::open(path).map_err(|e| db_error(path, e))?;
+        let db = Connection::open(path).map_err(|source| StoreError::Unreadable {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let store = Store {
             db,
             path: path.to_path_buf(),
@@ -75,7 +91,10 @@ impl Store {
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |e| db_error(&self.path, e)
+        |source| StoreError::Unreadable {
+            path: self.path.clone(),
+            source,
+        }
     }
 
     fn corrupt(&self, what: impl Into<String>) -> StoreError {
@@ -89,6 +108,7 @@ impl Store {
     /// SQLite's own check of an old one.
     fn init(&self) -> Result<(), StoreError> {
         let e = self.db();
+        self.db.busy_timeout(BUSY).map_err(&e)?;
         self.db
             .execute_batch("PRAGMA journal_mode = DELETE; PRAGMA synchronous = FULL;")
             .map_err(&e)?;
@@ -173,7 +193,7 @@ impl Store {
     /// they survive a crash. A sequence mark never goes down.
     pub fn write(&mut self, records: &[Persist], clock: &Clock) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let e = |x| db_error(&path, x);
+        let e = |x| write_error(&path, x);
         let tx = self.db.transaction().map_err(e)?;
         for r in records {
             match *r {
@@ -217,7 +237,7 @@ impl Store {
     /// the keys file, or IKE's of an earlier run).
     pub fn retain_sequences(&mut self, live: impl Fn(u32) -> bool) -> Result<(), StoreError> {
         let path = self.path.clone();
-        let e = |x| db_error(&path, x);
+        let e = |x| write_error(&path, x);
         let tx = self.db.transaction().map_err(e)?;
         let spis: Vec<i64> = {
             let mut q = tx.prepare("SELECT spi FROM sequences").map_err(e)?;
@@ -234,10 +254,10 @@ impl Store {
     }
 }
 
-fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
-    StoreError::Db {
+fn write_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Write {
         path: path.to_path_buf(),
-        source: e,
+        source,
     }
 }
 
@@ -383,6 +403,23 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("seq 70000"), "{e}");
+    }
+
+    #[test]
+    fn a_commit_while_another_program_holds_the_file_fails_naming_it() {
+        let path = scratch("locked");
+        let clock = Clock::new();
+        let b = bound(1, Instant::from_secs(60));
+        let mut store = Store::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // After waiting BUSY for it.
+        let e = store.write(&[b], &clock).unwrap_err();
+        assert!(e.to_string().contains("database is locked"), "{e}");
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        other.execute_batch("ROLLBACK").unwrap();
+        store.write(&[b], &clock).unwrap();
+        assert_eq!(store.load(&clock).unwrap(), vec![b]);
     }
 
     #[test]
