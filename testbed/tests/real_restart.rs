@@ -40,6 +40,11 @@ use testbed::topology::{Setup, ACCESS_A, ACCESS_B, CN, HA, HOA};
 /// The home agent's outbound SAs: BAs (RFC 3776) and the tunnel.
 const BA_SPI: u32 = 0x101;
 const TUNNEL_SPI: u32 = 0x301;
+/// The router's ports to the mobile node's interfaces on the home link,
+/// access A and access B (the demo network's `mn_links`).
+const HOME_PORT: &str = "r-mn0";
+const A_PORT: &str = "r-mn1";
+const B_PORT: &str = "r-mn2";
 /// Every wait is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -162,15 +167,16 @@ impl Run {
             esp_tunnel: true,
             capture: false,
         };
-        real::write_configs(&setup.network(), &dir, extras).unwrap();
+        let net = setup.network();
+        real::write_configs(&net, &dir, extras).unwrap();
         let mut file = fs::OpenOptions::new()
             .append(true)
             .open(dir.join(format!("{role}.yaml")))
             .unwrap();
         writeln!(file, "store: {role}.db").unwrap();
-        let hosts = real::build_hosts(&setup.network()).unwrap();
+        let hosts = real::build_hosts(&net).unwrap();
         let router = real::start_router(&hosts, &bins, &dir).unwrap();
-        real::carrier(&hosts.rt, &["r-mn0", "r-mn1"], &[]).unwrap();
+        real::carrier(&hosts.rt, &[HOME_PORT, A_PORT], &[]).unwrap();
         Some(Run {
             _router: router,
             hosts,
@@ -244,9 +250,9 @@ impl Run {
     fn next_link(&mut self) -> (&'static str, &'static str, Ipv6Addr) {
         self.to_a = !self.to_a;
         if self.to_a {
-            ("r-mn2", "r-mn1", ACCESS_B)
+            (B_PORT, A_PORT, ACCESS_B)
         } else {
-            ("r-mn1", "r-mn2", ACCESS_A)
+            (A_PORT, B_PORT, ACCESS_A)
         }
     }
 
