@@ -56,8 +56,9 @@ pub enum Traffic {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Connects to `to` and sends `bytes` pseudo-random bytes (from
-    /// `seed`), evenly over `for_ms`, then closes.
+    /// Connects to `to` (trying for up to 5 s) and sends `bytes`
+    /// pseudo-random bytes (from `seed`), evenly over `for_ms`, then
+    /// closes.
     TcpSend {
         #[arg(long)]
         to: SocketAddr,
@@ -150,7 +151,18 @@ fn stream(seed: u64) -> ChaCha20Rng {
 
 async fn tcp_send(to: SocketAddr, bytes: u64, for_ms: u64, seed: u64) -> io::Result<String> {
     const CHUNK: u64 = 1000;
-    let mut conn = TcpStream::connect(to).await?;
+    // The node's stack may still be coming up (its TUN, its routes): try
+    // again for a few seconds before giving up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut conn = loop {
+        match TcpStream::connect(to).await {
+            Ok(c) => break c,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let mut rng = stream(seed);
     let mut hash = Sha256::new();
     let chunks = bytes.div_ceil(CHUNK);
