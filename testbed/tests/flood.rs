@@ -29,11 +29,15 @@ fn a_flood_from_random_addresses_leaves_state_bounded_and_the_node_served() {
     // half-open threshold a handshake costs the COOKIE round trip (RFC
     // 7296 §2.6), and at most one retransmission (500 ms) when the
     // responder's first answer queued behind flood replies while it
-    // resolved its router.
+    // resolved its router. The flood also shifts when the router's
+    // neighbour queues release the node's first packets, so a handshake
+    // may end a little earlier (1.27 s against 1.30 s with the home agent
+    // since the router queues 64 packets a neighbour), never by a round
+    // trip.
     for peer in ["ha.example.org", "cn.example.org"] {
         let (q, f) = (quiet.ike_up(peer).unwrap(), flooded.ike_up(peer).unwrap());
         assert!(
-            f >= q && f - q < Duration::from_millis(700),
+            f - q < Duration::from_millis(700) && q - f < Duration::from_millis(60),
             "{peer}: {q} quiet, {f} flooded"
         );
     }
