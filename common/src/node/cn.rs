@@ -194,6 +194,13 @@ impl Cn {
             return;
         }
         let hao = rx.home_address_option();
+        // RFC 6275 §9.3.1, §9.5.1: a home address that is not unicast
+        // routable binds nothing and earns no Binding Error (TAHI
+        // CN-6-3-2 expects silence for a multicast one).
+        if hao.is_some_and(|a| !unicast_routable(a)) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return;
+        }
         if let UpperRepr::Mobility(mh) = &rx.repr.upper {
             let mh = mh.clone();
             self.mobility(now, &rx, h.src, hao, mh);
@@ -297,6 +304,17 @@ impl Cn {
             _ => None,
         });
         let care_of = alternate.unwrap_or(src);
+        // RFC 6275 §9.5.1: the home address (from the HAO or the source)
+        // must be unicast routable, and so must a care-of address to bind;
+        // a BU failing that is silently discarded.
+        if !unicast_routable(home) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return;
+        }
+        if care_of != home && !unicast_routable(care_of) {
+            self.core.drop(NodeDrop::AlternateCoaRefused);
+            return;
+        }
         let reply = Reply {
             home,
             to: src,
@@ -603,6 +621,12 @@ struct Reply {
     to: Ipv6Addr,
     seq: u16,
     ack: bool,
+}
+
+/// Neither multicast, unspecified, loopback nor link-local (RFC 6275
+/// §9.5.1's "unicast routable").
+fn unicast_routable(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
 }
 
 fn plain(message: MhMessage) -> MhRepr {
