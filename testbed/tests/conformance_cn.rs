@@ -623,3 +623,38 @@ fn a_home_registration_with_a_clear_is_still_refused_with_131() {
     assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 131, 5, 0)]);
     assert_eq!(binding(&t), None);
 }
+
+// RFC 6275 §9.5.3: once a binding made with return-routability nonces is
+// deleted, those nonces must not serve again with the same addresses
+// while they are valid: the registration BU replayed after the node went
+// home is refused (135, the deletion's number) instead of binding again.
+#[test]
+fn a_return_routability_bu_replayed_after_the_deletion_is_refused() {
+    let mut t = away(116, RouteOptimisation::ReturnRoutability, CnSa::None);
+    t.sim.run_for(Duration::from_millis(300));
+    let registration = t
+        .sim
+        .captured(t.access_a)
+        .iter()
+        .find(|(_, b)| {
+            let p = common::wire::PacketRepr::parse(b, &cp()).unwrap();
+            matches!(&p.upper, UpperRepr::Mobility(m)
+                if matches!(m.message, MhMessage::BindingUpdate { .. }))
+                && sent_to_cn(&p)
+        })
+        .map(|(_, b)| b.clone())
+        .expect("the RR BU");
+    let (_, seq) = binding(&t).unwrap();
+    t.move_mn(t.sim.now(), Some(t.home));
+    t.sim.run_for(Duration::from_secs(1));
+    assert_eq!(binding(&t), None, "deregistered");
+    let sent = from_a(&mut t, vec![registration]);
+    let last = bas(&sent)[0].3;
+    assert!(common::node::seq_newer(last, seq.unwrap()));
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 135, last, 0)]);
+    assert_eq!(binding(&t), None);
+}
+
+fn sent_to_cn(p: &common::wire::PacketRepr) -> bool {
+    matches!(&p.ip, common::wire::IpRepr::V6 { header, .. } if header.dst == CN)
+}

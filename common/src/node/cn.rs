@@ -4,11 +4,12 @@
 //! §5.2, §9) as the baseline.
 
 use core::net::Ipv6Addr;
+use std::collections::HashMap;
 
 use super::cache::{check_seq, BindingCache, CacheEntry};
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
 use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
-use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
+use super::rr::{self, RrResponder, MAX_NONCE_LIFETIME, MAX_RR_BINDING_LIFETIME};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, units_lifetime, Command, CommandError, Engine, Event, Iface, MacAddr, NodeDrop,
@@ -107,6 +108,19 @@ struct Entry {
     binding: Binding,
     /// Annex A1 method 1.
     secrets: Option<CookieSecrets>,
+    /// The nonce indices of the return-routability BU that made it.
+    nonces: Option<(u16, u16)>,
+}
+
+/// A deleted return-routability binding whose nonces may still be valid:
+/// RFC 6275 §9.5.3 holds their combination with the addresses illegal.
+struct Retired {
+    care_of: Ipv6Addr,
+    nonces: (u16, u16),
+    /// The deletion's sequence number: the BUs made with those nonces
+    /// are not newer.
+    seq: u16,
+    until: Instant,
 }
 
 impl CacheEntry for Entry {
@@ -131,6 +145,7 @@ pub struct Cn {
     cache: BindingCache<Entry>,
     cookies: CookieSecrets,
     rr: RrResponder,
+    retired: HashMap<Ipv6Addr, Retired>,
 }
 
 impl Cn {
@@ -144,6 +159,7 @@ impl Cn {
             cache: BindingCache::default(),
             cookies,
             rr,
+            retired: HashMap::new(),
         }
     }
 
@@ -358,19 +374,28 @@ impl Cn {
             self.core.drop(NodeDrop::Unprotected);
             return;
         };
+        let nonces = match authority {
+            Authority::Rr(_) => nonce_indices(options),
+            Authority::Ipsec => None,
+        };
         // RFC 6275 §9.5.4: a BA to an RR BU carries its authorisation,
         // refusals after the nonces checked out included.
         let options = match &authority {
             Authority::Rr(kbm) => Some((*kbm, care_of)),
             Authority::Ipsec => None,
         };
-        if let Err(last) = check_seq(seq, self.cache.last_seq(home)) {
+        let last = match (nonces, self.cache.last_seq(home)) {
+            (Some(nonces), None) => self.retired_seq(now, home, care_of, nonces),
+            (_, last) => last,
+        };
+        if let Err(last) = check_seq(seq, last) {
             self.core.drop(NodeDrop::SequenceOutOfWindow);
             let r = Reply { seq: last, ..reply };
             self.answer(now, &r, BaStatus::SequenceNumberOutOfWindow, 0, options);
             return;
         }
         if deregister {
+            self.retire(now, home, seq);
             self.cache.deregister(home, &mut self.core);
             self.answer(now, &reply, BaStatus::Accepted, 0, options);
             return;
@@ -418,7 +443,14 @@ impl Cn {
             testing: None,
             ipsec: matches!(authority, Authority::Ipsec),
         };
-        self.cache.insert(home, Entry { binding, secrets });
+        self.cache.insert(
+            home,
+            Entry {
+                binding,
+                secrets,
+                nonces,
+            },
+        );
         self.core.event(Event::BindingCached {
             home,
             care_of,
@@ -449,13 +481,7 @@ impl Cn {
         deregister: bool,
         options: &[MhOption],
     ) -> Result<[u8; 20], Option<u8>> {
-        let (hi, ci) = options
-            .iter()
-            .find_map(|o| match o {
-                MhOption::NonceIndices { home, care_of } => Some((*home, *care_of)),
-                _ => None,
-            })
-            .ok_or(None)?;
+        let (hi, ci) = nonce_indices(options).ok_or(None)?;
         if !matches!(options.last(), Some(MhOption::BindingAuthData(_))) {
             return Err(None);
         }
@@ -477,6 +503,39 @@ impl Cn {
         } else {
             Err(None)
         }
+    }
+
+    /// RFC 6275 §9.5.3: a binding made with return-routability nonces is
+    /// deleted; until they are too old, a BU with the same nonces and
+    /// addresses counts as no newer than `seq`.
+    fn retire(&mut self, now: Instant, home: Ipv6Addr, seq: u16) {
+        let Some(e) = self.cache.get(home) else {
+            return;
+        };
+        if let (Some(nonces), Some(care_of)) = (e.nonces, e.binding.care_of) {
+            let until = now + MAX_NONCE_LIFETIME;
+            let r = Retired {
+                care_of,
+                nonces,
+                seq,
+                until,
+            };
+            self.retired.insert(home, r);
+        }
+    }
+
+    /// The sequence number a deleted binding left for this BU's nonces
+    /// and addresses, while they may still be valid.
+    fn retired_seq(
+        &mut self,
+        now: Instant,
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+        nonces: (u16, u16),
+    ) -> Option<u16> {
+        self.retired.retain(|_, r| r.until > now);
+        let r = self.retired.get(&home)?;
+        (r.care_of == care_of && r.nonces == nonces).then_some(r.seq)
     }
 
     /// Annex A1: with the echoed cookie valid the BU goes on (`true`);
@@ -528,6 +587,7 @@ impl Cn {
                 ipsec: true,
             },
             secrets: None,
+            nonces: None,
         });
         // REQ CN-A1.7: the new address is not used while it is tested, and
         // by default neither is the old one.
@@ -654,6 +714,13 @@ fn options_of(rx: &Rx) -> &[MhOption] {
         UpperRepr::Mobility(mh) => &mh.options,
         _ => &[],
     }
+}
+
+fn nonce_indices(options: &[MhOption]) -> Option<(u16, u16)> {
+    options.iter().find_map(|o| match o {
+        MhOption::NonceIndices { home, care_of } => Some((*home, *care_of)),
+        _ => None,
+    })
 }
 
 fn options_cookie(options: &[MhOption]) -> Option<&[u8]> {
