@@ -658,3 +658,31 @@ fn a_return_routability_bu_replayed_after_the_deletion_is_refused() {
 fn sent_to_cn(p: &common::wire::PacketRepr) -> bool {
     matches!(&p.ip, common::wire::IpRepr::V6 { header, .. } if header.dst == CN)
 }
+
+// RFC 6275 §6.1.1, §6.1.7: the MH Reserved byte and the BU's reserved
+// flag bits are ignored by the receiver: such a BU is processed as usual
+// (after TAHI's "suspicious BU, non-zero reserved field").
+#[test]
+fn reserved_fields_are_ignored() {
+    let mut t = signalling_only(117);
+    let mut b = bu(
+        9,
+        A | 0x0001,
+        100,
+        vec![MhOption::AlternateCareOfAddress(COA_A)],
+    );
+    // Flags follow the 6-byte MH header and the sequence number.
+    assert_eq!(
+        b[MH_AFTER_HAO + 9] & 1,
+        1,
+        "the reserved bit is on the wire"
+    );
+    b[MH_AFTER_HAO + 3] = 0xff;
+    // The checksum's pseudo-header has the home address of the HAO.
+    let ph = PseudoHeader::V6 { src: HOA, dst: CN };
+    MhPacket::new_unchecked(&mut b[MH_AFTER_HAO..]).fill_checksum(&ph);
+    let b = seal_as_mn(&mut t, &b);
+    let sent = from_a(&mut t, vec![b]);
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 0, 9, 100)]);
+    assert_eq!(binding(&t), Some((Some(COA_A), Some(9))));
+}
