@@ -1,8 +1,10 @@
 //! RFC 6275 §9 (Correspondent Node Operation), rule by rule, in the
 //! simulator: crafted packets go to the correspondent and what it puts on
-//! the wire, counts and caches is asserted. Cases after the IPv6 Ready
-//! (TAHI) Mobile IPv6 correspondent self-test; the checklist in README.md
-//! maps each rule to its test here or elsewhere.
+//! the wire, counts and caches is asserted. Cases after the TAHI / IPv6
+//! Ready Mobile IPv6 correspondent tests: "TAHI CN n" is the number in
+//! the TAHI CN conformance list (KAME, 2003), "CN-x-y-z" an IPv6 Ready
+//! Phase-2 CN self-test. The checklist in README.md maps each rule to
+//! its test here or elsewhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -228,6 +230,7 @@ const MH_AFTER_HAO: usize = 64;
 // with A set the BA goes to the care-of address with a type 2 routing
 // header holding the home address, echoing the sequence number; §9.3.1:
 // a BU with a HAO and no binding earns no Binding Error (TAHI CN 11, 12).
+// REQ MIP-BASE
 #[test]
 fn a_valid_bu_binds_and_is_acknowledged_only_when_asked() {
     let mut t = signalling_only(101);
@@ -246,6 +249,7 @@ fn a_valid_bu_binds_and_is_acknowledged_only_when_asked() {
 // refused with 135 and the last accepted number in the BA, A bit or not
 // (§9.5.4 SHOULD). With no entry any number is taken (TAHI CN 23-30,
 // CN-5-1-1).
+// REQ MIP-BASE
 #[test]
 fn sequence_numbers_compare_modulo_2_16() {
     let mut t = signalling_only(102);
@@ -275,6 +279,7 @@ fn sequence_numbers_compare_modulo_2_16() {
 // home address, deletes the binding; a deletion for a home address with
 // no entry is acknowledged and caches nothing; after a deletion there is
 // no entry, so any sequence number is accepted again (TAHI CN 31-33).
+// REQ MIP-BASE
 #[test]
 fn lifetime_zero_or_care_of_home_address_deletes_the_binding() {
     let mut t = signalling_only(103);
@@ -313,6 +318,7 @@ fn lifetime_zero_or_care_of_home_address_deletes_the_binding() {
 // asked for (here also capped by the SA's), the BA says what was granted,
 // and the entry goes when it runs out: packets then go to the home
 // address, no longer with a type 2 routing header (§9.3.2).
+// REQ MIP-BASE
 #[test]
 fn granted_lifetime_is_at_most_the_requested_and_the_entry_expires() {
     let mut t = signalling_only(104);
@@ -346,6 +352,7 @@ fn granted_lifetime_is_at_most_the_requested_and_the_entry_expires() {
 // RFC 6275 §9.5.1: the care-of address to bind must be unicast routable;
 // an Alternate CoA that is multicast, link-local, loopback or
 // unspecified makes the BU silently discarded: no BA, no binding.
+// REQ MIP-BASE
 #[test]
 fn a_care_of_address_that_is_not_unicast_routable_is_silently_discarded() {
     let mut t = signalling_only(105);
@@ -374,6 +381,7 @@ fn a_care_of_address_that_is_not_unicast_routable_is_silently_discarded() {
 // RFC 6275 §9.3.1, §9.5.1: a home address that is not unicast routable
 // binds nothing: a BU for one is silently discarded, and data with a
 // multicast one in its HAO gets no Binding Error (TAHI CN-6-3-2).
+// REQ MIP-BASE
 #[test]
 fn a_home_address_that_is_not_unicast_routable_is_silently_discarded() {
     let mut t = away(106, RouteOptimisation::None, CnSa::None);
@@ -402,6 +410,7 @@ fn a_home_address_that_is_not_unicast_routable_is_silently_discarded() {
 // RFC 6275 §9.2: a Mobility Header whose checksum fails is silently
 // discarded and counted: a BU gets no BA, a HoTI no HoT (TAHI CN 9, 10,
 // 17, 18).
+// REQ MIP-BASE
 #[test]
 fn a_bad_mobility_header_checksum_is_dropped_silently() {
     let mut t = away(107, RouteOptimisation::None, CnSa::None);
@@ -424,6 +433,7 @@ fn a_bad_mobility_header_checksum_is_dropped_silently() {
 // decoder carries none) or a Header Len too short for the type gets an
 // ICMPv6 Parameter Problem, code 0, pointing at that field; the message
 // is not processed (TAHI CN 7, 8, 15, 16).
+// REQ MIP-BASE
 #[test]
 fn piggybacking_or_a_short_header_gets_a_parameter_problem() {
     let mut t = away(108, RouteOptimisation::None, CnSa::None);
@@ -469,6 +479,7 @@ fn piggybacking_or_a_short_header_gets_a_parameter_problem() {
 // RFC 6275 §9.2, §9.3.3: an unknown MH type gets a Binding Error with
 // status 2, sent to the packet's source, its Home Address field the
 // packet's HAO.
+// REQ MIP-BASE
 #[test]
 fn an_unknown_mh_type_gets_binding_error_2() {
     let mut t = away(109, RouteOptimisation::None, CnSa::None);
@@ -488,6 +499,7 @@ fn an_unknown_mh_type_gets_binding_error_2() {
 // RFC 6275 §9.3.3: Binding Errors are rate-limited (RFC 4443 §2.4(f)'s
 // bucket of 10 here): a burst of packets with an unverified HAO gets 10,
 // the rest are counted as suppressed (each packet as dropped).
+// REQ MIP-BASE
 #[test]
 fn binding_errors_are_rate_limited() {
     let mut t = away(110, RouteOptimisation::None, CnSa::None);
@@ -508,6 +520,7 @@ fn binding_errors_are_rate_limited() {
 // the cookie with the current nonce index, neither route optimised even
 // while a binding exists; a HoTI or CoTI with a HAO is silently
 // discarded (TAHI CN 4-6, 21, 22).
+// REQ MIP-BASE
 #[test]
 fn hoti_and_coti_are_answered_to_their_source_and_never_route_optimised() {
     let mut t = away(111, RouteOptimisation::ReturnRoutability, CnSa::None);
@@ -572,6 +585,7 @@ fn rr_bu(seq: u16, flags: u16, indices: Option<(u16, u16)>, auth: bool) -> Vec<u
 // RFC 6275 §9.5.1: a nonce index the correspondent no longer (or never)
 // had is refused with 136 (home), 137 (care-of) or 138 (both), A bit or
 // not (§9.5.4 SHOULD), the BA to the source with a type 2 routing header.
+// REQ MIP-BASE
 #[test]
 fn unknown_nonce_indices_get_136_137_138() {
     let mut t = away(112, RouteOptimisation::None, CnSa::None);
@@ -597,6 +611,7 @@ fn unknown_nonce_indices_get_136_137_138() {
 // RFC 6275 §9.5.1: a BU not under IPsec needs a Nonce Indices option and
 // a Binding Authorization Data option, last, whose authenticator Kbm
 // verifies; failing that it is silently discarded, A bit or not.
+// REQ MIP-BASE
 #[test]
 fn a_bu_without_valid_authorization_is_silently_discarded() {
     let mut t = away(113, RouteOptimisation::None, CnSa::None);
@@ -615,6 +630,7 @@ fn a_bu_without_valid_authorization_is_silently_discarded() {
 // 131 even with A clear (TAHI CN 14); A set is
 // scenarios::bu_with_h_set_is_refused_with_131.
 // REQ CN-4.1
+// REQ MIP-BASE
 #[test]
 fn a_home_registration_with_a_clear_is_still_refused_with_131() {
     let mut t = signalling_only(114);
@@ -628,6 +644,7 @@ fn a_home_registration_with_a_clear_is_still_refused_with_131() {
 // deleted, those nonces must not serve again with the same addresses
 // while they are valid: the registration BU replayed after the node went
 // home is refused (135, the deletion's number) instead of binding again.
+// REQ MIP-BASE
 #[test]
 fn a_return_routability_bu_replayed_after_the_deletion_is_refused() {
     let mut t = away(116, RouteOptimisation::ReturnRoutability, CnSa::None);
@@ -662,6 +679,7 @@ fn sent_to_cn(p: &common::wire::PacketRepr) -> bool {
 // RFC 6275 §6.1.1, §6.1.7: the MH Reserved byte and the BU's reserved
 // flag bits are ignored by the receiver: such a BU is processed as usual
 // (after TAHI's "suspicious BU, non-zero reserved field").
+// REQ MIP-BASE
 #[test]
 fn reserved_fields_are_ignored() {
     let mut t = signalling_only(117);
