@@ -38,6 +38,8 @@ cargo build -p common --locked          # the core alone: no I/O dependency
 # millisecond and the loss bench at 2 seeds, in the test profile (`cargo test` runs a bench binary
 # without `--bench`), so they keep building and running.
 cargo test -p testbed --bench sim --bench flood --bench loss --locked
+# And common's (codec, ESP, IKE, and the bindings bench at 1 000 bindings).
+BINDINGS=1000 cargo test -p common --benches --locked
 cargo test --workspace --locked
 # The fuzz targets keep building and running (issue 14): a plain build,
 # without cargo-fuzz or its sanitizer (the instrumented release build

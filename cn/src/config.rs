@@ -45,6 +45,10 @@ pub struct CnFile {
     pub tun: TunFile,
     /// The control socket (default /run/mip6/cn.sock).
     pub control: Option<PathBuf>,
+    /// Keeps the IPsec-authorised bindings and the static SAs' outbound
+    /// sequence numbers across a restart, in this file (relative to this
+    /// one); without it a restarted correspondent starts empty.
+    pub store: Option<PathBuf>,
     pub seed: Option<u64>,
 }
 
@@ -83,6 +87,10 @@ impl NodeFile for CnFile {
 
     fn control(&self) -> Option<&Path> {
         self.control.as_deref()
+    }
+
+    fn store(&self) -> Option<&Path> {
+        self.store.as_deref()
     }
 
     fn build(&self, ipsec: Ipsec, base: &Path, seeds: Seeds) -> Result<(Cn, Setup), FieldError> {

@@ -1,6 +1,9 @@
 //! Binding Updates per second at a correspondent and at a home agent that
-//! already hold 100 000 bindings, next to the same BU processing with one
-//! binding in the cache, measured in the same run.
+//! already hold a million bindings (`BINDINGS=n` for another size), next
+//! to the same BU processing with one binding in the cache, measured in
+//! the same run; and for the loaded engine, the time to install its SA
+//! pairs and to fill its cache, and the memory each SA pair and each
+//! binding adds (the growth of VmRSS over the count).
 //!
 //! Every mobile node has its own suitable transport SA pair with the engine
 //! (selectors host(HoA) <-> host(peer), Mobility Header BU and BA only, as
@@ -13,6 +16,7 @@
 //!
 //! ```text
 //! cargo bench -p common --bench bindings
+//! BINDINGS=100000 cargo bench -p common --bench bindings
 //! ```
 
 #![allow(clippy::unwrap_used, reason = "bench setup")]
@@ -47,15 +51,22 @@ const ACCESS: [Ipv6Addr; 2] = [
     Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0),
 ];
 
-/// Bindings in the loaded cache.
-const LOADED: usize = 100_000;
+/// Bindings in the loaded cache: `BINDINGS`, else a million.
+fn loaded() -> usize {
+    std::env::var("BINDINGS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000)
+}
 /// The mobile nodes' side of the pairs is split over several `Ipsec`s of
 /// this many pairs, so that sealing the BUs (outside the timed region)
-/// does not walk 100 000 policies.
-const SHARD: usize = 512;
-/// Timed BUs visit the home addresses in this stride (coprime with
-/// `LOADED`), so that any run of them is spread over the whole SPD and
-/// binding cache rather than walking it in order.
+/// does not walk the policies of every node (theirs all name the same
+/// peer).
+const SHARD: usize = 16;
+/// Timed BUs visit the home addresses in this stride (a prime, so
+/// coprime with any loaded size but its multiples), so that any run of
+/// them is spread over the whole SPD and binding cache rather than walking
+/// it in order.
 const STRIDE: usize = 38_197;
 /// Requested binding lifetime.
 const LIFETIME: Duration = Duration::from_secs(600);
@@ -76,17 +87,20 @@ fn host(a: Ipv6Addr) -> Prefix {
     Prefix::host(IpAddr::V6(a))
 }
 
-/// Installs a transport pair between `hoa` (on `mn`) and `peer` (on
-/// `node`) for BU and BA only, with a protect policy on each side.
-fn install(
-    rng: &mut ChaCha20Rng,
-    mn: &mut Ipsec,
-    node: &mut Ipsec,
-    hoa: Ipv6Addr,
-    peer: Ipv6Addr,
-    spi: u32,
-) {
+/// Which side of a pair to install.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Mn,
+    Engine,
+}
+
+/// Installs one side of the transport pair of node `i` between `hoa`
+/// and `peer` for BU and BA only, with a protect policy: the mobile
+/// node's, or the engine's. Both sides draw the same keys.
+fn install(ipsec: &mut Ipsec, side: Side, i: usize, hoa: Ipv6Addr, peer: Ipv6Addr) {
     let alg = Algorithm::Aes128Gcm16;
+    let spi = 0x1000 + 2 * u32::try_from(i).unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(0x6269_6e64 ^ i as u64);
     let mut key = || {
         let mut k = vec![0u8; alg.key_len()];
         rng.fill_bytes(&mut k);
@@ -94,35 +108,48 @@ fn install(
     };
     let (up, down) = (key(), key());
     let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
-    let sides = [
-        (mn, hoa, peer, (spi + 1, down.clone()), (spi, up.clone())),
-        (node, peer, hoa, (spi, up), (spi + 1, down)),
-    ];
-    for (ipsec, local, remote, inbound, outbound) in sides {
-        let selector = Selector::mobility(host(local), host(remote), &bu_ba);
-        let mut spec = SaPairSpec::new(
-            AddressPair {
-                local: IpAddr::V6(local),
-                peer: IpAddr::V6(remote),
-            },
-            Mode::Transport,
-            alg,
-            selector.clone(),
-            SaKeys {
-                spi: inbound.0,
-                key: inbound.1,
-            },
-            SaKeys {
-                spi: outbound.0,
-                key: outbound.1,
-            },
-        );
-        spec.lifetime = Lifetime {
-            hard_time: Some(SA_LIFETIME),
-            ..Lifetime::default()
-        };
-        ipsec.add_protected_pair(Instant::ZERO, &spec).unwrap();
-    }
+    let (local, remote, inbound, outbound) = match side {
+        Side::Mn => (hoa, peer, (spi + 1, down), (spi, up)),
+        Side::Engine => (peer, hoa, (spi, up), (spi + 1, down)),
+    };
+    let selector = Selector::mobility(host(local), host(remote), &bu_ba);
+    let mut spec = SaPairSpec::new(
+        AddressPair {
+            local: IpAddr::V6(local),
+            peer: IpAddr::V6(remote),
+        },
+        Mode::Transport,
+        alg,
+        selector,
+        SaKeys {
+            spi: inbound.0,
+            key: inbound.1,
+        },
+        SaKeys {
+            spi: outbound.0,
+            key: outbound.1,
+        },
+    );
+    spec.lifetime = Lifetime {
+        hard_time: Some(SA_LIFETIME),
+        ..Lifetime::default()
+    };
+    ipsec.add_protected_pair(Instant::ZERO, &spec).unwrap();
+}
+
+/// VmRSS in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+#[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
+fn wall() -> std::time::Instant {
+    std::time::Instant::now()
 }
 
 /// An engine holding `n` mobile nodes' SAs, and those nodes.
@@ -140,6 +167,16 @@ struct Bed<E> {
     /// BUs sent so far.
     sent: u64,
     now: Instant,
+    setup: Setup,
+}
+
+/// What building a loaded engine took.
+#[derive(Default)]
+struct Setup {
+    sa_pairs: WallDuration,
+    per_sa_pair: u64,
+    fill: WallDuration,
+    per_binding: u64,
 }
 
 /// Whether a transmit is a BA (or anything but Neighbor Discovery, which
@@ -152,14 +189,22 @@ impl<E: Engine> Bed<E> {
     /// Builds the SAs on both sides, then `make` the engine from its IPsec
     /// and puts it on a link with a router, past the DAD of its address.
     fn new(n: usize, peer: Ipv6Addr, flags: u16, make: impl FnOnce(Ipsec) -> E) -> Self {
-        let mut rng = ChaCha20Rng::seed_from_u64(0x6269_6e64);
+        let mut mns: Vec<Ipsec> = (0..n.div_ceil(SHARD)).map(|_| Ipsec::default()).collect();
+        for i in 0..n {
+            install(&mut mns[i / SHARD], Side::Mn, i, home_address(i), peer);
+        }
+        // The engine's side alone, measured.
+        let (before, started) = (rss(), wall());
         let mut node = Ipsec::default();
         node.spd.fallback = Action::Bypass;
-        let mut mns: Vec<Ipsec> = (0..n.div_ceil(SHARD)).map(|_| Ipsec::default()).collect();
-        for (i, spi) in (0..n).zip((0x1000u32..).step_by(2)) {
-            let mn = &mut mns[i / SHARD];
-            install(&mut rng, mn, &mut node, home_address(i), peer, spi);
+        for i in 0..n {
+            install(&mut node, Side::Engine, i, home_address(i), peer);
         }
+        let setup = Setup {
+            sa_pairs: started.elapsed(),
+            per_sa_pair: rss().saturating_sub(before) / n as u64,
+            ..Setup::default()
+        };
         let mut engine = make(node);
         let t0 = Instant::ZERO;
         let mac = MacAddr([2, 0, 0, 0, 0, 2]);
@@ -189,6 +234,7 @@ impl<E: Engine> Bed<E> {
             cursor: 0,
             sent: 0,
             now: t0,
+            setup,
         };
         bed.advance(RETRANS_TIMER * 2);
         bed
@@ -255,13 +301,20 @@ impl<E: Engine> Bed<E> {
     /// once the DAD of the home addresses is over; the unsolicited NAs
     /// that follow are let go before the timed runs).
     fn fill(&mut self) {
+        let n = self.seqs.len();
+        // The BUs are sealed first, so that only the engine's work and
+        // memory are counted.
+        let bus: Vec<Vec<u8>> = (0..n).map(|i| self.next_bu(i)).collect();
+        let (before, started) = (rss(), wall());
         let mut acked = 0;
-        for i in 0..self.seqs.len() {
-            let bu = self.next_bu(i);
-            acked += self.feed(&bu);
+        for bu in &bus {
+            acked += self.feed(bu);
         }
+        self.setup.fill = started.elapsed();
         acked += self.advance(RETRANS_TIMER);
         acked += self.advance(RETRANS_TIMER * 4);
+        self.setup.per_binding = rss().saturating_sub(before) / n as u64;
+        drop(bus);
         assert_eq!(acked, self.sent, "one BA per BU");
         self.check();
     }
@@ -287,8 +340,7 @@ impl<E: Engine> Bed<E> {
                 self.next_bu(i)
             })
             .collect();
-        #[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
-        let start = std::time::Instant::now();
+        let start = wall();
         let mut sent = 0;
         for bu in &batch {
             sent += self.feed(black_box(bu));
@@ -325,7 +377,7 @@ fn ha(n: usize) -> Bed<Ha> {
 fn group<E: Engine>(c: &mut Criterion, name: &str, make: fn(usize) -> Bed<E>) {
     let mut g = c.benchmark_group(name);
     g.throughput(Throughput::Elements(1));
-    for n in [1, LOADED] {
+    for n in [1, loaded()] {
         // Built on first use, so that a filtered-out bench costs nothing.
         let mut bed: Option<Bed<E>> = None;
         g.bench_function(format!("bindings_{n}"), |b| {
@@ -334,6 +386,15 @@ fn group<E: Engine>(c: &mut Criterion, name: &str, make: fn(usize) -> Bed<E>) {
         });
         if let Some(bed) = &bed {
             bed.check();
+            let s = &bed.setup;
+            eprintln!(
+                "{name} with {n}: {n} SA pairs installed in {:.2} s, {} B each; \
+                 {n} bindings filled in {:.2} s, {} B each",
+                s.sa_pairs.as_secs_f64(),
+                s.per_sa_pair,
+                s.fill.as_secs_f64(),
+                s.per_binding
+            );
         }
     }
     g.finish();

@@ -6,7 +6,7 @@
 //! deep. After every step [`World::check`] holds the invariants.
 
 use common::ike::Mobility;
-use common::nd::{NdConfig, QUEUE_PER_NEIGHBOR};
+use common::nd::NdConfig;
 use common::node::{Engine, Iface, RouteOptimisation};
 use common::time::{Duration, Instant};
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -242,7 +242,7 @@ impl World {
                     .neighbors()
                     .fold((0, 0), |(c, q), (_, x)| (c + 1, q + x.queued()));
                 assert!(count <= nd.max_neighbors, "{count} neighbours");
-                assert!(queued <= count * QUEUE_PER_NEIGHBOR, "{queued} queued");
+                assert!(queued <= count * nd.queue_per_neighbor, "{queued} queued");
             }
         }
         if let Some(ike) = e.ike() {

@@ -35,6 +35,10 @@ pub struct HaFile {
     pub tun: TunFile,
     /// The control socket (default /run/mip6/ha.sock).
     pub control: Option<PathBuf>,
+    /// Keeps the binding cache and the static SAs' outbound sequence
+    /// numbers across a restart, in this file (relative to this one);
+    /// without it a restarted agent starts empty.
+    pub store: Option<PathBuf>,
     pub seed: Option<u64>,
 }
 
@@ -70,6 +74,10 @@ impl NodeFile for HaFile {
 
     fn control(&self) -> Option<&Path> {
         self.control.as_deref()
+    }
+
+    fn store(&self) -> Option<&Path> {
+        self.store.as_deref()
     }
 
     fn build(&self, ipsec: Ipsec, base: &Path, seeds: Seeds) -> Result<(Ha, Setup), FieldError> {

@@ -88,15 +88,50 @@ pub struct Stream {
     pub until: Instant,
 }
 
-/// What happens in a run: the mobile node's moves (when, and to which
-/// link, an index into [`Network::links`]), the UDP flows and pings, and
-/// when it ends.
+/// How the mobile node moves at a moment; links are indices into
+/// [`Network::links`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Move {
+    /// Onto a link, losing carrier on every other (break before make).
+    To(usize),
+    /// Onto a link too, keeping the others (make before break).
+    Join(usize),
+    /// Off a link.
+    Leave(usize),
+}
+
+impl Move {
+    /// The link it brings up, if any: a handoff starts there.
+    pub fn arrives(self) -> Option<usize> {
+        match self {
+            Move::To(l) | Move::Join(l) => Some(l),
+            Move::Leave(_) => None,
+        }
+    }
+}
+
+/// What happens in a run: the mobile node's moves, in time order, the UDP
+/// flows and pings, and when it ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
-    pub moves: Vec<(Instant, usize)>,
+    pub moves: Vec<(Instant, Move)>,
     pub flows: Vec<Stream>,
     pub pings: Vec<Stream>,
     pub end: Instant,
+}
+
+impl Timeline {
+    /// When the node is away: from its first move until it is next moved
+    /// home (the run's end if it is not).
+    pub fn away(&self, home: usize) -> (Instant, Instant) {
+        let left = self.moves.first().map_or(self.end, |m| m.0);
+        let back = self
+            .moves
+            .iter()
+            .find(|(at, m)| *at > left && *m == Move::To(home))
+            .map_or(self.end, |m| m.0);
+        (left, back)
+    }
 }
 
 /// The demo's: home until 2 s, access A at 2 s, access B at 5 s, home at
@@ -113,7 +148,11 @@ pub fn timeline() -> Timeline {
     };
     let ms = Duration::from_millis(1);
     Timeline {
-        moves: vec![(s(2.0), 2), (s(5.0), 3), (s(8.0), 0)],
+        moves: vec![
+            (s(2.0), Move::To(2)),
+            (s(5.0), Move::To(3)),
+            (s(8.0), Move::To(0)),
+        ],
         flows: vec![
             every(End::Cn(0), End::Mn, 1.0, ms),
             every(End::Mn, End::Cn(0), 1.0, ms),
@@ -170,8 +209,16 @@ pub fn play(
         let ((node, src), (_, dst)) = (end(net, layout, p.from), end(net, layout, p.to));
         sim.ping(p.start, node, src, dst, p.interval, p.until);
     }
-    for (at, to) in &timeline.moves {
-        layout.move_mn(sim, *at, Some(layout.links[*to]));
+    for (at, m) in &timeline.moves {
+        match *m {
+            Move::To(l) => layout.move_mn(sim, *at, Some(layout.links[l])),
+            Move::Join(l) | Move::Leave(l) => {
+                let link = layout.links[l];
+                let iface = layout.mn_iface(link).unwrap_or(0);
+                let to = matches!(m, Move::Join(_)).then_some(link);
+                sim.move_at(*at, layout.mn, iface, to);
+            }
+        }
     }
     sim.run_until(timeline.end);
     measure(sim, net, layout, timeline, &flows, name)
@@ -217,7 +264,10 @@ fn measure(
         let latency = down.and_then(|(down, _)| {
             sim.arrivals
                 .iter()
-                .filter(|a| a.flow == *down && a.at >= *at && a.at < next && a.path == want)
+                .filter(|a| a.flow == *down && a.at >= *at && a.at < next)
+                // Over the new link: with make before break the old one
+                // carries packets meanwhile.
+                .filter(|a| a.path == want && a.link == Some(*link))
                 .map(|a| a.at.saturating_duration_since(*at))
                 .next()
         });
@@ -232,13 +282,7 @@ fn measure(
             lost,
         });
     }
-    // Away from the first move until the node is next moved home.
-    let left = timeline.moves.first().map_or(end, |m| m.0);
-    let back = timeline
-        .moves
-        .iter()
-        .find(|(at, to)| *at > left && *to == net.ha_link)
-        .map_or(end, |m| m.0);
+    let (left, back) = timeline.away(net.ha_link);
     let median = |f: &dyn Fn(Instant, Path) -> bool| {
         let mut v: Vec<Duration> = sim
             .pings

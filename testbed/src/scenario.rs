@@ -13,7 +13,7 @@ use common::node::{CnConfig, CoaTestPolicy, CookieMethod, Correspondent, HaConfi
 use common::time::{Duration, Instant};
 use serde::Deserialize;
 
-use crate::demo::{End, Stream, Timeline};
+use crate::demo::{End, Move, Stream, Timeline};
 use crate::sim::LinkParams;
 use crate::topology::{CnSa, CnSpec, Keying, LinkSpec, Network, CN, HOME_PREFIX};
 
@@ -150,7 +150,15 @@ pub struct MnFile {
 pub struct MoveFile {
     /// Seconds.
     pub at: f64,
-    pub to: String,
+    /// One of: onto this link, off every other (break before make);
+    #[serde(default)]
+    pub to: Option<String>,
+    /// onto this link too, keeping the others (make before break);
+    #[serde(default)]
+    pub join: Option<String>,
+    /// off this link.
+    #[serde(default)]
+    pub leave: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,10 +369,26 @@ fn check(f: &ScenarioFile, err: &Err) -> Result<Scenario, FileError> {
     let mut moves = vec![];
     for (i, m) in f.moves.iter().enumerate() {
         let at = |k| [Key("moves"), Index(i), Key(k)];
-        let l = link(&m.to, &at("to"))?;
+        let (key, name) = match (&m.to, &m.join, &m.leave) {
+            (Some(n), None, None) => ("to", n),
+            (None, Some(n), None) => ("join", n),
+            (None, None, Some(n)) => ("leave", n),
+            _ => {
+                return Err(err(
+                    &[Key("moves"), Index(i)],
+                    "needs exactly one of to, join, leave".into(),
+                ))
+            }
+        };
+        let l = link(name, &at(key))?;
         if !mn_links.contains(&l) {
-            return Err(err(&at("to"), format!("{:?} is not in mn.links", m.to)));
+            return Err(err(&at(key), format!("{name:?} is not in mn.links")));
         }
+        let how = match key {
+            "to" => Move::To(l),
+            "join" => Move::Join(l),
+            _ => Move::Leave(l),
+        };
         let t = secs(m.at);
         if !positive(m.at) || t >= end || moves.last().is_some_and(|(p, _)| *p >= t) {
             return Err(err(
@@ -372,7 +396,7 @@ fn check(f: &ScenarioFile, err: &Err) -> Result<Scenario, FileError> {
                 "must be after the last move and before the end".into(),
             ));
         }
-        moves.push((t, l));
+        moves.push((t, how));
     }
     let end_of = |name: &str, p: &[Seg]| match name {
         "mn" => Ok(End::Mn),

@@ -545,7 +545,8 @@ fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
 
 /// `testbed run --real` plays every shipped scenario in namespaces (two
 /// correspondents, the cookie test, a lossy access link with jitter, a
-/// fast mover, the demo): each run's TCP stream arrives whole, a handoff
+/// fast mover, make before break, the demo): each run's TCP stream arrives
+/// whole, make before break loses nothing, a handoff
 /// the simulator completes completes here too, IKE runs key by IKE, and
 /// the report draws, per handoff, as many arrows of each signalling type
 /// as tshark counts in that run's captures, the intervals its latencies.
@@ -563,7 +564,7 @@ fn every_shipped_scenario_runs_on_real_links() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 5);
+    assert_eq!(files.len(), 6);
     for file in files {
         let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
         let out = tools::scratch(&format!("real-scenario-{stem}"));
@@ -621,6 +622,18 @@ fn every_shipped_scenario_runs_on_real_links() {
         });
         assert!(counted > 10, "{stem}: {counted} arrows");
         tools::pictures::assert_intervals_are_the_latencies(&out);
+        // Make before break: nothing sent from B's arrival to the move
+        // home is lost (the last link delay's worth was bound for B).
+        if stem == "make-before-break" {
+            for r in report["pictures"]["runs"].as_array().unwrap() {
+                let lost = r["down_lost_sent_us"].as_array().unwrap();
+                let during = lost
+                    .iter()
+                    .filter(|t| (3_900_000..7_950_000).contains(&t.as_u64().unwrap()))
+                    .count();
+                assert_eq!(during, 0, "{}: {lost:?}", r["mode"]);
+            }
+        }
         if stem == "demo" {
             let html = fs::read_to_string(out.join("report.html")).unwrap();
             assert_eq!(assert_paths_traced(&html), 9, "three runs, three phases");

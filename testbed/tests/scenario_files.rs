@@ -142,6 +142,35 @@ fn the_scenarios_show_what_they_are_about() {
     for h in ipsec.as_array().unwrap().iter().take(5) {
         assert!(h["latency_ms"].as_f64().unwrap() < 400.0, "{h}");
     }
+    // Make before break: B binds while A still carries the flow, then A
+    // goes, and no packet sent from B's arrival until the move home is
+    // lost (those sent in the last 20 ms before it were on their way to
+    // B when the node left it); the switch to A did lose some.
+    let v = json("make-before-break");
+    for run in 0..2 {
+        let r = &v["pictures"]["runs"][run];
+        let lost: Vec<u64> = r["down_lost_sent_us"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap())
+            .collect();
+        let during = lost
+            .iter()
+            .filter(|t| (3_900_000..7_970_000).contains(*t))
+            .count();
+        assert_eq!(during, 0, "{lost:?}");
+        assert!(
+            lost.iter().any(|t| (2_000_000..2_100_000).contains(t)),
+            "{lost:?}"
+        );
+        let to_b = &r["handoffs"][1];
+        assert_eq!(to_b["to"], "access-b");
+        assert!(
+            to_b["latency_ms"].as_f64().unwrap() > 40.0,
+            "{to_b}: over B, not A"
+        );
+    }
     // The lossy link loses CN→MN packets outside handoffs too.
     let v = json("lossy-access");
     let lost = v["pictures"]["runs"][1]["down_lost_sent_us"]

@@ -1,5 +1,6 @@
 //! The one clock read of the whole core: monotonic time since the driver
-//! started, as the engines' [`Instant`], and back into Tokio's timers.
+//! started, as the engines' [`Instant`], and back into Tokio's timers; and
+//! the wall clock at that start, for what a store keeps across restarts.
 
 use std::time::Duration;
 
@@ -9,6 +10,8 @@ use crate::time::Instant;
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     start: std::time::Instant,
+    /// The wall clock at `start`, in µs since the Unix epoch.
+    wall_start: u64,
 }
 
 impl Clock {
@@ -21,10 +24,42 @@ impl Clock {
         std::time::Instant::now()
     }
 
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "a store's expiry times outlive the monotonic clock"
+    )]
+    fn read_wall() -> u64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// Starts the clock: [`Clock::now`] is [`Instant::ZERO`] now.
     pub fn new() -> Clock {
         Clock {
             start: Self::read(),
+            wall_start: Self::read_wall(),
+        }
+    }
+
+    /// `at` on the wall clock, in µs since the Unix epoch.
+    pub fn to_unix_micros(&self, at: Instant) -> u64 {
+        self.wall_start.saturating_add(at.total_micros())
+    }
+
+    /// A wall-clock time as an [`Instant`] of this clock; one before its
+    /// start is [`Instant::ZERO`].
+    pub fn from_unix_micros(&self, us: u64) -> Instant {
+        Instant::from_micros(us.saturating_sub(self.wall_start))
+    }
+
+    /// This clock as if started `d` later (a node started again).
+    #[cfg(test)]
+    pub(crate) fn shifted(&self, d: Duration) -> Clock {
+        Clock {
+            start: self.start + d,
+            wall_start: self.wall_start + u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
         }
     }
 

@@ -113,6 +113,11 @@ pub trait NodeFile: DeserializeOwned + Serialize + PartialEq {
     /// The static keys file, relative to the configuration file.
     fn ipsec(&self) -> Option<&Path>;
     fn control(&self) -> Option<&Path>;
+    /// The store that keeps what must survive a restart, relative to the
+    /// configuration file; none, nothing is kept.
+    fn store(&self) -> Option<&Path> {
+        None
+    }
     /// Checks the values and builds the engine, with `ipsec` and RNG
     /// `seeds` (files such as keys are relative to `base`), and what the
     /// driver must open.
@@ -366,6 +371,17 @@ fn run<F: NodeFile>(args: &RunArgs) -> ExitCode {
         Ok(x) => x,
         Err(e) => return refuse(F::ROLE, e),
     };
+    // Opened before the devices, so a bad store changes nothing.
+    let store = match file.store() {
+        Some(p) => {
+            let p = args.config.parent().unwrap_or(Path::new(".")).join(p);
+            match super::Store::open(&p) {
+                Ok(s) => Some(s),
+                Err(e) => return refuse(F::ROLE, e),
+            }
+        }
+        None => None,
+    };
     // The static SAs' rows now; IKE's as it negotiates (the driver).
     let keylog = match &args.keylog {
         Some(dir) => {
@@ -392,6 +408,12 @@ fn run<F: NodeFile>(args: &RunArgs) -> ExitCode {
             Err(e) => return refuse(F::ROLE, e),
         };
         driver.set_keylog(keylog);
+        if let Some(store) = store {
+            if let Err(e) = driver.keep(store).await {
+                eprintln!("{}: {e}", F::ROLE);
+                return ExitCode::FAILURE;
+            }
+        }
         let reload = move |_: &mut F::Engine| reloaded(&file, &path);
         match driver.run(reload).await {
             Ok(_) => ExitCode::SUCCESS,

@@ -6,7 +6,9 @@
 //! [`Command::LinkDown`], timers come from [`Engine::poll_timeout`], the
 //! clock is read here and nowhere else. A Unix control socket answers
 //! newline-delimited JSON requests; SIGINT and SIGTERM stop the driver,
-//! SIGHUP calls back the daemon to re-read its configuration. On the way
+//! SIGHUP calls back the daemon to re-read its configuration. With a
+//! [`Store`] ([`Driver::keep`]), what the engine must keep across a
+//! restart is committed before the packets queued with it are sent. On the way
 //! out everything the driver changed on the host is put back: addresses
 //! and routes, the TUN, sysctls, link state, the socket file.
 
@@ -27,10 +29,13 @@ use super::netlink::{Ipv6Address, Ipv6Route, LinkEvent, LinkEvents, Netlink, Net
 use super::packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket};
 use super::sysctl::{SysctlError, Sysctls};
 use super::tun::{self, Installed, Tun, TunError};
-use super::{Clock, KeyLog};
+use super::{Clock, KeyLog, Store, StoreError};
 use crate::ike::IkeEvent;
+use crate::ipsec::Direction;
 use crate::keylog::KeyTable;
-use crate::node::{Command, Engine, Event, Iface, MacAddr, NodeStatus, Severity, Transmit};
+use crate::node::{
+    Command, CommandError, Engine, Event, Iface, MacAddr, NodeStatus, Persist, Severity, Transmit,
+};
 use crate::time::Duration;
 
 /// Big enough for any frame or TUN packet.
@@ -90,6 +95,10 @@ pub enum DriverError {
     Sysctl(#[from] SysctlError),
     #[error(transparent)]
     Tun(#[from] TunError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    Keep(CommandError),
 }
 
 /// What the driver itself dropped or failed to do, by reason.
@@ -172,6 +181,8 @@ pub struct Driver<E> {
     setup: Setup,
     /// Where IKE's key-log rows go.
     keylog: Option<KeyLog>,
+    /// What the engine keeps across restarts goes here.
+    store: Option<Store>,
 }
 
 /// CAP_NET_ADMIN (12) and CAP_NET_RAW (13) in the effective set.
@@ -258,6 +269,7 @@ impl<E: Engine> Driver<E> {
             stats: DriverStats::default(),
             setup: setup.clone(),
             keylog: None,
+            store: None,
         };
         if let Err(e) = driver.start_tasks(setup.control.as_deref()) {
             driver.restore().await;
@@ -354,6 +366,55 @@ impl<E: Engine> Driver<E> {
         self.keylog = log;
     }
 
+    /// Gives the engine back what `store` kept of an earlier run and from
+    /// now on keeps in it what the engine reports, each batch committed
+    /// before the packets queued with it leave. Call before
+    /// [`Driver::run`]. On an error the host is put back, as when the
+    /// driver stops.
+    pub async fn keep(&mut self, store: Store) -> Result<(), DriverError> {
+        let kept = self.keep_in(store);
+        if kept.is_err() {
+            self.restore().await;
+        }
+        kept
+    }
+
+    fn keep_in(&mut self, mut store: Store) -> Result<(), DriverError> {
+        let now = self.clock.now();
+        let saved = store.load(&self.clock)?;
+        self.engine
+            .restore(now, &saved)
+            .map_err(DriverError::Keep)?;
+        let sad = &self.engine.ipsec().sad;
+        let live: std::collections::HashSet<u32> = sad
+            .iter()
+            .filter(|(_, s)| s.direction() == Direction::Outbound)
+            .map(|(_, s)| s.spi())
+            .collect();
+        store.retain_sequences(|spi| live.contains(&spi))?;
+        tracing::info!(
+            "store {}: {} records given back, {} outbound SA counters kept",
+            store.path().display(),
+            saved.len(),
+            live.len()
+        );
+        self.store = Some(store);
+        self.persist()?;
+        Ok(())
+    }
+
+    /// Commits what the engine reported to keep, in one transaction.
+    fn persist(&mut self) -> Result<(), StoreError> {
+        let Some(store) = &mut self.store else {
+            return Ok(());
+        };
+        let records: Vec<Persist> = std::iter::from_fn(|| self.engine.poll_persist()).collect();
+        if records.is_empty() {
+            return Ok(());
+        }
+        store.write(&records, &self.clock)
+    }
+
     pub fn engine(&self) -> &E {
         &self.engine
     }
@@ -375,7 +436,12 @@ impl<E: Engine> Driver<E> {
             "running"
         );
         loop {
-            self.pump();
+            if let Err(e) = self.pump() {
+                // What was queued behind it must not leave unkept.
+                tracing::error!("{e}: stopping");
+                self.restore().await;
+                return Err(e.into());
+            }
             let deadline = self
                 .engine
                 .poll_timeout()
@@ -491,10 +557,12 @@ impl<E: Engine> Driver<E> {
         serde_json::to_string(&reply).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
 
-    /// Sends what the engine queued and logs its events, until it is quiet.
-    fn pump(&mut self) {
+    /// Sends what the engine queued and logs its events, until it is quiet;
+    /// what it keeps goes to the store first.
+    fn pump(&mut self) -> Result<(), StoreError> {
         loop {
             let mut busy = false;
+            self.persist()?;
             while let Some(t) = self.engine.poll_transmit() {
                 busy = true;
                 self.send(t);
@@ -515,7 +583,7 @@ impl<E: Engine> Driver<E> {
                 }
             }
             if !busy {
-                return;
+                return Ok(());
             }
         }
     }

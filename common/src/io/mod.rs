@@ -10,8 +10,9 @@
 //! traffic reaches the kernel's TCP/UDP through a TUN device ([`tun`])
 //! carrying the home address, configured over rtnetlink ([`netlink`]). No
 //! XFRM, no kernel MIP6, no ip6tnl: everything Mobile IPv6 does lives in the
-//! sans-IO engines, and this module only moves bytes and reads the one
-//! clock ([`clock`]). Namespaces are the test harness's business, never
+//! sans-IO engines, and this module only moves bytes, reads the one
+//! clock ([`clock`]) and keeps what an engine must not lose in a restart
+//! ([`store`]). Namespaces are the test harness's business, never
 //! created here.
 //!
 //! Every piece is small and stands alone, for the driver that owns the
@@ -27,6 +28,7 @@ pub mod ike_file;
 pub mod keylog;
 pub mod netlink;
 pub mod packet;
+pub mod store;
 pub mod sysctl;
 pub mod tun;
 pub mod udp;
@@ -36,6 +38,7 @@ pub use driver::{Driver, DriverError, Reply, Request, Setup, Stack};
 pub use keylog::KeyLog;
 pub use netlink::{LinkEvent, LinkEvents, LinkInfo, Netlink, NetlinkError};
 pub use packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket, Received};
+pub use store::{Store, StoreError};
 pub use sysctl::{SysctlError, Sysctls};
 pub use tun::{Installed, Tun, TunError};
 

@@ -24,7 +24,7 @@ mod sad;
 mod spd;
 
 use core::net::{IpAddr, Ipv6Addr};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 pub use crypto::{Algorithm, EspCipher, KeyLengthError, ICV_LEN};
 pub use esp::EspKeyring;
@@ -234,7 +234,18 @@ pub struct Ipsec {
     stats: IpsecStats,
     events: VecDeque<IpsecEvent>,
     scratch: Vec<u8>,
+    /// New sequence marks (SPI, mark) for the store, oldest first.
+    marks: VecDeque<(u32, u64)>,
 }
+
+/// How far ahead of the last number sent a kept outbound counter's mark
+/// goes (see [`Ipsec::keep_sequences`]): one store write per 65 536
+/// packets of an SA, and a restart skips at most that many of the 2^32
+/// numbers an SA without ESN has (RFC 4303 §3.3.3), so it survives
+/// 65 535 restarts. The peer's anti-replay window only ever refuses
+/// numbers below its highest (RFC 4303 §3.4.3): a skip forward costs it
+/// nothing.
+pub const SEQUENCE_SKIP: u64 = 1 << 16;
 
 impl Ipsec {
     pub fn stats(&self) -> &IpsecStats {
@@ -262,6 +273,37 @@ impl Ipsec {
 
     pub fn poll_event(&mut self) -> Option<IpsecEvent> {
         self.events.pop_front()
+    }
+
+    /// Keeps the outbound sequence numbers of every SA installed now (the
+    /// static keys; IKE's SAs are negotiated afresh after a restart)
+    /// across restarts. Each resumes after its mark in `saved` (SPI, mark:
+    /// what [`Ipsec::poll_sequence_mark`] reported before the restart),
+    /// and from now on, when a packet's number passes an SA's mark, the
+    /// SA reports a new mark [`SEQUENCE_SKIP`] ahead, which the store must
+    /// hold before that packet leaves: so no number is ever sent twice
+    /// under one key. Keyed by outbound SPI; should two SAs share one, both
+    /// take the higher mark, which is safe for either.
+    pub fn keep_sequences(&mut self, saved: &[(u32, u64)]) {
+        let mut marks: HashMap<u32, u64> = HashMap::new();
+        for (spi, mark) in saved {
+            let m = marks.entry(*spi).or_default();
+            *m = (*m).max(*mark);
+        }
+        let outbound = self
+            .sad
+            .iter_mut()
+            .filter(|s| s.direction == Direction::Outbound);
+        for sa in outbound {
+            let mark = marks.get(&sa.spi).copied().unwrap_or(0).max(sa.seq);
+            sa.seq = mark;
+            sa.mark = Some(mark);
+        }
+    }
+
+    /// The next (SPI, mark) to store before the packets now queued leave.
+    pub fn poll_sequence_mark(&mut self) -> Option<(u32, u64)> {
+        self.marks.pop_front()
     }
 
     /// When [`Ipsec::handle_timeout`] next has something to do.
@@ -451,6 +493,11 @@ impl Ipsec {
             }
             Err(e) => Err(e),
             Ok(()) => {
+                if let Some(mark) = sa.mark.filter(|m| sa.seq > *m) {
+                    let next = sa.seq.saturating_add(SEQUENCE_SKIP).max(mark);
+                    sa.mark = Some(next);
+                    self.marks.push_back((sa.spi, next));
+                }
                 self.check_limits(now, id);
                 finish_ip_header(out)
             }

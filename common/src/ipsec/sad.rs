@@ -148,6 +148,10 @@ pub struct Sa {
     pub(crate) esn: bool,
     /// Outbound: the last sequence number sent.
     pub(crate) seq: u64,
+    /// Outbound, when a store keeps the counter across restarts: the
+    /// number it holds, which `seq` passes only once a higher one is
+    /// reported (see [`super::Ipsec::keep_sequences`]).
+    pub(crate) mark: Option<u64>,
     /// Inbound: the highest numbers received, which also places extended
     /// sequence numbers; `None` outbound.
     pub(crate) replay: Option<ReplayWindow>,
@@ -276,6 +280,7 @@ impl Sad {
             cipher,
             esn: spec.esn,
             seq: 0,
+            mark: None,
             replay: (direction == Direction::Inbound).then(|| {
                 ReplayWindow::new(if spec.replay_window > 0 {
                     spec.replay_window
@@ -341,6 +346,10 @@ impl Sad {
 
     pub fn iter(&self) -> impl Iterator<Item = (SaId, &Sa)> {
         self.sas.iter().map(|(id, sa)| (*id, sa))
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sa> {
+        self.sas.values_mut()
     }
 
     /// The SAs whose selector's remote side is `remote`.

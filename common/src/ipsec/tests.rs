@@ -951,3 +951,39 @@ fn ike_passes_every_policy_outside_the_tunnel() {
     let sealed = sent_on(&mut mn, Path::Direct, &other).unwrap();
     assert!(sealed.contains("ESP spi=0x00000201"), "{sealed}");
 }
+
+/// The last sequence number `ipsec`'s outbound SA sent.
+fn last_sent(ipsec: &Ipsec) -> u64 {
+    ipsec.sad.get(outbound_sa(ipsec)).unwrap().sequence()
+}
+
+// REQ ESP; issue 14.4: a kept counter resumes after its stored mark and
+// reports a new mark, SEQUENCE_SKIP ahead, each time a packet passes it.
+#[test]
+fn a_kept_counter_resumes_after_its_mark_and_reports_the_next_one_ahead() {
+    let (mut mn, mut cn) = mn_cn(Algorithm::Aes128Gcm16, false);
+    // Not kept: no marks.
+    receive(&mut cn, &send(&mut mn, &bu(1))).unwrap();
+    assert_eq!(mn.poll_sequence_mark(), None);
+    // Kept, after a restart whose store held mark 100 for this SPI (and a
+    // lower one from a stale record, which loses).
+    let spi = mn.sad.get(outbound_sa(&mn)).unwrap().spi();
+    mn.keep_sequences(&[(spi, 100), (spi, 7), (0xdead, 5)]);
+    let wire = send(&mut mn, &bu(2));
+    assert_eq!(last_sent(&mn), 101);
+    assert_eq!(mn.poll_sequence_mark(), Some((spi, 101 + SEQUENCE_SKIP)));
+    assert_eq!(mn.poll_sequence_mark(), None);
+    // The peer, whose window had seen 1 only, takes it.
+    receive(&mut cn, &wire).unwrap();
+    // Up to the mark, nothing more to store.
+    for _ in 0..SEQUENCE_SKIP {
+        send(&mut mn, &bu(3));
+    }
+    assert_eq!(mn.poll_sequence_mark(), None);
+    let wire = send(&mut mn, &bu(4));
+    let seq = last_sent(&mn);
+    assert_eq!(seq, 101 + SEQUENCE_SKIP + 1);
+    assert_eq!(mn.poll_sequence_mark(), Some((spi, seq + SEQUENCE_SKIP)));
+    receive(&mut cn, &wire).unwrap();
+    assert_eq!(cn.stats().dropped(IpsecDrop::Replayed), 0);
+}

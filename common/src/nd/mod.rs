@@ -40,9 +40,6 @@ pub const MAX_NEIGHBOR_ADVERTISEMENT: u8 = 3;
 pub const REACHABLE_TIME: Duration = Duration::from_secs(30);
 pub const RETRANS_TIMER: Duration = Duration::from_secs(1);
 pub const DELAY_FIRST_PROBE_TIME: Duration = Duration::from_secs(5);
-/// Packets kept per neighbour while it is being resolved (§7.2.2 asks
-/// for at least one).
-pub const QUEUE_PER_NEIGHBOR: usize = 3;
 
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
@@ -133,6 +130,9 @@ pub struct NdConfig {
     /// stale non-router entry makes room, or nothing new is cached, so a
     /// flood from random on-link sources cannot grow it.
     pub max_neighbors: usize,
+    /// Packets kept per neighbour while it is being resolved (§7.2.2 asks
+    /// for at least one).
+    pub queue_per_neighbor: usize,
 }
 
 impl Default for NdConfig {
@@ -144,6 +144,7 @@ impl Default for NdConfig {
             base_reachable_time: REACHABLE_TIME,
             rs_interval: RTR_SOLICITATION_INTERVAL,
             max_neighbors: 1024,
+            queue_per_neighbor: 3,
         }
     }
 }
@@ -793,7 +794,7 @@ impl NdIface {
                 // started the exchange (replacing it let a node's 1 kHz
                 // flow push its BUs out at every handoff: 41 ms became
                 // 1.2 s in the demo).
-                if e.queue.len() >= QUEUE_PER_NEIGHBOR {
+                if e.queue.len() >= self.cfg.queue_per_neighbor {
                     self.stats.unresolved += 1;
                     return Sent::Dropped;
                 }

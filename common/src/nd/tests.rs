@@ -294,7 +294,7 @@ fn unanswered_resolution_gives_up_after_three_and_counts() {
         bus.events(0),
         vec![NdEvent::NeighborUnreachable {
             neighbor: ghost,
-            dropped: QUEUE_PER_NEIGHBOR
+            dropped: NdConfig::default().queue_per_neighbor
         }]
     );
     // Two did not fit the queue, three died with the entry.

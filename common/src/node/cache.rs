@@ -4,10 +4,11 @@
 //! besides, and what lifetime it is granted, is the role's.
 
 use core::net::Ipv6Addr;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use super::core::Core;
-use super::{seq_newer, Event, Removal};
+use super::{seq_newer, Event, Persist, Removal};
+use crate::ipsec::Ipsec;
 use crate::time::{Deadlines, Instant};
 
 /// What the cache reads from a role's entry.
@@ -109,5 +110,32 @@ pub(crate) fn check_seq(seq: u16, last: Option<u16>) -> Result<(), u16> {
     match last {
         Some(last) if !seq_newer(seq, last) => Err(last),
         _ => Ok(()),
+    }
+}
+
+/// What a role with a binding cache reports for its store
+/// ([`super::Engine::poll_persist`]): nothing until it is restored.
+#[derive(Debug, Default)]
+pub(crate) struct Journal(Option<VecDeque<Persist>>);
+
+impl Journal {
+    /// From now on, changes are recorded.
+    pub fn start(&mut self) {
+        self.0.get_or_insert_with(VecDeque::new);
+    }
+
+    pub fn record(&mut self, p: Persist) {
+        if let Some(q) = &mut self.0 {
+            q.push_back(p);
+        }
+    }
+
+    /// The next record: binding changes first, then `ipsec`'s marks.
+    pub fn poll(&mut self, ipsec: &mut Ipsec) -> Option<Persist> {
+        if let Some(p) = self.0.as_mut().and_then(VecDeque::pop_front) {
+            return Some(p);
+        }
+        let (spi, mark) = ipsec.poll_sequence_mark()?;
+        Some(Persist::SequenceMark { spi, mark })
     }
 }

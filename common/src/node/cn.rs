@@ -6,14 +6,14 @@
 use core::net::Ipv6Addr;
 use std::collections::HashMap;
 
-use super::cache::{check_seq, BindingCache, CacheEntry};
+use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
 use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
 use super::rr::{self, RrResponder, MAX_NONCE_LIFETIME, MAX_RR_BINDING_LIFETIME};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, units_lifetime, Command, CommandError, Engine, Event, Iface, MacAddr, NodeDrop,
-    NodeStats, NodeStatus, Transmit,
+    NodeStats, NodeStatus, Persist, Transmit,
 };
 use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
@@ -146,6 +146,8 @@ pub struct Cn {
     cookies: CookieSecrets,
     rr: RrResponder,
     retired: HashMap<Ipv6Addr, Retired>,
+    /// IPsec bindings for the store, once [`Engine::restore`] was called.
+    journal: Journal,
 }
 
 impl Cn {
@@ -160,6 +162,7 @@ impl Cn {
             cookies,
             rr,
             retired: HashMap::new(),
+            journal: Journal::default(),
         }
     }
 
@@ -397,6 +400,7 @@ impl Cn {
         if deregister {
             self.retire(now, home, seq);
             self.cache.deregister(home, &mut self.core);
+            self.journal.record(Persist::Unbound { home });
             self.answer(now, &reply, BaStatus::Accepted, 0, options);
             return;
         }
@@ -451,6 +455,18 @@ impl Cn {
                 nonces,
             },
         );
+        // Return routability's are not kept: Kcn stays off the disk, and
+        // after a restart the node's next HAO gets a Binding Error and it
+        // runs the test again (RFC 6275 §9.3.3).
+        self.journal.record(match authority {
+            Authority::Ipsec => Persist::Bound {
+                home,
+                care_of,
+                seq,
+                expires,
+            },
+            Authority::Rr(_) => Persist::Unbound { home },
+        });
         self.core.event(Event::BindingCached {
             home,
             care_of,
@@ -594,6 +610,7 @@ impl Cn {
         entry.binding.testing = Some(care_of);
         if !keep_old {
             entry.binding.care_of = None;
+            self.journal.record(Persist::Unbound { home });
         }
         let cookie = match method {
             CookieMethod::Global => {
@@ -773,7 +790,9 @@ impl Engine for Cn {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
-        self.cache.expire(now, &mut self.core);
+        for home in self.cache.expire(now, &mut self.core) {
+            self.journal.record(Persist::Unbound { home });
+        }
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -827,5 +846,52 @@ impl Engine for Cn {
 
     fn ipsec_mut(&mut self) -> &mut Ipsec {
         &mut self.core.ipsec
+    }
+
+    /// The IPsec bindings come back as they were acknowledged, with the
+    /// outbound sequence numbers of the static SAs, so a BA after the
+    /// restart passes the node's anti-replay window; one expired meanwhile
+    /// is reported gone.
+    fn restore(&mut self, now: Instant, saved: &[Persist]) -> Result<(), CommandError> {
+        self.journal.start();
+        let mut marks = vec![];
+        for p in saved {
+            match *p {
+                Persist::Bound {
+                    home,
+                    care_of,
+                    seq,
+                    expires,
+                } if expires > now => {
+                    let binding = Binding {
+                        care_of: Some(care_of),
+                        seq: Some(seq),
+                        expires,
+                        testing: None,
+                        ipsec: true,
+                    };
+                    let entry = Entry {
+                        binding,
+                        secrets: None,
+                        nonces: None,
+                    };
+                    self.cache.insert(home, entry);
+                    self.core.event(Event::BindingCached {
+                        home,
+                        care_of,
+                        lifetime: expires - now,
+                    });
+                }
+                Persist::Bound { home, .. } => self.journal.record(Persist::Unbound { home }),
+                Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
+                Persist::Unbound { .. } => {}
+            }
+        }
+        self.core.ipsec.keep_sequences(&marks);
+        Ok(())
+    }
+
+    fn poll_persist(&mut self) -> Option<Persist> {
+        self.journal.poll(&mut self.core.ipsec)
     }
 }

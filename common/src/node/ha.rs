@@ -8,12 +8,12 @@
 use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
-use super::cache::{check_seq, BindingCache, CacheEntry};
+use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::core::{Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, same_prefix64, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit,
+    MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
@@ -110,6 +110,8 @@ pub struct Ha {
     core: Core,
     cache: BindingCache<HomeBinding>,
     pending: HashMap<Ipv6Addr, Pending>,
+    /// Binding changes for the store, once [`Engine::restore`] was called.
+    journal: Journal,
 }
 
 impl Ha {
@@ -121,6 +123,7 @@ impl Ha {
             core,
             cache: BindingCache::default(),
             pending: HashMap::new(),
+            journal: Journal::default(),
         }
     }
 
@@ -330,6 +333,7 @@ impl Ha {
                 }
             }
             self.cache.deregister(home, &mut self.core);
+            self.journal.record(Persist::Unbound { home });
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
@@ -389,14 +393,22 @@ impl Ha {
     /// Accepts a home registration and acknowledges it.
     fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
         let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
+        let expires = now + granted;
         self.cache.insert(
             home,
             HomeBinding {
                 care_of: p.care_of,
                 seq: p.seq,
-                expires: now + granted,
+                expires,
             },
         );
+        // Ahead of the BA: a binding acknowledged is a binding stored.
+        self.journal.record(Persist::Bound {
+            home,
+            care_of: p.care_of,
+            seq: p.seq,
+            expires,
+        });
         self.core.event(Event::BindingCached {
             home,
             care_of: p.care_of,
@@ -561,6 +573,7 @@ impl Engine for Ha {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
             }
+            self.journal.record(Persist::Unbound { home });
         }
     }
 
@@ -619,5 +632,50 @@ impl Engine for Ha {
 
     fn ipsec_mut(&mut self) -> &mut Ipsec {
         &mut self.core.ipsec
+    }
+
+    /// The bindings come back as they were acknowledged (the tunnel SAs
+    /// pointed at their care-of addresses, the home addresses defended on
+    /// the home link), with the outbound sequence numbers of the static
+    /// SAs; a binding that expired meanwhile, or for a node no longer
+    /// served, is reported gone.
+    fn restore(&mut self, now: Instant, saved: &[Persist]) -> Result<(), CommandError> {
+        self.journal.start();
+        let mut marks = vec![];
+        for p in saved {
+            match *p {
+                Persist::Bound {
+                    home,
+                    care_of,
+                    seq,
+                    expires,
+                } if expires > now && self.served.contains(&home) => {
+                    let b = HomeBinding {
+                        care_of,
+                        seq,
+                        expires,
+                    };
+                    self.cache.insert(home, b);
+                    self.tunnel_to(home, care_of);
+                    if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                        nd.add_proxy(now, home, false);
+                    }
+                    self.core.event(Event::BindingCached {
+                        home,
+                        care_of,
+                        lifetime: expires - now,
+                    });
+                }
+                Persist::Bound { home, .. } => self.journal.record(Persist::Unbound { home }),
+                Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
+                Persist::Unbound { .. } => {}
+            }
+        }
+        self.core.ipsec.keep_sequences(&marks);
+        Ok(())
+    }
+
+    fn poll_persist(&mut self) -> Option<Persist> {
+        self.journal.poll(&mut self.core.ipsec)
     }
 }

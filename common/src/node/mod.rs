@@ -80,6 +80,27 @@ pub enum CommandError {
     Unsupported,
 }
 
+/// What a node keeps across a restart, as plain data: the driver writes
+/// each to its store before it sends what the engine queued with it (see
+/// [`Engine::poll_persist`]), and hands the latest of each binding and SA
+/// back to [`Engine::restore`] when the node starts again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// An accepted registration of `home`, until `expires`; its BA is
+    /// queued behind this.
+    Bound {
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+        seq: u16,
+        expires: Instant,
+    },
+    /// The binding of `home` went (deregistered, expired, or not restored).
+    Unbound { home: Ipv6Addr },
+    /// Outbound SA `spi` may send up to sequence number `mark`; after a
+    /// restart it resumes after it (see [`Ipsec::keep_sequences`]).
+    SequenceMark { spi: u32, mark: u64 },
+}
+
 /// Why a binding went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -476,6 +497,19 @@ pub trait Engine {
     fn ike(&self) -> Option<&Ike>;
     /// Mutable IPsec, for key management to install and move SAs.
     fn ipsec_mut(&mut self) -> &mut Ipsec;
+    /// Takes back what an earlier run reported through
+    /// [`Engine::poll_persist`] (the latest record of each binding and
+    /// SA), and from now on reports what must survive a restart. Call
+    /// once, before the first packet. Roles that keep nothing refuse.
+    fn restore(&mut self, _now: Instant, _saved: &[Persist]) -> Result<(), CommandError> {
+        Err(CommandError::Unsupported)
+    }
+    /// What a store must hold before the packets queued so far are sent:
+    /// drain it before [`Engine::poll_transmit`] after every `handle_*`
+    /// call, once [`Engine::restore`] was called.
+    fn poll_persist(&mut self) -> Option<Persist> {
+        None
+    }
 }
 
 /// RFC 6275 §9.5.1: `a` is newer than `b` if it is less than 2^15 ahead,

@@ -13,7 +13,9 @@ use crate::ipsec::{
 use crate::nd::AddrState;
 use crate::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::{NaFlags, PrefixInfo, RouterAdvert};
-use crate::wire::{CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, NdRepr, PacketRepr, UpperRepr};
+use crate::wire::{
+    CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, MhType, NdRepr, PacketRepr, UpperRepr,
+};
 
 const HA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 1);
 const HOA: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
@@ -108,9 +110,17 @@ fn nd_bytes(src: Ipv6Addr, dst: Ipv6Addr, msg: &NdRepr) -> Vec<u8> {
 /// A home agent on its link, with a router there, past the DAD of its
 /// own address.
 fn home_agent(ipsec: Ipsec) -> (Ha, Instant) {
+    start(new_home_agent(ipsec))
+}
+
+fn new_home_agent(ipsec: Ipsec) -> Ha {
     let mut cfg = HaConfig::new(HA, vec![HOA], 1);
     cfg.home_prefix = HA;
-    let mut ha = Ha::new(cfg, ipsec);
+    Ha::new(cfg, ipsec)
+}
+
+/// `ha` on its link, as [`home_agent`].
+fn start(mut ha: Ha) -> (Ha, Instant) {
     let t0 = Instant::ZERO;
     ha.handle_command(
         t0,
@@ -563,4 +573,276 @@ fn multicast_other_than_nd_is_counted_not_ignored() {
         ha.stats().dropped(NodeDrop::Multicast),
         before.dropped(NodeDrop::Multicast) + 1
     );
+}
+
+/// What a store holds after `records`: the latest of each binding and the
+/// highest mark of each SPI, as `common::io::store` keeps them.
+fn stored(held: &mut Vec<Persist>, records: impl IntoIterator<Item = Persist>) {
+    for r in records {
+        match r {
+            Persist::Bound { home, .. } | Persist::Unbound { home } => {
+                held.retain(|h| !matches!(h, Persist::Bound { home: x, .. } if *x == home));
+                if matches!(r, Persist::Bound { .. }) {
+                    held.push(r);
+                }
+            }
+            Persist::SequenceMark { spi, mark } => {
+                let old = held.iter_mut().find_map(|h| match h {
+                    Persist::SequenceMark { spi: s, mark: m } if *s == spi => Some(m),
+                    _ => None,
+                });
+                match old {
+                    Some(m) => *m = (*m).max(mark),
+                    None => held.push(r),
+                }
+            }
+        }
+    }
+}
+
+// issue 14.4: the acknowledged binding and the BA counter come back, so
+// the restarted agent tunnels at once and its ESP passes the node's
+// anti-replay window.
+#[test]
+fn an_acknowledged_binding_and_the_esp_counter_survive_a_restart() {
+    let (mut mn, ha_ipsec) = wide_pair();
+    let mut ha = new_home_agent(ha_ipsec);
+    ha.restore(Instant::ZERO, &[]).unwrap();
+    let (mut ha, t) = start(ha);
+    let mut store = vec![];
+    ha.handle_packet(
+        t,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &home_bu(&mut mn, HOA, 1, BuFlags::A | BuFlags::H),
+    );
+    let t = t + crate::nd::RETRANS_TIMER;
+    ha.handle_timeout(t);
+    // What is to be stored is there before the BA is taken.
+    let kept: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        statuses(&drain(&mut ha), &mut mn),
+        vec![(0, Some(ROUTER_MAC))]
+    );
+    let bound = ha.binding(HOA).copied().unwrap();
+    assert!(kept.contains(&Persist::Bound {
+        home: HOA,
+        care_of: COA,
+        seq: 1,
+        expires: bound.expires,
+    }));
+    let ba_spi = 2;
+    let sent = ha
+        .ipsec()
+        .sad
+        .iter()
+        .find(|(_, s)| s.spi() == ba_spi)
+        .unwrap()
+        .1
+        .sequence();
+    assert!(kept.contains(&Persist::SequenceMark {
+        spi: ba_spi,
+        mark: sent + crate::ipsec::SEQUENCE_SKIP,
+    }));
+    stored(&mut store, kept);
+    // kill -9: a new agent with the same keys, before any packet.
+    let mut ha = new_home_agent(wide_pair().1);
+    ha.restore(t, &store).unwrap();
+    assert_eq!(ha.binding(HOA), Some(&bound));
+    let (mut ha, t) = start(ha);
+    assert_eq!(ha.binding(HOA), Some(&bound));
+    // The home address is defended again, and the old BU is old.
+    let old = home_bu(&mut mn, HOA, 1, BuFlags::A | BuFlags::H);
+    ha.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &old);
+    assert_eq!(
+        statuses(&drain(&mut ha), &mut mn),
+        vec![(135, Some(ROUTER_MAC))]
+    );
+    assert_eq!(ha.stats().dropped(NodeDrop::SequenceOutOfWindow), 1);
+    // That BA went out past the stored mark, which the node's window took.
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 0);
+    let next: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        next,
+        vec![Persist::SequenceMark {
+            spi: ba_spi,
+            mark: sent + 2 * crate::ipsec::SEQUENCE_SKIP + 1,
+        }]
+    );
+}
+
+// issue 14.4: a binding that expired while the agent was down, or whose
+// node it no longer serves, is not restored and is reported gone.
+#[test]
+fn a_binding_expired_or_no_longer_served_is_dropped_from_the_store() {
+    let t = Instant::from_secs(100);
+    let gone = [
+        Persist::Bound {
+            home: HOA,
+            care_of: COA,
+            seq: 4,
+            expires: t,
+        },
+        Persist::Bound {
+            home: STRANGER,
+            care_of: COA,
+            seq: 4,
+            expires: t + Duration::from_secs(60),
+        },
+    ];
+    let mut ha = new_home_agent(wide_pair().1);
+    ha.restore(t, &gone).unwrap();
+    assert_eq!(ha.bindings(), 0);
+    let reported: Vec<Persist> = std::iter::from_fn(|| ha.poll_persist()).collect();
+    assert_eq!(
+        reported,
+        vec![
+            Persist::Unbound { home: HOA },
+            Persist::Unbound { home: STRANGER }
+        ]
+    );
+}
+
+const CN: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 1);
+/// The correspondent's outbound SA: its BAs.
+const CN_BA_SPI: u32 = 0x202;
+
+/// The mobile node's and the correspondent's suitable pair (BU/BA
+/// between the home address and the correspondent, draft §2).
+fn cn_pair() -> (Ipsec, Ipsec) {
+    let make = |local: Ipv6Addr, peer: Ipv6Addr, spis: (u32, u32)| {
+        let sel = Selector::mobility(
+            Prefix::host(local.into()),
+            Prefix::host(peer.into()),
+            &[MhType::BindingUpdate.into(), MhType::BindingAck.into()],
+        );
+        let keys = |spi: u32| SaKeys {
+            spi,
+            key: vec![spi as u8; 20],
+        };
+        let spec = SaPairSpec::new(
+            AddressPair {
+                local: local.into(),
+                peer: peer.into(),
+            },
+            Mode::Transport,
+            Algorithm::Aes128Gcm16,
+            sel,
+            keys(spis.0),
+            keys(spis.1),
+        );
+        let mut ipsec = Ipsec::default();
+        ipsec.spd.fallback = crate::ipsec::Action::Bypass;
+        ipsec.add_protected_pair(Instant::ZERO, &spec).unwrap();
+        ipsec
+    };
+    (
+        make(HOA, CN, (CN_BA_SPI, 0x201)),
+        make(CN, HOA, (0x201, CN_BA_SPI)),
+    )
+}
+
+/// A correspondent restored from `saved`, on its link with a router,
+/// past its DAD.
+fn correspondent(ipsec: Ipsec, saved: &[Persist]) -> (Cn, Instant) {
+    let mut cn = Cn::new(CnConfig::new(CN, 3), ipsec, Instant::ZERO);
+    cn.restore(Instant::ZERO, saved).unwrap();
+    cn.handle_command(
+        Instant::ZERO,
+        Command::LinkUp {
+            iface: 0,
+            mac: HA_MAC,
+        },
+    )
+    .unwrap();
+    let mut ra = RouterAdvert {
+        hop_limit: 64,
+        flags: 0,
+        router_lifetime: 1800,
+        reachable_time: 0,
+        retrans_timer: 0,
+        source_ll: Some(ROUTER_MAC),
+        mtu: None,
+        prefixes: vec![PrefixInfo::slaac(CN)],
+        advertisement_interval: None,
+    };
+    ra.prefixes[0].prefix = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
+    let ra = nd_bytes(ROUTER_LL, crate::nd::ALL_NODES, &NdRepr::RouterAdvert(ra));
+    cn.handle_packet(Instant::ZERO, Iface::Link(0), Some(ROUTER_MAC), &ra);
+    let now = Instant::from_secs(2);
+    cn.handle_timeout(now);
+    std::iter::from_fn(|| cn.poll_transmit()).for_each(drop);
+    (cn, now)
+}
+
+/// A correspondent BU from `COA` for `HOA`, under the suitable SA.
+fn cn_bu(mn: &mut Ipsec, seq: u16) -> Vec<u8> {
+    let mh = MhRepr {
+        message: MhMessage::BindingUpdate {
+            seq,
+            flags: BuFlags(BuFlags::A),
+            lifetime: 100,
+        },
+        options: vec![],
+    };
+    let p = PacketRepr::ipv6(
+        COA,
+        CN,
+        vec![ExtHeaderRepr::home_address(HOA)],
+        UpperRepr::Mobility(mh),
+    )
+    .to_bytes(&CodePoints::default());
+    let mut out = vec![];
+    mn.outbound(Instant::ZERO, &p, &mut out).unwrap();
+    out
+}
+
+/// The correspondent's BA statuses the mobile node's IPsec lets through.
+fn cn_statuses(cn: &mut Cn, mn: &mut Ipsec) -> Vec<(u8, Option<MacAddr>)> {
+    let sent: Vec<Transmit> = std::iter::from_fn(|| cn.poll_transmit()).collect();
+    statuses(&sent, mn)
+}
+
+// issue 14.4: the correspondent's IPsec binding and BA counter come back;
+// without the counter the node's anti-replay window drops its next BA.
+#[test]
+fn a_correspondents_ipsec_binding_and_ba_counter_survive_a_restart() {
+    let (mut mn, cn_ipsec) = cn_pair();
+    let (mut cn, t) = correspondent(cn_ipsec, &[]);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 1));
+    let kept: Vec<Persist> = std::iter::from_fn(|| cn.poll_persist()).collect();
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![(0, Some(ROUTER_MAC))]);
+    let expires = cn.binding(HOA).unwrap().expires;
+    let mark = 1 + crate::ipsec::SEQUENCE_SKIP;
+    assert_eq!(
+        kept,
+        vec![
+            Persist::Bound {
+                home: HOA,
+                care_of: COA,
+                seq: 1,
+                expires,
+            },
+            Persist::SequenceMark {
+                spi: CN_BA_SPI,
+                mark,
+            },
+        ]
+    );
+    // Restarted without the marks, as before the store: its next BA
+    // reuses number 1, and the node drops it as a replay.
+    let bindings_only = &kept[..1];
+    let (mut cn, t) = correspondent(cn_pair().1, bindings_only);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 2));
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![]);
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 1);
+    // Restarted from the store: the binding, authorised by IPsec, and a BA
+    // past the mark, which the node takes.
+    let (mut cn, t) = correspondent(cn_pair().1, &kept);
+    let restored = cn.binding(HOA).unwrap();
+    assert_eq!((restored.care_of, restored.seq), (Some(COA), Some(1)));
+    assert!(restored.ipsec);
+    cn.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &cn_bu(&mut mn, 3));
+    assert_eq!(cn_statuses(&mut cn, &mut mn), vec![(0, Some(ROUTER_MAC))]);
+    assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 1);
 }

@@ -39,7 +39,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde_json::Value;
 
 use super::traffic::wall_micros;
-use crate::demo::{End, Handoff, Run, Stream, Timeline};
+use crate::demo::{End, Handoff, Move, Run, Stream, Timeline};
 use crate::harness::netns::{check_bounded, is_root, Netns, Process, Signal};
 use crate::sim::{parse_flow, FLOW_PORT};
 use crate::tools::pcap::read_packets;
@@ -919,25 +919,35 @@ pub fn run(
                     "tcp-send",
                 )?);
             }
-            // Carrier off on every other link of the node and on on the
-            // new one, in one netlink batch; the node's log says when it
-            // saw the carrier come up, which is when its handoff starts
-            // (as the simulator's link-up).
+            // Carrier off and on as the move says (a switch: off on every
+            // other link of the node, on on the new one), in one netlink
+            // batch; the node's log says when it saw the carrier come up,
+            // which is when its handoff starts (as the simulator's link-up).
             Step::Move(i) => {
-                let to = timeline.moves[i].1;
-                let Some(port) = net.mn_links.iter().position(|l| *l == to) else {
+                let m = timeline.moves[i].1;
+                let (Move::To(l) | Move::Join(l) | Move::Leave(l)) = m;
+                let Some(port) = net.mn_links.iter().position(|x| *x == l) else {
                     return Err(failed(
                         "a move",
-                        format!("link {to} is not the mobile node's"),
+                        format!("link {l} is not the mobile node's"),
                     ));
                 };
-                let others: Vec<&str> = (0..ports.len())
-                    .filter(|p| *p != port)
-                    .map(|p| ports[p].as_str())
-                    .collect();
+                let (down, up): (Vec<&str>, Vec<&str>) = match m {
+                    Move::To(_) => (
+                        (0..ports.len())
+                            .filter(|p| *p != port)
+                            .map(|p| ports[p].as_str())
+                            .collect(),
+                        vec![&ports[port]],
+                    ),
+                    Move::Join(_) => (vec![], vec![&ports[port]]),
+                    Move::Leave(_) => (vec![&ports[port]], vec![]),
+                };
                 let started = wall_micros();
-                carrier(&hosts.rt, &others, &[&ports[port]])?;
-                moves.push((started, port, net.links[to].name.clone()));
+                carrier(&hosts.rt, &down, &up)?;
+                if m.arrives().is_some() {
+                    moves.push((started, port, net.links[l].name.clone()));
+                }
             }
         }
     }
@@ -1253,12 +1263,7 @@ impl Measured {
         };
         // Away from the first move until the node is next moved home, as
         // the simulator's table.
-        let left = timeline.moves.first().map_or(timeline.end, |m| m.0);
-        let back = timeline
-            .moves
-            .iter()
-            .find(|(at, to)| *at > left && *to == net.ha_link)
-            .map_or(timeline.end, |m| m.0);
+        let (left, back) = timeline.away(net.ha_link);
         let (left, back) = (self.t0 + left.total_micros(), self.t0 + back.total_micros());
         let away = |at: u64| at >= left && at < back;
         Run {

@@ -110,6 +110,8 @@ pub struct Arrival {
     pub sent: Instant,
     pub at: Instant,
     pub path: Path,
+    /// The link it came in on (`None`: not from a link).
+    pub link: Option<LinkId>,
 }
 
 /// An echo reply that came back.
@@ -234,7 +236,7 @@ pub struct Sim {
     /// When each host's interface came up on a link.
     pub link_ups: Vec<(Instant, Port, LinkId)>,
     /// How the packet being handed to a host's stack arrived.
-    last_path: Option<Path>,
+    last_path: Option<(Path, LinkId)>,
     cp: CodePoints,
 }
 
@@ -817,13 +819,14 @@ impl Sim {
             }
         }
         let after = self.delivered(node);
-        self.last_path = Some(if after.0 > before.0 {
+        let path = if after.0 > before.0 {
             Path::RouteOptimised
         } else if after.1 > before.1 {
             Path::Tunnelled
         } else {
             Path::Direct
-        });
+        };
+        self.last_path = Some((path, link));
         self.after(node);
         self.last_path = None;
     }
@@ -846,7 +849,10 @@ impl Sim {
     /// What a host's stack does with a packet: record traffic-generator
     /// packets, answer and record pings.
     fn stack_receive(&mut self, node: NodeId, bytes: &[u8]) {
-        let path = self.last_path.take().unwrap_or(Path::Direct);
+        let (path, link) = match self.last_path.take() {
+            Some((p, l)) => (p, Some(l)),
+            None => (Path::Direct, None),
+        };
         let Ok(p) = PacketRepr::parse(bytes, &self.cp) else {
             return;
         };
@@ -862,6 +868,7 @@ impl Sim {
                     sent: Instant::from_micros(sent),
                     at: self.now,
                     path,
+                    link,
                 });
             }
             UpperRepr::Icmpv6(i) if i.msg_type == ECHO_REQUEST => {
