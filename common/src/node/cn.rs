@@ -4,11 +4,12 @@
 //! §5.2, §9) as the baseline.
 
 use core::net::Ipv6Addr;
+use std::collections::HashMap;
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};
 use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received, Rx};
-use super::rr::{self, RrResponder, MAX_RR_BINDING_LIFETIME};
+use super::rr::{self, RrResponder, MAX_NONCE_LIFETIME, MAX_RR_BINDING_LIFETIME};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, units_lifetime, Command, CommandError, Engine, Event, Iface, MacAddr, NodeDrop,
@@ -107,6 +108,19 @@ struct Entry {
     binding: Binding,
     /// Annex A1 method 1.
     secrets: Option<CookieSecrets>,
+    /// The nonce indices of the return-routability BU that made it.
+    nonces: Option<(u16, u16)>,
+}
+
+/// A deleted return-routability binding whose nonces may still be valid:
+/// RFC 6275 §9.5.3 holds their combination with the addresses illegal.
+struct Retired {
+    care_of: Ipv6Addr,
+    nonces: (u16, u16),
+    /// The deletion's sequence number: the BUs made with those nonces
+    /// are not newer.
+    seq: u16,
+    until: Instant,
 }
 
 impl CacheEntry for Entry {
@@ -131,6 +145,7 @@ pub struct Cn {
     cache: BindingCache<Entry>,
     cookies: CookieSecrets,
     rr: RrResponder,
+    retired: HashMap<Ipv6Addr, Retired>,
     /// IPsec bindings for the store, once [`Engine::restore`] was called.
     journal: Journal,
 }
@@ -146,6 +161,7 @@ impl Cn {
             cache: BindingCache::default(),
             cookies,
             rr,
+            retired: HashMap::new(),
             journal: Journal::default(),
         }
     }
@@ -197,6 +213,13 @@ impl Cn {
             return;
         }
         let hao = rx.home_address_option();
+        // RFC 6275 §9.3.1, §9.5.1: a home address that is not unicast
+        // routable binds nothing and earns no Binding Error (TAHI
+        // CN-6-3-2 expects silence for a multicast one).
+        if hao.is_some_and(|a| !unicast_routable(a)) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return;
+        }
         if let UpperRepr::Mobility(mh) = &rx.repr.upper {
             let mh = mh.clone();
             self.mobility(now, &rx, h.src, hao, mh);
@@ -300,6 +323,17 @@ impl Cn {
             _ => None,
         });
         let care_of = alternate.unwrap_or(src);
+        // RFC 6275 §9.5.1: the home address (from the HAO or the source)
+        // must be unicast routable, and so must a care-of address to bind;
+        // a BU failing that is silently discarded.
+        if !unicast_routable(home) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return;
+        }
+        if care_of != home && !unicast_routable(care_of) {
+            self.core.drop(NodeDrop::AlternateCoaRefused);
+            return;
+        }
         let reply = Reply {
             home,
             to: src,
@@ -343,19 +377,28 @@ impl Cn {
             self.core.drop(NodeDrop::Unprotected);
             return;
         };
+        let nonces = match authority {
+            Authority::Rr(_) => nonce_indices(options),
+            Authority::Ipsec => None,
+        };
         // RFC 6275 §9.5.4: a BA to an RR BU carries its authorisation,
         // refusals after the nonces checked out included.
         let options = match &authority {
             Authority::Rr(kbm) => Some((*kbm, care_of)),
             Authority::Ipsec => None,
         };
-        if let Err(last) = check_seq(seq, self.cache.last_seq(home)) {
+        let last = match (nonces, self.cache.last_seq(home)) {
+            (Some(nonces), None) => self.retired_seq(now, home, care_of, nonces),
+            (_, last) => last,
+        };
+        if let Err(last) = check_seq(seq, last) {
             self.core.drop(NodeDrop::SequenceOutOfWindow);
             let r = Reply { seq: last, ..reply };
             self.answer(now, &r, BaStatus::SequenceNumberOutOfWindow, 0, options);
             return;
         }
         if deregister {
+            self.retire(now, home, seq);
             self.cache.deregister(home, &mut self.core);
             self.journal.record(Persist::Unbound { home });
             self.answer(now, &reply, BaStatus::Accepted, 0, options);
@@ -404,7 +447,14 @@ impl Cn {
             testing: None,
             ipsec: matches!(authority, Authority::Ipsec),
         };
-        self.cache.insert(home, Entry { binding, secrets });
+        self.cache.insert(
+            home,
+            Entry {
+                binding,
+                secrets,
+                nonces,
+            },
+        );
         // Return routability's are not kept: Kcn stays off the disk, and
         // after a restart the node's next HAO gets a Binding Error and it
         // runs the test again (RFC 6275 §9.3.3).
@@ -447,13 +497,7 @@ impl Cn {
         deregister: bool,
         options: &[MhOption],
     ) -> Result<[u8; 20], Option<u8>> {
-        let (hi, ci) = options
-            .iter()
-            .find_map(|o| match o {
-                MhOption::NonceIndices { home, care_of } => Some((*home, *care_of)),
-                _ => None,
-            })
-            .ok_or(None)?;
+        let (hi, ci) = nonce_indices(options).ok_or(None)?;
         if !matches!(options.last(), Some(MhOption::BindingAuthData(_))) {
             return Err(None);
         }
@@ -475,6 +519,39 @@ impl Cn {
         } else {
             Err(None)
         }
+    }
+
+    /// RFC 6275 §9.5.3: a binding made with return-routability nonces is
+    /// deleted; until they are too old, a BU with the same nonces and
+    /// addresses counts as no newer than `seq`.
+    fn retire(&mut self, now: Instant, home: Ipv6Addr, seq: u16) {
+        let Some(e) = self.cache.get(home) else {
+            return;
+        };
+        if let (Some(nonces), Some(care_of)) = (e.nonces, e.binding.care_of) {
+            let until = now + MAX_NONCE_LIFETIME;
+            let r = Retired {
+                care_of,
+                nonces,
+                seq,
+                until,
+            };
+            self.retired.insert(home, r);
+        }
+    }
+
+    /// The sequence number a deleted binding left for this BU's nonces
+    /// and addresses, while they may still be valid.
+    fn retired_seq(
+        &mut self,
+        now: Instant,
+        home: Ipv6Addr,
+        care_of: Ipv6Addr,
+        nonces: (u16, u16),
+    ) -> Option<u16> {
+        self.retired.retain(|_, r| r.until > now);
+        let r = self.retired.get(&home)?;
+        (r.care_of == care_of && r.nonces == nonces).then_some(r.seq)
     }
 
     /// Annex A1: with the echoed cookie valid the BU goes on (`true`);
@@ -526,6 +603,7 @@ impl Cn {
                 ipsec: true,
             },
             secrets: None,
+            nonces: None,
         });
         // REQ CN-A1.7: the new address is not used while it is tested, and
         // by default neither is the old one.
@@ -622,6 +700,12 @@ struct Reply {
     ack: bool,
 }
 
+/// Neither multicast, unspecified, loopback nor link-local (RFC 6275
+/// §9.5.1's "unicast routable").
+fn unicast_routable(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
+}
+
 fn plain(message: MhMessage) -> MhRepr {
     MhRepr {
         message,
@@ -647,6 +731,13 @@ fn options_of(rx: &Rx) -> &[MhOption] {
         UpperRepr::Mobility(mh) => &mh.options,
         _ => &[],
     }
+}
+
+fn nonce_indices(options: &[MhOption]) -> Option<(u16, u16)> {
+    options.iter().find_map(|o| match o {
+        MhOption::NonceIndices { home, care_of } => Some((*home, *care_of)),
+        _ => None,
+    })
 }
 
 fn options_cookie(options: &[MhOption]) -> Option<&[u8]> {
@@ -779,8 +870,12 @@ impl Engine for Cn {
                         testing: None,
                         ipsec: true,
                     };
-                    let secrets = None;
-                    self.cache.insert(home, Entry { binding, secrets });
+                    let entry = Entry {
+                        binding,
+                        secrets: None,
+                        nonces: None,
+                    };
+                    self.cache.insert(home, entry);
                     self.core.event(Event::BindingCached {
                         home,
                         care_of,

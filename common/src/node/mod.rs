@@ -337,11 +337,13 @@ pub enum NodeDrop {
     /// Not addressed to this node.
     NotForUs,
     /// A Home Address option that no suitable SA, binding or BU vouches for
-    /// (REQ CN-3.2).
+    /// (REQ CN-3.2), or a home address that is not unicast routable
+    /// (RFC 6275 §9.5.1).
     HaoUnverified,
     /// A BU with H=1 at a correspondent (status 131).
     HomeRegistrationNotSupported,
-    /// An Alternate CoA the rules do not allow (REQ CN-4.3).
+    /// An Alternate CoA the rules do not allow (REQ CN-4.3), or a care-of
+    /// address that is not unicast routable (RFC 6275 §9.5.1).
     AlternateCoaRefused,
     /// A BU whose sequence number is not newer (status 135).
     SequenceOutOfWindow,
