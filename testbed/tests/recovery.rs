@@ -1,0 +1,134 @@
+//! Recovery without an operator (issue 14, item 4): the home agent or the
+//! correspondent disappears, with or without its state, and comes back;
+//! the mobile node gets its bindings and traffic back on its own, by
+//! retransmission, Binding Errors, IKE liveness and keying again, within
+//! a bound that each test derives from the protocol's timers. Virtual
+//! time, seed 1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use common::node::RouteOptimisation;
+use common::time::{Duration, Instant};
+use testbed::sim::{Flow, Path, Sim};
+use testbed::topology::{build, Setup, Topology, CN, HA, HOA};
+
+fn secs(s: f64) -> Instant {
+    Instant::from_micros((s * 1e6) as u64)
+}
+
+/// When `node` put `what` in the trace, from `from` on.
+fn traced(sim: &Sim, node: &str, what: &str, from: Instant) -> Vec<Instant> {
+    sim.trace
+        .iter()
+        .filter(|l| l.node == node && l.at >= from && l.what.contains(what))
+        .map(|l| l.at)
+        .collect()
+}
+
+/// The mobile node's BUs to the home agent and the accepting BAs from it.
+fn home_bus(sim: &Sim, from: Instant) -> Vec<Instant> {
+    traced(sim, "mn", &format!("to {HA} under ESP"), from)
+}
+
+fn home_bas(sim: &Sim, from: Instant) -> Vec<Instant> {
+    traced(sim, "mn", &format!("BA from {HA}: status 0"), from)
+}
+
+/// The first datagram of `flow` that arrived after `from`, and how.
+fn first_arrival(t: &Topology, flow: u32, from: Instant) -> Option<(Instant, Path)> {
+    t.sim
+        .arrivals
+        .iter()
+        .find(|a| a.flow == flow && a.at >= from)
+        .map(|a| (a.at, a.path))
+}
+
+/// Tunnelled through the home agent with static keys; the node moves to
+/// access A at 2 s (registered at about 3.1 s, after the agent's DAD of
+/// the home address); a flow from the correspondent to the home address
+/// every 100 ms from 1 s.
+fn tunnelled(until: f64) -> (Topology, u32) {
+    let setup = Setup::new(1, RouteOptimisation::None);
+    let mut t = build(&setup);
+    let down = t.sim.flow(
+        secs(1.0),
+        Flow {
+            from: t.cn,
+            src: CN,
+            dst: HOA,
+            interval: Duration::from_millis(100),
+            until: secs(until),
+        },
+    );
+    t.move_mn(secs(2.0), Some(t.access_a));
+    (t, down)
+}
+
+// issue 14.4
+// REQ MIP-BASE
+#[test]
+fn home_agent_back_after_40_s_is_registered_by_the_next_backed_off_bu() {
+    // The home link goes down at 10 s with the home agent's state intact;
+    // the node moves to access B at 11 s and its BU goes unanswered; the
+    // link is back at 51 s.
+    let (mut t, down) = tunnelled(90.0);
+    t.sim.set_link_at(secs(10.0), t.home, false);
+    t.move_mn(secs(11.0), Some(t.access_b));
+    t.sim.set_link_at(secs(51.0), t.home, true);
+    t.sim.run_until(secs(90.0));
+
+    // RFC 6275 §11.8: the first BU after the move, then retransmissions
+    // each waiting twice as long as the last, 1 s (INITIAL_BINDACK_TIMEOUT)
+    // up to 32 s (MAX_BINDACK_TIMEOUT).
+    let bus = home_bus(&t.sim, secs(11.0));
+    let gaps: Vec<Duration> = bus.windows(2).map(|w| w[1] - w[0]).collect();
+    let want: Vec<Duration> = [1, 2, 4, 8, 16, 32]
+        .map(Duration::from_secs)
+        .to_vec();
+    assert_eq!(gaps, want, "BUs at {bus:?}");
+    let (first, last) = (bus[0], bus[bus.len() - 1]);
+    // Sent at 11 s + 63 s: the first after the link came back, at 51 s.
+    assert_eq!(last - first, Duration::from_secs(63));
+    assert!(last > secs(51.0) && last < secs(51.0 + 32.0));
+
+    // The bound: back at R = 51 s, the next retransmission comes at most
+    // MAX_BINDACK_TIMEOUT later, and its BA one MN–HA round trip after it
+    // (2 × (0.2 + 30) ms), plus a second one for Neighbor Discovery: the
+    // router resolves the agent, whose neighbour entry died in the outage
+    // (RFC 4861 §7.3.3), and the new care-of address, to which it sent
+    // nothing yet: R + 32 s + 2 × 60.4 ms. Measured: the BU at 74 s, 23 s
+    // after R, its BA 120.8 ms later.
+    let setup = Setup::new(1, RouteOptimisation::None);
+    let (_, mn_ha, via_ha) = setup.rtts();
+    let bound = Duration::from_secs(32) + mn_ha * 2;
+    let back = secs(51.0);
+    let bas = home_bas(&t.sim, back);
+    assert_eq!(bas.len(), 1, "one BA after the return: {bas:?}");
+    let registered = bas[0];
+    assert_eq!(registered - last, mn_ha * 2);
+    assert!(registered - back <= bound, "{registered:?}");
+    // Nothing got through the outage: the BUs before the return are lost
+    // on the link that was down, and the home agent kept the binding and
+    // sequence number, so the BU it finally gets is accepted at once.
+    assert!(t.sim.link_stats(t.home).down > 0);
+    let ha = t.sim.ha(t.ha).unwrap();
+    let b = ha.binding(HOA).unwrap();
+    let coa_b = std::net::Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
+    assert_eq!(b.care_of, coa_b);
+    assert_eq!(b.seq, t.sim.mn(t.mn).unwrap().entry(HA).unwrap().seq);
+
+    // Traffic to the home address follows the binding: until the BA the
+    // agent tunnels it to access A, which the node left; the first
+    // datagram that arrives is one the correspondent sent at most an
+    // interval (100 ms) after the BA, on its way CN → HA → MN (less than
+    // the via-HA round trip).
+    let (at, path) = first_arrival(&t, down, back).unwrap();
+    assert_eq!(path, Path::Tunnelled);
+    assert!(at > registered && at - registered <= Duration::from_millis(100) + via_ha);
+    println!(
+        "home agent away 40 s, state kept: registered {:?} after its return, traffic {:?}",
+        registered - back,
+        at - back
+    );
+}
+
