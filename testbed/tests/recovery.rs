@@ -7,10 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use common::node::RouteOptimisation;
+use std::net::Ipv6Addr;
+
+use common::ipsec::IpsecDrop;
+use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
-use testbed::sim::{Flow, Path, Sim};
-use testbed::topology::{build, Setup, Topology, CN, HA, HOA};
+use testbed::sim::{Flow, NodeId, Path, Role, Sim};
+use testbed::topology::{build, restarted_home_agent, Setup, Topology, CN, HA, HOA};
+
+const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
+const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
 
 fn secs(s: f64) -> Instant {
     Instant::from_micros((s * 1e6) as u64)
@@ -82,9 +88,7 @@ fn home_agent_back_after_40_s_is_registered_by_the_next_backed_off_bu() {
     // up to 32 s (MAX_BINDACK_TIMEOUT).
     let bus = home_bus(&t.sim, secs(11.0));
     let gaps: Vec<Duration> = bus.windows(2).map(|w| w[1] - w[0]).collect();
-    let want: Vec<Duration> = [1, 2, 4, 8, 16, 32]
-        .map(Duration::from_secs)
-        .to_vec();
+    let want: Vec<Duration> = [1, 2, 4, 8, 16, 32].map(Duration::from_secs).to_vec();
     assert_eq!(gaps, want, "BUs at {bus:?}");
     let (first, last) = (bus[0], bus[bus.len() - 1]);
     // Sent at 11 s + 63 s: the first after the link came back, at 51 s.
@@ -113,8 +117,7 @@ fn home_agent_back_after_40_s_is_registered_by_the_next_backed_off_bu() {
     assert!(t.sim.link_stats(t.home).down > 0);
     let ha = t.sim.ha(t.ha).unwrap();
     let b = ha.binding(HOA).unwrap();
-    let coa_b = std::net::Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
-    assert_eq!(b.care_of, coa_b);
+    assert_eq!(b.care_of, COA_B);
     assert_eq!(b.seq, t.sim.mn(t.mn).unwrap().entry(HA).unwrap().seq);
 
     // Traffic to the home address follows the binding: until the BA the
@@ -132,3 +135,80 @@ fn home_agent_back_after_40_s_is_registered_by_the_next_backed_off_bu() {
     );
 }
 
+/// Drops by `reason` at `node`.
+fn dropped(t: &Topology, node: NodeId, reason: NodeDrop) -> u64 {
+    t.sim.engine(node).unwrap().stats().dropped(reason)
+}
+
+// issue 14.4
+// REQ MIP-BASE, MIP-HA-IPSEC
+#[test]
+fn home_agent_restarted_without_state_gets_the_node_back_by_binding_error() {
+    // Tunnelled, static keys, a flow each way every 100 ms; at R = 10 s
+    // the home agent restarts with its configuration and static SAs (fresh
+    // sequence numbers and replay windows) but no binding.
+    let (mut t, down) = tunnelled(20.0);
+    t.sim.flow(
+        secs(1.0),
+        Flow {
+            from: t.mn,
+            src: HOA,
+            dst: CN,
+            interval: Duration::from_millis(100),
+            until: secs(20.0),
+        },
+    );
+    t.sim.run_until(secs(10.0));
+    let restart = t.sim.now();
+    assert_eq!(home_bas(&t.sim, Instant::ZERO).len(), 1, "registered once");
+    t.sim.restart(
+        t.ha,
+        Role::Ha(Box::new(restarted_home_agent(&t.network, 1))),
+    );
+    assert_eq!(t.sim.ha(t.ha).unwrap().bindings(), 0);
+    t.sim.run_until(secs(20.0));
+
+    // The agent drops what the node reverse-tunnels, for a home address
+    // it serves and has no binding for, and answers the first with Binding
+    // Error status 1 (none once the node's BU is in); the node registers
+    // again at once. The agent sent three Mobility Headers: that error and
+    // two BAs.
+    assert!(dropped(&t, t.ha, NodeDrop::TunnelSourceMismatch) > 1);
+    assert_eq!(t.sim.engine(t.ha).unwrap().stats().signalling_messages, 3);
+    let bus = home_bus(&t.sim, restart);
+    let bas = home_bas(&t.sim, restart);
+    assert_eq!(bus.len(), 2, "the BU and one retransmission: {bus:?}");
+    assert_eq!(bas.len(), 1, "{bas:?}");
+    // RFC 6275 §11.8: a first registration waits 1.5 s for its BA.
+    assert_eq!(bus[1] - bus[0], Duration::from_millis(1500));
+    // The agent's first BA went out under ESP sequence number 1, which the
+    // node's replay window saw before the restart (RFC 4303 §3.4.3): with
+    // static keys that costs one retransmission per BA the node had.
+    let mn_ipsec = t.sim.engine(t.mn).unwrap().ipsec().stats();
+    assert_eq!(mn_ipsec.dropped(IpsecDrop::Replayed), 1);
+    let b = t.sim.ha(t.ha).unwrap().binding(HOA).copied().unwrap();
+    assert_eq!(b.care_of, COA_A);
+    assert_eq!(b.seq, t.sim.mn(t.mn).unwrap().entry(HA).unwrap().seq);
+
+    // The bound, from R: the agent's DAD of its own address (1 s, RFC 4862
+    // with one transmission), before which it answers nothing; the next
+    // reverse-tunnelled datagram (≤ 100 ms); its Binding Error and the BU
+    // (one MN–HA round trip); the retransmission after 1.5 s
+    // (INITIAL_BINDACK_TIMEOUT_FIRST_REG, which covers the agent's 1 s DAD
+    // of the home address and the replayed BA) and its BA (a round trip):
+    // R + 1 + 0.1 + 1.5 s + 2 × 60.4 ms = R + 2.7208 s. Measured: 2.6208 s.
+    let setup = Setup::new(1, RouteOptimisation::None);
+    let (_, mn_ha, _) = setup.rtts();
+    let bound = Duration::from_millis(2600) + mn_ha * 2;
+    let registered = bas[0] - restart;
+    assert!(registered <= bound, "{registered:?}");
+    // Traffic to the home address resumes once the agent has the binding
+    // again and defends the address, before its BA reaches the node.
+    let (at, path) = first_arrival(&t, down, restart + Duration::from_millis(200)).unwrap();
+    assert_eq!(path, Path::Tunnelled);
+    assert!(at - restart <= bound && at < bas[0], "{at:?}");
+    println!(
+        "home agent restarted without state: registered {registered:?} after, traffic {:?}",
+        at - restart
+    );
+}

@@ -986,6 +986,28 @@ impl Mn {
                     self.core.drop(NodeDrop::Unsolicited);
                 }
             }
+            // Status 1 from the home agent, for a binding it reported: it
+            // lost it (a restart, see `Ha`). Register again as if for the
+            // first time (the agent checks the home address first, §10.3.1).
+            // Unprotected, but all it brings is one BU under ESP, and none
+            // while one is out.
+            MhMessage::BindingError {
+                status: 1,
+                home_address,
+            } if home_address == self.home()
+                && src == self.cfg.home_agent
+                && !self.at_home()
+                && self
+                    .bul
+                    .get(&src)
+                    .is_some_and(|e| e.is_registered() && !e.is_waiting()) =>
+            {
+                if let Some(e) = self.bul.get_mut(&src) {
+                    e.registration = Registration::Unregistered;
+                    e.backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG;
+                }
+                self.send_bu(now, src);
+            }
             MhMessage::BindingError { home_address, .. } if home_address == self.home() => {
                 // The correspondent could not verify our HAO: back to the
                 // tunnel, and register again.
