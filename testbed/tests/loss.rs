@@ -20,16 +20,18 @@ fn ipsec_handoffs_complete_with_up_to_30_percent_loss_on_every_link() {
             clean.handoffs.iter().all(Option::is_some),
             "{seed}: {clean:?}"
         );
-        let mut sent = clean.mn_signalling;
         for loss in [0.1, 0.2, 0.3] {
             let lossy = run(&setup, loss);
             assert!(
                 lossy.handoffs.iter().all(Option::is_some),
                 "{seed} {loss}: {lossy:?}"
             );
-            // What loss costs is retransmissions.
-            assert!(lossy.mn_signalling >= sent, "{seed} {loss}: {lossy:?}");
-            sent = lossy.mn_signalling;
+            // What loss costs is retransmissions (against no loss: each
+            // rate draws its own losses, so one seed need not be monotone).
+            assert!(
+                lossy.mn_signalling > clean.mn_signalling,
+                "{seed} {loss}: {lossy:?}"
+            );
         }
     }
 }

@@ -9,11 +9,12 @@
 
 use std::net::Ipv6Addr;
 
+use common::ike::{IkeDrop, Mobility};
 use common::ipsec::IpsecDrop;
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
 use testbed::sim::{Flow, NodeId, Path, Role, Sim};
-use testbed::topology::{build, restarted_home_agent, Setup, Topology, CN, HA, HOA};
+use testbed::topology::{build, restarted_home_agent, Keying, Setup, Topology, CN, HA, HOA};
 
 const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
@@ -209,6 +210,101 @@ fn home_agent_restarted_without_state_gets_the_node_back_by_binding_error() {
     assert!(at - restart <= bound && at < bas[0], "{at:?}");
     println!(
         "home agent restarted without state: registered {registered:?} after, traffic {:?}",
+        at - restart
+    );
+}
+
+// issue 14.4
+// REQ IKE-BASE, MIP-BASE
+#[test]
+fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
+    // IKE (RFC 4877, MOBIKE) keys BU and BA; the payload goes in plain
+    // IPv6-in-IPv6 (with a payload SA the restarted agent could not read
+    // the reverse tunnel, see the README). At R = 10 s the agent restarts
+    // with no IKE SA, no CHILD_SA, no binding.
+    let mut setup = Setup::new(1, RouteOptimisation::None);
+    let mobility = Mobility::Mobike { r_mobike: false };
+    setup.keying = Keying::Ike {
+        mobility,
+        payload: false,
+    };
+    let mut t = build(&setup);
+    let mut flows = vec![];
+    for (from, src, dst) in [(t.cn, CN, HOA), (t.mn, HOA, CN)] {
+        let f = Flow {
+            from,
+            src,
+            dst,
+            interval: Duration::from_millis(100),
+            until: secs(60.0),
+        };
+        flows.push(t.sim.flow(secs(1.0), f));
+    }
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.run_until(secs(10.0));
+    let restart = t.sim.now();
+    let ike_sas = |t: &Topology| -> Vec<_> {
+        let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
+        ike.sa_ids().collect()
+    };
+    let before = ike_sas(&t);
+    assert_eq!(before.len(), 1);
+    let mn_ike = t.sim.engine(t.mn).unwrap().ike().unwrap().stats().clone();
+    let fresh = restarted_home_agent(&t.network, 1);
+    t.sim.restart(t.ha, Role::Ha(Box::new(fresh)));
+    t.sim.run_until(secs(60.0));
+
+    // The Binding Error brings a BU under the old CHILD_SA, which the
+    // agent drops (no SA has its SPI); the first retransmission asks IKE
+    // whether the agent is alive (RFC 7296 §2.4), and the empty
+    // INFORMATIONAL goes unanswered (the agent knows no IKE SA with that
+    // SPI) through its retransmissions, 0.5 s doubling, five of them: the
+    // SA closes 0.5 × (1 + 2 + 4 + 8 + 16 + 32) = 31.5 s after the check.
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, false);
+    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    assert_eq!(dead_after, Duration::from_millis(31_500));
+    let bus = home_bus(&t.sim, restart);
+    let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0] - bus[1], dead_after, "BUs {bus:?}");
+    let ha_ipsec = t.sim.engine(t.ha).unwrap().ipsec().stats();
+    let stale_bus = bus.iter().filter(|b| **b < closed[0]).count() as u64;
+    assert_eq!(ha_ipsec.dropped(IpsecDrop::UnknownSpi), stale_bus);
+    let ha_ike = t.sim.engine(t.ha).unwrap().ike().unwrap().stats();
+    let tries = u64::from(mn_cfg.retransmit_tries);
+    assert_eq!(ha_ike.dropped(IkeDrop::UnknownSpi), 1 + tries);
+    let mn_ike_now = t.sim.engine(t.mn).unwrap().ike().unwrap().stats();
+    assert_eq!(mn_ike_now.retransmits - mn_ike.retransmits, tries);
+    // Then at once a new IKE SA (IKE_SA_INIT, IKE_AUTH with INITIAL_CONTACT,
+    // as no other SA with the agent is left) and the BU under its child.
+    let after = ike_sas(&t);
+    assert_eq!(after.len(), 1);
+    assert_ne!(after, before);
+    let up = traced(&t.sim, "mn", "with ha.example.org up", restart);
+    assert_eq!(up.len(), 1);
+    let (_, mn_ha, via_ha) = setup.rtts();
+    assert_eq!(up[0] - closed[0], mn_ha * 2);
+    let bas = home_bas(&t.sim, restart);
+    assert_eq!(bas.len(), 1, "{bas:?}");
+    assert!(t.sim.ha(t.ha).unwrap().binding(HOA).is_some());
+
+    // The bound, from R: the agent's DAD of its address (1 s); the next
+    // reverse-tunnelled datagram (≤ 100 ms) and its Binding Error (a round
+    // trip); the first retransmission, 1.5 s later, with the liveness
+    // check; 31.5 s to the dead peer; IKE_SA_INIT and IKE_AUTH (two round
+    // trips); the BU, the agent's DAD of the home address (1 s) and the BA
+    // (a round trip): R + 1 + 0.1 + 1.5 + 31.5 + 1 s + 4 × 60.4 ms =
+    // R + 35.3416 s. Measured: 35.2416 s.
+    let bound = Duration::from_millis(35_100) + mn_ha * 4;
+    let registered = bas[0] - restart;
+    assert!(registered <= bound, "{registered:?}");
+    // Traffic to the home address: the first datagram sent once the agent
+    // defends it again (≤ 100 ms after its BA), CN → HA → MN.
+    let (at, path) = first_arrival(&t, flows[0], restart + Duration::from_millis(200)).unwrap();
+    assert_eq!(path, Path::Tunnelled);
+    assert!(at <= bas[0] + Duration::from_millis(100) + via_ha, "{at:?}");
+    println!(
+        "home agent restarted without IKE state: registered {registered:?} after, traffic {:?}",
         at - restart
     );
 }
