@@ -443,6 +443,58 @@ fn home_keying(
     (mn_cfg, mn_ipsec, ha_cfg, ha_ipsec)
 }
 
+/// The configuration and IPsec of correspondent `i` of `net`, and the
+/// mobile node's side (`mn`): a static pair (the next draws of `keys`),
+/// or each side's IKE configuration.
+fn correspondent_keying(
+    net: &Network,
+    i: usize,
+    keys: &mut ChaCha20Rng,
+    log: (&mut EspKeyring, &mut Vec<(KeyTable, String)>),
+    (mn_cfg, mn_ipsec): (&mut MnConfig, &mut Ipsec),
+) -> (CnConfig, Ipsec) {
+    let spec = &net.cns[i];
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let hoa = mn_cfg.home_address;
+    let (mut cn_ipsec, mut cn_cfg) = (bypassing_ipsec(), spec.config.clone());
+    let cn = cn_cfg.address;
+    let selector = match spec.sa {
+        CnSa::None => None,
+        CnSa::Signalling => Some(Selector::mobility(host(hoa), host(cn), &bu_ba)),
+        CnSa::All => Some(Selector::between(host(hoa), host(cn))),
+    };
+    if let (Keying::Ike { .. }, Some(_)) = (net.keying, &selector) {
+        let signalling = spec.sa == CnSa::Signalling;
+        let (peer, cn_ike) = cn_ike(net.seed, signalling);
+        if let Some(ike) = mn_cfg.ike.as_mut() {
+            if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
+                ike.peers.push(peer);
+            }
+        }
+        cn_cfg.ike.get_or_insert(cn_ike);
+    } else if let Some(sel) = selector {
+        transport_pair(
+            keys,
+            log,
+            (mn_ipsec, hoa),
+            (&mut cn_ipsec, cn),
+            sel,
+            0x200 + 0x100 * i as u32,
+            net.sa_lifetime,
+        );
+    }
+    (cn_cfg, cn_ipsec)
+}
+
+/// Another boot, other random choices: new seeds for an engine and its
+/// IKE.
+fn reseed(seed: &mut u64, ike: Option<&mut IkeConfig>, boot: u64) {
+    *seed ^= boot.rotate_left(32);
+    if let Some(ike) = ike {
+        ike.seed[24..].copy_from_slice(&boot.to_le_bytes());
+    }
+}
+
 /// The home agent of `net` after a restart that lost its state: the
 /// same configuration and static keys (fresh sequence numbers and replay
 /// windows), no bindings, no IKE SAs; `boot` changes the seeds of its
@@ -451,12 +503,31 @@ pub fn restarted_home_agent(net: &Network, boot: u64) -> Ha {
     let (mut keyring, mut keylog) = (EspKeyring::default(), vec![]);
     let log = (&mut keyring, &mut keylog);
     let (_, _, mut cfg, ipsec) = home_keying(net, &mut key_rng(net), log);
-    // Another boot, other random choices.
-    cfg.seed ^= boot.rotate_left(32);
-    if let Some(ike) = cfg.ike.as_mut() {
-        ike.seed[24..].copy_from_slice(&boot.to_le_bytes());
-    }
+    reseed(&mut cfg.seed, cfg.ike.as_mut(), boot);
     Ha::new(cfg, ipsec)
+}
+
+/// Correspondent `i` of `net` restarted at `now`, as
+/// [`restarted_home_agent`]; `None` if it has no such correspondent.
+pub fn restarted_correspondent(net: &Network, i: usize, boot: u64, now: Instant) -> Option<Cn> {
+    let mut keys = key_rng(net);
+    let (mut keyring, mut keylog) = (EspKeyring::default(), vec![]);
+    let (mut mn, mut mn_ipsec, _, _) = home_keying(net, &mut keys, (&mut keyring, &mut keylog));
+    let mut cn = None;
+    // The keys of the ones before it come first.
+    for j in 0..net.cns.len().min(i + 1) {
+        let log = (&mut keyring, &mut keylog);
+        cn = Some(correspondent_keying(
+            net,
+            j,
+            &mut keys,
+            log,
+            (&mut mn, &mut mn_ipsec),
+        ));
+    }
+    let (mut cfg, ipsec) = cn.filter(|_| i < net.cns.len())?;
+    reseed(&mut cfg.seed, cfg.ike.as_mut(), boot);
+    Some(Cn::new(cfg, ipsec, now))
 }
 
 /// Builds `net` in a new simulator: the static SA pairs (or the IKE
@@ -470,40 +541,13 @@ pub fn build_network(net: &Network) -> (Sim, Layout, EspKeyring) {
     let mut sim = Sim::new(net.seed);
     let mut keys = key_rng(net);
     let mut keyring = EspKeyring::default();
-    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
     let (mut mn_cfg, mut mn_ipsec, ha_cfg, ha_ipsec) =
         home_keying(net, &mut keys, (&mut keyring, &mut sim.keylog));
-    let hoa = mn_cfg.home_address;
     let mut cns = vec![];
-    for (i, spec) in net.cns.iter().enumerate() {
-        let (mut cn_ipsec, mut cn_cfg) = (bypassing_ipsec(), spec.config.clone());
-        let cn = cn_cfg.address;
-        let selector = match spec.sa {
-            CnSa::None => None,
-            CnSa::Signalling => Some(Selector::mobility(host(hoa), host(cn), &bu_ba)),
-            CnSa::All => Some(Selector::between(host(hoa), host(cn))),
-        };
-        if let (Keying::Ike { .. }, Some(_)) = (net.keying, &selector) {
-            let signalling = spec.sa == CnSa::Signalling;
-            let (peer, cn_ike) = cn_ike(net.seed, signalling);
-            if let Some(ike) = mn_cfg.ike.as_mut() {
-                if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
-                    ike.peers.push(peer);
-                }
-            }
-            cn_cfg.ike.get_or_insert(cn_ike);
-        } else if let Some(sel) = selector {
-            transport_pair(
-                &mut keys,
-                (&mut keyring, &mut sim.keylog),
-                (&mut mn_ipsec, hoa),
-                (&mut cn_ipsec, cn),
-                sel,
-                0x200 + 0x100 * i as u32,
-                net.sa_lifetime,
-            );
-        }
-        cns.push((cn_cfg, cn_ipsec));
+    for i in 0..net.cns.len() {
+        let log = (&mut keyring, &mut sim.keylog);
+        let mn = (&mut mn_cfg, &mut mn_ipsec);
+        cns.push(correspondent_keying(net, i, &mut keys, log, mn));
     }
     let links: Vec<LinkId> = net
         .links

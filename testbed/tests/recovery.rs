@@ -14,7 +14,9 @@ use common::ipsec::IpsecDrop;
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
 use testbed::sim::{Flow, NodeId, Path, Role, Sim};
-use testbed::topology::{build, restarted_home_agent, Keying, Setup, Topology, CN, HA, HOA};
+use testbed::topology::{
+    build, restarted_correspondent, restarted_home_agent, Keying, Setup, Topology, CN, HA, HOA,
+};
 
 const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
@@ -306,5 +308,95 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     println!(
         "home agent restarted without IKE state: registered {registered:?} after, traffic {:?}",
         at - restart
+    );
+}
+
+// issue 14.4
+// REQ MIP-BASE, CN-3.2
+#[test]
+fn correspondent_restarted_without_state_falls_back_to_the_tunnel_then_route_optimises() {
+    // Route optimisation by a BU under a static signalling SA, a flow each
+    // way every 100 ms; at R = 10 s the correspondent restarts with its SA
+    // (fresh replay windows) and no binding.
+    let setup = Setup::new(1, RouteOptimisation::Ipsec);
+    let mut t = build(&setup);
+    let mut flows = vec![];
+    for (from, src, dst) in [(t.cn, CN, HOA), (t.mn, HOA, CN)] {
+        let f = Flow {
+            from,
+            src,
+            dst,
+            interval: Duration::from_millis(100),
+            until: secs(20.0),
+        };
+        flows.push(t.sim.flow(secs(1.0), f));
+    }
+    let [down, up] = [flows[0], flows[1]];
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.run_until(secs(10.0));
+    let restart = t.sim.now();
+    let cn_bas = |t: &Topology| traced(&t.sim, "mn", &format!("BA from {CN}: status 0"), restart);
+    let fresh = restarted_correspondent(&t.network, 0, 1, restart).unwrap();
+    t.sim.restart(t.cn, Role::Cn(Box::new(fresh)));
+    t.sim.run_until(secs(20.0));
+
+    // Its own DAD over (1 s), the correspondent drops the node's first
+    // route-optimised datagram (a HAO nothing vouches for) with a Binding
+    // Error (RFC 6275 §9.3.3); the node unbinds, sends through the home
+    // agent (§11.3.6) and sends a BU. Its first BA is a replay to the node
+    // (ESP sequence number 1 again), so the retransmission 1 s later
+    // completes.
+    assert_eq!(dropped(&t, t.cn, NodeDrop::HaoUnverified), 1);
+    let bus = traced(&t.sim, "mn", &format!("to {CN} under ESP"), restart);
+    assert_eq!(bus.len(), 2, "{bus:?}");
+    assert_eq!(bus[1] - bus[0], Duration::from_secs(1));
+    let mn_ipsec = t.sim.engine(t.mn).unwrap().ipsec().stats();
+    assert_eq!(mn_ipsec.dropped(IpsecDrop::Replayed), 1);
+    let bas = cn_bas(&t);
+    assert_eq!(bas.len(), 1);
+
+    // The bound, from R: the correspondent's DAD (1 s); the next datagram
+    // (≤ 100 ms) and its Binding Error (one MN–CN round trip); the
+    // retransmission 1 s (INITIAL_BINDACK_TIMEOUT) after the BU and its
+    // BA (a round trip): R + 2.1 s + 2 × 40.4 ms = R + 2.1808 s.
+    // Measured: 2.0808 s.
+    let (mn_cn, _, _) = setup.rtts();
+    let bound = Duration::from_millis(2100) + mn_cn * 2;
+    let bound_at = restart + bound;
+    assert!(bas[0] <= bound_at, "{:?}", bas[0]);
+    let ro_again = t
+        .sim
+        .arrivals
+        .iter()
+        .find(|a| a.flow == up && a.sent >= bas[0] && a.path == Path::RouteOptimised)
+        .map(|a| a.at)
+        .unwrap();
+    assert!(ro_again <= bas[0] + Duration::from_millis(100) + mn_cn);
+
+    // Meanwhile nothing sent after the Binding Error is lost: from the
+    // node through the home agent's tunnel until the BA, and to it through
+    // the tunnel until the correspondent has the binding again, route
+    // optimised after.
+    let sent_between = |flow: u32, from: Instant, to: Instant| -> Vec<Path> {
+        t.sim
+            .arrivals
+            .iter()
+            .filter(|a| a.flow == flow && a.sent >= from && a.sent < to)
+            .map(|a| a.path)
+            .collect()
+    };
+    let via_tunnel = sent_between(up, bus[0], bas[0]);
+    assert_eq!(via_tunnel.len(), 10, "every 100 ms from the BU to the BA");
+    assert!(
+        via_tunnel.iter().all(|p| *p == Path::Direct),
+        "{via_tunnel:?}"
+    );
+    let to_node = sent_between(down, restart, secs(19.0));
+    assert_eq!(to_node.len(), 90, "none lost");
+    assert!(to_node[1..11].iter().all(|p| *p == Path::Tunnelled));
+    assert!(to_node[11..].iter().all(|p| *p == Path::RouteOptimised));
+    println!(
+        "correspondent restarted without state: route optimised again {:?} after",
+        ro_again - restart
     );
 }
