@@ -13,6 +13,8 @@ use common::ike::{IkeDrop, Mobility};
 use common::ipsec::IpsecDrop;
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
+use common::wire::mh::{MhMessage, MhRepr};
+use common::wire::{CodePoints, PacketRepr, UpperRepr};
 use testbed::sim::{Flow, NodeId, Path, Role, Sim};
 use testbed::topology::{
     build, restarted_correspondent, restarted_home_agent, Keying, Setup, Topology, CN, HA, HOA,
@@ -144,7 +146,8 @@ fn dropped(t: &Topology, node: NodeId, reason: NodeDrop) -> u64 {
 }
 
 // issue 14.4
-// REQ MIP-BASE, MIP-HA-IPSEC
+// REQ MIP-BASE
+// REQ MIP-HA-IPSEC
 #[test]
 fn home_agent_restarted_without_state_gets_the_node_back_by_binding_error() {
     // Tunnelled, static keys, a flow each way every 100 ms; at R = 10 s
@@ -217,7 +220,8 @@ fn home_agent_restarted_without_state_gets_the_node_back_by_binding_error() {
 }
 
 // issue 14.4
-// REQ IKE-BASE, MIP-BASE
+// REQ IKE-BASE
+// REQ MIP-BASE
 #[test]
 fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     // IKE (RFC 4877, MOBIKE) keys BU and BA; the payload goes in plain
@@ -312,7 +316,8 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
 }
 
 // issue 14.4
-// REQ MIP-BASE, CN-3.2
+// REQ MIP-BASE
+// REQ CN-3.2
 #[test]
 fn correspondent_restarted_without_state_falls_back_to_the_tunnel_then_route_optimises() {
     // Route optimisation by a BU under a static signalling SA, a flow each
@@ -399,4 +404,43 @@ fn correspondent_restarted_without_state_falls_back_to_the_tunnel_then_route_opt
         "correspondent restarted without state: route optimised again {:?} after",
         ro_again - restart
     );
+}
+
+/// A Binding Error status 1 for the home address from `src` to the node
+/// on access A.
+fn binding_error(src: Ipv6Addr) -> Vec<u8> {
+    let mh = MhRepr {
+        message: MhMessage::BindingError {
+            status: 1,
+            home_address: HOA,
+        },
+        options: vec![],
+    };
+    PacketRepr::ipv6(src, COA_A, vec![], UpperRepr::Mobility(mh)).to_bytes(&CodePoints::default())
+}
+
+// issue 14.4
+// REQ MIP-BASE
+#[test]
+fn a_binding_error_the_nodes_state_does_not_explain_is_counted_not_acted_on() {
+    let (mut t, _) = tunnelled(10.0);
+    // Injected on access A, unprotected as Binding Errors are: from the
+    // home agent's address while the first registration is out, and from
+    // another address once registered, neither brings a BU.
+    t.sim.run_until(secs(2.5));
+    assert!(t.sim.mn(t.mn).unwrap().entry(HA).unwrap().is_waiting());
+    t.sim.inject(t.access_a, binding_error(HA));
+    t.sim.run_until(secs(5.0));
+    t.sim.inject(t.access_a, binding_error(CN));
+    t.sim.run_until(secs(6.0));
+    assert_eq!(dropped(&t, t.mn, NodeDrop::Unsolicited), 2);
+    assert_eq!(home_bus(&t.sim, Instant::ZERO).len(), 1);
+    // From the home agent's address once registered: one BU under ESP,
+    // which the agent, that still has the binding, accepts at once; all a
+    // forged one costs.
+    t.sim.inject(t.access_a, binding_error(HA));
+    t.sim.run_until(secs(7.0));
+    assert_eq!(home_bus(&t.sim, secs(6.0)).len(), 1);
+    assert_eq!(home_bas(&t.sim, secs(6.0)).len(), 1);
+    assert!(t.sim.mn(t.mn).unwrap().entry(HA).unwrap().is_bound());
 }

@@ -1008,11 +1008,12 @@ impl Mn {
                     self.core.drop(NodeDrop::Unsolicited);
                 }
             }
-            // Status 1 from the home agent, for a binding it reported: it
-            // lost it (a restart, see `Ha`). Register again as if for the
-            // first time (the agent checks the home address first, §10.3.1).
+            // Status 1 (unknown binding) from the home agent we are
+            // registered with: it lost our binding (a restart; see
+            // `Ha::lost_binding`). Register again as for the first time
+            // (the agent checks the home address first, §10.3.1).
             // Unprotected, but all it brings is one BU under ESP, and none
-            // while one is out.
+            // while one is out (issue 14.4).
             MhMessage::BindingError {
                 status: 1,
                 home_address,
