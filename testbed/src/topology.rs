@@ -398,31 +398,35 @@ pub fn build(setup: &Setup) -> Topology {
     }
 }
 
-/// Builds `net` in a new simulator: the static SA pairs (or the IKE
-/// configurations), the links (each captured), the router, the home
-/// agent, the correspondents and the mobile node, in that order, so a
-/// seed gives the same run. Returns every static key too, to open
-/// captured ESP. Link and correspondent indices must be in range, and IKE
-/// runs at the demo's addresses ([`ike_configs`], [`cn_ike`] with the
-/// correspondent at [`CN`]); the scenario reader checks both.
-pub fn build_network(net: &Network) -> (Sim, Layout, EspKeyring) {
-    let mut sim = Sim::new(net.seed);
-    let mut keys = ChaCha20Rng::seed_from_u64(net.seed ^ 0x6b65_7973);
-    let mut keyring = EspKeyring::default();
+/// Draws every static key of a run, in [`build_network`]'s order.
+fn key_rng(net: &Network) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(net.seed ^ 0x6b65_7973)
+}
+
+/// IPsec that lets through what no policy covers.
+fn bypassing_ipsec() -> Ipsec {
+    let mut i = Ipsec::default();
+    i.spd.fallback = Action::Bypass;
+    i
+}
+
+/// The mobile node's and the home agent's configurations and IPsec for
+/// `net`'s keying: the static pair for BU and BA (the first draws of
+/// `keys`), or each side's IKE configuration.
+fn home_keying(
+    net: &Network,
+    keys: &mut ChaCha20Rng,
+    log: (&mut EspKeyring, &mut Vec<(KeyTable, String)>),
+) -> (MnConfig, Ipsec, HaConfig, Ipsec) {
     let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
-    let ipsec = || {
-        let mut i = Ipsec::default();
-        i.spd.fallback = Action::Bypass;
-        i
-    };
-    let (mut mn_ipsec, mut ha_ipsec) = (ipsec(), ipsec());
+    let (mut mn_ipsec, mut ha_ipsec) = (bypassing_ipsec(), bypassing_ipsec());
     let (mut mn_cfg, mut ha_cfg) = (net.mn.clone(), net.ha.clone());
     let (hoa, ha_addr) = (mn_cfg.home_address, mn_cfg.home_agent);
     match net.keying {
         // RFC 3776: BU and BA between the home address and the home agent.
         Keying::Static => transport_pair(
-            &mut keys,
-            (&mut keyring, &mut sim.keylog),
+            keys,
+            log,
             (&mut mn_ipsec, hoa),
             (&mut ha_ipsec, ha_addr),
             Selector::mobility(host(hoa), host(ha_addr), &bu_ba),
@@ -436,36 +440,114 @@ pub fn build_network(net: &Network) -> (Sim, Layout, EspKeyring) {
             ha_cfg.ike.get_or_insert(ha);
         }
     }
-    let mut cns = vec![];
-    for (i, spec) in net.cns.iter().enumerate() {
-        let (mut cn_ipsec, mut cn_cfg) = (ipsec(), spec.config.clone());
-        let cn = cn_cfg.address;
-        let selector = match spec.sa {
-            CnSa::None => None,
-            CnSa::Signalling => Some(Selector::mobility(host(hoa), host(cn), &bu_ba)),
-            CnSa::All => Some(Selector::between(host(hoa), host(cn))),
-        };
-        if let (Keying::Ike { .. }, Some(_)) = (net.keying, &selector) {
-            let signalling = spec.sa == CnSa::Signalling;
-            let (peer, cn_ike) = cn_ike(net.seed, signalling);
-            if let Some(ike) = mn_cfg.ike.as_mut() {
-                if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
-                    ike.peers.push(peer);
-                }
+    (mn_cfg, mn_ipsec, ha_cfg, ha_ipsec)
+}
+
+/// The configuration and IPsec of correspondent `i` of `net`, and the
+/// mobile node's side (`mn`): a static pair (the next draws of `keys`),
+/// or each side's IKE configuration.
+fn correspondent_keying(
+    net: &Network,
+    i: usize,
+    keys: &mut ChaCha20Rng,
+    log: (&mut EspKeyring, &mut Vec<(KeyTable, String)>),
+    (mn_cfg, mn_ipsec): (&mut MnConfig, &mut Ipsec),
+) -> (CnConfig, Ipsec) {
+    let spec = &net.cns[i];
+    let bu_ba = [MhType::BindingUpdate.into(), MhType::BindingAck.into()];
+    let hoa = mn_cfg.home_address;
+    let (mut cn_ipsec, mut cn_cfg) = (bypassing_ipsec(), spec.config.clone());
+    let cn = cn_cfg.address;
+    let selector = match spec.sa {
+        CnSa::None => None,
+        CnSa::Signalling => Some(Selector::mobility(host(hoa), host(cn), &bu_ba)),
+        CnSa::All => Some(Selector::between(host(hoa), host(cn))),
+    };
+    if let (Keying::Ike { .. }, Some(_)) = (net.keying, &selector) {
+        let signalling = spec.sa == CnSa::Signalling;
+        let (peer, cn_ike) = cn_ike(net.seed, signalling);
+        if let Some(ike) = mn_cfg.ike.as_mut() {
+            if !ike.peers.iter().any(|p| p.addresses == peer.addresses) {
+                ike.peers.push(peer);
             }
-            cn_cfg.ike.get_or_insert(cn_ike);
-        } else if let Some(sel) = selector {
-            transport_pair(
-                &mut keys,
-                (&mut keyring, &mut sim.keylog),
-                (&mut mn_ipsec, hoa),
-                (&mut cn_ipsec, cn),
-                sel,
-                0x200 + 0x100 * i as u32,
-                net.sa_lifetime,
-            );
         }
-        cns.push((cn_cfg, cn_ipsec));
+        cn_cfg.ike.get_or_insert(cn_ike);
+    } else if let Some(sel) = selector {
+        transport_pair(
+            keys,
+            log,
+            (mn_ipsec, hoa),
+            (&mut cn_ipsec, cn),
+            sel,
+            0x200 + 0x100 * i as u32,
+            net.sa_lifetime,
+        );
+    }
+    (cn_cfg, cn_ipsec)
+}
+
+/// Another boot, other random choices: new seeds for an engine and its
+/// IKE.
+fn reseed(seed: &mut u64, ike: Option<&mut IkeConfig>, boot: u64) {
+    *seed ^= boot.rotate_left(32);
+    if let Some(ike) = ike {
+        ike.seed[24..].copy_from_slice(&boot.to_le_bytes());
+    }
+}
+
+/// The home agent of `net` after a restart that lost its state: the
+/// same configuration and static keys (fresh sequence numbers and replay
+/// windows), no bindings, no IKE SAs; `boot` changes the seeds of its
+/// random choices (SPIs, nonces), as a real restart would.
+pub fn restarted_home_agent(net: &Network, boot: u64) -> Ha {
+    let (mut keyring, mut keylog) = (EspKeyring::default(), vec![]);
+    let log = (&mut keyring, &mut keylog);
+    let (_, _, mut cfg, ipsec) = home_keying(net, &mut key_rng(net), log);
+    reseed(&mut cfg.seed, cfg.ike.as_mut(), boot);
+    Ha::new(cfg, ipsec)
+}
+
+/// Correspondent `i` of `net` restarted at `now`, as
+/// [`restarted_home_agent`]; `None` if it has no such correspondent.
+pub fn restarted_correspondent(net: &Network, i: usize, boot: u64, now: Instant) -> Option<Cn> {
+    let mut keys = key_rng(net);
+    let (mut keyring, mut keylog) = (EspKeyring::default(), vec![]);
+    let (mut mn, mut mn_ipsec, _, _) = home_keying(net, &mut keys, (&mut keyring, &mut keylog));
+    let mut cn = None;
+    // The keys of the ones before it come first.
+    for j in 0..net.cns.len().min(i + 1) {
+        let log = (&mut keyring, &mut keylog);
+        cn = Some(correspondent_keying(
+            net,
+            j,
+            &mut keys,
+            log,
+            (&mut mn, &mut mn_ipsec),
+        ));
+    }
+    let (mut cfg, ipsec) = cn.filter(|_| i < net.cns.len())?;
+    reseed(&mut cfg.seed, cfg.ike.as_mut(), boot);
+    Some(Cn::new(cfg, ipsec, now))
+}
+
+/// Builds `net` in a new simulator: the static SA pairs (or the IKE
+/// configurations), the links (each captured), the router, the home
+/// agent, the correspondents and the mobile node, in that order, so a
+/// seed gives the same run. Returns every static key too, to open
+/// captured ESP. Link and correspondent indices must be in range, and IKE
+/// runs at the demo's addresses ([`ike_configs`], [`cn_ike`] with the
+/// correspondent at [`CN`]); the scenario reader checks both.
+pub fn build_network(net: &Network) -> (Sim, Layout, EspKeyring) {
+    let mut sim = Sim::new(net.seed);
+    let mut keys = key_rng(net);
+    let mut keyring = EspKeyring::default();
+    let (mut mn_cfg, mut mn_ipsec, ha_cfg, ha_ipsec) =
+        home_keying(net, &mut keys, (&mut keyring, &mut sim.keylog));
+    let mut cns = vec![];
+    for i in 0..net.cns.len() {
+        let log = (&mut keyring, &mut sim.keylog);
+        let mn = (&mut mn_cfg, &mut mn_ipsec);
+        cns.push(correspondent_keying(net, i, &mut keys, log, mn));
     }
     let links: Vec<LinkId> = net
         .links

@@ -457,6 +457,13 @@ impl IkeSa {
         self.nat_local || self.nat_remote
     }
 
+    /// Established, with no request of ours in flight or queued: nothing
+    /// out whose answer would tell the peer is alive (RFC 7296 §2.4).
+    pub fn idle(&self) -> bool {
+        self.established()
+            .is_some_and(|e| e.inflight.is_none() && e.queue.is_empty())
+    }
+
     pub(super) fn established(&self) -> Option<&Established> {
         match &self.phase {
             Phase::Keyed(_, Keyed::Established(e)) => Some(e),

@@ -199,6 +199,7 @@ impl Ha {
                     .is_some_and(|b| b.care_of == h.src);
                 if !registered {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
+                    self.lost_binding(now, inner_src, h.src);
                     return;
                 }
                 let inner = (**inner).clone();
@@ -359,6 +360,21 @@ impl Ha {
             return;
         }
         self.register(now, home, request);
+    }
+
+    /// A reverse-tunnelled packet from `care_of` for a home address we
+    /// serve and hold nothing for: a binding we lost (a restart). RFC 6275
+    /// §10.4.5 only drops it; we also send Binding Error status 1 (unknown
+    /// binding, §6.1.9), rate-limited as §9.3.3 asks, which has the mobile
+    /// node register again (REQ MIP-BASE, issue 14.4).
+    fn lost_binding(&mut self, now: Instant, home: Option<Ipv6Addr>, care_of: Ipv6Addr) {
+        let lost = home.filter(|a| {
+            self.served.contains(a) && self.cache.get(*a).is_none() && !self.pending.contains_key(a)
+        });
+        if lost.is_some() {
+            self.core
+                .binding_error(now, self.cfg.address, care_of, lost, 1);
+        }
     }
 
     /// Asks every mobile node keyed by IKE to move its IKE SA and the SAs

@@ -24,7 +24,7 @@ use super::{
     Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Transmit, INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG, MAX_BINDACK_TIMEOUT,
 };
-use crate::ike::{Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState, Mobility};
+use crate::ike::{CloseReason, Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
 use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
@@ -525,7 +525,29 @@ impl Mn {
                     }
                 }
             }
-            IkeEvent::Closed { sa, .. } => self.ike_sas.retain(|_, s| *s != sa),
+            IkeEvent::Closed { sa, reason } => {
+                let peers: Vec<Ipv6Addr> = self
+                    .ike_sas
+                    .iter()
+                    .filter(|(_, s)| **s == sa)
+                    .map(|(p, _)| *p)
+                    .collect();
+                self.ike_sas.retain(|_, s| *s != sa);
+                // RFC 7296 §2.4: the peer is dead, and with it the keys of
+                // BU and BA: key again and register again now, not at the
+                // next retransmission or refresh (issue 14.4).
+                if reason == CloseReason::Timeout {
+                    for peer in peers {
+                        let due = self
+                            .bul
+                            .get(&peer)
+                            .is_some_and(|e| e.is_waiting() || e.is_registered());
+                        if due {
+                            self.refresh(now, peer);
+                        }
+                    }
+                }
+            }
             // The home agent switched us to another of its addresses
             // (R-MOBIKE): a BU over the new path confirms the binding.
             IkeEvent::Moved { sa, remote, .. }
@@ -986,6 +1008,29 @@ impl Mn {
                     self.core.drop(NodeDrop::Unsolicited);
                 }
             }
+            // Status 1 (unknown binding) from the home agent we are
+            // registered with: it lost our binding (a restart; see
+            // `Ha::lost_binding`). Register again as for the first time
+            // (the agent checks the home address first, §10.3.1).
+            // Unprotected, but all it brings is one BU under ESP, and none
+            // while one is out (issue 14.4).
+            MhMessage::BindingError {
+                status: 1,
+                home_address,
+            } if home_address == self.home()
+                && src == self.cfg.home_agent
+                && !self.at_home()
+                && self
+                    .bul
+                    .get(&src)
+                    .is_some_and(|e| e.is_registered() && !e.is_waiting()) =>
+            {
+                if let Some(e) = self.bul.get_mut(&src) {
+                    e.registration = Registration::Unregistered;
+                    e.backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG;
+                }
+                self.send_bu(now, src);
+            }
             MhMessage::BindingError { home_address, .. } if home_address == self.home() => {
                 // The correspondent could not verify our HAO: back to the
                 // tunnel, and register again.
@@ -1164,6 +1209,20 @@ impl Mn {
         }
     }
 
+    /// RFC 7296 §2.4: a BU to `peer` went unanswered, so there is only
+    /// outgoing traffic: an empty INFORMATIONAL asks whether the IKE peer
+    /// that keyed it is alive, unless a request of ours is out already,
+    /// whose answer tells as much. A dead peer is keyed again (`on_ike`).
+    fn check_ike_peer(&mut self, now: Instant, peer: Ipv6Addr) {
+        let (Some(sa), Some(ike)) = (self.ike_sas.get(&peer).copied(), self.core.ike.as_mut())
+        else {
+            return;
+        };
+        if ike.sa(sa).is_some_and(IkeSa::idle) {
+            let _ = ike.liveness(now, sa);
+        }
+    }
+
     fn timer_fired(&mut self, now: Instant, peer: Ipv6Addr) {
         let at_home = self.at_home();
         let Some(e) = self.bul.get_mut(&peer) else {
@@ -1183,6 +1242,10 @@ impl Mn {
         }
         // RFC 6275 §11.8: retransmit, doubling the wait up to 32 s.
         e.backoff = (e.backoff * 2).min(MAX_BINDACK_TIMEOUT);
+        self.check_ike_peer(now, peer);
+        let Some(e) = self.bul.get_mut(&peer) else {
+            return;
+        };
         let rr_pending = e.mode == Some(RouteOptimisation::ReturnRoutability)
             && e.rr
                 .as_ref()
@@ -1303,6 +1366,8 @@ impl Engine for Mn {
         for peer in due {
             self.timer_fired(now, peer);
         }
+        // What the timers asked of IKE goes out now.
+        self.pump(now);
     }
 
     fn poll_transmit(&mut self) -> Option<Transmit> {

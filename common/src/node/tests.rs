@@ -846,3 +846,38 @@ fn a_correspondents_ipsec_binding_and_ba_counter_survive_a_restart() {
     assert_eq!(cn_statuses(&mut cn, &mut mn), vec![(0, Some(ROUTER_MAC))]);
     assert_eq!(mn.stats().dropped(crate::ipsec::IpsecDrop::Replayed), 1);
 }
+
+/// `inner_src` → the correspondent, reverse-tunnelled from `COA`.
+fn reverse_tunnelled(inner_src: Ipv6Addr) -> Vec<u8> {
+    let inner = PacketRepr::ipv6(inner_src, OFF_LINK, vec![], UpperRepr::NoNextHeader);
+    PacketRepr::ipv6(COA, HA, vec![], UpperRepr::Tunnel(Box::new(inner)))
+        .to_bytes(&CodePoints::default())
+}
+
+// issue 14.4
+// REQ MIP-BASE
+#[test]
+fn reverse_tunnelled_traffic_for_a_lost_binding_gets_binding_error_1() {
+    let (mut ha, now) = home_agent(open_ipsec());
+    // A home address we serve and hold nothing for (as after a restart):
+    // dropped, and a Binding Error status 1 for it to the care-of address.
+    ha.handle_packet(
+        now,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &reverse_tunnelled(HOA),
+    );
+    let sent = drain(&mut ha);
+    assert_eq!(binding_errors(&sent), vec![(1, HOA)]);
+    let to = PacketRepr::parse(&sent[0].bytes, &CodePoints::default()).unwrap();
+    assert!(matches!(to.ip, IpRepr::V6 { header, .. } if header.dst == COA));
+    // One we do not serve: dropped, no word.
+    ha.handle_packet(
+        now,
+        Iface::Link(0),
+        Some(ROUTER_MAC),
+        &reverse_tunnelled(STRANGER),
+    );
+    assert_eq!(binding_errors(&drain(&mut ha)), vec![]);
+    assert_eq!(ha.stats().dropped(NodeDrop::TunnelSourceMismatch), 2);
+}

@@ -511,6 +511,32 @@ impl Sim {
         });
     }
 
+    /// Replaces a host's engine by `role` now: a restart that lost every
+    /// state. Its interfaces stay on their links and come up again (the
+    /// groups the old engine listened to are forgotten; the new one starts
+    /// Neighbor Discovery); frames on their way reach the new engine.
+    pub fn restart(&mut self, node: NodeId, role: Role) {
+        let Kind::Host { role: old, ifaces } = &mut self.nodes[node.0].kind else {
+            return;
+        };
+        *old = role;
+        let ports: Vec<(Port, LinkId)> = ifaces
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| {
+                let iface = u8::try_from(i).ok()?;
+                Some((Port { node, iface }, (*l)?))
+            })
+            .collect();
+        let name = self.nodes[node.0].name.clone();
+        self.trace_line(&name, "restarts".to_string());
+        for (port, link) in ports {
+            self.links[link.0].detach(port);
+            self.attach(port, link);
+        }
+        self.after(node);
+    }
+
     /// Runs `f` on a host's role now (an operator's request, e.g. a home
     /// agent's switch of its mobile nodes), then sends what it produced.
     pub fn act(&mut self, node: NodeId, f: impl FnOnce(&mut Role, Instant)) {
