@@ -281,6 +281,14 @@ fn assert_report_draws_the_captures(r: &RealRun, setup: &Setup, dir: &Path) {
     let intro = testbed::demo::intro(setup);
     let page = testbed::real::report::write(out, "real", &intro, std::slice::from_ref(r), summary)
         .unwrap();
+    // Headless Chromium draws it, no console message, not blank.
+    if tools::require("chromium", &["--version"]) {
+        let png = out.join("report.png");
+        let logged = tools::pictures::chromium(&page, &png, (1300, 3000));
+        assert!(logged.is_empty(), "{logged:?}");
+        let s = tools::pictures::png_stats(&png);
+        assert!(s["not_background"].as_f64().unwrap() > 0.03, "{s}");
+    }
     let html = fs::read_to_string(page).unwrap();
     let svgs = tools::pictures::svgs(&html);
     for s in &svgs {

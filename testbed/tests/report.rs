@@ -7,7 +7,9 @@
 
 mod tools;
 
-use tools::pictures::{assert_arrows_are_tsharks, svgs, tshark_types, Diagram, TYPES};
+use tools::pictures::{
+    assert_arrows_are_tsharks, chromium, png_stats, svgs, tshark_types, Diagram, TYPES,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -340,54 +342,6 @@ fn the_same_seed_gives_the_same_report() {
     for (f, before) in ["report.html", "report.json"].iter().zip(first) {
         assert!(std::fs::read(dir.join(f)).unwrap() == before, "{f} differs");
     }
-}
-
-/// Headless Chromium draws `page` into `png`, `width`×`height` pixels;
-/// returns the lines it logged about the page's console (`CONSOLE`).
-fn chromium(page: &Path, png: &Path, (width, height): (u32, u32)) -> Vec<String> {
-    let profile = tools::scratch("report-chromium-profile");
-    let out = Command::new("timeout")
-        .arg("120")
-        .arg("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-        ])
-        .args(["--enable-logging=stderr", "--v=0"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--window-size={width},{height}"))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.contains(":CONSOLE"))
-        .map(str::to_string)
-        .collect()
-}
-
-/// What `png_stats.py` says of a PNG: size, colours, share of pixels
-/// unlike the background.
-fn png_stats(png: &Path) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/png_stats.py");
-    let out = Command::new("/usr/bin/python3")
-        .args([script, png.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]

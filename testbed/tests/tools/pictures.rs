@@ -217,3 +217,51 @@ pub fn assert_intervals_are_the_latencies(dir: &Path) -> usize {
     }
     drawn
 }
+
+/// Headless Chromium draws `page` into `png`, `width`×`height` pixels;
+/// returns the lines it logged about the page's console (`CONSOLE`).
+pub fn chromium(page: &Path, png: &Path, (width, height): (u32, u32)) -> Vec<String> {
+    let profile = super::scratch("report-chromium-profile");
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .args(["--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={width},{height}"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// What `png_stats.py` says of a PNG: size, colours, share of pixels
+/// unlike the background.
+pub fn png_stats(png: &Path) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/png_stats.py");
+    let out = Command::new("/usr/bin/python3")
+        .args([script, png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
