@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod tools;
+
+use tools::crafted::{cn_drops, seal_as_mn, udp};
+
 use std::net::Ipv6Addr;
 
 use common::node::{NodeDrop, RouteOptimisation};
@@ -22,17 +26,14 @@ use helpers::*;
 
 /// What the scenario tests use too, cut to what these need.
 mod helpers {
+    use crate::tools::crafted::seal_as_mn;
     use std::net::Ipv6Addr;
 
-    use common::ipsec::Outbound;
-    use common::node::{Engine, NodeDrop, RouteOptimisation};
+    use common::node::RouteOptimisation;
     use common::time::{Duration, Instant};
     use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
-    use common::wire::packet::UdpPayload;
-    use common::wire::{
-        CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UdpRepr, UpperRepr,
-    };
-    use testbed::sim::{LinkId, Role};
+    use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
+    use testbed::sim::LinkId;
     use testbed::topology::{build, CnSa, Setup, Topology, CN, HOA};
 
     pub const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
@@ -56,10 +57,6 @@ mod helpers {
     /// sends it no BU: the test's BUs are the only ones.
     pub fn signalling_only(seed: u64) -> Topology {
         away(seed, RouteOptimisation::None, CnSa::Signalling)
-    }
-
-    pub fn cn_drops(t: &Topology, r: NodeDrop) -> u64 {
-        t.sim.engine(t.cn).unwrap().stats().dropped(r)
     }
 
     pub fn mh_packet(src: Ipv6Addr, hao: Option<Ipv6Addr>, mh: MhRepr) -> Vec<u8> {
@@ -90,26 +87,6 @@ mod helpers {
             vec![MhOption::AlternateCareOfAddress(COA_A)],
         );
         seal_as_mn(t, &b)
-    }
-
-    pub fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
-        let u = UdpRepr {
-            src_port: 7,
-            dst_port: 7,
-        };
-        let data = UdpPayload::Raw(b"hi".to_vec());
-        PacketRepr::ipv6(src, dst, ext, UpperRepr::Udp(u, data)).to_bytes(&cp())
-    }
-
-    pub fn seal_as_mn(t: &mut Topology, bytes: &[u8]) -> Vec<u8> {
-        let now = t.sim.now();
-        let Some(Role::Mn(m)) = t.sim.role_mut(t.mn) else {
-            panic!("no mn")
-        };
-        let mut out = vec![];
-        let r = m.ipsec_mut().outbound(now, bytes, &mut out).unwrap();
-        assert!(matches!(r, Outbound::Protected { .. }), "not sealed");
-        out
     }
 
     /// Injects each of `packets` on `link` 100 ms apart (each answered

@@ -27,6 +27,21 @@ fn secs(s: f64) -> Instant {
     Instant::from_micros((s * 1e6) as u64)
 }
 
+/// A flow each way between the correspondent and the home address,
+/// every 100 ms from 1 s until `until`: [down, up].
+fn both_ways(t: &mut Topology, until: Instant) -> [u32; 2] {
+    [(t.cn, CN, HOA), (t.mn, HOA, CN)].map(|(from, src, dst)| {
+        let f = Flow {
+            from,
+            src,
+            dst,
+            interval: Duration::from_millis(100),
+            until,
+        };
+        t.sim.flow(secs(1.0), f)
+    })
+}
+
 /// When `node` put `what` in the trace, from `from` on.
 fn traced(sim: &Sim, node: &str, what: &str, from: Instant) -> Vec<Instant> {
     sim.trace
@@ -235,17 +250,7 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
         payload: false,
     };
     let mut t = build(&setup);
-    let mut flows = vec![];
-    for (from, src, dst) in [(t.cn, CN, HOA), (t.mn, HOA, CN)] {
-        let f = Flow {
-            from,
-            src,
-            dst,
-            interval: Duration::from_millis(100),
-            until: secs(60.0),
-        };
-        flows.push(t.sim.flow(secs(1.0), f));
-    }
+    let flows = both_ways(&mut t, secs(60.0));
     t.move_mn(secs(2.0), Some(t.access_a));
     t.sim.run_until(secs(10.0));
     let restart = t.sim.now();
@@ -325,18 +330,7 @@ fn correspondent_restarted_without_state_falls_back_to_the_tunnel_then_route_opt
     // (fresh replay windows) and no binding.
     let setup = Setup::new(1, RouteOptimisation::Ipsec);
     let mut t = build(&setup);
-    let mut flows = vec![];
-    for (from, src, dst) in [(t.cn, CN, HOA), (t.mn, HOA, CN)] {
-        let f = Flow {
-            from,
-            src,
-            dst,
-            interval: Duration::from_millis(100),
-            until: secs(20.0),
-        };
-        flows.push(t.sim.flow(secs(1.0), f));
-    }
-    let [down, up] = [flows[0], flows[1]];
+    let [down, up] = both_ways(&mut t, secs(20.0));
     t.move_mn(secs(2.0), Some(t.access_a));
     t.sim.run_until(secs(10.0));
     let restart = t.sim.now();

@@ -6,14 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+mod tools;
+
+use tools::crafted::{cn_drops, seal_as_mn, udp};
+
 use std::net::Ipv6Addr;
 
 use common::ipsec::{IpsecDrop, Outbound};
 use common::node::{CoaTestPolicy, CookieMethod, Engine, NodeDrop, RouteOptimisation};
 use common::time::{Duration, Instant};
 use common::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
-use common::wire::packet::UdpPayload;
-use common::wire::{CodePoints, ExtHeaderRepr, PacketRepr, UdpRepr, UpperRepr};
+use common::wire::{CodePoints, ExtHeaderRepr, PacketRepr, UpperRepr};
 use testbed::sim::{Path, Role};
 use testbed::topology::{build, Setup, Topology, CN, HA, HOA};
 
@@ -38,10 +41,6 @@ fn away(setup: &Setup) -> Topology {
     t
 }
 
-fn cn_drops(t: &Topology, r: NodeDrop) -> u64 {
-    t.sim.engine(t.cn).unwrap().stats().dropped(r)
-}
-
 fn bu(src: Ipv6Addr, seq: u16, flags: u16, lifetime: u16, options: Vec<MhOption>) -> Vec<u8> {
     let mh = MhRepr {
         message: MhMessage::BindingUpdate {
@@ -53,33 +52,6 @@ fn bu(src: Ipv6Addr, seq: u16, flags: u16, lifetime: u16, options: Vec<MhOption>
     };
     let ext = vec![ExtHeaderRepr::home_address(HOA)];
     PacketRepr::ipv6(src, CN, ext, UpperRepr::Mobility(mh)).to_bytes(&cp())
-}
-
-fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
-    let u = UdpRepr {
-        src_port: 7,
-        dst_port: 7,
-    };
-    PacketRepr::ipv6(
-        src,
-        dst,
-        ext,
-        UpperRepr::Udp(u, UdpPayload::Raw(b"hi".to_vec())),
-    )
-    .to_bytes(&cp())
-}
-
-/// Seals `bytes` with the mobile node's own SAs, as a forger holding them
-/// (or a buggy node) would.
-fn seal_as_mn(t: &mut Topology, bytes: &[u8]) -> Vec<u8> {
-    let now = t.sim.now();
-    let Some(Role::Mn(m)) = t.sim.role_mut(t.mn) else {
-        panic!("no mn")
-    };
-    let mut out = vec![];
-    let r = m.ipsec_mut().outbound(now, bytes, &mut out).unwrap();
-    assert!(matches!(r, Outbound::Protected { .. }), "not sealed");
-    out
 }
 
 fn seal_as_cn(t: &mut Topology, bytes: &[u8]) -> Vec<u8> {

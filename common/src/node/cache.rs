@@ -130,6 +130,36 @@ impl Journal {
         }
     }
 
+    /// Starts recording and takes back what a store kept: `ipsec`'s
+    /// sequence marks, and the bindings still alive for a home address
+    /// `serves` accepts (home, care-of, seq, expiry); the others are
+    /// recorded gone.
+    pub fn restore(
+        &mut self,
+        now: Instant,
+        saved: &[Persist],
+        ipsec: &mut Ipsec,
+        serves: impl Fn(Ipv6Addr) -> bool,
+    ) -> Vec<(Ipv6Addr, Ipv6Addr, u16, Instant)> {
+        self.start();
+        let (mut bound, mut marks) = (vec![], vec![]);
+        for p in saved {
+            match *p {
+                Persist::Bound {
+                    home,
+                    care_of,
+                    seq,
+                    expires,
+                } if expires > now && serves(home) => bound.push((home, care_of, seq, expires)),
+                Persist::Bound { home, .. } => self.record(Persist::Unbound { home }),
+                Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
+                Persist::Unbound { .. } => {}
+            }
+        }
+        ipsec.keep_sequences(&marks);
+        bound
+    }
+
     /// The next record: binding changes first, then `ipsec`'s marks.
     pub fn poll(&mut self, ipsec: &mut Ipsec) -> Option<Persist> {
         if let Some(p) = self.0.as_mut().and_then(VecDeque::pop_front) {

@@ -853,41 +853,29 @@ impl Engine for Cn {
     /// restart passes the node's anti-replay window; one expired meanwhile
     /// is reported gone.
     fn restore(&mut self, now: Instant, saved: &[Persist]) -> Result<(), CommandError> {
-        self.journal.start();
-        let mut marks = vec![];
-        for p in saved {
-            match *p {
-                Persist::Bound {
-                    home,
-                    care_of,
-                    seq,
-                    expires,
-                } if expires > now => {
-                    let binding = Binding {
-                        care_of: Some(care_of),
-                        seq: Some(seq),
-                        expires,
-                        testing: None,
-                        ipsec: true,
-                    };
-                    let entry = Entry {
-                        binding,
-                        secrets: None,
-                        nonces: None,
-                    };
-                    self.cache.insert(home, entry);
-                    self.core.event(Event::BindingCached {
-                        home,
-                        care_of,
-                        lifetime: expires - now,
-                    });
-                }
-                Persist::Bound { home, .. } => self.journal.record(Persist::Unbound { home }),
-                Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
-                Persist::Unbound { .. } => {}
-            }
+        let bound = self
+            .journal
+            .restore(now, saved, &mut self.core.ipsec, |_| true);
+        for (home, care_of, seq, expires) in bound {
+            let binding = Binding {
+                care_of: Some(care_of),
+                seq: Some(seq),
+                expires,
+                testing: None,
+                ipsec: true,
+            };
+            let entry = Entry {
+                binding,
+                secrets: None,
+                nonces: None,
+            };
+            self.cache.insert(home, entry);
+            self.core.event(Event::BindingCached {
+                home,
+                care_of,
+                lifetime: expires - now,
+            });
         }
-        self.core.ipsec.keep_sequences(&marks);
         Ok(())
     }
 

@@ -656,38 +656,27 @@ impl Engine for Ha {
     /// SAs; a binding that expired meanwhile, or for a node no longer
     /// served, is reported gone.
     fn restore(&mut self, now: Instant, saved: &[Persist]) -> Result<(), CommandError> {
-        self.journal.start();
-        let mut marks = vec![];
-        for p in saved {
-            match *p {
-                Persist::Bound {
-                    home,
-                    care_of,
-                    seq,
-                    expires,
-                } if expires > now && self.served.contains(&home) => {
-                    let b = HomeBinding {
-                        care_of,
-                        seq,
-                        expires,
-                    };
-                    self.cache.insert(home, b);
-                    self.tunnel_to(home, care_of);
-                    if let Some(nd) = self.core.link_mut(self.cfg.iface) {
-                        nd.add_proxy(now, home, false);
-                    }
-                    self.core.event(Event::BindingCached {
-                        home,
-                        care_of,
-                        lifetime: expires - now,
-                    });
-                }
-                Persist::Bound { home, .. } => self.journal.record(Persist::Unbound { home }),
-                Persist::SequenceMark { spi, mark } => marks.push((spi, mark)),
-                Persist::Unbound { .. } => {}
+        let served = &self.served;
+        let bound = self
+            .journal
+            .restore(now, saved, &mut self.core.ipsec, |h| served.contains(&h));
+        for (home, care_of, seq, expires) in bound {
+            let b = HomeBinding {
+                care_of,
+                seq,
+                expires,
+            };
+            self.cache.insert(home, b);
+            self.tunnel_to(home, care_of);
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.add_proxy(now, home, false);
             }
+            self.core.event(Event::BindingCached {
+                home,
+                care_of,
+                lifetime: expires - now,
+            });
         }
-        self.core.ipsec.keep_sequences(&marks);
         Ok(())
     }
 

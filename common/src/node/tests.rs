@@ -121,8 +121,21 @@ fn new_home_agent(ipsec: Ipsec) -> Ha {
 
 /// `ha` on its link, as [`home_agent`].
 fn start(mut ha: Ha) -> (Ha, Instant) {
+    let now = on_link(&mut ha, HA);
+    assert_eq!(
+        ha.interface(0).unwrap().state(HA),
+        Some(AddrState::Preferred)
+    );
+    drain(&mut ha);
+    (ha, now)
+}
+
+/// Puts `e`, whose address is `address` (on a /64 of 2001:db8:x::),
+/// on its link with a router advertising that prefix, and lets its DAD
+/// pass; returns the time then.
+fn on_link(e: &mut impl Engine, address: Ipv6Addr) -> Instant {
     let t0 = Instant::ZERO;
-    ha.handle_command(
+    e.handle_command(
         t0,
         Command::LinkUp {
             iface: 0,
@@ -138,20 +151,16 @@ fn start(mut ha: Ha) -> (Ha, Instant) {
         retrans_timer: 0,
         source_ll: Some(ROUTER_MAC),
         mtu: None,
-        prefixes: vec![PrefixInfo::slaac(HA)],
+        prefixes: vec![PrefixInfo::slaac(address)],
         advertisement_interval: None,
     };
-    ra.prefixes[0].prefix = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0);
+    let s = address.segments();
+    ra.prefixes[0].prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
     let ra = nd_bytes(ROUTER_LL, crate::nd::ALL_NODES, &NdRepr::RouterAdvert(ra));
-    ha.handle_packet(t0, Iface::Link(0), Some(ROUTER_MAC), &ra);
+    e.handle_packet(t0, Iface::Link(0), Some(ROUTER_MAC), &ra);
     let now = Instant::from_secs(2);
-    ha.handle_timeout(now);
-    assert_eq!(
-        ha.interface(0).unwrap().state(HA),
-        Some(AddrState::Preferred)
-    );
-    drain(&mut ha);
-    (ha, now)
+    e.handle_timeout(now);
+    now
 }
 
 /// What the home agent sent since the last call.
@@ -747,30 +756,7 @@ fn cn_pair() -> (Ipsec, Ipsec) {
 fn correspondent(ipsec: Ipsec, saved: &[Persist]) -> (Cn, Instant) {
     let mut cn = Cn::new(CnConfig::new(CN, 3), ipsec, Instant::ZERO);
     cn.restore(Instant::ZERO, saved).unwrap();
-    cn.handle_command(
-        Instant::ZERO,
-        Command::LinkUp {
-            iface: 0,
-            mac: HA_MAC,
-        },
-    )
-    .unwrap();
-    let mut ra = RouterAdvert {
-        hop_limit: 64,
-        flags: 0,
-        router_lifetime: 1800,
-        reachable_time: 0,
-        retrans_timer: 0,
-        source_ll: Some(ROUTER_MAC),
-        mtu: None,
-        prefixes: vec![PrefixInfo::slaac(CN)],
-        advertisement_interval: None,
-    };
-    ra.prefixes[0].prefix = Ipv6Addr::new(0x2001, 0xdb8, 3, 0, 0, 0, 0, 0);
-    let ra = nd_bytes(ROUTER_LL, crate::nd::ALL_NODES, &NdRepr::RouterAdvert(ra));
-    cn.handle_packet(Instant::ZERO, Iface::Link(0), Some(ROUTER_MAC), &ra);
-    let now = Instant::from_secs(2);
-    cn.handle_timeout(now);
+    let now = on_link(&mut cn, CN);
     std::iter::from_fn(|| cn.poll_transmit()).for_each(drop);
     (cn, now)
 }

@@ -681,13 +681,22 @@ pub fn spawn(
     Ok(ns.spawn(&bin.to_string_lossy(), args, &[("RUST_LOG", "info")], &log)?)
 }
 
-/// The node and address of one end of a stream, and its name in file
-/// names (`mn` or the correspondent's).
-fn end_of<'a>(net: &'a Network, hosts: &'a Hosts, e: End) -> (&'a Netns, Ipv6Addr, &'a str) {
+/// One end of a stream's name in file names: `mn` or the
+/// correspondent's.
+fn end_name(net: &Network, e: End) -> &str {
     match e {
-        End::Mn => (&hosts.mn, net.mn.home_address, "mn"),
-        End::Cn(i) => (&hosts.cns[i], net.cns[i].config.address, &net.cns[i].name),
+        End::Mn => "mn",
+        End::Cn(i) => &net.cns[i].name,
     }
+}
+
+/// The node and address of one end of a stream, and its name.
+fn end_of<'a>(net: &'a Network, hosts: &'a Hosts, e: End) -> (&'a Netns, Ipv6Addr, &'a str) {
+    let (ns, address) = match e {
+        End::Mn => (&hosts.mn, net.mn.home_address),
+        End::Cn(i) => (&hosts.cns[i], net.cns[i].config.address),
+    };
+    (ns, address, end_name(net, e))
 }
 
 /// How many packets a stream sends: one every interval from its start,
@@ -1089,10 +1098,7 @@ impl Measured {
         let mut down_times = vec![];
         let mut receivers: Vec<&str> = vec![];
         for f in &timeline.flows {
-            let who = match f.to {
-                End::Mn => "mn",
-                End::Cn(i) => &net.cns[i].name,
-            };
+            let who = end_name(net, f.to);
             if !receivers.contains(&who) {
                 receivers.push(who);
             }
@@ -1116,10 +1122,7 @@ impl Measured {
         }
         let mut sent = vec![];
         for (i, f) in timeline.flows.iter().enumerate() {
-            let from = match f.from {
-                End::Mn => "mn",
-                End::Cn(c) => &net.cns[c].name,
-            };
+            let from = end_name(net, f.from);
             let p = dir.join(format!("flow{i}-{from}-udp-send.log"));
             let text = fs::read_to_string(&p).map_err(io_at(&p))?;
             let v: Value = text

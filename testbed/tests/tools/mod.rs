@@ -1,11 +1,12 @@
 //! Shared by the tests that check our bytes with tools we did not write,
-//! or run them.
+//! or run them, and by those that craft packets for the engines.
 
 #![allow(
     dead_code,
     reason = "each test binary uses its own part of these helpers"
 )]
 
+pub mod crafted;
 pub mod pictures;
 
 use std::collections::{BTreeMap, BTreeSet};
