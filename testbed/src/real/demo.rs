@@ -766,12 +766,22 @@ pub fn run(
         )
     };
     let end_us = timeline.end.total_micros();
-    let t0 = wall_micros();
+    let mut roles = vec![("ha".to_string(), &bins.ha)];
+    roles.extend(net.cns.iter().map(|c| (c.name.clone(), &bins.cn)));
+    roles.push(("mn".to_string(), &bins.mn));
     let mut daemons = vec![daemon(&hosts.ha, &bins.ha, "ha")?];
     for (c, ns) in net.cns.iter().zip(&hosts.cns) {
         daemons.push(daemon(ns, &bins.cn, &c.name)?);
     }
     daemons.push(daemon(&hosts.mn, &bins.mn, "mn")?);
+    // The timeline starts when every daemon answers, as every simulated
+    // node starts at 0: a cold start of a binary can take a second.
+    crate::harness::netns::wait_until(
+        WallDuration::from_secs(20),
+        "the daemons' control sockets",
+        || roles.iter().all(|(r, b)| status(b, r, dir).is_some()),
+    )?;
+    let t0 = wall_micros();
     let at = |t: Instant| t0 + t.total_micros();
     // A receiver on every end a flow goes to, for the whole run.
     let mut receivers = vec![];
@@ -961,9 +971,6 @@ pub fn run(
         }
     }
     wait_until_wall(&rt, at(timeline.end))?;
-    let mut roles = vec![("ha".to_string(), &bins.ha)];
-    roles.extend(net.cns.iter().map(|c| (c.name.clone(), &bins.cn)));
-    roles.push(("mn".to_string(), &bins.mn));
     let statuses: BTreeMap<String, Value> = roles
         .iter()
         .filter_map(|(r, b)| Some((r.clone(), status(b, r, dir)?)))
