@@ -4,6 +4,13 @@
 //! arbitrary or replayed from what the links carried so far (a sealed BU,
 //! an IKE_SA_INIT, an RA...) with a few bytes changed, so the fuzzer starts
 //! deep. After every step [`World::check`] holds the invariants.
+//!
+//! Each input starts from a copy of a world built once per setup, at 0 or
+//! with the mobile node registered: building and warming one is what
+//! costs, not the steps.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use common::ike::Mobility;
 use common::nd::NdConfig;
@@ -13,7 +20,7 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use testbed::sim::{LinkId, NodeId, Role};
 use testbed::topology::{build, Keying, Setup, Topology, HOA};
 
-#[derive(Debug, Clone, Copy, Arbitrary)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Arbitrary)]
 pub enum Victim {
     Mn,
     Ha,
@@ -24,10 +31,22 @@ pub enum Victim {
 #[derive(Debug, Arbitrary)]
 pub struct Input {
     pub mode: Mode,
+    /// From the world at 0 (DAD and the first registrations ahead) or at
+    /// [`REGISTERED`], the mobile node registered with both peers.
+    pub registered: bool,
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Copy, Arbitrary)]
+/// When the mobile node is registered with the home agent and the
+/// correspondent, IKE or not.
+pub const REGISTERED: Duration = Duration::from_millis(8000);
+
+/// Virtual time one input may pass: retransmissions back off for longer,
+/// but a crafted BU's lifetime can be a few seconds, and an input that runs
+/// for minutes of idle links costs a hundred short ones.
+pub const RUN_BUDGET: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Arbitrary)]
 pub enum Mode {
     Ipsec,
     ReturnRoutability,
@@ -37,7 +56,8 @@ pub enum Mode {
 
 #[derive(Debug, Arbitrary)]
 pub enum Step {
-    /// Virtual time passes (never backwards): the nodes' own traffic.
+    /// Virtual time passes (never backwards): the nodes' own traffic, up
+    /// to what is left of [`RUN_BUDGET`].
     Run { ms: u16 },
     /// A packet some link carried, changed, to the victim's interface.
     Replay {
@@ -78,6 +98,7 @@ struct Counters {
     queued: usize,
 }
 
+#[derive(Clone)]
 pub struct World {
     t: Topology,
     victim: NodeId,
@@ -85,6 +106,8 @@ pub struct World {
     /// IKE SAs the configuration can make (one per peer, two while one
     /// rekeys): anything beyond that is half-open, which COOKIEs bound.
     legit_ike_sas: usize,
+    /// What is left of [`RUN_BUDGET`].
+    budget: Duration,
 }
 
 impl World {
@@ -123,6 +146,7 @@ impl World {
             victim,
             links,
             legit_ike_sas,
+            budget: RUN_BUDGET,
         }
     }
 
@@ -210,7 +234,11 @@ impl World {
     pub fn step(&mut self, s: &Step) {
         let ifaces = if self.victim == self.t.mn { 3 } else { 1 };
         match s {
-            Step::Run { ms } => self.t.sim.run_for(Duration::from_millis(u64::from(*ms))),
+            Step::Run { ms } => {
+                let d = Duration::from_millis(u64::from(*ms)).min(self.budget);
+                self.budget -= d;
+                self.t.sim.run_for(d);
+            }
             Step::Replay { pick, iface, edits } => {
                 if let Some(p) = self.replayed(*pick, edits) {
                     self.feed(Iface::Link(iface % ifaces), &p);
@@ -260,9 +288,30 @@ impl World {
     }
 }
 
+thread_local! {
+    static WORLDS: RefCell<HashMap<(Victim, Mode, bool, bool), World>> = RefCell::default();
+}
+
+/// A copy of the world `input` starts from.
+fn world(victim: Victim, ike: bool, input: &Input) -> World {
+    let key = (victim, input.mode, ike, input.registered);
+    WORLDS.with_borrow_mut(|worlds| {
+        worlds
+            .entry(key)
+            .or_insert_with(|| {
+                let mut w = World::new(victim, input.mode, ike);
+                if input.registered {
+                    w.t.sim.run_for(REGISTERED);
+                }
+                w
+            })
+            .clone()
+    })
+}
+
 /// The body of each engine target.
 pub fn run(victim: Victim, ike: bool, input: &Input) {
-    let mut w = World::new(victim, input.mode, ike);
+    let mut w = world(victim, ike, input);
     // Bounded work per input: the fuzzer's time goes to variety.
     for s in input.steps.iter().take(64) {
         w.step(s);
@@ -272,6 +321,36 @@ pub fn run(victim: Victim, ike: bool, input: &Input) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An input's steps pass at most [`RUN_BUDGET`] of virtual time.
+    #[test]
+    fn an_input_runs_for_at_most_its_budget() {
+        let mut w = World::new(Victim::Cn, Mode::Ipsec, false);
+        let start = w.t.sim.now();
+        for _ in 0..3 {
+            w.step(&Step::Run { ms: 20_000 });
+        }
+        assert_eq!(w.t.sim.now() - start, RUN_BUDGET);
+    }
+
+    /// Every input starts from a copy: it must run on as the original
+    /// would, frame for frame, and leave the original as it was.
+    #[test]
+    fn a_copied_world_runs_as_the_original() {
+        for ike in [false, true] {
+            let mut original = World::new(Victim::Ha, Mode::Ipsec, ike);
+            original.t.sim.run_for(Duration::from_millis(3000));
+            let mut copy = original.clone();
+            let before = original.counters().frames;
+            copy.t.sim.run_for(REGISTERED);
+            assert_eq!(original.counters().frames, before, "ike={ike}");
+            original.t.sim.run_for(REGISTERED);
+            for l in original.links {
+                assert_eq!(original.t.sim.captured(l), copy.t.sim.captured(l), "ike={ike}");
+            }
+            assert!(original.counters().frames > before, "ike={ike}");
+        }
+    }
 
     /// The harness gets deep: after 8 s the mobile node is registered with
     /// the home agent and the correspondent, and every frame the links
@@ -284,8 +363,12 @@ mod tests {
             (Victim::Mn, false),
             (Victim::Ha, true),
         ] {
-            let mut w = World::new(victim, Mode::ReturnRoutability, ike);
-            w.step(&Step::Run { ms: 8000 });
+            let input = Input {
+                mode: Mode::ReturnRoutability,
+                registered: true,
+                steps: vec![],
+            };
+            let mut w = world(victim, ike, &input);
             let frames = w.counters().frames;
             for pick in 0..frames as u16 {
                 w.step(&Step::Replay {

@@ -52,6 +52,7 @@ pub struct RouterStats {
     pub malformed: u64,
 }
 
+#[derive(Clone)]
 struct Port {
     link: RouterLink,
     nd: NdIface,
@@ -60,6 +61,7 @@ struct Port {
     solicited: Option<Instant>,
 }
 
+#[derive(Clone)]
 pub struct Router {
     ports: Vec<Port>,
     ra_interval: Duration,

@@ -154,6 +154,7 @@ pub struct Layout {
     pub mn_links: Vec<LinkId>,
 }
 
+#[derive(Clone)]
 pub struct Topology {
     pub sim: Sim,
     pub router: NodeId,

@@ -237,6 +237,7 @@ pub fn child_keymat(
     prf_plus(sk_d, &[shared.unwrap_or_default(), ni, nr], len)
 }
 
+#[derive(Clone)]
 enum Keyed {
     Aes128(Box<Aes128Gcm>),
     Aes256(Box<Aes256Gcm>),
@@ -245,6 +246,7 @@ enum Keyed {
 
 /// The SK payload's AEAD: 8-octet explicit IV, nonce = salt(4) | IV(8),
 /// 16-octet ICV (RFC 5282 §3-5, RFC 7634 §3).
+#[derive(Clone)]
 pub struct SkCipher {
     encr: Encr,
     keyed: Keyed,
@@ -348,6 +350,7 @@ impl SkCipher {
 }
 
 /// X25519 ephemeral (group 31): the public value is the 32-octet KE data.
+#[derive(Clone)]
 pub struct Dh {
     secret: x25519_dalek::StaticSecret,
 }

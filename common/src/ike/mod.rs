@@ -279,6 +279,7 @@ pub(crate) enum Verdict {
     Close(CloseReason),
 }
 
+#[derive(Clone)]
 pub struct Ike {
     pub(crate) cfg: IkeConfig,
     pub(crate) rng: ChaCha20Rng,

@@ -61,6 +61,7 @@ pub struct Child {
 }
 
 /// Our requests once established (the payloads are built when sent).
+#[derive(Clone)]
 pub(super) enum Request {
     CreateChild {
         config: usize,
@@ -133,6 +134,7 @@ impl fmt::Debug for Request {
 }
 
 /// Our request in flight, for retransmission.
+#[derive(Clone)]
 pub(super) struct Inflight {
     pub message_id: u32,
     pub bytes: Vec<u8>,
@@ -159,6 +161,7 @@ impl Inflight {
 }
 
 /// The last response we sent, for a retransmitted request.
+#[derive(Clone)]
 pub(super) struct Cached {
     pub message_id: u32,
     pub bytes: Vec<u8>,
@@ -166,6 +169,7 @@ pub(super) struct Cached {
 
 /// A move held back until a return-routability check to `path` is
 /// answered (REQ AM-3.4c, AM-4; RFC 4555 §3.5).
+#[derive(Clone)]
 pub(super) struct Deferred {
     /// The update's response, when it waits for the check too (addrmgmt).
     pub response: Option<HeldResponse>,
@@ -177,6 +181,7 @@ pub(super) struct Deferred {
     pub cookie2: Vec<u8>,
 }
 
+#[derive(Clone)]
 pub(super) struct HeldResponse {
     pub message_id: u32,
     pub exchange: ExchangeType,
@@ -186,6 +191,7 @@ pub(super) struct HeldResponse {
 }
 
 /// The SK payload's ciphers (§3.14), one per direction.
+#[derive(Clone)]
 pub(super) struct Sk {
     seal: SkCipher,
     open: SkCipher,
@@ -253,6 +259,7 @@ impl Sk {
 
 /// What IKE_SA_INIT settled and IKE_AUTH signs (§2.15); SK_e is in
 /// [`Sk`] already.
+#[derive(Clone)]
 pub(super) struct Handshake {
     pub sk_d: Vec<u8>,
     pub sk_pi: Vec<u8>,
@@ -287,6 +294,7 @@ impl Handshake {
     clippy::large_enum_variant,
     reason = "an SA leaves the small state after one round trip"
 )]
+#[derive(Clone)]
 pub(super) enum Phase {
     AwaitingInitResponse(ExpectInitResponse),
     /// Keys derived: SK protects every later message, so its ciphers
@@ -299,6 +307,7 @@ pub(super) enum Phase {
     clippy::large_enum_variant,
     reason = "an SA is established for most of its life"
 )]
+#[derive(Clone)]
 pub(super) enum Keyed {
     AwaitingAuthRequest(ExpectAuthRequest),
     AwaitingAuthResponse(ExpectAuthResponse),
@@ -306,6 +315,7 @@ pub(super) enum Keyed {
 }
 
 /// Initiator, IKE_SA_INIT sent.
+#[derive(Clone)]
 pub(super) struct ExpectInitResponse {
     /// Index in `IkeConfig::peers`.
     pub peer: usize,
@@ -316,6 +326,7 @@ pub(super) struct ExpectInitResponse {
 }
 
 /// Responder, IKE_SA_INIT answered: half-open.
+#[derive(Clone)]
 pub(super) struct ExpectAuthRequest {
     pub handshake: Handshake,
     /// The SA goes when this passes.
@@ -323,6 +334,7 @@ pub(super) struct ExpectAuthRequest {
 }
 
 /// Initiator, IKE_AUTH sent.
+#[derive(Clone)]
 pub(super) struct ExpectAuthResponse {
     pub peer: usize,
     pub handshake: Handshake,
@@ -332,6 +344,7 @@ pub(super) struct ExpectAuthResponse {
 }
 
 /// Both sides authenticated: requests in either direction.
+#[derive(Clone)]
 pub(super) struct Established {
     pub peer: usize,
     /// Keys the children and the IKE SA that replaces this one (§2.17,
@@ -365,6 +378,7 @@ impl Established {
 }
 
 /// Read through [`super::Ike::sa`]; the engine changes it.
+#[derive(Clone)]
 pub struct IkeSa {
     /// Our SPI: the key we are found by (REQ AM-2.1a).
     pub ours: u64,

@@ -97,6 +97,7 @@ pub struct KeyLengthError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcvMismatch;
 
+#[derive(Clone)]
 enum Keyed {
     Aes128(Box<Aes128Gcm>),
     Aes256(Box<Aes256Gcm>),
@@ -105,6 +106,7 @@ enum Keyed {
 }
 
 /// A keyed transform.
+#[derive(Clone)]
 pub struct EspCipher {
     algorithm: Algorithm,
     keyed: Keyed,

@@ -139,7 +139,7 @@ fn open_into(
 /// Keys for reading captures: opens ESP by SPI with no sequence or replay
 /// state, as Wireshark's `esp_sa` table does. Extended sequence numbers are
 /// taken to have zero high bits.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct EspKeyring {
     keys: Vec<(u32, EspCipher)>,
 }

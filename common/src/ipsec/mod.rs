@@ -227,7 +227,7 @@ pub enum Unsuitable {
 const MAX_NESTING: u8 = 4;
 
 /// SPD + SAD + counters + events: IPsec for one node.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ipsec {
     pub spd: Spd,
     pub sad: Sad,

@@ -137,7 +137,7 @@ pub enum SadError {
 }
 
 /// One SA: one direction of a pair.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Sa {
     pub(crate) spi: u32,
     pub(crate) direction: Direction,
@@ -236,7 +236,7 @@ impl Sa {
 }
 
 /// The SAD.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Sad {
     sas: HashMap<SaId, Sa>,
     inbound: HashMap<u32, SaId>,

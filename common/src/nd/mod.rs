@@ -248,6 +248,7 @@ pub enum Sent {
 }
 
 /// Neighbor Discovery state of one interface.
+#[derive(Clone)]
 pub struct NdIface {
     cfg: NdConfig,
     mac: MacAddr,

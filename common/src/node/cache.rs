@@ -18,6 +18,7 @@ pub(crate) trait CacheEntry {
     fn expires(&self) -> Instant;
 }
 
+#[derive(Clone)]
 pub(crate) struct BindingCache<T> {
     entries: HashMap<Ipv6Addr, T>,
     /// Each entry's `expires()`, kept in step by every change here.
@@ -115,7 +116,7 @@ pub(crate) fn check_seq(seq: u16, last: Option<u16>) -> Result<(), u16> {
 
 /// What a role with a binding cache reports for its store
 /// ([`super::Engine::poll_persist`]): nothing until it is restored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Journal(Option<VecDeque<Persist>>);
 
 impl Journal {

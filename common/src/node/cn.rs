@@ -104,6 +104,7 @@ pub struct Binding {
     pub ipsec: bool,
 }
 
+#[derive(Clone)]
 struct Entry {
     binding: Binding,
     /// Annex A1 method 1.
@@ -114,6 +115,7 @@ struct Entry {
 
 /// A deleted return-routability binding whose nonces may still be valid:
 /// RFC 6275 §9.5.3 holds their combination with the addresses illegal.
+#[derive(Clone)]
 struct Retired {
     care_of: Ipv6Addr,
     nonces: (u16, u16),
@@ -139,6 +141,7 @@ enum Authority {
     Rr([u8; 20]),
 }
 
+#[derive(Clone)]
 pub struct Cn {
     cfg: CnConfig,
     core: Core,

@@ -39,6 +39,7 @@ pub enum CookieError {
     Forged,
 }
 
+#[derive(Clone)]
 struct Secret {
     epoch: u64,
     key: [u8; 32],
@@ -56,6 +57,7 @@ impl Secret {
 /// is accepted while it was made in now's epoch or the previous one, i.e.
 /// for one to two rotations; the rotation must stay well under 2^15 s so
 /// the 16-bit timestamp does not wrap within that window.
+#[derive(Clone)]
 pub struct CookieSecrets {
     rotation_secs: u64,
     current: Secret,

@@ -69,6 +69,7 @@ pub(crate) enum Received {
     Dropped,
 }
 
+#[derive(Clone)]
 pub(crate) struct Core {
     pub cp: CodePoints,
     pub ipsec: Ipsec,

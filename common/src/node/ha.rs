@@ -103,6 +103,7 @@ struct Pending {
     k: bool,
 }
 
+#[derive(Clone)]
 pub struct Ha {
     cfg: HaConfig,
     /// `cfg.mobile_nodes`, for a lookup per BU.

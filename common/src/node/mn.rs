@@ -178,6 +178,7 @@ pub struct BulEntry {
     ike_peer: Option<String>,
 }
 
+#[derive(Clone)]
 pub struct Mn {
     cfg: MnConfig,
     core: Core,

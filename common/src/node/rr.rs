@@ -29,6 +29,7 @@ fn hmac_sha1(key: &[u8; 20]) -> Hmac<Sha1> {
     <Hmac<Sha1> as Mac>::new(&block)
 }
 
+#[derive(Clone)]
 struct Nonce {
     index: u16,
     value: [u8; 8],
@@ -36,6 +37,7 @@ struct Nonce {
 }
 
 /// A correspondent's RR secrets: Kcn and the nonces still valid, oldest first.
+#[derive(Clone)]
 pub struct RrResponder {
     kcn: [u8; 20],
     nonces: VecDeque<Nonce>,

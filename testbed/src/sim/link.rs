@@ -166,6 +166,7 @@ impl LinkModel {
     }
 }
 
+#[derive(Clone)]
 pub(super) struct Link {
     pub(super) name: String,
     pub(super) prefix: Ipv6Addr,

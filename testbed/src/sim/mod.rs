@@ -42,6 +42,7 @@ pub const INJECTOR_MAC: MacAddr = MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]);
 pub struct NodeId(pub usize);
 
 /// The engine a host runs.
+#[derive(Clone)]
 pub enum Role {
     Mn(Box<Mn>),
     Ha(Box<Ha>),
@@ -66,6 +67,7 @@ impl Role {
     }
 }
 
+#[derive(Clone)]
 enum Kind {
     Host {
         role: Role,
@@ -88,6 +90,7 @@ impl Kind {
     }
 }
 
+#[derive(Clone)]
 struct Node {
     name: String,
     kind: Kind,
@@ -166,6 +169,7 @@ pub fn parse_flow(p: &[u8]) -> Option<(u32, u64, u64)> {
     Some((flow, seq, sent))
 }
 
+#[derive(Clone)]
 enum Ev {
     /// A frame reaches every interface of `to`, in order: one event and
     /// one copy of the bytes however many listen.
@@ -194,6 +198,7 @@ enum Ev {
     },
 }
 
+#[derive(Clone)]
 struct Scheduled {
     at: Instant,
     seq: u64,
@@ -218,6 +223,7 @@ impl Ord for Scheduled {
     }
 }
 
+#[derive(Clone)]
 pub struct Sim {
     now: Instant,
     seed: u64,
