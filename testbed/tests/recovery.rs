@@ -321,6 +321,72 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
 }
 
 // issue 14.4
+// REQ IKE-BASE
+// REQ MIP-HA-IPSEC
+#[test]
+fn home_agent_restarted_under_a_payload_sa_is_found_dead_by_one_way_traffic() {
+    // As above, but the payload goes under a tunnel-mode CHILD_SA: the
+    // restarted agent cannot read the reverse tunnel, so no Binding Error
+    // comes and no BU goes. What the node sees is its own ESP going out
+    // and nothing coming in; IKE looks at each SA's children every 5 s
+    // and asks the peer once packets went out during a span and nothing
+    // came in by the end of the next (RFC 7296 §2.4).
+    let mut setup = Setup::new(1, RouteOptimisation::None);
+    let mobility = Mobility::Mobike { r_mobike: false };
+    setup.keying = Keying::Ike {
+        mobility,
+        payload: true,
+    };
+    let mut t = build(&setup);
+    let flows = both_ways(&mut t, secs(80.0));
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.run_until(secs(10.0));
+    let restart = t.sim.now();
+    let mn_stats = |t: &Topology| t.sim.engine(t.mn).unwrap().ike().unwrap().stats().clone();
+    // Traffic both ways asks nothing.
+    assert_eq!(mn_stats(&t).one_way_checks, 0);
+    let fresh = restarted_home_agent(&t.network, 1);
+    t.sim.restart(t.ha, Role::Ha(Box::new(fresh)));
+    t.sim.run_until(secs(80.0));
+
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, true);
+    let span = mn_cfg.liveness_interval;
+    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    assert_eq!(mn_stats(&t).one_way_checks, 1);
+    assert!(
+        home_bus(&t.sim, restart)[0] > restart + span * 2,
+        "no BU before"
+    );
+    let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    // The check starts at a look between two and three spans after the
+    // last packet in.
+    let asked = closed[0] - restart - dead_after;
+    assert!(asked >= span * 2 && asked <= span * 3, "{asked:?}");
+    let up = traced(&t.sim, "mn", "with ha.example.org up", restart);
+    let (_, mn_ha, via_ha) = setup.rtts();
+    assert_eq!(up[0] - closed[0], mn_ha * 2);
+    let bas = home_bas(&t.sim, restart);
+    assert_eq!(bas.len(), 1, "{bas:?}");
+    // The bound, from R: three spans; 31.5 s to the dead peer; IKE_SA_INIT
+    // and IKE_AUTH; the BU, the agent's DAD of the home address (1 s) and
+    // the BA: R + 15 + 31.5 + 1 s + 4 × 60.4 ms = R + 47.7416 s.
+    // Measured: 43.9812 s.
+    let bound = span * 3 + dead_after + Duration::from_secs(1) + mn_ha * 4;
+    let registered = bas[0] - restart;
+    assert!(registered <= bound, "{registered:?}");
+    // Traffic to the home address through the new tunnel SA, from the
+    // first datagram sent once the agent defends the address again.
+    let (at, path) = first_arrival(&t, flows[0], bas[0]).unwrap();
+    assert_eq!(path, Path::Tunnelled);
+    assert!(at <= bas[0] + Duration::from_millis(100) + via_ha, "{at:?}");
+    println!(
+        "home agent restarted under a payload SA: registered {registered:?} after, traffic {:?}",
+        at - restart
+    );
+}
+
+// issue 14.4
 // REQ MIP-BASE
 // REQ CN-3.2
 #[test]
@@ -398,6 +464,102 @@ fn correspondent_restarted_without_state_falls_back_to_the_tunnel_then_route_opt
         "correspondent restarted without state: route optimised again {:?} after",
         ro_again - restart
     );
+}
+
+// issue 14.4
+// REQ IKE-BASE
+// REQ CN-3.2
+#[test]
+fn correspondent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
+    // Route optimisation by BUs under a CHILD_SA that IKE negotiated with
+    // the home address; a flow each way every 100 ms. At R = 10 s the
+    // correspondent restarts with no IKE SA, no CHILD_SA, no binding.
+    let mut setup = Setup::new(1, RouteOptimisation::Ipsec);
+    let mobility = Mobility::Mobike { r_mobike: false };
+    setup.keying = Keying::Ike {
+        mobility,
+        payload: false,
+    };
+    let mut t = build(&setup);
+    let [down, up] = both_ways(&mut t, secs(60.0));
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.run_until(secs(10.0));
+    let restart = t.sim.now();
+    let mn_ike = t.sim.engine(t.mn).unwrap().ike().unwrap().stats().clone();
+    let fresh = restarted_correspondent(&t.network, 0, 1, restart).unwrap();
+    t.sim.restart(t.cn, Role::Cn(Box::new(fresh)));
+    t.sim.run_until(secs(60.0));
+
+    // The first route-optimised datagram after the correspondent's DAD
+    // gets a Binding Error; the node's BU goes under the old CHILD_SA,
+    // dropped for its SPI, and its first retransmission starts the
+    // liveness check, unanswered (no IKE SA with that SPI) through its
+    // retransmissions: the SA closes 31.5 s after it, as with the agent.
+    assert_eq!(dropped(&t, t.cn, NodeDrop::HaoUnverified), 1);
+    let bus = traced(&t.sim, "mn", &format!("to {CN} under ESP"), restart);
+    let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, false);
+    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    assert_eq!(closed[0] - bus[1], dead_after, "BUs {bus:?}");
+    let stale_bus = bus.iter().filter(|b| **b < closed[0]).count() as u64;
+    let cn_ipsec = t.sim.engine(t.cn).unwrap().ipsec().stats();
+    assert_eq!(cn_ipsec.dropped(IpsecDrop::UnknownSpi), stale_bus);
+    let tries = u64::from(mn_cfg.retransmit_tries);
+    let cn_ike = t.sim.engine(t.cn).unwrap().ike().unwrap().stats();
+    assert_eq!(cn_ike.dropped(IkeDrop::UnknownSpi), 1 + tries);
+    let mn_ike_now = t.sim.engine(t.mn).unwrap().ike().unwrap().stats();
+    assert_eq!(mn_ike_now.retransmits - mn_ike.retransmits, tries);
+    // Then a new IKE SA from the home address, through the home agent (two
+    // round trips that way), and the BU under its child, answered.
+    let (mn_cn, _, via_ha) = setup.rtts();
+    let up_again = traced(&t.sim, "mn", "with cn.example.org up", restart);
+    assert_eq!(up_again.len(), 1);
+    assert_eq!(up_again[0] - closed[0], via_ha * 2);
+    let bas = traced(&t.sim, "mn", &format!("BA from {CN}: status 0"), restart);
+    assert_eq!(bas.len(), 1, "{bas:?}");
+    assert_eq!(bas[0] - up_again[0], mn_cn);
+
+    // The bound, from R: the correspondent's DAD (1 s); the next datagram
+    // (≤ 100 ms) and its Binding Error (a round trip); the retransmission
+    // 1 s after the BU; 31.5 s to the dead peer; IKE_SA_INIT and IKE_AUTH
+    // through the agent; the BU and its BA: R + 33.6 s + 2 × 40.4 ms +
+    // 2 × 160.4 ms = R + 34.0016 s. Measured: 33.9016 s.
+    let bound = Duration::from_millis(33_600) + mn_cn * 2 + via_ha * 2;
+    let registered = bas[0] - restart;
+    assert!(registered <= bound, "{registered:?}");
+    // Nothing sent after the Binding Error is lost: through the home
+    // agent both ways until the new IKE SA, route optimised again once the
+    // BA is in.
+    let sent_between = |flow: u32, from: Instant, to: Instant| -> Vec<Path> {
+        t.sim
+            .arrivals
+            .iter()
+            .filter(|a| a.flow == flow && a.sent >= from && a.sent < to)
+            .map(|a| a.path)
+            .collect()
+    };
+    // Each flow sends every 100 ms from 1 s.
+    let sent = |from: Instant, to: Instant| {
+        (0..)
+            .map(|k| secs(1.0) + Duration::from_millis(100 * k))
+            .take_while(|at| *at < to)
+            .filter(|at| *at >= from)
+            .count()
+    };
+    let end = secs(59.0);
+    for (flow, ways) in [
+        (up, [Path::Direct, Path::RouteOptimised]),
+        (down, [Path::Tunnelled, Path::RouteOptimised]),
+    ] {
+        assert_eq!(sent_between(flow, bus[0], end).len(), sent(bus[0], end));
+        let spans = [(bus[0], up_again[0]), (bas[0] + mn_cn, end)];
+        for ((from, to), want) in spans.into_iter().zip(ways) {
+            let got = sent_between(flow, from, to);
+            assert!(got.iter().all(|p| *p == want), "flow {flow}: {got:?}");
+        }
+    }
+    println!("correspondent restarted without IKE state: registered {registered:?} after");
 }
 
 /// A Binding Error status 1 for the home address from `src` to the node

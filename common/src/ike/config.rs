@@ -216,6 +216,10 @@ pub struct IkeConfig {
     pub retransmit_timeout: Duration,
     /// Retransmissions before the peer is declared dead.
     pub retransmit_tries: u32,
+    /// How often an established SA's traffic is looked at: packets sent
+    /// on its children during one span and nothing protected received in
+    /// it or the next ask for a liveness check (RFC 7296 §2.4).
+    pub liveness_interval: Duration,
     /// Seeds SPIs, nonces and DH keys: 32 random octets on a real network,
     /// a counter in a simulation.
     pub seed: [u8; 32],
@@ -238,6 +242,7 @@ impl IkeConfig {
             cookie_threshold: 64,
             retransmit_timeout: Duration::from_millis(500),
             retransmit_tries: 5,
+            liveness_interval: Duration::from_secs(5),
             seed: seed_from(seed),
             code_points: CodePoints::default(),
         }

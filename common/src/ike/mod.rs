@@ -59,7 +59,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use self::crypto::Dh;
 use self::sa::Request;
-use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, SaId};
+use crate::ipsec::{AddressPair, Ipsec, IpsecEvent, Mode, Sa, SaId};
 pub use crate::keylog::KeyTable;
 use crate::time::{Deadlines, Instant};
 use crate::wire::ike::{ExchangeType, IkeRepr, NotifyType};
@@ -233,6 +233,8 @@ pub struct IkeStats {
     /// SWITCH_TO_IP_ADDRESS requests ignored (REQ RM-4.2b).
     pub switches_ignored: u64,
     pub keepalives: u64,
+    /// Liveness checks asked because traffic only went out (RFC 7296 §2.4).
+    pub one_way_checks: u64,
     drops: [u64; IkeDrop::ALL.len()],
 }
 
@@ -547,7 +549,38 @@ impl Ike {
             } else {
                 Verdict::Keep
             };
+            if let Verdict::Keep = verdict {
+                self.look(now, &mut sa, ipsec);
+            }
             self.settle(sa, verdict, ipsec);
+        }
+    }
+
+    /// RFC 7296 §2.4: "If there has only been outgoing traffic on all of
+    /// the SAs associated with an IKE SA, it is essential to confirm
+    /// liveness of the other endpoint". Packets sent on the children
+    /// during the last span, and nothing protected received in it or
+    /// since, ask the peer with an empty INFORMATIONAL, unless a request
+    /// of ours is out already; an answer in the next span is not missed.
+    fn look(&mut self, now: Instant, sa: &mut IkeSa, ipsec: &Ipsec) {
+        let packets = |id| ipsec.sad.get(id).map_or(0, |s: &Sa| s.packets());
+        let received: u64 = sa.children.iter().map(|c| packets(c.inbound)).sum();
+        let sent: u64 = sa.children.iter().map(|c| packets(c.outbound)).sum();
+        let idle = sa.idle();
+        let Some(e) = sa.established_mut().filter(|e| e.watch.next <= now) else {
+            return;
+        };
+        let [before, last] = e.watch.looks;
+        let look = (received + e.watch.heard, sent);
+        e.watch.looks = [last, look];
+        e.watch.next = now + self.cfg.liveness_interval;
+        if look.0 == before.0 && last.1 > before.1 && idle {
+            self.stats.one_way_checks += 1;
+            let probe = Request::Probe {
+                path: None,
+                cookie2: None,
+            };
+            self.queue_request(now, sa, probe);
         }
     }
 

@@ -360,6 +360,18 @@ pub(super) struct Established {
     pub deferred: Option<Deferred>,
     /// The IKE SA that replaced this one in a rekey, until this one goes.
     pub replaced_by: Option<u64>,
+    pub watch: Watch,
+}
+
+/// What an SA carried when [`super::Ike`] last looked, to find traffic
+/// that only goes out (RFC 7296 §2.4).
+#[derive(Clone, Default)]
+pub(super) struct Watch {
+    pub next: Instant,
+    /// Protected IKE messages received.
+    pub heard: u64,
+    /// (Received, sent) at the look before the last, and at the last.
+    pub looks: [(u64, u64); 2],
 }
 
 impl Established {
@@ -373,6 +385,10 @@ impl Established {
             cached: None,
             deferred: None,
             replaced_by: None,
+            watch: Watch {
+                next: since,
+                ..Watch::default()
+            },
         }
     }
 }
@@ -537,10 +553,14 @@ impl IkeSa {
 
     /// The earliest of the retransmission and expiry deadlines.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        [self.inflight().map(|i| i.deadline), self.expires()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.inflight().map(|i| i.deadline),
+            self.expires(),
+            self.established().map(|e| e.watch.next),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Queues a request; only an established SA sends them.
@@ -594,6 +614,13 @@ impl IkeSa {
         match &mut self.phase {
             Phase::Keyed(sk, _) => sk.seal(header, inner, cp),
             Phase::AwaitingInitResponse(_) => Err(IkeDrop::Crypto),
+        }
+    }
+
+    /// A protected message of the peer's opened: it is alive.
+    pub(super) fn heard(&mut self) {
+        if let Some(e) = self.established_mut() {
+            e.watch.heard += 1;
         }
     }
 

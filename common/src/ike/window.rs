@@ -238,6 +238,7 @@ impl Ike {
                 return Verdict::Keep;
             }
         };
+        sa.heard();
         match (sa.state(), h.exchange) {
             (IkeState::AwaitingAuthRequest, ExchangeType::IKE_AUTH) => {
                 return self.on_auth_request(now, sa, path, h.message_id, &payloads, ipsec);
@@ -336,6 +337,7 @@ impl Ike {
                 return Verdict::Keep;
             }
         };
+        sa.heard();
         if sa.state() == IkeState::AwaitingAuthResponse {
             if let Some(spi) = sa.offered_spi() {
                 self.offered_spis.remove(&spi);
