@@ -112,15 +112,23 @@ impl Router {
         self.ports.get(usize::from(iface)).map(|p| &p.nd)
     }
 
-    fn advertise(&mut self, now: Instant, i: usize) {
+    /// An RA on port `i`: to all nodes, or to one soliciting host.
+    fn advertise(&mut self, now: Instant, i: usize, to: Option<(Ipv6Addr, MacAddr)>) {
         let interval = u32::try_from(self.ra_interval.as_millis()).unwrap_or(u32::MAX);
         let Some(p) = self.ports.get_mut(i) else {
             return;
         };
-        p.last_ra = Some(now);
-        p.solicited = None;
+        let (dst, mac) = match to {
+            Some(host) => host,
+            None => {
+                p.last_ra = Some(now);
+                p.solicited = None;
+                (ALL_NODES, MacAddr::ipv6_multicast(ALL_NODES))
+            }
+        };
         p.nd.advertise(
-            ALL_NODES,
+            dst,
+            mac,
             RouterAdvert {
                 hop_limit: 64,
                 flags: 0,
@@ -135,8 +143,8 @@ impl Router {
         );
     }
 
-    /// A packet that arrived on `iface`.
-    pub fn handle_packet(&mut self, now: Instant, iface: u8, bytes: &[u8]) {
+    /// A packet that arrived on `iface` in a frame from `src_mac`.
+    pub fn handle_packet(&mut self, now: Instant, iface: u8, src_mac: MacAddr, bytes: &[u8]) {
         let i = usize::from(iface);
         let Ok(p) = Ipv6Packet::new_checked(bytes) else {
             self.stats.malformed += 1;
@@ -147,7 +155,7 @@ impl Router {
                 .first()
                 .is_some_and(|t| (ROUTER_SOLICITATION..=NEIGHBOR_ADVERTISEMENT).contains(t));
         if nd {
-            self.neighbor_discovery(now, i, bytes);
+            self.neighbor_discovery(now, i, src_mac, bytes);
             return;
         }
         let dst = p.dst_addr();
@@ -177,7 +185,7 @@ impl Router {
         }
     }
 
-    fn neighbor_discovery(&mut self, now: Instant, i: usize, bytes: &[u8]) {
+    fn neighbor_discovery(&mut self, now: Instant, i: usize, src_mac: MacAddr, bytes: &[u8]) {
         let Ok(repr) = PacketRepr::parse(bytes, &CodePoints::default()) else {
             self.stats.malformed += 1;
             return;
@@ -194,20 +202,34 @@ impl Router {
             let _ =
                 p.nd.handle(now, header.src, header.dst, header.hop_limit, &msg);
         }
-        self.events(now);
+        self.events(now, Some((header.src, src_mac)));
     }
 
-    fn events(&mut self, now: Instant) {
+    /// What the ports' ND reported; `sender` sent the packet just handled.
+    fn events(&mut self, now: Instant, sender: Option<(Ipv6Addr, MacAddr)>) {
         for i in 0..self.ports.len() {
             while let Some(e) = self.ports[i].nd.poll_event() {
                 match e {
-                    // RFC 4861 §6.2.6: answered at once, unless an RA
-                    // just went; then as soon as the rate limit allows.
+                    // RFC 4861 §6.2.6: a host with an address gets its own
+                    // RA, at once, at the frame's source: from an
+                    // optimistic address its RS carries no link-layer
+                    // option (RFC 4429 §3.3), and resolving it first would
+                    // cost a round trip. The neighbour cache is left alone
+                    // (the address may be a duplicate). Every other node of
+                    // the link would only process it again.
+                    NdEvent::RouterSolicited { from } if !from.is_unspecified() => {
+                        let to = sender.filter(|(a, _)| *a == from);
+                        if to.is_some() {
+                            self.advertise(now, i, to);
+                        }
+                    }
+                    // From ::, to all nodes at once, unless an RA just
+                    // went; then as soon as the rate limit allows.
                     NdEvent::RouterSolicited { .. } => match self.ports[i].last_ra {
                         Some(t) if now < t + MIN_DELAY_BETWEEN_RAS => {
                             self.ports[i].solicited = Some(t + MIN_DELAY_BETWEEN_RAS);
                         }
-                        _ => self.advertise(now, i),
+                        _ => self.advertise(now, i, None),
                     },
                     NdEvent::NeighborUnreachable { dropped, .. } => {
                         self.stats.unresolved += dropped as u64;
@@ -228,10 +250,10 @@ impl Router {
         }
         for i in 0..self.ports.len() {
             if periodic || self.ports[i].solicited.is_some_and(|t| t <= now) {
-                self.advertise(now, i);
+                self.advertise(now, i, None);
             }
         }
-        self.events(now);
+        self.events(now, None);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -284,11 +306,58 @@ mod tests {
             };
             let bytes = nd_packet(src, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2), &rs)
                 .to_bytes(&CodePoints::default());
-            r.handle_packet(Instant::ZERO, 0, &bytes);
+            r.handle_packet(Instant::ZERO, 0, mac, &bytes);
         }
         let nd = r.interface(0).unwrap();
         assert_eq!(nd.neighbors().count(), usize::from(hosts));
         assert_eq!(nd.stats().cache_full, 0);
+    }
+
+    /// RFC 4861 §6.2.6: an RS from an address (optimistic, so without a
+    /// link-layer option) is answered at once, to that address at the
+    /// frame's source, rate limit or not, and creates no neighbour entry;
+    /// one from :: gets the all-nodes RA, rate-limited.
+    #[test]
+    fn a_soliciting_host_with_an_address_gets_its_own_ra_at_once() {
+        let link = RouterLink {
+            prefix: Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0),
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        };
+        let mut r = Router::new(Instant::ZERO, &[link], Duration::from_secs(1), 1);
+        let cp = CodePoints::default();
+        let rs = |src| {
+            nd_packet(
+                src,
+                Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2),
+                &NdRepr::RouterSolicit { source_ll: None },
+            )
+            .to_bytes(&cp)
+        };
+        let sent = |r: &mut Router| -> Vec<(MacAddr, Ipv6Addr)> {
+            std::iter::from_fn(|| r.poll_transmit())
+                .map(|t| {
+                    (
+                        t.dst_mac.unwrap(),
+                        Ipv6Packet::new_checked(&t.bytes[..]).unwrap().dst_addr(),
+                    )
+                })
+                .collect()
+        };
+        let t = Instant::from_micros(5_000_000);
+        r.handle_timeout(t);
+        let all = (MacAddr::ipv6_multicast(ALL_NODES), ALL_NODES);
+        assert_eq!(sent(&mut r), [all], "the periodic RA");
+        let host = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 1, 7);
+        let mac = MacAddr([2, 0, 0, 1, 0, 7]);
+        let soon = t + Duration::from_millis(1);
+        r.handle_packet(soon, 0, mac, &rs(host));
+        assert_eq!(sent(&mut r), [(mac, host)]);
+        assert_eq!(r.interface(0).unwrap().neighbors().count(), 0);
+        r.handle_packet(soon, 0, mac, &rs(Ipv6Addr::UNSPECIFIED));
+        assert_eq!(sent(&mut r), [], "held back by the rate limit");
+        assert_eq!(r.poll_timeout(), Some(t + MIN_DELAY_BETWEEN_RAS));
+        r.handle_timeout(t + MIN_DELAY_BETWEEN_RAS);
+        assert_eq!(sent(&mut r), [all]);
     }
 
     /// A burst to a new care-of address waits for its resolution whole
@@ -322,7 +391,7 @@ mod tests {
                 },
             )
             .to_bytes(&CodePoints::default());
-            r.handle_packet(Instant::ZERO, 0, &udp);
+            r.handle_packet(Instant::ZERO, 0, MacAddr([2, 0, 0, 9, 9, 9]), &udp);
         }
         let nd = r.interface(1).unwrap();
         let queued: usize = nd.neighbors().map(|(_, n)| n.queued()).sum();

@@ -697,10 +697,11 @@ impl NdIface {
     }
 
     /// Sends a Router Advertisement (routers only) from our link-local
-    /// address to `dst`, with our MAC in it.
-    pub fn advertise(&mut self, dst: Ipv6Addr, mut advert: RouterAdvert) {
+    /// address to `dst` at `mac`, with our MAC in it.
+    pub fn advertise(&mut self, dst: Ipv6Addr, mac: MacAddr, mut advert: RouterAdvert) {
         advert.source_ll = Some(self.mac);
-        self.send_nd(self.link_local, dst, &NdRepr::RouterAdvert(advert));
+        let bytes = self.nd_bytes(self.link_local, dst, &NdRepr::RouterAdvert(advert));
+        self.frames.push_back(Frame { dst: mac, bytes });
         self.stats.ra_sent += 1;
     }
 

@@ -370,7 +370,11 @@ fn optimistic_source_goes_through_the_router_instead_of_resolving() {
     bus.deliver();
     // The router answers the RS.
     let now = bus.now;
-    bus.nodes[0].advertise(ALL_NODES, advert(a("2001:db8:2::")));
+    bus.nodes[0].advertise(
+        ALL_NODES,
+        MacAddr::ipv6_multicast(ALL_NODES),
+        advert(a("2001:db8:2::")),
+    );
     bus.deliver();
     bus.nodes[1].add_address(now, coa, Dad::Optimistic);
     bus.deliver();
@@ -397,7 +401,11 @@ fn router_discovery_gives_a_default_router_and_on_link_prefix() {
         ) && h.dst == ALL_ROUTERS),
         1
     );
-    bus.nodes[0].advertise(ALL_NODES, advert(a("2001:db8:2::")));
+    bus.nodes[0].advertise(
+        ALL_NODES,
+        MacAddr::ipv6_multicast(ALL_NODES),
+        advert(a("2001:db8:2::")),
+    );
     bus.deliver();
     let rtr = bus.nodes[0].link_local();
     let ev = bus.events(1);
@@ -435,7 +443,11 @@ fn unanswered_solicitations_stop_after_three() {
 fn nud_probes_a_stale_router_and_reports_it_lost() {
     let mut bus = Bus::new(vec![router(1), host(2, Dad::Off)]);
     let now = bus.now;
-    bus.nodes[0].advertise(ALL_NODES, advert(a("2001:db8:2::")));
+    bus.nodes[0].advertise(
+        ALL_NODES,
+        MacAddr::ipv6_multicast(ALL_NODES),
+        advert(a("2001:db8:2::")),
+    );
     bus.deliver();
     bus.events(1);
     let coa = a("2001:db8:2::5");

@@ -351,8 +351,14 @@ impl Fabric {
                 }
                 Target::Router => {
                     let iface = u8::try_from(p.link).unwrap_or(u8::MAX);
-                    self.router
-                        .handle_packet(now, iface, &p.frame[ETHERNET_HEADER..]);
+                    let mut src = [0; 6];
+                    src.copy_from_slice(&p.frame[6..12]);
+                    self.router.handle_packet(
+                        now,
+                        iface,
+                        MacAddr(src),
+                        &p.frame[ETHERNET_HEADER..],
+                    );
                     self.pump_router(now);
                 }
             }

@@ -94,7 +94,11 @@ impl Kind {
 struct Node {
     name: String,
     kind: Kind,
+    /// When the engine wants its next timeout.
     wake: Option<Instant>,
+    /// The earliest wake-up of it in the queue: a timeout that moves
+    /// later waits for that one instead of adding another.
+    queued: Option<Instant>,
 }
 
 /// How a packet reached a host's stack, from the engine's counters.
@@ -198,19 +202,16 @@ enum Ev {
     },
 }
 
-#[derive(Clone)]
+/// When an event is due, and its slot in [`Sim::events`]: the heap moves
+/// these 24 bytes, not the events (at 6 000 nodes a sixth of the run went
+/// to moving whole events through it).
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Scheduled {
     at: Instant,
     seq: u64,
-    ev: Ev,
+    slot: usize,
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Scheduled {}
 impl PartialOrd for Scheduled {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
         Some(self.cmp(o))
@@ -231,6 +232,9 @@ pub struct Sim {
     links: Vec<Link>,
     nodes: Vec<Node>,
     queue: BinaryHeap<Scheduled>,
+    /// The events the queue points at; free slots are reused.
+    events: Vec<Option<Ev>>,
+    free: Vec<usize>,
     next_seq: u64,
     flows: Vec<(Flow, u64)>,
     pub arrivals: Vec<Arrival>,
@@ -255,6 +259,8 @@ impl Sim {
             links: vec![],
             nodes: vec![],
             queue: BinaryHeap::new(),
+            events: vec![],
+            free: vec![],
             next_seq: 0,
             flows: vec![],
             arrivals: vec![],
@@ -325,6 +331,7 @@ impl Sim {
                 links: links.to_vec(),
             },
             wake: None,
+            queued: None,
         });
         self.after(id);
         id
@@ -340,6 +347,7 @@ impl Sim {
                 ifaces: vec![None; links.len()],
             },
             wake: None,
+            queued: None,
         });
         for (i, l) in links.iter().enumerate() {
             if let Some(l) = l {
@@ -564,10 +572,20 @@ impl Sim {
 
     fn schedule(&mut self, at: Instant, ev: Ev) {
         self.next_seq += 1;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.events[s] = Some(ev);
+                s
+            }
+            None => {
+                self.events.push(Some(ev));
+                self.events.len() - 1
+            }
+        };
         self.queue.push(Scheduled {
             at,
             seq: self.next_seq,
-            ev,
+            slot,
         });
     }
 
@@ -581,7 +599,11 @@ impl Sim {
                 break;
             };
             self.now = self.now.max(s.at);
-            self.dispatch(s.ev);
+            let ev = self.events[s.slot].take();
+            self.free.push(s.slot);
+            if let Some(ev) = ev {
+                self.dispatch(ev);
+            }
         }
         self.now = self.now.max(until);
     }
@@ -604,6 +626,17 @@ impl Sim {
                 }
             }
             Ev::Wake(node) => {
+                let n = &mut self.nodes[node.0];
+                if n.queued == Some(self.now) {
+                    n.queued = None;
+                }
+                match n.wake {
+                    Some(w) if w > self.now && n.queued.is_none() => {
+                        n.queued = Some(w);
+                        self.schedule(w, Ev::Wake(node));
+                    }
+                    _ => {}
+                }
                 if self.nodes[node.0].wake == Some(self.now) {
                     self.nodes[node.0].wake = None;
                     let now = self.now;
@@ -764,10 +797,9 @@ impl Sim {
         };
         let n = &mut self.nodes[node.0];
         if next != n.wake {
-            n.wake = next;
-            if let Some(t) = next {
-                let at = t.max(self.now);
-                n.wake = Some(at);
+            n.wake = next.map(|t| t.max(self.now));
+            if let Some(at) = n.wake.filter(|at| n.queued.is_none_or(|q| q > *at)) {
+                n.queued = Some(at);
                 self.schedule(at, Ev::Wake(node));
             }
         }
@@ -844,7 +876,7 @@ impl Sim {
         let before = self.delivered(node);
         let now = self.now;
         match &mut self.nodes[node.0].kind {
-            Kind::Router { router, .. } => router.handle_packet(now, port.iface, bytes),
+            Kind::Router { router, .. } => router.handle_packet(now, port.iface, src_mac, bytes),
             Kind::Host { role, .. } => {
                 role.engine()
                     .handle_packet(now, Iface::Link(port.iface), Some(src_mac), bytes);
