@@ -2,18 +2,19 @@
 //! RFC 4877), Duplicate Address Detection of a home address before its
 //! first registration is accepted (§10.3.1, status 134 when it is in use),
 //! the binding cache, proxy Neighbor Discovery and interception of packets
-//! for registered home addresses (§10.4.1), and the bidirectional
-//! IPv6-in-IPv6 tunnel.
+//! for registered home addresses (§10.4.1), the bidirectional
+//! IPv6-in-IPv6 tunnel, and the Home Address option checks every node
+//! makes (§9.3.1: only from the registered care-of address).
 
 use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
-use super::core::{Core, Received, Rx};
+use super::core::{strip_mobility_headers, Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, same_prefix64, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
+    lifetime_units, same_prefix64, unicast_routable, units_lifetime, Command, CommandError, Engine,
+    Event, Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
@@ -141,7 +142,7 @@ impl Ha {
     }
 
     fn incoming(&mut self, now: Instant, iface: u8, src_mac: Option<MacAddr>, bytes: &[u8]) {
-        let rx = match self.core.receive(now, iface, bytes) {
+        let mut rx = match self.core.receive(now, iface, bytes) {
             Received::Packet(rx) => rx,
             // Intercepted for a registered home address: into the tunnel,
             // untouched (RFC 6275 §10.4.1).
@@ -175,6 +176,10 @@ impl Ha {
                 self.core.send(now, &rx.repr);
                 return;
             }
+        }
+        let hao = rx.home_address_option();
+        if !self.hao_verified(now, &rx, h.src, hao) {
+            return;
         }
         // IKE on either of our addresses (after an R-MOBIKE switch).
         if self.core.ike_input(now, &rx) {
@@ -238,11 +243,45 @@ impl Ha {
                 _ => self.core.drop(NodeDrop::Unsolicited),
             },
             _ if self.core.ike_input(now, &rx) => {}
+            _ if hao.is_some() => {
+                strip_mobility_headers(&mut rx.repr);
+                self.core.stats.delivered_route_optimised += 1;
+                self.core.deliver(&rx.repr);
+            }
             _ => {
                 self.core.stats.delivered_direct += 1;
                 self.core.deliver(&rx.repr);
             }
         }
+    }
+
+    /// RFC 6275 §9.3.1, which binds every node that takes a Home Address
+    /// option: a home address that is not unicast routable is silently
+    /// discarded (§9.5.1); past that, a Mobility Header goes to its own
+    /// checks, and anything else passes only from the care-of address
+    /// registered for that home address, or is dropped with a Binding
+    /// Error status 1 to its source.
+    fn hao_verified(
+        &mut self,
+        now: Instant,
+        rx: &Rx,
+        src: Ipv6Addr,
+        hao: Option<Ipv6Addr>,
+    ) -> bool {
+        let Some(home) = hao else {
+            return true;
+        };
+        if !unicast_routable(home) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return false;
+        }
+        let registered = self.cache.get(home).is_some_and(|b| b.care_of == src);
+        if registered || matches!(rx.repr.upper, UpperRepr::Mobility(_)) {
+            return true;
+        }
+        self.core.drop(NodeDrop::HaoUnverified);
+        self.core.binding_error(now, self.cfg.address, src, hao, 1);
+        false
     }
 
     fn binding_update(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, bu: Bu<'_>) {
@@ -268,6 +307,12 @@ impl Ha {
                 _ => None,
             })
             .unwrap_or(src);
+        // RFC 6275 §9.5.1: a care-of address to register must be unicast
+        // routable, or the BU is silently discarded.
+        if care_of != home && !unicast_routable(care_of) {
+            self.core.drop(NodeDrop::AlternateCoaRefused);
+            return;
+        }
         let reply = (home, src, seq);
         let registered = self.cache.get(home).is_some();
         let refusal = if !flags.has(BuFlags::H) {

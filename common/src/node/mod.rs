@@ -337,8 +337,9 @@ pub enum NodeDrop {
     /// Not addressed to this node.
     NotForUs,
     /// A Home Address option that no suitable SA, binding or BU vouches for
-    /// (REQ CN-3.2), or a home address that is not unicast routable
-    /// (RFC 6275 §9.5.1).
+    /// (REQ CN-3.2; at a home agent, no registration from that care-of
+    /// address), or a home address that is not unicast routable (RFC 6275
+    /// §9.5.1).
     HaoUnverified,
     /// A BU with H=1 at a correspondent (status 131).
     HomeRegistrationNotSupported,
@@ -532,6 +533,12 @@ pub fn units_lifetime(units: u16) -> Duration {
 pub fn slaac(prefix: Ipv6Addr, interface_id: u64) -> Ipv6Addr {
     let p = u128::from(prefix) & !u128::from(u64::MAX);
     Ipv6Addr::from(p | u128::from(interface_id))
+}
+
+/// Neither multicast, unspecified, loopback nor link-local (RFC 6275
+/// §9.5.1's "unicast routable").
+pub(crate) fn unicast_routable(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
 }
 
 pub fn same_prefix64(a: Ipv6Addr, b: Ipv6Addr) -> bool {
