@@ -454,9 +454,10 @@ fn the_agent_defends_and_intercepts_the_home_address_and_tunnels_to_the_care_of_
     t.sim.send_from_stack(t.cn, &data);
     let sent = sent_after(&mut t, from, RTT);
     let mut hop = PacketRepr::parse(&data, &cp()).unwrap();
-    // The router forwarded it on the way: one hop less.
+    // The router forwarded it on the way, and the agent into the tunnel:
+    // two hops less.
     if let IpRepr::V6 { header, .. } = &mut hop.ip {
-        header.hop_limit -= 1;
+        header.hop_limit -= 2;
     }
     assert_eq!(tunnelled(&sent), vec![(COA_A, hop.to_bytes(&cp()))]);
     // Registered at B: the tunnel follows.
@@ -716,4 +717,81 @@ fn a_deregistration_during_dad_withdraws_the_registration() {
     assert_eq!(binding(&t), None);
     assert!(t.sim.ha(t.ha).unwrap().checking().next().is_none());
     assert!(!proxying(&t));
+}
+
+/// The ICMPv6 Time Exceeded messages among `sent`, tunnelled or not:
+/// (outer destination, destination, code).
+fn time_exceeded(sent: &[Sent]) -> Vec<(Ipv6Addr, Ipv6Addr, u8)> {
+    sent.iter()
+        .filter_map(|s| {
+            let p = match &s.packet.upper {
+                UpperRepr::Tunnel(inner) => inner,
+                _ => &s.packet,
+            };
+            match (&p.ip, &p.upper) {
+                (IpRepr::V6 { header, .. }, UpperRepr::Icmpv6(i)) if i.msg_type == 3 => {
+                    Some((s.dst, header.dst, i.code))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+// RFC 6275 §10.4.2 with RFC 2473 §3.1 and RFC 8200 §3: the agent forwards
+// what it tunnels, both ways, so the Hop Limit of the packet it carries
+// goes down by one; one that would reach 0 is dropped with an ICMPv6
+// Time Exceeded, code 0, to its source (RFC 4443 §3.3), through the
+// tunnel if that source is a registered home address.
+// REQ MIP-BASE
+#[test]
+fn forwarding_through_the_tunnel_lowers_the_hop_limit() {
+    let (mut t, _) = registered(220);
+    // For the home address with Hop Limit 2: 1 after the router.
+    let mut data = udp(CN, HOA, vec![]);
+    data[7] = 2;
+    let from = t.sim.captured(t.home).len();
+    t.sim.inject(t.cn_link, data);
+    let sent = sent_after(&mut t, from, RTT);
+    assert!(tunnelled(&sent).is_empty());
+    assert_eq!(time_exceeded(&sent), vec![(CN, CN, 0)]);
+    assert_eq!(ha_drops(&t, NodeDrop::HopLimit), 1);
+    // Reverse-tunnelled with Hop Limit 1: the error goes back through
+    // the tunnel to the home address.
+    let mut last = reverse(COA_A, HOA);
+    last[40 + 7] = 1;
+    let sent = from_a(&mut t, vec![last]);
+    assert_eq!(time_exceeded(&sent), vec![(COA_A, HOA, 0)]);
+    assert_eq!(ha_drops(&t, NodeDrop::HopLimit), 2);
+    // With 64 it leaves the agent with 63.
+    let from = t.sim.captured(t.home).len();
+    t.sim.inject(t.access_a, reverse(COA_A, HOA));
+    t.sim.run_for(RTT);
+    let out = tools::crafted::sent_since(&t, t.home, HOA, from);
+    let limits: Vec<u8> = out
+        .iter()
+        .filter_map(|s| match &s.packet.ip {
+            IpRepr::V6 { header, .. } if header.dst == CN => Some(header.hop_limit),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(limits, vec![63]);
+}
+
+// RFC 6275 §10.4.1, §10.4.2: what the agent itself sends to a home
+// address registered with it goes through the tunnel to the care-of
+// address, as what it intercepts does (it was sent on the home link and
+// never resolved, since only the agent answers there for that address).
+// REQ MIP-BASE
+#[test]
+fn the_agents_own_packets_to_a_registered_home_address_go_through_the_tunnel() {
+    let (mut t, _) = registered(221);
+    let data = udp(HA, HOA, vec![]);
+    let from = t.sim.captured(t.home).len();
+    t.sim.send_from_stack(t.ha, &data);
+    let sent = sent_after(&mut t, from, RTT);
+    assert_eq!(tunnelled(&sent), vec![(COA_A, data)]);
+    let ha = t.sim.engine(t.ha).unwrap().stats();
+    assert_eq!((ha.sent_tunnelled, ha.sent_direct), (1, 0));
+    assert_eq!(ha_drops(&t, NodeDrop::Unresolved), 0);
 }

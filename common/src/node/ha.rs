@@ -21,7 +21,7 @@ use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
+use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
 
 #[derive(Debug, Clone)]
 pub struct HaConfig {
@@ -148,10 +148,17 @@ impl Ha {
             // untouched (RFC 6275 §10.4.1).
             Received::Foreign(dst) => {
                 match self.cache.get(dst).map(|b| b.care_of) {
+                    // The Hop Limit is past the IPv6 header `receive` checked.
+                    Some(_) if bytes[7] <= 1 => {
+                        let error = self.core.time_exceeded(now, self.cfg.address, bytes);
+                        self.send_own(now, error);
+                    }
                     Some(care_of) => {
                         self.core.stats.forwarded += 1;
                         let ends = (self.cfg.address, care_of);
-                        self.core.send_tunnelled_bytes(now, ends, bytes, false);
+                        let mut hop = bytes.to_vec();
+                        hop[7] -= 1;
+                        self.core.send_tunnelled_bytes(now, ends, &hop, false);
                     }
                     None => self.core.drop(NodeDrop::NotForUs),
                 }
@@ -172,8 +179,7 @@ impl Ha {
                 return;
             }
             if h.dst != self.cfg.address {
-                self.core.stats.forwarded += 1;
-                self.core.send(now, &rx.repr);
+                self.forward(now, rx.repr);
                 return;
             }
         }
@@ -196,8 +202,8 @@ impl Ha {
                 // Reverse tunnel: only from the registered care-of address
                 // of the inner source (RFC 6275 §10.4.5).
                 let inner_src = match &inner.ip {
-                    crate::wire::IpRepr::V6 { header, .. } => Some(header.src),
-                    crate::wire::IpRepr::V4(_) => None,
+                    IpRepr::V6 { header, .. } => Some(header.src),
+                    IpRepr::V4(_) => None,
                 };
                 let registered = inner_src
                     .and_then(|s| self.cache.get(s))
@@ -208,8 +214,7 @@ impl Ha {
                     return;
                 }
                 let inner = (**inner).clone();
-                self.core.stats.forwarded += 1;
-                self.core.send(now, &inner);
+                self.forward(now, inner);
             }
             UpperRepr::Mobility(mh) => match &mh.message {
                 MhMessage::BindingUpdate {
@@ -251,6 +256,49 @@ impl Ha {
             _ => {
                 self.core.stats.delivered_direct += 1;
                 self.core.deliver(&rx.repr);
+            }
+        }
+    }
+
+    /// Forwards a packet out of the tunnel with its Hop Limit one lower
+    /// (RFC 8200 §3, RFC 2473 §3.1), or drops it with a Time Exceeded if
+    /// that would be 0.
+    fn forward(&mut self, now: Instant, mut repr: PacketRepr) {
+        let IpRepr::V6 { header, .. } = &mut repr.ip else {
+            self.core.drop(NodeDrop::NoRoute);
+            return;
+        };
+        if header.hop_limit <= 1 {
+            let invoking = repr.to_bytes(&self.cfg.code_points);
+            let error = self.core.time_exceeded(now, self.cfg.address, &invoking);
+            self.send_own(now, error);
+            return;
+        }
+        header.hop_limit -= 1;
+        self.core.stats.forwarded += 1;
+        self.core.send(now, &repr);
+    }
+
+    /// Sends a packet of our own: through the tunnel to a home address
+    /// registered here (RFC 6275 §10.4.2: the agent is on the home link's
+    /// path to it like anybody else), else as it is.
+    fn send_own(&mut self, now: Instant, repr: Option<PacketRepr>) {
+        let Some(repr) = repr else {
+            return;
+        };
+        let dst = match &repr.ip {
+            IpRepr::V6 { header, .. } => header.dst,
+            IpRepr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        match self.cache.get(dst).map(|b| b.care_of) {
+            Some(care_of) => {
+                self.core.stats.sent_tunnelled += 1;
+                let ends = (self.cfg.address, care_of);
+                self.core.send_tunnelled(now, ends, &repr);
+            }
+            None => {
+                self.core.stats.sent_direct += 1;
+                self.core.send(now, &repr);
             }
         }
     }
@@ -587,10 +635,8 @@ impl Engine for Ha {
         match iface {
             Iface::Link(i) => self.incoming(now, i, src_mac, packet),
             Iface::Stack => {
-                if let Some(repr) = self.core.parse_local(packet) {
-                    self.core.stats.sent_direct += 1;
-                    self.core.send(now, &repr);
-                }
+                let repr = self.core.parse_local(packet);
+                self.send_own(now, repr);
             }
         }
         self.pump(now);

@@ -391,10 +391,13 @@ pub enum NodeDrop {
     /// A multicast packet other than Neighbor Discovery: the engines run
     /// no MLD and join no other group.
     Multicast,
+    /// A packet a home agent would forward with its Hop Limit at 0 (ICMPv6
+    /// Time Exceeded, RFC 4443 §3.3).
+    HopLimit,
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 26] = [
+    pub const ALL: [NodeDrop; 27] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -421,6 +424,7 @@ impl NodeDrop {
         NodeDrop::DuplicateHomeAddress,
         NodeDrop::BadMobilityHeader,
         NodeDrop::Multicast,
+        NodeDrop::HopLimit,
     ];
 }
 
