@@ -1,11 +1,11 @@
 //! RFC 6275 §10 (Home Agent Operation), rule by rule, in the simulator:
 //! crafted packets go to the home agent and what it puts on the home
-//! link, counts and caches is asserted. Cases after the IPv6 Ready
-//! Mobile IPv6 home agent self-test ("HA-x-y-z": section, subsection and
-//! case of its list). The mobile node registers once and then leaves
-//! every link, so the test's packets are the only ones the agent gets
-//! from it. The checklist in README.md maps each rule to its test here
-//! or elsewhere.
+//! link, counts and caches is asserted. Cases after the TAHI / IPv6
+//! Ready Mobile IPv6 home agent self-test ("TAHI HA n.m" is the section
+//! and subsection of its list, e.g. 2.4 "Proxy DAD Failed"). The mobile
+//! node registers once and then leaves every link, so the test's packets
+//! are the only ones the agent gets from it. The checklist in README.md
+//! maps each rule to its test here or elsewhere.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -159,7 +159,7 @@ fn tunnelled(sent: &[Sent]) -> Vec<(Ipv6Addr, Vec<u8>)> {
 // lifetime granted) goes under ESP (RFC 3776) to the care-of address
 // with a type 2 routing header holding the home address; K is clear
 // since no IKE SA follows the node (static keys). A BA is returned
-// whatever the A bit says (HA-2-1-1, HA-2-3-1).
+// whatever the A bit says (TAHI HA 2.1, 2.3).
 // REQ MIP-BASE
 // REQ MIP-HA-IPSEC
 #[test]
@@ -207,7 +207,7 @@ fn sent_after(t: &mut Topology, from: usize, wait: Duration) -> Vec<Sent> {
 
 // RFC 6275 §10.3.1: if another node answers the DAD for the home address,
 // the registration is refused with 134 and nothing is cached or proxied
-// (HA-2-4-1).
+// (TAHI HA 2.4).
 // REQ MIP-BASE
 #[test]
 fn a_home_address_in_use_gets_134() {
@@ -237,7 +237,7 @@ fn a_home_address_in_use_gets_134() {
 // RFC 6275 §10.3.1 (§9.5.1's rule): sequence numbers compare modulo 2^16;
 // with no entry any number is taken; equal, or 2^15 ahead, or behind is
 // refused with 135 carrying the last accepted number, and the binding
-// stays (HA-2-5-x, HA-2-6-x).
+// stays (TAHI HA 2.5, 2.6).
 // REQ MIP-BASE
 #[test]
 fn sequence_numbers_compare_modulo_2_16() {
@@ -265,7 +265,7 @@ fn sequence_numbers_compare_modulo_2_16() {
 // node registered here cannot change the kind of its registration (139),
 // one that is not gets 129 (we are no correspondent); 132 and 133 need
 // home addresses the simulator's SA does not cover: node tests
-// `home_agent_refuses_with_132_133_135_139`.
+// `home_agent_refuses_with_132_133_135_139` (TAHI HA 2.2).
 // REQ MIP-BASE
 #[test]
 fn a_bu_with_h_clear_gets_139_or_129() {
@@ -286,7 +286,7 @@ fn a_bu_with_h_clear_gets_139_or_129() {
 // RFC 6275 §10.3.1: the lifetime granted is at most the one asked for and
 // at most the agent's own (3600 s: 900 units), and the BA says what was
 // granted; when it runs out the entry goes, the home address is no longer
-// defended and packets for it are no longer tunnelled (HA-2-7-x).
+// defended and packets for it are no longer tunnelled.
 // REQ MIP-BASE
 #[test]
 fn granted_lifetime_is_at_most_the_requested_and_the_entry_expires() {
@@ -316,7 +316,7 @@ fn granted_lifetime_is_at_most_the_requested_and_the_entry_expires() {
 // header; from the home link (source the home address, no HAO) it goes
 // to the home address itself, at the MAC the BU came from (the agent
 // still answers for the address until then). With nothing registered a
-// deregistration is refused with 133 (HA-3-1-x, HA-3-2-x).
+// deregistration is refused with 133 (TAHI HA 3.1, 3.2).
 // REQ MIP-BASE
 #[test]
 fn deregistration_forms_delete_the_binding_or_get_133() {
@@ -357,7 +357,7 @@ fn deregistration_forms_delete_the_binding_or_get_133() {
 
 // RFC 6275 §10.3.1 (§9.5.1): the care-of address to register must be
 // unicast routable: an Alternate CoA that is multicast, link-local,
-// loopback or unspecified makes the BU silently discarded (HA-2-2-x).
+// loopback or unspecified makes the BU silently discarded.
 // REQ MIP-BASE
 #[test]
 fn a_care_of_address_that_is_not_unicast_routable_is_silently_discarded() {
@@ -410,7 +410,7 @@ fn a_bu_sealed_for_another_home_address_is_dropped() {
 // address), three in all, and an answer to every NS for it (S=1, O=0);
 // §10.4.2: what it intercepts for the home address goes, unchanged,
 // through IPv6-in-IPv6 from its address to the primary care-of address,
-// the new one after a re-registration (HA-4-1-x, HA-4-2-x).
+// the new one after a re-registration (TAHI HA 4.1, 4.2, 5.1).
 // REQ MIP-BASE
 #[test]
 fn the_agent_defends_and_intercepts_the_home_address_and_tunnels_to_the_care_of_address() {
@@ -481,7 +481,7 @@ fn reverse(outer_src: Ipv6Addr, inner_src: Ipv6Addr) -> Vec<u8> {
 // for a home address the agent serves, a Binding Error status 1 goes
 // back (our addition, so that a node whose binding was lost registers
 // again; the RFC only drops); for an inner source it does not serve,
-// nothing (HA-5-1-x).
+// nothing (TAHI HA 6.1, 6.2).
 // REQ MIP-BASE
 #[test]
 fn the_reverse_tunnel_is_only_from_the_primary_care_of_address() {
@@ -519,7 +519,7 @@ fn the_reverse_tunnel_is_only_from_the_primary_care_of_address() {
 // has that care-of address is dropped with a Binding Error status 1 to
 // its source, unless the home address is not unicast routable (then
 // silently); with the registered care-of address it is delivered, the
-// home address as its source (HA-6-1-x).
+// home address as its source.
 // REQ MIP-BASE
 #[test]
 fn a_home_address_option_needs_the_registered_care_of_address() {
@@ -552,7 +552,7 @@ fn a_home_address_option_needs_the_registered_care_of_address() {
 // whose checksum fails is silently discarded; Payload Proto other than
 // 59 or a Header Len too short for the type gets an ICMPv6 Parameter
 // Problem, code 0, pointing at the field; an unknown MH type gets a
-// Binding Error status 2 with the packet's HAO (HA-1-x).
+// Binding Error status 2 with the packet's HAO.
 // REQ MIP-BASE
 #[test]
 fn mobility_headers_are_checked_as_at_any_node() {
