@@ -112,14 +112,28 @@ mod helpers {
 
     /// Whether the home agent defends `HOA` on the home link.
     pub fn proxying(t: &Topology) -> bool {
+        proxying_for(t, HOA)
+    }
+
+    /// Whether the home agent defends `a` on the home link.
+    pub fn proxying_for(t: &Topology, a: Ipv6Addr) -> bool {
         let ha = t.sim.ha(t.ha).unwrap();
-        common::node::Engine::interface(ha, 0).is_some_and(|l| l.is_proxying(HOA))
+        common::node::Engine::interface(ha, 0).is_some_and(|l| l.is_proxying(a))
     }
 
     /// The Neighbor Advertisements for `HOA` the home agent's node put on
     /// the home link from its `from`th frame on: (flags, target link-layer
     /// address).
     pub fn advertisements(t: &Topology, from: usize) -> Vec<(NaFlags, Option<[u8; 6]>)> {
+        advertisements_for(t, from, HOA)
+    }
+
+    /// [`advertisements`] for `of`.
+    pub fn advertisements_for(
+        t: &Topology,
+        from: usize,
+        of: Ipv6Addr,
+    ) -> Vec<(NaFlags, Option<[u8; 6]>)> {
         let frames = t.sim.captured(t.home).iter().zip(t.sim.hops(t.home));
         frames
             .skip(from)
@@ -134,7 +148,7 @@ mod helpers {
                         flags,
                         target,
                         target_ll,
-                    } if target == HOA => Some((flags, target_ll.map(|m| m.0))),
+                    } if target == of => Some((flags, target_ll.map(|m| m.0))),
                     _ => None,
                 }
             })
@@ -794,4 +808,77 @@ fn the_agents_own_packets_to_a_registered_home_address_go_through_the_tunnel() {
     let ha = t.sim.engine(t.ha).unwrap().stats();
     assert_eq!((ha.sent_tunnelled, ha.sent_direct), (1, 0));
     assert_eq!(ha_drops(&t, NodeDrop::Unresolved), 0);
+}
+
+/// The targets of the DAD probes (NS from `::`) on the home link from
+/// frame `from` on.
+fn dad_probes(t: &Topology, from: usize) -> Vec<Ipv6Addr> {
+    t.sim.captured(t.home)[from..]
+        .iter()
+        .filter_map(|(_, b)| {
+            let p = PacketRepr::parse(b, &cp()).ok()?;
+            let (IpRepr::V6 { header, .. }, UpperRepr::Icmpv6(i)) = (&p.ip, &p.upper) else {
+                return None;
+            };
+            match NdRepr::parse(i).ok()?? {
+                NdRepr::NeighborSolicit { target, .. } if header.src.is_unspecified() => {
+                    Some(target)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The ICMPv6 Destination Unreachable messages among `sent`:
+/// (destination, code).
+fn unreachables(sent: &[Sent]) -> Vec<(Ipv6Addr, u8)> {
+    sent.iter()
+        .filter_map(|s| match &s.packet.upper {
+            UpperRepr::Icmpv6(i) if i.msg_type == 1 => Some((s.dst, i.code)),
+            _ => None,
+        })
+        .collect()
+}
+
+// RFC 6275 §10.3.1: with L set the agent checks and defends the node's
+// link-local address too (the home address's interface identifier): a
+// DAD probe for each before the BA, unsolicited NAs for both; §10.4.2:
+// what it intercepts for the link-local address is not tunnelled but
+// dropped with a Destination Unreachable, code 3, to its source; both go
+// at deregistration, and without L the link-local address is left alone.
+// REQ MIP-BASE
+#[test]
+fn with_l_the_link_local_address_is_defended_and_never_tunnelled() {
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x100);
+    let mut t = unregistered(222);
+    let from = t.sim.captured(t.home).len();
+    let b = sealed(&mut t, 1, AH | BuFlags::L, 100);
+    let link = t.access_a;
+    let sent = to_ha(&mut t, link, vec![b], DAD + Duration::from_secs(3));
+    let mut probed = dad_probes(&t, from);
+    probed.sort();
+    assert_eq!(probed, vec![HOA, ll]);
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 0, 1, 100)]);
+    assert!(proxying_for(&t, ll));
+    assert_eq!(advertisements_for(&t, from, ll).len(), 3);
+    // A packet for the link-local address, on the home link.
+    let to_ll = udp(CN, ll, vec![]);
+    let home = t.home;
+    let sent = to_ha(&mut t, home, vec![to_ll.clone()], RTT);
+    assert!(tunnelled(&sent).is_empty());
+    assert_eq!(unreachables(&sent), vec![(CN, 3)]);
+    // Deregistered: neither is defended; registered again without L, the
+    // link-local address stays alone.
+    let b = sealed(&mut t, 2, AH, 0);
+    from_a(&mut t, vec![b]);
+    assert!(!proxying(&t) && !proxying_for(&t, ll));
+    let from = t.sim.captured(t.home).len();
+    let b = sealed(&mut t, 3, AH, 100);
+    let sent = to_ha(&mut t, link, vec![b], DAD);
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 0, 3, 100)]);
+    assert_eq!(dad_probes(&t, from), vec![HOA]);
+    assert!(!proxying_for(&t, ll));
+    let sent = to_ha(&mut t, home, vec![to_ll], RTT);
+    assert!(unreachables(&sent).is_empty() && tunnelled(&sent).is_empty());
 }

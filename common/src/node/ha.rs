@@ -1,6 +1,7 @@
 //! The home agent (RFC 6275 §10): home registrations under ESP (RFC 3776,
-//! RFC 4877), Duplicate Address Detection of a home address before its
-//! first registration is accepted (§10.3.1, status 134 when it is in use),
+//! RFC 4877), Duplicate Address Detection of a home address (with L, of
+//! its link-local address too) before its first registration is accepted
+//! (§10.3.1, status 134 when it is in use),
 //! the binding cache, proxy Neighbor Discovery and interception of packets
 //! for registered home addresses (§10.4.1), the bidirectional
 //! IPv6-in-IPv6 tunnel, and the Home Address option checks every node
@@ -20,6 +21,7 @@ use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
+use crate::wire::icmpv6::DESTINATION_UNREACHABLE;
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
 
@@ -81,6 +83,9 @@ pub struct HomeBinding {
     pub care_of: Ipv6Addr,
     pub seq: u16,
     pub expires: Instant,
+    /// L was set: the node's link-local address is defended too
+    /// ([`link_local_of`]).
+    pub link_local: bool,
 }
 
 impl CacheEntry for HomeBinding {
@@ -102,6 +107,17 @@ struct Pending {
     lifetime: u16,
     /// The BA carries K.
     k: bool,
+    /// L: the link-local address is checked and defended too.
+    link_local: bool,
+    /// The DADs still running: the home address's, and the link-local
+    /// address's with L.
+    checking: u8,
+}
+
+/// The link-local address with the interface identifier of `home`, which
+/// a BU with L asks the agent to defend as well (RFC 6275 §10.3.1).
+pub fn link_local_of(home: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from((0xfe80u128 << 112) | (u128::from(home) & u128::from(u64::MAX)))
 }
 
 pub struct Ha {
@@ -160,7 +176,10 @@ impl Ha {
                         hop[7] -= 1;
                         self.core.send_tunnelled_bytes(now, ends, &hop, false);
                     }
-                    None => self.core.drop(NodeDrop::NotForUs),
+                    None => {
+                        self.core.drop(NodeDrop::NotForUs);
+                        self.link_local_unreachable(now, dst, bytes);
+                    }
                 }
                 return;
             }
@@ -258,6 +277,29 @@ impl Ha {
                 self.core.deliver(&rx.repr);
             }
         }
+    }
+
+    /// RFC 6275 §10.4.2: what is intercepted for the link-local address
+    /// of a node registered with L is not tunnelled; it is dropped with a
+    /// Destination Unreachable, code 3 (address unreachable), to its
+    /// source.
+    fn link_local_unreachable(&mut self, now: Instant, dst: Ipv6Addr, bytes: &[u8]) {
+        let defended = dst.is_unicast_link_local()
+            && self
+                .cache
+                .iter()
+                .any(|(h, b)| b.link_local && link_local_of(h) == dst);
+        if !defended {
+            return;
+        }
+        let Ok(src) = crate::wire::Ipv6Packet::new_checked(bytes).map(|p| p.src_addr()) else {
+            return;
+        };
+        let ends = (self.cfg.address, src);
+        let error = self
+            .core
+            .icmp_error(now, ends, (DESTINATION_UNREACHABLE, 3), 0, bytes);
+        self.send_own(now, error);
     }
 
     /// Forwards a packet out of the tunnel with its Hop Limit one lower
@@ -422,6 +464,7 @@ impl Ha {
             }
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
                 if let Some(mac) = home_mac {
                     nd.learn(now, home, mac);
                 }
@@ -431,19 +474,32 @@ impl Ha {
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
-        let request = Pending {
+        let link_local = flags.has(BuFlags::L);
+        let mut request = Pending {
             care_of,
             seq,
             lifetime,
             k,
+            link_local,
+            checking: 1 + u8::from(link_local),
         };
         if !registered {
-            // RFC 6275 §10.3.1: DAD for the home address first; the BA
-            // waits for it (a retransmission only updates what it acks).
+            // RFC 6275 §10.3.1: DAD for the home address first (and the
+            // link-local address with L); the BA waits for it (a
+            // retransmission only updates what it acks).
+            if let Some(old) = self.pending.get(&home) {
+                request.link_local = old.link_local;
+                request.checking = old.checking;
+            }
             let checking = self.pending.insert(home, request).is_some();
             if !checking {
                 match self.core.link_mut(self.cfg.iface) {
-                    Some(nd) => nd.add_proxy(now, home, true),
+                    Some(nd) => {
+                        nd.add_proxy(now, home, true);
+                        if link_local {
+                            nd.add_proxy(now, link_local_of(home), true);
+                        }
+                    }
                     None => {
                         self.pending.remove(&home);
                         self.core.drop(NodeDrop::NoRoute);
@@ -503,12 +559,23 @@ impl Ha {
     fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
         let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
         let expires = now + granted;
+        // A re-registration may set or clear L (its DAD is for a first
+        // registration only).
+        if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+            let ll = link_local_of(home);
+            if p.link_local {
+                nd.add_proxy(now, ll, false);
+            } else {
+                nd.remove_proxy(ll);
+            }
+        }
         self.cache.insert(
             home,
             HomeBinding {
                 care_of: p.care_of,
                 seq: p.seq,
                 expires,
+                link_local: p.link_local,
             },
         );
         // Ahead of the BA: a binding acknowledged is a binding stored.
@@ -557,17 +624,34 @@ impl Ha {
         }
     }
 
-    /// The DAD of a first registration's home address is over.
-    fn checked(&mut self, now: Instant, home: Ipv6Addr, unique: bool) {
-        let Some(p) = self.pending.remove(&home) else {
+    /// The DAD of a first registration's home address (or, with L, of its
+    /// link-local address) is over: the registration is accepted when
+    /// both are unique, refused at the first that is not.
+    fn checked(&mut self, now: Instant, address: Ipv6Addr, unique: bool) {
+        let home = if self.pending.contains_key(&address) {
+            Some(address)
+        } else {
+            self.pending
+                .iter()
+                .find(|(h, p)| p.link_local && link_local_of(**h) == address)
+                .map(|(h, _)| *h)
+        };
+        let Some((home, mut p)) = home.and_then(|h| self.pending.remove(&h).map(|p| (h, p))) else {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
-                nd.remove_proxy(home);
+                nd.remove_proxy(address);
             }
             return;
         };
-        if unique {
+        p.checking = p.checking.saturating_sub(1);
+        if unique && p.checking > 0 {
+            self.pending.insert(home, p);
+        } else if unique {
             self.register(now, home, p);
         } else {
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
+            }
             self.core.drop(NodeDrop::DuplicateHomeAddress);
             self.ack(
                 now,
@@ -654,8 +738,11 @@ impl Engine for Ha {
                     }
                     nd.add_on_link(self.cfg.home_prefix, 64);
                     // Still registered home addresses are defended again.
-                    for (a, _) in self.cache.iter() {
+                    for (a, b) in self.cache.iter() {
                         nd.add_proxy(now, a, false);
+                        if b.link_local {
+                            nd.add_proxy(now, link_local_of(a), false);
+                        }
                     }
                 }
                 nd.solicit_routers(now);
@@ -679,6 +766,7 @@ impl Engine for Ha {
         for home in self.cache.expire(now, &mut self.core) {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
             }
             self.journal.record(Persist::Unbound { home });
         }
@@ -752,10 +840,13 @@ impl Engine for Ha {
             .journal
             .restore(now, saved, &mut self.core.ipsec, |h| served.contains(&h));
         for (home, care_of, seq, expires) in bound {
+            // The store does not keep L: the link-local address is no
+            // longer defended after a restart.
             let b = HomeBinding {
                 care_of,
                 seq,
                 expires,
+                link_local: false,
             };
             self.cache.insert(home, b);
             self.tunnel_to(home, care_of);
