@@ -882,3 +882,33 @@ fn with_l_the_link_local_address_is_defended_and_never_tunnelled() {
     let sent = to_ha(&mut t, home, vec![to_ll], RTT);
     assert!(unreachables(&sent).is_empty() && tunnelled(&sent).is_empty());
 }
+
+// RFC 6275 §10.3.1: with L, a duplicate link-local address refuses the
+// registration as a duplicate home address does: 134, nothing cached,
+// neither address defended.
+// REQ MIP-BASE
+#[test]
+fn with_l_a_link_local_address_in_use_gets_134() {
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0x100);
+    let mut t = unregistered(223);
+    let from = t.sim.captured(t.home).len();
+    let b = sealed(&mut t, 1, AH | BuFlags::L, 100);
+    from_a(&mut t, vec![b]);
+    let na = NdRepr::NeighborAdvert {
+        flags: NaFlags {
+            router: false,
+            solicited: false,
+            override_: true,
+        },
+        target: ll,
+        target_ll: Some(INJECTOR_MAC),
+    };
+    let na = common::nd::nd_packet(ll, common::nd::ALL_NODES, &na).to_bytes(&cp());
+    t.sim.inject(t.home, na);
+    let sent = sent_after(&mut t, from, DAD);
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 134, 1, 0)]);
+    assert_eq!(ha_drops(&t, NodeDrop::DuplicateHomeAddress), 1);
+    assert_eq!(binding(&t), None);
+    assert!(!proxying(&t) && !proxying_for(&t, ll));
+    assert!(t.sim.ha(t.ha).unwrap().checking().next().is_none());
+}
