@@ -422,8 +422,8 @@ fn a_bu_sealed_for_another_home_address_is_dropped() {
 // RFC 6275 §10.4.1: once registered the agent defends the home address:
 // unsolicited NAs (R=0, S=0, O=1, its own MAC as target link-layer
 // address), three in all, and an answer to every NS for it (S=1, O=0);
-// §10.4.2: what it intercepts for the home address goes, unchanged,
-// through IPv6-in-IPv6 from its address to the primary care-of address,
+// §10.4.2: what it intercepts for the home address goes, unchanged but
+// for its Hop Limit, through IPv6-in-IPv6 from its address to the primary care-of address,
 // the new one after a re-registration (TAHI HA 4.1, 4.2, 5.1).
 // REQ MIP-BASE
 #[test]

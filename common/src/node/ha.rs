@@ -161,10 +161,11 @@ impl Ha {
         let mut rx = match self.core.receive(now, iface, bytes) {
             Received::Packet(rx) => rx,
             // Intercepted for a registered home address: into the tunnel,
-            // untouched (RFC 6275 §10.4.1).
+            // untouched but for the Hop Limit (RFC 6275 §10.4.1, §10.4.2).
             Received::Foreign(dst) => {
                 match self.cache.get(dst).map(|b| b.care_of) {
-                    // The Hop Limit is past the IPv6 header `receive` checked.
+                    // `receive` checked the IPv6 header: byte 7, the Hop
+                    // Limit, is there.
                     Some(_) if bytes[7] <= 1 => {
                         let error = self.core.time_exceeded(now, self.cfg.address, bytes);
                         self.send_own(now, error);
