@@ -24,17 +24,19 @@ use testbed::topology::{CnSa, Topology, CN, HOA};
 
 use helpers::*;
 
-/// What the scenario tests use too, cut to what these need.
+/// The correspondent's side of the shared helpers (`tools::crafted`).
 mod helpers {
-    use crate::tools::crafted::seal_as_mn;
+    use crate::tools::crafted::{self, bu_message, seal_as_mn};
     use std::net::Ipv6Addr;
 
     use common::node::RouteOptimisation;
     use common::time::{Duration, Instant};
-    use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
-    use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
+    use common::wire::mh::{MhOption, MhRepr};
+    use common::wire::CodePoints;
     use testbed::sim::LinkId;
     use testbed::topology::{build, CnSa, Setup, Topology, CN, HOA};
+
+    pub use crate::tools::crafted::{bas, bes, Sent};
 
     pub const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 
@@ -60,21 +62,12 @@ mod helpers {
     }
 
     pub fn mh_packet(src: Ipv6Addr, hao: Option<Ipv6Addr>, mh: MhRepr) -> Vec<u8> {
-        let ext = hao.map(ExtHeaderRepr::home_address).into_iter().collect();
-        PacketRepr::ipv6(src, CN, ext, UpperRepr::Mobility(mh)).to_bytes(&cp())
+        crafted::mh_packet(src, CN, hao, mh)
     }
 
     /// A BU from access A with `HOA` in a Home Address option.
     pub fn bu(seq: u16, flags: u16, lifetime: u16, options: Vec<MhOption>) -> Vec<u8> {
-        let mh = MhRepr {
-            message: MhMessage::BindingUpdate {
-                seq,
-                flags: BuFlags(flags),
-                lifetime,
-            },
-            options,
-        };
-        mh_packet(COA_A, Some(HOA), mh)
+        mh_packet(COA_A, Some(HOA), bu_message(seq, flags, lifetime, options))
     }
 
     /// [`bu`] as the mobile node sends it under IPsec: the Alternate CoA
@@ -92,12 +85,8 @@ mod helpers {
     /// Injects each of `packets` on `link` 100 ms apart (each answered
     /// before the next), and returns what the correspondent sent meanwhile.
     fn exchange(t: &mut Topology, link: LinkId, packets: Vec<Vec<u8>>) -> Vec<Sent> {
-        let from = t.sim.captured(t.cn_link).len();
-        for p in packets {
-            t.sim.inject(link, p);
-            t.sim.run_for(Duration::from_millis(100));
-        }
-        sent_since(t, from)
+        let ends = (link, t.cn_link, CN);
+        crafted::exchange(t, ends, packets, Duration::from_millis(100))
     }
 
     /// [`exchange`] from access A, where the care-of address is.
@@ -113,82 +102,9 @@ mod helpers {
         exchange(t, link, packets)
     }
 
-    /// One packet the correspondent sent: its destination, the home
-    /// address of its type 2 routing header, and its Mobility Header
-    /// (opened from ESP with the run's keys) or its parse.
-    pub struct Sent {
-        pub dst: Ipv6Addr,
-        pub type2: Option<Ipv6Addr>,
-        pub mh: Option<MhRepr>,
-        pub packet: PacketRepr,
-    }
-
+    /// What the correspondent sent on its link from its `from`th frame on.
     pub fn sent_since(t: &Topology, from: usize) -> Vec<Sent> {
-        t.sim.captured(t.cn_link)[from..]
-            .iter()
-            .filter_map(|(_, b)| {
-                let packet = PacketRepr::parse(b, &cp()).ok()?;
-                let IpRepr::V6 { header, ext } = &packet.ip else {
-                    return None;
-                };
-                if header.src != CN {
-                    return None;
-                }
-                let type2 = ext.iter().find_map(|e| match e {
-                    ExtHeaderRepr::Routing(RoutingRepr::Type2 { home_address, .. }) => {
-                        Some(*home_address)
-                    }
-                    _ => None,
-                });
-                let mh = match &packet.upper {
-                    UpperRepr::Mobility(m) => Some(m.clone()),
-                    UpperRepr::Esp(_) => {
-                        let d =
-                            common::wire::packet::decode_with(b, &cp(), false, Some(&t.keyring));
-                        match d.decrypted.last() {
-                            Some(UpperRepr::Mobility(m)) => Some(m.clone()),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                Some(Sent {
-                    dst: header.dst,
-                    type2,
-                    mh,
-                    packet,
-                })
-            })
-            .collect()
-    }
-
-    /// The BAs among `sent`: (destination, type 2 home address, status,
-    /// sequence number, lifetime).
-    pub fn bas(sent: &[Sent]) -> Vec<(Ipv6Addr, Option<Ipv6Addr>, u8, u16, u16)> {
-        sent.iter()
-            .filter_map(|s| match s.mh.as_ref()?.message {
-                MhMessage::BindingAck {
-                    status,
-                    seq,
-                    lifetime,
-                    ..
-                } => Some((s.dst, s.type2, u8::from(status), seq, lifetime)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The Binding Errors among `sent`: (destination, status, Home Address).
-    pub fn bes(sent: &[Sent]) -> Vec<(Ipv6Addr, u8, Ipv6Addr)> {
-        sent.iter()
-            .filter_map(|s| match s.mh.as_ref()?.message {
-                MhMessage::BindingError {
-                    status,
-                    home_address,
-                } => Some((s.dst, status, home_address)),
-                _ => None,
-            })
-            .collect()
+        crafted::sent_since(t, t.cn_link, CN, from)
     }
 
     pub fn binding(t: &Topology) -> Option<(Option<Ipv6Addr>, Option<u16>)> {

@@ -12,8 +12,8 @@ use super::core::{add_type2, authorised, strip_mobility_headers, Core, Received,
 use super::rr::{self, RrResponder, MAX_NONCE_LIFETIME, MAX_RR_BINDING_LIFETIME};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, units_lifetime, Command, CommandError, Engine, Event, Iface, MacAddr, NodeDrop,
-    NodeStats, NodeStatus, Persist, Transmit,
+    lifetime_units, unicast_routable, units_lifetime, Command, CommandError, Engine, Event, Iface,
+    MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
 };
 use crate::ike::{Ike, IkeConfig};
 use crate::ipsec::Ipsec;
@@ -701,12 +701,6 @@ struct Reply {
     to: Ipv6Addr,
     seq: u16,
     ack: bool,
-}
-
-/// Neither multicast, unspecified, loopback nor link-local (RFC 6275
-/// §9.5.1's "unicast routable").
-fn unicast_routable(a: Ipv6Addr) -> bool {
-    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
 }
 
 fn plain(message: MhMessage) -> MhRepr {

@@ -15,7 +15,7 @@ use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
 use crate::nd::{Dad, Membership, NdConfig, NdDrop, NdEvent, NdIface, Sent};
 use crate::time::{Duration, Instant};
 use crate::wire::checksum::PseudoHeader;
-use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST, PARAMETER_PROBLEM};
+use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST, PARAMETER_PROBLEM, TIME_EXCEEDED};
 use crate::wire::mh::{MhMessage, MhOption, MhPacket, MhRepr};
 use crate::wire::nd::{NEIGHBOR_ADVERTISEMENT, ROUTER_SOLICITATION};
 use crate::wire::packet::{decode, UdpPayload};
@@ -484,37 +484,36 @@ impl Core {
             return false;
         }
         self.drop(NodeDrop::BadMobilityHeader);
-        self.icmp_error(
-            now,
-            header,
-            (PARAMETER_PROBLEM, 0),
-            l.upper_offset + field,
-            bytes,
-        );
+        let ends = (header.dst, header.src);
+        let pointer = l.upper_offset + field;
+        if let Some(e) = self.icmp_error(now, ends, (PARAMETER_PROBLEM, 0), pointer, bytes) {
+            self.send(now, &e);
+        }
         true
     }
 
-    /// An ICMPv6 error (RFC 4443 §2.4) about `invoking`, from the address
-    /// it was sent to: never about a packet to a multicast group or from
-    /// an address that is not unicast (§2.4(e)), and rate-limited.
-    fn icmp_error(
+    /// An ICMPv6 error (RFC 4443 §2.4) about `invoking`, from `src` to
+    /// `dst` (its source), for the role to send: never about a packet to a
+    /// multicast group or from an address that is not unicast (§2.4(e)),
+    /// and rate-limited.
+    pub fn icmp_error(
         &mut self,
         now: Instant,
-        invoking_header: &Ipv6Repr,
+        (src, dst): (Ipv6Addr, Ipv6Addr),
         (msg_type, code): (u8, u8),
         pointer: usize,
         invoking: &[u8],
-    ) {
-        let (src, dst) = (invoking_header.dst, invoking_header.src);
-        if !is_unicast(src) || !is_unicast(dst) || !self.errors.take(now) {
+    ) -> Option<PacketRepr> {
+        let to_group = Ipv6Packet::new_checked(invoking).is_ok_and(|p| p.dst_addr().is_multicast());
+        if to_group || !is_unicast(src) || !is_unicast(dst) || !self.errors.take(now) {
             self.stats.errors_suppressed += 1;
-            return;
+            return None;
         }
         // The whole error fits the minimum MTU (RFC 4443 §2.4(c)).
         let room = 1280 - 40 - 8;
         let mut body = (pointer as u32).to_be_bytes().to_vec();
         body.extend_from_slice(&invoking[..invoking.len().min(room)]);
-        let repr = PacketRepr::ipv6(
+        Some(PacketRepr::ipv6(
             src,
             dst,
             vec![],
@@ -523,8 +522,22 @@ impl Core {
                 code,
                 body,
             }),
-        );
-        self.send(now, &repr);
+        ))
+    }
+
+    /// A packet to forward whose Hop Limit is 1 or less is not forwarded
+    /// (RFC 8200 §3; a tunnel entry point forwards too, RFC 2473 §3.1):
+    /// counted, and the ICMPv6 Time Exceeded (code 0) from `me` to its
+    /// source that RFC 4443 §3.3 asks for, for the role to send.
+    pub fn time_exceeded(
+        &mut self,
+        now: Instant,
+        me: Ipv6Addr,
+        invoking: &[u8],
+    ) -> Option<PacketRepr> {
+        self.drop(NodeDrop::HopLimit);
+        let src = Ipv6Packet::new_checked(invoking).ok()?.src_addr();
+        self.icmp_error(now, (me, src), (TIME_EXCEEDED, 0), 0, invoking)
     }
 
     /// Parses a packet from the node's own stack.

@@ -1,26 +1,29 @@
 //! The home agent (RFC 6275 §10): home registrations under ESP (RFC 3776,
-//! RFC 4877), Duplicate Address Detection of a home address before its
-//! first registration is accepted (§10.3.1, status 134 when it is in use),
+//! RFC 4877), Duplicate Address Detection of a home address (with L, of
+//! its link-local address too) before its first registration is accepted
+//! (§10.3.1, status 134 when it is in use),
 //! the binding cache, proxy Neighbor Discovery and interception of packets
-//! for registered home addresses (§10.4.1), and the bidirectional
-//! IPv6-in-IPv6 tunnel.
+//! for registered home addresses (§10.4.1), the bidirectional
+//! IPv6-in-IPv6 tunnel, and the Home Address option checks every node
+//! makes (§9.3.1: only from the registered care-of address).
 
 use core::net::{IpAddr, Ipv6Addr};
 use std::collections::{HashMap, HashSet};
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
-use super::core::{Core, Received, Rx};
+use super::core::{strip_mobility_headers, Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
-    lifetime_units, same_prefix64, units_lifetime, Command, CommandError, Engine, Event, Iface,
-    MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
+    lifetime_units, same_prefix64, unicast_routable, units_lifetime, Command, CommandError, Engine,
+    Event, Iface, MacAddr, NodeDrop, NodeStats, NodeStatus, Persist, Transmit,
 };
 use crate::ike::{Ike, IkeConfig, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Prefix, SaId};
 use crate::nd::{Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
+use crate::wire::icmpv6::DESTINATION_UNREACHABLE;
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, UpperRepr};
+use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
 
 #[derive(Debug, Clone)]
 pub struct HaConfig {
@@ -80,6 +83,9 @@ pub struct HomeBinding {
     pub care_of: Ipv6Addr,
     pub seq: u16,
     pub expires: Instant,
+    /// L was set: the node's link-local address is defended too
+    /// ([`link_local_of`]).
+    pub link_local: bool,
 }
 
 impl CacheEntry for HomeBinding {
@@ -101,6 +107,17 @@ struct Pending {
     lifetime: u16,
     /// The BA carries K.
     k: bool,
+    /// L: the link-local address is checked and defended too.
+    link_local: bool,
+    /// The DADs still running: the home address's, and the link-local
+    /// address's with L.
+    checking: u8,
+}
+
+/// The link-local address with the interface identifier of `home`, which
+/// a BU with L asks the agent to defend as well (RFC 6275 §10.3.1).
+pub fn link_local_of(home: Ipv6Addr) -> Ipv6Addr {
+    Ipv6Addr::from((0xfe80u128 << 112) | (u128::from(home) & u128::from(u64::MAX)))
 }
 
 #[derive(Clone)]
@@ -142,18 +159,29 @@ impl Ha {
     }
 
     fn incoming(&mut self, now: Instant, iface: u8, src_mac: Option<MacAddr>, bytes: &[u8]) {
-        let rx = match self.core.receive(now, iface, bytes) {
+        let mut rx = match self.core.receive(now, iface, bytes) {
             Received::Packet(rx) => rx,
             // Intercepted for a registered home address: into the tunnel,
-            // untouched (RFC 6275 §10.4.1).
+            // untouched but for the Hop Limit (RFC 6275 §10.4.1, §10.4.2).
             Received::Foreign(dst) => {
                 match self.cache.get(dst).map(|b| b.care_of) {
+                    // `receive` checked the IPv6 header: byte 7, the Hop
+                    // Limit, is there.
+                    Some(_) if bytes[7] <= 1 => {
+                        let error = self.core.time_exceeded(now, self.cfg.address, bytes);
+                        self.send_own(now, error);
+                    }
                     Some(care_of) => {
                         self.core.stats.forwarded += 1;
                         let ends = (self.cfg.address, care_of);
-                        self.core.send_tunnelled_bytes(now, ends, bytes, false);
+                        let mut hop = bytes.to_vec();
+                        hop[7] -= 1;
+                        self.core.send_tunnelled_bytes(now, ends, &hop, false);
                     }
-                    None => self.core.drop(NodeDrop::NotForUs),
+                    None => {
+                        self.core.drop(NodeDrop::NotForUs);
+                        self.link_local_unreachable(now, dst, bytes);
+                    }
                 }
                 return;
             }
@@ -172,10 +200,13 @@ impl Ha {
                 return;
             }
             if h.dst != self.cfg.address {
-                self.core.stats.forwarded += 1;
-                self.core.send(now, &rx.repr);
+                self.forward(now, rx.repr);
                 return;
             }
+        }
+        let hao = rx.home_address_option();
+        if !self.hao_verified(now, &rx, h.src, hao) {
+            return;
         }
         // IKE on either of our addresses (after an R-MOBIKE switch).
         if self.core.ike_input(now, &rx) {
@@ -192,8 +223,8 @@ impl Ha {
                 // Reverse tunnel: only from the registered care-of address
                 // of the inner source (RFC 6275 §10.4.5).
                 let inner_src = match &inner.ip {
-                    crate::wire::IpRepr::V6 { header, .. } => Some(header.src),
-                    crate::wire::IpRepr::V4(_) => None,
+                    IpRepr::V6 { header, .. } => Some(header.src),
+                    IpRepr::V4(_) => None,
                 };
                 let registered = inner_src
                     .and_then(|s| self.cache.get(s))
@@ -204,8 +235,7 @@ impl Ha {
                     return;
                 }
                 let inner = (**inner).clone();
-                self.core.stats.forwarded += 1;
-                self.core.send(now, &inner);
+                self.forward(now, inner);
             }
             UpperRepr::Mobility(mh) => match &mh.message {
                 MhMessage::BindingUpdate {
@@ -239,11 +269,111 @@ impl Ha {
                 _ => self.core.drop(NodeDrop::Unsolicited),
             },
             _ if self.core.ike_input(now, &rx) => {}
+            _ if hao.is_some() => {
+                strip_mobility_headers(&mut rx.repr);
+                self.core.stats.delivered_route_optimised += 1;
+                self.core.deliver(&rx.repr);
+            }
             _ => {
                 self.core.stats.delivered_direct += 1;
                 self.core.deliver(&rx.repr);
             }
         }
+    }
+
+    /// RFC 6275 §10.4.2: what is intercepted for the link-local address
+    /// of a node registered with L is not tunnelled; it is dropped with a
+    /// Destination Unreachable, code 3 (address unreachable), to its
+    /// source.
+    fn link_local_unreachable(&mut self, now: Instant, dst: Ipv6Addr, bytes: &[u8]) {
+        let defended = dst.is_unicast_link_local()
+            && self
+                .cache
+                .iter()
+                .any(|(h, b)| b.link_local && link_local_of(h) == dst);
+        if !defended {
+            return;
+        }
+        let Ok(src) = crate::wire::Ipv6Packet::new_checked(bytes).map(|p| p.src_addr()) else {
+            return;
+        };
+        let ends = (self.cfg.address, src);
+        let error = self
+            .core
+            .icmp_error(now, ends, (DESTINATION_UNREACHABLE, 3), 0, bytes);
+        self.send_own(now, error);
+    }
+
+    /// Forwards a packet out of the tunnel with its Hop Limit one lower
+    /// (RFC 8200 §3, RFC 2473 §3.1), or drops it with a Time Exceeded if
+    /// that would be 0.
+    fn forward(&mut self, now: Instant, mut repr: PacketRepr) {
+        let IpRepr::V6 { header, .. } = &mut repr.ip else {
+            self.core.drop(NodeDrop::NoRoute);
+            return;
+        };
+        if header.hop_limit <= 1 {
+            let invoking = repr.to_bytes(&self.cfg.code_points);
+            let error = self.core.time_exceeded(now, self.cfg.address, &invoking);
+            self.send_own(now, error);
+            return;
+        }
+        header.hop_limit -= 1;
+        self.core.stats.forwarded += 1;
+        self.core.send(now, &repr);
+    }
+
+    /// Sends a packet of our own: through the tunnel to a home address
+    /// registered here (RFC 6275 §10.4.2: the agent is on the home link's
+    /// path to it like anybody else), else as it is.
+    fn send_own(&mut self, now: Instant, repr: Option<PacketRepr>) {
+        let Some(repr) = repr else {
+            return;
+        };
+        let dst = match &repr.ip {
+            IpRepr::V6 { header, .. } => header.dst,
+            IpRepr::V4(_) => Ipv6Addr::UNSPECIFIED,
+        };
+        match self.cache.get(dst).map(|b| b.care_of) {
+            Some(care_of) => {
+                self.core.stats.sent_tunnelled += 1;
+                let ends = (self.cfg.address, care_of);
+                self.core.send_tunnelled(now, ends, &repr);
+            }
+            None => {
+                self.core.stats.sent_direct += 1;
+                self.core.send(now, &repr);
+            }
+        }
+    }
+
+    /// RFC 6275 §9.3.1, which binds every node that takes a Home Address
+    /// option: a home address that is not unicast routable is silently
+    /// discarded (§9.5.1); past that, a Mobility Header goes to its own
+    /// checks, and anything else passes only from the care-of address
+    /// registered for that home address, or is dropped with a Binding
+    /// Error status 1 to its source.
+    fn hao_verified(
+        &mut self,
+        now: Instant,
+        rx: &Rx,
+        src: Ipv6Addr,
+        hao: Option<Ipv6Addr>,
+    ) -> bool {
+        let Some(home) = hao else {
+            return true;
+        };
+        if !unicast_routable(home) {
+            self.core.drop(NodeDrop::HaoUnverified);
+            return false;
+        }
+        let registered = self.cache.get(home).is_some_and(|b| b.care_of == src);
+        if registered || matches!(rx.repr.upper, UpperRepr::Mobility(_)) {
+            return true;
+        }
+        self.core.drop(NodeDrop::HaoUnverified);
+        self.core.binding_error(now, self.cfg.address, src, hao, 1);
+        false
     }
 
     fn binding_update(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, bu: Bu<'_>) {
@@ -269,6 +399,12 @@ impl Ha {
                 _ => None,
             })
             .unwrap_or(src);
+        // RFC 6275 §9.5.1: a care-of address to register must be unicast
+        // routable, or the BU is silently discarded.
+        if care_of != home && !unicast_routable(care_of) {
+            self.core.drop(NodeDrop::AlternateCoaRefused);
+            return;
+        }
         let reply = (home, src, seq);
         let registered = self.cache.get(home).is_some();
         let refusal = if !flags.has(BuFlags::H) {
@@ -330,6 +466,7 @@ impl Ha {
             }
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
                 if let Some(mac) = home_mac {
                     nd.learn(now, home, mac);
                 }
@@ -339,19 +476,32 @@ impl Ha {
             self.ack(now, (home, care_of, seq), BaStatus::Accepted, 0, k);
             return;
         }
-        let request = Pending {
+        let link_local = flags.has(BuFlags::L);
+        let mut request = Pending {
             care_of,
             seq,
             lifetime,
             k,
+            link_local,
+            checking: 1 + u8::from(link_local),
         };
         if !registered {
-            // RFC 6275 §10.3.1: DAD for the home address first; the BA
-            // waits for it (a retransmission only updates what it acks).
+            // RFC 6275 §10.3.1: DAD for the home address first (and the
+            // link-local address with L); the BA waits for it (a
+            // retransmission only updates what it acks).
+            if let Some(old) = self.pending.get(&home) {
+                request.link_local = old.link_local;
+                request.checking = old.checking;
+            }
             let checking = self.pending.insert(home, request).is_some();
             if !checking {
                 match self.core.link_mut(self.cfg.iface) {
-                    Some(nd) => nd.add_proxy(now, home, true),
+                    Some(nd) => {
+                        nd.add_proxy(now, home, true);
+                        if link_local {
+                            nd.add_proxy(now, link_local_of(home), true);
+                        }
+                    }
                     None => {
                         self.pending.remove(&home);
                         self.core.drop(NodeDrop::NoRoute);
@@ -411,12 +561,23 @@ impl Ha {
     fn register(&mut self, now: Instant, home: Ipv6Addr, p: Pending) {
         let granted = units_lifetime(p.lifetime).min(self.cfg.max_lifetime);
         let expires = now + granted;
+        // A re-registration may set or clear L (its DAD is for a first
+        // registration only).
+        if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+            let ll = link_local_of(home);
+            if p.link_local {
+                nd.add_proxy(now, ll, false);
+            } else {
+                nd.remove_proxy(ll);
+            }
+        }
         self.cache.insert(
             home,
             HomeBinding {
                 care_of: p.care_of,
                 seq: p.seq,
                 expires,
+                link_local: p.link_local,
             },
         );
         // Ahead of the BA: a binding acknowledged is a binding stored.
@@ -465,17 +626,34 @@ impl Ha {
         }
     }
 
-    /// The DAD of a first registration's home address is over.
-    fn checked(&mut self, now: Instant, home: Ipv6Addr, unique: bool) {
-        let Some(p) = self.pending.remove(&home) else {
+    /// The DAD of a first registration's home address (or, with L, of its
+    /// link-local address) is over: the registration is accepted when
+    /// both are unique, refused at the first that is not.
+    fn checked(&mut self, now: Instant, address: Ipv6Addr, unique: bool) {
+        let home = if self.pending.contains_key(&address) {
+            Some(address)
+        } else {
+            self.pending
+                .iter()
+                .find(|(h, p)| p.link_local && link_local_of(**h) == address)
+                .map(|(h, _)| *h)
+        };
+        let Some((home, mut p)) = home.and_then(|h| self.pending.remove(&h).map(|p| (h, p))) else {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
-                nd.remove_proxy(home);
+                nd.remove_proxy(address);
             }
             return;
         };
-        if unique {
+        p.checking = p.checking.saturating_sub(1);
+        if unique && p.checking > 0 {
+            self.pending.insert(home, p);
+        } else if unique {
             self.register(now, home, p);
         } else {
+            if let Some(nd) = self.core.link_mut(self.cfg.iface) {
+                nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
+            }
             self.core.drop(NodeDrop::DuplicateHomeAddress);
             self.ack(
                 now,
@@ -543,10 +721,8 @@ impl Engine for Ha {
         match iface {
             Iface::Link(i) => self.incoming(now, i, src_mac, packet),
             Iface::Stack => {
-                if let Some(repr) = self.core.parse_local(packet) {
-                    self.core.stats.sent_direct += 1;
-                    self.core.send(now, &repr);
-                }
+                let repr = self.core.parse_local(packet);
+                self.send_own(now, repr);
             }
         }
         self.pump(now);
@@ -564,8 +740,11 @@ impl Engine for Ha {
                     }
                     nd.add_on_link(self.cfg.home_prefix, 64);
                     // Still registered home addresses are defended again.
-                    for (a, _) in self.cache.iter() {
+                    for (a, b) in self.cache.iter() {
                         nd.add_proxy(now, a, false);
+                        if b.link_local {
+                            nd.add_proxy(now, link_local_of(a), false);
+                        }
                     }
                 }
                 nd.solicit_routers(now);
@@ -589,6 +768,7 @@ impl Engine for Ha {
         for home in self.cache.expire(now, &mut self.core) {
             if let Some(nd) = self.core.link_mut(self.cfg.iface) {
                 nd.remove_proxy(home);
+                nd.remove_proxy(link_local_of(home));
             }
             self.journal.record(Persist::Unbound { home });
         }
@@ -662,10 +842,13 @@ impl Engine for Ha {
             .journal
             .restore(now, saved, &mut self.core.ipsec, |h| served.contains(&h));
         for (home, care_of, seq, expires) in bound {
+            // The store does not keep L: the link-local address is no
+            // longer defended after a restart.
             let b = HomeBinding {
                 care_of,
                 seq,
                 expires,
+                link_local: false,
             };
             self.cache.insert(home, b);
             self.tunnel_to(home, care_of);

@@ -337,8 +337,9 @@ pub enum NodeDrop {
     /// Not addressed to this node.
     NotForUs,
     /// A Home Address option that no suitable SA, binding or BU vouches for
-    /// (REQ CN-3.2), or a home address that is not unicast routable
-    /// (RFC 6275 §9.5.1).
+    /// (REQ CN-3.2; at a home agent, no registration from that care-of
+    /// address), or a home address that is not unicast routable (RFC 6275
+    /// §9.5.1).
     HaoUnverified,
     /// A BU with H=1 at a correspondent (status 131).
     HomeRegistrationNotSupported,
@@ -390,10 +391,13 @@ pub enum NodeDrop {
     /// A multicast packet other than Neighbor Discovery: the engines run
     /// no MLD and join no other group.
     Multicast,
+    /// A packet a home agent would forward with its Hop Limit at 0 (ICMPv6
+    /// Time Exceeded, RFC 4443 §3.3).
+    HopLimit,
 }
 
 impl NodeDrop {
-    pub const ALL: [NodeDrop; 26] = [
+    pub const ALL: [NodeDrop; 27] = [
         NodeDrop::Malformed,
         NodeDrop::Ipsec,
         NodeDrop::NotForUs,
@@ -420,6 +424,7 @@ impl NodeDrop {
         NodeDrop::DuplicateHomeAddress,
         NodeDrop::BadMobilityHeader,
         NodeDrop::Multicast,
+        NodeDrop::HopLimit,
     ];
 }
 
@@ -532,6 +537,12 @@ pub fn units_lifetime(units: u16) -> Duration {
 pub fn slaac(prefix: Ipv6Addr, interface_id: u64) -> Ipv6Addr {
     let p = u128::from(prefix) & !u128::from(u64::MAX);
     Ipv6Addr::from(p | u128::from(interface_id))
+}
+
+/// Neither multicast, unspecified, loopback nor link-local (RFC 6275
+/// §9.5.1's "unicast routable").
+pub(crate) fn unicast_routable(a: Ipv6Addr) -> bool {
+    !(a.is_multicast() || a.is_unspecified() || a.is_loopback() || a.is_unicast_link_local())
 }
 
 pub fn same_prefix64(a: Ipv6Addr, b: Ipv6Addr) -> bool {

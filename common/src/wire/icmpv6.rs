@@ -13,6 +13,10 @@ use super::checksum::PseudoHeader;
 use super::ipv6::IpProtocol;
 use super::{be16, WireError};
 
+/// RFC 4443 §3.1; code 3 is address unreachable.
+pub const DESTINATION_UNREACHABLE: u8 = 1;
+/// RFC 4443 §3.3; code 0 is the hop limit exceeded in transit.
+pub const TIME_EXCEEDED: u8 = 3;
 /// RFC 4443 §3.4; code 0 is an erroneous header field.
 pub const PARAMETER_PROBLEM: u8 = 4;
 pub const ECHO_REQUEST: u8 = 128;
