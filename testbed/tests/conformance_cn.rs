@@ -10,7 +10,7 @@
 
 mod tools;
 
-use tools::crafted::{cn_drops, seal_as_mn, udp};
+use tools::crafted::{bas, bes, cn_drops, cp, seal_as_mn, udp};
 
 use std::net::Ipv6Addr;
 
@@ -26,21 +26,17 @@ use helpers::*;
 
 /// What the scenario tests use too, cut to what these need.
 mod helpers {
-    use crate::tools::crafted::seal_as_mn;
+    use crate::tools::crafted::{self, cp, seal_as_mn, Sent};
     use std::net::Ipv6Addr;
 
     use common::node::RouteOptimisation;
     use common::time::{Duration, Instant};
     use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
-    use common::wire::{CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr};
+    use common::wire::{ExtHeaderRepr, PacketRepr, UpperRepr};
     use testbed::sim::LinkId;
     use testbed::topology::{build, CnSa, Setup, Topology, CN, HOA};
 
     pub const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
-
-    pub fn cp() -> CodePoints {
-        CodePoints::default()
-    }
 
     /// The mobile node registered at access A (2.2 s) in `mode`, sharing
     /// the `sa` pair with the correspondent.
@@ -113,82 +109,9 @@ mod helpers {
         exchange(t, link, packets)
     }
 
-    /// One packet the correspondent sent: its destination, the home
-    /// address of its type 2 routing header, and its Mobility Header
-    /// (opened from ESP with the run's keys) or its parse.
-    pub struct Sent {
-        pub dst: Ipv6Addr,
-        pub type2: Option<Ipv6Addr>,
-        pub mh: Option<MhRepr>,
-        pub packet: PacketRepr,
-    }
-
+    /// What the correspondent sent on its link from frame `from` on.
     pub fn sent_since(t: &Topology, from: usize) -> Vec<Sent> {
-        t.sim.captured(t.cn_link)[from..]
-            .iter()
-            .filter_map(|(_, b)| {
-                let packet = PacketRepr::parse(b, &cp()).ok()?;
-                let IpRepr::V6 { header, ext } = &packet.ip else {
-                    return None;
-                };
-                if header.src != CN {
-                    return None;
-                }
-                let type2 = ext.iter().find_map(|e| match e {
-                    ExtHeaderRepr::Routing(RoutingRepr::Type2 { home_address, .. }) => {
-                        Some(*home_address)
-                    }
-                    _ => None,
-                });
-                let mh = match &packet.upper {
-                    UpperRepr::Mobility(m) => Some(m.clone()),
-                    UpperRepr::Esp(_) => {
-                        let d =
-                            common::wire::packet::decode_with(b, &cp(), false, Some(&t.keyring));
-                        match d.decrypted.last() {
-                            Some(UpperRepr::Mobility(m)) => Some(m.clone()),
-                            _ => None,
-                        }
-                    }
-                    _ => None,
-                };
-                Some(Sent {
-                    dst: header.dst,
-                    type2,
-                    mh,
-                    packet,
-                })
-            })
-            .collect()
-    }
-
-    /// The BAs among `sent`: (destination, type 2 home address, status,
-    /// sequence number, lifetime).
-    pub fn bas(sent: &[Sent]) -> Vec<(Ipv6Addr, Option<Ipv6Addr>, u8, u16, u16)> {
-        sent.iter()
-            .filter_map(|s| match s.mh.as_ref()?.message {
-                MhMessage::BindingAck {
-                    status,
-                    seq,
-                    lifetime,
-                    ..
-                } => Some((s.dst, s.type2, u8::from(status), seq, lifetime)),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The Binding Errors among `sent`: (destination, status, Home Address).
-    pub fn bes(sent: &[Sent]) -> Vec<(Ipv6Addr, u8, Ipv6Addr)> {
-        sent.iter()
-            .filter_map(|s| match s.mh.as_ref()?.message {
-                MhMessage::BindingError {
-                    status,
-                    home_address,
-                } => Some((s.dst, status, home_address)),
-                _ => None,
-            })
-            .collect()
+        crafted::sent_since(t, t.cn_link, from, CN)
     }
 
     pub fn binding(t: &Topology) -> Option<(Option<Ipv6Addr>, Option<u16>)> {
