@@ -30,7 +30,9 @@ use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
+use crate::wire::{
+    BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr,
+};
 
 /// How the mobile node talks to one correspondent while away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +178,14 @@ pub struct BulEntry {
     cookie: Option<Vec<u8>>,
     /// The IKE peer configured at its address.
     ike_peer: Option<String>,
+    /// When the last BU went.
+    sent: Instant,
+    /// When the binding the peer acknowledged ends (RFC 6275 §11.1: the
+    /// granted lifetime from the BU).
+    expires: Option<Instant>,
+    /// The correspondent does not take our signalling (Binding Error
+    /// status 2, RFC 6275 §11.3.6): no more BUs or tests to it.
+    refused: bool,
 }
 
 pub struct Mn {
@@ -713,6 +723,9 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
+        if e.refused {
+            return;
+        }
         let deregister = e.care_of == home;
         let rr = e.mode == Some(RouteOptimisation::ReturnRoutability);
         if !rr && !keyed {
@@ -733,6 +746,7 @@ impl Mn {
             (true, None) => return,
         };
         e.seq = e.seq.wrapping_add(1);
+        e.sent = now;
         e.state = BulState::AwaitingReply {
             retransmit: Some(now + e.backoff),
         };
@@ -802,6 +816,9 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
+        if e.refused {
+            return;
+        }
         e.backoff = INITIAL_BINDACK_TIMEOUT;
         e.state = BulState::AwaitingReply {
             retransmit: Some(now + e.backoff),
@@ -901,6 +918,14 @@ impl Mn {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
+        // RFC 6275 §6.4, §11.3.3: a type 2 routing header must hold our
+        // home address, its one segment left; any other is silently
+        // discarded, whatever the packet carries.
+        let type2 = type2_header(&rx.repr);
+        if type2.is_some_and(|t| t != (1, self.home())) {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA with the home agent, whose
             // selectors it passed.
@@ -1031,9 +1056,12 @@ impl Mn {
                 }
                 self.send_bu(now, src);
             }
-            MhMessage::BindingError { home_address, .. } if home_address == self.home() => {
-                // The correspondent could not verify our HAO: back to the
-                // tunnel, and register again.
+            // RFC 6275 §11.3.6: status 2 is about a message without a HAO
+            // (a HoTI) as well, whose Home Address is unspecified.
+            MhMessage::BindingError {
+                status,
+                home_address,
+            } if home_address == self.home() || (status == 2 && home_address.is_unspecified()) => {
                 let registers = |m| {
                     matches!(
                         m,
@@ -1041,9 +1069,25 @@ impl Mn {
                     )
                 };
                 match self.bul.get_mut(&src) {
+                    // The correspondent does not know a Mobility Header
+                    // type we sent: no more signalling with it, which
+                    // would only bring the same answer.
+                    Some(e) if registers(e.mode) && status == 2 => {
+                        e.registration = Registration::Unregistered;
+                        e.expires = None;
+                        e.state = BulState::Idle { refresh: None };
+                        e.refused = true;
+                    }
+                    // It could not verify our HAO: back to the tunnel, and
+                    // register again, unless a BU (or test) is out already,
+                    // whose answer will do (§11.8: one BU, however many
+                    // errors come meanwhile).
                     Some(e) if registers(e.mode) => {
+                        let waiting = e.is_waiting();
                         e.unbind();
-                        self.refresh(now, src);
+                        if !waiting {
+                            self.refresh(now, src);
+                        }
                     }
                     _ => self.core.drop(NodeDrop::Unsolicited),
                 }
@@ -1113,6 +1157,9 @@ impl Mn {
             e.state = BulState::Idle {
                 refresh: bound.then(|| now + granted.mul_f64(0.9)),
             };
+            // RFC 6275 §11.7.3: a shorter lifetime granted than asked for
+            // shortens the entry; it counts from the BU.
+            e.expires = bound.then(|| e.sent + granted);
             e.cookie = None;
             if let (true, true, Location::Home(h)) = (is_home_agent, deregistered, self.location) {
                 // RFC 6275 §11.5.5: the home agent let go; the home
@@ -1278,6 +1325,9 @@ impl BulEntry {
             kbm: None,
             cookie: None,
             ike_peer: None,
+            sent: Instant::ZERO,
+            expires: None,
+            refused: false,
         }
     }
 
@@ -1305,12 +1355,36 @@ impl BulEntry {
     }
 
     fn timer(&self) -> Option<Instant> {
-        match self.state {
+        let state = match self.state {
             BulState::Idle { refresh } => refresh,
             BulState::AwaitingKeys => None,
             BulState::AwaitingReply { retransmit } => retransmit,
+        };
+        [state, self.expires].into_iter().flatten().min()
+    }
+
+    /// RFC 6275 §11.1: at the end of the lifetime granted the peer holds
+    /// no binding any more, refreshed or not.
+    fn expire(&mut self, now: Instant) {
+        if self.expires.is_some_and(|x| x <= now) {
+            self.expires = None;
+            self.registration = Registration::Unregistered;
         }
     }
+}
+
+/// The Segments Left and home address of a type 2 routing header.
+fn type2_header(repr: &PacketRepr) -> Option<(u8, Ipv6Addr)> {
+    let IpRepr::V6 { ext, .. } = &repr.ip else {
+        return None;
+    };
+    ext.iter().find_map(|e| match e {
+        ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+            segments_left,
+            home_address,
+        }) => Some((*segments_left, *home_address)),
+        _ => None,
+    })
 }
 
 fn plain(message: MhMessage) -> MhRepr {
@@ -1357,6 +1431,9 @@ impl Engine for Mn {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
+        for e in self.bul.values_mut() {
+            e.expire(now);
+        }
         let due: Vec<Ipv6Addr> = self
             .bul
             .iter()
