@@ -21,7 +21,7 @@ use common::wire::checksum::PseudoHeader;
 use common::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST};
 use common::wire::mh::{BaFlags, BaStatus, MhMessage, MhOption, MhRepr};
 use common::wire::{ExtHeaderRepr, Icmpv6Repr, PacketRepr, RoutingRepr, UpperRepr};
-use testbed::topology::{build, Setup, Topology, CN, HA, HOA};
+use testbed::topology::{build, Setup, Topology, CN, HA, HOA, MN_ACCESS_A_IFACE};
 
 const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
 const COA_B: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 4, 0, 0, 0, 0, 0x100);
@@ -369,8 +369,9 @@ fn authorised(mut m: MhRepr, kbm: &[u8; 20]) -> MhRepr {
 
 // RFC 6275 §11.6.2 (§5.2.5): a HoT counts only if it answers the cookie
 // of our HoTI, to the home address through the tunnel from the home
-// agent; a CoT only if it answers our CoTI's cookie, to the care-of
-// address directly; both only from a correspondent we test. Anything else
+// agent; a CoT only if it answers our CoTI's cookie, directly to the
+// current care-of address (**fixed**: one to the link-local address was
+// taken); both only from a correspondent we test. Anything else
 // is silently ignored (the second answer to one test:
 // scenarios::a_second_care_of_test_is_counted_and_keeps_the_token). With
 // both tokens the BU goes, with their nonce indices.
@@ -381,6 +382,16 @@ fn home_and_care_of_tests_count_only_for_our_cookies_on_their_paths() {
     let from = frames(&t);
     let before = mn_drops(&t, NodeDrop::Unsolicited);
     let cot = |src, cookie| to_coa(src, None, mh(test_reply(false, cookie, 4, 9), vec![]));
+    let mut link_local = cot(CN, care_of);
+    if let common::wire::IpRepr::V6 { header, .. } = &mut link_local.ip {
+        header.dst = t
+            .sim
+            .engine(t.mn)
+            .unwrap()
+            .interface(MN_ACCESS_A_IFACE)
+            .unwrap()
+            .link_local();
+    }
     let wrong = [
         // Another cookie.
         tunnelled_hot(HA, test_reply(true, home ^ 1, 3, 9)),
@@ -391,11 +402,13 @@ fn home_and_care_of_tests_count_only_for_our_cookies_on_their_paths() {
         // From a node we test nothing with.
         cot(STRANGER, care_of).to_bytes(&cp()),
         cot(CN, care_of ^ 1).to_bytes(&cp()),
+        // To another address of ours.
+        link_local.to_bytes(&cp()),
     ];
     for w in wrong {
         inject(&mut t, None, w);
     }
-    assert_eq!(mn_drops(&t, NodeDrop::Unsolicited), before + 5);
+    assert_eq!(mn_drops(&t, NodeDrop::Unsolicited), before + 6);
     // A tunnel from anywhere but the home agent.
     inject(
         &mut t,
@@ -417,11 +430,21 @@ fn home_and_care_of_tests_count_only_for_our_cookies_on_their_paths() {
         home: 3,
         care_of: 4
     }));
+    // The test is answered: a second HoT for it is no answer either.
+    let before = mn_drops(&t, NodeDrop::Unsolicited);
+    let sent = inject(
+        &mut t,
+        None,
+        tunnelled_hot(HA, test_reply(true, home, 5, 9)),
+    );
+    assert_eq!(bus_to(&sent, CN), vec![]);
+    assert_eq!(mn_drops(&t, NodeDrop::Unsolicited), before + 1);
 }
 
 // RFC 6275 §11.7.3: a BA to a return-routability BU must carry a Binding
-// Authorization Data option that Kbm verifies; without one, or with a
-// wrong one, it is silently ignored. A valid one binds.
+// Authorization Data option that Kbm verifies, last; without one, with a
+// wrong one or with an option after it, it is silently ignored. A valid
+// one binds.
 // REQ MIP-BASE
 #[test]
 fn a_return_routability_ba_needs_an_authenticator_that_kbm_verifies() {
@@ -431,14 +454,19 @@ fn a_return_routability_ba_needs_an_authenticator_that_kbm_verifies() {
     let plain = ba(0, seq, 105, vec![]);
     let forged = ba(0, seq, 105, vec![MhOption::BindingAuthData([0xab; 12])]);
     let other_key = authorised(plain.clone(), &rr::binding_key(HOME_TOKEN, None));
-    for m in [plain.clone(), forged, other_key] {
+    let mut not_last = authorised(plain.clone(), &kbm);
+    not_last.options.push(MhOption::NonceIndices {
+        home: 3,
+        care_of: 4,
+    });
+    for m in [plain.clone(), forged, other_key, not_last] {
         inject(
             &mut t,
             None,
             to_coa(CN, Some(HOA), UpperRepr::Mobility(m)).to_bytes(&cp()),
         );
     }
-    assert_eq!(mn_drops(&t, NodeDrop::Unprotected), 3);
+    assert_eq!(mn_drops(&t, NodeDrop::Unprotected), 4);
     assert!(entry(&t, CN).is_waiting() && !entry(&t, CN).is_bound());
     let good = authorised(plain, &kbm);
     inject(
@@ -689,4 +717,68 @@ fn bus_and_tests_back_off_from_1_to_32_seconds() {
         )
     };
     assert_eq!(gaps(&sent(&t, 0), hoti)[..7], want);
+}
+
+/// An ICMPv6 Parameter Problem, code 1, from the correspondent to the
+/// care-of address about `invoking`, pointing at byte `pointer`.
+fn unknown_next_header(invoking: &[u8], pointer: u32) -> Vec<u8> {
+    let mut body = pointer.to_be_bytes().to_vec();
+    body.extend_from_slice(invoking);
+    let icmp = Icmpv6Repr {
+        msg_type: common::wire::icmpv6::PARAMETER_PROBLEM,
+        code: 1,
+        body,
+    };
+    to_coa(CN, None, UpperRepr::Icmpv6(icmp)).to_bytes(&cp())
+}
+
+// RFC 6275 §11.3.5: an ICMPv6 Parameter Problem, code 1, pointing at the
+// Next Header that named the Mobility Header of our BU says the
+// correspondent does not do Mobile IPv6: the node sends it no more BUs,
+// not even at the next move, and tunnels (**fixed**: it was dropped as
+// not for us). One about anything else changes nothing.
+// REQ MIP-BASE
+#[test]
+fn a_parameter_problem_about_our_mobility_header_ends_the_signalling_with_that_node() {
+    let mut t = away(380, RouteOptimisation::Ipsec);
+    let bu = MhMessage::BindingUpdate {
+        seq: 1,
+        flags: common::wire::mh::BuFlags(common::wire::mh::BuFlags::A),
+        lifetime: 105,
+    };
+    let hao = vec![ExtHeaderRepr::home_address(HOA)];
+    let invoking = PacketRepr::ipv6(COA_A, CN, hao, mh(bu, vec![])).to_bytes(&cp());
+    // The Destination Options header's Next Header, after the IPv6 header.
+    assert_eq!(invoking[40], 135);
+    let data = udp(COA_A, CN, vec![]);
+    inject(&mut t, None, unknown_next_header(&data, 6));
+    assert!(entry(&t, CN).is_bound());
+    assert!(route_optimised(&mut t));
+    let from = frames(&t);
+    inject(&mut t, None, unknown_next_header(&invoking, 40));
+    assert!(!entry(&t, CN).is_bound() && !entry(&t, CN).is_waiting());
+    assert!(!route_optimised(&mut t));
+    t.sim.run_for(Duration::from_secs(2));
+    assert_eq!(bus_to(&sent(&t, from), CN), vec![]);
+    let b = t.sim.captured(t.access_b).len();
+    t.move_mn(t.sim.now(), Some(t.access_b));
+    t.sim.run_for(Duration::from_secs(3));
+    let sent = sent_since(&t, t.access_b, b, COA_B);
+    assert_eq!(bus_to(&sent, HA).len(), 1);
+    assert_eq!(bus_to(&sent, CN), vec![]);
+}
+
+// RFC 6275 §11.7.3: a status below 128 is an acceptance (1: accepted,
+// prefix discovery necessary, whose Mobile Prefix Solicitation we do not
+// send): it binds like 0.
+// REQ MIP-BASE
+#[test]
+fn any_status_below_128_is_an_acceptance() {
+    for (i, status) in [1, 127].into_iter().enumerate() {
+        let mut t = unanswered(390 + i as u64);
+        let seq = entry(&t, HA).seq;
+        inject(&mut t, Some(HA), ba_bytes(HA, status, seq, 100));
+        let e = entry(&t, HA);
+        assert!(e.is_bound() && !e.is_waiting(), "{status}");
+    }
 }

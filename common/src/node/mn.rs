@@ -28,10 +28,11 @@ use crate::ike::{CloseReason, Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState
 use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
 use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
+use crate::wire::icmpv6::PARAMETER_PROBLEM;
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
 use crate::wire::{
-    BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UpperRepr,
+    BaStatus, CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, PacketRepr, RoutingRepr, UpperRepr,
 };
 
 /// How the mobile node talks to one correspondent while away.
@@ -947,7 +948,7 @@ impl Mn {
                 self.mobility(now, &rx, h.src, mh, false);
             }
             _ => {
-                if self.core.ike_input(now, &rx) {
+                if self.mh_unrecognised(&rx) || self.core.ike_input(now, &rx) {
                     return;
                 }
                 let mut repr = rx.repr;
@@ -990,11 +991,47 @@ impl Mn {
             self.mobility(now, &rx, h.src, mh, true);
             return;
         }
-        if self.core.ike_input(now, &rx) {
+        if self.mh_unrecognised(&rx) || self.core.ike_input(now, &rx) {
             return;
         }
         self.core.stats.delivered_tunnelled += 1;
         self.core.deliver(&rx.repr);
+    }
+
+    /// RFC 6275 §11.3.5: an ICMPv6 Parameter Problem, code 1 (unknown
+    /// Next Header), pointing at the Mobility Header of a packet we sent a
+    /// correspondent (a BU, a HoTI or CoTI): it does not do Mobile IPv6,
+    /// so no more BUs to it. True if it was one.
+    fn mh_unrecognised(&mut self, rx: &Rx) -> bool {
+        let UpperRepr::Icmpv6(icmp) = &rx.repr.upper else {
+            return false;
+        };
+        if icmp.msg_type != PARAMETER_PROBLEM || icmp.code != 1 {
+            return false;
+        }
+        let Some((pointer, invoking)) = icmp.body.split_first_chunk::<4>() else {
+            return false;
+        };
+        let pointer = u32::from_be_bytes(*pointer) as usize;
+        let addr = |at: usize| {
+            invoking
+                .get(at..at + 16)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(Ipv6Addr::from)
+        };
+        let (Some(src), Some(dst)) = (addr(8), addr(24)) else {
+            return false;
+        };
+        let ours = src == self.home() || Some(src) == self.local();
+        let mh = pointer >= 6 && invoking.get(pointer) == Some(&u8::from(IpProtocol::Mobility));
+        let correspondent = self.bul.get(&dst).is_some_and(|e| e.mode.is_some());
+        if !(ours && mh && correspondent) {
+            return false;
+        }
+        if let Some(e) = self.bul.get_mut(&dst) {
+            e.refuse();
+        }
+        true
     }
 
     fn mobility(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, mh: MhRepr, via_home: bool) {
@@ -1021,11 +1058,14 @@ impl Mn {
             } if via_home || self.at_home() => {
                 self.test_reply(now, src, cookie, (nonce_index, token), true)
             }
+            // RFC 6275 §11.6.2: to the current care-of address.
             MhMessage::CareOfTest {
                 nonce_index,
                 cookie,
                 token,
-            } if !via_home => self.test_reply(now, src, cookie, (nonce_index, token), false),
+            } if !via_home && rx.header().map(|h| h.dst) == self.local() => {
+                self.test_reply(now, src, cookie, (nonce_index, token), false)
+            }
             MhMessage::BindingRefreshRequest => {
                 if self.bul.get(&src).is_some_and(BulEntry::is_bound) {
                     self.refresh(now, src);
@@ -1072,12 +1112,7 @@ impl Mn {
                     // The correspondent does not know a Mobility Header
                     // type we sent: no more signalling with it, which
                     // would only bring the same answer.
-                    Some(e) if registers(e.mode) && status == 2 => {
-                        e.registration = Registration::Unregistered;
-                        e.expires = None;
-                        e.state = BulState::Idle { refresh: None };
-                        e.refused = true;
-                    }
+                    Some(e) if registers(e.mode) && status == 2 => e.refuse(),
                     // It could not verify our HAO: back to the tunnel, and
                     // register again, unless a BU (or test) is out already,
                     // whose answer will do (§11.8: one BU, however many
@@ -1345,6 +1380,15 @@ impl BulEntry {
     /// The peer holds a binding for us, so coming home deregisters it.
     fn is_registered(&self) -> bool {
         self.registration != Registration::Unregistered
+    }
+
+    /// The correspondent does not take our signalling: nothing bound, no
+    /// more BUs or tests.
+    fn refuse(&mut self) {
+        self.registration = Registration::Unregistered;
+        self.expires = None;
+        self.state = BulState::Idle { refresh: None };
+        self.refused = true;
     }
 
     /// The node moved, or the peer disowned the binding.
