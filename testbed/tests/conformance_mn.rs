@@ -14,7 +14,7 @@ use tools::crafted::{bus, cp, mn_drops, seal_as, sent_since, udp, Sent};
 
 use std::net::Ipv6Addr;
 
-use common::node::mn::BulEntry;
+use common::node::mn::{BulEntry, RETRY_REFUSED};
 use common::node::{rr, NodeDrop, NodeStats, RouteOptimisation};
 use common::time::{Duration, Instant};
 use common::wire::checksum::PseudoHeader;
@@ -200,7 +200,11 @@ fn a_ba_counts_only_for_the_outstanding_bu_and_stops_its_retransmission() {
     let sent = sent(&t, from);
     assert!(bus_to(&sent, CN).is_empty());
     let home: Vec<(u16, u16)> = (2..=6).map(|seq| (seq, 150)).collect();
-    assert_eq!(bus_to(&sent, HA), home, "at 2.5, 5.5, 11.5, 23.5 and 47.5 s");
+    assert_eq!(
+        bus_to(&sent, HA),
+        home,
+        "at 2.5, 5.5, 11.5, 23.5 and 47.5 s"
+    );
 }
 
 // RFC 6275 §11.7.3, §6.1.8: a BA to a home registration (or to a BU under
@@ -598,6 +602,15 @@ fn tunnelled_packets_count_only_from_the_home_agent_for_the_home_address() {
     );
 }
 
+/// How many lines of the mobile node's trace say `what`.
+fn traced(t: &Topology, what: &str) -> usize {
+    t.sim
+        .trace
+        .iter()
+        .filter(|l| l.node == "mn" && l.what.contains(what))
+        .count()
+}
+
 fn binding_error(src: Ipv6Addr, status: u8, home_address: Ipv6Addr) -> Vec<u8> {
     let m = MhMessage::BindingError {
         status,
@@ -627,6 +640,7 @@ fn binding_error_1_sends_through_the_home_agent_and_registers_once_again() {
     }
     t.sim.run_for(Duration::from_millis(10));
     assert!(!entry(&t, CN).is_bound());
+    assert_eq!(traced(&t, "binding with 2001:db8:3::1 lost"), 6);
     assert!(!route_optimised(&mut t));
     assert_eq!(
         bus_to(&sent_since(&t, t.access_a, from, COA_A), CN),
@@ -640,13 +654,16 @@ fn binding_error_1_sends_through_the_home_agent_and_registers_once_again() {
 
 // RFC 6275 §11.3.6: status 2 says the correspondent does not know a
 // Mobility Header type we sent: the node stops the signalling with it —
-// no BU now, none at the next move — and sends through the home agent.
+// no BU now, none at the next move — and sends through the home agent,
+// for RETRY_REFUSED (10 minutes), then tries again (§11.3.5's SHOULD).
 // REQ MIP-BASE
 #[test]
-fn binding_error_2_ends_route_optimisation_with_that_correspondent() {
+fn binding_error_2_ends_route_optimisation_with_that_correspondent_for_a_while() {
     let mut t = away(351, RouteOptimisation::Ipsec);
     let from = frames(&t);
+    let refused = t.sim.now() + Duration::from_micros(200);
     inject(&mut t, None, binding_error(CN, 2, HOA));
+    assert_eq!(traced(&t, "2001:db8:3::1 refuses mobility signalling"), 1);
     t.sim.run_for(Duration::from_secs(2));
     assert!(!entry(&t, CN).is_bound() && !entry(&t, CN).is_waiting());
     assert!(!route_optimised(&mut t));
@@ -662,6 +679,20 @@ fn binding_error_2_ends_route_optimisation_with_that_correspondent() {
     );
     assert_eq!(bus_to(&sent, CN), vec![]);
     assert!(!route_optimised(&mut t));
+    let retry = refused + RETRY_REFUSED;
+    t.sim
+        .run_until(refused + (RETRY_REFUSED - Duration::from_micros(1)));
+    assert_eq!(bus_to(&sent_since(&t, t.access_b, b, COA_B), CN), vec![]);
+    t.sim.run_until(retry + Duration::from_millis(100));
+    let sent = sent_since(&t, t.access_b, b, COA_B);
+    let again: Vec<Instant> = sent
+        .iter()
+        .filter(|s| s.dst == CN && s.mh.is_some())
+        .map(|s| s.at)
+        .collect();
+    assert_eq!(again, vec![retry]);
+    assert!(entry(&t, CN).is_bound());
+    assert!(route_optimised(&mut t));
 }
 
 // RFC 6275 §11.7.4: a Binding Refresh Request from a correspondent we
@@ -769,6 +800,7 @@ fn a_parameter_problem_about_our_mobility_header_ends_the_signalling_with_that_n
     assert!(route_optimised(&mut t));
     let from = frames(&t);
     inject(&mut t, None, unknown_next_header(&invoking, 40));
+    assert_eq!(traced(&t, "2001:db8:3::1 refuses mobility signalling"), 1);
     assert!(!entry(&t, CN).is_bound() && !entry(&t, CN).is_waiting());
     assert!(!route_optimised(&mut t));
     t.sim.run_for(Duration::from_secs(2));

@@ -184,9 +184,10 @@ pub struct BulEntry {
     /// When the binding the peer acknowledged ends (RFC 6275 §11.1: the
     /// granted lifetime from the BU).
     expires: Option<Instant>,
-    /// The correspondent does not take our signalling (Binding Error
-    /// status 2, RFC 6275 §11.3.6): no more BUs or tests to it.
-    refused: bool,
+    /// Until when the correspondent is taken not to do our signalling
+    /// (Binding Error status 2, RFC 6275 §11.3.6; an ICMPv6 Parameter
+    /// Problem, §11.3.5): no BUs or tests to it meanwhile.
+    refused: Option<Instant>,
 }
 
 pub struct Mn {
@@ -724,7 +725,7 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
-        if e.refused {
+        if e.refused.is_some() {
             return;
         }
         let deregister = e.care_of == home;
@@ -817,7 +818,7 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
-        if e.refused {
+        if e.refused.is_some() {
             return;
         }
         e.backoff = INITIAL_BINDACK_TIMEOUT;
@@ -948,7 +949,7 @@ impl Mn {
                 self.mobility(now, &rx, h.src, mh, false);
             }
             _ => {
-                if self.mh_unrecognised(&rx) || self.core.ike_input(now, &rx) {
+                if self.mh_unrecognised(now, &rx) || self.core.ike_input(now, &rx) {
                     return;
                 }
                 let mut repr = rx.repr;
@@ -991,7 +992,7 @@ impl Mn {
             self.mobility(now, &rx, h.src, mh, true);
             return;
         }
-        if self.mh_unrecognised(&rx) || self.core.ike_input(now, &rx) {
+        if self.mh_unrecognised(now, &rx) || self.core.ike_input(now, &rx) {
             return;
         }
         self.core.stats.delivered_tunnelled += 1;
@@ -1002,7 +1003,7 @@ impl Mn {
     /// Next Header), pointing at the Mobility Header of a packet we sent a
     /// correspondent (a BU, a HoTI or CoTI): it does not do Mobile IPv6,
     /// so no more BUs to it. True if it was one.
-    fn mh_unrecognised(&mut self, rx: &Rx) -> bool {
+    fn mh_unrecognised(&mut self, now: Instant, rx: &Rx) -> bool {
         let UpperRepr::Icmpv6(icmp) = &rx.repr.upper else {
             return false;
         };
@@ -1029,8 +1030,12 @@ impl Mn {
             return false;
         }
         if let Some(e) = self.bul.get_mut(&dst) {
-            e.refuse();
+            e.refuse(now);
         }
+        self.core.event(Event::BindingLost {
+            peer: dst,
+            refused: true,
+        });
         true
     }
 
@@ -1112,7 +1117,13 @@ impl Mn {
                     // The correspondent does not know a Mobility Header
                     // type we sent: no more signalling with it, which
                     // would only bring the same answer.
-                    Some(e) if registers(e.mode) && status == 2 => e.refuse(),
+                    Some(e) if registers(e.mode) && status == 2 => {
+                        e.refuse(now);
+                        self.core.event(Event::BindingLost {
+                            peer: src,
+                            refused: true,
+                        });
+                    }
                     // It could not verify our HAO: back to the tunnel, and
                     // register again, unless a BU (or test) is out already,
                     // whose answer will do (§11.8: one BU, however many
@@ -1120,6 +1131,10 @@ impl Mn {
                     Some(e) if registers(e.mode) => {
                         let waiting = e.is_waiting();
                         e.unbind();
+                        self.core.event(Event::BindingLost {
+                            peer: src,
+                            refused: false,
+                        });
                         if !waiting {
                             self.refresh(now, src);
                         }
@@ -1362,7 +1377,7 @@ impl BulEntry {
             ike_peer: None,
             sent: Instant::ZERO,
             expires: None,
-            refused: false,
+            refused: None,
         }
     }
 
@@ -1384,11 +1399,11 @@ impl BulEntry {
 
     /// The correspondent does not take our signalling: nothing bound, no
     /// more BUs or tests.
-    fn refuse(&mut self) {
+    fn refuse(&mut self, now: Instant) {
         self.registration = Registration::Unregistered;
         self.expires = None;
         self.state = BulState::Idle { refresh: None };
-        self.refused = true;
+        self.refused = Some(now + RETRY_REFUSED);
     }
 
     /// The node moved, or the peer disowned the binding.
@@ -1404,7 +1419,10 @@ impl BulEntry {
             BulState::AwaitingKeys => None,
             BulState::AwaitingReply { retransmit } => retransmit,
         };
-        [state, self.expires].into_iter().flatten().min()
+        [state, self.expires, self.refused]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// RFC 6275 §11.1: at the end of the lifetime granted the peer holds
@@ -1416,6 +1434,10 @@ impl BulEntry {
         }
     }
 }
+
+/// How long a correspondent that refused our signalling is left alone
+/// (RFC 6275 §11.3.5 leaves it open).
+pub const RETRY_REFUSED: Duration = Duration::from_secs(600);
 
 /// The Segments Left and home address of a type 2 routing header.
 fn type2_header(repr: &PacketRepr) -> Option<(u8, Ipv6Addr)> {
@@ -1477,6 +1499,22 @@ impl Engine for Mn {
         self.pump(now);
         for e in self.bul.values_mut() {
             e.expire(now);
+        }
+        // RFC 6275 §11.3.5: a refusal is not forever; away, the node
+        // tries route optimisation again.
+        let retry: Vec<Ipv6Addr> = self
+            .bul
+            .iter_mut()
+            .filter(|(_, e)| e.refused.is_some_and(|r| r <= now))
+            .map(|(a, e)| {
+                e.refused = None;
+                *a
+            })
+            .collect();
+        if matches!(self.location, Location::Away { .. }) {
+            for peer in retry {
+                self.refresh(now, peer);
+            }
         }
         let due: Vec<Ipv6Addr> = self
             .bul
