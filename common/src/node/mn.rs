@@ -1071,8 +1071,12 @@ impl Mn {
             } if !via_home && rx.header().map(|h| h.dst) == self.local() => {
                 self.test_reply(now, src, cookie, (nonce_index, token), false)
             }
+            // RFC 6275 §11.7.4: only for a binding we hold; one already
+            // being refreshed gets no second BU (§11.8: a burst of BRRs,
+            // unprotected, brings one BU).
             MhMessage::BindingRefreshRequest => {
-                if self.bul.get(&src).is_some_and(BulEntry::is_bound) {
+                let due = |e: &BulEntry| e.is_bound() && !e.is_waiting();
+                if self.bul.get(&src).is_some_and(due) {
                     self.refresh(now, src);
                 } else {
                     self.core.drop(NodeDrop::Unsolicited);
