@@ -1002,7 +1002,7 @@ impl Mn {
     /// RFC 6275 §11.3.5: an ICMPv6 Parameter Problem, code 1 (unknown
     /// Next Header), pointing at the Mobility Header of a packet we sent a
     /// correspondent (a BU, a HoTI or CoTI): it does not do Mobile IPv6,
-    /// so no more BUs to it. True if it was one.
+    /// so no BUs to it for [`RETRY_REFUSED`]. True if it was one.
     fn mh_unrecognised(&mut self, now: Instant, rx: &Rx) -> bool {
         let UpperRepr::Icmpv6(icmp) = &rx.repr.upper else {
             return false;
@@ -1119,8 +1119,8 @@ impl Mn {
                 };
                 match self.bul.get_mut(&src) {
                     // The correspondent does not know a Mobility Header
-                    // type we sent: no more signalling with it, which
-                    // would only bring the same answer.
+                    // type we sent: no signalling with it for a while,
+                    // which would only bring the same answer.
                     Some(e) if registers(e.mode) && status == 2 => {
                         e.refuse(now);
                         self.core.event(Event::BindingLost {

@@ -155,7 +155,8 @@ pub enum Event {
     /// A correspondent disowned the mobile node's binding (a Binding
     /// Error), or with `refused` takes no Mobile IPv6 signalling at all
     /// (Binding Error status 2, an ICMPv6 Parameter Problem at the
-    /// Mobility Header): then the node sends it no more BUs.
+    /// Mobility Header): then the node sends it no BU for
+    /// [`mn::RETRY_REFUSED`].
     BindingLost {
         peer: Ipv6Addr,
         refused: bool,
@@ -271,7 +272,10 @@ impl fmt::Display for Event {
                 refused: false,
             } => write!(f, "binding with {peer} lost"),
             Event::BindingLost { peer, .. } => {
-                write!(f, "{peer} refuses mobility signalling: no more BUs to it")
+                write!(
+                    f,
+                    "{peer} refuses mobility signalling: none to it for a while"
+                )
             }
             Event::Nd { iface, event } => match event {
                 NdEvent::AddressReady(a) => write!(f, "{a} passed DAD on link {iface}"),
