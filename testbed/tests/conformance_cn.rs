@@ -10,7 +10,7 @@
 
 mod tools;
 
-use tools::crafted::{cn_drops, seal_as_mn, udp};
+use tools::crafted::{bas, bes, cn_drops, cp, seal_as_mn, udp};
 
 use std::net::Ipv6Addr;
 
@@ -32,17 +32,12 @@ mod helpers {
     use common::node::RouteOptimisation;
     use common::time::{Duration, Instant};
     use common::wire::mh::{MhOption, MhRepr};
-    use common::wire::CodePoints;
     use testbed::sim::LinkId;
     use testbed::topology::{build, CnSa, Setup, Topology, CN, HOA};
 
-    pub use crate::tools::crafted::{bas, bes, Sent};
+    pub use crate::tools::crafted::Sent;
 
     pub const COA_A: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x100);
-
-    pub fn cp() -> CodePoints {
-        CodePoints::default()
-    }
 
     /// The mobile node registered at access A (2.2 s) in `mode`, sharing
     /// the `sa` pair with the correspondent.
@@ -102,9 +97,9 @@ mod helpers {
         exchange(t, link, packets)
     }
 
-    /// What the correspondent sent on its link from its `from`th frame on.
+    /// What the correspondent sent on its link from frame `from` on.
     pub fn sent_since(t: &Topology, from: usize) -> Vec<Sent> {
-        crafted::sent_since(t, t.cn_link, CN, from)
+        crafted::sent_since(t, t.cn_link, from, CN)
     }
 
     pub fn binding(t: &Topology) -> Option<(Option<Ipv6Addr>, Option<u16>)> {

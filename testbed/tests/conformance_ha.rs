@@ -216,7 +216,7 @@ fn a_first_registration_waits_for_dad_and_is_acknowledged_under_esp() {
 /// `wait` more.
 fn sent_after(t: &mut Topology, from: usize, wait: Duration) -> Vec<Sent> {
     t.sim.run_for(wait);
-    tools::crafted::sent_since(t, t.home, HA, from)
+    tools::crafted::sent_since(t, t.home, from, HA)
 }
 
 // RFC 6275 §10.3.1: if another node answers the DAD for the home address,
@@ -781,7 +781,7 @@ fn forwarding_through_the_tunnel_lowers_the_hop_limit() {
     let from = t.sim.captured(t.home).len();
     t.sim.inject(t.access_a, reverse(COA_A, HOA));
     t.sim.run_for(RTT);
-    let out = tools::crafted::sent_since(&t, t.home, HOA, from);
+    let out = tools::crafted::sent_since(&t, t.home, from, HOA);
     let limits: Vec<u8> = out
         .iter()
         .filter_map(|s| match &s.packet.ip {

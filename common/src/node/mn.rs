@@ -28,9 +28,12 @@ use crate::ike::{CloseReason, Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState
 use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
 use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
 use crate::time::{Duration, Instant};
+use crate::wire::icmpv6::PARAMETER_PROBLEM;
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
-use crate::wire::{BaStatus, CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, UpperRepr};
+use crate::wire::{
+    BaStatus, CodePoints, ExtHeaderRepr, IpProtocol, IpRepr, PacketRepr, RoutingRepr, UpperRepr,
+};
 
 /// How the mobile node talks to one correspondent while away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +179,15 @@ pub struct BulEntry {
     cookie: Option<Vec<u8>>,
     /// The IKE peer configured at its address.
     ike_peer: Option<String>,
+    /// When the last BU went.
+    sent: Instant,
+    /// When the binding the peer acknowledged ends (RFC 6275 §11.1: the
+    /// granted lifetime from the BU).
+    expires: Option<Instant>,
+    /// Until when the correspondent is taken not to do our signalling
+    /// (Binding Error status 2, RFC 6275 §11.3.6; an ICMPv6 Parameter
+    /// Problem, §11.3.5): no BUs or tests to it meanwhile.
+    refused: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -714,6 +726,9 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
+        if e.refused.is_some() {
+            return;
+        }
         let deregister = e.care_of == home;
         let rr = e.mode == Some(RouteOptimisation::ReturnRoutability);
         if !rr && !keyed {
@@ -734,6 +749,7 @@ impl Mn {
             (true, None) => return,
         };
         e.seq = e.seq.wrapping_add(1);
+        e.sent = now;
         e.state = BulState::AwaitingReply {
             retransmit: Some(now + e.backoff),
         };
@@ -803,6 +819,9 @@ impl Mn {
         let Some(e) = self.bul.get_mut(&peer) else {
             return;
         };
+        if e.refused.is_some() {
+            return;
+        }
         e.backoff = INITIAL_BINDACK_TIMEOUT;
         e.state = BulState::AwaitingReply {
             retransmit: Some(now + e.backoff),
@@ -902,6 +921,14 @@ impl Mn {
             self.core.drop(NodeDrop::NotForUs);
             return;
         };
+        // RFC 6275 §6.4, §11.3.3: a type 2 routing header must hold our
+        // home address, its one segment left; any other is silently
+        // discarded, whatever the packet carries.
+        let type2 = type2_header(&rx.repr);
+        if type2.is_some_and(|t| t != (1, self.home())) {
+            self.core.drop(NodeDrop::NotForUs);
+            return;
+        }
         if rx.tunnelled {
             // Out of RFC 4877's payload SA with the home agent, whose
             // selectors it passed.
@@ -923,7 +950,7 @@ impl Mn {
                 self.mobility(now, &rx, h.src, mh, false);
             }
             _ => {
-                if self.core.ike_input(now, &rx) {
+                if self.mh_unrecognised(now, &rx) || self.core.ike_input(now, &rx) {
                     return;
                 }
                 let mut repr = rx.repr;
@@ -966,11 +993,51 @@ impl Mn {
             self.mobility(now, &rx, h.src, mh, true);
             return;
         }
-        if self.core.ike_input(now, &rx) {
+        if self.mh_unrecognised(now, &rx) || self.core.ike_input(now, &rx) {
             return;
         }
         self.core.stats.delivered_tunnelled += 1;
         self.core.deliver(&rx.repr);
+    }
+
+    /// RFC 6275 §11.3.5: an ICMPv6 Parameter Problem, code 1 (unknown
+    /// Next Header), pointing at the Mobility Header of a packet we sent a
+    /// correspondent (a BU, a HoTI or CoTI): it does not do Mobile IPv6,
+    /// so no BUs to it for [`RETRY_REFUSED`]. True if it was one.
+    fn mh_unrecognised(&mut self, now: Instant, rx: &Rx) -> bool {
+        let UpperRepr::Icmpv6(icmp) = &rx.repr.upper else {
+            return false;
+        };
+        if icmp.msg_type != PARAMETER_PROBLEM || icmp.code != 1 {
+            return false;
+        }
+        let Some((pointer, invoking)) = icmp.body.split_first_chunk::<4>() else {
+            return false;
+        };
+        let pointer = u32::from_be_bytes(*pointer) as usize;
+        let addr = |at: usize| {
+            invoking
+                .get(at..at + 16)
+                .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                .map(Ipv6Addr::from)
+        };
+        let (Some(src), Some(dst)) = (addr(8), addr(24)) else {
+            return false;
+        };
+        let ours = src == self.home() || Some(src) == self.local();
+        let mh = pointer >= 6 && invoking.get(pointer) == Some(&u8::from(IpProtocol::Mobility));
+        let correspondent = self.bul.get(&dst).is_some_and(|e| e.mode.is_some());
+        if !(ours && mh && correspondent) {
+            return false;
+        }
+        if let Some(e) = self.bul.get_mut(&dst) {
+            e.refuse(now);
+        }
+        self.core.event(Event::BindingLost {
+            peer: dst,
+            refused: true,
+        });
+        true
     }
 
     fn mobility(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, mh: MhRepr, via_home: bool) {
@@ -997,13 +1064,20 @@ impl Mn {
             } if via_home || self.at_home() => {
                 self.test_reply(now, src, cookie, (nonce_index, token), true)
             }
+            // RFC 6275 §11.6.2: to the current care-of address.
             MhMessage::CareOfTest {
                 nonce_index,
                 cookie,
                 token,
-            } if !via_home => self.test_reply(now, src, cookie, (nonce_index, token), false),
+            } if !via_home && rx.header().map(|h| h.dst) == self.local() => {
+                self.test_reply(now, src, cookie, (nonce_index, token), false)
+            }
+            // RFC 6275 §11.7.4: only for a binding we hold; one already
+            // being refreshed gets no second BU (§11.8: a burst of BRRs,
+            // unprotected, brings one BU).
             MhMessage::BindingRefreshRequest => {
-                if self.bul.get(&src).is_some_and(BulEntry::is_bound) {
+                let due = |e: &BulEntry| e.is_bound() && !e.is_waiting();
+                if self.bul.get(&src).is_some_and(due) {
                     self.refresh(now, src);
                 } else {
                     self.core.drop(NodeDrop::Unsolicited);
@@ -1032,9 +1106,12 @@ impl Mn {
                 }
                 self.send_bu(now, src);
             }
-            MhMessage::BindingError { home_address, .. } if home_address == self.home() => {
-                // The correspondent could not verify our HAO: back to the
-                // tunnel, and register again.
+            // RFC 6275 §11.3.6: status 2 is about a message without a HAO
+            // (a HoTI) as well, whose Home Address is unspecified.
+            MhMessage::BindingError {
+                status,
+                home_address,
+            } if home_address == self.home() || (status == 2 && home_address.is_unspecified()) => {
                 let registers = |m| {
                     matches!(
                         m,
@@ -1042,9 +1119,30 @@ impl Mn {
                     )
                 };
                 match self.bul.get_mut(&src) {
+                    // The correspondent does not know a Mobility Header
+                    // type we sent: no signalling with it for a while,
+                    // which would only bring the same answer.
+                    Some(e) if registers(e.mode) && status == 2 => {
+                        e.refuse(now);
+                        self.core.event(Event::BindingLost {
+                            peer: src,
+                            refused: true,
+                        });
+                    }
+                    // It could not verify our HAO: back to the tunnel, and
+                    // register again, unless a BU (or test) is out already,
+                    // whose answer will do (§11.8: one BU, however many
+                    // errors come meanwhile).
                     Some(e) if registers(e.mode) => {
+                        let waiting = e.is_waiting();
                         e.unbind();
-                        self.refresh(now, src);
+                        self.core.event(Event::BindingLost {
+                            peer: src,
+                            refused: false,
+                        });
+                        if !waiting {
+                            self.refresh(now, src);
+                        }
                     }
                     _ => self.core.drop(NodeDrop::Unsolicited),
                 }
@@ -1114,6 +1212,9 @@ impl Mn {
             e.state = BulState::Idle {
                 refresh: bound.then(|| now + granted.mul_f64(0.9)),
             };
+            // RFC 6275 §11.7.3: a shorter lifetime granted than asked for
+            // shortens the entry; it counts from the BU.
+            e.expires = bound.then(|| e.sent + granted);
             e.cookie = None;
             if let (true, true, Location::Home(h)) = (is_home_agent, deregistered, self.location) {
                 // RFC 6275 §11.5.5: the home agent let go; the home
@@ -1279,6 +1380,9 @@ impl BulEntry {
             kbm: None,
             cookie: None,
             ike_peer: None,
+            sent: Instant::ZERO,
+            expires: None,
+            refused: None,
         }
     }
 
@@ -1298,6 +1402,15 @@ impl BulEntry {
         self.registration != Registration::Unregistered
     }
 
+    /// The correspondent does not take our signalling: nothing bound, no
+    /// more BUs or tests.
+    fn refuse(&mut self, now: Instant) {
+        self.registration = Registration::Unregistered;
+        self.expires = None;
+        self.state = BulState::Idle { refresh: None };
+        self.refused = Some(now + RETRY_REFUSED);
+    }
+
     /// The node moved, or the peer disowned the binding.
     fn unbind(&mut self) {
         if self.registration == Registration::Bound {
@@ -1306,12 +1419,43 @@ impl BulEntry {
     }
 
     fn timer(&self) -> Option<Instant> {
-        match self.state {
+        let state = match self.state {
             BulState::Idle { refresh } => refresh,
             BulState::AwaitingKeys => None,
             BulState::AwaitingReply { retransmit } => retransmit,
+        };
+        [state, self.expires, self.refused]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// RFC 6275 §11.1: at the end of the lifetime granted the peer holds
+    /// no binding any more, refreshed or not.
+    fn expire(&mut self, now: Instant) {
+        if self.expires.is_some_and(|x| x <= now) {
+            self.expires = None;
+            self.registration = Registration::Unregistered;
         }
     }
+}
+
+/// How long a correspondent that refused our signalling is left alone
+/// (RFC 6275 §11.3.5 leaves it open).
+pub const RETRY_REFUSED: Duration = Duration::from_secs(600);
+
+/// The Segments Left and home address of a type 2 routing header.
+fn type2_header(repr: &PacketRepr) -> Option<(u8, Ipv6Addr)> {
+    let IpRepr::V6 { ext, .. } = &repr.ip else {
+        return None;
+    };
+    ext.iter().find_map(|e| match e {
+        ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+            segments_left,
+            home_address,
+        }) => Some((*segments_left, *home_address)),
+        _ => None,
+    })
 }
 
 fn plain(message: MhMessage) -> MhRepr {
@@ -1358,6 +1502,25 @@ impl Engine for Mn {
     fn handle_timeout(&mut self, now: Instant) {
         self.core.handle_timeout(now);
         self.pump(now);
+        for e in self.bul.values_mut() {
+            e.expire(now);
+        }
+        // RFC 6275 §11.3.5: a refusal is not forever; away, the node
+        // tries route optimisation again.
+        let retry: Vec<Ipv6Addr> = self
+            .bul
+            .iter_mut()
+            .filter(|(_, e)| e.refused.is_some_and(|r| r <= now))
+            .map(|(a, e)| {
+                e.refused = None;
+                *a
+            })
+            .collect();
+        if matches!(self.location, Location::Away { .. }) {
+            for peer in retry {
+                self.refresh(now, peer);
+            }
+        }
         let due: Vec<Ipv6Addr> = self
             .bul
             .iter()

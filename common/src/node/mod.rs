@@ -152,6 +152,15 @@ pub enum Event {
     ReturnRoutabilityStarted {
         peer: Ipv6Addr,
     },
+    /// A correspondent disowned the mobile node's binding (a Binding
+    /// Error), or with `refused` takes no Mobile IPv6 signalling at all
+    /// (Binding Error status 2, an ICMPv6 Parameter Problem at the
+    /// Mobility Header): then the node sends it no BU for
+    /// [`mn::RETRY_REFUSED`].
+    BindingLost {
+        peer: Ipv6Addr,
+        refused: bool,
+    },
     /// Neighbor Discovery on interface `iface` (what a person wants to
     /// see: DAD outcomes, routers lost, neighbours unreachable).
     Nd {
@@ -201,6 +210,7 @@ impl Event {
                 ..
             }) => Severity::Error,
             Event::BindingAcked { status, .. } if *status >= 128 => Severity::Warning,
+            Event::BindingLost { refused: true, .. } => Severity::Warning,
             _ => Severity::Info,
         }
     }
@@ -257,6 +267,16 @@ impl fmt::Display for Event {
                 write!(f, "care-of test of {care_of} for {home}")
             }
             Event::ReturnRoutabilityStarted { peer } => write!(f, "HoTI/CoTI to {peer}"),
+            Event::BindingLost {
+                peer,
+                refused: false,
+            } => write!(f, "binding with {peer} lost"),
+            Event::BindingLost { peer, .. } => {
+                write!(
+                    f,
+                    "{peer} refuses mobility signalling: none to it for a while"
+                )
+            }
             Event::Nd { iface, event } => match event {
                 NdEvent::AddressReady(a) => write!(f, "{a} passed DAD on link {iface}"),
                 NdEvent::AddressDuplicate(a) => write!(f, "{a} is a duplicate on link {iface}"),

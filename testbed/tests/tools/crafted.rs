@@ -1,17 +1,17 @@
 //! Crafted packets for the simulator's engines, as the scenario and
-//! conformance tests send them, and what the engines answered.
+//! conformance tests send them, and what the engines sent back.
 
 use std::net::Ipv6Addr;
 
-use common::ipsec::Outbound;
+use common::ipsec::{Ipsec, Outbound};
 use common::node::{Engine, NodeDrop};
-use common::time::Duration;
+use common::time::{Duration, Instant};
 use common::wire::mh::{BuFlags, MhMessage, MhOption, MhRepr};
 use common::wire::packet::UdpPayload;
 use common::wire::{
     CodePoints, ExtHeaderRepr, IpRepr, PacketRepr, RoutingRepr, UdpRepr, UpperRepr,
 };
-use testbed::sim::{LinkId, Role};
+use testbed::sim::{LinkId, NodeId, Role};
 use testbed::topology::Topology;
 
 pub fn cp() -> CodePoints {
@@ -28,6 +28,11 @@ pub fn ha_drops(t: &Topology, r: NodeDrop) -> u64 {
     t.sim.engine(t.ha).unwrap().stats().dropped(r)
 }
 
+/// How often the mobile node dropped a packet for `r`.
+pub fn mn_drops(t: &Topology, r: NodeDrop) -> u64 {
+    t.sim.engine(t.mn).unwrap().stats().dropped(r)
+}
+
 /// A two-byte UDP datagram (port 7) with `ext` headers.
 pub fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
     let u = UdpRepr {
@@ -35,7 +40,7 @@ pub fn udp(src: Ipv6Addr, dst: Ipv6Addr, ext: Vec<ExtHeaderRepr>) -> Vec<u8> {
         dst_port: 7,
     };
     let data = UdpPayload::Raw(b"hi".to_vec());
-    PacketRepr::ipv6(src, dst, ext, UpperRepr::Udp(u, data)).to_bytes(&CodePoints::default())
+    PacketRepr::ipv6(src, dst, ext, UpperRepr::Udp(u, data)).to_bytes(&cp())
 }
 
 /// A Mobility Header message from `src` to `dst`, with `hao` in a Home
@@ -57,34 +62,44 @@ pub fn bu_message(seq: u16, flags: u16, lifetime: u16, options: Vec<MhOption>) -
     }
 }
 
-/// Seals `bytes` with the mobile node's own SAs, as a forger holding them
-/// (or a buggy node) would.
-pub fn seal_as_mn(t: &mut Topology, bytes: &[u8]) -> Vec<u8> {
+/// Seals `bytes` with `node`'s own SAs, as a forger holding them (or a
+/// buggy node) would.
+pub fn seal_as(t: &mut Topology, node: NodeId, bytes: &[u8]) -> Vec<u8> {
     let now = t.sim.now();
-    let Some(Role::Mn(m)) = t.sim.role_mut(t.mn) else {
-        panic!("no mn")
+    let ipsec: &mut Ipsec = match t.sim.role_mut(node) {
+        Some(Role::Mn(m)) => m.ipsec_mut(),
+        Some(Role::Ha(h)) => h.ipsec_mut(),
+        Some(Role::Cn(c)) => c.ipsec_mut(),
+        None => panic!("no such host"),
     };
     let mut out = vec![];
-    let r = m.ipsec_mut().outbound(now, bytes, &mut out).unwrap();
+    let r = ipsec.outbound(now, bytes, &mut out).unwrap();
     assert!(matches!(r, Outbound::Protected { .. }), "not sealed");
     out
 }
 
-/// One packet a node sent: its destination, the home address of its
-/// type 2 routing header, and its Mobility Header (opened from ESP with
-/// the run's keys) or its parse.
+/// [`seal_as`] the mobile node.
+pub fn seal_as_mn(t: &mut Topology, bytes: &[u8]) -> Vec<u8> {
+    let mn = t.mn;
+    seal_as(t, mn, bytes)
+}
+
+/// One packet a node sent: its destination, the home address of its type
+/// 2 routing header, and its Mobility Header (opened from ESP with the
+/// run's keys, or out of an IPv6-in-IPv6 tunnel) or its parse.
 pub struct Sent {
+    pub at: Instant,
     pub dst: Ipv6Addr,
     pub type2: Option<Ipv6Addr>,
     pub mh: Option<MhRepr>,
     pub packet: PacketRepr,
 }
 
-/// What left from `src` on `link`, from its `from`th captured frame on.
-pub fn sent_since(t: &Topology, link: LinkId, src: Ipv6Addr, from: usize) -> Vec<Sent> {
+/// What `src` put on `link` from its `from`th frame on.
+pub fn sent_since(t: &Topology, link: LinkId, from: usize, src: Ipv6Addr) -> Vec<Sent> {
     t.sim.captured(link)[from..]
         .iter()
-        .filter_map(|(_, b)| {
+        .filter_map(|(at, b)| {
             let packet = PacketRepr::parse(b, &cp()).ok()?;
             let IpRepr::V6 { header, ext } = &packet.ip else {
                 return None;
@@ -100,6 +115,10 @@ pub fn sent_since(t: &Topology, link: LinkId, src: Ipv6Addr, from: usize) -> Vec
             });
             let mh = match &packet.upper {
                 UpperRepr::Mobility(m) => Some(m.clone()),
+                UpperRepr::Tunnel(inner) => match &inner.upper {
+                    UpperRepr::Mobility(m) => Some(m.clone()),
+                    _ => None,
+                },
                 UpperRepr::Esp(_) => {
                     let d = common::wire::packet::decode_with(b, &cp(), false, Some(&t.keyring));
                     match d.decrypted.last() {
@@ -110,6 +129,7 @@ pub fn sent_since(t: &Topology, link: LinkId, src: Ipv6Addr, from: usize) -> Vec
                 _ => None,
             };
             Some(Sent {
+                at: *at,
                 dst: header.dst,
                 type2,
                 mh,
@@ -132,7 +152,7 @@ pub fn exchange(
         t.sim.inject(link, p);
         t.sim.run_for(gap);
     }
-    sent_since(t, watch, src, from)
+    sent_since(t, watch, from, src)
 }
 
 /// The BAs among `sent`: (destination, type 2 home address, status,
@@ -159,6 +179,16 @@ pub fn bas_with_k(sent: &[Sent]) -> usize {
                 Some(MhMessage::BindingAck { flags, .. }) if flags.has(common::wire::mh::BaFlags::K))
         })
         .count()
+}
+
+/// The BUs among `sent`: (destination, sequence number, lifetime).
+pub fn bus(sent: &[Sent]) -> Vec<(Ipv6Addr, u16, u16)> {
+    sent.iter()
+        .filter_map(|s| match s.mh.as_ref()?.message {
+            MhMessage::BindingUpdate { seq, lifetime, .. } => Some((s.dst, seq, lifetime)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The Binding Errors among `sent`: (destination, status, Home Address).
