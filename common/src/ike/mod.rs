@@ -223,6 +223,8 @@ impl IkeDrop {
 pub struct IkeStats {
     pub received: u64,
     pub requests_sent: u64,
+    /// Protected responses to our requests in flight.
+    pub responses_received: u64,
     pub responses_sent: u64,
     pub retransmits: u64,
     /// Retransmitted requests answered from the response cache.

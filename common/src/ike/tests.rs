@@ -993,6 +993,26 @@ fn port_selectors_are_installed_and_icmp_type_ranges_refused() {
     assert!(p.sa(true, sa).children.is_empty());
 }
 
+// REQ IKE-BASE
+#[test]
+fn a_response_to_our_request_is_counted_and_a_replay_of_it_dropped() {
+    // Found by engine_ike: an answered request left no counter moved.
+    let (mut p, sa, _) = Pair::established(true);
+    let before = p.a.ike.stats().responses_received;
+    p.a.ike.liveness(p.now, sa).unwrap();
+    p.collect();
+    let request = p.wire.pop_front().unwrap();
+    p.deliver(request);
+    p.collect();
+    let response = p.wire.pop_front().unwrap();
+    p.deliver(response.clone());
+    assert_eq!(p.a.ike.stats().responses_received, before + 1);
+    assert!(p.a.ike.sa(sa).unwrap().idle());
+    p.deliver(response);
+    assert_eq!(p.a.ike.stats().responses_received, before + 1);
+    assert_eq!(p.a.ike.stats().dropped(IkeDrop::MessageId), 1);
+}
+
 // ---------------------------------------------------------------- addrmgmt
 
 // REQ AM-2.1a

@@ -338,6 +338,7 @@ impl Ike {
             }
         };
         sa.heard();
+        self.stats.responses_received += 1;
         if sa.state() == IkeState::AwaitingAuthResponse {
             if let Some(spi) = sa.offered_spi() {
                 self.offered_spis.remove(&spi);
