@@ -212,6 +212,47 @@ fn a_first_registration_waits_for_dad_and_is_acknowledged_under_esp() {
     assert_eq!(binding(&t), Some((COA_B, 8)));
 }
 
+// RFC 6275 §10.3.1: the BA of a first registration waits for DAD of the
+// home address; a home link lost meanwhile checks again when it is back,
+// and the BA follows (found by engine_ha: the check went with the link,
+// and the registration waited for ever, retransmissions and all).
+// REQ MIP-BASE
+#[test]
+fn a_home_link_lost_during_dad_checks_again_when_it_is_back() {
+    let mut t = unregistered(224);
+    let b = sealed(&mut t, 1, AH, 100);
+    from_a(&mut t, vec![b.clone()]);
+    assert!(t.sim.ha(t.ha).unwrap().checking().any(|h| h == HOA));
+    let now = t.sim.now();
+    t.sim.move_at(now, t.ha, 0, None);
+    t.sim.move_at(now + RTT, t.ha, 0, Some(t.home));
+    t.sim.run_for(RTT * 2);
+    let from = t.sim.captured(t.home).len();
+    // The node's retransmission, once the agent is back.
+    let again = from_a(&mut t, vec![b]);
+    assert!(bas(&again).is_empty(), "still checking");
+    let sent = sent_after(&mut t, from, DAD);
+    assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 0, 1, 100)]);
+    assert_eq!(binding(&t), Some((COA_A, 1)));
+    assert!(proxying(&t));
+}
+
+/// Another node on the home link answers DAD for `addr`: an unsolicited
+/// NA (O=1) to all nodes.
+fn defended(t: &mut Topology, addr: Ipv6Addr) {
+    let na = NdRepr::NeighborAdvert {
+        flags: NaFlags {
+            router: false,
+            solicited: false,
+            override_: true,
+        },
+        target: addr,
+        target_ll: Some(INJECTOR_MAC),
+    };
+    let na = common::nd::nd_packet(addr, common::nd::ALL_NODES, &na).to_bytes(&cp());
+    t.sim.inject(t.home, na);
+}
+
 /// What the home agent sent on the home link from frame `from` on, after
 /// `wait` more.
 fn sent_after(t: &mut Topology, from: usize, wait: Duration) -> Vec<Sent> {
@@ -230,17 +271,7 @@ fn a_home_address_in_use_gets_134() {
     let b = sealed(&mut t, 1, AH, 100);
     from_a(&mut t, vec![b]);
     // The address's owner defends it on the home link.
-    let na = NdRepr::NeighborAdvert {
-        flags: NaFlags {
-            router: false,
-            solicited: false,
-            override_: true,
-        },
-        target: HOA,
-        target_ll: Some(INJECTOR_MAC),
-    };
-    let na = common::nd::nd_packet(HOA, common::nd::ALL_NODES, &na).to_bytes(&cp());
-    t.sim.inject(t.home, na);
+    defended(&mut t, HOA);
     let sent = sent_after(&mut t, from, DAD);
     assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 134, 1, 0)]);
     assert_eq!(ha_drops(&t, NodeDrop::DuplicateHomeAddress), 1);
@@ -894,17 +925,7 @@ fn with_l_a_link_local_address_in_use_gets_134() {
     let from = t.sim.captured(t.home).len();
     let b = sealed(&mut t, 1, AH | BuFlags::L, 100);
     from_a(&mut t, vec![b]);
-    let na = NdRepr::NeighborAdvert {
-        flags: NaFlags {
-            router: false,
-            solicited: false,
-            override_: true,
-        },
-        target: ll,
-        target_ll: Some(INJECTOR_MAC),
-    };
-    let na = common::nd::nd_packet(ll, common::nd::ALL_NODES, &na).to_bytes(&cp());
-    t.sim.inject(t.home, na);
+    defended(&mut t, ll);
     let sent = sent_after(&mut t, from, DAD);
     assert_eq!(bas(&sent), vec![(COA_A, Some(HOA), 134, 1, 0)]);
     assert_eq!(ha_drops(&t, NodeDrop::DuplicateHomeAddress), 1);

@@ -90,6 +90,24 @@ fn tunnelled(until: f64) -> (Topology, u32) {
     (t, down)
 }
 
+/// Keyed by IKE with MOBIKE (a payload CHILD_SA with the home agent or
+/// not), route optimisation `mode`, flows both ways until `until`; the
+/// node moves to access A at 2 s; run to R = 10 s.
+fn keyed_by_ike(mode: RouteOptimisation, payload: bool, until: f64) -> (Topology, Setup, [u32; 2]) {
+    let mut setup = Setup::new(1, mode);
+    setup.keying = Keying::Ike {
+        mobility: MOBIKE,
+        payload,
+    };
+    let mut t = build(&setup);
+    let flows = both_ways(&mut t, secs(until));
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.run_until(secs(10.0));
+    (t, setup, flows)
+}
+
+const MOBIKE: Mobility = Mobility::Mobike { r_mobike: false };
+
 // issue 14.4
 // REQ MIP-BASE
 #[test]
@@ -240,19 +258,9 @@ fn home_agent_restarted_without_state_gets_the_node_back_by_binding_error() {
 #[test]
 fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     // IKE (RFC 4877, MOBIKE) keys BU and BA; the payload goes in plain
-    // IPv6-in-IPv6 (with a payload SA the restarted agent could not read
-    // the reverse tunnel, see the README). At R = 10 s the agent restarts
-    // with no IKE SA, no CHILD_SA, no binding.
-    let mut setup = Setup::new(1, RouteOptimisation::None);
-    let mobility = Mobility::Mobike { r_mobike: false };
-    setup.keying = Keying::Ike {
-        mobility,
-        payload: false,
-    };
-    let mut t = build(&setup);
-    let flows = both_ways(&mut t, secs(60.0));
-    t.move_mn(secs(2.0), Some(t.access_a));
-    t.sim.run_until(secs(10.0));
+    // IPv6-in-IPv6 (under a payload SA, the next test). At R = 10 s the
+    // agent restarts with no IKE SA, no CHILD_SA, no binding.
+    let (mut t, setup, flows) = keyed_by_ike(RouteOptimisation::None, false, 60.0);
     let restart = t.sim.now();
     let ike_sas = |t: &Topology| -> Vec<_> {
         let ike = t.sim.engine(t.mn).unwrap().ike().unwrap();
@@ -271,7 +279,7 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     // INFORMATIONAL goes unanswered (the agent knows no IKE SA with that
     // SPI) through its retransmissions, 0.5 s doubling, five of them: the
     // SA closes 0.5 × (1 + 2 + 4 + 8 + 16 + 32) = 31.5 s after the check.
-    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, false);
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, false);
     let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
     assert_eq!(dead_after, Duration::from_millis(31_500));
     let bus = home_bus(&t.sim, restart);
@@ -331,16 +339,7 @@ fn home_agent_restarted_under_a_payload_sa_is_found_dead_by_one_way_traffic() {
     // and nothing coming in; IKE looks at each SA's children every 5 s
     // and asks the peer once packets went out during a span and nothing
     // came in by the end of the next (RFC 7296 §2.4).
-    let mut setup = Setup::new(1, RouteOptimisation::None);
-    let mobility = Mobility::Mobike { r_mobike: false };
-    setup.keying = Keying::Ike {
-        mobility,
-        payload: true,
-    };
-    let mut t = build(&setup);
-    let flows = both_ways(&mut t, secs(80.0));
-    t.move_mn(secs(2.0), Some(t.access_a));
-    t.sim.run_until(secs(10.0));
+    let (mut t, setup, flows) = keyed_by_ike(RouteOptimisation::None, true, 80.0);
     let restart = t.sim.now();
     let mn_stats = |t: &Topology| t.sim.engine(t.mn).unwrap().ike().unwrap().stats().clone();
     // Traffic both ways asks nothing.
@@ -349,7 +348,7 @@ fn home_agent_restarted_under_a_payload_sa_is_found_dead_by_one_way_traffic() {
     t.sim.restart(t.ha, Role::Ha(Box::new(fresh)));
     t.sim.run_until(secs(80.0));
 
-    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, true);
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, true);
     let span = mn_cfg.liveness_interval;
     let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
     assert_eq!(mn_stats(&t).one_way_checks, 1);
@@ -474,16 +473,7 @@ fn correspondent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     // Route optimisation by BUs under a CHILD_SA that IKE negotiated with
     // the home address; a flow each way every 100 ms. At R = 10 s the
     // correspondent restarts with no IKE SA, no CHILD_SA, no binding.
-    let mut setup = Setup::new(1, RouteOptimisation::Ipsec);
-    let mobility = Mobility::Mobike { r_mobike: false };
-    setup.keying = Keying::Ike {
-        mobility,
-        payload: false,
-    };
-    let mut t = build(&setup);
-    let [down, up] = both_ways(&mut t, secs(60.0));
-    t.move_mn(secs(2.0), Some(t.access_a));
-    t.sim.run_until(secs(10.0));
+    let (mut t, setup, [down, up]) = keyed_by_ike(RouteOptimisation::Ipsec, false, 60.0);
     let restart = t.sim.now();
     let mn_ike = t.sim.engine(t.mn).unwrap().ike().unwrap().stats().clone();
     let fresh = restarted_correspondent(&t.network, 0, 1, restart).unwrap();
@@ -499,7 +489,7 @@ fn correspondent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     let bus = traced(&t.sim, "mn", &format!("to {CN} under ESP"), restart);
     let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
     assert_eq!(closed.len(), 1, "{closed:?}");
-    let (mn_cfg, _) = testbed::topology::ike_configs(1, mobility, false);
+    let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, false);
     let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
     assert_eq!(closed[0] - bus[1], dead_after, "BUs {bus:?}");
     let stale_bus = bus.iter().filter(|b| **b < closed[0]).count() as u64;

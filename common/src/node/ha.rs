@@ -739,12 +739,22 @@ impl Engine for Ha {
                         nd.add_address(now, a, self.cfg.dad);
                     }
                     nd.add_on_link(self.cfg.home_prefix, 64);
-                    // Still registered home addresses are defended again.
+                    // Still registered home addresses are defended again,
+                    // and those a first registration waits for are checked
+                    // again: the check went with the link (found by
+                    // engine_ha: the BA waited for ever).
                     for (a, b) in self.cache.iter() {
                         nd.add_proxy(now, a, false);
                         if b.link_local {
                             nd.add_proxy(now, link_local_of(a), false);
                         }
+                    }
+                    for (a, p) in &mut self.pending {
+                        nd.add_proxy(now, *a, true);
+                        if p.link_local {
+                            nd.add_proxy(now, link_local_of(*a), true);
+                        }
+                        p.checking = 1 + u8::from(p.link_local);
                     }
                 }
                 nd.solicit_routers(now);
