@@ -552,6 +552,53 @@ fn correspondent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     println!("correspondent restarted without IKE state: registered {registered:?} after");
 }
 
+// issue 14.4
+// REQ MIP-BASE
+// REQ CN-3.2
+#[test]
+fn correspondent_unreachable_40_s_with_its_state_is_route_optimised_again_when_back() {
+    // IPsec route optimisation with static keys, a flow each way every
+    // 100 ms; the correspondent's link is down from R = 10 s to 50 s, the
+    // correspondent and its binding intact.
+    let setup = Setup::new(1, RouteOptimisation::Ipsec);
+    let mut t = build(&setup);
+    let [down, up] = both_ways(&mut t, secs(70.0));
+    t.move_mn(secs(2.0), Some(t.access_a));
+    t.sim.set_link_at(secs(10.0), t.cn_link, false);
+    t.sim.set_link_at(secs(50.0), t.cn_link, true);
+    t.sim.run_until(secs(70.0));
+
+    // Nothing to recover: no BU, no Binding Error, no BA; the binding was
+    // never lost, so datagrams go route optimised both ways as soon as
+    // the router has resolved the correspondent again (its neighbour
+    // entry died in the outage): one round trip on that link (2 × 20 ms)
+    // more. Bound: back + the next datagram (≤ 100 ms) + MN–CN one way +
+    // 40 ms. Measured: equal to it, 160.2 ms.
+    let cn_bus = traced(&t.sim, "mn", &format!("to {CN} under ESP"), secs(10.0));
+    assert_eq!(cn_bus, vec![], "no BU to the correspondent");
+    assert_eq!(dropped(&t, t.cn, NodeDrop::HaoUnverified), 0);
+    let back = secs(50.0);
+    let (mn_cn, _, _) = setup.rtts();
+    let bound = back + Duration::from_millis(100 + 40) + mn_cn / 2;
+    for flow in [down, up] {
+        let (at, path) = first_arrival(&t, flow, back).unwrap();
+        assert_eq!(path, Path::RouteOptimised, "flow {flow}");
+        assert!(at <= bound, "flow {flow} at {at:?}");
+        let after: Vec<Path> = t
+            .sim
+            .arrivals
+            .iter()
+            .filter(|a| a.flow == flow && a.sent >= at && a.sent < secs(69.0))
+            .map(|a| a.path)
+            .collect();
+        assert!(after.iter().all(|p| *p == Path::RouteOptimised));
+    }
+    println!(
+        "correspondent unreachable 40 s: route optimised again {:?} after",
+        first_arrival(&t, up, back).unwrap().0 - back
+    );
+}
+
 /// A Binding Error status 1 for the home address from `src` to the node
 /// on access A.
 fn binding_error(src: Ipv6Addr) -> Vec<u8> {
