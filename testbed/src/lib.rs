@@ -24,6 +24,7 @@
 pub mod demo;
 pub mod flood;
 pub mod harness;
+pub mod ike_load;
 pub mod ike_peer;
 pub mod loss;
 pub mod pictures;

@@ -132,6 +132,9 @@ enum Command {
     /// on real UDP sockets and a TUN device, driven by commands on stdin
     /// (root; exits when stdin closes).
     Ike(testbed::ike_peer::IkeArgs),
+    /// IKEv2 handshakes against a responder on real UDP, as fast as it
+    /// answers (`concurrency` in flight); prints one JSON line.
+    IkeLoad(testbed::ike_load::LoadArgs),
     /// The real demo's router: joins links made of veth ends in its
     /// namespace and behaves like the simulator's links (delay, jitter,
     /// loss, MTU, up/down, a pcap each) and its router, driven by commands
@@ -170,6 +173,18 @@ fn main() -> ExitCode {
     }
     if let Command::Router(args) = &cli.command {
         return testbed::real::router::main(args);
+    }
+    if let Command::IkeLoad(args) = &cli.command {
+        return match testbed::ike_load::run(args) {
+            Ok(r) => {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("testbed ike-load: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Traffic(t) = &cli.command {
         return match testbed::real::traffic::run(t) {
@@ -439,7 +454,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
             )
             .map_err(stdout_err)?;
         }
-        Command::Ike(_) | Command::Router(_) | Command::Traffic(_) => {}
+        Command::Ike(_) | Command::IkeLoad(_) | Command::Router(_) | Command::Traffic(_) => {}
     }
     out.flush().map_err(stdout_err)
 }

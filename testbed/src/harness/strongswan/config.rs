@@ -134,6 +134,10 @@ pub struct CharonConfig {
     /// charon's first retransmission timeout in seconds (then ×1.8, three
     /// tries), short so failing tests end soon.
     pub retransmit_timeout_s: f64,
+    /// charon's COOKIEs past 10 half-open SAs and its block past 5 from
+    /// one address (`charon.dos_protection`); off for a load test, whose
+    /// one generator keeps many handshakes in flight.
+    pub dos_protection: bool,
 }
 
 impl CharonConfig {
@@ -155,6 +159,7 @@ impl CharonConfig {
             children: Vec::new(),
             key_logging: true,
             retransmit_timeout_s: 2.0,
+            dos_protection: true,
         }
     }
 
@@ -234,6 +239,7 @@ charon {{
     install_virtual_ip = no
     retransmit_timeout = {retransmit}
     retransmit_tries = 3
+    dos_protection = {dos}
     filelog {{
         charon {{
             path = {log}
@@ -272,6 +278,7 @@ charon {{
 }}
 "#,
             retransmit = self.retransmit_timeout_s,
+            dos = yes_no(self.dos_protection),
             log = dir.join("charon.log").display(),
             vici = vici_socket.display(),
         )
