@@ -494,7 +494,9 @@ impl Ha {
                 request.checking = old.checking;
             }
             let checking = self.pending.insert(home, request).is_some();
-            if !checking {
+            if checking {
+                self.core.stats.held_for_dad += 1;
+            } else {
                 match self.core.link_mut(self.cfg.iface) {
                     Some(nd) => {
                         nd.add_proxy(now, home, true);

@@ -472,6 +472,10 @@ pub struct NodeStats {
     /// ICMPv6 errors and Binding Errors not sent: over the rate limit, or
     /// about a packet from or to an address that is not unicast.
     pub errors_suppressed: u64,
+    /// BUs a home agent took while it checks the home address for a first
+    /// registration (RFC 6275 §10.3.1): the BA waits for DAD and
+    /// acknowledges the last.
+    pub held_for_dad: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 

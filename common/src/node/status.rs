@@ -228,6 +228,7 @@ impl NodeStatus {
             ("ike_messages", stats.ike_messages),
             ("ike_bytes", stats.ike_bytes),
             ("errors_suppressed", stats.errors_suppressed),
+            ("held_for_dad", stats.held_for_dad),
             ("esp_sealed", ipsec.stats().sealed),
             ("esp_opened", ipsec.stats().opened),
         ]);

@@ -269,10 +269,12 @@ fn first_registration_waits_for_dad_then_the_agent_proxies_and_announces() {
     assert!(probe, "DAD NS from :: for the home address");
     assert!(ha.binding(HOA).is_none());
     assert_eq!(ha.checking().collect::<Vec<_>>(), vec![HOA]);
-    // A retransmitted BU during DAD changes nothing but what is acked.
+    // A retransmitted BU during DAD changes nothing but what is acked,
+    // and is counted (found by engine_ha: it left no trace).
     let b2 = home_bu(&mut mn, HOA, 2, BuFlags::A | BuFlags::H);
     ha.handle_packet(t, Iface::Link(0), Some(ROUTER_MAC), &b2);
     assert!(statuses(&drain(&mut ha), &mut mn).is_empty());
+    assert_eq!(ha.stats().held_for_dad, 1);
     let t = t + crate::nd::RETRANS_TIMER;
     ha.handle_timeout(t);
     let sent = drain(&mut ha);
