@@ -118,6 +118,7 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
         Ok(s)
     };
     let sockets = [bind(IKE_PORT)?, bind(NATT_PORT)?];
+    let locals = [sockets[0].local_addr()?, sockets[1].local_addr()?];
     let clock = Clock::new();
     let end = clock.now() + Duration::from_secs(args.seconds);
     let mut ike = Ike::new(config(args)?);
@@ -138,11 +139,11 @@ pub fn run(args: &LoadArgs) -> io::Result<LoadReport> {
                 .map_err(|e| io::Error::other(e.to_string()))?;
             started.insert(sa, now);
         }
-        for socket in &sockets {
+        for (socket, local) in sockets.iter().zip(locals) {
             match socket.recv_from(&mut buf) {
                 Ok((n, from)) => {
                     let d = Datagram {
-                        local: socket.local_addr()?,
+                        local,
                         remote: from,
                         bytes: buf[..n].to_vec(),
                     };

@@ -10,14 +10,15 @@
 
 mod tools;
 
-use tools::crafted::{bas, bes, cn_drops, cp, seal_as_mn, udp};
+use tools::crafted::{
+    bad_mobility_headers, bas, bes, cn_drops, cp, parameter_problems, seal_as_mn, udp,
+};
 
 use std::net::Ipv6Addr;
 
 use common::node::{NodeDrop, RouteOptimisation};
 use common::time::Duration;
 use common::wire::checksum::PseudoHeader;
-use common::wire::icmpv6::PARAMETER_PROBLEM;
 use common::wire::mh::{BuFlags, MhMessage, MhOption, MhPacket, MhRepr};
 use common::wire::{ExtHeaderRepr, UpperRepr};
 use testbed::topology::{CnSa, Topology, CN, HOA};
@@ -325,40 +326,9 @@ fn a_bad_mobility_header_checksum_is_dropped_silently() {
 #[test]
 fn piggybacking_or_a_short_header_gets_a_parameter_problem() {
     let mut t = away(108, RouteOptimisation::None, CnSa::None);
-    let ph = PseudoHeader::V6 { src: HOA, dst: CN };
     // A HoTI with Payload Proto 6, then a HoTI in 8 bytes (Header Len 0).
-    let hoti = vec![6, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
-    let short = vec![59, 0, 1, 0, 0, 0, 0, 0];
-    let packets: Vec<Vec<u8>> = [hoti, short]
-        .into_iter()
-        .map(|mut mh| {
-            MhPacket::new_unchecked(&mut mh[..]).fill_checksum(&ph);
-            let mut p = mh_packet(
-                HOA,
-                None,
-                MhRepr {
-                    message: MhMessage::HomeTestInit { cookie: 0 },
-                    options: vec![],
-                },
-            );
-            p.truncate(40);
-            p.extend_from_slice(&mh);
-            p[4..6].copy_from_slice(&(mh.len() as u16).to_be_bytes());
-            p
-        })
-        .collect();
-    let sent = on_cn_link(&mut t, packets.clone());
-    let problems: Vec<(Ipv6Addr, u8, u32)> = sent
-        .iter()
-        .filter_map(|s| match &s.packet.upper {
-            UpperRepr::Icmpv6(i) if i.msg_type == PARAMETER_PROBLEM => Some((
-                s.dst,
-                i.code,
-                u32::from_be_bytes(i.body[..4].try_into().unwrap()),
-            )),
-            _ => None,
-        })
-        .collect();
+    let sent = on_cn_link(&mut t, bad_mobility_headers(HOA, CN));
+    let problems = parameter_problems(&sent);
     assert_eq!(problems, vec![(HOA, 0, 40), (HOA, 0, 41)]);
     assert!(sent.iter().all(|s| s.mh.is_none()), "no HoT");
     assert_eq!(cn_drops(&t, NodeDrop::BadMobilityHeader), 2);

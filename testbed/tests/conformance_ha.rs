@@ -11,7 +11,10 @@
 
 mod tools;
 
-use tools::crafted::{bas, bas_with_k, bes, cp, ha_drops, mh_packet, seal_as_mn, udp, Sent};
+use tools::crafted::{
+    bad_mobility_headers, bas, bas_with_k, bes, cp, ha_drops, mh_packet, parameter_problems,
+    seal_as_mn, udp, Sent,
+};
 
 use std::net::Ipv6Addr;
 
@@ -20,9 +23,7 @@ use common::ipsec::IpsecDrop;
 use common::node::RouteOptimisation;
 use common::node::{Engine, NodeDrop};
 use common::time::{Duration, Instant};
-use common::wire::checksum::PseudoHeader;
-use common::wire::icmpv6::PARAMETER_PROBLEM;
-use common::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhPacket, MhRepr};
+use common::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use common::wire::nd::{solicited_node, NaFlags};
 use common::wire::{ExtHeaderRepr, IpRepr, NdRepr, PacketRepr, UpperRepr};
 use testbed::sim::{Role, INJECTOR_MAC};
@@ -613,36 +614,8 @@ fn mobility_headers_are_checked_as_at_any_node() {
     assert_eq!(ha_drops(&t, NodeDrop::Malformed), before + 1);
     assert_eq!(binding(&t), Some((COA_A, seq)));
     // A HoTI with Payload Proto 6, then one in 8 bytes (Header Len 0).
-    let ph = PseudoHeader::V6 {
-        src: COA_A,
-        dst: HA,
-    };
-    let hoti = vec![6, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
-    let short = vec![59, 0, 1, 0, 0, 0, 0, 0];
-    let packets: Vec<Vec<u8>> = [hoti, short]
-        .into_iter()
-        .map(|mut mh| {
-            MhPacket::new_unchecked(&mut mh[..]).fill_checksum(&ph);
-            let mut p = udp(COA_A, HA, vec![]);
-            p.truncate(40);
-            p[6] = 135;
-            p.extend_from_slice(&mh);
-            p[4..6].copy_from_slice(&(mh.len() as u16).to_be_bytes());
-            p
-        })
-        .collect();
-    let sent = from_a(&mut t, packets);
-    let problems: Vec<(Ipv6Addr, u8, u32)> = sent
-        .iter()
-        .filter_map(|s| match &s.packet.upper {
-            UpperRepr::Icmpv6(i) if i.msg_type == PARAMETER_PROBLEM => Some((
-                s.dst,
-                i.code,
-                u32::from_be_bytes(i.body[..4].try_into().unwrap()),
-            )),
-            _ => None,
-        })
-        .collect();
+    let sent = from_a(&mut t, bad_mobility_headers(COA_A, HA));
+    let problems = parameter_problems(&sent);
     assert_eq!(problems, vec![(COA_A, 0, 40), (COA_A, 0, 41)]);
     assert_eq!(ha_drops(&t, NodeDrop::BadMobilityHeader), 2);
     // An unknown type, with the registered care-of address and HAO.

@@ -108,6 +108,12 @@ fn keyed_by_ike(mode: RouteOptimisation, payload: bool, until: f64) -> (Topology
 
 const MOBIKE: Mobility = Mobility::Mobike { r_mobike: false };
 
+/// How long IKE waits for an answer before the peer is dead: the first
+/// timeout, doubled at each of its retransmissions.
+fn dead_after(cfg: &common::ike::IkeConfig) -> Duration {
+    cfg.retransmit_timeout * ((1 << (cfg.retransmit_tries + 1)) - 1)
+}
+
 // issue 14.4
 // REQ MIP-BASE
 #[test]
@@ -280,7 +286,7 @@ fn home_agent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     // SPI) through its retransmissions, 0.5 s doubling, five of them: the
     // SA closes 0.5 × (1 + 2 + 4 + 8 + 16 + 32) = 31.5 s after the check.
     let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, false);
-    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    let dead_after = dead_after(&mn_cfg);
     assert_eq!(dead_after, Duration::from_millis(31_500));
     let bus = home_bus(&t.sim, restart);
     let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
@@ -350,7 +356,7 @@ fn home_agent_restarted_under_a_payload_sa_is_found_dead_by_one_way_traffic() {
 
     let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, true);
     let span = mn_cfg.liveness_interval;
-    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    let dead_after = dead_after(&mn_cfg);
     assert_eq!(mn_stats(&t).one_way_checks, 1);
     assert!(
         home_bus(&t.sim, restart)[0] > restart + span * 2,
@@ -490,7 +496,7 @@ fn correspondent_restarted_without_ike_state_is_found_dead_and_keyed_again() {
     let closed = traced(&t.sim, "mn", "closed: Timeout", restart);
     assert_eq!(closed.len(), 1, "{closed:?}");
     let (mn_cfg, _) = testbed::topology::ike_configs(1, MOBIKE, false);
-    let dead_after = mn_cfg.retransmit_timeout * ((1 << (mn_cfg.retransmit_tries + 1)) - 1);
+    let dead_after = dead_after(&mn_cfg);
     assert_eq!(closed[0] - bus[1], dead_after, "BUs {bus:?}");
     let stale_bus = bus.iter().filter(|b| **b < closed[0]).count() as u64;
     let cn_ipsec = t.sim.engine(t.cn).unwrap().ipsec().stats();

@@ -62,6 +62,44 @@ pub fn bu_message(seq: u16, flags: u16, lifetime: u16, options: Vec<MhOption>) -
     }
 }
 
+/// Two HoTIs from `src` to `dst` a Mobility Header check refuses: one with
+/// Payload Proto 6 (a piggybacked payload), one in 8 bytes (Header Len 0
+/// is too short for the type); checksums right, so the check is the one.
+pub fn bad_mobility_headers(src: Ipv6Addr, dst: Ipv6Addr) -> Vec<Vec<u8>> {
+    let ph = common::wire::checksum::PseudoHeader::V6 { src, dst };
+    let hoti = vec![6, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+    let short = vec![59, 0, 1, 0, 0, 0, 0, 0];
+    [hoti, short]
+        .into_iter()
+        .map(|mut mh| {
+            common::wire::mh::MhPacket::new_unchecked(&mut mh[..]).fill_checksum(&ph);
+            let mut p = udp(src, dst, vec![]);
+            p.truncate(40);
+            p[6] = 135;
+            p.extend_from_slice(&mh);
+            p[4..6].copy_from_slice(&(mh.len() as u16).to_be_bytes());
+            p
+        })
+        .collect()
+}
+
+/// The ICMPv6 Parameter Problems among `sent`: (destination, code,
+/// pointer).
+pub fn parameter_problems(sent: &[Sent]) -> Vec<(Ipv6Addr, u8, u32)> {
+    sent.iter()
+        .filter_map(|s| match &s.packet.upper {
+            UpperRepr::Icmpv6(i) if i.msg_type == common::wire::icmpv6::PARAMETER_PROBLEM => {
+                Some((
+                    s.dst,
+                    i.code,
+                    u32::from_be_bytes(i.body.get(..4)?.try_into().ok()?),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Seals `bytes` with `node`'s own SAs, as a forger holding them (or a
 /// buggy node) would.
 pub fn seal_as(t: &mut Topology, node: NodeId, bytes: &[u8]) -> Vec<u8> {
