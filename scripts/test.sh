@@ -35,10 +35,11 @@ fi
 
 cargo build -p common --locked          # the core alone: no I/O dependency
 # The simulator scale bench at 10 nodes, the flood bench at 1 packet a
-# millisecond, the loss bench at 2 seeds and the IKE load bench at 1 s a
-# responder (root, charon), in the test profile (`cargo test` runs a bench
-# binary without `--bench`), so they keep building and running.
-cargo test -p testbed --bench sim --bench flood --bench loss --bench ike_load --locked
+# millisecond, the loss bench at 2 seeds, the IKE load bench at 1 s a
+# responder and the MOBIKE bench at one move a stack (root, charon), in the
+# test profile (`cargo test` runs a bench binary without `--bench`), so
+# they keep building and running.
+cargo test -p testbed --bench sim --bench flood --bench loss --bench ike_load --bench mobike --locked
 # And common's (codec, ESP, IKE, and the bindings bench at 1 000 bindings).
 BINDINGS=1000 cargo test -p common --benches --locked
 cargo test --workspace --locked

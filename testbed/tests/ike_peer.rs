@@ -1363,3 +1363,45 @@ fn an_r_mobike_responder_switches_the_initiator_to_its_other_address() {
         format!("{A_OUTER}->{B_MOVED}")
     );
 }
+
+/// `--follow-addresses`: the initiator's local set follows the namespace's
+/// addresses from netlink, and when the address its SAs use goes, MOBIKE
+/// moves them to the one left, with no command.
+#[test]
+fn following_addresses_our_initiator_moves_by_itself_when_its_address_goes() {
+    if !tools::prerequisites_met(&namespace_prerequisites()) {
+        return;
+    }
+    let dir = scratch("follow_addresses");
+    let (ns_a, ns_b) = two_namespaces();
+    let a_side = ("a", A_OUTER, A_INNER);
+    let b_side = ("b", B_OUTER, B_INNER);
+    std::fs::write(dir.join("a.yaml"), peer_yaml(a_side, b_side, "")).unwrap();
+    std::fs::write(dir.join("b.yaml"), peer_yaml(b_side, a_side, "")).unwrap();
+    let mut b = Peer::start("b", &ns_b, &dir.join("b.yaml"), &[], &dir);
+    let args = ["--initiate", "b", "--follow-addresses"];
+    let mut a = Peer::start("a", &ns_a, &dir.join("a.yaml"), &args, &dir);
+    a.expect_all(["event established", "event child-up"]);
+    b.expect_all(["event established", "event child-up"]);
+    ns_a.add_address("va", &format!("{A_MOVED}/64")).unwrap();
+    assert_eq!(
+        a.expect("event addresses"),
+        format!("event addresses {A_OUTER} {A_MOVED}")
+    );
+    ns_a.del_address("va", &format!("{A_OUTER}/64")).unwrap();
+    assert_eq!(
+        a.expect("event addresses"),
+        format!("event addresses {A_MOVED}")
+    );
+    let moved = a.expect("event moved");
+    assert!(
+        field(&moved, "local").starts_with(&format!("[{A_MOVED}]:")),
+        "{moved}"
+    );
+    let moved = b.expect("event moved");
+    assert!(
+        field(&moved, "remote").starts_with(&format!("[{A_MOVED}]:")),
+        "{moved}"
+    );
+    assert_pings(&ns_a, 3);
+}

@@ -1,5 +1,5 @@
 //! rtnetlink: links (lookup, up, MTU, IPv6 address generation), IPv6
-//! addresses and routes, and carrier events.
+//! addresses and routes, and carrier and address events.
 //!
 //! On `rtnetlink` 0.24.0, pinned exactly (its releases break the API); the
 //! message types come through its re-exports (`netlink-packet-route`
@@ -533,6 +533,81 @@ impl LinkEvents {
                     return Some(LinkEvent::Removed { ifindex });
                 }
                 _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// What [`AddressEvents`] reports: an IPv6 address became usable (added
+/// without DAD, or done with it) or went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressEvent {
+    Added { ifindex: u32, addr: Ipv6Addr },
+    Removed { ifindex: u32, addr: Ipv6Addr },
+}
+
+/// IPv6 address events from `RTNLGRP_IPV6_IFADDR`; a tentative address
+/// (still in DAD) is not reported until the kernel says it is usable.
+pub struct AddressEvents {
+    messages: BoxStream<'static, NetlinkMessage<RouteNetlinkMessage>>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for AddressEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddressEvents").finish_non_exhaustive()
+    }
+}
+
+impl Drop for AddressEvents {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AddressEvents {
+    /// Subscribes to `RTNLGRP_IPV6_IFADDR` in the calling thread's
+    /// namespace. Must run inside a Tokio runtime.
+    pub fn new() -> Result<AddressEvents, NetlinkError> {
+        let (conn, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv6Ifaddr]).map_err(
+                |source| NetlinkError::Open {
+                    multicast: true,
+                    source,
+                },
+            )?;
+        let task = spawn_connection(conn)?;
+        Ok(AddressEvents {
+            messages: messages.map(|(m, _)| m).boxed(),
+            task,
+        })
+    }
+
+    /// The next change; `None` once the socket is closed.
+    pub async fn next(&mut self) -> Option<AddressEvent> {
+        while let Some(msg) = self.messages.next().await {
+            let (added, m) = match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(m)) => (true, m),
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelAddress(m)) => (false, m),
+                _ => continue,
+            };
+            let mut addr = None;
+            // IFA_FLAGS (32 bits) when present, else the header's 8.
+            let mut tentative = m.header.flags.contains(AddressHeaderFlags::Tentative);
+            for a in &m.attributes {
+                match a {
+                    AddressAttribute::Address(IpAddr::V6(v6)) => addr = Some(*v6),
+                    AddressAttribute::Flags(f) => tentative = f.contains(AddressFlags::Tentative),
+                    _ => {}
+                }
+            }
+            let Some(addr) = addr else { continue };
+            let ifindex = m.header.index;
+            match added {
+                true if tentative => {}
+                true => return Some(AddressEvent::Added { ifindex, addr }),
+                false => return Some(AddressEvent::Removed { ifindex, addr }),
             }
         }
         None

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use common::ike::{
     classify_natt, CloseReason, Datagram, Ike, IkeEvent, IkeSaId, IkeState, NattPayload, NATT_PORT,
 };
-use common::io::netlink::Ipv6Address;
+use common::io::netlink::{AddressEvent, AddressEvents, Ipv6Address};
 use common::io::udp::{self, AddressSockets, Received};
 use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun};
 use common::ipsec::{Inbound, Ipsec, Mode, Outbound, SaId};
@@ -45,6 +45,8 @@ enum Input {
     Tun(Vec<u8>),
     /// A line on stdin.
     Line(String),
+    /// An address of the namespace came or went (`--follow-addresses`).
+    Address(AddressEvent),
     /// stdin closed: time to go.
     Eof,
     /// A reader stopped on an error.
@@ -73,7 +75,11 @@ const HELP: &str =
   status | quit
 SA is the 16 hex digits of an event's sa=, or * for the oldest.
 Events on stdout: ready; event established|child-up|child-down|child-refused|moved|
-switch-refused|address-mismatch|closed|keylog key=value...";
+switch-refused|address-mismatch|closed|keylog key=value...; with --follow-addresses,
+event addresses ADDR... when the local set follows the namespace's addresses.";
+
+/// `lo` in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
 
 /// How long to sleep when neither engine has a deadline.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -95,6 +101,12 @@ pub struct IkeArgs {
     /// Log every dropped packet on stderr.
     #[arg(long)]
     pub verbose: bool,
+    /// Keep the local address set equal to the namespace's global IPv6
+    /// addresses outside the TUN device and loopback, as netlink reports
+    /// them come and go (starting from `local_addresses`); each change is
+    /// an `event addresses` line.
+    #[arg(long)]
+    pub follow_addresses: bool,
 }
 
 /// Why the peer could not run; each names the device, address or file.
@@ -247,10 +259,13 @@ async fn serve(
     tx: &mpsc::Sender<Input>,
     args: &IkeArgs,
 ) -> Result<(), PeerError> {
-    let tx = tx.clone();
+    let (tx, tx_events) = (tx.clone(), tx.clone());
     // A thread, not a tokio task: a blocked read on stdin must not keep
     // the runtime from shutting down.
     std::thread::spawn(move || read_stdin(&tx));
+    if args.follow_addresses {
+        tokio::spawn(read_addresses(AddressEvents::new()?, tx_events));
+    }
     say("ready");
     if let Some(name) = &args.initiate {
         peer.command(&format!("initiate {name}"));
@@ -283,11 +298,23 @@ async fn serve(
                 bytes,
             })) => peer.on_esp(local, remote, &bytes),
             Some(Input::Tun(packet)) => peer.on_tun(&packet),
+            Some(Input::Address(e)) => peer.on_address(e),
             Some(Input::Failed(e) | Input::Socket(Received::Failed(e))) => {
                 eprintln!("testbed ike: reader stopped: {e}")
             }
         }
     }
+}
+
+async fn read_addresses(mut events: AddressEvents, tx: mpsc::Sender<Input>) {
+    while let Some(e) = events.next().await {
+        if tx.send(Input::Address(e)).await.is_err() {
+            return;
+        }
+    }
+    let _ = tx
+        .send(Input::Failed("netlink address events closed".to_string()))
+        .await;
 }
 
 fn read_stdin(tx: &mpsc::Sender<Input>) {
@@ -339,6 +366,31 @@ impl Peer {
         let now = self.clock.now();
         self.ike.set_local_addresses(now, &list);
         Ok(())
+    }
+
+    /// `--follow-addresses`: a global address outside the TUN device and
+    /// loopback joins the local set when it comes and leaves it when it goes.
+    fn on_address(&mut self, e: AddressEvent) {
+        let (AddressEvent::Added { ifindex, addr } | AddressEvent::Removed { ifindex, addr }) = e;
+        let tun = self.tun.as_ref().map(|(dev, _)| dev.ifindex());
+        if ifindex == LOOPBACK_IFINDEX
+            || Some(ifindex) == tun
+            || addr.is_unicast_link_local()
+            || addr.is_multicast()
+        {
+            return;
+        }
+        let mut list: Vec<IpAddr> = self.sockets.keys().copied().collect();
+        let addr = IpAddr::V6(addr);
+        match e {
+            AddressEvent::Added { .. } if !list.contains(&addr) => list.push(addr),
+            AddressEvent::Removed { .. } if list.contains(&addr) => list.retain(|a| *a != addr),
+            _ => return,
+        }
+        match self.bind(&list) {
+            Ok(()) => say(&format!("event addresses {}", join(self.sockets.keys()))),
+            Err(err) => say(&format!("event addresses-failed {addr}: {err}")),
+        }
     }
 
     fn next_deadline(&self) -> tokio::time::Instant {
