@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::io::netlink::Netlink;
 use common::io::packet::ETHERNET_HEADER_LEN;
-use common::io::{Framing, PacketConfig, PacketKind, PacketSocket, Sysctls};
+use common::io::{Framing, PacketConfig, PacketKind, PacketSocket, RecvBatch, Sysctls};
 use common::wire::nd::solicited_node;
 use common::wire::MacAddr;
 use io_harness::{echo, ipv6, on_thread, skip, step, with_hao, with_rh2, Netns};
@@ -318,4 +318,74 @@ fn try_send_reaches_the_peer_kernel_and_its_reply_comes_back() {
 
 fn pointer_bytes(p: u32) -> [u8; 4] {
     p.to_be_bytes()
+}
+
+/// `try_send_batch` hands the kernel many frames a call and
+/// `recv_batch` takes many a call: every one arrives, once, in order,
+/// byte for byte, in both framings.
+#[test]
+fn batches_of_frames_arrive_whole_and_in_order() {
+    if skip(false) {
+        return;
+    }
+    let p = pair("batch");
+    let (a, b, va_mac, vb_mac) = (p.a.handle(), p.b.handle(), p.va_mac, p.vb_mac);
+    on_thread(Duration::from_secs(60), move || async move {
+        let mut sysctls = Sysctls::new();
+        let (_nl, va) = prepare_a(&a, &mut sysctls).await;
+        let reader = PacketSocket::open(va, &PacketConfig::new(Framing::Ip)).expect("reader");
+        b.enter();
+        let vb = ifindex("vb").await;
+        let ip_sender = PacketSocket::open(vb, &PacketConfig::new(Framing::Ip)).expect("sender");
+        let raw = Framing::Ethernet { ipv6_only: true };
+        let frame_sender = PacketSocket::open(vb, &PacketConfig::new(raw)).expect("sender");
+        // 150 through the IP framing, then 150 whole frames: more than a
+        // SEND_BATCH each, of different lengths.
+        let packets: Vec<Vec<u8>> = (0..300u16)
+            .map(|i| {
+                let padding = vec![0xee; usize::from(i % 3) * 500];
+                ipv6(B, A, 58, &[echo(B, A, 128, 9, i), padding].concat())
+            })
+            .collect();
+        let (ip_half, frame_half) = packets.split_at(150);
+        let to_a: Vec<(&[u8], [u8; 6])> = ip_half.iter().map(|p| (&p[..], va_mac)).collect();
+        let sent = ip_sender.try_send_batch(&to_a);
+        assert_eq!((sent.sent, sent.full, sent.failed), (150, 0, 0), "{sent:?}");
+        let frames: Vec<Vec<u8>> = frame_half
+            .iter()
+            .map(|p| [&va_mac[..], &vb_mac[..], &[0x86, 0xdd], p].concat())
+            .collect();
+        let to_a: Vec<(&[u8], [u8; 6])> = frames.iter().map(|f| (&f[..], va_mac)).collect();
+        let sent = frame_sender.try_send_batch(&to_a);
+        assert_eq!((sent.sent, sent.full, sent.failed), (150, 0, 0), "{sent:?}");
+        // A frame whose destination is not the one given is refused, alone.
+        let wrong = [(&frames[0][..], vb_mac), (&frames[1][..], va_mac)];
+        let sent = frame_sender.try_send_batch(&wrong);
+        assert_eq!((sent.sent, sent.failed), (1, 1), "{sent:?}");
+
+        let mut batch = RecvBatch::new(32, 4096);
+        let (mut got, mut calls, mut most) = (Vec::new(), 0, 0);
+        while got.len() < 301 {
+            let n = step("receive", reader.recv_batch(&mut batch))
+                .await
+                .expect("recv_batch");
+            calls += 1;
+            most = most.max(n);
+            for (r, bytes) in batch.packets() {
+                if r.kind == PacketKind::Host && bytes[6] == 58 {
+                    assert_eq!((r.src, r.truncated), (vb_mac, false));
+                    got.push(bytes.to_vec());
+                }
+            }
+        }
+        let mut want = packets.clone();
+        want.push(packets[151].clone());
+        assert_eq!(got, want);
+        assert!(
+            most > 1 && calls < 301,
+            "{calls} calls, at most {most} a call"
+        );
+        sysctls.restore().expect("restore");
+    });
+    drop(p);
 }

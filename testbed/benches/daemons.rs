@@ -47,6 +47,7 @@
 //! ```text
 //! cargo build --release -p mn -p cn -p ha -p testbed
 //! cargo bench -p testbed --bench daemons
+//! cargo bench -p testbed --bench daemons -- router tunnel-esp   # only these rows
 //! ```
 //!
 //! Needs root, iperf3 and ethtool (`apt-get install iperf3 ethtool`) and
@@ -912,8 +913,17 @@ fn main() -> ExitCode {
     }
     eprint!("{header}");
 
+    // `cargo bench ... -- router tunnel-esp`: only those rows, no handoffs
+    // (for profiling one path).
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut rows: Vec<(Scenario, Row)> = vec![];
     for path in Scenario::ALL {
+        if !only.is_empty() && !only.iter().any(|t| t == path.tag()) {
+            continue;
+        }
         if real::check_interrupted().is_err() {
             break;
         }
@@ -934,10 +944,11 @@ fn main() -> ExitCode {
 
     // Handoffs: the real demo against the simulator, same setups.
     let mut handoffs = vec![];
-    for mode in [
+    let modes = [
         RouteOptimisation::Ipsec,
         RouteOptimisation::ReturnRoutability,
-    ] {
+    ];
+    for mode in modes.into_iter().filter(|_| only.is_empty()) {
         if real::check_interrupted().is_err() {
             break;
         }

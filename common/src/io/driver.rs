@@ -26,7 +26,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::netlink::{Ipv6Address, Ipv6Route, LinkEvent, LinkEvents, Netlink, NetlinkError};
-use super::packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket};
+use super::packet::{
+    Framing, PacketConfig, PacketError, PacketKind, PacketSocket, RecvBatch, SEND_BATCH,
+};
 use super::sysctl::{SysctlError, Sysctls};
 use super::tun::{self, Installed, Tun, TunError};
 use super::{Clock, KeyLog, Store, StoreError};
@@ -40,6 +42,9 @@ use crate::time::Duration;
 
 /// Big enough for any frame or TUN packet.
 const BUFFER: usize = 65_536;
+/// Frames a `recvmmsg` takes, and inputs handled before the engine's
+/// output is sent.
+const BATCH: usize = 32;
 /// How long to sleep when the engine has no deadline.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -161,6 +166,8 @@ struct Link {
     carrier: bool,
     /// We set it administratively up, and put it down again on exit.
     raised: bool,
+    /// Frames to send when the engine is done, with their destinations.
+    queue: Vec<(Vec<u8>, [u8; 6])>,
 }
 
 /// An engine on its devices. [`Driver::open`] takes the devices,
@@ -313,6 +320,7 @@ impl<E: Engine> Driver<E> {
                 socket: Arc::new(socket),
                 carrier: false,
                 raised,
+                queue: Vec::with_capacity(BATCH),
             });
         }
         Ok(())
@@ -449,7 +457,10 @@ impl<E: Engine> Driver<E> {
             let sleep = tokio::time::sleep_until(self.clock.to_tokio(deadline));
             tokio::select! {
                 input = self.rx.recv() => match input {
-                    Some(i) => self.input(i),
+                    Some(i) => {
+                        self.input(i);
+                        self.more_input();
+                    }
                     None => break,
                 },
                 () = sleep => {
@@ -510,6 +521,17 @@ impl<E: Engine> Driver<E> {
             Input::Failed(what) => {
                 tracing::error!("{what}");
                 self.drop_reason("reader-failed");
+            }
+        }
+    }
+
+    /// What else is queued, up to a batch, so the engine's output for all
+    /// of it leaves together.
+    fn more_input(&mut self) {
+        for _ in 1..BATCH {
+            match self.rx.try_recv() {
+                Ok(i) => self.input(i),
+                Err(_) => return,
             }
         }
     }
@@ -583,7 +605,31 @@ impl<E: Engine> Driver<E> {
                 }
             }
             if !busy {
+                for i in 0..self.links.len() {
+                    self.flush(i);
+                }
                 return Ok(());
+            }
+        }
+    }
+
+    /// Sends a link's queued frames, batched.
+    fn flush(&mut self, i: usize) {
+        let link = &mut self.links[i];
+        let frames: Vec<(&[u8], [u8; 6])> = link
+            .queue
+            .iter()
+            .map(|(bytes, dst)| (bytes.as_slice(), *dst))
+            .collect();
+        let out = link.socket.try_send_batch(&frames);
+        if let Some(e) = &out.error {
+            tracing::debug!(link = %link.name, "send: {e}");
+        }
+        link.queue.clear();
+        self.stats.link_sent += out.sent as u64;
+        for (reason, n) in [("link-full", out.full), ("link-error", out.failed)] {
+            if n > 0 {
+                *self.stats.drops.entry(reason).or_default() += n as u64;
             }
         }
     }
@@ -609,18 +655,13 @@ impl<E: Engine> Driver<E> {
                 }
             },
             (Iface::Link(i), Some(dst)) => {
-                let Some(link) = self.links.get(usize::from(i)) else {
+                let i = usize::from(i);
+                let Some(link) = self.links.get_mut(i) else {
                     return self.drop_reason("no-such-link");
                 };
-                match link.socket.try_send(&t.bytes, dst.0) {
-                    Ok(()) => self.stats.link_sent += 1,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.drop_reason("link-full");
-                    }
-                    Err(e) => {
-                        tracing::debug!(link = %link.name, "send: {e}");
-                        self.drop_reason("link-error");
-                    }
+                link.queue.push((t.bytes, dst.0));
+                if link.queue.len() >= SEND_BATCH {
+                    self.flush(i);
                 }
             }
             (Iface::Link(_), None) => self.drop_reason("no-destination-mac"),
@@ -667,27 +708,25 @@ impl<E: Engine> Driver<E> {
 }
 
 async fn read_link(iface: u8, socket: Arc<PacketSocket>, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0u8; BUFFER];
+    let mut batch = RecvBatch::new(BATCH, BUFFER);
     loop {
-        match socket.recv(&mut buf).await {
-            Ok(r) => {
-                // Frames for other MACs arrive on veth and promiscuous NICs.
-                if matches!(r.kind, PacketKind::OtherHost | PacketKind::Outgoing) || r.truncated {
-                    continue;
-                }
-                let input = Input::Link {
-                    iface,
-                    src: MacAddr(r.src),
-                    bytes: buf[..r.len].to_vec(),
-                };
-                if tx.send(input).await.is_err() {
-                    return;
-                }
+        if let Err(e) = socket.recv_batch(&mut batch).await {
+            let _ = tx
+                .send(Input::Failed(format!("{}: receive: {e}", socket.name())))
+                .await;
+            return;
+        }
+        for (r, bytes) in batch.packets() {
+            // Frames for other MACs arrive on veth and promiscuous NICs.
+            if matches!(r.kind, PacketKind::OtherHost | PacketKind::Outgoing) || r.truncated {
+                continue;
             }
-            Err(e) => {
-                let _ = tx
-                    .send(Input::Failed(format!("{}: receive: {e}", socket.name())))
-                    .await;
+            let input = Input::Link {
+                iface,
+                src: MacAddr(r.src),
+                bytes: bytes.to_vec(),
+            };
+            if tx.send(input).await.is_err() {
                 return;
             }
         }

@@ -37,7 +37,10 @@ pub use clock::Clock;
 pub use driver::{Driver, DriverError, Reply, Request, Setup, Stack};
 pub use keylog::KeyLog;
 pub use netlink::{LinkEvent, LinkEvents, LinkInfo, Netlink, NetlinkError};
-pub use packet::{Framing, PacketConfig, PacketError, PacketKind, PacketSocket, Received};
+pub use packet::{
+    Framing, PacketConfig, PacketError, PacketKind, PacketSocket, Received, RecvBatch, Sent,
+    SEND_BATCH,
+};
 pub use store::{Store, StoreError};
 pub use sysctl::{SysctlError, Sysctls};
 pub use tun::{Installed, Tun, TunError};

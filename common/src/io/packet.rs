@@ -51,8 +51,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
-    bind, getsockopt, recvmsg, send, sendmsg, setsockopt, socket, sockopt, AddressFamily, LinkAddr,
-    MsgFlags, SockFlag, SockProtocol, SockType,
+    bind, getsockopt, recvmmsg, recvmsg, send, sendmmsg, sendmsg, setsockopt, socket, sockopt,
+    AddressFamily, LinkAddr, MsgFlags, MultiHeaders, SockFlag, SockProtocol, SockType,
 };
 use nix::{setsockopt_impl, sockopt_impl};
 use tokio::io::unix::AsyncFd;
@@ -137,6 +137,55 @@ pub struct Received {
     pub kind: PacketKind,
     /// The packet was longer than the buffer and was cut to `len`.
     pub truncated: bool,
+}
+
+/// Buffers for [`PacketSocket::recv_batch`], reused from call to call.
+/// (The kernel's headers are made for each call: `nix`'s are not `Send`,
+/// and a reader task holds its batch across awaits.)
+pub struct RecvBatch {
+    bufs: Vec<Vec<u8>>,
+    /// Which buffer each kept packet is in, and what it is.
+    received: Vec<(usize, Received)>,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch")
+            .field("size", &self.bufs.len())
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecvBatch {
+    /// Room for `size` packets of up to `buffer` bytes each.
+    pub fn new(size: usize, buffer: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: vec![vec![0; buffer]; size.max(1)],
+            received: Vec::with_capacity(size),
+        }
+    }
+
+    /// The packets of the last [`PacketSocket::recv_batch`], in order.
+    pub fn packets(&self) -> impl Iterator<Item = (Received, &[u8])> {
+        self.received
+            .iter()
+            .map(|(i, r)| (*r, &self.bufs[*i][..r.len]))
+    }
+}
+
+/// Frames [`PacketSocket::try_send_batch`] hands the kernel at once.
+pub const SEND_BATCH: usize = 64;
+
+/// What [`PacketSocket::try_send_batch`] did.
+#[derive(Debug, Default)]
+pub struct Sent {
+    pub sent: usize,
+    /// Not sent: the socket's buffer was full.
+    pub full: usize,
+    /// Not sent: an error, the last of them in `error`.
+    pub failed: usize,
+    pub error: Option<io::Error>,
 }
 
 /// How to open a [`PacketSocket`].
@@ -407,21 +456,65 @@ impl PacketSocket {
         let cap = buf.len();
         let mut iov = [IoSliceMut::new(buf)];
         let msg = recvmsg::<LinkAddr>(fd.as_raw_fd(), &mut iov, None, MsgFlags::MSG_TRUNC)?;
-        let Some(from) = msg.address else {
-            return Ok(None);
-        };
+        Ok(self.accept(msg.address, msg.bytes, msg.flags, cap))
+    }
+
+    /// What a receive call gave, unless it is filtered out.
+    fn accept(
+        &self,
+        from: Option<LinkAddr>,
+        bytes: usize,
+        flags: MsgFlags,
+        cap: usize,
+    ) -> Option<Received> {
+        let from = from?;
         let kind = PacketKind::from(from.pkttype());
         if (kind == PacketKind::Outgoing && !self.outgoing)
             || u32::try_from(from.ifindex()) != Ok(self.ifindex)
         {
-            return Ok(None);
+            return None;
         }
-        Ok(Some(Received {
-            len: msg.bytes.min(cap),
+        Some(Received {
+            len: bytes.min(cap),
             src: from.addr().unwrap_or_default(),
             kind,
-            truncated: msg.bytes > cap || msg.flags.contains(MsgFlags::MSG_TRUNC),
-        }))
+            truncated: bytes > cap || flags.contains(MsgFlags::MSG_TRUNC),
+        })
+    }
+
+    /// Waits for packets (or frames) and takes every one queued, up to the
+    /// batch's size, with one `recvmmsg`; returns how many it holds (≥ 1).
+    pub async fn recv_batch(&self, batch: &mut RecvBatch) -> io::Result<usize> {
+        loop {
+            let mut guard = self.rx.readable().await?;
+            match guard.try_io(|fd| self.recv_many(fd.get_ref(), batch)) {
+                Ok(Ok(0)) => {}
+                Ok(result) => return result,
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn recv_many(&self, fd: &OwnedFd, batch: &mut RecvBatch) -> io::Result<usize> {
+        let RecvBatch { bufs, received } = batch;
+        received.clear();
+        let mut headers = MultiHeaders::<LinkAddr>::preallocate(bufs.len(), None);
+        let cap = bufs.first().map_or(0, Vec::len);
+        let mut iovs: Vec<[IoSliceMut; 1]> =
+            bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        let results = recvmmsg(
+            fd.as_raw_fd(),
+            &mut headers,
+            iovs.iter_mut(),
+            MsgFlags::MSG_TRUNC | MsgFlags::MSG_DONTWAIT,
+            None,
+        )?;
+        for (i, msg) in results.enumerate() {
+            if let Some(r) = self.accept(msg.address, msg.bytes, msg.flags, cap) {
+                received.push((i, r));
+            }
+        }
+        Ok(received.len())
     }
 
     /// Sends one packet now, or `WouldBlock`. `Ip` framing: `packet` is an
@@ -466,6 +559,77 @@ impl PacketSocket {
                 io::ErrorKind::WriteZero,
                 format!("{}: sent {sent} of {want} bytes", self.iface()),
             ))
+        }
+    }
+
+    /// Sends `frames` as [`PacketSocket::try_send`] would each, in order,
+    /// with a `sendmmsg` per [`SEND_BATCH`]; a frame that fails is counted
+    /// and skipped, and once the socket's buffer is full the rest are.
+    pub fn try_send_batch(&self, frames: &[(&[u8], [u8; 6])]) -> Sent {
+        let mut out = Sent::default();
+        let mut start = 0;
+        while start < frames.len() {
+            let end = frames.len().min(start + SEND_BATCH);
+            match self.send_mmsg(&frames[start..end]) {
+                Ok(0) => {
+                    out.full = frames.len() - start;
+                    break;
+                }
+                Ok(n) => {
+                    out.sent += n;
+                    start += n;
+                }
+                Err(e) => {
+                    out.failed += 1;
+                    out.error = Some(e);
+                    start += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// One `sendmmsg`: how many went (0: the buffer was full at the
+    /// first), or the error of the first.
+    fn send_mmsg(&self, frames: &[(&[u8], [u8; 6])]) -> io::Result<usize> {
+        let ip = self.framing == Framing::Ip;
+        let mut headers = Vec::with_capacity(if ip { frames.len() } else { 0 });
+        for (packet, dst) in frames {
+            if ip {
+                let mut h = [0u8; ETHERNET_HEADER_LEN];
+                h[..6].copy_from_slice(dst);
+                h[6..12].copy_from_slice(&self.mac);
+                h[12..].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
+                headers.push(h);
+            } else if packet.len() < ETHERNET_HEADER_LEN || packet[..6] != *dst {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an Ethernet frame whose destination is not the MAC given",
+                ));
+            }
+        }
+        let iovs: Vec<Vec<IoSlice>> = frames
+            .iter()
+            .enumerate()
+            .map(|(i, (packet, _))| match headers.get(i) {
+                Some(h) => vec![IoSlice::new(h), IoSlice::new(packet)],
+                None => vec![IoSlice::new(packet)],
+            })
+            .collect();
+        let fd = self.sender().get_ref().as_raw_fd();
+        let addrs = vec![None::<LinkAddr>; frames.len()];
+        let mut headers = MultiHeaders::<LinkAddr>::preallocate(frames.len(), None);
+        match sendmmsg(
+            fd,
+            &mut headers,
+            iovs.iter(),
+            addrs,
+            [],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(results) => Ok(results.count()),
+            Err(Errno::EAGAIN) => Ok(0),
+            Err(e) => Err(e.into()),
         }
     }
 

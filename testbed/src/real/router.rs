@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use common::io::{
     Clock, Framing, LinkEvent, LinkEvents, Netlink, NetlinkError, PacketConfig, PacketSocket,
-    Sysctls,
+    RecvBatch, Sysctls,
 };
 use common::time::{Duration, Instant};
 use common::wire::MacAddr;
@@ -75,6 +75,9 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// A receive buffer: the largest IPv6 packet and its Ethernet header.
 const FRAME_BUFFER: usize = 65_535 + 40 + 14;
+/// Frames a `recvmmsg` takes, and frames handled before the fabric's
+/// output is sent.
+const BATCH: usize = 32;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = HELP)]
@@ -380,13 +383,15 @@ async fn run(cfg: RouterConfig, path: &Path) -> Result<(), Failure> {
 
 /// Reads one port's frames until its interface is gone.
 async fn read_port(socket: Arc<PacketSocket>, port: usize, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0u8; FRAME_BUFFER];
+    let mut batch = RecvBatch::new(BATCH, FRAME_BUFFER);
     loop {
-        match socket.recv(&mut buf).await {
-            Ok(r) => {
-                let bytes = buf[..r.len].to_vec();
-                if tx.send(Input::Frame { port, bytes }).await.is_err() {
-                    return;
+        match socket.recv_batch(&mut batch).await {
+            Ok(_) => {
+                for (_, bytes) in batch.packets() {
+                    let bytes = bytes.to_vec();
+                    if tx.send(Input::Frame { port, bytes }).await.is_err() {
+                        return;
+                    }
                 }
             }
             // The interface went down: the socket says so once, and hears
@@ -455,6 +460,13 @@ impl Process {
                     Some(Input::Frame { port, bytes }) => {
                         let now = self.clock.now();
                         self.fabric.handle_frame(now, port, &bytes);
+                        // What else came, up to a batch, before the sends.
+                        for _ in 1..BATCH {
+                            let Ok(Input::Frame { port, bytes }) = rx.try_recv() else {
+                                break;
+                            };
+                            self.fabric.handle_frame(now, port, &bytes);
+                        }
                     }
                     Some(Input::Link(e)) => self.link_event(e),
                     Some(Input::Stopped(e)) => eprintln!("testbed router: {e}"),
@@ -467,10 +479,21 @@ impl Process {
 
     /// Sends what the fabric has for the ports and writes its captures.
     fn drain(&mut self) {
+        let mut queues: Vec<Vec<Vec<u8>>> = vec![Vec::new(); self.sockets.len()];
         while let Some((port, frame)) = self.fabric.poll_send() {
-            let mut dst = [0u8; 6];
-            dst.copy_from_slice(&frame[..6]);
-            if self.sockets[port].try_send(&frame, dst).is_err() {
+            queues[port].push(frame);
+        }
+        for (port, queue) in queues.iter().enumerate() {
+            let frames: Vec<(&[u8], [u8; 6])> = queue
+                .iter()
+                .map(|f| {
+                    let mut dst = [0u8; 6];
+                    dst.copy_from_slice(&f[..6]);
+                    (f.as_slice(), dst)
+                })
+                .collect();
+            let out = self.sockets[port].try_send_batch(&frames);
+            for _ in 0..out.full + out.failed {
                 self.fabric.send_failed(port);
             }
         }
