@@ -10,8 +10,8 @@ use std::net::{Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use common::io::sysctl;
-use common::io::tun::install;
-use common::io::{Netlink, Sysctls, Tun};
+use common::io::tun::{install, GSO_MAX_SEGS};
+use common::io::{Netlink, Sysctls, Tun, TunBatch};
 use io_harness::{checksum, echo, ipv6, on_thread, skip, step, Netns};
 
 #[test]
@@ -109,6 +109,12 @@ fn a_tun_carries_packets_both_ways_and_installs_what_it_removes() {
         assert_eq!(tun.name(), "mip6tun0");
         let j = h.link_json("mip6tun0");
         assert_eq!(j["mtu"].as_u64(), Some(1400));
+        let details = h.ip(&["-d", "-j", "link", "show", "dev", "mip6tun0"]);
+        let details: serde_json::Value = serde_json::from_str(&details).expect("ip -d -j");
+        assert_eq!(
+            details[0]["gso_max_segs"].as_u64(),
+            Some(GSO_MAX_SEGS as u64)
+        );
         assert!(j["flags"].to_string().contains("\"UP\""), "{j}");
         assert_eq!(
             sysctl::read("mip6tun0", "router_solicitations").expect("rs"),
@@ -129,7 +135,8 @@ fn a_tun_carries_packets_both_ways_and_installs_what_it_removes() {
         assert!(routes().contains("2001:db8:200::/64"), "{}", routes());
 
         let mut seen = Vec::new();
-        let mut buf = vec![0u8; 2048];
+        let mut batch = TunBatch::new(1400);
+        let mut queued = std::collections::VecDeque::new();
         // Kernel → TUN: a UDP datagram from the home address.
         let sock = tokio::net::UdpSocket::bind(SocketAddr::new(HOA.into(), 0))
             .await
@@ -139,10 +146,7 @@ fn a_tun_carries_packets_both_ways_and_installs_what_it_removes() {
             .await
             .expect("send_to");
         loop {
-            let n = step("datagram in the TUN", tun.recv(&mut buf))
-                .await
-                .expect("recv");
-            let p = buf[..n].to_vec();
+            let p = next_packet(&tun, &mut batch, &mut queued, "datagram in the TUN").await;
             seen.push(p.clone());
             if p[6] == 17 && p[24..40] == FAR.octets() {
                 assert_eq!(&p[8..24], &HOA.octets());
@@ -171,10 +175,7 @@ fn a_tun_carries_packets_both_ways_and_installs_what_it_removes() {
             .await
             .expect("send");
         loop {
-            let n = step("echo reply in the TUN", tun.recv(&mut buf))
-                .await
-                .expect("recv");
-            let p = buf[..n].to_vec();
+            let p = next_packet(&tun, &mut batch, &mut queued, "echo reply in the TUN").await;
             seen.push(p.clone());
             if p[6] == 58 && p[40] == 129 {
                 assert_eq!(
@@ -202,6 +203,71 @@ fn a_tun_carries_packets_both_ways_and_installs_what_it_removes() {
         drop(tun);
         let gone = h.exec(&["ip", "link", "show", "mip6tun0"]);
         assert!(!gone.status.success(), "the TUN outlived its owner");
+    });
+    drop(ns);
+}
+
+/// The next packet the kernel put into the TUN.
+async fn next_packet(
+    tun: &Tun,
+    batch: &mut TunBatch,
+    queued: &mut std::collections::VecDeque<Vec<u8>>,
+    what: &str,
+) -> Vec<u8> {
+    while queued.is_empty() {
+        step(what, tun.recv_batch(batch)).await.expect("recv");
+        queued.extend(batch.packets().map(<[u8]>::to_vec));
+    }
+    queued.pop_front().expect("a packet")
+}
+
+/// With offload, one read takes what the kernel sends as one GSO segment
+/// of many packets, and `recv_batch` hands them over as packets of the
+/// MTU with finished checksums, in order: a UDP datagram sent with
+/// `UDP_SEGMENT` of 500 bytes comes as 7 packets from a single read.
+#[test]
+fn a_gso_send_comes_out_of_one_read_as_packets_of_the_mtu() {
+    if skip(true) {
+        return;
+    }
+    let ns = Netns::new("gso");
+    let h = ns.handle();
+    on_thread(Duration::from_secs(60), move || async move {
+        h.enter();
+        let nl = Netlink::new().expect("netlink");
+        let tun = Tun::open("mip6gso0", 1400, &nl).await.expect("tun");
+        let installed = step(
+            "install",
+            install(&nl, &[tun.home_address(HOA)], &[tun.route(FAR, 64)]),
+        )
+        .await
+        .expect("install");
+        let sock = std::net::UdpSocket::bind(SocketAddr::new(HOA.into(), 0)).expect("bind");
+        nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::UdpGsoSegment, &500)
+            .expect("UDP_SEGMENT");
+        let payload: Vec<u8> = (0..3200u32).map(|i| (i % 251) as u8).collect();
+        sock.send_to(&payload, SocketAddr::new(FAR.into(), 4243))
+            .expect("send_to");
+        let mut batch = TunBatch::new(1400);
+        let mut got = Vec::new();
+        let mut most = 0;
+        while got.len() < payload.len() {
+            let n = step("the segments", tun.recv_batch(&mut batch))
+                .await
+                .expect("recv");
+            most = most.max(n);
+            for p in batch.packets() {
+                if p[6] != 17 || p[24..40] != FAR.octets() {
+                    continue;
+                }
+                assert!(p.len() <= 1400, "{} bytes", p.len());
+                assert_eq!(checksum(HOA, FAR, 17, &p[40..]), 0, "{p:02x?}");
+                got.extend_from_slice(&p[48..]);
+            }
+        }
+        assert_eq!(got, payload);
+        assert_eq!(most, 7, "the 7 packets came from one read");
+        step("remove", installed.remove(&nl)).await.expect("remove");
     });
     drop(ns);
 }

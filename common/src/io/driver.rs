@@ -30,7 +30,7 @@ use super::packet::{
     Framing, PacketConfig, PacketError, PacketKind, PacketSocket, RecvBatch, SEND_BATCH,
 };
 use super::sysctl::{SysctlError, Sysctls};
-use super::tun::{self, Installed, Tun, TunError};
+use super::tun::{self, Installed, Tun, TunBatch, TunError};
 use super::{Clock, KeyLog, Store, StoreError};
 use crate::ike::IkeEvent;
 use crate::ipsec::Direction;
@@ -156,6 +156,8 @@ enum Input {
     },
     /// A reader stopped.
     Failed(String),
+    /// A reader dropped what it read, for this reason.
+    Dropped(&'static str),
 }
 
 struct Link {
@@ -522,6 +524,7 @@ impl<E: Engine> Driver<E> {
                 tracing::error!("{what}");
                 self.drop_reason("reader-failed");
             }
+            Input::Dropped(reason) => self.drop_reason(reason),
         }
     }
 
@@ -734,21 +737,29 @@ async fn read_link(iface: u8, socket: Arc<PacketSocket>, tx: mpsc::Sender<Input>
 }
 
 async fn read_tun(tun: Arc<Tun>, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0u8; BUFFER];
+    let mut batch = TunBatch::new(tun.mtu());
     loop {
-        match tun.recv(&mut buf).await {
-            Ok(n) => {
-                // Only IPv6 is ours; the kernel may still hand the TUN IPv4.
-                if buf.first().is_some_and(|b| b >> 4 == 6)
-                    && tx.send(Input::Tun(buf[..n].to_vec())).await.is_err()
-                {
+        match tun.recv_batch(&mut batch).await {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error().is_none() => {
+                tracing::debug!("{}: {e}", tun.name());
+                if tx.send(Input::Dropped("tun-unsplit")).await.is_err() {
                     return;
                 }
+                continue;
             }
             Err(e) => {
                 let _ = tx
                     .send(Input::Failed(format!("{}: receive: {e}", tun.name())))
                     .await;
+                return;
+            }
+        }
+        for packet in batch.packets() {
+            // Only IPv6 is ours; the kernel may still hand the TUN IPv4.
+            if packet.first().is_some_and(|b| b >> 4 == 6)
+                && tx.send(Input::Tun(packet.to_vec())).await.is_err()
+            {
                 return;
             }
         }

@@ -43,7 +43,7 @@ pub use packet::{
 };
 pub use store::{Store, StoreError};
 pub use sysctl::{SysctlError, Sysctls};
-pub use tun::{Installed, Tun, TunError};
+pub use tun::{Installed, Tun, TunBatch, TunError};
 
 /// Any error of the device layer.
 #[derive(Debug, thiserror::Error)]

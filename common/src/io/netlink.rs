@@ -357,6 +357,18 @@ impl Netlink {
     }
 
     /// `ip link set IF mtu MTU`.
+    /// `ip link set ... gso_max_segs N`: the most packets one GSO segment
+    /// handed to the device may hold.
+    pub async fn set_gso_max_segs(&self, ifindex: u32, segs: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_index(ifindex)
+            .append_extra_attribute(LinkAttribute::GsoMaxSegs(segs))
+            .build();
+        self.set_link(msg, || {
+            format!("setting gso_max_segs of ifindex {ifindex} to {segs}")
+        })
+        .await
+    }
+
     pub async fn set_mtu(&self, ifindex: u32, mtu: u32) -> Result<(), NetlinkError> {
         let msg = LinkUnspec::new_with_index(ifindex).mtu(mtu).build();
         self.set_link(msg, || {

@@ -1,9 +1,15 @@
 //! The TUN device through which a node's own transport traffic reaches the
-//! kernel: whole IPv6 packets both ways (no packet-information header, no
-//! virtio header), configured over [`netlink`](super::netlink).
+//! kernel: whole IPv6 packets both ways (no packet-information header),
+//! configured over [`netlink`](super::netlink).
 //!
-//! A plain TUN gets TCP already segmented to its MTU with finished
-//! checksums. Kernel 6.18 would give a fresh TUN a link-local address and
+//! Offload is on (`IFF_VNET_HDR`, TSO and checksum offload): the kernel's
+//! TCP hands the TUN segments of up to 64 kB, one read each, which
+//! [`Tun::recv_batch`] splits into packets of the MTU with finished
+//! checksums (tun-rs's `recv_multiple`); so the engines still see packets
+//! of the MTU, and a bulk sender costs a read per 64 kB instead of per
+//! packet (at most [`GSO_MAX_SEGS`] a read: the device's `gso_max_segs`).
+//! Writes carry an empty virtio header (no GSO, checksum done).
+//! Kernel 6.18 would give a fresh TUN a link-local address and
 //! send router solicitations into it: [`Tun::open`] switches address
 //! generation off (`IFLA_INET6_ADDR_GEN_MODE` none) and sets
 //! `router_solicitations=0`, `accept_ra=0` before bringing it up. tun-rs's
@@ -14,7 +20,7 @@
 //! For a mobile node: its home address as a /128 and a default route into
 //! the TUN, MTU ≈ 1460. For a correspondent: its address and routes.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::Ipv6Addr;
 
 use super::netlink::{Ipv6Address, Ipv6Route, Netlink, NetlinkError};
@@ -85,6 +91,7 @@ impl Tun {
         let dev = tun_rs::DeviceBuilder::new()
             .name(name)
             .mtu(mtu)
+            .offload(true)
             .enable(false)
             .build_async()
             .map_err(|source| TunError::Create {
@@ -105,6 +112,11 @@ impl Tun {
             source,
         };
         netlink.set_addr_gen_mode_none(ifindex).await.map_err(nl)?;
+        // No more segments a GSO read than a batch holds.
+        netlink
+            .set_gso_max_segs(ifindex, GSO_MAX_SEGS as u32)
+            .await
+            .map_err(nl)?;
         for (key, value) in [("router_solicitations", "0"), ("accept_ra", "0")] {
             // The settings belong to the device and go with it: nothing to
             // restore.
@@ -134,31 +146,36 @@ impl Tun {
         self.mtu
     }
 
-    /// The tun-rs device, for batched I/O (`recv_multiple`, ...).
-    pub fn device(&self) -> &tun_rs::AsyncDevice {
-        &self.dev
-    }
-
-    /// Waits for the next packet the kernel routed into the TUN.
-    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.recv(buf).await
-    }
-
-    /// The next packet if one is queued, else `WouldBlock`.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.try_recv(buf)
+    /// Waits for what the kernel routed into the TUN and returns it as
+    /// packets of the MTU (≥ 1) in `batch`. An error with no OS error
+    /// code is about one read (a segment that did not split), not the
+    /// device.
+    pub async fn recv_batch(&self, batch: &mut TunBatch) -> io::Result<usize> {
+        let TunBatch {
+            original,
+            bufs,
+            sizes,
+            count,
+        } = batch;
+        *count = self.dev.recv_multiple(original, bufs, sizes, 0).await?;
+        Ok(*count)
     }
 
     /// Hands one IPv6 packet to the kernel, as if it arrived on the TUN.
     pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
-        let n = self.dev.send(packet).await?;
-        whole(n, packet.len())
+        let n = self
+            .dev
+            .send_vectored(&[IoSlice::new(&NO_GSO), IoSlice::new(packet)])
+            .await?;
+        whole(n, NO_GSO.len() + packet.len())
     }
 
     /// [`Tun::send`] now, or `WouldBlock`.
     pub fn try_send(&self, packet: &[u8]) -> io::Result<()> {
-        let n = self.dev.try_send(packet)?;
-        whole(n, packet.len())
+        let n = self
+            .dev
+            .try_send_vectored(&[IoSlice::new(&NO_GSO), IoSlice::new(packet)])?;
+        whole(n, NO_GSO.len() + packet.len())
     }
 
     /// A /128 home address on this TUN, `nodad` and marked as a home address.
@@ -171,6 +188,54 @@ impl Tun {
     /// A route for `dst/prefix_len` into this TUN.
     pub fn route(&self, dst: Ipv6Addr, prefix_len: u8) -> Ipv6Route {
         Ipv6Route::device(dst, prefix_len, self.ifindex)
+    }
+}
+
+/// The virtio header of a packet that is whole: no GSO, its checksum done.
+const NO_GSO: [u8; tun_rs::VIRTIO_NET_HDR_LEN] = [0; tun_rs::VIRTIO_NET_HDR_LEN];
+
+/// Packets one read may hold: the TUN's `gso_max_segs`.
+pub const GSO_MAX_SEGS: usize = 64;
+
+/// Buffers for [`Tun::recv_batch`], reused from read to read.
+pub struct TunBatch {
+    /// The read: a virtio header and up to 64 kB.
+    original: Vec<u8>,
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    count: usize,
+}
+
+impl std::fmt::Debug for TunBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunBatch")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunBatch {
+    /// Room for a read of up to 64 kB: a packet that came whole, or
+    /// [`GSO_MAX_SEGS`] packets of up to `mtu`.
+    pub fn new(mtu: u16) -> TunBatch {
+        const MAX: usize = 65_535;
+        let mut bufs = vec![vec![0; MAX]];
+        bufs.extend((1..GSO_MAX_SEGS).map(|_| vec![0; usize::from(mtu)]));
+        TunBatch {
+            original: vec![0; tun_rs::VIRTIO_NET_HDR_LEN + MAX],
+            bufs,
+            sizes: vec![0; GSO_MAX_SEGS],
+            count: 0,
+        }
+    }
+
+    /// The packets of the last [`Tun::recv_batch`], in order.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.sizes)
+            .take(self.count)
+            .map(|(b, n)| &b[..*n])
     }
 }
 

@@ -30,7 +30,7 @@ use common::ike::{
 };
 use common::io::netlink::{AddressEvent, AddressEvents, Ipv6Address};
 use common::io::udp::{self, AddressSockets, Received};
-use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun};
+use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun, TunBatch};
 use common::ipsec::{Inbound, Ipsec, Mode, Outbound, SaId};
 use common::time::Duration;
 use tokio::sync::mpsc;
@@ -239,15 +239,21 @@ async fn open_tun(
 }
 
 async fn read_tun(dev: Arc<Tun>, tx: mpsc::Sender<Input>) {
-    let mut buf = vec![0; 65_536];
+    let mut batch = TunBatch::new(dev.mtu());
     let input = loop {
-        match dev.recv(&mut buf).await {
-            Ok(n) => {
-                if tx.send(Input::Tun(buf[..n].to_vec())).await.is_err() {
-                    return;
-                }
+        match dev.recv_batch(&mut batch).await {
+            Ok(_) => {}
+            // One read that did not split, not the device.
+            Err(e) if e.raw_os_error().is_none() => {
+                eprintln!("testbed ike: TUN: {e}");
+                continue;
             }
             Err(e) => break Input::Failed(format!("TUN: {e}")),
+        }
+        for packet in batch.packets() {
+            if tx.send(Input::Tun(packet.to_vec())).await.is_err() {
+                return;
+            }
         }
     };
     let _ = tx.send(input).await;
