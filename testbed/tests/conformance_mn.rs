@@ -434,7 +434,19 @@ fn home_and_care_of_tests_count_only_for_our_cookies_on_their_paths() {
     );
     assert_eq!(mn_drops(&t, NodeDrop::TunnelSourceMismatch), 1);
     assert_eq!(bus_to(&sent(&t, from), CN), vec![]);
+    let taken = |t: &Topology| t.sim.engine(t.mn).unwrap().stats().rr_tokens_taken;
+    assert_eq!(taken(&t), 0);
+    // Each answer taken is counted, the first before the BU can go (found
+    // by `engine_mn`: a HoT taken left no trace).
+    inject(
+        &mut t,
+        None,
+        tunnelled_hot(HA, test_reply(true, home, 3, HOME_TOKEN)),
+    );
+    assert_eq!(taken(&t), 1);
+    assert_eq!(bus_to(&sent(&t, from), CN), vec![]);
     let (sent, _) = answer_tests(&mut t, home, care_of);
+    assert_eq!(taken(&t), 2, "the second HoT is not taken, the CoT is");
     let bu: Vec<_> = sent
         .iter()
         .filter_map(|s| match s.mh.as_ref()?.message {

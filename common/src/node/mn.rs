@@ -1290,6 +1290,7 @@ impl Mn {
             return;
         }
         *slot = Some(token);
+        self.core.stats.rr_tokens_taken += 1;
         let ready = r.home.is_some() && (r.care_of.is_some() || at_home);
         if ready && e.is_waiting() {
             e.backoff = INITIAL_BINDACK_TIMEOUT;

@@ -476,6 +476,9 @@ pub struct NodeStats {
     /// registration (RFC 6275 §10.3.1): the BA waits for DAD and
     /// acknowledges the last.
     pub held_for_dad: u64,
+    /// Home and Care-of Test replies a mobile node took (RFC 6275
+    /// §11.6.2): their keygen tokens wait for the BU both complete.
+    pub rr_tokens_taken: u64,
     drops: [u64; NodeDrop::ALL.len()],
 }
 

@@ -229,6 +229,7 @@ impl NodeStatus {
             ("ike_bytes", stats.ike_bytes),
             ("errors_suppressed", stats.errors_suppressed),
             ("held_for_dad", stats.held_for_dad),
+            ("rr_tokens_taken", stats.rr_tokens_taken),
             ("esp_sealed", ipsec.stats().sealed),
             ("esp_opened", ipsec.stats().opened),
         ]);
