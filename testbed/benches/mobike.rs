@@ -235,24 +235,20 @@ struct Move {
     refused: u64,
 }
 
+/// a's route to b's IKE address over link `dev` (through b's `via`).
+fn route_to_b(a: &Netns, via: &str, dev: &str, metric: &str) {
+    let dst = format!("{B_IKE}/128");
+    a.check(&[
+        "ip", "-6", "route", "add", &dst, "via", via, "dev", dev, "metric", metric,
+    ])
+    .unwrap();
+}
+
 /// Brings link 1 back as it was before a move.
 fn restore_link1(a: &Netns) {
     a.link_up("a1").unwrap();
     a.add_address("a1", &format!("{A1}/64")).unwrap();
-    a.check(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        &format!("{B_IKE}/128"),
-        "via",
-        B1,
-        "dev",
-        "a1",
-        "metric",
-        "100",
-    ])
-    .unwrap();
+    route_to_b(a, B1, "a1", "100");
 }
 
 #[expect(
@@ -370,20 +366,7 @@ fn main() {
     b.add_address("b1", &format!("{B1}/64")).unwrap();
     b.add_address("b2", &format!("{B2}/64")).unwrap();
     b.add_loopback_address(ip(B_IKE)).unwrap();
-    a.check(&[
-        "ip",
-        "-6",
-        "route",
-        "add",
-        &format!("{B_IKE}/128"),
-        "via",
-        B2,
-        "dev",
-        "a2",
-        "metric",
-        "200",
-    ])
-    .unwrap();
+    route_to_b(&a, B2, "a2", "200");
     restore_link1(&a);
     a.wait_ping(ip(A1), ip(B_IKE), WAIT).unwrap();
     a.wait_ping(ip(A2), ip(B_IKE), WAIT).unwrap();
