@@ -423,11 +423,11 @@ fn main() {
             gap[gap.len() - 1],
             median_of(|m| m.lost),
             median_of(|m| m.refused),
-            if *who == "charon" {
+            // No ratio when ours lost nothing (an outage of 0).
+            if *who == "charon" && percentile(&ours_gap, 0.5) > 0.0 {
                 format!(
                     "{:.1}",
-                    percentile(&charon_gap, 0.5)
-                        / percentile(&ours_gap, 0.5).max(f64::MIN_POSITIVE)
+                    percentile(&charon_gap, 0.5) / percentile(&ours_gap, 0.5)
                 )
             } else {
                 String::new()
