@@ -19,6 +19,11 @@
 //!    transport pair whose selector is any local address ↔ the home agent,
 //!    protocol 41; the home agent's mirror). A ping is traced first, and
 //!    the ESP row checks that the home agent's inbound tunnel SA counted it.
+//!    Then the best alternative in the same namespaces: the kernel hosts
+//!    through the HA's namespace with strongSwan's charon + kernel-libipsec
+//!    in mn and ha keeping an ESP tunnel (AES-GCM-128, as ours) between
+//!    the node's address on access A and the HA for the home address ↔
+//!    cn (needs charon: `scripts/test.sh` installs it).
 //! 3. For every path: iperf3 from the node (bound to its home address, or
 //!    to its address on access A for the kernel and router-only rows) to
 //!    the correspondent: TCP `-t 5` three times (median Mbit/s); UDP with
@@ -50,7 +55,8 @@
 //! cargo bench -p testbed --bench daemons -- router tunnel-esp   # only these rows
 //! ```
 //!
-//! Needs root, iperf3 and ethtool (`apt-get install iperf3 ethtool`) and
+//! Needs root, iperf3, ethtool (`apt-get install iperf3 ethtool`), charon
+//! (the packages `scripts/test.sh` installs) and
 //! the daemons built in release next to `target/release/testbed`;
 //! otherwise it says what is missing and exits 0. Logs and configs stay
 //! in `target/tmp/bench-daemons/`.
@@ -68,6 +74,7 @@ use common::node::RouteOptimisation;
 use common::wire::MacAddr;
 use serde_json::Value;
 use testbed::harness::netns::{check_bounded, is_root, wait_for, wait_until, Netns, Process};
+use testbed::harness::strongswan::{self, Auth, Charon, CharonConfig, ChildConfig, Role};
 use testbed::real::demo::{self as real, Bins};
 use testbed::topology::{Setup, ACCESS_A, CN, CN_PREFIX, HA, HOA, HOME_PREFIX};
 
@@ -106,10 +113,15 @@ enum Scenario {
         mode: RouteOptimisation,
         esp: bool,
     },
+    /// The kernel hosts through the HA's namespace, with charon +
+    /// kernel-libipsec in mn and ha keeping an ESP tunnel between the
+    /// node's address on access A and the HA for the home address ↔ cn:
+    /// the best alternative to our ESP tunnel row.
+    Charon,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::Kernel,
         Scenario::KernelViaHa,
         Scenario::KernelTxOff,
@@ -126,7 +138,14 @@ impl Scenario {
             mode: RouteOptimisation::None,
             esp: true,
         },
+        Scenario::Charon,
     ];
+
+    /// Our ESP tunnel row, which the charon row is the baseline of.
+    const OUR_ESP_TUNNEL: Scenario = Scenario::Daemons {
+        mode: RouteOptimisation::None,
+        esp: true,
+    };
 
     fn name(self) -> &'static str {
         match self {
@@ -140,6 +159,7 @@ impl Scenario {
             } => "router + daemons, route optimised (ipsec)",
             Scenario::Daemons { esp: false, .. } => "router + daemons, tunnel via HA (none)",
             Scenario::Daemons { esp: true, .. } => "router + daemons, tunnel via HA + ESP",
+            Scenario::Charon => "kernel via HA + charon/kernel-libipsec ESP tunnel",
         }
     }
 
@@ -155,6 +175,7 @@ impl Scenario {
             } => "ro",
             Scenario::Daemons { esp: false, .. } => "tunnel",
             Scenario::Daemons { esp: true, .. } => "tunnel-esp",
+            Scenario::Charon => "charon",
         }
     }
 
@@ -162,6 +183,7 @@ impl Scenario {
     fn kernel(self) -> Scenario {
         match self {
             Scenario::KernelViaHa
+            | Scenario::Charon
             | Scenario::Daemons {
                 mode: RouteOptimisation::None,
                 ..
@@ -175,6 +197,7 @@ impl Scenario {
         match self {
             Scenario::Kernel => None,
             Scenario::KernelViaHa | Scenario::KernelTxOff => Some(Scenario::Kernel),
+            Scenario::Charon => Some(Scenario::KernelViaHa),
             Scenario::Router => Some(Scenario::KernelTxOff),
             Scenario::Daemons {
                 mode: RouteOptimisation::Ipsec,
@@ -195,6 +218,8 @@ struct Env {
     server: Option<Process>,
     /// (label, process): the router first, then the daemons.
     procs: Vec<(&'static str, Process)>,
+    /// (label, charon) on the charon path, labelled by the namespace.
+    charons: Vec<(&'static str, Charon)>,
     router_stdin: Option<ChildStdin>,
     /// The iperf3 client's address in the mn namespace.
     src: Ipv6Addr,
@@ -337,6 +362,59 @@ fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
     )
 }
 
+/// charon in ha, then in mn initiating: an ESP tunnel (AES-GCM-128, as
+/// our ESP row) between the node's address on access A and the HA, for
+/// the home address ↔ the correspondent's prefix, as a gateway protects
+/// a site. kernel-libipsec routes each side's remote selector into its
+/// ipsec0 TUN device, from an address of its own inside the local
+/// selector (or it refuses the child): the home address on mn's
+/// loopback, and on ha's one in the correspondent's prefix. The HA
+/// forwards between ipsec0 and its link.
+fn charon_tunnel(hosts: &real::Hosts, dir: &Path) -> R<Vec<(&'static str, Charon)>> {
+    let (hoa, site) = (format!("{HOA}/128"), format!("{CN_PREFIX}/64"));
+    hosts
+        .mn
+        .add_loopback_address(IpAddr::V6(HOA))
+        .map_err(err)?;
+    let gateway = Ipv6Addr::from(u128::from(CN_PREFIX) | 0xfe);
+    hosts
+        .ha
+        .add_loopback_address(IpAddr::V6(gateway))
+        .map_err(err)?;
+    let config = |role, us: &str, them: &str, local: Ipv6Addr, ts: (&str, &str)| {
+        let mut c = CharonConfig::new(role, us, them, Auth::Psk("daemons-bench".into()));
+        c.local_addrs = vec![IpAddr::V6(local)];
+        c.esp_proposals = "aes128gcm16".into();
+        c.children = vec![ChildConfig::tunnel("tunnel", ts.0, ts.1)];
+        c.key_logging = false;
+        c.dos_protection = false;
+        c
+    };
+    let ha = config(
+        Role::Responder,
+        "ha.example",
+        "mn.example",
+        HA,
+        (&site, &hoa),
+    );
+    let ha = Charon::start(&hosts.ha, &dir.join("charon-ha"), ha).map_err(err)?;
+    ha.load().map_err(err)?;
+    let mut mn = config(
+        Role::Initiator,
+        "mn.example",
+        "ha.example",
+        KERNEL_COA,
+        (&hoa, &site),
+    );
+    mn.remote_addrs = vec![IpAddr::V6(HA)];
+    let mn = Charon::start(&hosts.mn, &dir.join("charon-mn"), mn).map_err(err)?;
+    mn.load().map_err(err)?;
+    mn.initiate("tunnel").map_err(err)?;
+    mn.wait_child_installed("tunnel", Duration::from_secs(10))
+        .map_err(err)?;
+    Ok(vec![("mn", mn), ("ha", ha)])
+}
+
 /// The real demo's setup in `mode` with no link delays.
 fn undelayed(mode: RouteOptimisation) -> Setup {
     let mut setup = Setup::new(1, mode);
@@ -375,6 +453,7 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
     let mut env = Env {
         server: None,
         procs: vec![],
+        charons: vec![],
         router_stdin: None,
         src: KERNEL_COA,
         dir: dir.to_path_buf(),
@@ -388,6 +467,11 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
                 tx_off(&env.hosts.mn, "mn1")?;
                 tx_off(&env.hosts.cns[0], "cn0")?;
             }
+        }
+        Scenario::Charon => {
+            kernel_hosts(&env.hosts, true)?;
+            env.charons = charon_tunnel(&env.hosts, dir)?;
+            env.src = HOA;
         }
         Scenario::Router => {
             let (router, stdin) = real::start_router(&env.hosts, bins, dir).map_err(err)?;
@@ -571,9 +655,11 @@ struct Run {
 
 impl Env {
     fn cpu(&self) -> Vec<(&'static str, (u64, u64))> {
-        self.procs
-            .iter()
-            .map(|(l, p)| (*l, cpu_ticks(p.pid())))
+        let procs = self.procs.iter().map(|(l, p)| (*l, p.pid()));
+        let charons = self.charons.iter().map(|(l, c)| (*l, c.pid()));
+        procs
+            .chain(charons)
+            .map(|(l, pid)| (l, cpu_ticks(pid)))
             .collect()
     }
 
@@ -601,6 +687,7 @@ impl Env {
     /// node's TUN.
     fn counters(&mut self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
+        self.tun_drops(&mut m);
         if let Some(v) = self.router_status() {
             for l in v["links"].as_array().into_iter().flatten() {
                 let name = l["name"].as_str().unwrap_or("?");
@@ -637,20 +724,30 @@ impl Env {
                 );
             }
         }
-        if let Ok(text) = self
-            .hosts
-            .mn
-            .check(&["ip", "-j", "-s", "link", "show", "mip6"])
-        {
-            if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                let tx = &v[0]["stats64"]["tx"];
+        m
+    }
+
+    /// The kernel's drops on the TUN devices of the path: ours on the
+    /// mobile node, kernel-libipsec's in mn and ha.
+    fn tun_drops(&self, m: &mut BTreeMap<String, u64>) {
+        for (role, ns, dev) in [
+            ("mn", &self.hosts.mn, "mip6"),
+            ("mn", &self.hosts.mn, "ipsec0"),
+            ("ha", &self.hosts.ha, "ipsec0"),
+        ] {
+            let Ok(text) = ns.check(&["ip", "-j", "-s", "link", "show", dev]) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            for way in ["rx", "tx"] {
                 m.insert(
-                    "mn kernel TUN tx dropped".into(),
-                    tx["dropped"].as_u64().unwrap_or(0),
+                    format!("{role} kernel {dev} {way} dropped"),
+                    v[0]["stats64"][way]["dropped"].as_u64().unwrap_or(0),
                 );
             }
         }
-        m
     }
 
     fn iperf(&self, args: &[&str], hz: f64) -> R<Run> {
@@ -868,6 +965,12 @@ fn main() -> ExitCode {
             missing.push(format!("{tool} (apt-get install {package})"));
         }
     }
+    // charon's (root is asked for above).
+    missing.extend(
+        strongswan::missing_prerequisites()
+            .into_iter()
+            .filter(|m| !m.starts_with("root")),
+    );
     let bins = match Bins::beside(&testbed) {
         Ok(b) => Some(b),
         Err(e) => {
@@ -984,10 +1087,101 @@ fn main() -> ExitCode {
     o.push_str(&text);
     let _ = writeln!(o, "\nlogs and configs: {}", out.display());
     print!("{o}");
+    summary(&rows, &handoffs);
     if handoffs_failed || rows.iter().any(|(_, r)| r.failed.is_some()) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The headline figures for `scripts/bench.sh`.
+fn summary(rows: &[(Scenario, Row)], handoffs: &[Handoff]) {
+    let row = |p: Scenario| {
+        rows.iter()
+            .find(|(q, r)| *q == p && r.failed.is_none())
+            .map(|(_, r)| r)
+    };
+    let (esp, charon) = (row(Scenario::OUR_ESP_TUNNEL), row(Scenario::Charon));
+    let tcp = |r: Option<&Row>| r.and_then(Row::tcp_mbps);
+    let pps = |r: Option<&Row>| r.and_then(Row::udp_pps).map(|p| p / 1e3);
+    let cpu = |r: Option<&Row>, labels: &[&str]| {
+        let m = r?.tcp_cpu_per_gb();
+        Some(
+            labels
+                .iter()
+                .filter_map(|l| m.get(l))
+                .map(|c| c.total())
+                .sum(),
+        )
+    };
+    let figure = |what, ours, baseline, base, goal| {
+        testbed::summary::Figure {
+            item: "2 ESP data path",
+            what,
+            ours,
+            baseline,
+            base,
+            goal,
+        }
+        .print();
+    };
+    figure(
+        "TCP Mbit/s, MN–HA tunnel + ESP",
+        tcp(esp),
+        "charon + kernel-libipsec",
+        tcp(charon),
+        "≥ 2000 Mbit/s, ≈ 10× charon",
+    );
+    figure(
+        "TCP Mbit/s, MN–HA tunnel + ESP",
+        tcp(esp),
+        "plain veth (kernel, direct)",
+        tcp(row(Scenario::Kernel)),
+        "-",
+    );
+    figure(
+        "UDP 64 B kpps delivered, tunnel + ESP",
+        pps(esp),
+        "charon + kernel-libipsec",
+        pps(charon),
+        "-",
+    );
+    figure(
+        "CPU s per GB, tunnel + ESP (ours: router + daemons)",
+        cpu(esp, &OURS),
+        "charon's two",
+        cpu(charon, &["mn", "ha"]),
+        "-",
+    );
+    let ms = |d: common::time::Duration| d.as_micros() as f64 / 1000.0;
+    for (mode, setup, sim, real) in handoffs {
+        let real = real
+            .as_ref()
+            .ok()
+            .and_then(|r| r.run.away_latency().map(ms));
+        let rtt = Some(ms(setup.rtts().0));
+        let ipsec = *mode == RouteOptimisation::Ipsec;
+        let item = "5 handoff latency";
+        let what = format!("{} handoff, real demo, ms", testbed::demo::mode_name(*mode));
+        testbed::summary::Figure {
+            item,
+            what: &what,
+            ours: real,
+            baseline: "MN–CN RTT",
+            base: rtt,
+            goal: if ipsec { "≤ 1.05 × RTT" } else { "-" },
+        }
+        .print();
+        testbed::summary::Figure {
+            item,
+            what: &what,
+            ours: real,
+            baseline: "the simulator's",
+            base: sim.away_latency().map(ms),
+            goal: "≈ 1",
+        }
+        .print();
     }
 }
 
@@ -1124,7 +1318,7 @@ fn throughput_report(rows: &[(Scenario, Row)]) -> String {
     let _ = writeln!(
         o,
         "\nWhere the datagrams of the UDP -b 0 run went (counters changed during it: the router's \
-         frames per link, the daemons' drivers, drops by reason; `mn kernel TUN tx dropped` is the \
+         frames per link, the daemons' drivers, drops by reason; `kernel DEV tx dropped` is the \
          kernel's, for a full TUN queue):\n"
     );
     for (path, row) in rows {

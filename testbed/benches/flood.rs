@@ -51,10 +51,41 @@ fn main() {
     };
     println!("| run | flood packets | wall s | handoff A ms | handoff B ms | IKE up with HA s | with CN s | neighbours CN / HA | IKE SAs CN / HA | COOKIE refusals CN / HA | BUs refused CN / HA |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut runs = vec![];
     for (name, n) in [("quiet", 0), ("flooded", per_ms)] {
         #[expect(clippy::disallowed_methods, reason = "a bench measures wall time")]
         let start = std::time::Instant::now();
         let o = scenario(n);
         row(name, &o, start.elapsed().as_secs_f64());
+        runs.push(o);
+    }
+    let s = |d: Option<common::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+    let ike_s = |o: &Outcome| {
+        o.ike_up("ha.example.org")
+            .map(|at| at.total_micros() as f64 / 1e6)
+    };
+    let (quiet, flooded) = (&runs[0], &runs[1]);
+    let first = |o: &Outcome| s(o.handoffs.first().copied().flatten());
+    for (what, ours, base) in [
+        (
+            "first handoff under the flood, ms",
+            first(flooded),
+            first(quiet),
+        ),
+        (
+            "IKE up with the HA under the flood, s",
+            ike_s(flooded),
+            ike_s(quiet),
+        ),
+    ] {
+        testbed::summary::Figure {
+            item: "flood",
+            what,
+            ours,
+            baseline: "no flood",
+            base,
+            goal: "≈ 1",
+        }
+        .print();
     }
 }

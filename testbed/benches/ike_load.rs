@@ -223,6 +223,7 @@ fn main() {
     );
     println!("| auth | responder | handshakes/s | responder CPU | per CPU-second | failed | p50 ms | p99 ms | ours / charon, per CPU-second |");
     println!("|---|---|---|---|---|---|---|---|---|");
+    let mut figures = vec![];
     for (name, ed25519) in [("PSK", None), ("Ed25519", Some(&keys))] {
         let d = dir.join(name);
         fs::create_dir_all(&d).unwrap();
@@ -231,6 +232,17 @@ fn main() {
         let rate = |v: &Value| v["per_second"].as_f64().unwrap();
         let cpu = |v: &Value| v["responder_cpu_s"].as_f64().unwrap() / seconds as f64;
         let per_cpu = |v: &Value| rate(v) / cpu(v).max(f64::MIN_POSITIVE);
+        figures.push(
+            testbed::summary::Figure {
+                item: "3 IKE",
+                what: &format!("{name} handshakes per responder CPU-second"),
+                ours: Some(per_cpu(&a)),
+                baseline: "charon",
+                base: Some(per_cpu(&b)),
+                goal: "≥ 2× charon",
+            }
+            .line(),
+        );
         for (who, v) in [("ours", &a), ("charon", &b)] {
             println!(
                 "| {name} | {who} | {:.0} | {:.0} % | {:.0} | {} | {:.2} | {:.2} | {} |",
@@ -249,6 +261,9 @@ fn main() {
         }
         // Both answered: the smoke run checks the bench still measures.
         assert!(rate(&a) > 0.0 && rate(&b) > 0.0, "{a} {b}");
+    }
+    for f in figures {
+        println!("{f}");
     }
     std::io::stdout().flush().unwrap();
 }

@@ -434,5 +434,28 @@ fn main() {
             }
         );
     }
+    let reached = |i: usize| sorted(&results[i].1, |m| m.ms);
+    for (what, ours, theirs) in [
+        (
+            "MOBIKE: address gone to the new path, median ms",
+            reached(0),
+            reached(1),
+        ),
+        (
+            "MOBIKE: outage (lost datagrams' span), median ms",
+            ours_gap,
+            charon_gap,
+        ),
+    ] {
+        testbed::summary::Figure {
+            item: "3 IKE",
+            what,
+            ours: Some(percentile(&ours, 0.5)),
+            baseline: "charon",
+            base: Some(percentile(&theirs, 0.5)),
+            goal: "-",
+        }
+        .print();
+    }
     std::io::stdout().flush().unwrap();
 }

@@ -245,10 +245,26 @@ fn main() {
     println!("| mobile nodes | wall s | virtual s per wall s | node-s per wall s | wall per node × the first | bytes per node built | bytes per node at peak |");
     println!("|---|---|---|---|---|---|---|");
     let mut first = None;
+    let mut figures = vec![];
     for n in sizes {
         let r = spawn(n);
         let per_node = r.wall_s / r.n as f64;
         let base = *first.get_or_insert(per_node);
+        figures.push(
+            testbed::summary::Figure {
+                item: "1 simulator at scale",
+                what: &format!("wall s, {n} mobile nodes"),
+                ours: Some(r.wall_s),
+                baseline: "the first size's per node, × n",
+                base: Some(base * n as f64),
+                goal: if n == 10_000 {
+                    "< 10 s; ratio 1 (linear)"
+                } else {
+                    "ratio 1 (linear)"
+                },
+            }
+            .line(),
+        );
         let v = VIRTUAL_SECS as f64;
         println!(
             "| {} | {:.3} | {:.1} | {:.0} | {:.2} | {} | {} |",
@@ -260,5 +276,8 @@ fn main() {
             r.built_kib * 1024 / r.n as u64,
             r.peak_kib * 1024 / r.n as u64,
         );
+    }
+    for f in figures {
+        println!("{f}");
     }
 }

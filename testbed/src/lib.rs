@@ -20,6 +20,8 @@
 //! - **The namespace backend**: [`real`], the real demo's pieces next to
 //!   the real daemons: its router as a process on veth ports (`testbed
 //!   router`), with the simulator's link model and router.
+//! - **The benches' figures**: [`summary`], the line each bench prints
+//!   per headline figure for `scripts/bench.sh`'s one table.
 
 pub mod demo;
 pub mod flood;
@@ -32,5 +34,6 @@ pub mod real;
 pub mod router;
 pub mod scenario;
 pub mod sim;
+pub mod summary;
 pub mod tools;
 pub mod topology;
