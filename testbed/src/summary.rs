@@ -47,6 +47,7 @@ impl Figure<'_> {
 fn number(v: Option<f64>) -> String {
     match v {
         None => "-".into(),
+        Some(x) if x == 0.0 => "0".into(),
         Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
         Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
         Some(x) if x.abs() >= 1.0 => format!("{x:.2}"),
@@ -72,7 +73,12 @@ mod tests {
             f.line(),
             "summary | 2 ESP | TCP Mbit/s | 574 | charon = 221 | 2.599 | ≥ 2000 |"
         );
-        let missing = Figure { base: None, ..f };
+        let lost = Figure {
+            ours: Some(0.0),
+            ..f
+        };
+        assert!(lost.line().contains("| 0 | charon = 221 | 0.000 |"));
+        let missing = Figure { base: None, ..lost };
         assert!(missing.line().contains("| charon = - | - |"));
     }
 }
