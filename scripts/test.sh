@@ -34,6 +34,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo build -p common --locked          # the core alone: no I/O dependency
+bash -n scripts/bench.sh                 # the one-table bench runner parses (it runs for 20 minutes: not here)
 # The simulator scale bench at 10 nodes, the flood bench at 1 packet a
 # millisecond, the loss bench at 2 seeds, the IKE load bench at 1 s a
 # responder and the MOBIKE bench at one move a stack (root, charon), in the
