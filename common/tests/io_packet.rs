@@ -389,3 +389,57 @@ fn batches_of_frames_arrive_whole_and_in_order() {
     });
     drop(p);
 }
+
+/// Frames the kernel drops at a full receive queue are not lost from
+/// view: `take_queue_drops` counts them (what a daemon's status reports as
+/// `link-queue-full`), and a read resets it.
+#[test]
+fn a_full_receive_queue_counts_what_it_dropped() {
+    if skip(false) {
+        return;
+    }
+    let p = pair("qfull");
+    let (a, b, va_mac) = (p.a.handle(), p.b.handle(), p.va_mac);
+    on_thread(Duration::from_secs(60), move || async move {
+        let mut sysctls = Sysctls::new();
+        let (_nl, va) = prepare_a(&a, &mut sysctls).await;
+        let small = PacketConfig {
+            recv_buffer: Some(64 << 10),
+            ..PacketConfig::new(Framing::Ip)
+        };
+        let reader = PacketSocket::open(va, &small).expect("reader");
+        assert_eq!(reader.take_queue_drops().expect("statistics"), 0);
+        b.enter();
+        let vb = ifindex("vb").await;
+        let sender = PacketSocket::open(vb, &PacketConfig::new(Framing::Ip)).expect("sender");
+        // 2 000 of 1 400 bytes, nobody reading: far more than 64 kB holds.
+        let packet = ipv6(
+            B,
+            A,
+            58,
+            &[echo(B, A, 128, 7, 1), vec![0xee; 1300]].concat(),
+        );
+        let mut sent = 0;
+        for _ in 0..40 {
+            let batch: Vec<(&[u8], [u8; 6])> = (0..50).map(|_| (&packet[..], va_mac)).collect();
+            sent += sender.try_send_batch(&batch).sent;
+        }
+        assert_eq!(sent, 2000);
+        let mut buf = vec![0u8; 2048];
+        let mut ours = 0;
+        while let Ok(r) = reader.try_recv(&mut buf) {
+            if r.kind == PacketKind::Host && buf[..r.len].starts_with(&packet[..40]) {
+                ours += 1;
+            }
+        }
+        let dropped = reader.take_queue_drops().expect("statistics");
+        assert!(dropped > 0 && ours < 2000, "{ours} read, {dropped} dropped");
+        assert!(
+            ours + dropped >= 2000,
+            "{ours} read + {dropped} dropped < 2000 sent"
+        );
+        assert_eq!(reader.take_queue_drops().expect("statistics"), 0, "reset");
+        sysctls.restore().expect("restore");
+    });
+    drop(p);
+}

@@ -687,12 +687,19 @@ impl Env {
     /// node's TUN.
     fn counters(&mut self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
-        self.tun_drops(&mut m);
+        self.kernel_drops(&mut m);
         if let Some(v) = self.router_status() {
             for l in v["links"].as_array().into_iter().flatten() {
                 let name = l["name"].as_str().unwrap_or("?");
                 m.insert(format!("router {name}"), l["sent"].as_u64().unwrap_or(0));
-                for k in ["lost", "too_big", "send_errors", "port_down", "unreachable"] {
+                for k in [
+                    "lost",
+                    "too_big",
+                    "send_errors",
+                    "queue_full",
+                    "port_down",
+                    "unreachable",
+                ] {
                     *m.entry(format!("router drop {k}")).or_default() += l[k].as_u64().unwrap_or(0);
                 }
             }
@@ -727,11 +734,24 @@ impl Env {
         m
     }
 
-    /// The kernel's drops on the TUN devices of the path: ours on the
-    /// mobile node, kernel-libipsec's in mn and ha.
-    fn tun_drops(&self, m: &mut BTreeMap<String, u64>) {
+    /// The kernel's drops on the TUN devices of the path (the daemons',
+    /// kernel-libipsec's in mn and ha) and at the receiver's UDP socket
+    /// (iperf3's, in cn).
+    fn kernel_drops(&self, m: &mut BTreeMap<String, u64>) {
+        let cn = &self.hosts.cns[0];
+        if let Ok(text) = cn.check(&["cat", "/proc/net/snmp6"]) {
+            let errors = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Udp6RcvbufErrors"))
+                .and_then(|v| v.trim().parse().ok());
+            if let Some(n) = errors {
+                m.insert("cn kernel UDP receive buffer full".into(), n);
+            }
+        }
         for (role, ns, dev) in [
             ("mn", &self.hosts.mn, "mip6"),
+            ("cn", cn, "mip6"),
+            ("ha", &self.hosts.ha, "mip6"),
             ("mn", &self.hosts.mn, "ipsec0"),
             ("ha", &self.hosts.ha, "ipsec0"),
         ] {
@@ -1319,7 +1339,8 @@ fn throughput_report(rows: &[(Scenario, Row)]) -> String {
         o,
         "\nWhere the datagrams of the UDP -b 0 run went (counters changed during it: the router's \
          frames per link, the daemons' drivers, drops by reason; `kernel DEV tx dropped` is the \
-         kernel's, for a full TUN queue):\n"
+         kernel's, for a full TUN queue; `queue_full` and `link-queue-full` a link socket's full \
+         receive queue; `cn kernel UDP receive buffer full` iperf3's socket):\n"
     );
     for (path, row) in rows {
         let Some(u) = &row.udp else { continue };

@@ -563,7 +563,20 @@ impl<E: Engine> Driver<E> {
         }
     }
 
+    /// Adds what the kernel dropped at each link's full receive queue
+    /// since the last look, which only the socket knows.
+    fn count_queue_drops(&mut self) {
+        for l in &self.links {
+            match l.socket.take_queue_drops() {
+                Ok(0) => {}
+                Ok(n) => *self.stats.drops.entry("link-queue-full").or_default() += n,
+                Err(e) => tracing::warn!(link = %l.name, "PACKET_STATISTICS: {e}"),
+            }
+        }
+    }
+
     fn control(&mut self, line: &str) -> String {
+        self.count_queue_drops();
         let reply = match serde_json::from_str::<Request>(line) {
             Ok(Request::Status) => Reply::Status {
                 status: Box::new(

@@ -41,7 +41,8 @@
 //! Promiscuous mode is never switched on.
 //!
 //! The socket options this needs and `nix` lacks (`PACKET_ADD_MEMBERSHIP`,
-//! `PACKET_DROP_MEMBERSHIP`, `PACKET_IGNORE_OUTGOING`) are declared with
+//! `PACKET_DROP_MEMBERSHIP`, `PACKET_IGNORE_OUTGOING`, `PACKET_STATISTICS`)
+//! are declared with
 //! `nix`'s own `sockopt_impl!`; the `sockaddr_ll` to bind to comes from
 //! `getifaddrs` (its `AF_PACKET` entry for the link), since `nix` has no
 //! safe constructor for one. No `unsafe` here.
@@ -54,7 +55,7 @@ use nix::sys::socket::{
     bind, getsockopt, recvmmsg, recvmsg, send, sendmmsg, sendmsg, setsockopt, socket, sockopt,
     AddressFamily, LinkAddr, MsgFlags, MultiHeaders, SockFlag, SockProtocol, SockType,
 };
-use nix::{setsockopt_impl, sockopt_impl};
+use nix::{getsockopt_impl, setsockopt_impl, sockopt_impl};
 use tokio::io::unix::AsyncFd;
 
 sockopt_impl!(
@@ -80,6 +81,17 @@ sockopt_impl!(
     libc::SOL_PACKET,
     libc::PACKET_IGNORE_OUTGOING,
     bool
+);
+
+sockopt_impl!(
+    /// `PACKET_STATISTICS`: the frames the socket took and those the
+    /// kernel dropped for a full receive queue, since the last read (a
+    /// read resets both).
+    PacketStatistics,
+    GetOnly,
+    libc::SOL_PACKET,
+    libc::PACKET_STATISTICS,
+    libc::tpacket_stats
 );
 
 /// EtherType of IPv6.
@@ -367,6 +379,14 @@ impl PacketSocket {
     /// counts its bookkeeping too).
     pub fn recv_buffer_size(&self) -> io::Result<usize> {
         Ok(getsockopt(self.rx.get_ref(), sockopt::RcvBuf)?)
+    }
+
+    /// Frames the kernel dropped since the last call because the receive
+    /// queue was full (`PACKET_STATISTICS`, which the call resets).
+    pub fn take_queue_drops(&self) -> io::Result<u64> {
+        Ok(getsockopt(self.rx.get_ref(), PacketStatistics)?
+            .tp_drops
+            .into())
     }
 
     /// `SO_SNDBUF` of the socket that sends.

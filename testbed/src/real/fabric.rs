@@ -46,6 +46,9 @@ pub struct SegmentStats {
     pub port_down: u64,
     /// Sends the kernel refused (the process reports them).
     pub send_errors: u64,
+    /// Frames the kernel dropped at a full receive queue of one of the
+    /// link's ports (the process reports them).
+    pub queue_full: u64,
     /// Received frames that were not IPv6 over Ethernet, or cut short.
     pub malformed: u64,
 }
@@ -72,6 +75,7 @@ struct Segment {
     learned: HashMap<MacAddr, usize>,
     port_down: u64,
     send_errors: u64,
+    queue_full: u64,
     malformed: u64,
 }
 
@@ -179,6 +183,7 @@ impl Fabric {
                 learned: HashMap::new(),
                 port_down: 0,
                 send_errors: 0,
+                queue_full: 0,
                 malformed: 0,
             });
         }
@@ -252,6 +257,7 @@ impl Fabric {
             link: s.model.stats,
             port_down: s.port_down,
             send_errors: s.send_errors,
+            queue_full: s.queue_full,
             malformed: s.malformed,
         }
     }
@@ -279,6 +285,13 @@ impl Fabric {
     pub fn send_failed(&mut self, port: usize) {
         if let Some(p) = self.ports.get(port) {
             self.segments[p.link].send_errors += 1;
+        }
+    }
+
+    /// The kernel dropped `n` frames at `port`'s full receive queue.
+    pub fn queue_full(&mut self, port: usize, n: u64) {
+        if let Some(p) = self.ports.get(port) {
+            self.segments[p.link].queue_full += n;
         }
     }
 
@@ -573,6 +586,19 @@ links:
         f.handle_frame(ms(500), 2, &frame(stranger, H2, &ping));
         assert_eq!(f.link_stats(1).link.unreachable, 1);
         assert_eq!(f.router_stats().malformed, 0);
+    }
+
+    #[test]
+    fn a_ports_kernel_drops_count_on_its_link() {
+        let mut f = fabric();
+        f.queue_full(0, 3);
+        f.queue_full(1, 4);
+        f.queue_full(2, 5);
+        f.queue_full(9, 6);
+        f.send_failed(2);
+        let (a, b) = (f.link_stats(0), f.link_stats(1));
+        assert_eq!((a.queue_full, a.send_errors), (7, 0));
+        assert_eq!((b.queue_full, b.send_errors), (5, 1));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //! - stdin, one command a line: `link NAME up|down` (answered `ok link
 //!   NAME up|down`), `status` (one JSON line: per link its state, MAC,
 //!   link-local address, ports and counters `sent lost too_big down
-//!   unreachable port_down send_errors malformed`; the router's
+//!   unreachable port_down send_errors queue_full malformed`; the router's
 //!   `forwarded no_route hop_limit_exceeded unresolved malformed`),
 //!   `quit` (`ok quit`, exit). End of stdin exits too, so keep it open.
 //!   `ready` is printed once every port is open. SIGINT and SIGTERM exit
@@ -568,7 +568,15 @@ impl Process {
         true
     }
 
-    fn status(&self) -> Value {
+    fn status(&mut self) -> Value {
+        // What the kernel dropped at each port's full receive queue since
+        // the last status, which only the socket knows.
+        for (port, socket) in self.sockets.iter().enumerate() {
+            match socket.take_queue_drops() {
+                Ok(n) => self.fabric.queue_full(port, n),
+                Err(e) => eprintln!("testbed router: port {port}: PACKET_STATISTICS: {e}"),
+            }
+        }
         let f = &self.fabric;
         let links: Vec<Value> = (0..f.link_count())
             .map(|i| {
@@ -597,6 +605,7 @@ impl Process {
                     "unreachable": s.link.unreachable,
                     "port_down": s.port_down,
                     "send_errors": s.send_errors,
+                    "queue_full": s.queue_full,
                     "malformed": s.malformed,
                 })
             })
