@@ -158,6 +158,9 @@ impl Tun {
             count,
         } = batch;
         *count = self.dev.recv_multiple(original, bufs, sizes, 0).await?;
+        for (buf, len) in bufs.iter_mut().zip(sizes.iter()).take(*count) {
+            udp_zero_checksum_as_ones(&mut buf[..*len]);
+        }
         Ok(*count)
     }
 
@@ -198,6 +201,20 @@ const NO_GSO: [u8; tun_rs::VIRTIO_NET_HDR_LEN] = [0; tun_rs::VIRTIO_NET_HDR_LEN]
 pub const GSO_MAX_SEGS: usize = 64;
 
 /// Buffers for [`Tun::recv_batch`], reused from read to read.
+/// RFC 768: a UDP checksum that computes to zero goes as all ones; over
+/// IPv6 a zero means none, which RFC 8200 §8.1 has receivers discard.
+/// tun-rs 2.8 finishes the kernel's offloaded checksums
+/// (`gso_none_checksum`) without that step, so one UDP packet in 65 536
+/// from the node's stack read as corrupt (`Malformed`). Only a UDP header
+/// right after the fixed header is looked at: the kernel's own packets
+/// carry no extension headers before UDP.
+fn udp_zero_checksum_as_ones(packet: &mut [u8]) {
+    const UDP: u8 = 17;
+    if packet.len() >= 48 && packet[0] >> 4 == 6 && packet[6] == UDP && packet[46..48] == [0, 0] {
+        packet[46..48].copy_from_slice(&[0xff, 0xff]);
+    }
+}
+
 pub struct TunBatch {
     /// The read: a virtio header and up to 64 kB.
     original: Vec<u8>,
@@ -327,5 +344,53 @@ impl Installed {
                 first,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum::{finish, pseudo_header_v6, sum};
+    use crate::wire::{CodePoints, PacketRepr};
+
+    #[test]
+    fn a_udp_checksum_finished_to_zero_goes_as_all_ones() {
+        let src: Ipv6Addr = "2001:db8:1::100".parse().unwrap();
+        let dst: Ipv6Addr = "2001:db8:3::1".parse().unwrap();
+        let mut p = vec![0u8; 56];
+        p[0] = 0x60;
+        p[4..6].copy_from_slice(&16u16.to_be_bytes());
+        p[6] = 17;
+        p[7] = 64;
+        p[8..24].copy_from_slice(&src.octets());
+        p[24..40].copy_from_slice(&dst.octets());
+        p[40..42].copy_from_slice(&40000u16.to_be_bytes());
+        p[42..44].copy_from_slice(&5201u16.to_be_bytes());
+        p[44..46].copy_from_slice(&16u16.to_be_bytes());
+        p[48..54].copy_from_slice(b"abcdef");
+        // The last payload word makes the sum all ones: the checksum
+        // computes to zero, which is what tun-rs writes.
+        let pseudo = pseudo_header_v6(&src, &dst, 17, 16);
+        let word = 0xffff - u16::try_from(sum(pseudo, &p[40..])).unwrap();
+        p[54..56].copy_from_slice(&word.to_be_bytes());
+        assert_eq!(finish(sum(pseudo, &p[40..])), 0);
+        let cp = CodePoints::default();
+        assert!(PacketRepr::parse(&p, &cp).is_err(), "a zero is no checksum");
+
+        udp_zero_checksum_as_ones(&mut p);
+        assert_eq!(p[46..48], [0xff, 0xff]);
+        assert!(PacketRepr::parse(&p, &cp).is_ok());
+        // Any other checksum, and anything not UDP, is left alone.
+        let mut other = p.clone();
+        other[46..48].copy_from_slice(&[0x12, 0x34]);
+        let before = other.clone();
+        udp_zero_checksum_as_ones(&mut other);
+        assert_eq!(other, before);
+        let mut tcp = p.clone();
+        tcp[6] = 6;
+        tcp[46..48].copy_from_slice(&[0, 0]);
+        let before = tcp.clone();
+        udp_zero_checksum_as_ones(&mut tcp);
+        assert_eq!(tcp, before);
     }
 }
