@@ -26,11 +26,7 @@ need=()
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v ping >/dev/null || need+=(iputils-ping)
-[ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
-command -v swanctl >/dev/null || need+=(strongswan-swanctl)
-[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need+=(libcharon-extra-plugins)
-[ -e /usr/lib/ipsec/plugins/libstrongswan-curve25519.so ] || need+=(libstrongswan-extra-plugins)
-[ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need+=(libstrongswan-standard-plugins)
+. scripts/strongswan-packages.sh
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -48,30 +44,9 @@ mean_ns() {
   /usr/bin/python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["mean"]["point_estimate"])' \
     "target/criterion/$1/new/estimates.json" 2>/dev/null || echo ""
 }
-# summary | item | what | ours | baseline = base | ratio | goal |
-row() {
-  local item=$1 what=$2 ours=$3 baseline=$4 base=$5 goal=$6
-  /usr/bin/python3 - "$item" "$what" "$ours" "$baseline" "$base" "$goal" <<'EOF'
-import sys
-item, what, ours, baseline, base, goal = sys.argv[1:]
-def num(s):
-    try:
-        x = float(s)
-    except ValueError:
-        return None
-    return x
-def fmt(x):
-    if x is None:
-        return "-"
-    for lim, d in ((100, 0), (10, 1), (1, 2)):
-        if abs(x) >= lim:
-            return f"{x:.{d}f}"
-    return f"{x:.3f}"
-o, b = num(ours), num(base)
-ratio = f"{o / b:.3f}" if o is not None and b else "-"
-print(f"summary | {item} | {what} | {fmt(o)} | {baseline} = {fmt(b)} | {ratio} | {goal} |")
-EOF
-}
+# One row as the benches print theirs (testbed::summary):
+# row ITEM WHAT OURS BASELINE BASE GOAL.
+row() { target/release/testbed figure "$@"; }
 per_second() { [ -n "$1" ] && /usr/bin/python3 -c "print(1e9 / $1)" || echo ""; }
 
 run() {

@@ -11,11 +11,7 @@ command -v tshark >/dev/null || need+=(tshark)
 /usr/bin/python3 -c 'import cryptography' 2>/dev/null || need+=(python3-cryptography)
 command -v ip >/dev/null || need+=(iproute2)
 # strongSwan charon with kernel-libipsec as the interop peer (testbed/tests/strongswan.rs)
-[ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
-command -v swanctl >/dev/null || need+=(strongswan-swanctl)  # swanctl + vici
-[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need+=(libcharon-extra-plugins)  # kernel-libipsec
-[ -e /usr/lib/ipsec/plugins/libstrongswan-curve25519.so ] || need+=(libstrongswan-extra-plugins)  # curve25519, chapoly
-[ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need+=(libstrongswan-standard-plugins)  # openssl, gcm
+. scripts/strongswan-packages.sh
 command -v openssl >/dev/null || need+=(openssl)  # Ed25519 keys
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ping >/dev/null || need+=(iputils-ping)

@@ -1115,6 +1115,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn ms(d: common::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
+}
+
 /// The headline figures for `scripts/bench.sh`.
 fn summary(rows: &[(Scenario, Row)], handoffs: &[Handoff]) {
     let row = |p: Scenario| {
@@ -1174,7 +1178,6 @@ fn summary(rows: &[(Scenario, Row)], handoffs: &[Handoff]) {
         cpu(charon, &["mn", "ha"]),
         "-",
     );
-    let ms = |d: common::time::Duration| d.as_micros() as f64 / 1000.0;
     for (mode, setup, sim, real) in handoffs {
         let real = real
             .as_ref()
@@ -1384,7 +1387,6 @@ fn handoff_report(handoffs: &[Handoff]) -> (String, bool) {
         "| mode | real | simulated | real ÷ simulated | MN–CN RTT |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|");
-    let ms = |d: common::time::Duration| d.as_micros() as f64 / 1000.0;
     let mut failed = false;
     for (mode, setup, sim, real) in handoffs {
         let name = testbed::demo::mode_name(*mode);

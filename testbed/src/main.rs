@@ -128,6 +128,18 @@ enum Command {
         #[arg(long, default_value = "out")]
         out: PathBuf,
     },
+    /// Print one row of `scripts/bench.sh`'s table (`summary | ...`, as the
+    /// benches print theirs): a figure against its baseline of the same
+    /// run, their ratio and the goal. An OURS or BASE that is not a number
+    /// reads `-`.
+    Figure {
+        item: String,
+        what: String,
+        ours: String,
+        baseline: String,
+        base: String,
+        goal: String,
+    },
     /// Run our IKEv2 engine and ESP data plane as an initiator or responder
     /// on real UDP sockets and a TUN device, driven by commands on stdin
     /// (root; exits when stdin closes).
@@ -431,6 +443,24 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 writeln!(out, "\npictures: {}", dir.join("report.html").display())
                     .map_err(stdout_err)?;
             }
+        }
+        Command::Figure {
+            item,
+            what,
+            ours,
+            baseline,
+            base,
+            goal,
+        } => {
+            let figure = testbed::summary::Figure {
+                item: &item,
+                what: &what,
+                ours: ours.parse().ok(),
+                baseline: &baseline,
+                base: base.parse().ok(),
+                goal: &goal,
+            };
+            writeln!(out, "{}", figure.line()).map_err(stdout_err)?;
         }
         Command::Samples { out: dir } => {
             std::fs::create_dir_all(&dir).map_err(|e| tools::Error::from(e).in_file(&dir))?;
