@@ -238,7 +238,9 @@ impl Sa {
 /// The SAD.
 #[derive(Debug, Default, Clone)]
 pub struct Sad {
-    sas: HashMap<SaId, Sa>,
+    /// Boxed: a table of a million SAs inline would size its spare
+    /// capacity in whole SAs.
+    sas: HashMap<SaId, Box<Sa>>,
     inbound: HashMap<u32, SaId>,
     /// Each SA's next lifetime deadline, earliest first.
     deadlines: BTreeSet<(Instant, SaId)>,
@@ -271,33 +273,35 @@ impl Sad {
         self.next_id += 2;
         let bundle = self.next_bundle;
         self.next_bundle += 1;
-        let sa = |spi, direction, cipher, pair| Sa {
-            spi,
-            direction,
-            mode: spec.mode,
-            addresses: a,
-            selector: spec.selector.clone(),
-            cipher,
-            esn: spec.esn,
-            seq: 0,
-            mark: None,
-            replay: (direction == Direction::Inbound).then(|| {
-                ReplayWindow::new(if spec.replay_window > 0 {
-                    spec.replay_window
-                } else {
-                    DEFAULT_WINDOW
-                })
-            }),
-            anti_replay: spec.replay_window > 0,
-            lifetime: spec.lifetime,
-            installed: now,
-            bytes: 0,
-            packets: 0,
-            soft_expired: false,
-            pair,
-            bundle,
-            reported_move: None,
-            scheduled: None,
+        let sa = |spi, direction, cipher, pair| {
+            Box::new(Sa {
+                spi,
+                direction,
+                mode: spec.mode,
+                addresses: a,
+                selector: spec.selector.clone(),
+                cipher,
+                esn: spec.esn,
+                seq: 0,
+                mark: None,
+                replay: (direction == Direction::Inbound).then(|| {
+                    ReplayWindow::new(if spec.replay_window > 0 {
+                        spec.replay_window
+                    } else {
+                        DEFAULT_WINDOW
+                    })
+                }),
+                anti_replay: spec.replay_window > 0,
+                lifetime: spec.lifetime,
+                installed: now,
+                bytes: 0,
+                packets: 0,
+                soft_expired: false,
+                pair,
+                bundle,
+                reported_move: None,
+                scheduled: None,
+            })
         };
         self.sas
             .insert(id_in, sa(spec.inbound.spi, Direction::Inbound, cin, id_out));
@@ -324,11 +328,11 @@ impl Sad {
     }
 
     pub fn get(&self, id: SaId) -> Option<&Sa> {
-        self.sas.get(&id)
+        self.sas.get(&id).map(|sa| &**sa)
     }
 
     pub fn get_mut(&mut self, id: SaId) -> Option<&mut Sa> {
-        self.sas.get_mut(&id)
+        self.sas.get_mut(&id).map(|sa| &mut **sa)
     }
 
     /// The inbound SA with this SPI.
@@ -345,23 +349,23 @@ impl Sad {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (SaId, &Sa)> {
-        self.sas.iter().map(|(id, sa)| (*id, sa))
+        self.sas.iter().map(|(id, sa)| (*id, &**sa))
     }
 
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Sa> {
-        self.sas.values_mut()
+        self.sas.values_mut().map(|sa| &mut **sa)
     }
 
     /// The SAs whose selector's remote side is `remote`.
     pub fn by_remote(&self, remote: Prefix) -> impl Iterator<Item = (SaId, &Sa)> {
         let ids = self.by_remote.get(&remote).map_or(&[][..], Vec::as_slice);
         ids.iter()
-            .filter_map(|id| self.sas.get(id).map(|sa| (*id, sa)))
+            .filter_map(|id| self.sas.get(id).map(|sa| (*id, &**sa)))
     }
 
     /// Removes one SA (its pair stays until removed too).
     pub fn remove(&mut self, id: SaId) -> Option<Sa> {
-        let sa = self.sas.remove(&id)?;
+        let sa = *self.sas.remove(&id)?;
         if let Some(t) = sa.scheduled {
             self.deadlines.remove(&(t, id));
         }

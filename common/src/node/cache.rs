@@ -4,6 +4,7 @@
 //! besides, and what lifetime it is granted, is the role's.
 
 use core::net::Ipv6Addr;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 
 use super::core::Core;
@@ -20,9 +21,19 @@ pub(crate) trait CacheEntry {
 
 #[derive(Clone)]
 pub(crate) struct BindingCache<T> {
-    entries: HashMap<Ipv6Addr, T>,
-    /// Each entry's `expires()`, kept in step by every change here.
+    entries: HashMap<Ipv6Addr, Slot<T>>,
+    /// One deadline per entry, its `filed` one.
     expiry: Deadlines<Ipv6Addr>,
+}
+
+#[derive(Clone)]
+struct Slot<T> {
+    entry: T,
+    /// The deadline filed in `expiry`: never after the entry's `expires()`.
+    /// A refresh that extends the lifetime (nearly every BU) leaves it, and
+    /// it is filed again when it comes, so that a million-binding cache
+    /// does not reorder its deadlines for every BU.
+    filed: Instant,
 }
 
 impl<T> Default for BindingCache<T> {
@@ -36,13 +47,13 @@ impl<T> Default for BindingCache<T> {
 
 impl<T: CacheEntry> BindingCache<T> {
     pub fn get(&self, home: Ipv6Addr) -> Option<&T> {
-        self.entries.get(&home)
+        self.entries.get(&home).map(|s| &s.entry)
     }
 
-    /// For the role's own fields: a new lifetime goes through
+    /// For the role's own fields: a shorter lifetime goes through
     /// [`BindingCache::insert`].
     pub fn get_mut(&mut self, home: Ipv6Addr) -> Option<&mut T> {
-        self.entries.get_mut(&home)
+        self.entries.get_mut(&home).map(|s| &mut s.entry)
     }
 
     pub fn len(&self) -> usize {
@@ -50,7 +61,7 @@ impl<T: CacheEntry> BindingCache<T> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Ipv6Addr, &T)> + '_ {
-        self.entries.iter().map(|(home, e)| (*home, e))
+        self.entries.iter().map(|(home, s)| (*home, &s.entry))
     }
 
     pub fn last_seq(&self, home: Ipv6Addr) -> Option<u16> {
@@ -60,24 +71,42 @@ impl<T: CacheEntry> BindingCache<T> {
     /// `entry` for `home`, in place of any other, until its `expires()`.
     pub fn insert(&mut self, home: Ipv6Addr, entry: T) {
         let expires = entry.expires();
-        let old = self.entries.insert(home, entry).map(|e| e.expires());
-        self.expiry.reschedule(home, old, Some(expires));
+        match self.entries.entry(home) {
+            Entry::Occupied(mut o) => {
+                let slot = o.get_mut();
+                slot.entry = entry;
+                if expires < slot.filed {
+                    self.expiry
+                        .reschedule(home, Some(slot.filed), Some(expires));
+                    slot.filed = expires;
+                }
+            }
+            Entry::Vacant(v) => {
+                v.insert(Slot {
+                    entry,
+                    filed: expires,
+                });
+                self.expiry.reschedule(home, None, Some(expires));
+            }
+        }
     }
 
     /// The entry for `home`, made by `make` if there is none.
     pub fn get_or_insert_with(&mut self, home: Ipv6Addr, make: impl FnOnce() -> T) -> &mut T {
-        self.entries.entry(home).or_insert_with(|| {
-            let e = make();
-            self.expiry.reschedule(home, None, Some(e.expires()));
-            e
-        })
+        let slot = self.entries.entry(home).or_insert_with(|| {
+            let entry = make();
+            let filed = entry.expires();
+            self.expiry.reschedule(home, None, Some(filed));
+            Slot { entry, filed }
+        });
+        &mut slot.entry
     }
 
     /// A binding deregistered (lifetime 0, or the home address as care-of
     /// address) goes at once.
     pub fn deregister(&mut self, home: Ipv6Addr, core: &mut Core) {
-        if let Some(e) = self.entries.remove(&home) {
-            self.expiry.reschedule(home, Some(e.expires()), None);
+        if let Some(s) = self.entries.remove(&home) {
+            self.expiry.reschedule(home, Some(s.filed), None);
             core.event(Event::BindingRemoved {
                 home,
                 reason: Removal::Deregistered,
@@ -85,21 +114,32 @@ impl<T: CacheEntry> BindingCache<T> {
         }
     }
 
-    /// Removes the entries whose lifetime is over, and says whose they were.
+    /// Removes the entries whose lifetime is over, and says whose they were;
+    /// files again those whose lifetime was extended.
     pub fn expire(&mut self, now: Instant, core: &mut Core) -> Vec<Ipv6Addr> {
         let mut gone = vec![];
         while let Some(home) = self.expiry.pop_due(now) {
-            if self.entries.remove(&home).is_some() {
-                core.event(Event::BindingRemoved {
-                    home,
-                    reason: Removal::Expired,
-                });
-                gone.push(home);
+            let Some(slot) = self.entries.get_mut(&home) else {
+                continue;
+            };
+            let expires = slot.entry.expires();
+            if expires > now {
+                slot.filed = expires;
+                self.expiry.reschedule(home, None, Some(expires));
+                continue;
             }
+            self.entries.remove(&home);
+            core.event(Event::BindingRemoved {
+                home,
+                reason: Removal::Expired,
+            });
+            gone.push(home);
         }
         gone
     }
 
+    /// When [`BindingCache::expire`] has work: an entry's end, or its
+    /// filed deadline to be moved on.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.expiry.next()
     }
@@ -168,5 +208,61 @@ impl Journal {
         }
         let (spi, mark) = ipsec.poll_sequence_mark()?;
         Some(Persist::SequenceMark { spi, mark })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::time::Duration;
+    use crate::wire::CodePoints;
+
+    #[derive(Clone)]
+    struct Lives(Instant);
+
+    impl CacheEntry for Lives {
+        fn seq(&self) -> Option<u16> {
+            None
+        }
+        fn expires(&self) -> Instant {
+            self.0
+        }
+    }
+
+    const HOME: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x100);
+
+    fn at(s: u64) -> Instant {
+        Instant::ZERO + Duration::from_secs(s)
+    }
+
+    #[test]
+    fn an_extended_binding_lives_its_new_lifetime_and_a_shortened_one_goes_at_its_end() {
+        let mut core = Core::new(Ipsec::default(), None, 1, CodePoints::default());
+        let mut cache = BindingCache::default();
+        cache.insert(HOME, Lives(at(10)));
+        // Extended: the deadline filed stays, so the cache wakes at 10 s,
+        // finds the entry alive and files its end.
+        cache.insert(HOME, Lives(at(30)));
+        assert_eq!(cache.next_expiry(), Some(at(10)));
+        assert!(cache.expire(at(10), &mut core).is_empty());
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.next_expiry(), Some(at(30)));
+        // Shortened: filed again at once, and no deadline is left behind.
+        cache.insert(HOME, Lives(at(20)));
+        assert_eq!(cache.next_expiry(), Some(at(20)));
+        assert!(cache.expire(at(19), &mut core).is_empty());
+        assert_eq!(cache.expire(at(20), &mut core), vec![HOME]);
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_deregistered_binding_leaves_no_deadline() {
+        let mut core = Core::new(Ipsec::default(), None, 1, CodePoints::default());
+        let mut cache = BindingCache::default();
+        cache.insert(HOME, Lives(at(10)));
+        cache.insert(HOME, Lives(at(30)));
+        cache.deregister(HOME, &mut core);
+        assert_eq!(cache.next_expiry(), None);
     }
 }
