@@ -310,8 +310,8 @@ fn measure(
         }
     }
     let timeline = sim
-        .trace
-        .iter()
+        .trace()
+        .into_iter()
         .filter(|l| {
             // Movement is marked by the handoff lines; routine DAD is noise.
             !l.what.contains(" leaves its link")

@@ -273,8 +273,8 @@ pub fn scenario(per_ms: u32) -> Outcome {
         .collect();
     let ike_up = t
         .sim
-        .trace
-        .iter()
+        .trace()
+        .into_iter()
         .filter(|l| l.node == "mn" && l.what.contains(" up, "))
         .filter_map(|l| {
             let peer = l.what.split(" with ").nth(1)?.split(' ').next()?;

@@ -617,8 +617,8 @@ fn tunnelled_packets_count_only_from_the_home_agent_for_the_home_address() {
 /// How many lines of the mobile node's trace say `what`.
 fn traced(t: &Topology, what: &str) -> usize {
     t.sim
-        .trace
-        .iter()
+        .trace()
+        .into_iter()
         .filter(|l| l.node == "mn" && l.what.contains(what))
         .count()
 }

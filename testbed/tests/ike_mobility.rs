@@ -121,8 +121,8 @@ fn spis(t: &Topology, node: NodeId) -> BTreeSet<u32> {
 
 /// The IKE events of `node` in the trace, as the engine printed them.
 fn ike_lines(sim: &Sim, node: &str, what: &str) -> Vec<(Instant, String)> {
-    sim.trace
-        .iter()
+    sim.trace()
+        .into_iter()
         .filter(|l| l.node == node && l.what.contains(what))
         .map(|l| (l.at, l.what.clone()))
         .collect()
@@ -345,8 +345,8 @@ fn optimised() -> Setup {
 }
 
 fn trace(sim: &Sim) -> String {
-    sim.trace
-        .iter()
+    sim.trace()
+        .into_iter()
         .filter(|l| !l.what.contains("RA from") && !l.what.contains("key log"))
         .map(|l| format!("{:>9} {:>3} {}\n", l.at.total_micros(), l.node, l.what))
         .collect()

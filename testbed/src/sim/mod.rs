@@ -9,8 +9,6 @@
 //! nothing. One seed drives every random choice (link jitter and loss, and
 //! each engine's RNG), so the same seed gives the same bytes.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 use std::io;
 use std::net::Ipv6Addr;
 use std::path::PathBuf;
@@ -30,10 +28,12 @@ use crate::tools::pcap::PcapWriter;
 use crate::tools::Error;
 
 mod link;
+mod queue;
 
 use crate::router::{Router, RouterLink};
 use link::Link;
 pub use link::{Draws, Fate, Hop, LinkId, LinkModel, LinkParams, LinkStats, Port};
+use queue::RadixHeap;
 
 /// The source MAC of frames [`Sim::inject`] puts on a link.
 pub const INJECTOR_MAC: MacAddr = MacAddr([0x02, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -131,11 +131,23 @@ pub struct PingResult {
     pub path: Path,
 }
 
+/// A line of the trace, as [`Sim::trace`] writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceLine {
     pub at: Instant,
     pub node: String,
     pub what: String,
+}
+
+/// What the trace holds, written out only when read: a run of 10 000
+/// nodes makes millions of lines, and formatting them as they came took
+/// an eighth of its time and a third of its memory.
+#[derive(Debug, Clone)]
+enum Traced {
+    Event(Event),
+    Moved { iface: u8, to: Option<LinkId> },
+    Restarted,
+    Link { link: LinkId, up: bool },
 }
 
 /// A UDP stream from a host's stack, one packet per interval.
@@ -202,28 +214,6 @@ enum Ev {
     },
 }
 
-/// When an event is due, and its slot in [`Sim::events`]: the heap moves
-/// these 24 bytes, not the events (at 6 000 nodes a sixth of the run went
-/// to moving whole events through it).
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    slot: usize,
-}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Scheduled {
-    // Earliest first out of a max-heap; ties in scheduling order.
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.at, o.seq).cmp(&(self.at, self.seq))
-    }
-}
-
 #[derive(Clone)]
 pub struct Sim {
     now: Instant,
@@ -231,15 +221,19 @@ pub struct Sim {
     rng: ChaCha20Rng,
     links: Vec<Link>,
     nodes: Vec<Node>,
-    queue: BinaryHeap<Scheduled>,
-    /// The events the queue points at; free slots are reused.
+    /// Slots of [`Sim::events`] by when they are due and in scheduling
+    /// order: time in microseconds, then a sequence number.
+    queue: RadixHeap<usize>,
+    /// The events the queue points at; free slots are reused: the queue
+    /// moves these indices, not the events.
     events: Vec<Option<Ev>>,
     free: Vec<usize>,
     next_seq: u64,
     flows: Vec<(Flow, u64)>,
     pub arrivals: Vec<Arrival>,
     pub pings: Vec<PingResult>,
-    pub trace: Vec<TraceLine>,
+    /// Who: a node, or the simulator itself.
+    trace: Vec<(Instant, Option<NodeId>, Traced)>,
     /// Key-log rows (Wireshark's `ikev2_decryption_table` and `esp_sa`) of
     /// every SA of the run: the static ones, and what IKE negotiated.
     pub keylog: Vec<(KeyTable, String)>,
@@ -258,7 +252,7 @@ impl Sim {
             rng: ChaCha20Rng::seed_from_u64(seed),
             links: vec![],
             nodes: vec![],
-            queue: BinaryHeap::new(),
+            queue: RadixHeap::default(),
             events: vec![],
             free: vec![],
             next_seq: 0,
@@ -542,8 +536,7 @@ impl Sim {
                 Some((Port { node, iface }, (*l)?))
             })
             .collect();
-        let name = self.nodes[node.0].name.clone();
-        self.trace_line(&name, "restarts".to_string());
+        self.trace_line(Some(node), Traced::Restarted);
         for (port, link) in ports {
             self.links[link.0].detach(port);
             self.attach(port, link);
@@ -582,25 +575,23 @@ impl Sim {
                 self.events.len() - 1
             }
         };
-        self.queue.push(Scheduled {
-            at,
-            seq: self.next_seq,
-            slot,
-        });
+        let key = u128::from(at.total_micros()) << 64 | u128::from(self.next_seq);
+        self.queue.push(key, slot);
     }
 
     /// Runs until nothing is left before `until`; time ends at `until`.
     pub fn run_until(&mut self, until: Instant) {
-        while let Some(s) = self.queue.peek() {
-            if s.at > until {
+        let due = |key: u128| Instant::from_micros(u64::try_from(key >> 64).unwrap_or(u64::MAX));
+        while let Some(key) = self.queue.peek() {
+            if due(key) > until {
                 break;
             }
-            let Some(s) = self.queue.pop() else {
+            let Some((key, slot)) = self.queue.pop() else {
                 break;
             };
-            self.now = self.now.max(s.at);
-            let ev = self.events[s.slot].take();
-            self.free.push(s.slot);
+            self.now = self.now.max(due(key));
+            let ev = self.events[slot].take();
+            self.free.push(slot);
             if let Some(ev) = ev {
                 self.dispatch(ev);
             }
@@ -684,12 +675,7 @@ impl Sim {
             Ev::Move { port, to } => self.do_move(port, to),
             Ev::SetLink { link, up } => {
                 self.links[link.0].model.up = up;
-                let what = format!(
-                    "link {} {}",
-                    self.links[link.0].name,
-                    if up { "up" } else { "down" }
-                );
-                self.trace_line("sim", what);
+                self.trace_line(None, Traced::Link { link, up });
             }
         }
     }
@@ -709,12 +695,8 @@ impl Sim {
             }
             self.command(port.node, Command::LinkDown(port.iface));
         }
-        let what = match to {
-            Some(l) => format!("link {} moves to {}", port.iface, self.links[l.0].name),
-            None => format!("link {} leaves its link", port.iface),
-        };
-        let name = self.nodes[port.node.0].name.clone();
-        self.trace_line(&name, what);
+        let iface = port.iface;
+        self.trace_line(Some(port.node), Traced::Moved { iface, to });
         if let Some(l) = to {
             self.link_ups.push((self.now, port, l));
             self.attach(port, l);
@@ -784,10 +766,7 @@ impl Sim {
             }
             match ev {
                 Some(Event::Ike(IkeEvent::KeyLog { table, row })) => self.keylog.push((table, row)),
-                Some(e) => {
-                    let name = self.nodes[node.0].name.clone();
-                    self.trace_line(&name, e.to_string());
-                }
+                Some(e) => self.trace_line(Some(node), Traced::Event(e)),
                 None => {}
             }
         }
@@ -825,12 +804,32 @@ impl Sim {
         }
     }
 
-    fn trace_line(&mut self, node: &str, what: String) {
-        self.trace.push(TraceLine {
-            at: self.now,
-            node: node.to_string(),
-            what,
-        });
+    fn trace_line(&mut self, node: Option<NodeId>, what: Traced) {
+        self.trace.push((self.now, node, what));
+    }
+
+    /// What happened so far, in order: the nodes' events, their moves and
+    /// restarts, and the links going up or down (node "sim").
+    pub fn trace(&self) -> Vec<TraceLine> {
+        let link = |l: &LinkId| &self.links[l.0].name;
+        self.trace
+            .iter()
+            .map(|(at, node, what)| TraceLine {
+                at: *at,
+                node: node.map_or("sim", |n| &self.nodes[n.0].name).to_string(),
+                what: match what {
+                    Traced::Event(e) => e.to_string(),
+                    Traced::Moved { iface, to: Some(l) } => {
+                        format!("link {iface} moves to {}", link(l))
+                    }
+                    Traced::Moved { iface, to: None } => format!("link {iface} leaves its link"),
+                    Traced::Restarted => "restarts".to_string(),
+                    Traced::Link { link: l, up } => {
+                        format!("link {} {}", link(l), if *up { "up" } else { "down" })
+                    }
+                },
+            })
+            .collect()
     }
 
     fn node_transmit(&mut self, node: NodeId, t: Transmit) {
