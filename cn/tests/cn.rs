@@ -410,7 +410,7 @@ fn the_address_is_answered_only_after_dad_and_then_defended() {
         let answered: Vec<String> = frames
             .iter()
             .filter(|f| f["index"].as_u64() < na["index"].as_u64())
-            .filter(|f| nd(f, "ICMPv6ND_NA", Some(CN)).is_some())
+            .filter(|f| nd(f, "ICMPv6ND_NA", Some(CN)).is_some_and(|m| m["S"].as_u64() == Some(1)))
             .map(summary)
             .collect();
         assert!(
@@ -420,6 +420,27 @@ fn the_address_is_answered_only_after_dad_and_then_defended() {
     } else {
         eprintln!("the early NS was read after DAD: the tentative case is not checked this run");
     }
+    // RFC 9131 §4.1: once DAD passed, the address was told to the
+    // routers, unsolicited and without override, as scapy reads it.
+    let (frames, _) = lab.peer.frames("pe0", early);
+    let told: Vec<&Value> = frames
+        .iter()
+        .filter(|f| nd(f, "ICMPv6ND_NA", Some(CN)).is_some_and(|m| m["S"].as_u64() == Some(0)))
+        .collect();
+    assert_eq!(
+        told.len(),
+        1,
+        "{:?}",
+        told.iter().map(|f| summary(f)).collect::<Vec<_>>()
+    );
+    let m = nd(told[0], "ICMPv6ND_NA", Some(CN)).unwrap();
+    assert_eq!(
+        (m["R"].as_u64(), m["O"].as_u64()),
+        (Some(0), Some(0)),
+        "{m}"
+    );
+    let ip = wire_layer(told[0], "IPv6").unwrap();
+    assert_eq!(ip["dst"].as_str(), Some("ff02::2"), "{}", summary(told[0]));
     // Another node's DAD probe for it: defended, to all nodes, O=1.
     let since = lab.peer.mark("pe0");
     lab.peer.send(

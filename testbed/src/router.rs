@@ -82,11 +82,15 @@ impl Router {
         let ports = links
             .iter()
             .enumerate()
-            .map(|(i, l)| Port {
-                link: *l,
-                nd: NdIface::new(now, cfg, l.mac, Dad::Off, seed ^ i as u64),
-                last_ra: None,
-                solicited: None,
+            .map(|(i, l)| {
+                let mut nd = NdIface::new(now, cfg, l.mac, Dad::Off, seed ^ i as u64);
+                nd.add_on_link(l.prefix, 64);
+                Port {
+                    link: *l,
+                    nd,
+                    last_ra: None,
+                    solicited: None,
+                }
             })
             .collect();
         Router {

@@ -605,6 +605,11 @@ impl<E: Engine> Driver<E> {
                 busy = true;
                 self.send(t);
             }
+            // Out before the log lines: a handoff's BUs should not wait
+            // for the writes that tell of them.
+            for i in 0..self.links.len() {
+                self.flush(i);
+            }
             // The sockets take every group (all-multicast): nothing to program.
             while self.engine.poll_membership().is_some() {}
             while let Some(e) = self.engine.poll_event() {
@@ -621,9 +626,6 @@ impl<E: Engine> Driver<E> {
                 }
             }
             if !busy {
-                for i in 0..self.links.len() {
-                    self.flush(i);
-                }
                 return Ok(());
             }
         }
@@ -632,6 +634,9 @@ impl<E: Engine> Driver<E> {
     /// Sends a link's queued frames, batched.
     fn flush(&mut self, i: usize) {
         let link = &mut self.links[i];
+        if link.queue.is_empty() {
+            return;
+        }
         let frames: Vec<(&[u8], [u8; 6])> = link
             .queue
             .iter()

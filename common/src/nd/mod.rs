@@ -458,6 +458,32 @@ impl NdIface {
         if dad != Dad::Off {
             self.dad_probe(now, addr);
         }
+        if dad == Dad::Optimistic {
+            self.tell_routers(addr);
+        }
+    }
+
+    /// RFC 9131 §4.1: a new global address, once usable, is announced to
+    /// the routers with an unsolicited NA (S=0, and O=0, so that it never
+    /// overrides the entry of a node that holds the address already, as
+    /// RFC 4429 §3.3 wants of an optimistic one), so that the router's
+    /// first packet to it (a mobile node's first BA on a new link) does
+    /// not wait for address resolution: a round trip of the link.
+    fn tell_routers(&mut self, addr: Ipv6Addr) {
+        if is_link_local(addr) {
+            return;
+        }
+        let na = NdRepr::NeighborAdvert {
+            flags: NaFlags {
+                router: self.cfg.router,
+                solicited: false,
+                override_: false,
+            },
+            target: addr,
+            target_ll: Some(self.mac),
+        };
+        self.send_nd(addr, ALL_ROUTERS, &na);
+        self.stats.na_sent += 1;
     }
 
     /// Adds `addr` as [`AddrState::Quiet`]: a source, never defended.
@@ -526,6 +552,9 @@ impl NdIface {
             AddrState::Tentative | AddrState::Optimistic => {
                 if let Some(a) = self.own_mut(addr) {
                     a.state = AddrState::Preferred;
+                }
+                if a.state == AddrState::Tentative {
+                    self.tell_routers(addr);
                 }
                 self.events.push_back(NdEvent::AddressReady(addr));
             }
@@ -718,10 +747,7 @@ impl NdIface {
     /// default router (RFC 4861 §5.2).
     pub fn next_hop(&self, dst: Ipv6Addr) -> Option<Ipv6Addr> {
         let on_link = is_link_local(dst)
-            || self
-                .on_link
-                .iter()
-                .any(|p| prefix_match(dst, p.prefix, p.len))
+            || self.on_link_prefix(dst)
             || self.cache.contains_key(&dst)
             || self.proxies.contains_key(&dst);
         if on_link {
@@ -729,6 +755,13 @@ impl NdIface {
         } else {
             self.default_router()
         }
+    }
+
+    /// Whether `addr` is on one of the link's prefixes.
+    fn on_link_prefix(&self, addr: Ipv6Addr) -> bool {
+        self.on_link
+            .iter()
+            .any(|p| prefix_match(addr, p.prefix, p.len))
     }
 
     /// Declares a prefix on-link (configured, not learned from an RA).
@@ -1274,6 +1307,18 @@ impl NdIface {
         if let Some(Proxy::Checking { .. }) = self.proxies.get(&target) {
             self.proxy_duplicate(target);
             return Ok(());
+        }
+        if !self.cache.contains_key(&target) {
+            // RFC 9131 §4.2: a router takes a host's announcement of a new
+            // address on one of the link's prefixes as a STALE entry.
+            let announced = self.cfg.router && !flags.solicited && self.on_link_prefix(target);
+            return match tll {
+                Some(mac) if announced => {
+                    self.learn(now, target, mac);
+                    Ok(())
+                }
+                _ => Err(NdDrop::NotOurs),
+            };
         }
         // Appendix C.
         let Some(e) = self.cache.get_mut(&target) else {

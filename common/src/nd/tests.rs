@@ -348,7 +348,10 @@ fn optimistic_address_is_usable_at_once_and_never_overrides() {
     let na: Vec<_> = bus
         .wire
         .iter()
-        .filter(|(f, _, p)| *f == 1 && matches!(nd_of(p), Some(NdRepr::NeighborAdvert { .. })))
+        .filter(|(f, _, p)| {
+            *f == 1
+                && matches!(nd_of(p), Some(NdRepr::NeighborAdvert { flags, .. }) if flags.solicited)
+        })
         .collect();
     assert_eq!(na.len(), 1);
     assert!(
@@ -359,6 +362,82 @@ fn optimistic_address_is_usable_at_once_and_never_overrides() {
     bus.run_for(Duration::from_secs(1));
     assert_eq!(bus.events(1), vec![NdEvent::AddressReady(y)]);
     assert_eq!(bus.nodes[1].state(y), Some(AddrState::Preferred));
+}
+
+/// The unsolicited NAs `from` sent to the routers, as (target, O flag,
+/// target link-layer address).
+fn told_routers(bus: &Bus, from: usize) -> Vec<(Ipv6Addr, bool, Option<MacAddr>)> {
+    bus.wire
+        .iter()
+        .filter(|(f, _, p)| *f == from && header(p).dst == ALL_ROUTERS)
+        .filter_map(|(_, _, p)| match nd_of(p) {
+            Some(NdRepr::NeighborAdvert {
+                flags,
+                target,
+                target_ll,
+            }) if !flags.solicited => Some((target, flags.override_, target_ll)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_address_is_told_to_the_router_which_then_sends_to_it_without_resolving() {
+    let prefix = a("2001:db8:2::");
+    let coa = a("2001:db8:2::5");
+    let mut r = router(1);
+    r.add_on_link(prefix, 64);
+    let gw = a("2001:db8:2::1");
+    r.add_address(Instant::ZERO, gw, Dad::Off);
+    let mut bus = Bus::new(vec![r, host(2, Dad::Optimistic)]);
+    bus.nodes[1].add_address(Instant::ZERO, coa, Dad::Optimistic);
+    bus.deliver();
+    // RFC 9131 §4.1: at once, from the address, S=0 and O=0 (RFC 4429 §3.3).
+    assert_eq!(
+        told_routers(&bus, 1),
+        vec![(coa, false, Some(MacAddr::local(2)))]
+    );
+    // §4.2: the router holds it STALE, and its first packet goes at once.
+    let e = bus.nodes[0].neighbor(coa).unwrap();
+    assert_eq!(
+        (e.state, e.mac),
+        (NeighborState::Stale, Some(MacAddr::local(2)))
+    );
+    let now = bus.now;
+    assert_eq!(bus.nodes[0].send(now, coa, gw, udp(gw, coa)), Sent::Now);
+    bus.deliver();
+    assert_eq!(bus.data[1].len(), 1);
+    let solicits = |m: &NdRepr, _: &Ipv6Repr| matches!(m, NdRepr::NeighborSolicit { .. });
+    assert_eq!(bus.sent(0, solicits), 0);
+}
+
+#[test]
+fn only_a_router_takes_an_announcement_and_only_for_its_prefixes() {
+    let mut r = router(1);
+    r.add_on_link(a("2001:db8:2::"), 64);
+    let mut bus = Bus::new(vec![r, host(2, Dad::Off), host(3, Dad::Optimistic)]);
+    let off_link = a("2001:db8:9::5");
+    bus.nodes[2].add_address(Instant::ZERO, off_link, Dad::Optimistic);
+    let on_link = a("2001:db8:2::5");
+    bus.nodes[2].add_address(Instant::ZERO, on_link, Dad::Optimistic);
+    bus.deliver();
+    assert_eq!(told_routers(&bus, 2).len(), 2);
+    assert!(bus.nodes[0].neighbor(off_link).is_none());
+    assert!(bus.nodes[0].neighbor(on_link).is_some());
+    // A host keeps no entry for what it did not ask about (RFC 4861 §7.2.5).
+    assert!(bus.nodes[1].neighbor(on_link).is_none());
+}
+
+#[test]
+fn an_address_under_standard_dad_is_told_to_the_routers_once_it_passed() {
+    let coa = a("2001:db8:2::5");
+    let mut bus = Bus::new(vec![router(1), host(2, Dad::Off)]);
+    bus.nodes[1].add_address(Instant::ZERO, coa, Dad::Standard);
+    bus.run_for(Duration::from_millis(500));
+    assert!(told_routers(&bus, 1).is_empty(), "tentative: not yet");
+    bus.run_for(Duration::from_secs(1));
+    assert_eq!(bus.events(1), vec![NdEvent::AddressReady(coa)]);
+    assert_eq!(told_routers(&bus, 1).len(), 1);
 }
 
 #[test]

@@ -19,4 +19,5 @@ pub mod demo;
 pub mod fabric;
 pub mod report;
 pub mod router;
+mod timer;
 pub mod traffic;

@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
+use super::timer::Timer;
 use crate::sim::{flow_payload, parse_flow, FLOW_PORT};
 
 /// Microseconds since the Unix epoch: every process of the demo stamps
@@ -107,12 +108,18 @@ pub fn run(t: &Traffic) -> io::Result<String> {
 async fn udp_send(to: SocketAddr, flow: u32, every_us: u64, count: u64) -> io::Result<String> {
     let socket = UdpSocket::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0)).await?;
     let every = Duration::from_micros(every_us.max(1));
+    let timer = Timer::new()?;
     let start = tokio::time::Instant::now();
     let first = wall_micros();
     let mut errors = 0u64;
     for seq in 0..count {
         let at = start + every * u32::try_from(seq).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(at).await;
+        let wait = at.saturating_duration_since(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            let micros = u64::try_from(wait.as_micros()).unwrap_or(u64::MAX);
+            timer.arm(common::time::Duration::from_micros(micros))?;
+            timer.fired().await?;
+        }
         // No route while the node has no link: the kernel says so; count it.
         if socket
             .send_to(&flow_payload(flow, seq, wall_micros()), to)
