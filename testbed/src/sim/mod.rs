@@ -581,15 +581,10 @@ impl Sim {
 
     /// Runs until nothing is left before `until`; time ends at `until`.
     pub fn run_until(&mut self, until: Instant) {
-        let due = |key: u128| Instant::from_micros(u64::try_from(key >> 64).unwrap_or(u64::MAX));
-        while let Some(key) = self.queue.peek() {
-            if due(key) > until {
-                break;
-            }
-            let Some((key, slot)) = self.queue.pop() else {
-                break;
-            };
-            self.now = self.now.max(due(key));
+        let last = u128::from(until.total_micros()) << 64 | u128::from(u64::MAX);
+        while let Some((key, slot)) = self.queue.pop_until(last) {
+            let due = Instant::from_micros(u64::try_from(key >> 64).unwrap_or(u64::MAX));
+            self.now = self.now.max(due);
             let ev = self.events[slot].take();
             self.free.push(slot);
             if let Some(ev) = ev {

@@ -37,24 +37,26 @@ impl<T> RadixHeap<T> {
         self.buckets[b].push((key, value));
     }
 
-    /// The smallest key held.
-    pub fn peek(&self) -> Option<u128> {
-        let b = self.buckets.iter().position(|b| !b.is_empty())?;
-        self.buckets[b].iter().map(|(k, _)| *k).min()
-    }
-
-    /// The value of the smallest key, removed.
-    pub fn pop(&mut self) -> Option<(u128, T)> {
+    /// The value of the smallest key, removed, if that key is at most
+    /// `until`: one pass over the bucket to find it, one to spread it.
+    pub fn pop_until(&mut self, until: u128) -> Option<(u128, T)> {
         if self.buckets[0].is_empty() {
             let b = self.buckets.iter().position(|b| !b.is_empty())?;
+            let min = self.buckets[b].iter().map(|(k, _)| *k).min()?;
+            if min > until {
+                return None;
+            }
             let items = std::mem::take(&mut self.buckets[b]);
-            self.last = items.iter().map(|(k, _)| *k).min()?;
+            self.last = min;
             for (k, v) in items {
                 let to = self.bucket(k);
                 self.buckets[to].push((k, v));
             }
         }
-        self.buckets[0].pop()
+        match self.buckets[0].last() {
+            Some((k, _)) if *k <= until => self.buckets[0].pop(),
+            _ => None,
+        }
     }
 }
 
@@ -79,8 +81,7 @@ mod test {
                 heap.push(key, key);
                 sorted.insert(key);
             }
-            assert_eq!(heap.peek(), sorted.first().copied());
-            if let Some((key, value)) = heap.pop() {
+            if let Some((key, value)) = heap.pop_until(u128::MAX) {
                 assert_eq!(key, value);
                 assert_eq!(Some(key), sorted.pop_first());
                 assert!(key >= last);
@@ -88,11 +89,11 @@ mod test {
                 popped += 1;
             }
         }
-        while let Some((key, _)) = heap.pop() {
+        while let Some((key, _)) = heap.pop_until(u128::MAX) {
             assert_eq!(Some(key), sorted.pop_first());
         }
         assert!(popped > 1000);
-        assert!(heap.peek().is_none() && sorted.is_empty());
+        assert!(sorted.is_empty());
     }
 
     #[test]
@@ -100,11 +101,11 @@ mod test {
         let mut heap = RadixHeap::default();
         heap.push(10, 'a');
         heap.push(20, 'b');
-        assert_eq!(heap.pop(), Some((10, 'a')));
+        assert_eq!(heap.pop_until(15), Some((10, 'a')));
+        assert_eq!(heap.pop_until(15), None, "20 is not due by 15");
         heap.push(5, 'c');
-        assert_eq!(heap.peek(), Some(10));
-        assert_eq!(heap.pop(), Some((10, 'c')));
-        assert_eq!(heap.pop(), Some((20, 'b')));
-        assert_eq!(heap.pop(), None);
+        assert_eq!(heap.pop_until(15), Some((10, 'c')));
+        assert_eq!(heap.pop_until(u128::MAX), Some((20, 'b')));
+        assert_eq!(heap.pop_until(u128::MAX), None);
     }
 }
