@@ -1308,7 +1308,8 @@ impl NdIface {
             self.proxy_duplicate(target);
             return Ok(());
         }
-        if !self.cache.contains_key(&target) {
+        // Appendix C.
+        let Some(e) = self.cache.get_mut(&target) else {
             // RFC 9131 §4.2: a router takes a host's announcement of a new
             // address on one of the link's prefixes as a STALE entry.
             let announced = self.cfg.router && !flags.solicited && self.on_link_prefix(target);
@@ -1319,10 +1320,6 @@ impl NdIface {
                 }
                 _ => Err(NdDrop::NotOurs),
             };
-        }
-        // Appendix C.
-        let Some(e) = self.cache.get_mut(&target) else {
-            return Err(NdDrop::NotOurs);
         };
         let was_router = e.is_router;
         if e.state == NeighborState::Incomplete {

@@ -36,6 +36,15 @@ struct Slot<T> {
     filed: Instant,
 }
 
+impl<T: CacheEntry> Slot<T> {
+    /// A new entry for `home`, its end filed in `expiry`.
+    fn filed(expiry: &mut Deadlines<Ipv6Addr>, home: Ipv6Addr, entry: T) -> Self {
+        let filed = entry.expires();
+        expiry.reschedule(home, None, Some(filed));
+        Slot { entry, filed }
+    }
+}
+
 impl<T> Default for BindingCache<T> {
     fn default() -> Self {
         BindingCache {
@@ -82,23 +91,17 @@ impl<T: CacheEntry> BindingCache<T> {
                 }
             }
             Entry::Vacant(v) => {
-                v.insert(Slot {
-                    entry,
-                    filed: expires,
-                });
-                self.expiry.reschedule(home, None, Some(expires));
+                v.insert(Slot::filed(&mut self.expiry, home, entry));
             }
         }
     }
 
     /// The entry for `home`, made by `make` if there is none.
     pub fn get_or_insert_with(&mut self, home: Ipv6Addr, make: impl FnOnce() -> T) -> &mut T {
-        let slot = self.entries.entry(home).or_insert_with(|| {
-            let entry = make();
-            let filed = entry.expires();
-            self.expiry.reschedule(home, None, Some(filed));
-            Slot { entry, filed }
-        });
+        let slot = self
+            .entries
+            .entry(home)
+            .or_insert_with(|| Slot::filed(&mut self.expiry, home, make()));
         &mut slot.entry
     }
 
@@ -235,10 +238,13 @@ mod test {
         Instant::ZERO + Duration::from_secs(s)
     }
 
+    fn core() -> Core {
+        Core::new(Ipsec::default(), None, 1, CodePoints::default())
+    }
+
     #[test]
     fn an_extended_binding_lives_its_new_lifetime_and_a_shortened_one_goes_at_its_end() {
-        let mut core = Core::new(Ipsec::default(), None, 1, CodePoints::default());
-        let mut cache = BindingCache::default();
+        let (mut core, mut cache) = (core(), BindingCache::default());
         cache.insert(HOME, Lives(at(10)));
         // Extended: the deadline filed stays, so the cache wakes at 10 s,
         // finds the entry alive and files its end.
@@ -258,8 +264,7 @@ mod test {
 
     #[test]
     fn a_deregistered_binding_leaves_no_deadline() {
-        let mut core = Core::new(Ipsec::default(), None, 1, CodePoints::default());
-        let mut cache = BindingCache::default();
+        let (mut core, mut cache) = (core(), BindingCache::default());
         cache.insert(HOME, Lives(at(10)));
         cache.insert(HOME, Lives(at(30)));
         cache.deregister(HOME, &mut core);

@@ -670,16 +670,14 @@ pub fn start_router(
 fn realtime(router: &Process) {
     let mut chrt = Command::new("chrt");
     chrt.args(["--fifo", "--pid", "10", &router.pid().to_string()]);
-    match crate::harness::netns::run_bounded(chrt, WallDuration::from_secs(5)) {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => eprintln!(
-            "testbed demo --real: the router keeps its normal priority, so a busy machine may delay its links: chrt: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Err(e) => eprintln!(
-            "testbed demo --real: the router keeps its normal priority, so a busy machine may delay its links: {e}"
-        ),
-    }
+    let why = match crate::harness::netns::run_bounded(chrt, WallDuration::from_secs(5)) {
+        Ok(o) if o.status.success() => return,
+        Ok(o) => format!("chrt: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Err(e) => e.to_string(),
+    };
+    eprintln!(
+        "testbed demo --real: the router keeps its normal priority, so a busy machine may delay its links: {why}"
+    );
 }
 
 /// A running daemon's status, through its CLI.

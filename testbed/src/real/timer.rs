@@ -11,11 +11,11 @@ use nix::sys::timer::Expiration;
 use nix::sys::timerfd::{ClockId, TimerFd, TimerFlags, TimerSetTimeFlags};
 use tokio::io::unix::AsyncFd;
 
-/// A one-shot timer with the kernel's precision: tokio's timers round up
-/// to the next millisecond, which would add up to a millisecond (more
-/// than 1 ms on average with the reactor's own rounding) to every delay a
-/// link adds, and to every datagram of a flow. Armed with a relative time computed from the process clock,
-/// so it reads no clock of its own.
+/// Tokio's timers round up to the next millisecond, which would add up to
+/// a millisecond (more than 1 ms on average with the reactor's own
+/// rounding) to every delay a link adds and every datagram of a flow.
+/// Armed with a relative time computed from the process clock, so it
+/// reads no clock of its own.
 pub struct Timer {
     fd: AsyncFd<TimerHandle>,
 }

@@ -214,6 +214,16 @@ enum Ev {
     },
 }
 
+/// An event's place in [`Sim::queue`]: when it is due, in microseconds,
+/// then its sequence number; [`due`] reads the time back.
+fn queue_key(at: Instant, seq: u64) -> u128 {
+    u128::from(at.total_micros()) << 64 | u128::from(seq)
+}
+
+fn due(key: u128) -> Instant {
+    Instant::from_micros(u64::try_from(key >> 64).unwrap_or(u64::MAX))
+}
+
 #[derive(Clone)]
 pub struct Sim {
     now: Instant,
@@ -575,16 +585,13 @@ impl Sim {
                 self.events.len() - 1
             }
         };
-        let key = u128::from(at.total_micros()) << 64 | u128::from(self.next_seq);
-        self.queue.push(key, slot);
+        self.queue.push(queue_key(at, self.next_seq), slot);
     }
 
     /// Runs until nothing is left before `until`; time ends at `until`.
     pub fn run_until(&mut self, until: Instant) {
-        let last = u128::from(until.total_micros()) << 64 | u128::from(u64::MAX);
-        while let Some((key, slot)) = self.queue.pop_until(last) {
-            let due = Instant::from_micros(u64::try_from(key >> 64).unwrap_or(u64::MAX));
-            self.now = self.now.max(due);
+        while let Some((key, slot)) = self.queue.pop_until(queue_key(until, u64::MAX)) {
+            self.now = self.now.max(due(key));
             let ev = self.events[slot].take();
             self.free.push(slot);
             if let Some(ev) = ev {
