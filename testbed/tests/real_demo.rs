@@ -40,18 +40,21 @@ fn prerequisites() -> Option<Bins> {
         .flatten()
 }
 
-/// One real demo at a time: each keeps both cores busy for ten seconds of
-/// real time, and its latencies are the thing measured.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// One real-demo test at a time, from its run to its last check: a run
+/// keeps both cores busy for ten seconds of real time and its latencies
+/// are the thing measured, so another test's tshark and Chromium must not
+/// run beside it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn run(mode: RouteOptimisation, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
     run_setup(Setup::new(1, mode), name)
 }
 
 fn run_setup(setup: Setup, name: &str) -> Option<(RealRun, Setup, PathBuf)> {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let bins = prerequisites()?;
     let dir = tools::scratch(name);
     let net = setup.network();
@@ -76,6 +79,18 @@ struct Paths {
     /// IPv6-in-IPv6 between a care-of address and the home agent, each way.
     tunnel_down: usize,
     tunnel_up: usize,
+}
+
+/// What to read when a path is missing: the mobile node's and the home
+/// agent's logs and the router's counters at exit.
+fn logs(dir: &Path) -> String {
+    ["mn.log", "ha.log", "router.log"]
+        .iter()
+        .map(|f| {
+            let text = fs::read_to_string(dir.join(f)).unwrap_or_default();
+            format!("--- {f}\n{text}")
+        })
+        .collect()
 }
 
 fn paths(pcap: &Path) -> Paths {
@@ -173,7 +188,11 @@ fn replies_per_phase(log: &Path) -> [usize; 4] {
 fn assert_pings_both_ways(dir: &Path) {
     for log in ["ping-mn-cn.log", "ping-cn-mn.log"] {
         let n = replies_per_phase(&dir.join(log));
-        assert!(n.iter().all(|c| *c > 5), "{log}: replies per phase {n:?}");
+        assert!(
+            n.iter().all(|c| *c > 5),
+            "{log}: replies per phase {n:?}\n{}",
+            logs(dir)
+        );
     }
 }
 
@@ -346,6 +365,7 @@ fn assert_report_draws_the_captures(r: &RealRun, setup: &Setup, dir: &Path) {
 // REQ CN-3.1
 #[test]
 fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
+    let _one = one_at_a_time();
     let Some((r, setup, dir)) = run(RouteOptimisation::Ipsec, "real-ipsec") else {
         return;
     };
@@ -353,8 +373,11 @@ fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
     // A TCP stream of known bytes survived both handoffs and the return home.
     assert_eq!(r.tcp_sent.0, 1_600_000);
     assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
-    // Carrier up to the first correspondent packet route optimised: about
-    // one MN-CN round trip (debug builds add a little).
+    // Carrier up to the first correspondent packet route optimised: one
+    // MN-CN round trip, so one BU to the correspondent a move (two moves
+    // and the return home), each answered. How close to one round trip is
+    // the bench's figure (`scripts/bench.sh`): here, under a debug build,
+    // only that it is less than two, which a second exchange would take.
     let away: Vec<Duration> = r
         .run
         .handoffs
@@ -365,14 +388,22 @@ fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
     assert_eq!(away.len(), 2);
     for l in &away {
         assert!(
-            *l >= mn_cn && *l < mn_cn.mul_f64(1.5),
+            *l >= mn_cn && *l < mn_cn.mul_f64(2.0),
             "handoff {l:?} against RTT {mn_cn:?}"
         );
     }
+    let mn_log = fs::read_to_string(dir.join("mn.log")).unwrap();
+    let count = |s: &str| mn_log.lines().filter(|l| l.contains(s)).count();
+    assert_eq!(count(&format!(" to {CN} under ESP")), 3, "{mn_log}");
+    assert_eq!(count(&format!("BA from {CN}: status 0")), 3, "{mn_log}");
     // The path from the captures: RH2 down and HAO up on both access links.
     for link in ["access-a", "access-b"] {
         let p = paths(&dir.join(format!("{link}.pcap")));
-        assert!(p.rh2_down > 500 && p.hao_up > 500, "{link}: {p:?}");
+        assert!(
+            p.rh2_down > 500 && p.hao_up > 500,
+            "{link}: {p:?}\n{}",
+            logs(&dir)
+        );
     }
     assert_pings_both_ways(&dir);
     assert_report_draws_the_captures(&r, &setup, &dir);
@@ -394,13 +425,18 @@ fn ipsec_route_optimisation_on_real_links_keeps_tcp_and_one_rtt() {
 // REQ MIP-HA-IPSEC
 #[test]
 fn tunnelled_through_the_home_agent_on_real_links() {
+    let _one = one_at_a_time();
     let Some((r, _, dir)) = run(RouteOptimisation::None, "real-tunnel") else {
         return;
     };
     assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
     for link in ["access-a", "access-b"] {
         let p = paths(&dir.join(format!("{link}.pcap")));
-        assert!(p.tunnel_down > 500 && p.tunnel_up > 500, "{link}: {p:?}");
+        assert!(
+            p.tunnel_down > 500 && p.tunnel_up > 500,
+            "{link}: {p:?}\n{}",
+            logs(&dir)
+        );
         assert_eq!(
             (p.rh2_down, p.hao_up),
             (0, 0),
@@ -414,6 +450,7 @@ fn tunnelled_through_the_home_agent_on_real_links() {
 // REQ CN-3.3
 #[test]
 fn triangular_on_real_links_goes_straight_up_and_home_down() {
+    let _one = one_at_a_time();
     let Some((r, _, dir)) = run(RouteOptimisation::Triangular, "real-triangular") else {
         return;
     };
@@ -421,7 +458,11 @@ fn triangular_on_real_links_goes_straight_up_and_home_down() {
     for link in ["access-a", "access-b"] {
         let p = paths(&dir.join(format!("{link}.pcap")));
         // Up: a HAO under the suitable SA; down: through the home agent.
-        assert!(p.hao_up > 500 && p.tunnel_down > 500, "{link}: {p:?}");
+        assert!(
+            p.hao_up > 500 && p.tunnel_down > 500,
+            "{link}: {p:?}\n{}",
+            logs(&dir)
+        );
         assert_eq!(p.rh2_down, 0, "{link}: no binding at the correspondent");
     }
     assert_pings_both_ways(&dir);
@@ -448,6 +489,7 @@ fn tshark_values(pcap: &Path, keys: &[String], filter: &str, field: &str) -> Vec
 // REQ MIP-HA-IPSEC
 #[test]
 fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
+    let _one = one_at_a_time();
     let mut setup = Setup::new(1, RouteOptimisation::Ipsec);
     setup.keying = Keying::Ike {
         mobility: Mobility::Mobike { r_mobike: false },
@@ -460,20 +502,25 @@ fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
     // A TCP stream of known bytes survived both handoffs and the return home.
     assert_eq!(r.tcp_sent.0, 1_600_000);
     assert_eq!(r.tcp_sent, r.tcp_received, "bytes and SHA-256");
-    // Route optimised after each move away, within 1.5 MN-CN round trips:
-    // IKE with the correspondent ran once, at home, and the home agent's
-    // IKE SA moves in place.
+    // Route optimised after each move away within two MN-CN round trips
+    // (the bench has how close to one): IKE with the correspondent ran
+    // once, at home, where running it again would take two more, and the
+    // home agent's IKE SA moves in place.
     for h in r.run.handoffs.iter().filter(|h| h.to != "home") {
         let l = h.latency.expect("a route-optimised packet after each move");
         assert!(
-            l >= mn_cn && l < mn_cn.mul_f64(1.5),
+            l >= mn_cn && l < mn_cn.mul_f64(2.0),
             "handoff to {} {l:?} against RTT {mn_cn:?}",
             h.to
         );
     }
     for link in ["access-a", "access-b"] {
         let p = paths(&dir.join(format!("{link}.pcap")));
-        assert!(p.rh2_down > 500 && p.hao_up > 500, "{link}: {p:?}");
+        assert!(
+            p.rh2_down > 500 && p.hao_up > 500,
+            "{link}: {p:?}\n{}",
+            logs(&dir)
+        );
     }
     assert_pings_both_ways(&dir);
     // The home agent's IKE SA followed the care-of address by MOBIKE, one
@@ -560,9 +607,7 @@ fn ipsec_keyed_by_ike_on_real_links_keeps_tcp_and_the_ike_sas_follow() {
 /// as tshark counts in that run's captures, the intervals its latencies.
 #[test]
 fn every_shipped_scenario_runs_on_real_links() {
-    let _one = ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _one = one_at_a_time();
     let Some(bins) = prerequisites() else {
         return;
     };

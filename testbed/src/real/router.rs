@@ -21,8 +21,9 @@
 //!   unreachable port_down send_errors queue_full malformed`; the router's
 //!   `forwarded no_route hop_limit_exceeded unresolved malformed`),
 //!   `quit` (`ok quit`, exit). End of stdin exits too, so keep it open.
-//!   `ready` is printed once every port is open. SIGINT and SIGTERM exit
-//!   cleanly: sysctls put back, pcaps flushed.
+//!   `ready` is printed once every port is open, and the `status` line
+//!   once more on exit. SIGINT and SIGTERM exit cleanly: sysctls put
+//!   back, pcaps flushed.
 //! - Exit status: 0 after `quit`, end of stdin or a signal; 2 (with one
 //!   line on stderr) for a mistake in the file, a missing interface, or
 //!   not being root; 1 for any other failure.
@@ -60,7 +61,7 @@ const HELP: &str = "Commands on stdin, one per line:
   link NAME up|down   take a link down (it drops everything, counted) or up
   status              one JSON line: every link's state and counters, the router's counters
   quit                exit (so does the end of stdin, SIGINT and SIGTERM)
-`ready` is printed once every port is open.";
+`ready` is printed once every port is open, the status line again on exit.";
 
 /// How long to sleep when nothing is scheduled (the router always has
 /// its next RA, so only in theory).
@@ -305,6 +306,8 @@ async fn run(cfg: RouterConfig, path: &Path) -> Result<(), Failure> {
     let result = p.run(&timer, &mut rx, &mut sigint, &mut sigterm).await;
     p.drain();
     p.flush_pcaps();
+    // The counters at exit, for whoever reads the log after a run.
+    say(&p.status().to_string());
     let restored = sysctls
         .restore()
         .map_err(|e| failed(format!("restoring sysctls: {e}")));
