@@ -262,7 +262,7 @@ fn alternate_coa_without_the_annex_must_be_source_or_home() {
     t.sim.inject(t.access_a, b);
     t.sim.run_until(secs(2.5));
     assert_eq!(cn_drops(&t, NodeDrop::AlternateCoaRefused), 1);
-    let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap().clone();
+    let binding = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
     assert_eq!(binding.care_of, Some(COA_A));
     // The same BU with the source as Alternate CoA passes.
     let b = bu(
@@ -417,7 +417,7 @@ fn real_alternate_coa_only_after_the_cookie_test() {
         let seq = cn_seq(&t).wrapping_add(1);
         // B is the alternate: the node is not there, but the test goes there.
         let cookie = alternate_bu(&mut t, seq, COA_B, None).expect("cookie sent to B");
-        let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap().clone();
+        let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
         assert_eq!(b.testing, Some(COA_B));
         assert_eq!(
             b.care_of, None,
@@ -433,7 +433,7 @@ fn real_alternate_coa_only_after_the_cookie_test() {
         );
         // Echoing the exact cookie makes B the care-of address.
         assert!(alternate_bu(&mut t, seq + 1, COA_B, Some(cookie)).is_none());
-        let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap().clone();
+        let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
         assert_eq!(
             (b.care_of, b.testing, b.seq),
             (Some(COA_B), None, Some(seq + 1))
@@ -560,7 +560,7 @@ fn return_routability_baseline_binds_and_deregisters() {
     let mut t = away(&Setup::new(14, RouteOptimisation::ReturnRoutability));
     // Return routability starts after the home BA.
     t.sim.run_until(secs(2.5));
-    let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap().clone();
+    let b = t.sim.cn(t.cn).unwrap().binding(HOA).unwrap();
     assert_eq!(b.care_of, Some(COA_A));
     assert!(!b.ipsec);
     assert!(
