@@ -50,7 +50,10 @@ impl<T: Copy> Pages<T> {
 
     fn push(&mut self, v: T) {
         if self.len % PAGE == 0 {
-            self.pages.push(Vec::with_capacity(PAGE));
+            // The first page grows as a vector does, so a small cache
+            // stays small; it stops at PAGE, a power of two.
+            let capacity = if self.pages.is_empty() { 0 } else { PAGE };
+            self.pages.push(Vec::with_capacity(capacity));
         }
         if let Some(page) = self.pages.last_mut() {
             page.push(v);
