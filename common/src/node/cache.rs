@@ -34,12 +34,17 @@ pub(crate) struct BindingCache<T> {
 #[derive(Clone)]
 struct Pages<T> {
     pages: Vec<Vec<T>>,
-    len: usize,
 }
 
 const PAGE: usize = 4096;
 
 impl<T: Copy> Pages<T> {
+    fn len(&self) -> usize {
+        self.pages
+            .last()
+            .map_or(0, |p| (self.pages.len() - 1) * PAGE + p.len())
+    }
+
     fn get(&self, i: usize) -> T {
         self.pages[i / PAGE][i % PAGE]
     }
@@ -49,7 +54,7 @@ impl<T: Copy> Pages<T> {
     }
 
     fn push(&mut self, v: T) {
-        if self.len % PAGE == 0 {
+        if self.len() % PAGE == 0 {
             // The first page grows as a vector does, so a small cache
             // stays small; it stops at PAGE, a power of two.
             let capacity = if self.pages.is_empty() { 0 } else { PAGE };
@@ -58,7 +63,6 @@ impl<T: Copy> Pages<T> {
         if let Some(page) = self.pages.last_mut() {
             page.push(v);
         }
-        self.len += 1;
     }
 
     fn pop(&mut self) {
@@ -67,7 +71,6 @@ impl<T: Copy> Pages<T> {
             if page.is_empty() {
                 self.pages.pop();
             }
-            self.len -= 1;
         }
     }
 }
@@ -87,10 +90,7 @@ impl<T> Default for BindingCache<T> {
     fn default() -> Self {
         BindingCache {
             entries: HashMap::new(),
-            expiry: Pages {
-                pages: vec![],
-                len: 0,
-            },
+            expiry: Pages { pages: vec![] },
         }
     }
 }
@@ -182,11 +182,11 @@ impl<T: CacheEntry> BindingCache<T> {
     /// When [`BindingCache::expire`] has work: an entry's end, or its
     /// filed deadline to be moved on.
     pub fn next_expiry(&self) -> Option<Instant> {
-        (self.expiry.len > 0).then(|| self.expiry.get(0).0)
+        (self.expiry.len() > 0).then(|| self.expiry.get(0).0)
     }
 
     fn add(&mut self, home: Ipv6Addr, entry: T) {
-        let at = self.expiry.len;
+        let at = self.expiry.len();
         self.expiry.push((entry.expires(), home));
         self.entries.insert(home, Slot { entry, at });
         self.sift_up(at);
@@ -194,7 +194,7 @@ impl<T: CacheEntry> BindingCache<T> {
 
     /// Takes the deadline at `at` out of the heap (its entry is gone).
     fn unfile(&mut self, at: usize) {
-        let last = self.expiry.len - 1;
+        let last = self.expiry.len() - 1;
         self.swap(at, last);
         self.expiry.pop();
         if at < last {
@@ -217,15 +217,16 @@ impl<T: CacheEntry> BindingCache<T> {
     fn sift_down(&mut self, mut i: usize) {
         loop {
             let (left, right) = (2 * i + 1, 2 * i + 2);
-            if left >= self.expiry.len {
+            if left >= self.expiry.len() {
                 return;
             }
-            let child =
-                if right < self.expiry.len && self.expiry.get(right).0 < self.expiry.get(left).0 {
-                    right
-                } else {
-                    left
-                };
+            let child = if right < self.expiry.len()
+                && self.expiry.get(right).0 < self.expiry.get(left).0
+            {
+                right
+            } else {
+                left
+            };
             if self.expiry.get(i).0 <= self.expiry.get(child).0 {
                 return;
             }
@@ -405,12 +406,12 @@ mod test {
                 }
             }
             assert_eq!(cache.len(), model.len());
-            assert_eq!(cache.expiry.len, cache.entries.len());
+            assert_eq!(cache.expiry.len(), cache.entries.len());
             most = most.max(cache.len());
             if step % 1_000 != 0 {
                 continue;
             }
-            for i in 0..cache.expiry.len {
+            for i in 0..cache.expiry.len() {
                 let (due, home) = cache.expiry.get(i);
                 let slot = &cache.entries[&home];
                 assert_eq!(slot.at, i);
