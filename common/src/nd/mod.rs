@@ -16,6 +16,7 @@
 //! node must not wait: RFC 4429 §3.4, RFC 6275 §11.5.1), and anycast.
 
 mod cache;
+mod proxies;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use self::cache::Cache;
 pub use self::cache::{Neighbor, NeighborState};
+use self::proxies::Proxies;
 use crate::time::{Deadlines, Duration, Instant};
 use crate::wire::nd::{solicited_node, NaFlags, RouterAdvert, ND_HOP_LIMIT};
 use crate::wire::{CodePoints, IpRepr, MacAddr, NdRepr, PacketRepr, UpperRepr};
@@ -254,7 +256,7 @@ pub struct NdIface {
     mac: MacAddr,
     link_local: Ipv6Addr,
     addrs: Vec<OwnAddr>,
-    proxies: HashMap<Ipv6Addr, Proxy>,
+    proxies: Proxies,
     cache: Cache,
     routers: Vec<DefaultRouter>,
     on_link: Vec<OnLink>,
@@ -266,7 +268,8 @@ pub struct NdIface {
     due: HashMap<Timer, Instant>,
     frames: VecDeque<Frame>,
     events: VecDeque<NdEvent>,
-    /// How many of our and proxied addresses need each group.
+    /// How many of our own addresses need each group; a proxied
+    /// address's group is found in `proxies`.
     groups: HashMap<Ipv6Addr, u32>,
     membership: VecDeque<Membership>,
     rng: ChaCha20Rng,
@@ -301,7 +304,7 @@ impl NdIface {
             mac,
             link_local: link_local(mac),
             addrs: Vec::new(),
-            proxies: HashMap::new(),
+            proxies: Proxies::default(),
             cache: Cache::new(),
             routers: Vec::new(),
             on_link: Vec::new(),
@@ -369,11 +372,11 @@ impl NdIface {
     pub fn proxied(&self) -> impl Iterator<Item = (Ipv6Addr, bool)> + '_ {
         self.proxies
             .iter()
-            .map(|(a, p)| (*a, matches!(p, Proxy::Active { .. })))
+            .map(|(a, p)| (a, matches!(p, Proxy::Active { .. })))
     }
 
     pub fn is_proxying(&self, addr: Ipv6Addr) -> bool {
-        matches!(self.proxies.get(&addr), Some(Proxy::Active { .. }))
+        matches!(self.proxies.get(addr), Some(Proxy::Active { .. }))
     }
 
     fn own(&self, addr: Ipv6Addr) -> Option<&OwnAddr> {
@@ -416,22 +419,39 @@ impl NdIface {
         self.membership.pop_front()
     }
 
-    fn join(&mut self, group: Ipv6Addr) {
-        let n = self.groups.entry(group).or_default();
-        *n += 1;
-        if *n == 1 {
-            self.membership.push_back(Membership::Join(group));
-        }
+    fn listening(&self, group: Ipv6Addr) -> bool {
+        self.groups.contains_key(&group) || self.proxies.in_group(group)
     }
 
+    /// One more address of ours needs `group`.
+    fn join(&mut self, group: Ipv6Addr) {
+        if !self.listening(group) {
+            self.membership.push_back(Membership::Join(group));
+        }
+        *self.groups.entry(group).or_default() += 1;
+    }
+
+    /// One address of ours less needs `group`.
     fn leave(&mut self, group: Ipv6Addr) {
-        if let Some(n) = self.groups.get_mut(&group) {
-            *n -= 1;
-            if *n == 0 {
-                self.groups.remove(&group);
+        let Some(n) = self.groups.get_mut(&group) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.groups.remove(&group);
+            if !self.listening(group) {
                 self.membership.push_back(Membership::Leave(group));
             }
         }
+    }
+
+    /// Sets what proxied `address` is, joining its group if it is new.
+    fn set_proxy(&mut self, address: Ipv6Addr, proxy: Proxy) {
+        let group = solicited_node(address);
+        if !self.listening(group) {
+            self.membership.push_back(Membership::Join(group));
+        }
+        self.proxies.insert(address, proxy);
     }
 
     // ---- our addresses ----
@@ -567,7 +587,7 @@ impl NdIface {
     /// One more unsolicited NA for `target` (ours or proxied), up to
     /// MAX_NEIGHBOR_ADVERTISEMENT.
     fn announce_next(&mut self, now: Instant, timer: Timer, target: Ipv6Addr) {
-        let sent = match (timer, self.own(target), self.proxies.get(&target)) {
+        let sent = match (timer, self.own(target), self.proxies.get(target)) {
             (Timer::Dad(_), Some(a), _) => a.probes,
             (Timer::Proxy(_), _, Some(Proxy::Active { announcements })) => {
                 MAX_NEIGHBOR_ADVERTISEMENT - announcements
@@ -603,7 +623,7 @@ impl NdIface {
                 }
             }
             _ => {
-                if let Some(Proxy::Active { announcements }) = self.proxies.get_mut(&target) {
+                if let Some(Proxy::Active { announcements }) = self.proxies.get_mut(target) {
                     *announcements -= 1;
                 }
             }
@@ -627,12 +647,11 @@ impl NdIface {
     /// [`NdEvent::ProxyChecked`]. Defending starts with unsolicited NAs
     /// (§10.4.1).
     pub fn add_proxy(&mut self, now: Instant, address: Ipv6Addr, check: bool) {
-        if self.proxies.contains_key(&address) {
+        if self.proxies.contains(address) {
             return;
         }
         if check {
-            self.proxies.insert(address, Proxy::Checking { probes: 0 });
-            self.join(solicited_node(address));
+            self.set_proxy(address, Proxy::Checking { probes: 0 });
             self.proxy_probe(now, address);
         } else {
             self.activate_proxy(now, address);
@@ -640,29 +659,27 @@ impl NdIface {
     }
 
     pub fn remove_proxy(&mut self, address: Ipv6Addr) {
-        if self.proxies.remove(&address).is_some() {
-            self.leave(solicited_node(address));
+        let group = solicited_node(address);
+        if self.proxies.remove(address).is_some() && !self.listening(group) {
+            self.membership.push_back(Membership::Leave(group));
         }
         self.set_timer(Timer::Proxy(address), None);
     }
 
     fn proxy_probe(&mut self, now: Instant, address: Ipv6Addr) {
-        if let Some(Proxy::Checking { probes }) = self.proxies.get_mut(&address) {
+        if let Some(Proxy::Checking { probes }) = self.proxies.get_mut(address) {
             *probes += 1;
         }
         self.probe_from_unspecified(now, address, Timer::Proxy(address));
     }
 
     fn activate_proxy(&mut self, now: Instant, address: Ipv6Addr) {
-        let was = self.proxies.insert(
+        self.set_proxy(
             address,
             Proxy::Active {
                 announcements: MAX_NEIGHBOR_ADVERTISEMENT,
             },
         );
-        if was.is_none() {
-            self.join(solicited_node(address));
-        }
         // A neighbour cache entry for the address (the mobile node when it
         // was home) must not catch our own packets for it.
         self.cache.remove(&address);
@@ -671,7 +688,7 @@ impl NdIface {
     }
 
     fn proxy_timer(&mut self, now: Instant, address: Ipv6Addr) {
-        match self.proxies.get(&address).copied() {
+        match self.proxies.get(address) {
             Some(Proxy::Checking { probes }) if probes < self.cfg.dad_transmits => {
                 self.proxy_probe(now, address);
             }
@@ -688,7 +705,7 @@ impl NdIface {
     }
 
     fn proxy_duplicate(&mut self, address: Ipv6Addr) {
-        if let Some(Proxy::Checking { .. }) = self.proxies.get(&address) {
+        if let Some(Proxy::Checking { .. }) = self.proxies.get(address) {
             self.remove_proxy(address);
             self.events.push_back(NdEvent::ProxyChecked {
                 address,
@@ -749,7 +766,7 @@ impl NdIface {
         let on_link = is_link_local(dst)
             || self.on_link_prefix(dst)
             || self.cache.contains_key(&dst)
-            || self.proxies.contains_key(&dst);
+            || self.proxies.contains(dst);
         if on_link {
             Some(dst)
         } else {
@@ -995,7 +1012,7 @@ impl NdIface {
     /// A link-layer address a neighbour gave about itself in an NS, RS or
     /// RA (§7.2.3, §6.3.4): creates or updates a stale entry.
     fn heard_from(&mut self, now: Instant, addr: Ipv6Addr, mac: MacAddr, router: bool) {
-        if addr.is_unspecified() || self.proxies.contains_key(&addr) || self.own(addr).is_some() {
+        if addr.is_unspecified() || self.proxies.contains(addr) || self.own(addr).is_some() {
             return;
         }
         match self.cache.get_mut(&addr) {
@@ -1183,7 +1200,7 @@ impl NdIface {
             return Err(NdDrop::Invalid);
         }
         let own = self.own(target).map(|a| a.state);
-        let proxy = self.proxies.get(&target).copied();
+        let proxy = self.proxies.get(target);
         // §7.2.3: only a solicitation for one of our targets may create
         // or update a cache entry (else any station fills the cache).
         if (own, proxy) == (None, None) {
@@ -1304,7 +1321,7 @@ impl NdIface {
             Some(_) => return Ok(()),
             None => {}
         }
-        if let Some(Proxy::Checking { .. }) = self.proxies.get(&target) {
+        if let Some(Proxy::Checking { .. }) = self.proxies.get(target) {
             self.proxy_duplicate(target);
             return Ok(());
         }

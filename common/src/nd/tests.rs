@@ -824,3 +824,41 @@ fn solicitation_for_a_target_not_ours_is_counted_and_caches_nobody() {
     );
     assert_eq!(h.stats().not_ours, 1);
 }
+
+#[test]
+fn a_solicited_node_group_is_joined_once_and_left_after_its_last_address() {
+    // The same interface identifier under two home prefixes, and an
+    // address of our own with the same low 24 bits: one group for all.
+    let hoa1 = a("2001:db8:1::100");
+    let hoa2 = a("2001:db8:2::100");
+    let own = a("2001:db8:3:0:1::100");
+    let group = solicited_node(hoa1);
+    assert_eq!(solicited_node(own), group);
+    let mut nd = host(1, Dad::Off);
+    let membership = |nd: &mut NdIface| std::iter::from_fn(|| nd.poll_membership()).collect();
+    let _: Vec<_> = membership(&mut nd);
+    nd.add_proxy(Instant::ZERO, hoa1, true);
+    nd.add_proxy(Instant::ZERO, hoa2, false);
+    nd.add_address(Instant::ZERO, own, Dad::Off);
+    assert_eq!(membership(&mut nd), vec![Membership::Join(group)]);
+    nd.remove_proxy(hoa1);
+    nd.remove_address(own);
+    assert_eq!(membership(&mut nd), Vec::<Membership>::new());
+    // An NS for the remaining address is still heard and answered.
+    while nd.poll_frame().is_some() {}
+    let ns = NdRepr::NeighborSolicit {
+        target: hoa2,
+        source_ll: Some(MacAddr::local(2)),
+    };
+    let _ = nd.handle(Instant::ZERO, a("fe80::2"), group, 255, &ns);
+    assert!(std::iter::from_fn(|| nd.poll_frame()).any(|f| {
+        let p = PacketRepr::parse(&f.bytes, &CodePoints::default()).unwrap();
+        matches!(nd_of(&p), Some(NdRepr::NeighborAdvert { target, flags, .. })
+            if target == hoa2 && flags.solicited)
+    }));
+    nd.remove_proxy(hoa2);
+    assert_eq!(membership(&mut nd), vec![Membership::Leave(group)]);
+    // A group no address needs any more is joined afresh.
+    nd.add_proxy(Instant::ZERO, hoa1, false);
+    assert_eq!(membership(&mut nd), vec![Membership::Join(group)]);
+}
