@@ -4,7 +4,10 @@
 //! besides, and what lifetime it is granted, is the role's.
 
 use core::net::Ipv6Addr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::HashTable;
 
 use super::core::Core;
 use super::{seq_newer, Event, Persist, Removal};
@@ -20,12 +23,25 @@ pub(crate) trait CacheEntry {
 
 #[derive(Clone)]
 pub(crate) struct BindingCache<T> {
-    entries: HashMap<Ipv6Addr, Slot<T>>,
-    /// A binary min-heap of (filed deadline, home), one per entry, each
-    /// entry knowing its place: a deregistration or a shortened lifetime
-    /// moves only its own, and it costs 24 B an entry where a B-tree set
-    /// took 41.
-    expiry: Pages<(Instant, Ipv6Addr)>,
+    /// The entries, each with the deadline filed for it: a binary
+    /// min-heap by that deadline. Kept dense, with the hash table holding
+    /// only places, because a table at a million is half empty after
+    /// doubling: each byte of what it holds costs two.
+    heap: Pages<Slot<T>>,
+    /// Each home address's place in `heap`, hashed by the address.
+    index: HashTable<u32>,
+    hasher: RandomState,
+}
+
+#[derive(Clone)]
+struct Slot<T> {
+    /// Never after the entry's `expires()`: a refresh that extends the
+    /// lifetime (nearly every BU) leaves it, and it is filed again when it
+    /// comes, so that a million-binding cache does not reorder its
+    /// deadlines for every BU.
+    due: Instant,
+    home: Ipv6Addr,
+    entry: T,
 }
 
 /// A vector in fixed pages: growing never moves what is there. A vector
@@ -38,19 +54,30 @@ struct Pages<T> {
 
 const PAGE: usize = 4096;
 
-impl<T: Copy> Pages<T> {
+impl<T> Pages<T> {
     fn len(&self) -> usize {
         self.pages
             .last()
             .map_or(0, |p| (self.pages.len() - 1) * PAGE + p.len())
     }
 
-    fn get(&self, i: usize) -> T {
-        self.pages[i / PAGE][i % PAGE]
+    fn get(&self, i: usize) -> &T {
+        &self.pages[i / PAGE][i % PAGE]
     }
 
-    fn set(&mut self, i: usize, v: T) {
-        self.pages[i / PAGE][i % PAGE] = v;
+    fn get_mut(&mut self, i: usize) -> &mut T {
+        &mut self.pages[i / PAGE][i % PAGE]
+    }
+
+    fn swap(&mut self, i: usize, j: usize) {
+        let (pi, pj) = (i / PAGE, j / PAGE);
+        if pi == pj {
+            self.pages[pi].swap(i % PAGE, j % PAGE);
+            return;
+        }
+        let (lo, hi) = if pi < pj { (i, j) } else { (j, i) };
+        let (below, above) = self.pages.split_at_mut(hi / PAGE);
+        core::mem::swap(&mut below[lo / PAGE][lo % PAGE], &mut above[0][hi % PAGE]);
     }
 
     fn push(&mut self, v: T) {
@@ -65,53 +92,57 @@ impl<T: Copy> Pages<T> {
         }
     }
 
-    fn pop(&mut self) {
-        if let Some(page) = self.pages.last_mut() {
-            page.pop();
-            if page.is_empty() {
-                self.pages.pop();
-            }
+    fn pop(&mut self) -> Option<T> {
+        let page = self.pages.last_mut()?;
+        let v = page.pop();
+        if page.is_empty() {
+            self.pages.pop();
         }
+        v
     }
-}
 
-#[derive(Clone)]
-struct Slot<T> {
-    entry: T,
-    /// Its deadline's place in `expiry`. The deadline filed is never after
-    /// the entry's `expires()`: a refresh that extends the lifetime
-    /// (nearly every BU) leaves it, and it is filed again when it comes,
-    /// so that a million-binding cache does not reorder its deadlines for
-    /// every BU.
-    at: usize,
+    fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.pages.iter().flatten()
+    }
 }
 
 impl<T> Default for BindingCache<T> {
     fn default() -> Self {
         BindingCache {
-            entries: HashMap::new(),
-            expiry: Pages { pages: vec![] },
+            heap: Pages { pages: vec![] },
+            index: HashTable::new(),
+            hasher: RandomState::new(),
         }
     }
 }
 
 impl<T: CacheEntry> BindingCache<T> {
+    fn place(&self, home: Ipv6Addr) -> Option<usize> {
+        let hash = self.hasher.hash_one(home);
+        let at = self
+            .index
+            .find(hash, |&i| self.heap.get(i as usize).home == home)?;
+        Some(*at as usize)
+    }
+
     pub fn get(&self, home: Ipv6Addr) -> Option<&T> {
-        self.entries.get(&home).map(|s| &s.entry)
+        let at = self.place(home)?;
+        Some(&self.heap.get(at).entry)
     }
 
     /// For the role's own fields: a shorter lifetime goes through
     /// [`BindingCache::insert`].
     pub fn get_mut(&mut self, home: Ipv6Addr) -> Option<&mut T> {
-        self.entries.get_mut(&home).map(|s| &mut s.entry)
+        let at = self.place(home)?;
+        Some(&mut self.heap.get_mut(at).entry)
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.heap.len()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (Ipv6Addr, &T)> + '_ {
-        self.entries.iter().map(|(home, s)| (*home, &s.entry))
+        self.heap.iter().map(|s| (s.home, &s.entry))
     }
 
     pub fn last_seq(&self, home: Ipv6Addr) -> Option<u16> {
@@ -120,15 +151,15 @@ impl<T: CacheEntry> BindingCache<T> {
 
     /// `entry` for `home`, in place of any other, until its `expires()`.
     pub fn insert(&mut self, home: Ipv6Addr, entry: T) {
-        let expires = entry.expires();
-        let Some(slot) = self.entries.get_mut(&home) else {
-            self.add(home, entry);
+        let due = entry.expires();
+        let Some(at) = self.place(home) else {
+            self.add(Slot { due, home, entry });
             return;
         };
+        let slot = self.heap.get_mut(at);
         slot.entry = entry;
-        let at = slot.at;
-        if expires < self.expiry.get(at).0 {
-            self.expiry.set(at, (expires, home));
+        if due < slot.due {
+            slot.due = due;
             self.sift_up(at);
         }
     }
@@ -136,16 +167,14 @@ impl<T: CacheEntry> BindingCache<T> {
     /// The entry for `home`, out of the cache (no event) until it is put
     /// back with [`BindingCache::insert`].
     pub fn take(&mut self, home: Ipv6Addr) -> Option<T> {
-        let s = self.entries.remove(&home)?;
-        self.unfile(s.at);
-        Some(s.entry)
+        let at = self.place(home)?;
+        self.remove(at).map(|s| s.entry)
     }
 
     /// A binding deregistered (lifetime 0, or the home address as care-of
     /// address) goes at once.
     pub fn deregister(&mut self, home: Ipv6Addr, core: &mut Core) {
-        if let Some(s) = self.entries.remove(&home) {
-            self.unfile(s.at);
+        if self.take(home).is_some() {
             core.event(Event::BindingRemoved {
                 home,
                 reason: Removal::Deregistered,
@@ -158,22 +187,17 @@ impl<T: CacheEntry> BindingCache<T> {
     pub fn expire(&mut self, now: Instant, core: &mut Core) -> Vec<Ipv6Addr> {
         let mut gone = vec![];
         while self.next_expiry().is_some_and(|due| due <= now) {
-            let home = self.expiry.get(0).1;
-            let expires = self.entries.get(&home).map(|s| s.entry.expires());
-            match expires {
-                Some(expires) if expires > now => {
-                    self.expiry.set(0, (expires, home));
-                    self.sift_down(0);
-                }
-                _ => {
-                    self.entries.remove(&home);
-                    self.unfile(0);
-                    core.event(Event::BindingRemoved {
-                        home,
-                        reason: Removal::Expired,
-                    });
-                    gone.push(home);
-                }
+            let top = self.heap.get_mut(0);
+            let expires = top.entry.expires();
+            if expires > now {
+                top.due = expires;
+                self.sift_down(0);
+            } else if let Some(Slot { home, .. }) = self.remove(0) {
+                core.event(Event::BindingRemoved {
+                    home,
+                    reason: Removal::Expired,
+                });
+                gone.push(home);
             }
         }
         gone
@@ -182,31 +206,47 @@ impl<T: CacheEntry> BindingCache<T> {
     /// When [`BindingCache::expire`] has work: an entry's end, or its
     /// filed deadline to be moved on.
     pub fn next_expiry(&self) -> Option<Instant> {
-        (self.expiry.len() > 0).then(|| self.expiry.get(0).0)
+        (self.heap.len() > 0).then(|| self.heap.get(0).due)
     }
 
-    fn add(&mut self, home: Ipv6Addr, entry: T) {
-        let at = self.expiry.len();
-        self.expiry.push((entry.expires(), home));
-        self.entries.insert(home, Slot { entry, at });
+    fn add(&mut self, slot: Slot<T>) {
+        let at = self.heap.len();
+        let BindingCache {
+            heap,
+            index,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(slot.home);
+        heap.push(slot);
+        index.insert_unique(hash, at as u32, |&i| {
+            hasher.hash_one(heap.get(i as usize).home)
+        });
         self.sift_up(at);
     }
 
-    /// Takes the deadline at `at` out of the heap (its entry is gone).
-    fn unfile(&mut self, at: usize) {
-        let last = self.expiry.len() - 1;
+    /// Takes the entry at `at` out of the heap and the index.
+    fn remove(&mut self, at: usize) -> Option<Slot<T>> {
+        let last = self.heap.len().checked_sub(1)?;
         self.swap(at, last);
-        self.expiry.pop();
+        let home = self.heap.get(last).home;
+        if let Ok(place) = self
+            .index
+            .find_entry(self.hasher.hash_one(home), |&i| i as usize == last)
+        {
+            place.remove();
+        }
+        let slot = self.heap.pop();
         if at < last {
             self.sift_down(at);
             self.sift_up(at);
         }
+        slot
     }
 
     fn sift_up(&mut self, mut i: usize) {
         while i > 0 {
             let parent = (i - 1) / 2;
-            if self.expiry.get(parent).0 <= self.expiry.get(i).0 {
+            if self.heap.get(parent).due <= self.heap.get(i).due {
                 return;
             }
             self.swap(i, parent);
@@ -215,19 +255,18 @@ impl<T: CacheEntry> BindingCache<T> {
     }
 
     fn sift_down(&mut self, mut i: usize) {
+        let len = self.heap.len();
         loop {
             let (left, right) = (2 * i + 1, 2 * i + 2);
-            if left >= self.expiry.len() {
+            if left >= len {
                 return;
             }
-            let child = if right < self.expiry.len()
-                && self.expiry.get(right).0 < self.expiry.get(left).0
-            {
+            let child = if right < len && self.heap.get(right).due < self.heap.get(left).due {
                 right
             } else {
                 left
             };
-            if self.expiry.get(i).0 <= self.expiry.get(child).0 {
+            if self.heap.get(i).due <= self.heap.get(child).due {
                 return;
             }
             self.swap(i, child);
@@ -235,16 +274,17 @@ impl<T: CacheEntry> BindingCache<T> {
         }
     }
 
-    /// Swaps two deadlines and tells their entries.
+    /// Swaps two entries and tells the index.
     fn swap(&mut self, i: usize, j: usize) {
-        let (a, b) = (self.expiry.get(i), self.expiry.get(j));
-        self.expiry.set(i, b);
-        self.expiry.set(j, a);
-        for k in [i, j] {
-            if let Some(s) = self.entries.get_mut(&self.expiry.get(k).1) {
-                s.at = k;
-            }
+        if i == j {
+            return;
         }
+        let hashes = [i, j].map(|k| self.hasher.hash_one(self.heap.get(k).home));
+        let places = [i, j].map(|k| k as u32);
+        if let [Some(a), Some(b)] = self.index.get_many_mut(hashes, |n, &k| k == places[n]) {
+            (*a, *b) = (places[1], places[0]);
+        }
+        self.heap.swap(i, j);
     }
 }
 
@@ -317,6 +357,8 @@ impl Journal {
 #[cfg(test)]
 mod test {
     use super::*;
+    use std::collections::HashMap;
+
     use crate::time::Duration;
     use crate::wire::CodePoints;
 
@@ -406,17 +448,16 @@ mod test {
                 }
             }
             assert_eq!(cache.len(), model.len());
-            assert_eq!(cache.expiry.len(), cache.entries.len());
+            assert_eq!(cache.index.len(), cache.heap.len());
             most = most.max(cache.len());
             if step % 1_000 != 0 {
                 continue;
             }
-            for i in 0..cache.expiry.len() {
-                let (due, home) = cache.expiry.get(i);
-                let slot = &cache.entries[&home];
-                assert_eq!(slot.at, i);
-                assert!(due <= slot.entry.0);
-                assert!(i == 0 || cache.expiry.get((i - 1) / 2).0 <= due);
+            for i in 0..cache.heap.len() {
+                let slot = cache.heap.get(i);
+                assert_eq!(cache.place(slot.home), Some(i));
+                assert!(slot.due <= slot.entry.0);
+                assert!(i == 0 || cache.heap.get((i - 1) / 2).due <= slot.due);
             }
         }
         assert!(most > PAGE, "{most}");
