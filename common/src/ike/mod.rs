@@ -51,8 +51,10 @@ pub use sa::{Child, IkeSa, IkeState};
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet, VecDeque};
+use hashbrown::hash_map::Entry;
+use std::collections::VecDeque;
+
+use hashbrown::{HashMap, HashSet};
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};

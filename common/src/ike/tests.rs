@@ -2090,7 +2090,7 @@ fn mutated_messages_never_panic_and_are_counted() {
 
 /// The owner index matches the children, and no proposed SPI is held.
 fn indices_in_step(n: &Node) {
-    let mut owners = std::collections::HashMap::new();
+    let mut owners = hashbrown::HashMap::new();
     for id in n.ike.sa_ids() {
         for c in &n.ike.sa(id).unwrap().children {
             owners.insert(c.inbound, (id.0, c.spi_in));

@@ -24,7 +24,9 @@ mod sad;
 mod spd;
 
 use core::net::{IpAddr, Ipv6Addr};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 pub use crypto::{Algorithm, EspCipher, KeyLengthError, ICV_LEN};
 pub use esp::EspKeyring;

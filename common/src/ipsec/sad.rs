@@ -10,7 +10,9 @@
 
 use core::fmt;
 use core::net::IpAddr;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use hashbrown::HashMap;
 
 use super::crypto::{Algorithm, EspCipher, KeyLengthError};
 use super::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};

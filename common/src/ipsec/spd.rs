@@ -6,7 +6,9 @@
 
 use core::fmt;
 use core::net::IpAddr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 use super::layout::PacketSelectors;
 use super::sad::SaId;

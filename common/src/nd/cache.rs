@@ -3,7 +3,7 @@
 //! packets waiting for it.
 
 use core::net::Ipv6Addr;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::wire::MacAddr;
 

@@ -21,7 +21,9 @@ mod proxies;
 mod tests;
 
 use core::net::Ipv6Addr;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use hashbrown::HashMap;
 
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};

@@ -8,10 +8,9 @@
 
 use core::hash::BuildHasher;
 use core::net::Ipv6Addr;
-use std::hash::RandomState;
 
 use hashbrown::hash_table::Entry;
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::Proxy;
 use crate::wire::nd::solicited_node;
@@ -19,7 +18,7 @@ use crate::wire::nd::solicited_node;
 #[derive(Clone, Default)]
 pub(super) struct Proxies {
     table: HashTable<(Ipv6Addr, Proxy)>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 /// What of an address its solicited-node group keeps.

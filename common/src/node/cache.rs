@@ -3,11 +3,11 @@
 //! §9.5.1, and the lifetime after which an entry goes. What an entry holds
 //! besides, and what lifetime it is granted, is the role's.
 
+use core::hash::BuildHasher;
 use core::net::Ipv6Addr;
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use super::core::Core;
 use super::{seq_newer, Event, Persist, Removal};
@@ -30,7 +30,7 @@ pub(crate) struct BindingCache<T> {
     heap: Pages<Slot<T>>,
     /// Each home address's place in `heap`, hashed by the address.
     index: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 #[derive(Clone)]
@@ -111,7 +111,7 @@ impl<T> Default for BindingCache<T> {
         BindingCache {
             heap: Pages { pages: vec![] },
             index: HashTable::new(),
-            hasher: RandomState::new(),
+            hasher: DefaultHashBuilder::default(),
         }
     }
 }
@@ -357,7 +357,7 @@ impl Journal {
 #[cfg(test)]
 mod test {
     use super::*;
-    use std::collections::HashMap;
+    use hashbrown::HashMap;
 
     use crate::time::Duration;
     use crate::wire::CodePoints;

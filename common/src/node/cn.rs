@@ -4,7 +4,7 @@
 //! §5.2, §9) as the baseline.
 
 use core::net::Ipv6Addr;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::cookie::{CookieError, CookieMethod, CookieSecrets};

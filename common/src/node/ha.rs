@@ -8,7 +8,7 @@
 //! makes (§9.3.1: only from the registered care-of address).
 
 use core::net::{IpAddr, Ipv6Addr};
-use std::collections::{HashMap, HashSet};
+use hashbrown::{HashMap, HashSet};
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
 use super::core::{strip_mobility_headers, Core, Received, Rx};
