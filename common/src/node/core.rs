@@ -84,6 +84,8 @@ pub(crate) struct Core {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
+    /// The last packet [`Core::send`] emitted, kept for its capacity.
+    emitted: Vec<u8>,
     errors: ErrorBudget,
 }
 
@@ -136,6 +138,7 @@ impl Core {
             out: VecDeque::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            emitted: Vec::new(),
             errors: ErrorBudget {
                 tokens: ERRORS_PER_SECOND,
                 refilled: Instant::ZERO,
@@ -597,17 +600,23 @@ impl Core {
             self.drop(NodeDrop::NoRoute);
             return None;
         }
-        let bytes = repr.to_bytes(&self.cp);
-        self.send_bytes(now, bytes, is_signalling(repr))
+        // Emitted in place of the last one; what goes out is a copy of
+        // exactly its length.
+        let mut bytes = core::mem::take(&mut self.emitted);
+        bytes.clear();
+        repr.emit(&mut bytes, &self.cp);
+        let sent = self.send_bytes(now, &bytes, is_signalling(repr));
+        self.emitted = bytes;
+        sent
     }
 
     /// [`Core::send`] for a packet already made.
-    fn send_bytes(&mut self, now: Instant, bytes: Vec<u8>, signalling: bool) -> Option<bool> {
+    fn send_bytes(&mut self, now: Instant, bytes: &[u8], signalling: bool) -> Option<bool> {
         let sealed = self
             .ipsec
-            .outbound_on(now, Path::Direct, &bytes, &mut self.scratch);
+            .outbound_on(now, Path::Direct, bytes, &mut self.scratch);
         let (bytes, protected) = match sealed {
-            Ok(Outbound::Clear) => (bytes, false),
+            Ok(Outbound::Clear) => (bytes.to_vec(), false),
             Ok(Outbound::Protected { .. }) => (self.scratch.clone(), true),
             Err(_) => {
                 self.drop(NodeDrop::Ipsec);
@@ -650,7 +659,7 @@ impl Core {
             }
             Ok(Outbound::Clear) => {
                 let outer = encapsulate_bytes(src, dst, inner).to_bytes(&self.cp);
-                self.send_bytes(now, outer, signalling)
+                self.send_bytes(now, &outer, signalling)
             }
             Err(_) => {
                 self.drop(NodeDrop::Ipsec);

@@ -286,24 +286,38 @@ impl MhOption {
     }
 
     fn emit(&self, out: &mut Vec<u8>, cp: &CodePoints) {
-        let (t, body): (u8, Vec<u8>) = match self {
+        let start = out.len();
+        out.extend_from_slice(&[0, 0]);
+        let t = match self {
             MhOption::BindingRefreshAdvice(v) => {
-                (opt::BINDING_REFRESH_ADVICE, v.to_be_bytes().to_vec())
+                out.extend_from_slice(&v.to_be_bytes());
+                opt::BINDING_REFRESH_ADVICE
             }
-            MhOption::AlternateCareOfAddress(a) => (opt::ALTERNATE_COA, a.octets().to_vec()),
+            MhOption::AlternateCareOfAddress(a) => {
+                out.extend_from_slice(&a.octets());
+                opt::ALTERNATE_COA
+            }
             MhOption::NonceIndices { home, care_of } => {
-                let mut b = home.to_be_bytes().to_vec();
-                b.extend_from_slice(&care_of.to_be_bytes());
-                (opt::NONCE_INDICES, b)
+                out.extend_from_slice(&home.to_be_bytes());
+                out.extend_from_slice(&care_of.to_be_bytes());
+                opt::NONCE_INDICES
             }
-            MhOption::BindingAuthData(a) => (opt::BINDING_AUTH_DATA, a.to_vec()),
-            MhOption::Cookie(c) => (cp.mh_cookie_option, c.clone()),
-            MhOption::Unknown { opt_type, data, .. } => (*opt_type, data.clone()),
+            MhOption::BindingAuthData(a) => {
+                out.extend_from_slice(a);
+                opt::BINDING_AUTH_DATA
+            }
+            MhOption::Cookie(c) => {
+                out.extend_from_slice(c);
+                cp.mh_cookie_option
+            }
+            MhOption::Unknown { opt_type, data, .. } => {
+                out.extend_from_slice(data);
+                *opt_type
+            }
         };
-        let body = &body[..body.len().min(255)];
-        out.push(t);
-        out.push(body.len() as u8);
-        out.extend_from_slice(body);
+        out.truncate(start + 2 + 255);
+        out[start] = t;
+        out[start + 1] = (out.len() - start - 2) as u8;
     }
 }
 
@@ -526,14 +540,22 @@ impl MhRepr {
 
     /// The fixed part and options, padded to 8n, checksum zero.
     fn to_bytes(&self, cp: &CodePoints) -> Vec<u8> {
-        let mut b = vec![
+        let mut b = Vec::new();
+        self.write(&mut b, cp);
+        b
+    }
+
+    /// Appends [`MhRepr::to_bytes`] to `b`.
+    fn write(&self, b: &mut Vec<u8>, cp: &CodePoints) {
+        let start = b.len();
+        b.extend_from_slice(&[
             IpProtocol::NoNextHeader.into(),
             0,
             self.message.mh_type().into(),
             0,
             0,
             0,
-        ];
+        ]);
         match &self.message {
             MhMessage::BindingRefreshRequest => b.extend_from_slice(&[0, 0]),
             MhMessage::HomeTestInit { cookie } | MhMessage::CareOfTestInit { cookie } => {
@@ -584,14 +606,13 @@ impl MhRepr {
         }
         for o in &self.options {
             let (n, k) = o.alignment();
-            let gap = (n + k - b.len() % n) % n;
-            push_padding(&mut b, gap);
-            o.emit(&mut b, cp);
+            let gap = (n + k - (b.len() - start) % n) % n;
+            push_padding(b, gap);
+            o.emit(b, cp);
         }
-        let gap = (8 - b.len() % 8) % 8;
-        push_padding(&mut b, gap);
-        b[field::HEADER_LEN] = u8::try_from(b.len() / 8 - 1).unwrap_or(u8::MAX);
-        b
+        let gap = (8 - (b.len() - start) % 8) % 8;
+        push_padding(b, gap);
+        b[start + field::HEADER_LEN] = u8::try_from((b.len() - start) / 8 - 1).unwrap_or(u8::MAX);
     }
 
     pub fn buffer_len(&self, cp: &CodePoints) -> usize {
@@ -614,7 +635,7 @@ impl MhRepr {
     /// Appends the header, checksum filled under `ph`.
     pub fn emit_vec(&self, out: &mut Vec<u8>, ph: &PseudoHeader, cp: &CodePoints) {
         let start = out.len();
-        out.extend_from_slice(&self.to_bytes(cp));
+        self.write(out, cp);
         MhPacket::new_unchecked(&mut out[start..]).fill_checksum(ph);
     }
 

@@ -192,12 +192,42 @@ impl PacketRepr {
 
     /// Appends the packet with every length, next-header field and checksum
     /// computed.
+    /// Appends the packet to `out`, each layer written in place.
     pub fn emit(&self, out: &mut Vec<u8>, cp: &CodePoints) {
+        match &self.ip {
+            IpRepr::V6 { header, ext } => {
+                let start = out.len();
+                let mut h = *header;
+                out.resize(start + h.buffer_len(), 0);
+                for (i, e) in ext.iter().enumerate() {
+                    let next = ext
+                        .get(i + 1)
+                        .map_or(self.upper_protocol(), |n| n.protocol());
+                    e.emit(next, out);
+                }
+                self.emit_upper(out, cp);
+                h.next_header = ext.first().map_or(self.upper_protocol(), |e| e.protocol());
+                let payload = out.len() - start - h.buffer_len();
+                h.payload_len = u16::try_from(payload).unwrap_or(u16::MAX);
+                h.emit(&mut Ipv6Packet::new_unchecked(&mut out[start..]));
+            }
+            IpRepr::V4(h) => {
+                // Its header length depends on the payload's.
+                let mut upper = Vec::new();
+                self.emit_upper(&mut upper, cp);
+                let mut h = h.clone();
+                h.protocol = self.upper_protocol();
+                h.emit(upper.len(), out);
+                out.extend_from_slice(&upper);
+            }
+        }
+    }
+
+    fn emit_upper(&self, out: &mut Vec<u8>, cp: &CodePoints) {
         let ph = self.pseudo_header();
-        let mut upper = Vec::new();
         match &self.upper {
-            UpperRepr::Mobility(mh) => mh.emit_vec(&mut upper, &ph, cp),
-            UpperRepr::Esp(esp) => upper.extend_from_slice(&esp_bytes(esp)),
+            UpperRepr::Mobility(mh) => mh.emit_vec(out, &ph, cp),
+            UpperRepr::Esp(esp) => out.extend_from_slice(&esp_bytes(esp)),
             UpperRepr::Udp(udp, payload) => {
                 let body = match payload {
                     UdpPayload::Ike(ike) => {
@@ -212,38 +242,14 @@ impl PacketRepr {
                     UdpPayload::NatKeepalive => vec![0xff],
                     UdpPayload::Raw(b) => b.clone(),
                 };
-                udp.emit(&body, &ph, &mut upper);
+                udp.emit(&body, &ph, out);
             }
-            UpperRepr::Tcp(tcp, payload) => tcp.emit(payload, &ph, &mut upper),
-            UpperRepr::Icmpv6(icmp) => icmp.emit(&ph, &mut upper),
-            UpperRepr::Tunnel(inner) => inner.emit(&mut upper, cp),
+            UpperRepr::Tcp(tcp, payload) => tcp.emit(payload, &ph, out),
+            UpperRepr::Icmpv6(icmp) => icmp.emit(&ph, out),
+            UpperRepr::Tunnel(inner) => inner.emit(out, cp),
             UpperRepr::NoNextHeader => {}
-            UpperRepr::Raw { data, .. } => upper.extend_from_slice(data),
+            UpperRepr::Raw { data, .. } => out.extend_from_slice(data),
         }
-        match &self.ip {
-            IpRepr::V6 { header, ext } => {
-                let mut chain = Vec::new();
-                for (i, h) in ext.iter().enumerate() {
-                    let next = ext
-                        .get(i + 1)
-                        .map_or(self.upper_protocol(), |n| n.protocol());
-                    h.emit(next, &mut chain);
-                }
-                let mut h = *header;
-                h.next_header = ext.first().map_or(self.upper_protocol(), |e| e.protocol());
-                h.payload_len = u16::try_from(chain.len() + upper.len()).unwrap_or(u16::MAX);
-                let start = out.len();
-                out.resize(start + h.buffer_len(), 0);
-                h.emit(&mut Ipv6Packet::new_unchecked(&mut out[start..]));
-                out.extend_from_slice(&chain);
-            }
-            IpRepr::V4(h) => {
-                let mut h = h.clone();
-                h.protocol = self.upper_protocol();
-                h.emit(upper.len(), out);
-            }
-        }
-        out.extend_from_slice(&upper);
     }
 
     pub fn to_bytes(&self, cp: &CodePoints) -> Vec<u8> {
