@@ -425,11 +425,18 @@ impl NdIface {
         self.groups.contains_key(&group) || self.proxies.in_group(group)
     }
 
+    /// Reports `group` joined or left if listening to it is to change:
+    /// before an address that needs it is added, after one is removed.
+    fn report(&mut self, m: Membership) {
+        let (Membership::Join(group) | Membership::Leave(group)) = m;
+        if !self.listening(group) {
+            self.membership.push_back(m);
+        }
+    }
+
     /// One more address of ours needs `group`.
     fn join(&mut self, group: Ipv6Addr) {
-        if !self.listening(group) {
-            self.membership.push_back(Membership::Join(group));
-        }
+        self.report(Membership::Join(group));
         *self.groups.entry(group).or_default() += 1;
     }
 
@@ -441,18 +448,13 @@ impl NdIface {
         *n -= 1;
         if *n == 0 {
             self.groups.remove(&group);
-            if !self.listening(group) {
-                self.membership.push_back(Membership::Leave(group));
-            }
+            self.report(Membership::Leave(group));
         }
     }
 
     /// Sets what proxied `address` is, joining its group if it is new.
     fn set_proxy(&mut self, address: Ipv6Addr, proxy: Proxy) {
-        let group = solicited_node(address);
-        if !self.listening(group) {
-            self.membership.push_back(Membership::Join(group));
-        }
+        self.report(Membership::Join(solicited_node(address)));
         self.proxies.insert(address, proxy);
     }
 
@@ -661,9 +663,8 @@ impl NdIface {
     }
 
     pub fn remove_proxy(&mut self, address: Ipv6Addr) {
-        let group = solicited_node(address);
-        if self.proxies.remove(address).is_some() && !self.listening(group) {
-            self.membership.push_back(Membership::Leave(group));
+        if self.proxies.remove(address).is_some() {
+            self.report(Membership::Leave(solicited_node(address)));
         }
         self.set_timer(Timer::Proxy(address), None);
     }

@@ -84,7 +84,7 @@ pub(crate) struct Core {
     out: VecDeque<Transmit>,
     events: VecDeque<Event>,
     scratch: Vec<u8>,
-    /// The last packet [`Core::send`] emitted, kept for its capacity.
+    /// The last packet [`Core::send_emitted`] emitted, kept for its capacity.
     emitted: Vec<u8>,
     errors: ErrorBudget,
 }
@@ -600,28 +600,28 @@ impl Core {
             self.drop(NodeDrop::NoRoute);
             return None;
         }
-        // Emitted in place of the last one; what goes out is a copy of
-        // exactly its length.
-        let mut bytes = core::mem::take(&mut self.emitted);
-        bytes.clear();
-        repr.emit(&mut bytes, &self.cp);
-        let sent = self.send_bytes(now, &bytes, is_signalling(repr));
-        self.emitted = bytes;
-        sent
+        self.send_emitted(now, repr, is_signalling(repr))
     }
 
-    /// [`Core::send`] for a packet already made.
-    fn send_bytes(&mut self, now: Instant, bytes: &[u8], signalling: bool) -> Option<bool> {
+    /// Emits `repr` in place of the last packet sent, applies the SPD
+    /// ([`Path::Direct`]) and sends it; what goes out is a copy of exactly
+    /// its length.
+    fn send_emitted(&mut self, now: Instant, repr: &PacketRepr, signalling: bool) -> Option<bool> {
+        let mut emitted = core::mem::take(&mut self.emitted);
+        emitted.clear();
+        repr.emit(&mut emitted, &self.cp);
         let sealed = self
             .ipsec
-            .outbound_on(now, Path::Direct, bytes, &mut self.scratch);
-        let (bytes, protected) = match sealed {
-            Ok(Outbound::Clear) => (bytes.to_vec(), false),
-            Ok(Outbound::Protected { .. }) => (self.scratch.clone(), true),
-            Err(_) => {
-                self.drop(NodeDrop::Ipsec);
-                return None;
-            }
+            .outbound_on(now, Path::Direct, &emitted, &mut self.scratch);
+        let out = match sealed {
+            Ok(Outbound::Clear) => Some((emitted.to_vec(), false)),
+            Ok(Outbound::Protected { .. }) => Some((self.scratch.clone(), true)),
+            Err(_) => None,
+        };
+        self.emitted = emitted;
+        let Some((bytes, protected)) = out else {
+            self.drop(NodeDrop::Ipsec);
+            return None;
         };
         self.transmit(now, bytes, signalling)?;
         Some(protected)
@@ -658,8 +658,7 @@ impl Core {
                 Some(true)
             }
             Ok(Outbound::Clear) => {
-                let outer = encapsulate_bytes(src, dst, inner).to_bytes(&self.cp);
-                self.send_bytes(now, &outer, signalling)
+                self.send_emitted(now, &encapsulate_bytes(src, dst, inner), signalling)
             }
             Err(_) => {
                 self.drop(NodeDrop::Ipsec);

@@ -191,8 +191,7 @@ impl PacketRepr {
     }
 
     /// Appends the packet with every length, next-header field and checksum
-    /// computed.
-    /// Appends the packet to `out`, each layer written in place.
+    /// computed, each layer written in place.
     pub fn emit(&self, out: &mut Vec<u8>, cp: &CodePoints) {
         match &self.ip {
             IpRepr::V6 { header, ext } => {
