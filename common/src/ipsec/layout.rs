@@ -11,7 +11,7 @@
 use core::net::IpAddr;
 
 use crate::wire::ipv6::{self, IpProtocol};
-use crate::wire::{ExtHeaderRepr, RoutingRepr, WireError};
+use crate::wire::{addr6, ExtHeader, ExtHeaderRepr, WireError};
 
 /// The selector values of one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,28 +85,30 @@ impl Layout {
             if !ExtHeaderRepr::is_ext(next) {
                 break;
             }
-            let (h, following, len) = ExtHeaderRepr::parse(next, &b[at..])?;
-            let keep = match &h {
-                ExtHeaderRepr::HopByHop(_) => true,
-                ExtHeaderRepr::Fragment(f) => {
+            let (h, following, len) = ExtHeader::parse(next, &b[at..])?;
+            let keep = match h {
+                ExtHeader::HopByHop(o) => {
+                    // Walked only to check its options.
+                    o.home_address()?;
+                    true
+                }
+                ExtHeader::Fragment(f) => {
                     first_fragment = f.offset == 0;
                     true
                 }
-                ExtHeaderRepr::Routing(r) => {
-                    if let RoutingRepr::Type2 {
-                        segments_left,
-                        home_address,
-                    } = r
-                    {
-                        if *segments_left > 0 {
-                            dst = *home_address;
-                        }
+                ExtHeader::Routing {
+                    routing_type,
+                    segments_left,
+                    data,
+                } => {
+                    if routing_type == 2 && segments_left > 0 {
+                        dst = addr6(data, 4);
                     }
                     true
                 }
                 // A Destination Options header ahead of a routing header is
                 // also kept, since the routing header after it is.
-                ExtHeaderRepr::DestOpts(o) => o.home_address().inspect(|hoa| src = *hoa).is_some(),
+                ExtHeader::DestOpts(o) => o.home_address()?.inspect(|hoa| src = *hoa).is_some(),
             };
             if keep {
                 split = (at + len, at, following);

@@ -62,48 +62,35 @@ pub struct DestOptRepr {
 }
 
 impl DestOptRepr {
-    /// Parses the header body after Next Header and Hdr Ext Len.
-    fn parse_options(mut b: &[u8]) -> Result<Self, WireError> {
-        let body_len = b.len();
-        let mut options = Vec::new();
-        while let Some(&t) = b.first() {
-            if t == OPT_PAD1 {
-                b = &b[1..];
-                continue;
-            }
-            let len = usize::from(*b.get(1).ok_or(WireError::Truncated("ipv6 option length"))?);
-            let data = b
-                .get(2..2 + len)
-                .ok_or(WireError::Truncated("ipv6 option data"))?;
-            match t {
-                OPT_PADN => {}
-                OPT_HOME_ADDRESS if len != 16 => {
-                    return Err(WireError::BadLength("home address option"))
-                }
-                OPT_HOME_ADDRESS => options.push(Ipv6OptionRepr::HomeAddress(addr6(data, 0))),
-                _ => options.push(Ipv6OptionRepr::Unknown {
-                    opt_type: t,
-                    data: data.to_vec(),
-                }),
-            }
-            b = &b[2 + len..];
-        }
+    fn from_options(options: Options<'_>) -> Result<Self, WireError> {
+        let body_len = options.0.len();
+        let options = options
+            .map(|o| {
+                o.map(|(t, data)| match t {
+                    OPT_HOME_ADDRESS => Ipv6OptionRepr::HomeAddress(addr6(data, 0)),
+                    _ => Ipv6OptionRepr::Unknown {
+                        opt_type: t,
+                        data: data.to_vec(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let repr = DestOptRepr { options };
         // Emit aligns options, which can grow a tightly packed header past
         // what Hdr Ext Len can say (2048 bytes): refuse such input.
-        if 2 + body_len + 7 * repr.options.len() > 2048 && 2 + repr.option_bytes().len() > 2048 {
+        if 2 + body_len + 7 * repr.options.len() > 2048 && repr.header_len() > 2048 {
             return Err(WireError::BadLength("ipv6 options once aligned"));
         }
         Ok(repr)
     }
 
-    /// The options with padding, starting at header offset 2.
-    fn option_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+    /// Appends the options with padding to a header that began at `start`
+    /// and holds its two fixed bytes.
+    fn write_options(&self, start: usize, out: &mut Vec<u8>) {
         for opt in &self.options {
             let (n, k) = opt.alignment();
-            let at = 2 + out.len();
-            push_padding(&mut out, (n + k - at % n) % n);
+            let at = out.len() - start;
+            push_padding(out, (n + k - at % n) % n);
             match opt {
                 Ipv6OptionRepr::HomeAddress(a) => {
                     out.extend_from_slice(&[OPT_HOME_ADDRESS, 16]);
@@ -115,11 +102,17 @@ impl DestOptRepr {
                     out.extend_from_slice(&data[..data.len().min(255)]);
                 }
             }
-            debug_assert_eq!((2 + out.len() - opt.wire_len()) % n, k);
+            debug_assert_eq!((out.len() - start - opt.wire_len()) % n, k);
         }
-        let total = 2 + out.len();
-        push_padding(&mut out, (8 - total % 8) % 8);
-        out
+        let total = out.len() - start;
+        push_padding(out, (8 - total % 8) % 8);
+    }
+
+    /// The header's length once emitted.
+    fn header_len(&self) -> usize {
+        let mut v = vec![0, 0];
+        self.write_options(0, &mut v);
+        v.len()
     }
 
     /// The home address carried in a Home Address option, if any.
@@ -142,6 +135,116 @@ pub(crate) fn push_padding(out: &mut Vec<u8>, n: usize) {
             out.push((n - 2) as u8);
             out.resize(out.len() + n - 2, 0);
         }
+    }
+}
+
+/// The options of a Hop-by-Hop or Destination Options header body as they
+/// lie in the packet, Pad1 and PadN skipped: `(type, data)`, each checked
+/// as [`ExtHeaderRepr::parse`] checks it, with nothing allocated.
+#[derive(Debug, Clone)]
+pub struct Options<'a>(&'a [u8]);
+
+impl<'a> Options<'a> {
+    fn option(&self) -> Result<(u8, &'a [u8]), WireError> {
+        let b = self.0;
+        let len = usize::from(*b.get(1).ok_or(WireError::Truncated("ipv6 option length"))?);
+        let data = b
+            .get(2..2 + len)
+            .ok_or(WireError::Truncated("ipv6 option data"))?;
+        if b[0] == OPT_HOME_ADDRESS && len != 16 {
+            return Err(WireError::BadLength("home address option"));
+        }
+        Ok((b[0], data))
+    }
+
+    /// The home address of the first Home Address option, once every
+    /// option has checked.
+    pub fn home_address(self) -> Result<Option<Ipv6Addr>, WireError> {
+        let mut hoa = None;
+        for o in self {
+            if let (OPT_HOME_ADDRESS, data) = o? {
+                hoa = hoa.or(Some(addr6(data, 0)));
+            }
+        }
+        Ok(hoa)
+    }
+}
+
+impl<'a> Iterator for Options<'a> {
+    type Item = Result<(u8, &'a [u8]), WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match *self.0.first()? {
+                OPT_PAD1 => self.0 = &self.0[1..],
+                t => match self.option() {
+                    Ok((_, data)) => {
+                        self.0 = &self.0[2 + data.len()..];
+                        if t != OPT_PADN {
+                            return Some(Ok((t, data)));
+                        }
+                    }
+                    Err(e) => {
+                        self.0 = &[];
+                        return Some(Err(e));
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One extension header as it lies in a packet, borrowed: walking a chain
+/// with it allocates nothing.
+#[derive(Debug, Clone)]
+pub enum ExtHeader<'a> {
+    HopByHop(Options<'a>),
+    /// A type 2 routing header's length is checked; `data` follows
+    /// Segments Left.
+    Routing {
+        routing_type: u8,
+        segments_left: u8,
+        data: &'a [u8],
+    },
+    Fragment(FragmentRepr),
+    DestOpts(Options<'a>),
+}
+
+impl<'a> ExtHeader<'a> {
+    /// The header of type `proto` at the start of `b`, the next header and
+    /// the header's length in bytes.
+    pub fn parse(proto: IpProtocol, b: &'a [u8]) -> Result<(Self, IpProtocol, usize), WireError> {
+        if b.len() < 8 {
+            return Err(WireError::Truncated("ipv6 extension header"));
+        }
+        let next = IpProtocol::from(b[0]);
+        if proto == IpProtocol::Fragment {
+            let off = be16(b, 2);
+            let frag = FragmentRepr {
+                offset: off >> 3,
+                more: off & 1 == 1,
+                ident: be32(b, 4),
+            };
+            return Ok((ExtHeader::Fragment(frag), next, 8));
+        }
+        let len = (usize::from(b[1]) + 1) * 8;
+        let body = b
+            .get(2..len)
+            .ok_or(WireError::Truncated("ipv6 extension header"))?;
+        let h = match proto {
+            IpProtocol::HopByHop => ExtHeader::HopByHop(Options(body)),
+            IpProtocol::DestOpts => ExtHeader::DestOpts(Options(body)),
+            IpProtocol::Routing if body[0] == 2 && b[1] != 2 => {
+                return Err(WireError::BadLength("type 2 routing header"))
+            }
+            IpProtocol::Routing => ExtHeader::Routing {
+                routing_type: body[0],
+                segments_left: body[1],
+                data: &body[2..],
+            },
+            _ => return Err(WireError::BadValue("not an extension header")),
+        };
+        Ok((h, next, len))
     }
 }
 
@@ -219,41 +322,28 @@ impl ExtHeaderRepr {
     /// Parses the header of type `proto` at the start of `b`; returns it, the
     /// next header and the header's length in bytes.
     pub fn parse(proto: IpProtocol, b: &[u8]) -> Result<(Self, IpProtocol, usize), WireError> {
-        if b.len() < 8 {
-            return Err(WireError::Truncated("ipv6 extension header"));
-        }
-        let next = IpProtocol::from(b[0]);
-        if proto == IpProtocol::Fragment {
-            let off = be16(b, 2);
-            let frag = FragmentRepr {
-                offset: off >> 3,
-                more: off & 1 == 1,
-                ident: be32(b, 4),
-            };
-            return Ok((ExtHeaderRepr::Fragment(frag), next, 8));
-        }
-        let len = (usize::from(b[1]) + 1) * 8;
-        let body = b
-            .get(2..len)
-            .ok_or(WireError::Truncated("ipv6 extension header"))?;
-        let repr = match proto {
-            IpProtocol::HopByHop => ExtHeaderRepr::HopByHop(DestOptRepr::parse_options(body)?),
-            IpProtocol::DestOpts => ExtHeaderRepr::DestOpts(DestOptRepr::parse_options(body)?),
-            IpProtocol::Routing if body[0] == 2 => {
-                if b[1] != 2 {
-                    return Err(WireError::BadLength("type 2 routing header"));
-                }
-                ExtHeaderRepr::Routing(RoutingRepr::Type2 {
-                    segments_left: body[1],
-                    home_address: addr6(body, 6),
-                })
-            }
-            IpProtocol::Routing => ExtHeaderRepr::Routing(RoutingRepr::Other {
-                routing_type: body[0],
-                segments_left: body[1],
-                data: body[2..].to_vec(),
+        let (h, next, len) = ExtHeader::parse(proto, b)?;
+        let repr = match h {
+            ExtHeader::HopByHop(o) => ExtHeaderRepr::HopByHop(DestOptRepr::from_options(o)?),
+            ExtHeader::DestOpts(o) => ExtHeaderRepr::DestOpts(DestOptRepr::from_options(o)?),
+            ExtHeader::Fragment(f) => ExtHeaderRepr::Fragment(f),
+            ExtHeader::Routing {
+                routing_type: 2,
+                segments_left,
+                data,
+            } => ExtHeaderRepr::Routing(RoutingRepr::Type2 {
+                segments_left,
+                home_address: addr6(data, 4),
             }),
-            _ => return Err(WireError::BadValue("not an extension header")),
+            ExtHeader::Routing {
+                routing_type,
+                segments_left,
+                data,
+            } => ExtHeaderRepr::Routing(RoutingRepr::Other {
+                routing_type,
+                segments_left,
+                data: data.to_vec(),
+            }),
         };
         Ok((repr, next, len))
     }
@@ -264,9 +354,7 @@ impl ExtHeaderRepr {
         out.push(next.into());
         out.push(0);
         match self {
-            ExtHeaderRepr::HopByHop(o) | ExtHeaderRepr::DestOpts(o) => {
-                out.extend_from_slice(&o.option_bytes())
-            }
+            ExtHeaderRepr::HopByHop(o) | ExtHeaderRepr::DestOpts(o) => o.write_options(start, out),
             ExtHeaderRepr::Routing(RoutingRepr::Type2 {
                 segments_left,
                 home_address,

@@ -39,7 +39,7 @@ pub mod tcp;
 pub mod udp;
 
 pub use esp::{EspPacket, EspRepr, EspTrailer};
-pub use ext::{DestOptRepr, ExtHeaderRepr, FragmentRepr, Ipv6OptionRepr, RoutingRepr};
+pub use ext::{DestOptRepr, ExtHeader, ExtHeaderRepr, FragmentRepr, Ipv6OptionRepr, RoutingRepr};
 pub use fields::{FieldValue, Fields};
 pub use icmpv6::Icmpv6Repr;
 pub use ike::{IkeHeader, IkePayload, IkeRepr};
