@@ -17,7 +17,7 @@ use hashbrown::HashMap;
 use super::crypto::{Algorithm, EspCipher, KeyLengthError};
 use super::replay::{ReplayWindow, DEFAULT_WINDOW, MAX_WINDOW};
 use super::spd::{Direction, Prefix, Selector};
-use crate::time::{Duration, Instant};
+use crate::time::{earlier, Duration, Instant};
 
 /// A handle on an SA in the [`Sad`]; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -229,11 +229,8 @@ impl Sa {
     /// When the next lifetime limit falls due, if any remains.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let soft = self.lifetime.soft_time.filter(|_| !self.soft_expired);
-        [soft, self.lifetime.hard_time]
-            .into_iter()
-            .flatten()
-            .map(|d| self.installed + d)
-            .min()
+        let at = |d: Option<Duration>| d.map(|d| self.installed + d);
+        earlier(at(soft), at(self.lifetime.hard_time))
     }
 }
 

@@ -261,7 +261,6 @@ impl Cn {
             return;
         }
         if let UpperRepr::Mobility(mh) = &rx.repr.upper {
-            let mh = mh.clone();
             self.mobility(now, &rx, h.src, hao, mh);
             return;
         }
@@ -303,7 +302,7 @@ impl Cn {
         rx: &Rx,
         src: Ipv6Addr,
         hao: Option<Ipv6Addr>,
-        mh: MhRepr,
+        mh: &MhRepr,
     ) {
         let me = self.cfg.address;
         match mh.message {

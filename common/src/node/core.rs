@@ -13,7 +13,7 @@ use super::{rr, CommandError, Event, Iface, NodeDrop, NodeStats, NodeStatus, Tra
 use crate::ike::{Datagram, Ike, IkeConfig, IkeEvent, IKE_PORT, NATT_PORT};
 use crate::ipsec::{Inbound, Ipsec, Layout, Mode, Outbound, Path, SaId};
 use crate::nd::{Dad, Membership, NdConfig, NdDrop, NdEvent, NdIface, Sent};
-use crate::time::{Duration, Instant};
+use crate::time::{earlier, Duration, Instant};
 use crate::wire::checksum::PseudoHeader;
 use crate::wire::icmpv6::{ECHO_REPLY, ECHO_REQUEST, PARAMETER_PROBLEM, TIME_EXCEEDED};
 use crate::wire::mh::{MhMessage, MhOption, MhPacket, MhRepr};
@@ -235,12 +235,11 @@ impl Core {
 
     /// The earlier of the engine's own deadline, IPsec's and ND's.
     pub fn earliest(&self, own: Option<Instant>) -> Option<Instant> {
-        let nd = self.links().filter_map(|(_, l)| l.poll_timeout()).min();
+        let nd = self
+            .links()
+            .fold(None, |t, (_, l)| earlier(t, l.poll_timeout()));
         let ike = self.ike.as_ref().and_then(Ike::poll_timeout);
-        [own, self.ipsec.poll_timeout(), nd, ike]
-            .into_iter()
-            .flatten()
-            .min()
+        earlier(earlier(own, self.ipsec.poll_timeout()), earlier(nd, ike))
     }
 
     /// Runs the timers of IPsec, IKE and every interface.

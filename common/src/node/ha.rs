@@ -244,7 +244,6 @@ impl Ha {
                     lifetime,
                 } => {
                     let (seq, flags, lifetime) = (*seq, *flags, *lifetime);
-                    let options = mh.options.clone();
                     // A mobile node come home is answered at the MAC its BU
                     // came from (RFC 6275 §10.3.2): the home address is
                     // still ours to defend until this BU is processed.
@@ -255,7 +254,7 @@ impl Ha {
                         seq,
                         flags,
                         lifetime,
-                        options: &options,
+                        options: &mh.options,
                         home_mac: src_mac.filter(|_| from_home_link),
                     };
                     self.binding_update(now, &rx, h.src, bu);

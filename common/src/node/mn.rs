@@ -27,7 +27,7 @@ use super::{
 use crate::ike::{CloseReason, Ike, IkeConfig, IkeEvent, IkeSa, IkeSaId, IkeState, Mobility};
 use crate::ipsec::{AddressPair, Ipsec, Mode, Path};
 use crate::nd::{AddrState, Dad, Membership, NdEvent, NdIface};
-use crate::time::{Duration, Instant};
+use crate::time::{earlier, Duration, Instant};
 use crate::wire::icmpv6::PARAMETER_PROBLEM;
 use crate::wire::mh::{BaFlags, BuFlags, MhMessage, MhOption, MhRepr};
 use crate::wire::nd::RouterAdvert;
@@ -946,7 +946,6 @@ impl Mn {
                 self.out_of_tunnel(now, &inner_bytes, Path::Tunnel);
             }
             UpperRepr::Mobility(mh) => {
-                let mh = mh.clone();
                 self.mobility(now, &rx, h.src, mh, false);
             }
             _ => {
@@ -989,7 +988,6 @@ impl Mn {
             return;
         }
         if let UpperRepr::Mobility(mh) = &rx.repr.upper {
-            let mh = mh.clone();
             self.mobility(now, &rx, h.src, mh, true);
             return;
         }
@@ -1040,7 +1038,7 @@ impl Mn {
         true
     }
 
-    fn mobility(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, mh: MhRepr, via_home: bool) {
+    fn mobility(&mut self, now: Instant, rx: &Rx, src: Ipv6Addr, mh: &MhRepr, via_home: bool) {
         match mh.message {
             MhMessage::BindingAck {
                 status,
@@ -1425,10 +1423,7 @@ impl BulEntry {
             BulState::AwaitingKeys => None,
             BulState::AwaitingReply { retransmit } => retransmit,
         };
-        [state, self.expires, self.refused]
-            .into_iter()
-            .flatten()
-            .min()
+        earlier(earlier(state, self.expires), self.refused)
     }
 
     /// RFC 6275 §11.1: at the end of the lifetime granted the peer holds
@@ -1548,7 +1543,7 @@ impl Engine for Mn {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        let own = self.bul.values().filter_map(BulEntry::timer).min();
+        let own = self.bul.values().fold(None, |t, e| earlier(t, e.timer()));
         self.core.earliest(own)
     }
 
