@@ -227,22 +227,19 @@ impl PacketRepr {
         match &self.upper {
             UpperRepr::Mobility(mh) => mh.emit_vec(out, &ph, cp),
             UpperRepr::Esp(esp) => out.extend_from_slice(&esp_bytes(esp)),
-            UpperRepr::Udp(udp, payload) => {
-                let body = match payload {
-                    UdpPayload::Ike(ike) => {
-                        let mut b = Vec::new();
-                        if udp.src_port == IKE_NATT_PORT || udp.dst_port == IKE_NATT_PORT {
-                            b.extend_from_slice(&[0; 4]);
-                        }
-                        ike.emit(&mut b, cp);
-                        b
+            UpperRepr::Udp(udp, payload) => match payload {
+                UdpPayload::Raw(b) => udp.emit(b, &ph, out),
+                UdpPayload::NatKeepalive => udp.emit(&[0xff], &ph, out),
+                UdpPayload::Esp(esp) => udp.emit(&esp_bytes(esp), &ph, out),
+                UdpPayload::Ike(ike) => {
+                    let mut b = Vec::new();
+                    if udp.src_port == IKE_NATT_PORT || udp.dst_port == IKE_NATT_PORT {
+                        b.extend_from_slice(&[0; 4]);
                     }
-                    UdpPayload::Esp(esp) => esp_bytes(esp),
-                    UdpPayload::NatKeepalive => vec![0xff],
-                    UdpPayload::Raw(b) => b.clone(),
-                };
-                udp.emit(&body, &ph, out);
-            }
+                    ike.emit(&mut b, cp);
+                    udp.emit(&b, &ph, out);
+                }
+            },
             UpperRepr::Tcp(tcp, payload) => tcp.emit(payload, &ph, out),
             UpperRepr::Icmpv6(icmp) => icmp.emit(&ph, out),
             UpperRepr::Tunnel(inner) => inner.emit(out, cp),
@@ -252,7 +249,9 @@ impl PacketRepr {
     }
 
     pub fn to_bytes(&self, cp: &CodePoints) -> Vec<u8> {
-        let mut v = Vec::new();
+        // Room for a signalling message or a small datagram at once, rather
+        // than growing through 8, 16, 32... bytes as the layers append.
+        let mut v = Vec::with_capacity(256);
         self.emit(&mut v, cp);
         v
     }
