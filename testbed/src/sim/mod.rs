@@ -167,7 +167,8 @@ const MAGIC: &[u8; 4] = b"MIP6";
 /// A flow datagram's payload: magic, flow, sequence number, send time in
 /// µs (virtual here, the wall clock in the real demo).
 pub fn flow_payload(flow: u32, seq: u64, sent_us: u64) -> Vec<u8> {
-    let mut p = MAGIC.to_vec();
+    let mut p = Vec::with_capacity(24);
+    p.extend_from_slice(MAGIC);
     p.extend_from_slice(&flow.to_be_bytes());
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&sent_us.to_be_bytes());

@@ -13,6 +13,9 @@ pub struct RadixHeap<T> {
     /// Bucket `i > 0` holds the keys whose highest bit that differs from
     /// `last` is bit `i - 1`; bucket 0 the keys equal to `last`.
     buckets: Vec<Vec<(u128, T)>>,
+    /// An empty vector that a spread bucket swaps with, so that the
+    /// buckets' capacity circulates instead of being freed and grown again.
+    spare: Vec<(u128, T)>,
 }
 
 impl<T> Default for RadixHeap<T> {
@@ -20,6 +23,7 @@ impl<T> Default for RadixHeap<T> {
         RadixHeap {
             last: 0,
             buckets: (0..=128).map(|_| Vec::new()).collect(),
+            spare: Vec::new(),
         }
     }
 }
@@ -46,12 +50,14 @@ impl<T> RadixHeap<T> {
             if min > until {
                 return None;
             }
-            let items = std::mem::take(&mut self.buckets[b]);
+            let mut items =
+                std::mem::replace(&mut self.buckets[b], std::mem::take(&mut self.spare));
             self.last = min;
-            for (k, v) in items {
+            for (k, v) in items.drain(..) {
                 let to = self.bucket(k);
                 self.buckets[to].push((k, v));
             }
+            self.spare = items;
         }
         match self.buckets[0].last() {
             Some((k, _)) if *k <= until => self.buckets[0].pop(),
