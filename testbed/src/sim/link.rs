@@ -5,8 +5,10 @@
 //! for any other group MAC only those that listen to it (the engines
 //! report their groups, as MLD would to a snooping switch).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::net::Ipv6Addr;
+
+use hashbrown::HashMap;
 
 use common::nd::ALL_NODES;
 use common::time::{Duration, Instant};
