@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use super::crypto::{Dh, Encr, IkeKeys, SkCipher};
 use super::IkeDrop;
 use crate::ipsec::{AddressPair, Mode, SaId, Selector};
-use crate::time::Instant;
+use crate::time::{earlier, Instant};
 use crate::wire::ike::{ExchangeType, IkeHeader, IkePayload, IkeRepr};
 use crate::wire::CodePoints;
 
@@ -553,14 +553,9 @@ impl IkeSa {
 
     /// The earliest of the retransmission and expiry deadlines.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        [
-            self.inflight().map(|i| i.deadline),
-            self.expires(),
-            self.established().map(|e| e.watch.next),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let retransmit = self.inflight().map(|i| i.deadline);
+        let watch = self.established().map(|e| e.watch.next);
+        earlier(earlier(retransmit, self.expires()), watch)
     }
 
     /// Queues a request; only an established SA sends them.

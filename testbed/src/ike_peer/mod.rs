@@ -32,7 +32,7 @@ use common::io::netlink::{AddressEvent, AddressEvents, Ipv6Address};
 use common::io::udp::{self, AddressSockets, Received};
 use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun, TunBatch};
 use common::ipsec::{Inbound, Ipsec, Mode, Outbound, SaId};
-use common::time::Duration;
+use common::time::{earlier, Duration};
 use tokio::sync::mpsc;
 
 use self::config::{PeerSetup, TunConfig};
@@ -400,11 +400,7 @@ impl Peer {
     }
 
     fn next_deadline(&self) -> tokio::time::Instant {
-        match [self.ike.poll_timeout(), self.ipsec.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
-        {
+        match earlier(self.ike.poll_timeout(), self.ipsec.poll_timeout()) {
             Some(at) => self.clock.to_tokio(at),
             None => self.clock.to_tokio(self.clock.now() + IDLE),
         }

@@ -22,7 +22,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::Ipv6Addr;
 
 use common::node::{Iface, Transmit};
-use common::time::Instant;
+use common::time::{earlier, Instant};
 use common::wire::MacAddr;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -336,10 +336,7 @@ impl Fabric {
     /// The next time [`Fabric::handle_timeout`] has something to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let next = self.queue.peek().map(|p| p.at);
-        [next, self.router.poll_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        earlier(next, self.router.poll_timeout())
     }
 
     /// A frame to send out of a port: (port, frame).
