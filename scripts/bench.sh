@@ -7,8 +7,8 @@
 #
 # Each bench's whole output stays in target/bench-report/BENCH.log; the
 # table is also written to target/bench-report/summary.md. The benches on
-# real interfaces (daemons, ike_load, mobike) need root, iperf3, ethtool
-# and strongSwan's charon (installed here when run as root on Debian);
+# real interfaces (daemons, ike_load, mobike) need root, iperf3, ethtool,
+# radvd and strongSwan's charon (installed here when run as root on Debian);
 # without them they say what is missing and their rows are left out.
 # Nothing else should run beside it: the figures are ratios of one run,
 # but a busy machine moves them.
@@ -26,6 +26,7 @@ need=()
 command -v iperf3 >/dev/null || need+=(iperf3)
 command -v ethtool >/dev/null || need+=(ethtool)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v radvd >/dev/null || need+=(radvd)
 . scripts/strongswan-packages.sh
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive

@@ -12,7 +12,11 @@
 //!    then our router process alone (`testbed router`) between
 //!    two kernel hosts (transmit offload off on their veths, as the router
 //!    needs).
-//! 2. **Our stack**: router + `ha`, `cn`, `mn`, the node on access A and
+//! 2. **Our stack**: `ha`, `cn`, `mn` with the kernel routing in rt as in
+//!    the kernel's rows and charon's (radvd advertising each link's
+//!    prefix, from which our nodes take their addresses and default
+//!    router; our router process would carry each tunnelled frame twice
+//!    in user space and be the limit measured), the node on access A and
 //!    bound, route optimised (`mode: ipsec`), through the home agent
 //!    (`mode: none`), and through the home agent with the tunnel between
 //!    care-of address and home agent in ESP (AES-GCM-128, static keys, a
@@ -55,7 +59,8 @@
 //! cargo bench -p testbed --bench daemons -- router tunnel-esp   # only these rows
 //! ```
 //!
-//! Needs root, iperf3, ethtool (`apt-get install iperf3 ethtool`), charon
+//! Needs root, iperf3, ethtool, radvd (`apt-get install iperf3 ethtool
+//! radvd`), charon
 //! (the packages `scripts/test.sh` installs) and
 //! the daemons built in release next to `target/release/testbed`;
 //! otherwise it says what is missing and exits 0. Logs and configs stay
@@ -156,9 +161,9 @@ impl Scenario {
             Scenario::Daemons {
                 mode: RouteOptimisation::Ipsec,
                 ..
-            } => "router + daemons, route optimised (ipsec)",
-            Scenario::Daemons { esp: false, .. } => "router + daemons, tunnel via HA (none)",
-            Scenario::Daemons { esp: true, .. } => "router + daemons, tunnel via HA + ESP",
+            } => "daemons, route optimised (ipsec)",
+            Scenario::Daemons { esp: false, .. } => "daemons, tunnel via HA (none)",
+            Scenario::Daemons { esp: true, .. } => "daemons, tunnel via HA + ESP",
             Scenario::Charon => "kernel via HA + charon/kernel-libipsec ESP tunnel",
         }
     }
@@ -202,7 +207,7 @@ impl Scenario {
             Scenario::Daemons {
                 mode: RouteOptimisation::Ipsec,
                 ..
-            } => Some(Scenario::Router),
+            } => Some(Scenario::Kernel),
             Scenario::Daemons { esp: false, .. } => Some(Scenario::Daemons {
                 mode: RouteOptimisation::Ipsec,
                 esp: false,
@@ -216,7 +221,8 @@ impl Scenario {
 /// programs stop before their namespaces go.
 struct Env {
     server: Option<Process>,
-    /// (label, process): the router first, then the daemons.
+    /// (label, process): the router (ours or radvd) first, then the
+    /// daemons.
     procs: Vec<(&'static str, Process)>,
     /// (label, charon) on the charon path, labelled by the namespace.
     charons: Vec<(&'static str, Charon)>,
@@ -285,18 +291,65 @@ fn drops(status: &Value) -> String {
     format!("drops {}, driver {}", s["drops"], status["driver"]["drops"])
 }
 
-fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
-    let (rt, mn, cn, ha) = (&hosts.rt, &hosts.mn, &hosts.cns[0], &hosts.ha);
+/// The router namespace's ports on the path, their links' names and
+/// prefixes.
+const PORTS: [(&str, &str, Ipv6Addr); 3] = [
+    ("r-mn1", "access-a", ACCESS_A),
+    ("r-cn0", "cn", CN_PREFIX),
+    ("r-ha", "home", HOME_PREFIX),
+];
+
+/// The kernel routes in rt: forwarding on, an address of its own on each
+/// port of the path.
+fn kernel_forwarding(rt: &Netns) -> R<()> {
     rt.set_sysctl("net.ipv6.conf.all.forwarding", "1")
         .map_err(err)?;
-    for (dev, prefix) in [
-        ("r-mn1", ACCESS_A),
-        ("r-cn0", CN_PREFIX),
-        ("r-ha", HOME_PREFIX),
-    ] {
+    for (dev, _, prefix) in PORTS {
         rt.add_address(dev, &format!("{}/64", router_on(prefix)))
             .map_err(err)?;
     }
+    Ok(())
+}
+
+/// The kernel router for our daemons, the one the kernel's and charon's
+/// rows go through: rt forwards, and radvd advertises each link's prefix
+/// (our nodes take their addresses and default router from the RAs).
+/// Our router process would carry each tunnelled frame twice in user
+/// space, and be the limit of what is measured.
+fn kernel_router(rt: &Netns, dir: &Path) -> R<Process> {
+    kernel_forwarding(rt)?;
+    let mut conf = String::new();
+    for (dev, _, prefix) in PORTS {
+        let _ = writeln!(
+            conf,
+            "interface {dev} {{ AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4; \
+             prefix {prefix}/64 {{ }}; }};"
+        );
+    }
+    let file = dir.join("radvd.conf");
+    fs::write(&file, conf).map_err(err)?;
+    let (file, pid) = (file.to_string_lossy(), dir.join("radvd.pid"));
+    real::spawn(
+        rt,
+        Path::new("radvd"),
+        &[
+            "--nodaemon",
+            "--logmethod",
+            "stderr",
+            "--config",
+            &file,
+            "--pidfile",
+            &pid.to_string_lossy(),
+        ],
+        dir,
+        "radvd",
+    )
+    .map_err(err)
+}
+
+fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
+    let (rt, mn, cn, ha) = (&hosts.rt, &hosts.mn, &hosts.cns[0], &hosts.ha);
+    kernel_forwarding(rt)?;
     mn.add_address("mn1", &format!("{KERNEL_COA}/64"))
         .map_err(err)?;
     ip(
@@ -491,9 +544,8 @@ fn prepare(path: Scenario, bins: &Bins, dir: &Path) -> R<Env> {
             }
         }
         Scenario::Daemons { mode, esp } => {
-            let (router, stdin) = real::start_router(&env.hosts, bins, dir).map_err(err)?;
-            env.procs.push(("router", router));
-            env.router_stdin = Some(stdin);
+            let radvd = kernel_router(&env.hosts.rt, dir)?;
+            env.procs.push(("radvd", radvd));
             // Away from the start: only access A has carrier.
             real::carrier(&env.hosts.rt, &["r-mn0", "r-mn2"], &[]).map_err(err)?;
             for (role, ns, bin) in [
@@ -688,7 +740,9 @@ impl Env {
     fn counters(&mut self) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
         self.kernel_drops(&mut m);
-        if let Some(v) = self.router_status() {
+        if self.router_stdin.is_none() {
+            self.kernel_router_frames(&mut m);
+        } else if let Some(v) = self.router_status() {
             for l in v["links"].as_array().into_iter().flatten() {
                 let name = l["name"].as_str().unwrap_or("?");
                 m.insert(format!("router {name}"), l["sent"].as_u64().unwrap_or(0));
@@ -734,6 +788,25 @@ impl Env {
         m
     }
 
+    /// Where the kernel routes in rt: the frames on each link of the path
+    /// (both ways through rt's port, as our router counts a link's), and
+    /// what rt's ports dropped.
+    fn kernel_router_frames(&self, m: &mut BTreeMap<String, u64>) {
+        for (dev, link, _) in PORTS {
+            let Some(v) = link_stats(&self.hosts.rt, dev) else {
+                continue;
+            };
+            let s = &v[0]["stats64"];
+            let n = |way: &str, k: &str| s[way][k].as_u64().unwrap_or(0);
+            m.insert(
+                format!("router {link}"),
+                n("rx", "packets") + n("tx", "packets"),
+            );
+            *m.entry("router drop kernel".into()).or_default() +=
+                n("rx", "dropped") + n("tx", "dropped");
+        }
+    }
+
     /// The kernel's drops on the TUN devices of the path (the daemons',
     /// kernel-libipsec's in mn and ha) and at the receiver's UDP socket
     /// (iperf3's, in cn).
@@ -755,10 +828,7 @@ impl Env {
             ("mn", &self.hosts.mn, "ipsec0"),
             ("ha", &self.hosts.ha, "ipsec0"),
         ] {
-            let Ok(text) = ns.check(&["ip", "-j", "-s", "link", "show", dev]) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            let Some(v) = link_stats(ns, dev) else {
                 continue;
             };
             for way in ["rx", "tx"] {
@@ -866,6 +936,12 @@ impl Row {
         }
         m
     }
+}
+
+/// `ip -j -s link show DEV` in `ns`.
+fn link_stats(ns: &Netns, dev: &str) -> Option<Value> {
+    let text = ns.check(&["ip", "-j", "-s", "link", "show", dev]).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 fn measure(env: &mut Env, hz: f64) -> R<Row> {
@@ -980,6 +1056,7 @@ fn main() -> ExitCode {
         ("iperf3", "iperf3"),
         ("ethtool", "ethtool"),
         ("ping", "iputils-ping"),
+        ("radvd", "radvd"),
     ] {
         if testbed::harness::netns::resolve_program(tool).is_err() {
             missing.push(format!("{tool} (apt-get install {package})"));
@@ -1172,7 +1249,7 @@ fn summary(rows: &[(Scenario, Row)], handoffs: &[Handoff]) {
         "-",
     );
     figure(
-        "CPU s per GB, tunnel + ESP (ours: router + daemons)",
+        "CPU s per GB, tunnel + ESP (ours: the daemons)",
         cpu(esp, &OURS),
         "charon's two",
         cpu(charon, &["mn", "ha"]),
@@ -1234,8 +1311,8 @@ fn throughput_report(rows: &[(Scenario, Row)]) -> String {
          TUN MTU 1400, veth MTU 1500. TCP -t {TCP_SECS}, median of {TCP_RUNS}; UDP -u -l {UDP_LEN} \
          -t {UDP_SECS}, as fast as iperf3 sends (-b 0), then paced at {} kpps. × kernel: against \
          the kernel row of the same path (direct, or forwarded through the HA's namespace); \
-         × step: against the row it adds to (kernel → tx offload off → our router → + daemons, \
-         route optimised → tunnel via the HA instead → + ESP).\n",
+         × step: against the row it adds to (kernel → tx offload off → our router; kernel → \
+         daemons, route optimised → tunnel via the HA instead → + ESP).\n",
         UDP_PACED / 1000
     );
     let _ = writeln!(
@@ -1281,7 +1358,8 @@ fn throughput_report(rows: &[(Scenario, Row)]) -> String {
         o,
         "\nCPU during the TCP runs (user+system from /proc/PID/stat; iperf3's own from its report), \
          in CPU seconds per GB of payload delivered, and the share of it in user space; `ours` adds \
-         the router and the daemons.\n"
+         our router and the daemons (the kernel's forwarding in rt is mostly charged to the \
+         process whose send crossed the veth: a veth delivers in the sender's context).\n"
     );
     let _ = writeln!(o, "| path | {} | ours |", LABELS.join(" | "));
     let _ = writeln!(o, "|---|{}---|", "---|".repeat(LABELS.len()));

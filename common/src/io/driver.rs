@@ -30,7 +30,7 @@ use super::packet::{
     Framing, PacketConfig, PacketError, PacketKind, PacketSocket, RecvBatch, SEND_BATCH,
 };
 use super::sysctl::{SysctlError, Sysctls};
-use super::tun::{self, Installed, Tun, TunBatch, TunError};
+use super::tun::{self, Installed, Tun, TunBatch, TunError, TunQueue};
 use super::{Clock, KeyLog, Store, StoreError};
 use crate::ike::IkeEvent;
 use crate::ipsec::Direction;
@@ -180,6 +180,8 @@ pub struct Driver<E> {
     netlink: Netlink,
     links: Vec<Link>,
     tun: Arc<Tun>,
+    /// Packets for the stack, written when the engine is done.
+    stack: TunQueue,
     installed: Option<Installed>,
     sysctls: Sysctls,
     control: Option<PathBuf>,
@@ -269,6 +271,7 @@ impl<E: Engine> Driver<E> {
             netlink,
             links,
             tun,
+            stack: TunQueue::default(),
             installed: Some(installed),
             sysctls,
             control: None,
@@ -610,6 +613,7 @@ impl<E: Engine> Driver<E> {
             for i in 0..self.links.len() {
                 self.flush(i);
             }
+            self.flush_stack();
             // The sockets take every group (all-multicast): nothing to program.
             while self.engine.poll_membership().is_some() {}
             while let Some(e) = self.engine.poll_event() {
@@ -627,6 +631,25 @@ impl<E: Engine> Driver<E> {
             }
             if !busy {
                 return Ok(());
+            }
+        }
+    }
+
+    /// Writes the packets queued for the stack, coalesced. A failed write
+    /// counts every packet of the batch as dropped: which of the others
+    /// went, the device does not say.
+    fn flush_stack(&mut self) {
+        let n = self.stack.len() as u64;
+        match self.tun.try_send_queue(&mut self.stack) {
+            Ok(sent) => self.stats.tun_sent += sent as u64,
+            Err(e) => {
+                tracing::debug!("TUN write: {e}");
+                let reason = if e.kind() == io::ErrorKind::WouldBlock {
+                    "tun-full"
+                } else {
+                    "tun-error"
+                };
+                *self.stats.drops.entry(reason).or_default() += n;
             }
         }
     }
@@ -667,14 +690,12 @@ impl<E: Engine> Driver<E> {
 
     fn send(&mut self, t: Transmit) {
         match (t.iface, t.dst_mac) {
-            (Iface::Stack, _) => match self.tun.try_send(&t.bytes) {
-                Ok(()) => self.stats.tun_sent += 1,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.drop_reason("tun-full"),
-                Err(e) => {
-                    tracing::debug!("TUN write: {e}");
-                    self.drop_reason("tun-error");
+            (Iface::Stack, _) => {
+                self.stack.push(&t.bytes);
+                if self.stack.len() >= SEND_BATCH {
+                    self.flush_stack();
                 }
-            },
+            }
             (Iface::Link(i), Some(dst)) => {
                 let i = usize::from(i);
                 let Some(link) = self.links.get_mut(i) else {

@@ -43,7 +43,7 @@ pub use packet::{
 };
 pub use store::{Store, StoreError};
 pub use sysctl::{SysctlError, Sysctls};
-pub use tun::{Installed, Tun, TunBatch, TunError};
+pub use tun::{Installed, Tun, TunBatch, TunError, TunQueue};
 
 /// Any error of the device layer.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,9 @@
 //! checksums (tun-rs's `recv_multiple`); so the engines still see packets
 //! of the MTU, and a bulk sender costs a read per 64 kB instead of per
 //! packet (at most [`GSO_MAX_SEGS`] a read: the device's `gso_max_segs`).
-//! Writes carry an empty virtio header (no GSO, checksum done).
+//! Writes go in batches ([`TunQueue`]) that tun-rs coalesces (GRO): the
+//! segments of one flow that follow each other go up as one packet with
+//! a virtio GSO header, the rest with an empty one (no GSO, checksum done).
 //! Kernel 6.18 would give a fresh TUN a link-local address and
 //! send router solicitations into it: [`Tun::open`] switches address
 //! generation off (`IFLA_INET6_ADDR_GEN_MODE` none) and sets
@@ -173,12 +175,20 @@ impl Tun {
         whole(n, NO_GSO.len() + packet.len())
     }
 
-    /// [`Tun::send`] now, or `WouldBlock`.
-    pub fn try_send(&self, packet: &[u8]) -> io::Result<()> {
-        let n = self
-            .dev
-            .try_send_vectored(&[IoSlice::new(&NO_GSO), IoSlice::new(packet)])?;
-        whole(n, NO_GSO.len() + packet.len())
+    /// Writes what `queue` holds and empties it: segments of one TCP or
+    /// UDP flow that follow each other go up coalesced (GRO, tun-rs's
+    /// `send_multiple`), so the kernel's receive path runs once per up to
+    /// 64 kB instead of once per packet. The packets handed over, or the
+    /// last write's error (the other writes were still made).
+    pub fn try_send_queue(&self, queue: &mut TunQueue) -> io::Result<usize> {
+        let n = core::mem::take(&mut queue.len);
+        if n == 0 {
+            return Ok(0);
+        }
+        // The device's own, which writes now or says `WouldBlock`.
+        let dev: &tun_rs::DeviceImpl = &self.dev;
+        dev.send_multiple(&mut queue.gro, &mut queue.bufs[..n], NO_GSO.len())?;
+        Ok(n)
     }
 
     /// A /128 home address on this TUN, `nodad` and marked as a home address.
@@ -253,6 +263,49 @@ impl TunBatch {
             .zip(&self.sizes)
             .take(self.count)
             .map(|(b, n)| &b[..*n])
+    }
+}
+
+/// Packets for the kernel, for [`Tun::try_send_queue`]. Each buffer has
+/// room for the virtio header ahead of its packet and for 64 kB of
+/// coalesced segments; the buffers are kept for the next writes.
+#[derive(Default)]
+pub struct TunQueue {
+    bufs: Vec<Vec<u8>>,
+    len: usize,
+    gro: tun_rs::GROTable,
+}
+
+impl std::fmt::Debug for TunQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunQueue")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TunQueue {
+    /// Queues a copy of `packet`.
+    pub fn push(&mut self, packet: &[u8]) {
+        if self.len == self.bufs.len() {
+            // tun-rs coalesces into a buffer only within its capacity, and
+            // never grows it: room for 64 kB, the header ahead and behind.
+            self.bufs
+                .push(Vec::with_capacity(65_535 + 2 * NO_GSO.len()));
+        }
+        let b = &mut self.bufs[self.len];
+        b.clear();
+        b.extend_from_slice(&NO_GSO);
+        b.extend_from_slice(packet);
+        self.len += 1;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 

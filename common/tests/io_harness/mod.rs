@@ -126,6 +126,13 @@ impl Netns {
         v[0].clone()
     }
 
+    /// `ip -s -j link show DEV`'s counters (`stats64`).
+    pub fn link_json_stats(&self, dev: &str) -> serde_json::Value {
+        let out = self.ip(&["-s", "-j", "link", "show", "dev", dev]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("ip -s -j output");
+        v[0]["stats64"].clone()
+    }
+
     pub fn mac(&self, dev: &str) -> [u8; 6] {
         parse_mac(self.link_json(dev)["address"].as_str().expect("address"))
     }

@@ -30,7 +30,7 @@ use common::ike::{
 };
 use common::io::netlink::{AddressEvent, AddressEvents, Ipv6Address};
 use common::io::udp::{self, AddressSockets, Received};
-use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun, TunBatch};
+use common::io::{tun, Clock, Installed, KeyLog, Netlink, Tun, TunBatch, TunQueue};
 use common::ipsec::{Inbound, Ipsec, Mode, Outbound, SaId};
 use common::time::{earlier, Duration};
 use tokio::sync::mpsc;
@@ -197,6 +197,7 @@ async fn run(setup: PeerSetup, args: &IkeArgs) -> Result<(), PeerError> {
         drops: BTreeMap::new(),
         verbose: args.verbose,
         buf: Vec::new(),
+        stack: TunQueue::default(),
     };
     peer.bind(&setup.local_addresses)?;
     if let Some(cfg) = &setup.tun {
@@ -354,6 +355,8 @@ struct Peer {
     verbose: bool,
     /// Reused for what `Ipsec` writes.
     buf: Vec<u8>,
+    /// Reused for the TUN writes.
+    stack: TunQueue,
 }
 
 impl Peer {
@@ -503,7 +506,8 @@ impl Peer {
         };
         // Unlike a fresh socket, the device has long been seen writable
         // by now: WouldBlock here means its queue is full.
-        if let Err(e) = tun.try_send(packet) {
+        self.stack.push(packet);
+        if let Err(e) = tun.try_send_queue(&mut self.stack) {
             self.drop_packet("tun-write", e);
         }
     }
