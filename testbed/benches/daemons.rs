@@ -19,13 +19,13 @@
 //!    in user space and be the limit measured), the node on access A and
 //!    bound, route optimised (`mode: ipsec`), through the home agent
 //!    (`mode: none`), and through the home agent with the tunnel between
-//!    care-of address and home agent in ESP (AES-GCM-128, static keys, a
+//!    care-of address and home agent in ESP (AES-256-GCM, static keys, a
 //!    transport pair whose selector is any local address ↔ the home agent,
 //!    protocol 41; the home agent's mirror). A ping is traced first, and
 //!    the ESP row checks that the home agent's inbound tunnel SA counted it.
 //!    Then the best alternative in the same namespaces: the kernel hosts
 //!    through the HA's namespace with strongSwan's charon + kernel-libipsec
-//!    in mn and ha keeping an ESP tunnel (AES-GCM-128, as ours) between
+//!    in mn and ha keeping an ESP tunnel (AES-256-GCM, as ours) between
 //!    the node's address on access A and the HA for the home address ↔
 //!    cn (needs charon: `scripts/test.sh` installs it).
 //! 3. For every path: iperf3 from the node (bound to its home address, or
@@ -415,7 +415,7 @@ fn kernel_hosts(hosts: &real::Hosts, via_ha: bool) -> R<()> {
     )
 }
 
-/// charon in ha, then in mn initiating: an ESP tunnel (AES-GCM-128, as
+/// charon in ha, then in mn initiating: an ESP tunnel (AES-256-GCM, as
 /// our ESP row) between the node's address on access A and the HA, for
 /// the home address ↔ the correspondent's prefix, as a gateway protects
 /// a site. kernel-libipsec routes each side's remote selector into its
@@ -437,7 +437,7 @@ fn charon_tunnel(hosts: &real::Hosts, dir: &Path) -> R<Vec<(&'static str, Charon
     let config = |role, us: &str, them: &str, local: Ipv6Addr, ts: (&str, &str)| {
         let mut c = CharonConfig::new(role, us, them, Auth::Psk("daemons-bench".into()));
         c.local_addrs = vec![IpAddr::V6(local)];
-        c.esp_proposals = "aes128gcm16".into();
+        c.esp_proposals = real::TUNNEL_ALGORITHM.keyword().into();
         c.children = vec![ChildConfig::tunnel("tunnel", ts.0, ts.1)];
         c.key_logging = false;
         c.dos_protection = false;

@@ -290,10 +290,11 @@ impl Cn {
         if hao.is_some() {
             strip_mobility_headers(&mut rx.repr);
             self.core.stats.delivered_route_optimised += 1;
+            self.core.deliver(rx.repr.to_bytes(&self.cfg.code_points));
         } else {
             self.core.stats.delivered_direct += 1;
+            self.core.deliver(rx.bytes);
         }
-        self.core.deliver(&rx.repr);
     }
 
     fn mobility(

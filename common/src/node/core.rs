@@ -46,6 +46,20 @@ impl Rx {
         home_address_option(&self.repr)
     }
 
+    /// The packet a tunnel carried, as it came: all of `bytes` out of a
+    /// tunnel-mode SA, else what follows the outer header of IPv6 in
+    /// IPv6.
+    pub fn inner_bytes(&self) -> Option<&[u8]> {
+        if self.tunnelled {
+            return Some(&self.bytes);
+        }
+        let l = Layout::parse(&self.bytes).ok()?;
+        if l.selectors.protocol != IpProtocol::Ipv6 {
+            return None;
+        }
+        self.bytes.get(l.upper_offset..l.end)
+    }
+
     /// The Mobility Header as it was on the wire, for authenticators.
     pub fn mh_bytes(&self) -> Option<&[u8]> {
         let l = Layout::parse(&self.bytes).ok()?;
@@ -558,9 +572,9 @@ impl Core {
         }
     }
 
-    /// Hands a packet to the stack.
-    pub fn deliver(&mut self, repr: &PacketRepr) {
-        let bytes = repr.to_bytes(&self.cp);
+    /// Hands a packet to the stack: as it came (`Rx::bytes`), or what a
+    /// representation changed on the way emits.
+    pub fn deliver(&mut self, bytes: Vec<u8>) {
         self.out.push_back(Transmit {
             iface: Iface::Stack,
             dst_mac: None,
@@ -609,15 +623,21 @@ impl Core {
         let mut emitted = core::mem::take(&mut self.emitted);
         emitted.clear();
         repr.emit(&mut emitted, &self.cp);
+        let sent = self.send_bytes(now, &emitted, signalling);
+        self.emitted = emitted;
+        sent
+    }
+
+    /// [`Core::send`] for a finished packet: one forwarded as it came.
+    pub fn send_bytes(&mut self, now: Instant, packet: &[u8], signalling: bool) -> Option<bool> {
         let sealed = self
             .ipsec
-            .outbound_on(now, Path::Direct, &emitted, &mut self.scratch);
+            .outbound_on(now, Path::Direct, packet, &mut self.scratch);
         let out = match sealed {
-            Ok(Outbound::Clear) => Some((emitted.to_vec(), false)),
+            Ok(Outbound::Clear) => Some((packet.to_vec(), false)),
             Ok(Outbound::Protected { .. }) => Some((self.scratch.clone(), true)),
             Err(_) => None,
         };
-        self.emitted = emitted;
         let Some((bytes, protected)) = out else {
             self.drop(NodeDrop::Ipsec);
             return None;
@@ -790,7 +810,7 @@ pub(crate) fn authorised(rx: &Rx, kbm: &[u8; 20], care_of: Ipv6Addr, cn: Ipv6Add
     rr::verify_authenticator(kbm, care_of, cn, &data, &auth)
 }
 
-fn is_signalling(repr: &PacketRepr) -> bool {
+pub(crate) fn is_signalling(repr: &PacketRepr) -> bool {
     match &repr.upper {
         UpperRepr::Mobility(_) => true,
         UpperRepr::Tunnel(inner) => is_signalling(inner),

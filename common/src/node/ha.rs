@@ -11,7 +11,7 @@ use core::net::{IpAddr, Ipv6Addr};
 use hashbrown::{HashMap, HashSet};
 
 use super::cache::{check_seq, BindingCache, CacheEntry, Journal};
-use super::core::{strip_mobility_headers, Core, Received, Rx};
+use super::core::{is_signalling, strip_mobility_headers, Core, Received, Rx};
 use super::status::{seconds_until, BindingStatus};
 use super::{
     lifetime_units, same_prefix64, unicast_routable, units_lifetime, Command, CommandError, Engine,
@@ -200,7 +200,7 @@ impl Ha {
                 return;
             }
             if h.dst != self.cfg.address {
-                self.forward(now, rx.repr);
+                self.forward(now, &rx);
                 return;
             }
         }
@@ -234,8 +234,7 @@ impl Ha {
                     self.lost_binding(now, inner_src, h.src);
                     return;
                 }
-                let inner = (**inner).clone();
-                self.forward(now, inner);
+                self.forward(now, &rx);
             }
             UpperRepr::Mobility(mh) => match &mh.message {
                 MhMessage::BindingUpdate {
@@ -271,11 +270,11 @@ impl Ha {
             _ if hao.is_some() => {
                 strip_mobility_headers(&mut rx.repr);
                 self.core.stats.delivered_route_optimised += 1;
-                self.core.deliver(&rx.repr);
+                self.core.deliver(rx.repr.to_bytes(&self.cfg.code_points));
             }
             _ => {
                 self.core.stats.delivered_direct += 1;
-                self.core.deliver(&rx.repr);
+                self.core.deliver(rx.bytes);
             }
         }
     }
@@ -303,23 +302,27 @@ impl Ha {
         self.send_own(now, error);
     }
 
-    /// Forwards a packet out of the tunnel with its Hop Limit one lower
-    /// (RFC 8200 §3, RFC 2473 §3.1), or drops it with a Time Exceeded if
-    /// that would be 0.
-    fn forward(&mut self, now: Instant, mut repr: PacketRepr) {
-        let IpRepr::V6 { header, .. } = &mut repr.ip else {
-            self.core.drop(NodeDrop::NoRoute);
-            return;
+    /// Forwards the packet out of the tunnel `rx` came through as it came
+    /// but for its Hop Limit, one lower (RFC 8200 §3, RFC 2473 §3.1), or
+    /// drops it with a Time Exceeded if that would be 0.
+    fn forward(&mut self, now: Instant, rx: &Rx) {
+        let inner = match &rx.repr.upper {
+            _ if rx.tunnelled => &rx.repr,
+            UpperRepr::Tunnel(inner) => inner,
+            _ => return self.core.drop(NodeDrop::NoRoute),
+        };
+        let (IpRepr::V6 { header, .. }, Some(packet)) = (&inner.ip, rx.inner_bytes()) else {
+            return self.core.drop(NodeDrop::NoRoute);
         };
         if header.hop_limit <= 1 {
-            let invoking = repr.to_bytes(&self.cfg.code_points);
-            let error = self.core.time_exceeded(now, self.cfg.address, &invoking);
+            let error = self.core.time_exceeded(now, self.cfg.address, packet);
             self.send_own(now, error);
             return;
         }
-        header.hop_limit -= 1;
+        let mut hop = packet.to_vec();
+        hop[7] -= 1;
         self.core.stats.forwarded += 1;
-        self.core.send(now, &repr);
+        self.core.send_bytes(now, &hop, is_signalling(inner));
     }
 
     /// Sends a packet of our own: through the tunnel to a home address

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 
 use rand_core::RngCore;
 
-use super::core::{add_home_address_option, authorised, type2_address, Core, Received, Rx};
+use super::core::{
+    add_home_address_option, authorised, is_signalling, type2_address, Core, Received, Rx,
+};
 use super::rr::{self, MAX_RR_BINDING_LIFETIME};
 use super::status::UpdateStatus;
 use super::{
@@ -591,7 +593,8 @@ impl Mn {
         while let Some(p) = self.core.poll_ike_packet() {
             match &p.ip {
                 IpRepr::V6 { header, .. } if header.src == self.home() => {
-                    self.send_from_home(now, p);
+                    let bytes = p.to_bytes(&self.cfg.code_points);
+                    self.send_from_home(now, p, &bytes);
                 }
                 _ => {
                     self.core.send(now, &p);
@@ -863,13 +866,14 @@ impl Mn {
 
     fn outgoing(&mut self, now: Instant, bytes: &[u8]) {
         if let Some(repr) = self.core.parse_local(bytes) {
-            self.send_from_home(now, repr);
+            self.send_from_home(now, repr, bytes);
         }
     }
 
-    /// A packet from the home address: as it is at home, else route
-    /// optimised where a binding allows, else through the home agent.
-    fn send_from_home(&mut self, now: Instant, mut repr: PacketRepr) {
+    /// A packet from the home address, `repr` parsed from `bytes`: as it
+    /// is at home, else route optimised where a binding allows, else
+    /// through the home agent (as it came).
+    fn send_from_home(&mut self, now: Instant, mut repr: PacketRepr, bytes: &[u8]) {
         let IpRepr::V6 { header, .. } = &repr.ip else {
             return;
         };
@@ -904,8 +908,9 @@ impl Mn {
                     self.core.send(now, &repr);
                 } else {
                     self.core.stats.sent_tunnelled += 1;
+                    let ends = (coa, self.cfg.home_agent);
                     self.core
-                        .send_tunnelled(now, (coa, self.cfg.home_agent), &repr);
+                        .send_tunnelled_bytes(now, ends, bytes, is_signalling(&repr));
                 }
             }
         }
@@ -967,7 +972,7 @@ impl Mn {
                     }
                     return;
                 }
-                self.core.deliver(&repr);
+                self.core.deliver(repr.to_bytes(&self.cfg.code_points));
             }
         }
     }
@@ -995,7 +1000,7 @@ impl Mn {
             return;
         }
         self.core.stats.delivered_tunnelled += 1;
-        self.core.deliver(&rx.repr);
+        self.core.deliver(rx.bytes);
     }
 
     /// RFC 6275 §11.3.5: an ICMPv6 Parameter Problem, code 1 (unknown

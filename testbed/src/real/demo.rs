@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as WallDuration;
 
 use common::ike::Mobility;
+use common::ipsec::Algorithm;
 use common::node::{CoaTestPolicy, CookieMethod, RouteOptimisation};
 use common::time::{Duration, Instant};
 use common::wire::packet::UdpPayload;
@@ -213,15 +214,29 @@ fn ms(d: Duration) -> f64 {
     d.as_micros() as f64 / 1000.0
 }
 
-/// Two fresh 20-byte keys (AES-128-GCM and its salt), one each way.
-fn key_pair(rng: &mut ChaCha20Rng) -> (String, String) {
+/// An SA pair's algorithm and its two fresh keys (with their salts), one
+/// each way.
+struct Keys {
+    algorithm: Algorithm,
+    ab: String,
+    ba: String,
+}
+
+fn key_pair(rng: &mut ChaCha20Rng, algorithm: Algorithm) -> Keys {
     let mut k = || {
-        let mut b = [0u8; 20];
+        let mut b = vec![0u8; algorithm.key_len()];
         rng.fill_bytes(&mut b);
         format!("0x{}", common::wire::hex(&b))
     };
-    (k(), k())
+    Keys {
+        algorithm,
+        ab: k(),
+        ba: k(),
+    }
 }
+
+/// The ESP tunnel's ([`Extras::esp_tunnel`]).
+pub const TUNNEL_ALGORITHM: Algorithm = Algorithm::Aes256Gcm16;
 
 /// BU and BA only: the suitable pair of draft-dupont-mipv6-cn-ipsec §2,
 /// RFC 3776's with the home agent.
@@ -231,6 +246,7 @@ const BU_BA: &str = "protocol: mobility, mh_types: [bu, ba]";
 struct Sa<'a> {
     local: Ipv6Addr,
     peer: Ipv6Addr,
+    algorithm: Algorithm,
     /// (SPI, key) each way.
     out: (u32, &'a str),
     inb: (u32, &'a str),
@@ -245,16 +261,17 @@ struct Sa<'a> {
 fn mirrored<'a>(
     (a, b): (Ipv6Addr, Ipv6Addr),
     spi: u32,
-    keys: &'a (String, String),
+    keys: &'a Keys,
     sel: [&'a str; 2],
     policy: [String; 2],
 ) -> (Sa<'a>, Sa<'a>) {
-    let (ab, ba) = ((spi, keys.0.as_str()), (spi + 1, keys.1.as_str()));
+    let (ab, ba) = ((spi, keys.ab.as_str()), (spi + 1, keys.ba.as_str()));
     let [pa, pb] = policy;
     (
         Sa {
             local: a,
             peer: b,
+            algorithm: keys.algorithm,
             out: ab,
             inb: ba,
             selector: sel[0],
@@ -263,6 +280,7 @@ fn mirrored<'a>(
         Sa {
             local: b,
             peer: a,
+            algorithm: keys.algorithm,
             out: ba,
             inb: ab,
             selector: sel[1],
@@ -276,7 +294,7 @@ fn mirrored<'a>(
 fn between<'a>(
     (a, b): (Ipv6Addr, Ipv6Addr),
     spi: u32,
-    keys: &'a (String, String),
+    keys: &'a Keys,
     sel: &'a str,
 ) -> (Sa<'a>, Sa<'a>) {
     let policy = |l: Ipv6Addr, r: Ipv6Addr| {
@@ -293,10 +311,17 @@ fn keys_yaml(pairs: &[Sa<'_>]) -> String {
     for sa in pairs {
         let _ = writeln!(
             s,
-            "  - {{ local: \"{}\", peer: \"{}\", mode: transport, algorithm: aes128gcm16, \
+            "  - {{ local: \"{}\", peer: \"{}\", mode: transport, algorithm: {}, \
              outbound: {{ spi: {:#x}, key: \"{}\" }}, inbound: {{ spi: {:#x}, key: \"{}\" }}, \
              selector: {{ {} }} }}",
-            sa.local, sa.peer, sa.out.0, sa.out.1, sa.inb.0, sa.inb.1, sa.selector
+            sa.local,
+            sa.peer,
+            sa.algorithm.keyword(),
+            sa.out.0,
+            sa.out.1,
+            sa.inb.0,
+            sa.inb.1,
+            sa.selector
         );
         let _ = writeln!(
             p,
@@ -386,7 +411,7 @@ pub fn build_hosts(net: &Network) -> Result<Hosts, Error> {
 /// What a run's files add to the demo's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Extras {
-    /// ESP (AES-GCM) on the tunnel between the care-of address and the
+    /// ESP ([`TUNNEL_ALGORITHM`]) on the tunnel between the care-of address and the
     /// home agent: a transport pair for IPv6-in-IPv6 (protocol 41), RFC
     /// 4877's payload protection with static keys.
     pub esp_tunnel: bool,
@@ -493,9 +518,13 @@ fn ike_sections(net: &Network, mobility: Mobility, payload: bool) -> (String, St
 pub fn write_configs(net: &Network, dir: &Path, extras: Extras) -> Result<(), Error> {
     fs::create_dir_all(dir).map_err(io_at(dir))?;
     let mut rng = ChaCha20Rng::seed_from_u64(net.seed ^ 0x6b65_7973);
-    let ha_keys = key_pair(&mut rng);
-    let cn_keys: Vec<_> = net.cns.iter().map(|_| key_pair(&mut rng)).collect();
-    let tunnel_keys = key_pair(&mut rng);
+    let ha_keys = key_pair(&mut rng, Algorithm::Aes128Gcm16);
+    let cn_keys: Vec<_> = net
+        .cns
+        .iter()
+        .map(|_| key_pair(&mut rng, Algorithm::Aes128Gcm16))
+        .collect();
+    let tunnel_keys = key_pair(&mut rng, TUNNEL_ALGORITHM);
     let (hoa, ha_address) = (net.mn.home_address, net.ha.address);
     let ike = match net.keying {
         Keying::Static => None,
