@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::io::sysctl;
 use common::io::tun::{install, GSO_MAX_SEGS};
-use common::io::{Netlink, Sysctls, Tun, TunBatch, TunQueue};
+use common::io::{Installed, Netlink, Sysctls, Tun, TunBatch, TunQueue};
 use io_harness::{checksum, echo, ipv6, on_thread, skip, step, Netns};
 
 #[test]
@@ -221,6 +221,19 @@ async fn next_packet(
     queued.pop_front().expect("a packet")
 }
 
+/// TUN `name` (MTU 1400) with the home address on it and a route to FAR.
+async fn tun_with_home_address(name: &str) -> (Netlink, Tun, Installed) {
+    let nl = Netlink::new().expect("netlink");
+    let tun = Tun::open(name, 1400, &nl).await.expect("tun");
+    let installed = step(
+        "install",
+        install(&nl, &[tun.home_address(HOA)], &[tun.route(FAR, 64)]),
+    )
+    .await
+    .expect("install");
+    (nl, tun, installed)
+}
+
 /// With offload, one read takes what the kernel sends as one GSO segment
 /// of many packets, and `recv_batch` hands them over as packets of the
 /// MTU with finished checksums, in order: a UDP datagram sent with
@@ -234,14 +247,7 @@ fn a_gso_send_comes_out_of_one_read_as_packets_of_the_mtu() {
     let h = ns.handle();
     on_thread(Duration::from_secs(60), move || async move {
         h.enter();
-        let nl = Netlink::new().expect("netlink");
-        let tun = Tun::open("mip6gso0", 1400, &nl).await.expect("tun");
-        let installed = step(
-            "install",
-            install(&nl, &[tun.home_address(HOA)], &[tun.route(FAR, 64)]),
-        )
-        .await
-        .expect("install");
+        let (nl, tun, installed) = tun_with_home_address("mip6gso0").await;
         let sock = std::net::UdpSocket::bind(SocketAddr::new(HOA.into(), 0)).expect("bind");
         nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::UdpGsoSegment, &500)
             .expect("UDP_SEGMENT");
@@ -285,14 +291,7 @@ fn a_queue_of_one_flows_datagrams_goes_up_as_one_packet() {
     let h = ns.handle();
     on_thread(Duration::from_secs(60), move || async move {
         h.enter();
-        let nl = Netlink::new().expect("netlink");
-        let tun = Tun::open("mip6gro0", 1400, &nl).await.expect("tun");
-        let installed = step(
-            "install",
-            install(&nl, &[tun.home_address(HOA)], &[tun.route(FAR, 64)]),
-        )
-        .await
-        .expect("install");
+        let (nl, tun, installed) = tun_with_home_address("mip6gro0").await;
         let sock = tokio::net::UdpSocket::bind(SocketAddr::new(HOA.into(), 0))
             .await
             .expect("bind the home address");

@@ -46,18 +46,17 @@ impl Rx {
         home_address_option(&self.repr)
     }
 
-    /// The packet a tunnel carried, as it came: all of `bytes` out of a
-    /// tunnel-mode SA, else what follows the outer header of IPv6 in
-    /// IPv6.
-    pub fn inner_bytes(&self) -> Option<&[u8]> {
+    /// The packet a tunnel carried, parsed and as it came: `repr` and all
+    /// of `bytes` out of a tunnel-mode SA, else IPv6 in IPv6's inner one.
+    pub fn inner(&self) -> Option<(&PacketRepr, &[u8])> {
         if self.tunnelled {
-            return Some(&self.bytes);
+            return Some((&self.repr, &self.bytes));
         }
-        let l = Layout::parse(&self.bytes).ok()?;
-        if l.selectors.protocol != IpProtocol::Ipv6 {
+        let UpperRepr::Tunnel(inner) = &self.repr.upper else {
             return None;
-        }
-        self.bytes.get(l.upper_offset..l.end)
+        };
+        let l = Layout::parse(&self.bytes).ok()?;
+        Some((inner, self.bytes.get(l.upper_offset..l.end)?))
     }
 
     /// The Mobility Header as it was on the wire, for authenticators.
@@ -620,24 +619,43 @@ impl Core {
     /// ([`Path::Direct`]) and sends it; what goes out is a copy of exactly
     /// its length.
     fn send_emitted(&mut self, now: Instant, repr: &PacketRepr, signalling: bool) -> Option<bool> {
-        let mut emitted = core::mem::take(&mut self.emitted);
-        emitted.clear();
-        repr.emit(&mut emitted, &self.cp);
-        let sent = self.send_bytes(now, &emitted, signalling);
-        self.emitted = emitted;
-        sent
+        self.send_filled(now, signalling, |b, cp| repr.emit(b, cp))
     }
 
-    /// [`Core::send`] for a finished packet: one forwarded as it came.
-    pub fn send_bytes(&mut self, now: Instant, packet: &[u8], signalling: bool) -> Option<bool> {
+    /// [`Core::send`] for a packet forwarded as it came, its Hop Limit one
+    /// lower (the caller saw it above 1).
+    pub fn send_forwarded(
+        &mut self,
+        now: Instant,
+        packet: &[u8],
+        signalling: bool,
+    ) -> Option<bool> {
+        self.send_filled(now, signalling, |b, _| {
+            b.extend_from_slice(packet);
+            b[7] -= 1;
+        })
+    }
+
+    /// Has `fill` write the packet in place of the last one sent, applies
+    /// the SPD and sends it.
+    fn send_filled(
+        &mut self,
+        now: Instant,
+        signalling: bool,
+        fill: impl FnOnce(&mut Vec<u8>, &CodePoints),
+    ) -> Option<bool> {
+        let mut packet = core::mem::take(&mut self.emitted);
+        packet.clear();
+        fill(&mut packet, &self.cp);
         let sealed = self
             .ipsec
-            .outbound_on(now, Path::Direct, packet, &mut self.scratch);
+            .outbound_on(now, Path::Direct, &packet, &mut self.scratch);
         let out = match sealed {
             Ok(Outbound::Clear) => Some((packet.to_vec(), false)),
             Ok(Outbound::Protected { .. }) => Some((self.scratch.clone(), true)),
             Err(_) => None,
         };
+        self.emitted = packet;
         let Some((bytes, protected)) = out else {
             self.drop(NodeDrop::Ipsec);
             return None;

@@ -306,12 +306,14 @@ impl Ha {
     /// but for its Hop Limit, one lower (RFC 8200 §3, RFC 2473 §3.1), or
     /// drops it with a Time Exceeded if that would be 0.
     fn forward(&mut self, now: Instant, rx: &Rx) {
-        let inner = match &rx.repr.upper {
-            _ if rx.tunnelled => &rx.repr,
-            UpperRepr::Tunnel(inner) => inner,
-            _ => return self.core.drop(NodeDrop::NoRoute),
-        };
-        let (IpRepr::V6 { header, .. }, Some(packet)) = (&inner.ip, rx.inner_bytes()) else {
+        let Some((
+            inner @ PacketRepr {
+                ip: IpRepr::V6 { header, .. },
+                ..
+            },
+            packet,
+        )) = rx.inner()
+        else {
             return self.core.drop(NodeDrop::NoRoute);
         };
         if header.hop_limit <= 1 {
@@ -319,10 +321,8 @@ impl Ha {
             self.send_own(now, error);
             return;
         }
-        let mut hop = packet.to_vec();
-        hop[7] -= 1;
         self.core.stats.forwarded += 1;
-        self.core.send_bytes(now, &hop, is_signalling(inner));
+        self.core.send_forwarded(now, packet, is_signalling(inner));
     }
 
     /// Sends a packet of our own: through the tunnel to a home address

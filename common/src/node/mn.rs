@@ -940,15 +940,17 @@ impl Mn {
             return self.out_of_tunnel(now, &rx.bytes, Path::Direct);
         }
         match &rx.repr.upper {
-            UpperRepr::Tunnel(inner) => {
+            UpperRepr::Tunnel(_) => {
                 if h.src != self.cfg.home_agent {
                     self.core.drop(NodeDrop::TunnelSourceMismatch);
                     return;
                 }
                 // Plain IPv6-in-IPv6: what a payload SA covers should
                 // have come through it.
-                let inner_bytes = inner.to_bytes(&self.core.cp);
-                self.out_of_tunnel(now, &inner_bytes, Path::Tunnel);
+                let Some((_, inner)) = rx.inner() else {
+                    return self.core.drop(NodeDrop::Malformed);
+                };
+                self.out_of_tunnel(now, inner, Path::Tunnel);
             }
             UpperRepr::Mobility(mh) => {
                 self.mobility(now, &rx, h.src, mh, false);
